@@ -1,0 +1,3 @@
+from sonoshift.cli.main import main
+
+main()
