@@ -1,0 +1,140 @@
+"""Patient-wise splits: 70/15/15 inside each domain, seeded, written once to splits.json, checked on read."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sonoshift.atomic import atomic_write_text
+from sonoshift.errors import SonoshiftError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of patients per split (train, val, test; they must sum to 1; 0 leaves a split empty), the
+    seed, and an optional existing splits.json to reuse instead of drawing a new split."""
+
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    seed: int = 0
+    file: str | None = None
+
+
+def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """Patients per split for ``n`` patients: val and test get round(n f) but at least 1 when their fraction
+    is > 0, train gets the rest. Raises when ``n`` is too small for every non-empty split to get a patient."""
+    f = [float(x) for x in fractions]
+    if len(f) != 3 or any(x < 0 for x in f) or abs(sum(f) - 1.0) > 1e-6 or f[0] <= 0:
+        raise SonoshiftError(
+            f"split fractions {tuple(fractions)} must be three non-negative numbers summing to 1 with train > 0."
+        )
+    need = sum(1 for x in f if x > 0)
+    if n < need:
+        raise SonoshiftError(f"{n} patient(s) are too few for a {need}-way split (need at least {need}).")
+    val = max(1, int(round(n * f[1]))) if f[1] > 0 else 0
+    test = max(1, int(round(n * f[2]))) if f[2] > 0 else 0
+    while n - val - test < 1:  # keep at least one training patient
+        if val >= test and val > 1:
+            val -= 1
+        else:
+            test -= 1
+    return n - val - test, val, test
+
+
+def _draw(ids: list[str], fractions: Sequence[float], key: list[int]) -> dict[str, list[str]]:
+    counts = split_counts(len(ids), fractions)
+    perm = np.random.default_rng(key).permutation(len(ids))
+    shuffled = [ids[i] for i in perm]
+    a, b = counts[0], counts[0] + counts[1]
+    return {"train": sorted(shuffled[:a]), "val": sorted(shuffled[a:b]), "test": sorted(shuffled[b:])}
+
+
+def make_splits(
+    patients: Mapping[str, Sequence[str]], config: SplitConfig = SplitConfig(), *, joint: bool = False
+) -> dict:
+    """Draw a split per domain: ``patients`` maps domain -> patient ids. Returns
+    ``{domain: {"train": [...], "val": [...], "test": [...]}, "seed": seed}`` with sorted id lists.
+
+    The draw depends only on the seed, the domain name and the sorted patient ids (not their order).
+    joint: the domains share patients (paired data): the split is drawn once over all patients and every
+    domain keeps the same assignment, so a patient never sits in two splits.
+    """
+    out: dict = {}
+    if joint:
+        everyone = sorted({str(p) for ids in patients.values() for p in ids})
+        try:
+            shared = _draw(everyone, config.fractions, [int(config.seed)])
+        except SonoshiftError as e:
+            raise SonoshiftError(f"paired domains {', '.join(sorted(patients))}: {e}") from None
+        for domain in sorted(patients):
+            mine = set(map(str, patients[domain]))
+            out[domain] = {s: [p for p in shared[s] if p in mine] for s in SPLITS}
+    else:
+        for domain in sorted(patients):
+            ids = sorted(set(map(str, patients[domain])))
+            try:
+                out[domain] = _draw(ids, config.fractions, [int(config.seed)] + list(domain.encode("utf-8")))
+            except SonoshiftError as e:
+                raise SonoshiftError(f"domain {domain!r}: {e}") from None
+    out["seed"] = int(config.seed)
+    return out
+
+
+def check_leakage(splits: Mapping, where: str = "splits") -> None:
+    """Raise when a patient sits in two different splits (of any domains), naming the patient and both places.
+
+    The same patient in the same split of two domains (paired data) is not leakage.
+    """
+    seen: dict[str, tuple[str, str]] = {}
+    for domain, parts in splits.items():
+        if domain == "seed":
+            continue
+        if not isinstance(parts, Mapping):
+            raise SonoshiftError(f"{where}: domain {domain!r} must map split names to patient lists.")
+        for split in SPLITS:
+            ids = parts.get(split, [])
+            if not isinstance(ids, list):
+                raise SonoshiftError(f"{where}: {domain!r}/{split} must be a list of patient ids.")
+            for pid in ids:
+                pid = str(pid)
+                if pid in seen and seen[pid][1] != split:
+                    d0, s0 = seen[pid]
+                    raise SonoshiftError(
+                        f"{where}: patient {pid!r} leaks between {d0}/{s0} and {domain}/{split}."
+                    )
+                seen.setdefault(pid, (domain, split))
+
+
+def write_splits(path: str | Path, splits: Mapping) -> None:
+    """Write ``splits`` as JSON atomically (after a leakage check)."""
+    check_leakage(splits, str(path))
+    atomic_write_text(path, json.dumps(splits, indent=2, sort_keys=True) + "\n")
+
+
+def read_splits(path: str | Path) -> dict:
+    """Read splits.json and check it for leakage; raises SonoshiftError naming the file and the patient."""
+    path = Path(path)
+    if not path.is_file():
+        raise SonoshiftError(f"splits file {path} does not exist.")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise SonoshiftError(f"splits file {path} is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise SonoshiftError(f"splits file {path} must hold a mapping domain -> splits.")
+    check_leakage(data, f"splits file {path}")
+    return data
+
+
+def split_of(splits: Mapping, domain: str, patient_id: str) -> str | None:
+    """The split name holding ``patient_id`` in ``domain``, or None."""
+    parts = splits.get(domain, {})
+    for s in SPLITS:
+        if patient_id in parts.get(s, []):
+            return s
+    return None
