@@ -1,0 +1,270 @@
+"""``sonoshift evaluate``: per-frame image metrics of a translation run in three reference modes.
+
+Input: a translation run folder (docs/formats.md §3: ``run.json`` + ``outputs.csv`` + ``outputs/``). Each output
+frame is compared with
+  - ``target``: its paired target-domain frame (``target_path``; the paper's protocol),
+  - ``source``: its own source frame (``source_path``; is the structure kept?),
+  - ``gt``:     the simulator's ground truth in the target profile (``gt_path``; true accuracy), when present.
+Output, written atomically into the run folder:
+  - ``metrics.csv``: one row per (frame, reference mode) with every pair metric as a column, ``mask_used``,
+    and the run's ``method`` / ``config`` so the file names its rows on its own;
+  - ``metrics_dataset.csv``: distribution-level numbers per mode (FID, KID on the labelled extractor; pooled BC);
+  - ``metrics.json``: what was computed and how (mask, CSS variant, MI form, LPIPS backbone, extractor label).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+import sonoshift
+from sonoshift.atomic import atomic_write_text
+from sonoshift.config import to_dict
+from sonoshift.errors import SonoshiftError
+from sonoshift.metrics import REGISTRY
+from sonoshift.metrics.fid import default_extractor, extract_features, fid_from_features, kid_from_features
+from sonoshift.metrics.histogram import PooledHistogram, bc_from_counts
+from sonoshift.metrics.lpips import LPIPS, load_lpips, lpips_distance
+from sonoshift.metrics.suite import PAIR_METRICS, pair_metrics
+from sonoshift.progress import track
+
+MODES = ("target", "source", "gt")
+MODE_COLUMN = {"target": "target_path", "source": "source_path", "gt": "gt_path"}
+MODE_TEXT = {
+    "target": "translated vs paired target frame (paper protocol)",
+    "source": "translated vs its own source frame (structure kept)",
+    "gt": "translated vs simulator ground truth (true accuracy)",
+}
+ID_COLUMNS = ["method", "config", "reference", "output_path", "reference_path", "patient_id", "video_id",
+              "frame_index", "mask_used"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """How ``evaluate`` scores a run."""
+
+    modes: tuple[str, ...] = MODES  # reference modes to try; a mode with no reference files is skipped
+    use_mask: bool = True  # score only inside the field-of-view mask (mask_path) when the run has one
+    mi_bins: int = 64
+    mi_normalized: bool = True  # 2 I / (H_a + H_b) in [0, 1]; False: bits
+    css_variant: Literal["mean", "product"] = "mean"
+    lpips: Literal["auto", "alex", "vgg", "none"] = "auto"  # auto: AlexNet when its weights are found, else skip
+    lpips_weights: str | None = None  # folder with the weight files (then the torch hub cache is searched)
+    distribution: bool = True  # FID / KID (labelled extractor) and pooled BC per mode
+    batch_size: int = 32
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SonoshiftError(f"{path} does not exist (is {path.parent} a translation run folder?).")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        raise SonoshiftError(f"{path} is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise SonoshiftError(f"{path} must hold a JSON object.")
+    return data
+
+
+def read_outputs(run_dir: Path) -> list[dict[str, str]]:
+    """Rows of ``RUN/outputs.csv`` (every listed column as a string, missing cells empty)."""
+    path = run_dir / "outputs.csv"
+    if not path.is_file():
+        raise SonoshiftError(f"{path} does not exist (is {run_dir} a translation run folder?).")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"output_path", "source_path"} - set(reader.fieldnames or [])
+        if missing:
+            raise SonoshiftError(f"{path} lacks the column(s) {', '.join(sorted(missing))}.")
+        rows = [{k: (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+    if not rows:
+        raise SonoshiftError(f"{path} lists no output frames.")
+    return rows
+
+
+def dataset_root(run_dir: Path, run: dict[str, Any]) -> Path:
+    """The prepared dataset the run's relative paths refer to (run.json "dataset"; relative to RUN if relative)."""
+    ds = run.get("dataset")
+    if not ds:
+        return run_dir
+    p = Path(str(ds))
+    return p if p.is_absolute() else (run_dir / p)
+
+
+def resolve(path: str, root: Path) -> Path:
+    """A path from outputs.csv: absolute as is, otherwise relative to ``root``."""
+    p = Path(path)
+    return p if p.is_absolute() else root / p
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """An image file as a single-channel uint8 array (H, W); colour becomes luminance."""
+    if not path.is_file():
+        raise SonoshiftError(f"image {path} does not exist.")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L") if im.mode not in ("L", "I;16", "I") else im
+            arr = np.asarray(im)
+    except OSError:
+        raise SonoshiftError(f"image {path} cannot be read.") from None
+    if arr.dtype != np.uint8:
+        raise SonoshiftError(f"image {path} is not 8-bit (dtype {arr.dtype}).")
+    return arr
+
+
+def _load_chunk(
+    rows: list[dict[str, str]], column: str, run_dir: Path, root: Path, use_mask: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[bool]]:
+    outs, refs, masks, used = [], [], [], []
+    for r in rows:
+        o_path, r_path = run_dir / r["output_path"], resolve(r[column], root)
+        o, ref = read_gray(o_path), read_gray(r_path)
+        if o.shape != ref.shape:
+            raise SonoshiftError(f"output {o_path} is {o.shape[1]}x{o.shape[0]} but reference {r_path} is "
+                                 f"{ref.shape[1]}x{ref.shape[0]}.")  # fmt: skip
+        m = np.ones(o.shape, bool)
+        has_mask = use_mask and bool(r.get("mask_path"))
+        if has_mask:
+            m_path = resolve(r["mask_path"], root)
+            m = read_gray(m_path) > 127
+            if m.shape != o.shape:
+                raise SonoshiftError(f"mask {m_path} does not have the size of output {o_path}.")
+        outs.append(o)
+        refs.append(ref)
+        masks.append(m)
+        used.append(has_mask)
+    a = torch.from_numpy(np.stack(outs)).float().div_(255).unsqueeze(1)
+    b = torch.from_numpy(np.stack(refs)).float().div_(255).unsqueeze(1)
+    mask = torch.from_numpy(np.stack(masks)).unsqueeze(1) if any(used) else None
+    return a, b, mask, used
+
+
+def _lpips_model(cfg: EvaluateConfig) -> tuple[LPIPS | None, str]:
+    if cfg.lpips == "none":
+        return None, "not computed (lpips=none)"
+    net = "alex" if cfg.lpips == "auto" else cfg.lpips
+    try:
+        return load_lpips(net, cfg.lpips_weights), f"lpips_{net}"  # type: ignore[arg-type]
+    except SonoshiftError as e:
+        if cfg.lpips == "auto":
+            return None, f"not computed: {e}"
+        raise
+
+
+def _fmt(v: float) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def evaluate_run(run_dir: str | Path, cfg: EvaluateConfig = EvaluateConfig(), progress: bool = True) -> Path:
+    """Score every output frame of the run folder ``run_dir`` in the configured reference modes.
+
+    Writes ``metrics.csv``, ``metrics_dataset.csv`` and ``metrics.json`` into ``run_dir`` (each atomically) and
+    returns the path of ``metrics.csv``. Images are 8-bit PNGs scored as [0, 1] intensities.
+    """
+    run_dir = Path(run_dir)
+    unknown = [m for m in cfg.modes if m not in MODES]
+    if unknown:
+        raise SonoshiftError(f"unknown reference mode '{unknown[0]}' (choose from {', '.join(MODES)}).")
+    run = _read_json(run_dir / "run.json")
+    rows = read_outputs(run_dir)
+    root = dataset_root(run_dir, run)
+    method, config_name = str(run.get("method", run_dir.name)), str(run.get("config", ""))
+    model, lpips_note = _lpips_model(cfg)
+    lpips_col = lpips_note if model is not None else None
+    extractor, extractor_label = default_extractor()
+    metric_cols = list(PAIR_METRICS) + ([lpips_col] if lpips_col else [])
+
+    out_rows: list[dict[str, Any]] = []
+    dataset_rows: list[dict[str, Any]] = []
+    done, skipped = [], {}
+    for mode in cfg.modes:
+        column = MODE_COLUMN[mode]
+        todo = [r for r in rows if r.get(column)]
+        if not todo:
+            skipped[mode] = f"no {column} in outputs.csv"
+            continue
+        done.append(mode)
+        pooled_a, pooled_b = PooledHistogram(), PooledHistogram()
+        feats_a, feats_b = [], []
+        chunks = [todo[i : i + cfg.batch_size] for i in range(0, len(todo), cfg.batch_size)]
+        for chunk in track(chunks, f"evaluate {mode}", disable=not progress):
+            a, b, mask, used = _load_chunk(chunk, column, run_dir, root, cfg.use_mask)
+            vals = pair_metrics(a, b, mask, mi_bins=cfg.mi_bins, mi_normalized=cfg.mi_normalized,
+                                css_variant=cfg.css_variant)  # fmt: skip
+            if model is not None:
+                vals[lpips_col] = lpips_distance(model, a, b)  # type: ignore[index]
+            if cfg.distribution:
+                pooled_a.add(a, mask)
+                pooled_b.add(b, mask)
+                feats_a.append(extract_features(a, extractor))
+                feats_b.append(extract_features(b, extractor))
+            for i, r in enumerate(chunk):
+                row = {"method": method, "config": config_name, "reference": mode,
+                       "output_path": r["output_path"], "reference_path": r[column],
+                       "patient_id": r.get("patient_id", ""), "video_id": r.get("video_id", ""),
+                       "frame_index": r.get("frame_index", ""), "mask_used": int(used[i])}  # fmt: skip
+                row.update({k: float(vals[k][i]) for k in metric_cols})
+                out_rows.append(row)
+        if cfg.distribution and len(todo) >= 2:
+            fa, fb = torch.cat(feats_a), torch.cat(feats_b)
+            kid, kid_std = kid_from_features(fa, fb, generator=torch.Generator().manual_seed(0))
+            n = len(todo)
+            for name, value, note in (
+                ("fid", fid_from_features(fa, fb), extractor_label),
+                ("kid", kid, f"{extractor_label}; std over subsets {kid_std:.3g}"),
+                ("bc_dataset", float(bc_from_counts(pooled_a.counts, pooled_b.counts)), "pooled 256-bin histograms"),
+            ):
+                dataset_rows.append({"method": method, "config": config_name, "reference": mode, "metric": name,
+                                     "value": value, "n_outputs": n, "n_references": n, "note": note})  # fmt: skip
+    if not out_rows:
+        raise SonoshiftError(f"run {run_dir} has no reference frames for the modes {', '.join(cfg.modes)}.")
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=ID_COLUMNS + metric_cols, lineterminator="\n")
+    w.writeheader()
+    for r in out_rows:
+        w.writerow({k: _fmt(v) for k, v in r.items()})
+    dbuf = io.StringIO()
+    dw = csv.DictWriter(dbuf, fieldnames=["method", "config", "reference", "metric", "value", "n_outputs",
+                                          "n_references", "note"], lineterminator="\n")  # fmt: skip
+    dw.writeheader()
+    for r in dataset_rows:
+        dw.writerow({k: _fmt(v) for k, v in r.items()})
+    meta = {
+        "method": method,
+        "config": config_name,
+        "run": run_dir.name,
+        "source_domain": run.get("source_domain"),
+        "target_domain": run.get("target_domain"),
+        "split": run.get("split"),
+        "modes": done,
+        "modes_skipped": skipped,
+        "mode_descriptions": {m: MODE_TEXT[m] for m in done},
+        "mask_used": any(r["mask_used"] for r in out_rows),
+        "mask_note": "metrics computed only inside the field-of-view mask" if any(r["mask_used"] for r in out_rows)
+        else "no field-of-view mask: metrics over the whole frame",
+        "css_variant": "mean of (c + s) / 2" if cfg.css_variant == "mean" else "mean of c * s",
+        "mi": f"normalized 2I/(H_a+H_b), {cfg.mi_bins} bins" if cfg.mi_normalized else f"bits, {cfg.mi_bins} bins",
+        "lpips": lpips_note if model is None else f"{lpips_col} on the whole frame (LPIPS takes no mask)",
+        "extractor_label": extractor_label if cfg.distribution else None,
+        "metric_columns": metric_cols,
+        "higher_is_better": {k: REGISTRY[k].higher_is_better for k in metric_cols},
+        "n_frames": len(rows),
+        "evaluate_config": to_dict(cfg),
+        "sonoshift_version": sonoshift.__version__,
+    }
+    atomic_write_text(run_dir / "metrics_dataset.csv", dbuf.getvalue())
+    atomic_write_text(run_dir / "metrics.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
+    return run_dir / "metrics.csv"

@@ -1,0 +1,1 @@
+"""ImageNet feature stacks in plain PyTorch, with torchvision's ``features.N`` parameter names."""

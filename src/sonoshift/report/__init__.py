@@ -1,0 +1,50 @@
+"""``sonoshift report``: tables (Markdown, CSV, LaTeX), violin plots, a qualitative grid and one HTML page
+from one or more evaluated run folders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sonoshift.atomic import atomic_dir
+from sonoshift.report.grid import qualitative_grid
+from sonoshift.report.html import render_html
+from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
+from sonoshift.report.table import build_tables, segmentation_frame, to_csv, to_latex, to_markdown
+from sonoshift.report.violin import violins
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report draws."""
+
+    grid_frames: int = 4  # frames (rows) in the qualitative grid
+    overlays: bool = True  # outline the anatomy label map (label_path) in the grid when present
+    violins: bool = True
+    violin_metrics: tuple[str, ...] = ()  # metrics that get violin plots; empty = every metric column
+
+
+def make_report(run_dirs: list[str | Path], out: str | Path, cfg: ReportConfig = ReportConfig()) -> Path:
+    """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, grid.png and report.html into ``out``
+    (plus segmentation.csv when runs carry the downstream ``segmentation.csv``).
+
+    ``run_dirs`` are run folders already scored by ``sonoshift evaluate``; rows are named by each run's method
+    and configuration. ``out`` is replaced as a whole (written to a temporary folder, then renamed). Returns it.
+    """
+    runs: list[RunResult] = load_runs(list(run_dirs))
+    tables = build_tables(runs)
+    with atomic_dir(out) as tmp:
+        (tmp / "table.md").write_text(to_markdown(tables, runs), encoding="utf-8")
+        (tmp / "table.csv").write_text(to_csv(tables), encoding="utf-8")
+        (tmp / "table.tex").write_text(to_latex(tables, runs), encoding="utf-8")
+        seg = segmentation_frame(runs)
+        if not seg.empty:
+            (tmp / "segmentation.csv").write_text(seg.to_csv(index=False, lineterminator="\n"), encoding="utf-8")
+        metrics = [m for m in metric_order(runs) if not cfg.violin_metrics or m in cfg.violin_metrics]
+        figs = violins(runs, modes_of(runs), metrics, tmp) if cfg.violins else {}
+        grid = qualitative_grid(runs, tmp / "grid.png", cfg.grid_frames, cfg.overlays) if cfg.grid_frames > 0 else None
+        (tmp / "report.html").write_text(render_html(runs, tables, figs, grid), encoding="utf-8")
+    return Path(out)
+
+
+__all__ = ["ReportConfig", "make_report"]
