@@ -29,14 +29,26 @@ def sample_indices(n_frames: int, n_samples: int) -> np.ndarray:
 
 
 def change_range(frames: np.ndarray, n_samples: int) -> np.ndarray:
-    """Per-pixel temporal range (max - min) over sampled frames of a uint8 stack (T, H, W) -> uint8 (H, W)."""
-    sub = frames[sample_indices(frames.shape[0], n_samples)]
-    return sub.max(axis=0) - sub.min(axis=0)
+    """Per-pixel temporal range (max - min) over sampled frames of a uint8 stack (T, H, W) -> uint8 (H, W).
+
+    Running maximum and minimum frame by frame: no copy of the sampled frames is made.
+    """
+    idx = sample_indices(frames.shape[0], n_samples)
+    hi = frames[idx[0]].copy()
+    lo = hi.copy()
+    for i in idx[1:]:
+        np.maximum(hi, frames[i], out=hi)
+        np.minimum(lo, frames[i], out=lo)
+    return hi - lo
 
 
 def max_projection(frames: np.ndarray, n_samples: int) -> np.ndarray:
-    """Per-pixel maximum over sampled frames of a uint8 stack (T, H, W) -> uint8 (H, W)."""
-    return frames[sample_indices(frames.shape[0], n_samples)].max(axis=0)
+    """Per-pixel maximum over sampled frames of a uint8 stack (T, H, W) -> uint8 (H, W) (running maximum)."""
+    idx = sample_indices(frames.shape[0], n_samples)
+    hi = frames[idx[0]].copy()
+    for i in idx[1:]:
+        np.maximum(hi, frames[i], out=hi)
+    return hi
 
 
 def extend_by_shape(changing: np.ndarray, region: np.ndarray, convex: bool) -> np.ndarray:

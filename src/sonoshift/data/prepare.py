@@ -26,7 +26,7 @@ from sonoshift.data.crop import CropConfig, apply_crop, find_fov, save_crop_debu
 from sonoshift.data.frame_select import FrameConfig, harmonize
 from sonoshift.data.manifests import PAIR_COLUMNS, build_pairs, rows_to_csv, strip_domain, write_manifest
 from sonoshift.data.readers import read_stack
-from sonoshift.data.resize import ResizeConfig, placement, resize_stack
+from sonoshift.data.resize import ResizeConfig, crop_resize_stack, placement, resize_stack
 from sonoshift.data.spec import (
     DICOM_EXTS,
     DatasetSpec,
@@ -195,15 +195,13 @@ def _ingest(
     crop = find_fov(frames, config=cfg.crop, name=item.path)
     if debug_dir is not None:
         save_crop_debug(frames[0], crop, debug_dir / item.domain / pid / f"{item.video_id}.png")
-    cropped = apply_crop(frames, crop)
-    p = placement(cropped.shape[1], cropped.shape[2], cfg.resize)
-    mask = resize_stack(crop.mask.astype(np.uint8) * 255, cfg.resize, nearest=True)
-    outside = mask == 0  # area resampling blurs across the mask edge: keep "outside the mask is 0" exact
-    resized = resize_stack(cropped, cfg.resize)
-    resized[:, outside] = 0
+    p = placement(crop.mask.shape[0], crop.mask.shape[1], cfg.resize)
+    # one pass per frame: mask, area-resize into place, zero outside the resized mask (exact "outside is 0")
+    resized, mask = crop_resize_stack(frames, crop, cfg.resize)
+    outside = mask == 0
     np.save(staging / f"{k}.frames.npy", resized)
     np.save(staging / f"{k}.mask.npy", mask)
-    del cropped, resized
+    del resized
     for name, apath in item.aligned.items():
         a = read_stack(apath).frames
         if a.shape != frames.shape:
