@@ -1,0 +1,147 @@
+"""``sonoshift segment ...``: train and apply the downstream segmenters (simulator target domain and HC18 heads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sonoshift.errors import SonoshiftError
+
+segment_app = typer.Typer(
+    help="Downstream segmenters: train on the target domain or HC18, score runs before/after harmonization.",
+    no_args_is_help=True,
+)
+
+CONFIG_HELP = "YAML config (frozen dataclass fields); defaults are the CPU settings."
+SET_HELP = "Dotted override key=value, repeatable (e.g. --set train.steps=200)."
+
+
+def _device(spec: str):
+    try:
+        from sonoshift.engine.device import select_device
+    except ImportError:  # the shared engine is optional here
+        import torch
+
+        if spec == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(spec)
+    return select_device(spec)
+
+
+def _print_table(df) -> None:
+    typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+@segment_app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="Prepared dataset folder (output of `sonoshift prepare`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    device: str = typer.Option("auto", help="auto, cpu, cuda[:i] or mps."),
+) -> None:
+    """Train the target-domain U-Net on a prepared dataset's label maps and write a checkpoint."""
+    from sonoshift.config import load_config
+    from sonoshift.downstream.target_segmenter import SegmenterConfig, train_target_segmenter
+
+    cfg = load_config(SegmenterConfig, config, overrides)
+    seg = train_target_segmenter(dataset, out, cfg, device=_device(device))
+    val = seg.info.get("val_dice", {})
+    typer.echo(f"segmenter ({', '.join(seg.classes)}) on domain '{seg.info['domain']}' written to {out}")
+    if val:
+        typer.echo("validation Dice: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
+
+
+@segment_app.command("evaluate")
+def evaluate_cmd(
+    run: Path = typer.Argument(..., help="Translation run folder (output of `sonoshift harmonize`)."),
+    segmenter: Path = typer.Option(..., "--segmenter", help="Checkpoint folder from `sonoshift segment train`."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV to write (default RUN/segmentation.csv)."),
+) -> None:
+    """Dice and HD95 of source, harmonized and ground-truth frames against the source label maps."""
+    from sonoshift.downstream.evaluate_seg import evaluate_segmentation, summarize_segmentation
+
+    table = evaluate_segmentation(run, segmenter, out)
+    summary = summarize_segmentation(table)
+    _print_table(summary[["method", "variant", "dice_mean_mean", "dice_mean_std", "hd95_mean_mean", "hd95_mean_std"]])
+    typer.echo(f"per-frame table: {out or run / 'segmentation.csv'}")
+
+
+@segment_app.command("train-hc18")
+def train_hc18_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
+    config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
+    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    data_root: Path | None = typer.Option(None, help="Shared data folder holding hc18/ (overrides data_dir)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda[:i] or mps."),
+) -> None:
+    """Train the fetal-head segmenter on HC18 and report held-out Dice and HC error (mm)."""
+    from sonoshift.config import load_config
+    from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
+
+    extra = [f"data_dir={data_root / 'hc18'}"] if data_root is not None else []
+    cfg = load_config(Hc18Config, config, [*overrides, *extra])
+    seg, _ = train_hc18_segmenter(cfg, out, device=_device(device))
+    v = seg.info.get("validation")
+    typer.echo(f"HC18 head segmenter written to {out}")
+    if v:
+        typer.echo(
+            f"held-out {v['images']} images: Dice {v['dice_mean']:.3f} (median {v['dice_median']:.3f}), "
+            f"HC abs error {v['hc_abs_err_mm_mean']:.2f} mm (median {v['hc_abs_err_mm_median']:.2f}), "
+            f"no head found in {v['hc_missed']}"
+        )
+
+
+@segment_app.command("heads")
+def heads_cmd(
+    segmenter: Path = typer.Option(..., "--segmenter", help="HC18 checkpoint from `sonoshift segment train-hc18`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for heads_*.csv and the predicted masks."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Shared data folder holding fetal_planes_db/."),
+    runs: list[Path] = typer.Option([], "--run", help="Translation run(s) of FETAL_PLANES_DB to measure too."),
+    plane: str = typer.Option("brain", help="Keep run frames whose plane label contains this ('' = all)."),
+) -> None:
+    """Head proxies (area, ellipse IoU, HC) on FETAL_PLANES_DB trans-thalamic heads per machine, raw and harmonized."""
+    import pandas as pd
+
+    from sonoshift.atomic import atomic_write_text
+    from sonoshift.downstream.head_eval import evaluate_heads_fpdb, evaluate_heads_run, summarize_heads
+
+    if not (data_root / "fetal_planes_db").is_dir() and not runs:
+        raise SonoshiftError(f"data root {data_root} has no fetal_planes_db/ (pass --data-root).")
+    tables = []
+    if (data_root / "fetal_planes_db").is_dir():
+        tables.append(evaluate_heads_fpdb(data_root, segmenter, out / "heads_raw.csv"))
+    for run in runs:
+        tables.append(evaluate_heads_run(run, segmenter, out / f"heads_{run.name}.csv", plane_contains=plane))
+    summary = summarize_heads(pd.concat(tables, ignore_index=True))
+    atomic_write_text(out / "heads_summary.csv", summary.to_csv(index=False))
+    cols = ["group", "variant", "images", "head_found_rate", "area_fraction_mean", "ellipse_iou_mean", "hc_frac_mean"]
+    _print_table(summary[cols])
+    typer.echo(f"per-image tables, masks and heads_summary.csv in {out}")
+
+
+@segment_app.command("predict")
+def predict_cmd(
+    segmenter: Path = typer.Argument(..., help="Checkpoint folder."),
+    images: list[Path] = typer.Argument(..., help="Image files (PNG/JPG) or folders of them."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the label maps (PNG of class ids)."),
+) -> None:
+    """Write one label map per image (same size as the image; PNG values are class ids)."""
+    from sonoshift.atomic import atomic_dir
+    from sonoshift.downstream.images import read_gray, write_png
+    from sonoshift.downstream.segmenter import load_segmenter, predict
+
+    files = [q for p in images for q in (sorted(p.glob("*.png")) + sorted(p.glob("*.jpg")) if p.is_dir() else [p])]
+    if not files:
+        raise SonoshiftError("no images were found in the given paths.")
+    seg = load_segmenter(segmenter)
+    with atomic_dir(out) as tmp:
+        for f in files:
+            write_png(tmp / f"{f.stem}.png", predict(seg, [read_gray(f)])[0])
+    typer.echo(f"{len(files)} label maps ({', '.join(seg.classes)}) written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``segment`` sub-app to the main CLI."""
+    app.add_typer(segment_app, name="segment")

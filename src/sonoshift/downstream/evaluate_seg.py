@@ -1,0 +1,158 @@
+"""Downstream segmentation on a translation run: Dice and HD95 of source frames before and after harmonization.
+
+The target-domain segmenter is applied to each source frame as it is ("source"), to its harmonized output
+("harmonized") and, where the run has one, to the simulator's ground truth in the target profile
+("ground_truth": what a perfect harmonizer would give, an upper bound). Every prediction is scored against the
+source frame's label map (the same anatomy in all three), restricted to the field of view when the run names a
+mask. A harmonizer helps the segmenter when "harmonized" scores closer to "ground_truth" than "source" does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from sonoshift.atomic import atomic_dir, atomic_write_text
+from sonoshift.downstream.images import read_gray, read_labels, write_png
+from sonoshift.downstream.seg_metrics import dice_per_class, hd95_per_class
+from sonoshift.downstream.segmenter import Segmenter, load_segmenter, predict
+from sonoshift.errors import SonoshiftError
+from sonoshift.progress import track
+
+VARIANTS = (("source", "source_path"), ("harmonized", "output_path"), ("ground_truth", "gt_path"))
+
+
+def read_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame, Path]:
+    """``run.json`` (empty if absent), ``outputs.csv`` and the folder that non-output paths are relative to."""
+    run = Path(run_dir)
+    table = run / "outputs.csv"
+    if not table.is_file():
+        raise SonoshiftError(f"translation run {run} has no outputs.csv (run `sonoshift harmonize` first).")
+    meta: dict[str, Any] = {}
+    if (run / "run.json").is_file():
+        try:
+            meta = json.loads((run / "run.json").read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise SonoshiftError(f"run file {run / 'run.json'} is not valid JSON.") from None
+    df = pd.read_csv(table, dtype={"patient_id": str, "video_id": str})
+    for col in ("output_path", "source_path", "label_path"):
+        if col not in df.columns:
+            raise SonoshiftError(f"run table {table} lacks the column {col}.")
+    data_root = Path(meta["dataset"]) if meta.get("dataset") else run
+    if not data_root.is_absolute():
+        data_root = run / data_root
+    return meta, df, data_root
+
+
+def resolve_path(base: Path, value: Any) -> Path | None:
+    """``value`` as a path (absolute, or relative to ``base``); None for an empty or missing cell."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "":
+        return None
+    p = Path(str(value))
+    return p if p.is_absolute() else base / p
+
+
+def _label_lut(seg: Segmenter) -> np.ndarray:
+    lut = seg.info.get("label_lut")
+    if lut is None:  # a segmenter trained on labels that already are class ids
+        return np.minimum(np.arange(256), seg.num_classes - 1).astype(np.uint8)
+    return np.asarray(lut, dtype=np.uint8)
+
+
+def _frame_key(row: pd.Series, i: int) -> Path:
+    parts = [str(row.get("patient_id", "") or ""), str(row.get("video_id", "") or "")]
+    fi = row.get("frame_index")
+    name = f"{int(fi):05d}.png" if fi is not None and not pd.isna(fi) else f"{i:05d}.png"
+    return Path(*[p for p in parts if p and p != "nan"], name)
+
+
+def evaluate_segmentation(
+    run_dir: str | Path,
+    segmenter_ckpt: str | Path,
+    out_csv: str | Path | None = None,
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per-frame Dice and HD95 (pixels) for each variant of each frame of a translation run; writes CSV + masks.
+
+    ``run_dir``: a translation run (docs/formats.md §3) whose outputs.csv has output_path, source_path and
+    label_path (gt_path and mask_path are used when present). ``segmenter_ckpt``: a folder from
+    ``save_segmenter``. ``out_csv``: where the table goes (default ``RUN/segmentation.csv``); the predicted masks
+    (PNG, class ids) go to ``<out_csv stem>_masks/<variant>/<patient>/<video>/<frame>.png`` next to it.
+
+    Returns one row per (frame, variant) with columns method, variant, patient_id, video_id, frame_index,
+    image_path, pred_path (relative to the CSV's folder), dice_mean, hd95_mean, then dice_<class> and
+    hd95_<class> per foreground class. Means skip classes absent from both prediction and reference.
+    """
+    run = Path(run_dir)
+    meta, df, data_root = read_run(run)
+    seg = load_segmenter(segmenter_ckpt)
+    lut = _label_lut(seg)
+    out_csv = Path(out_csv) if out_csv is not None else run / "segmentation.csv"
+    mask_root = out_csv.parent / f"{out_csv.stem}_masks"
+    fg = seg.classes[1:]
+    variants = [(v, col) for v, col in VARIANTS if col in df.columns]
+    records: list[dict[str, Any]] = []
+    with atomic_dir(mask_root) as tmp_masks:
+        for i, row in track(list(df.iterrows()), "segment run frames", disable=not progress):
+            label_file = resolve_path(data_root, row["label_path"])
+            if label_file is None:
+                continue
+            label = lut[read_labels(label_file)]
+            fov_file = resolve_path(data_root, row.get("mask_path"))
+            fov = read_labels(fov_file) > 0 if fov_file is not None else None
+            if fov is not None and fov.shape != label.shape:
+                fov = cv2.resize(fov.astype(np.uint8), label.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+            frames, names = [], []
+            for variant, col in variants:
+                path = run / str(row[col]) if col == "output_path" else resolve_path(data_root, row[col])
+                if path is None or (col == "output_path" and pd.isna(row[col])):
+                    continue
+                img = read_gray(path)
+                if img.shape != label.shape:
+                    img = cv2.resize(img, label.shape[::-1], interpolation=cv2.INTER_AREA)
+                frames.append(img)
+                names.append((variant, path))
+            preds = predict(seg, frames, batch_size)
+            key = _frame_key(row, int(i))
+            for (variant, path), pred in zip(names, preds):
+                if fov is not None:
+                    pred = np.where(fov, pred, 0).astype(np.uint8)
+                d = dice_per_class(pred, label, seg.num_classes)
+                h = hd95_per_class(pred, label, seg.num_classes)
+                rel = Path(variant) / key
+                write_png(tmp_masks / rel, pred)
+                rec: dict[str, Any] = {
+                    "method": meta.get("method", ""),
+                    "variant": variant,
+                    "patient_id": row.get("patient_id", ""),
+                    "video_id": row.get("video_id", ""),
+                    "frame_index": row.get("frame_index", i),
+                    "image_path": str(path),
+                    "pred_path": (Path(mask_root.name) / rel).as_posix(),
+                    "dice_mean": float(np.nanmean(d)) if np.isfinite(d).any() else math.nan,
+                    "hd95_mean": float(np.nanmean(h)) if np.isfinite(h).any() else math.nan,
+                }
+                rec.update({f"dice_{c}": float(v) for c, v in zip(fg, d)})
+                rec.update({f"hd95_{c}": float(v) for c, v in zip(fg, h)})
+                records.append(rec)
+        if not records:
+            raise SonoshiftError(f"translation run {run} has no frames with a label_path to score.")
+    table = pd.DataFrame.from_records(records)
+    atomic_write_text(out_csv, table.to_csv(index=False))
+    return table
+
+
+def summarize_segmentation(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std of every dice_*/hd95_* column per (method, variant): one row per group, columns <metric>_mean/_std."""
+    cols = [c for c in table.columns if c.startswith(("dice_", "hd95_"))]
+    g = table.groupby(["method", "variant"], sort=False)[cols]
+    mean, std = g.mean().add_suffix("_mean"), g.std(ddof=0).add_suffix("_std")
+    return pd.concat([mean, std], axis=1).reset_index()

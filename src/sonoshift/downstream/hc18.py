@@ -1,0 +1,196 @@
+"""Fetal-head segmenter on real data: train on HC18, validate (Dice, HC error in mm), and measure heads elsewhere.
+
+HC18 (``../shared/data/hc18``) gives head images with filled-ellipse masks, the pixel size and the head
+circumference (HC) in mm. The segmenter is a two-class U-Net (background, head) trained at a small square size;
+predictions are resized back to each image's own size, the largest head component is fitted with an ellipse,
+and the ellipse perimeter times the pixel size is the predicted HC. On images without masks (FETAL_PLANES_DB
+trans-thalamic heads, raw or harmonized) the same fit gives proxies: mask area fraction, IoU between the mask
+and its fitted ellipse (a clean head is an ellipse), and the HC in pixels and as a fraction of the image perimeter.
+The files are read directly with the small code below (subjects split by the number before ``_``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sonoshift.atomic import atomic_write_text
+from sonoshift.config import to_dict
+from sonoshift.downstream.ellipse import head_measurements
+from sonoshift.downstream.images import read_gray, read_labels
+from sonoshift.downstream.segmenter import (
+    ModelConfig,
+    Segmenter,
+    TrainConfig,
+    frames_to_input,
+    labels_to_target,
+    predict,
+    save_segmenter,
+    train_segmenter,
+)
+from sonoshift.errors import SonoshiftError
+from sonoshift.seeding import numpy_rng
+
+HEAD_CLASSES = ("background", "head")
+
+
+@dataclass(frozen=True)
+class Hc18Config:
+    """HC18 head segmenter: data location, held-out split, network and training."""
+
+    data_dir: str = "../shared/data/hc18"
+    image_size: int = 128
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    max_images: int = 0  # 0 = all; else the first N subjects' images in file order (quick runs and tests)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_hc18_table(data_dir: str | Path) -> pd.DataFrame:
+    """One row per HC18 image present: filename, subject, image_path, mask_path, pixel_size_mm, hc_mm.
+
+    Reads ``included_subset.csv`` (or ``training_set_pixel_size_and_HC.csv`` limited to files present).
+    """
+    root = Path(data_dir)
+    images = root / "training_set"
+    if not images.is_dir():
+        raise SonoshiftError(f"HC18 folder {root} has no training_set/ (expected ../shared/data/hc18).")
+    table = root / "included_subset.csv"
+    if not table.is_file():
+        table = root / "training_set_pixel_size_and_HC.csv"
+    if not table.is_file():
+        raise SonoshiftError(f"HC18 folder {root} has no included_subset.csv or training_set_pixel_size_and_HC.csv.")
+    df = pd.read_csv(table)
+    cols = {c.lower(): c for c in df.columns}
+    try:
+        fn, px, hc = cols["filename"], cols["pixel size(mm)"], cols["head circumference (mm)"]
+    except KeyError:
+        raise SonoshiftError(f"HC18 table {table} lacks filename / pixel size(mm) / head circumference (mm).") from None
+    out = pd.DataFrame({
+        "filename": df[fn].astype(str),
+        "pixel_size_mm": df[px].astype(float),
+        "hc_mm": df[hc].astype(float),
+    })
+    out["image_path"] = [str(images / f) for f in out["filename"]]
+    out["mask_path"] = [str(images / f.replace(".png", "_Annotation.png")) for f in out["filename"]]
+    out = out[[Path(p).is_file() and Path(m).is_file() for p, m in zip(out["image_path"], out["mask_path"])]]
+    if out.empty:
+        raise SonoshiftError(f"HC18 folder {images} holds none of the images listed in {table.name}.")
+    out["subject"] = [re.match(r"(\d+)", f).group(1) if re.match(r"(\d+)", f) else f for f in out["filename"]]
+    return out.reset_index(drop=True)
+
+
+def split_subjects(subjects: pd.Series, val_fraction: float, seed: int) -> np.ndarray:
+    """Boolean array, True for validation rows: a seeded ``val_fraction`` of the distinct subjects (>= 1)."""
+    uniq = np.array(sorted(set(subjects)))
+    n_val = max(1, round(len(uniq) * val_fraction)) if val_fraction > 0 else 0
+    val = set(numpy_rng(seed).permutation(uniq)[:n_val])
+    return np.array([s in val for s in subjects])
+
+
+def head_mask(seg: Segmenter, pred: np.ndarray) -> np.ndarray:
+    """Boolean head mask from a label map of ``seg`` (the class named "head", else every foreground class)."""
+    if "head" in seg.classes:
+        return pred == seg.classes.index("head")
+    return pred > 0
+
+
+def validate_hc18(seg: Segmenter, rows: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
+    """Per image at native size: Dice, predicted HC (mm), HC from the reference mask's own ellipse, errors in mm."""
+    from sonoshift.downstream.seg_metrics import dice_per_class
+
+    recs = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows.iloc[start : start + batch_size]
+        frames = [read_gray(p) for p in chunk["image_path"]]
+        preds = predict(seg, frames, batch_size)
+        for (_, r), pred in zip(chunk.iterrows(), preds):
+            ref = read_labels(r["mask_path"]) > 127
+            pm = head_mask(seg, pred)
+            dice = dice_per_class(pm.astype(np.uint8), ref.astype(np.uint8), 2)[0]
+            m_pred = head_measurements(pm, r["pixel_size_mm"])
+            m_ref = head_measurements(ref, r["pixel_size_mm"])
+            recs.append({
+                "filename": r["filename"],
+                "dice": float(dice),
+                "hc_mm": r["hc_mm"],
+                "hc_pred_mm": m_pred["hc_mm"],
+                "hc_abs_err_mm": abs(m_pred["hc_mm"] - r["hc_mm"]),
+                "hc_ref_fit_mm": m_ref["hc_mm"],
+                "hc_ref_fit_err_mm": abs(m_ref["hc_mm"] - r["hc_mm"]),
+                "ellipse_iou": m_pred["ellipse_iou"],
+            })
+    return pd.DataFrame.from_records(recs)
+
+
+def summarize_validation(val: pd.DataFrame) -> dict[str, float]:
+    """Mean/median Dice and HC errors (mm) of a ``validate_hc18`` table; NaN HC (nothing found) counted apart."""
+    err = val["hc_abs_err_mm"]
+    return {
+        "images": int(len(val)),
+        "dice_mean": float(val["dice"].mean()),
+        "dice_median": float(val["dice"].median()),
+        "hc_abs_err_mm_mean": float(err.mean()),
+        "hc_abs_err_mm_median": float(err.median()),
+        "hc_abs_err_mm_std": float(err.std(ddof=0)),
+        "hc_missed": int(err.isna().sum()),
+        "hc_ref_fit_err_mm_mean": float(val["hc_ref_fit_err_mm"].mean()),
+    }
+
+
+def train_hc18_segmenter(
+    cfg: Hc18Config, out_dir: str | Path, device: str | torch.device = "cpu", progress: bool = True
+) -> tuple[Segmenter, pd.DataFrame]:
+    """Train the head segmenter on HC18's training subjects, validate on the held-out ones, save to ``out_dir``.
+
+    Returns the segmenter (its ``info`` holds the validation summary) and the per-image validation table, which
+    is also written to ``out_dir/validation.csv``.
+    """
+    rows = load_hc18_table(cfg.data_dir)
+    if cfg.max_images:
+        rows = rows.iloc[: cfg.max_images].reset_index(drop=True)
+    is_val = split_subjects(rows["subject"], cfg.val_fraction, cfg.split_seed)
+    train_rows, val_rows = rows[~is_val], rows[is_val]
+    if train_rows.empty:
+        raise SonoshiftError(f"HC18 folder {cfg.data_dir}: no training images left after the validation split.")
+    frames = [read_gray(p) for p in train_rows["image_path"]]
+    masks = [(read_labels(p) > 127).astype(np.uint8) for p in train_rows["mask_path"]]
+    x = frames_to_input(frames, cfg.image_size).to(device)
+    y = labels_to_target(masks, cfg.image_size).to(device)
+    seg = train_segmenter(x, y, HEAD_CLASSES, cfg.model, cfg.train, config=to_dict(cfg), progress=progress,
+                          description="train HC18 head segmenter")
+    val = validate_hc18(seg, val_rows) if len(val_rows) else pd.DataFrame()
+    info = dict(seg.info, dataset="hc18", train_images=len(train_rows),
+                val_files=list(val_rows["filename"]), label_lut=[0] * 128 + [1] * 128)
+    if len(val):
+        info["validation"] = summarize_validation(val)
+    seg = Segmenter(model=seg.model, classes=seg.classes, image_size=seg.image_size, config=seg.config, info=info)
+    save_segmenter(seg, out_dir)
+    if len(val):
+        atomic_write_text(Path(out_dir) / "validation.csv", val.to_csv(index=False))
+    return seg, val
+
+
+def head_proxies(seg: Segmenter, frames: list[np.ndarray], batch_size: int = 16) -> list[dict[str, Any]]:
+    """Head proxies per uint8 frame (no ground truth): area_fraction, ellipse_iou, components, hc_px, hc_frac.
+
+    ``hc_frac`` is the fitted-ellipse perimeter divided by the image perimeter 2(H + W): comparable across sizes.
+    Each dict also carries ``mask`` (bool (H, W)) for overlays.
+    """
+    out = []
+    for pred, f in zip(predict(seg, frames, batch_size), frames):
+        m = head_mask(seg, pred)
+        meas = head_measurements(m)
+        h, w = m.shape
+        meas["hc_frac"] = meas["hc_px"] / (2 * (h + w)) if not math.isnan(meas["hc_px"]) else math.nan
+        meas["mask"] = m
+        out.append(meas)
+    return out

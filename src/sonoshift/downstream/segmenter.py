@@ -1,0 +1,299 @@
+"""A MONAI U-Net segmenter: config, build, a short explicit training loop, prediction, and checkpoints.
+
+Images go in as uint8 frames of any size (or float tensors in [-1, 1] at the model size); the segmenter resizes
+them to its square ``image_size``, predicts class probabilities, and resizes those back (bilinear) before the
+argmax, so label maps come out at each frame's own size. Checkpoints are a folder with ``model.safetensors``
+(weights only, never pickle) and ``segmenter.json`` (config, class names, image size, training summary).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+import sonoshift
+from sonoshift.atomic import atomic_dir
+from sonoshift.config import from_dict, to_dict
+from sonoshift.errors import SonoshiftError
+from sonoshift.progress import make_progress
+
+WEIGHTS_NAME = "model.safetensors"
+META_NAME = "segmenter.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """U-Net shape: one entry of ``channels`` per level, ``strides`` has one entry fewer."""
+
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[int, ...] = (2, 2, 2)
+    num_res_units: int = 1
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: Adam on Dice + cross-entropy, random flips and intensity jitter."""
+
+    steps: int = 600
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    hflip: bool = True
+    vflip: bool = False
+    intensity_jitter: float = 0.1  # contrast/brightness scale, as a fraction of the [-1, 1] range
+    noise_std: float = 0.02  # additive Gaussian noise on the [-1, 1] input
+    log_every: int = 25
+
+
+@dataclass(frozen=True)
+class Segmenter:
+    """A trained network with what is needed to use it: class names, input size and the config it came from."""
+
+    model: nn.Module
+    classes: tuple[str, ...]
+    image_size: int
+    config: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def build_unet(cfg: ModelConfig, num_classes: int, in_channels: int = 1) -> nn.Module:
+    """A 2D MONAI ``UNet`` with ``num_classes`` output logits; ``image_size`` must be divisible by prod(strides)."""
+    from monai.networks.nets import UNet
+
+    if len(cfg.strides) != len(cfg.channels) - 1:
+        raise SonoshiftError(
+            f"segmenter model config needs len(strides) == len(channels) - 1, got {cfg.strides} and {cfg.channels}."
+        )
+    if num_classes < 2:
+        raise SonoshiftError(f"a segmenter needs at least 2 classes, got {num_classes}.")
+    return UNet(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=num_classes,
+        channels=tuple(cfg.channels),
+        strides=tuple(cfg.strides),
+        num_res_units=cfg.num_res_units,
+        dropout=cfg.dropout,
+    )
+
+
+def frames_to_input(frames: Sequence[np.ndarray] | np.ndarray, size: int) -> torch.Tensor:
+    """uint8 frames (each (H, W), any size) -> float32 tensor (N, 1, size, size) in [-1, 1] (INTER_AREA resize)."""
+    out = np.empty((len(frames), 1, size, size), dtype=np.float32)
+    for i, f in enumerate(frames):
+        f = np.asarray(f)
+        if f.ndim != 2:
+            raise SonoshiftError(f"frame {i} must be a single-channel (H, W) image, got shape {f.shape}.")
+        r = f if f.shape == (size, size) else cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
+        out[i, 0] = r.astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(out)
+
+
+def labels_to_target(labels: Sequence[np.ndarray] | np.ndarray, size: int) -> torch.Tensor:
+    """Integer label maps (each (H, W)) -> int64 tensor (N, size, size), nearest-neighbour resize."""
+    out = np.empty((len(labels), size, size), dtype=np.int64)
+    for i, lab in enumerate(labels):
+        lab = np.asarray(lab)
+        r = lab if lab.shape == (size, size) else cv2.resize(
+            lab.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST
+        )
+        out[i] = r
+    return torch.from_numpy(out)
+
+
+def augment(
+    x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flips (same for image and labels), contrast/brightness jitter and noise; images stay in [-1, 1].
+
+    ``x`` (B, 1, H, W) float, ``y`` (B, H, W) long; random draws come from ``generator`` (on the CPU).
+    """
+    b = x.shape[0]
+    dev = x.device
+    if cfg.hflip:
+        flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        y = torch.where(flip[:, None, None], y.flip(-1), y)
+    if cfg.vflip:
+        flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
+        x = torch.where(flip[:, None, None, None], x.flip(-2), x)
+        y = torch.where(flip[:, None, None], y.flip(-2), y)
+    if cfg.intensity_jitter > 0:
+        j = cfg.intensity_jitter
+        scale = (1 + (torch.rand(b, generator=generator) * 2 - 1) * j).to(dev)
+        shift = ((torch.rand(b, generator=generator) * 2 - 1) * j).to(dev)
+        x = (x + 1) * scale[:, None, None, None] - 1 + shift[:, None, None, None]
+    if cfg.noise_std > 0:
+        x = x + torch.randn(x.shape, generator=generator).to(dev) * cfg.noise_std
+    return x.clamp(-1, 1), y
+
+
+def train_segmenter(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Sequence[str],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+    description: str = "train segmenter",
+) -> Segmenter:
+    """Train a U-Net from scratch on ``images`` (N, 1, S, S) in [-1, 1] and ``labels`` (N, S, S) class ids.
+
+    Runs ``train_cfg.steps`` Adam steps on Dice + cross-entropy with batches drawn as seeded epoch permutations.
+    The model lives on ``images.device``. Returns a ``Segmenter`` whose ``info`` holds the loss history
+    (one mean per ``log_every`` steps). Same seed and data -> same weights (on CPU).
+    """
+    from monai.losses import DiceCELoss
+
+    if images.ndim != 4 or images.shape[1] != 1 or images.shape[-1] != images.shape[-2]:
+        raise SonoshiftError(f"training images must be (N, 1, S, S), got {tuple(images.shape)}.")
+    if labels.shape != (images.shape[0], *images.shape[-2:]):
+        raise SonoshiftError(f"training labels must be (N, S, S) matching the images, got {tuple(labels.shape)}.")
+    if images.shape[0] == 0:
+        raise SonoshiftError("there are no training frames for the segmenter.")
+    n_cls = len(classes)
+    if int(labels.max()) >= n_cls or int(labels.min()) < 0:
+        raise SonoshiftError(f"training labels hold ids outside 0..{n_cls - 1} for classes {list(classes)}.")
+    size = int(images.shape[-1])
+    factor = math.prod(model_cfg.strides)
+    if size % factor:
+        raise SonoshiftError(f"segmenter image size {size} must be divisible by {factor} (product of strides).")
+
+    device = images.device
+    g = torch.Generator().manual_seed(int(train_cfg.seed))
+    # MONAI's layers draw their initial weights from the global generator: seed it in a fork, leave it untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(train_cfg.seed))
+        model = build_unet(model_cfg, n_cls)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+
+    n = images.shape[0]
+    bs = min(train_cfg.batch_size, n)
+    order = torch.randperm(n, generator=g)
+    pos = 0
+    history: list[float] = []
+    window: list[float] = []
+    model.train()
+    with make_progress() as p:
+        task = p.add_task(description, total=train_cfg.steps, info="", visible=progress)
+        for step in range(train_cfg.steps):
+            if pos + bs > n:
+                order, pos = torch.randperm(n, generator=g), 0
+            idx = order[pos : pos + bs].to(device)
+            pos += bs
+            x, y = augment(images[idx], labels[idx], train_cfg, g)
+            loss = loss_fn(model(x), y[:, None])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            window.append(float(loss.detach()))
+            if len(window) == train_cfg.log_every or step == train_cfg.steps - 1:
+                history.append(float(np.mean(window)))
+                window = []
+                p.update(task, info=f"loss {history[-1]:.3f}")
+            p.advance(task)
+    model.eval()
+    info = {"steps": train_cfg.steps, "loss_history": history, "train_frames": n}
+    # The checkpoint rebuilds the network from config["model"]: always store the shape actually trained.
+    config = {**(config or {}), "model": to_dict(model_cfg), "train": to_dict(train_cfg)}
+    return Segmenter(model=model, classes=tuple(classes), image_size=size, config=config, info=info)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """Logits (N, C, S, S) for inputs ``x`` (N, 1, S, S) in [-1, 1]; runs on the model's device, returns on CPU."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [model(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, x.shape[0], batch_size)]
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def predict_proba(seg: Segmenter, frames: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    """Softmax probabilities (C, H, W) float32 per uint8 frame, at each frame's own size (H, W)."""
+    x = frames_to_input(frames, seg.image_size)
+    probs = torch.softmax(predict_logits(seg.model, x, batch_size), dim=1)
+    out = []
+    for f, pr in zip(frames, probs):
+        h, w = np.asarray(f).shape
+        if (h, w) != tuple(pr.shape[-2:]):
+            pr = torch.nn.functional.interpolate(pr[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        out.append(pr.numpy())
+    return out
+
+
+def predict(seg: Segmenter, frames: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
+    """Label maps (H, W) uint8 of class ids (index into ``seg.classes``), one per uint8 frame, at its own size."""
+    return [p.argmax(0).astype(np.uint8) for p in predict_proba(seg, frames, batch_size)]
+
+
+def save_segmenter(seg: Segmenter, path: str | Path) -> Path:
+    """Write the checkpoint folder ``path`` atomically: ``model.safetensors`` + ``segmenter.json``. Returns ``path``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    meta = {
+        "format": "sonoshift-segmenter",
+        "sonoshift_version": sonoshift.__version__,
+        "architecture": "monai.networks.nets.UNet",
+        "classes": list(seg.classes),
+        "image_size": seg.image_size,
+        "in_channels": 1,
+        "input_range": [-1.0, 1.0],
+        "config": seg.config,
+        "info": seg.info,
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in seg.model.state_dict().items()}
+    with atomic_dir(path) as tmp:
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "sonoshift-segmenter"})
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return path
+
+
+def load_segmenter(path: str | Path, device: str | torch.device | None = None) -> Segmenter:
+    """Read a checkpoint folder written by ``save_segmenter`` (weights via safetensors, no pickle).
+
+    ``device`` is where the model goes (None: CPU, as stored). Errors name the folder and what is missing.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta_file, weights_file = path / META_NAME, path / WEIGHTS_NAME
+    if not meta_file.is_file() or not weights_file.is_file():
+        raise SonoshiftError(f"segmenter checkpoint {path} must be a folder with {META_NAME} and {WEIGHTS_NAME}.")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        model_cfg = from_dict(ModelConfig, meta["config"].get("model", {}))
+        classes = tuple(meta["classes"])
+        size = int(meta["image_size"])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise SonoshiftError(f"segmenter checkpoint {meta_file} is not valid ({e.__class__.__name__}: {e}).") from None
+    model = build_unet(model_cfg, len(classes))
+    try:
+        model.load_state_dict(load_file(str(weights_file)))
+    except Exception as e:  # noqa: BLE001 - safetensors header errors and shape mismatches alike
+        raise SonoshiftError(f"segmenter weights {weights_file} do not fit its {META_NAME} ({e}).") from None
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return Segmenter(model=model, classes=classes, image_size=size, config=meta["config"], info=meta.get("info", {}))
