@@ -24,7 +24,7 @@ def report_cmd(
     runs, overrides = split_run_args(args)
     cfg = load_config(ReportConfig, config, overrides)
     path = make_report(runs, out, cfg)
-    typer.echo(f"wrote {path / 'report.html'}")
+    typer.echo(f"wrote {path / 'index.html'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,48 @@
+"""`sonoshift harmonize`: a trained model on frames, folders, cine-loops, or a prepared split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def harmonize_cmd(
+    inputs: list[Path] = typer.Argument(None, help="Frames, folders of frames, MP4/AVI/DICOM cine-loops, .npy stacks."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint folder, run folder (latest checkpoint) or model.safetensors."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (a translation run folder with --dataset)."),
+    dataset: Path | None = typer.Option(None, "--dataset", help="Prepared dataset: translate the source frames of --split."),
+    split: str = typer.Option("test", "--split", help="Split of --dataset to translate."),
+    frames: bool = typer.Option(False, "--frames", help="Also write PNG frames (OUT/<name>/00000.png ...)."),
+    paste_back: bool = typer.Option(False, "--paste-back", help="Paste the result into the original frame geometry."),
+    no_crop: bool = typer.Option(False, "--no-crop", help="Feed whole frames (no field-of-view crop)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps."),
+    reverse: bool = typer.Option(False, "--reverse", help="CycleGAN: use the target -> source generator."),
+    samples: int = typer.Option(1, "--samples", min=1, help="ddgan/cascade with --dataset: K samples per frame; "
+                                "writes their mean and a per-pixel std map under uncertainty/."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Harmonize frames and cine-loops (MP4 out at the input frame rate), or a prepared split for evaluation."""
+    from sonoshift.errors import SonoshiftError
+    from sonoshift.harmonize import harmonize_dataset, harmonize_inputs
+
+    options = {"reverse": True} if reverse else {}
+    if dataset is not None:
+        if inputs:
+            raise SonoshiftError("give either input files or --dataset, not both.")
+        run = harmonize_dataset(model, dataset, out, split=split, batch_size=batch_size, device=device,
+                                progress=not quiet, samples=samples, **options)
+        typer.echo(f"wrote translation run {run}")
+        return
+    if samples > 1:
+        raise SonoshiftError("--samples (uncertainty maps) works with --dataset; harmonize inputs one sample each.")
+    written = harmonize_inputs(model, list(inputs or []), out, frames=frames, paste_back=paste_back,
+                               batch_size=batch_size, device=device, crop=not no_crop, progress=not quiet, **options)
+    for p in written:
+        typer.echo(str(p))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `harmonize` to the CLI."""
+    app.command("harmonize")(harmonize_cmd)

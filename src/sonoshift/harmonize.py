@@ -1,0 +1,251 @@
+"""`sonoshift harmonize`: run a trained translator on frames, folders and cine-loops, or on a prepared split.
+
+Two modes:
+- inputs: each input (image, folder of frames, MP4/AVI, DICOM, .npy) -> ``OUT/<stem>.mp4`` at the input frame
+  rate for stacks of several frames (``OUT/<stem>.png`` for a single image), plus PNG frames under
+  ``OUT/<stem>/`` with ``frames=True``;
+- dataset: the source-domain frames of one split of a prepared dataset -> a translation run folder
+  (docs/formats.md §3: outputs/, outputs.csv, run.json) for `sonoshift evaluate`.
+Every output is written to a temporary name and renamed, so nothing half-written remains.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+import sonoshift
+from sonoshift.atomic import atomic_dir, atomic_file
+from sonoshift.data.cache import has_cache, load_cache
+from sonoshift.data.manifests import read_manifest, read_pairs
+from sonoshift.data.readers import read_stack
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import load_translator
+from sonoshift.progress import track
+from sonoshift.translate import (
+    Geometry,
+    geometry_from_checkpoint,
+    harmonize_stack,
+    run_translator,
+    to_signed,
+    to_uint8,
+)
+
+DEFAULT_FPS = 25.0
+OUTPUT_COLUMNS = ["output_path", "source_path", "target_path", "gt_path", "mask_path", "label_path", "patient_id",
+                  "video_id", "frame_index"]
+
+
+def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
+    """Write uint8 (T, H, W) frames as an H.264 MP4 at ``fps`` (odd sizes are padded by one black pixel),
+    atomically."""
+    import av
+
+    frames = np.asarray(frames, dtype=np.uint8)
+    _, h, w = frames.shape
+    ph, pw = h + (h % 2), w + (w % 2)
+    rate = Fraction(fps).limit_denominator(1001)
+    with atomic_file(path, "wb") as f:
+        with av.open(f, mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
+            stream.options = {"crf": "12", "preset": "medium"}
+            for frame in frames:
+                if (ph, pw) != (h, w):
+                    frame = np.pad(frame, ((0, ph - h), (0, pw - w)))
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
+                for packet in stream.encode(vf.reformat(format="yuv420p")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise SonoshiftError(f"could not encode {path} as PNG.")
+    with atomic_file(path, "wb") as f:
+        f.write(buf.tobytes())
+
+
+def _geometry(translator: Any, ckpt_state: dict[str, Any], crop: bool) -> Geometry:
+    from dataclasses import replace
+
+    geo = geometry_from_checkpoint(ckpt_state, int(translator.image_size[0]))
+    return geo if crop else Geometry(replace(geo.crop, method="none"), geo.resize)
+
+
+def harmonize_inputs(
+    model: str | Path,
+    inputs: list[str | Path],
+    out: str | Path,
+    *,
+    frames: bool = False,
+    paste_back: bool = False,
+    batch_size: int = 8,
+    device: str | None = None,
+    crop: bool = True,
+    progress: bool = True,
+    **translator_options: Any,
+) -> list[Path]:
+    """Harmonize each input with the model at ``model`` into folder ``out``; returns the written paths.
+
+    Videos keep their frame rate (25 fps when the input has none); ``paste_back`` writes full-size frames with
+    the harmonized field of view pasted in; ``crop=False`` feeds whole frames. ``device`` None = auto.
+    """
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.engine.device import select_device
+
+    if not inputs:
+        raise SonoshiftError("harmonize needs at least one input (or --dataset).")
+    dev = select_device(device or "auto")
+    translator = load_translator(model, device=dev, **translator_options)
+    geo = _geometry(translator, read_model(model).state, crop)
+    out = Path(out)
+    stems = [Path(p).stem if Path(p).suffix else Path(p).name for p in inputs]
+    dup = {s for s in stems if stems.count(s) > 1}
+    if dup:
+        raise SonoshiftError(f"inputs share the output name '{min(dup)}'; harmonize them into separate folders.")
+    written: list[Path] = []
+    for path, stem in zip(inputs, stems):
+        stack = read_stack(path)
+        res = harmonize_stack(stack.frames, translator, geo, paste_back=paste_back, batch_size=batch_size,
+                              device=dev, progress=progress, name=str(path))
+        if len(res.frames) == 1 and stack.fps is None:
+            target = out / f"{stem}.png"
+            _write_png(target, res.frames[0])
+            written.append(target)
+        else:
+            target = out / f"{stem}.mp4"
+            write_mp4(target, res.frames, stack.fps or DEFAULT_FPS)
+            written.append(target)
+        if frames:
+            with atomic_dir(out / stem) as tmp:
+                for i, fr in enumerate(res.frames):
+                    _write_png(tmp / f"{i:05d}.png", fr)
+            written.append(out / stem)
+    return written
+
+
+def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({c: r.get(c, "") for c in columns})
+    return buf.getvalue()
+
+
+def harmonize_dataset(
+    model: str | Path,
+    dataset: str | Path,
+    out: str | Path,
+    *,
+    split: str = "test",
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+    config_name: str | None = None,
+    samples: int = 1,
+    **translator_options: Any,
+) -> Path:
+    """Translate the source-domain frames of ``split`` of the prepared dataset into the run folder ``out``
+    (docs/formats.md §3). Each output row names its source frame, its paired target (pairs_<split>.csv), its
+    ground truth (manifest column ``gt_<target>_path``), mask and label map when present. Returns ``out``.
+    ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std (grey levels)
+    is written under ``uncertainty/`` with an ``uncertainty_path`` column."""
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.engine.device import select_device
+
+    root = Path(dataset)
+    manifest = root / f"manifest_{split}.csv"
+    if not (root / "dataset.json").is_file() or not manifest.is_file():
+        raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
+    dev = select_device(device or "auto")
+    ckpt = read_model(model)
+    translator = load_translator(model, device=dev, **translator_options)
+    if samples > 1:
+        from sonoshift.sampling.ddgan import MeanOfSamples
+
+        translator = MeanOfSamples(translator, samples)
+    src, tgt = translator.source_domain, translator.target_domain
+    rows = read_manifest(manifest)
+    source_rows = [r for r in rows if r["domain"] == src]
+    if not source_rows:
+        raise SonoshiftError(f"prepared dataset {root} has no {split} frames of the model's source domain '{src}'.")
+    pairs_path = root / f"pairs_{split}.csv"
+    pair_of = {}
+    if pairs_path.is_file():
+        pair_of = {p["source_path"]: p["target_path"] for p in read_pairs(pairs_path)
+                   if p["source_domain"] == src and p["target_domain"] == tgt}
+    gt_col = f"gt_{tgt}_path"
+
+    if has_cache(root, split, src) and has_cache(root, split, src, "mask"):
+        images, masks = np.asarray(load_cache(root, split, src)), np.asarray(load_cache(root, split, src, "mask")) > 0
+        if len(images) != len(source_rows):
+            raise SonoshiftError(f"packed cache of '{src}'/{split} in {root} does not match {manifest.name}.")
+    else:
+        images = np.stack([_read_png(root / r["path"]) for r in source_rows])
+        masks = np.stack([_read_png(root / r["mask_path"]) > 0 if r.get("mask_path") else np.ones(images.shape[1:], bool)
+                          for r in source_rows])
+    y = run_translator(translator, to_signed(images), batch_size=batch_size, device=dev, progress=progress,
+                       description=f"harmonize {split}")
+    outputs = to_uint8(y)
+    outputs[~masks] = 0
+    uncertainty = None
+    if samples > 1:
+        from sonoshift.sampling.ddgan import uncertainty_to_uint8
+        from sonoshift.translate import resize_batch
+
+        uncertainty = uncertainty_to_uint8(resize_batch(torch.cat(translator.std_maps), tuple(outputs.shape[1:])))
+        uncertainty[~masks] = 0
+
+    out = Path(out)
+    out_rows = []
+    columns = OUTPUT_COLUMNS + (["uncertainty_path"] if uncertainty is not None else [])
+    with atomic_dir(out) as tmp:
+        for k, (r, img) in enumerate(zip(track(source_rows, "write outputs", disable=not progress), outputs)):
+            rel = f"outputs/{r['patient_id']}/{r['video_id']}/{int(r['frame_index']):05d}.png"
+            _write_png(tmp / rel, img)
+            if uncertainty is not None:
+                _write_png(tmp / ("uncertainty" + rel[len("outputs"):]), uncertainty[k])
+            out_rows.append({
+                "output_path": rel, "source_path": r["path"], "target_path": pair_of.get(r["path"], ""),
+                "gt_path": r.get(gt_col, "") or "", "mask_path": r.get("mask_path", "") or "",
+                "label_path": r.get("label_path", "") or "", "patient_id": r["patient_id"],
+                "video_id": r["video_id"], "frame_index": r["frame_index"],
+                "uncertainty_path": ("uncertainty" + rel[len("outputs"):]) if uncertainty is not None else "",
+            })
+        (tmp / "outputs.csv").write_text(_csv_text(out_rows, columns), encoding="utf-8")
+        run = {
+            "method": ckpt.method,
+            "config": config_name or (ckpt.state.get("metadata") or {}).get("config_name") or ckpt.method,
+            "checkpoint": str(Path(ckpt.path).resolve()),
+            "step": ckpt.state.get("step"),
+            "source_domain": src,
+            "target_domain": tgt,
+            "split": split,
+            "dataset": str(root.resolve()),
+            "sonoshift_version": sonoshift.__version__,
+            "samples": samples,
+        }
+        (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _read_png(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise SonoshiftError(f"frame {path} is missing or unreadable.")
+    return img
+
+
+__all__ = ["harmonize_dataset", "harmonize_inputs", "write_mp4"]

@@ -1,0 +1,306 @@
+"""CycleGAN as an engine method (docs/engine.md §1) and its translator (§5).
+
+Domains: A = source (e.g. handheld), B = target (e.g. cart). ``G_ab``: A -> B, ``G_ba``: B -> A, ``D_a``/``D_b``
+judge A/B images. One step = a generator phase (both generators, one Adam) then a discriminator phase (both
+discriminators, one Adam) on fakes drawn through the 50-image pools, as in the reference implementation.
+
+The step avoids needless work compared with a textbook step: discriminator parameters do not require grad in
+the generator phase, each generator runs once on [fake input; identity input] stacked on the batch axis
+(instance norm is per image, so this is exact), each discriminator runs once on [real; fake], losses are
+computed without target tensors, and gradients are dropped with ``set_to_none``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from sonoshift.config import from_dict, to_dict
+from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
+from sonoshift.engine.ema import EMA
+from sonoshift.engine.loop import StepContext, TrainConfig, TrainResult, train
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import register_method
+from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
+from sonoshift.objectives import (
+    CycleGANLossWeights,
+    ImagePool,
+    discriminator_loss,
+    generator_loss,
+)
+from sonoshift.seeding import make_generator
+
+
+@dataclass(frozen=True)
+class CycleGANData:
+    """Which prepared-dataset domains play A (source) and B (target); ``size`` None keeps the prepared size."""
+
+    source_domain: str = "handheld"
+    target_domain: str = "cart"
+    split: str = "train"
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class CycleGANModel:
+    """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3)."""
+
+    ngf: int = 64
+    n_blocks: int = 9
+    upsample: Literal["transpose", "resize"] = "transpose"
+    ndf: int = 64
+    d_layers: int = 3
+    init_gain: float = 0.02
+
+
+@dataclass(frozen=True)
+class CycleGANLoss:
+    """Loss weights and the fake-history pool size (0 disables the pool)."""
+
+    cycle: float = 10.0
+    identity: float = 5.0
+    discriminator: float = 0.5
+    pool_size: int = 50
+
+
+@dataclass(frozen=True)
+class CycleGANConfig:
+    """The full CycleGAN run configuration (YAML: configs/paper/cyclegan.yaml, configs/cpu/cyclegan.yaml)."""
+
+    name: str = "cyclegan"
+    data: CycleGANData = field(default_factory=CycleGANData)
+    model: CycleGANModel = field(default_factory=CycleGANModel)
+    loss: CycleGANLoss = field(default_factory=CycleGANLoss)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def build_generator(m: CycleGANModel) -> ResnetGenerator:
+    """A one-channel ResNet generator for the model settings ``m`` (not yet initialised)."""
+    return ResnetGenerator(1, 1, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample)
+
+
+def _requires_grad(modules: list[nn.Module], flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+class CycleGAN:
+    """The CycleGAN method: four networks, two Adam optimisers, two fake pools (docs/engine.md §1).
+
+    ``image_size`` (H, W) is recorded in checkpoints for inference. Weights are initialised N(0, gain) from a
+    generator seeded by ``cfg.train.seed`` (identical on every rank); the pools draw from a generator seeded by
+    seed + 1000 + rank.
+    """
+
+    name = "cyclegan"
+
+    def __init__(self, cfg: CycleGANConfig, device: torch.device, image_size: tuple[int, int], rank: int = 0) -> None:
+        self.cfg = cfg
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.dataset_path: str | None = None  # recorded in checkpoints when known
+        self.config_name: str | None = None
+        self.prepare: dict[str, Any] = {}
+        if self.image_size[0] % 4 or self.image_size[1] % 4:
+            raise SonoshiftError(f"CycleGAN needs image sides divisible by 4, got {self.image_size}.")
+        m, t = cfg.model, cfg.train
+        g = make_generator(t.seed)
+        fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.modules: dict[str, nn.Module] = {
+            "G_ab": init_normal(build_generator(m), g, m.init_gain),
+            "G_ba": init_normal(build_generator(m), g, m.init_gain),
+            "D_a": init_normal(PatchGAN(1, ndf=m.ndf, n_layers=m.d_layers), g, m.init_gain),
+            "D_b": init_normal(PatchGAN(1, ndf=m.ndf, n_layers=m.d_layers), g, m.init_gain),
+        }
+        for mod in self.modules.values():
+            mod.to(device=device, memory_format=fmt).train()
+        self.net = {k: (torch.compile(v) if t.compile else v) for k, v in self.modules.items()}
+        betas = (t.beta1, t.beta2)
+        gen = itertools.chain(self.modules["G_ab"].parameters(), self.modules["G_ba"].parameters())
+        dis = itertools.chain(self.modules["D_a"].parameters(), self.modules["D_b"].parameters())
+        self.optimizers = {"G": torch.optim.Adam(gen, t.lr, betas), "D": torch.optim.Adam(dis, t.lr, betas)}
+        self.ema = {k: EMA(self.modules[k], t.ema_decay) for k in ("G_ab", "G_ba")} if t.ema_decay > 0 else {}
+        self.weights = CycleGANLossWeights(cfg.loss.cycle, cfg.loss.identity, cfg.loss.discriminator)
+        self.pools = {
+            "pool_a": ImagePool(cfg.loss.pool_size, make_generator(t.seed, 1000 + rank)),
+            "pool_b": ImagePool(cfg.loss.pool_size, make_generator(t.seed, 2000 + rank)),
+        }
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """One generator update then one discriminator update; returns the mean losses of the step."""
+        G_ab, G_ba, D_a, D_b = (self.net[k] for k in ("G_ab", "G_ba", "D_a", "D_b"))
+        use_idt = self.weights.identity > 0
+        micro = ctx.micro_batches(batch)
+        logs: dict[str, list[torch.Tensor]] = {}
+
+        _requires_grad([self.modules["D_a"], self.modules["D_b"]], False)
+        fakes = []
+        for mb in micro:
+            a, b = mb["source"], mb["target"]
+            n = a.shape[0]
+            with ctx.autocast():
+                if use_idt:  # one pass per generator: [translate; identity]
+                    fake_b, idt_a = G_ab(torch.cat([a, b])).split(n)
+                    fake_a, idt_b = G_ba(torch.cat([b, a])).split(n)
+                else:
+                    fake_b, idt_a = G_ab(a), None
+                    fake_a, idt_b = G_ba(b), None
+                rec_a, rec_b = G_ba(fake_b), G_ab(fake_a)
+                loss_g, parts = generator_loss(
+                    d_fake_b=D_b(fake_b), d_fake_a=D_a(fake_a), real_a=a, real_b=b,
+                    rec_a=rec_a, rec_b=rec_b, idt_a=idt_a, idt_b=idt_b, weights=self.weights,
+                )
+            ctx.backward(loss_g)
+            fakes.append((fake_a.detach(), fake_b.detach()))
+            logs.setdefault("loss_G", []).append(loss_g.detach())
+            for k, v in parts.items():
+                logs.setdefault(k, []).append(v)
+        ctx.optimizer_step("G")
+        _requires_grad([self.modules["D_a"], self.modules["D_b"]], True)
+
+        for mb, (fake_a, fake_b) in zip(micro, fakes):
+            a, b = mb["source"], mb["target"]
+            n = a.shape[0]
+            fake_a, fake_b = self.pools["pool_a"].query(fake_a), self.pools["pool_b"].query(fake_b)
+            with ctx.autocast():
+                pa = D_a(torch.cat([a, fake_a]))
+                pb = D_b(torch.cat([b, fake_b]))
+                loss_da = discriminator_loss(pa[:n], pa[n:], self.weights)
+                loss_db = discriminator_loss(pb[:n], pb[n:], self.weights)
+            ctx.backward(loss_da + loss_db)
+            logs.setdefault("D_a", []).append(loss_da.detach())
+            logs.setdefault("D_b", []).append(loss_db.detach())
+        ctx.optimizer_step("D")
+
+        keys = list(logs)
+        means = torch.stack([torch.stack(logs[k]).float().mean() for k in keys]).tolist()
+        return dict(zip(keys, means))
+
+    @torch.no_grad()
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Rows for a TensorBoard grid: source, G_ab(source), target, G_ba(target) (B,1,H,W in [-1,1])."""
+        G_ab, G_ba = self.modules["G_ab"], self.modules["G_ba"]
+        G_ab.eval(), G_ba.eval()
+        out = {
+            "source": batch["source"], "source_to_target": G_ab(batch["source"]),
+            "target": batch["target"], "target_to_source": G_ba(batch["target"]),
+        }
+        G_ab.train(), G_ba.train()
+        return out
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The fake pools (images + generator states) for exact resume."""
+        tensors: dict[str, torch.Tensor] = {}
+        state: dict[str, Any] = {}
+        for name, pool in self.pools.items():
+            t, s = pool.state(name)
+            tensors.update(t)
+            state.update(s)
+        return tensors, state
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved."""
+        device = next(self.modules["G_ab"].parameters()).device
+        for name, pool in self.pools.items():
+            pool.load_state(name, tensors, state, device)
+
+    def metadata(self) -> dict[str, Any]:
+        """Inference facts stored in checkpoints: domains and image size."""
+        return {
+            "source_domain": self.cfg.data.source_domain,
+            "target_domain": self.cfg.data.target_domain,
+            "image_size": list(self.image_size),
+            "dataset": self.dataset_path,
+            "config_name": self.config_name,
+            "prepare": self.prepare,
+        }
+
+
+def build(cfg: CycleGANConfig, dataset: Any, device: torch.device, rank: int = 0) -> CycleGAN:
+    """A CycleGAN for ``dataset`` (items with "source" (1,H,W)), on ``device``."""
+    first = dataset[0]["source"]
+    return CycleGAN(cfg, device, tuple(first.shape[-2:]), rank=rank)
+
+
+class CycleGANTranslator:
+    """One CycleGAN generator as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's device."""
+
+    method = "cyclegan"
+
+    def __init__(self, net: nn.Module, image_size: tuple[int, int], source: str, target: str) -> None:
+        self.net = net.eval().requires_grad_(False)
+        self.image_size = image_size
+        self.source_domain, self.target_domain = source, target
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
+        p = next(self.net.parameters())
+        if p.device != x.device:
+            self.net.to(x.device)
+        with torch.no_grad():
+            return self.net(x.to(p.dtype)).to(x.dtype)
+
+
+def load_translator(
+    ckpt: ModelCheckpoint, device: torch.device | None = None, *, reverse: bool = False, use_ema: bool = True
+) -> CycleGANTranslator:
+    """The source->target generator of a CycleGAN checkpoint (target->source with ``reverse``)."""
+    cfg = from_dict(CycleGANConfig, ckpt.state.get("config", {}))
+    meta = ckpt.state.get("metadata", {})
+    size = tuple(meta.get("image_size", (256, 256)))
+    net = load_module(ckpt, "G_ba" if reverse else "G_ab", build_generator(cfg.model), prefer_ema=use_ema)
+    if device is not None:
+        net.to(device)
+    src, tgt = meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain)
+    return CycleGANTranslator(net, size, tgt if reverse else src, src if reverse else tgt)
+
+
+register_method("cyclegan", build=build, load_translator=load_translator)
+
+
+
+def train_cyclegan(
+    data: str | Path,
+    cfg: CycleGANConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    config_name: str | None = None,
+) -> TrainResult:
+    """Train a CycleGAN on the prepared dataset ``data`` into the run folder ``out`` (API of `sonoshift train
+    cyclegan`). Under torchrun every process calls this; rank 0 writes. Returns the loop's TrainResult."""
+    from sonoshift.data.datasets import UnpairedDataset
+    from sonoshift.engine.device import select_device
+    from sonoshift.engine.distributed import init_distributed
+    from sonoshift.seeding import seed_everything
+
+    data = Path(data)
+    if not (data / "dataset.json").is_file():
+        raise SonoshiftError(f"{data} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
+    info = init_distributed()
+    seed_everything(cfg.train.seed, info.rank)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    device = select_device(cfg.train.device)
+    d = cfg.data
+    dataset = UnpairedDataset(data, d.split, d.source_domain, d.target_domain, seed=cfg.train.seed, size=d.size)
+    method = build(cfg, dataset, device, rank=info.rank)
+    method.dataset_path = str(data.resolve())
+    method.config_name = config_name
+    try:  # the dataset's crop/resize settings, so `harmonize` prepares frames the same way
+        prep = json.loads((data / "dataset.json").read_text(encoding="utf-8")).get("config") or {}
+        method.prepare = {k: prep[k] for k in ("crop", "resize") if k in prep}
+    except (OSError, json.JSONDecodeError):
+        method.prepare = {}
+    return train(method, dataset, cfg.train, out, full_config=to_dict(cfg), resume=resume, progress=progress)
+
+
+__all__ = ["CycleGAN", "CycleGANConfig", "CycleGANTranslator", "build", "load_translator", "train_cyclegan"]

@@ -1,0 +1,376 @@
+"""The conditional denoising diffusion GAN as an engine method (docs/engine.md §1) and its translator (§5).
+
+Training (as in the source paper): a frozen, trained CycleGAN maps each target frame x_0 to a synthetic source
+frame y_s = G_{T->S}(x_0); the generator learns p(x_0 | y_s) from (x_{t+1}, y_s, t, z). At inference the
+condition is the real source frame. One step = a discriminator update (generator output detached, lazy R1 on
+real pairs every ``loss.lazy_reg`` steps) then a generator update (non-saturating loss). Adam (0.5, 0.9) with
+separate generator and discriminator learning rates, cosine decay, EMA of the generator (``train.ema_decay``).
+
+The cascade (``sonoshift.methods.cascade``) reuses this class with another condition.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from sonoshift.config import from_dict, to_dict
+from sonoshift.engine.checkpoint import ModelCheckpoint, load_module, read_model
+from sonoshift.engine.ema import EMA
+from sonoshift.engine.loop import StepContext, TrainConfig, TrainResult, train
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import register_method
+from sonoshift.methods.cyclegan import CycleGANConfig, CycleGANData, build_generator
+from sonoshift.models.ddgan_disc import DDGANDiscriminator, DiscConfig
+from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
+from sonoshift.objectives.ddgan import discriminator_loss, generator_loss
+from sonoshift.sampling.ddgan import sample, sample_with_uncertainty
+from sonoshift.schedules.ddgan import Schedule, ScheduleConfig, describe, schedule_from_config
+from sonoshift.seeding import make_generator
+
+
+@dataclass(frozen=True)
+class DDGANLoss:
+    """R1 weight gamma on real pairs, applied every ``lazy_reg`` steps (0 disables R1)."""
+
+    r1_gamma: float = 0.02
+    lazy_reg: int = 10
+
+
+@dataclass(frozen=True)
+class DDGANOptim:
+    """Adam for the generator and the discriminator, with their own learning rates (``train.lr`` and
+    ``train.beta1/2`` are not used by this method). ``lr_schedule``: "cosine" decays both rates from their base to
+    ``lr_min_ratio`` x base over the run; "constant_then_linear" follows ``train.decay_epochs`` like CycleGAN."""
+
+    lr_g: float = 1.6e-4
+    lr_d: float = 1.25e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+    lr_schedule: Literal["cosine", "constant_then_linear"] = "cosine"
+    lr_min_ratio: float = 0.0
+
+
+@dataclass(frozen=True)
+class DDGANConfig:
+    """The full DDGAN run configuration (YAML: configs/cpu/ddgan.yaml, configs/paper/diffusion_*.yaml).
+
+    cyclegan: the trained CycleGAN checkpoint (run folder, checkpoint folder or model.safetensors) whose
+    target -> source generator makes the training condition y_s = G_{T->S}(x_0); it stays frozen.
+    """
+
+    name: str = "ddgan"
+    data: CycleGANData = field(default_factory=CycleGANData)
+    cyclegan: str = ""
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    generator: UNetConfig = field(default_factory=UNetConfig)
+    discriminator: DiscConfig = field(default_factory=DiscConfig)
+    loss: DDGANLoss = field(default_factory=DDGANLoss)
+    optim: DDGANOptim = field(default_factory=DDGANOptim)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(ema_decay=0.999))
+
+
+def cosine_factor(step: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """LR factor min_ratio + (1 - min_ratio)(1 + cos(pi step / total)) / 2: 1 at step 0, min_ratio at the end."""
+    if total_steps <= 0:
+        return 1.0
+    frac = min(max(step / total_steps, 0.0), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass
+class FrozenCycleGAN:
+    """The two generators of a trained CycleGAN (eval mode, no grad) plus what rebuilds them."""
+
+    G_ab: nn.Module
+    G_ba: nn.Module
+    config: CycleGANConfig
+    metadata: dict[str, Any]
+    path: str
+
+
+def load_cyclegan(path: str | Path, device: torch.device) -> FrozenCycleGAN:
+    """Both generators of the CycleGAN checkpoint at ``path`` (EMA weights when present), frozen, on ``device``."""
+    if not str(path):
+        raise SonoshiftError(
+            "config key 'cyclegan' is empty: give the trained CycleGAN checkpoint that makes the condition."
+        )
+    ckpt = read_model(path)
+    if ckpt.method != "cyclegan":
+        raise SonoshiftError(f"checkpoint {ckpt.path} is a '{ckpt.method}' model, not a CycleGAN.")
+    cfg = from_dict(CycleGANConfig, ckpt.state.get("config", {}))
+    nets = [load_module(ckpt, k, build_generator(cfg.model)) for k in ("G_ab", "G_ba")]
+    for n in nets:
+        n.to(device).eval().requires_grad_(False)
+    return FrozenCycleGAN(nets[0], nets[1], cfg, dict(ckpt.state.get("metadata", {})), str(ckpt.path))
+
+
+def check_domains(cg: FrozenCycleGAN, data: CycleGANData) -> None:
+    """The CycleGAN must translate between the same two domains as the diffusion run."""
+    src = cg.metadata.get("source_domain", cg.config.data.source_domain)
+    tgt = cg.metadata.get("target_domain", cg.config.data.target_domain)
+    if (src, tgt) != (data.source_domain, data.target_domain):
+        raise SonoshiftError(
+            f"CycleGAN checkpoint {cg.path} translates {src} -> {tgt}, but this run is "
+            f"{data.source_domain} -> {data.target_domain}."
+        )
+
+
+def _seeded_init(seed: int, build: Any) -> nn.Module:
+    """Build a module with PyTorch's default initialisation drawn from ``seed`` (global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+class DDGAN:
+    """Conditional DDGAN: generator ``G`` (U-Net), discriminator ``D``, optimisers "G" and "D", EMA of G.
+
+    ``image_size`` (H, W) is recorded in checkpoints. Networks are initialised from ``cfg.train.seed``
+    (identical on every rank); the step's randomness (t, pairs, z, posterior noise) comes from a generator on
+    the training device seeded by seed + 3000 + rank, saved in checkpoints for exact resume.
+    """
+
+    name = "ddgan"
+    condition_kind = "synthetic_source"  # y_s = G_{T->S}(x_0)
+
+    def __init__(
+        self, cfg: DDGANConfig, device: torch.device, image_size: tuple[int, int], cyclegan: FrozenCycleGAN,
+        rank: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.schedule: Schedule = schedule_from_config(cfg.schedule)
+        self.cyclegan = cyclegan
+        check_domains(cyclegan, cfg.data)
+        t, o = cfg.train, cfg.optim
+        G = _seeded_init(t.seed, lambda: DDGANUNet(cfg.generator, image_size=self.image_size[0]))
+        D = _seeded_init(t.seed + 1, lambda: DDGANDiscriminator(cfg.discriminator))
+        self.modules: dict[str, nn.Module] = {"G": G.to(device).train(), "D": D.to(device).train()}
+        self.net = {k: (torch.compile(v) if t.compile else v) for k, v in self.modules.items()}
+        self.optimizers = {
+            "G": torch.optim.Adam(G.parameters(), o.lr_g, betas=(o.beta1, o.beta2)),
+            "D": torch.optim.Adam(D.parameters(), o.lr_d, betas=(o.beta1, o.beta2)),
+        }
+        self.ema = {"G": EMA(G, t.ema_decay)} if t.ema_decay > 0 else {}
+        self.gen = make_generator(t.seed, 3000 + rank, device=device)
+        self.dataset_path = ""
+
+    # -- the condition ------------------------------------------------------------------------------------
+    def condition(self, x0: torch.Tensor) -> torch.Tensor:
+        """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0), no grad."""
+        with torch.no_grad():
+            return self.cyclegan.G_ba(x0)
+
+    # -- one step -----------------------------------------------------------------------------------------
+    def _r1_gamma(self, step: int) -> float:
+        lz = self.cfg.loss
+        return lz.r1_gamma if lz.r1_gamma > 0 and lz.lazy_reg > 0 and step % lz.lazy_reg == 0 else 0.0
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """One discriminator update, then one generator update; returns the mean losses of the step."""
+        G, D = self.net["G"], self.net["D"]
+        micro = ctx.micro_batches(batch)
+        conds = [self.condition(mb["target"]) for mb in micro]
+        logs: dict[str, list[float]] = {}
+        gamma = self._r1_gamma(ctx.step)
+        for mb, cond in zip(micro, conds):
+            with ctx.autocast():
+                loss_d, parts = discriminator_loss(G, D, self.schedule, mb["target"], cond, self.gen, gamma)
+            ctx.backward(loss_d)
+            for k, v in {"loss_D": loss_d.item(), **parts}.items():
+                logs.setdefault(k, []).append(v)
+        ctx.optimizer_step("D")
+        self.modules["D"].requires_grad_(False)
+        try:
+            for mb, cond in zip(micro, conds):
+                with ctx.autocast():
+                    loss_g, _ = generator_loss(G, D, self.schedule, mb["target"], cond, self.gen)
+                ctx.backward(loss_g)
+                logs.setdefault("loss_G", []).append(loss_g.item())
+        finally:
+            self.modules["D"].requires_grad_(True)
+        ctx.optimizer_step("G")
+        return {k: sum(v) / len(v) for k, v in logs.items()}
+
+    def lr_factors(self, step: int, total_steps: int) -> dict[str, float]:
+        """Cosine decay of both learning rates (or CycleGAN-style constant-then-linear, see ``DDGANOptim``)."""
+        o = self.cfg.optim
+        if o.lr_schedule == "cosine":
+            f = cosine_factor(step, total_steps, o.lr_min_ratio)
+        else:
+            from sonoshift.engine.schedules import constant_then_linear
+
+            t = self.cfg.train
+            decay = round(total_steps * min(t.decay_epochs, t.epochs) / max(t.epochs, 1))
+            f = constant_then_linear(step, total_steps, decay)
+        return {"G": f, "D": f}
+
+    # -- inference pieces ---------------------------------------------------------------------------------
+    def sampling_generator(self) -> nn.Module:
+        """The generator used for sampling: the EMA copy when kept, else the online network."""
+        return self.ema["G"].module if "G" in self.ema else self.modules["G"]
+
+    @torch.no_grad()
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """TensorBoard rows: target, its training condition, one sample from that condition (B,1,H,W, [-1,1])."""
+        x0 = batch["target"]
+        cond = self.condition(x0)
+        g = make_generator(0, device=x0.device)
+        x_init = self.partial_init(cond) if self.cfg.schedule.start == "partial" else None
+        G = self.sampling_generator()
+        was_training = G.training
+        G.eval()
+        out = sample(G, self.schedule, cond, g, x_init)
+        G.train(was_training)
+        return {"target": x0, "condition": cond, "sample": out}
+
+    def partial_init(self, cond: torch.Tensor) -> torch.Tensor:
+        """The image the partial-noising start noises: for the plain DDGAN, the condition itself."""
+        return cond
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The step generator's state, for exact resume."""
+        return {"gen": self.gen.get_state()}, {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved."""
+        self.gen.set_state(tensors["gen"].to("cpu", torch.uint8))
+
+    def metadata(self) -> dict[str, Any]:
+        """Inference facts stored in checkpoints: domains, image size, schedule, condition, CycleGAN used."""
+        return {
+            "source_domain": self.cfg.data.source_domain,
+            "target_domain": self.cfg.data.target_domain,
+            "image_size": list(self.image_size),
+            "schedule": describe(self.cfg.schedule),
+            "condition": self.condition_kind,
+            "cyclegan": self.cyclegan.path,
+            "dataset": self.dataset_path,
+        }
+
+
+class TargetFrames(torch.utils.data.Dataset):
+    """The target-domain frames of a split, each once per epoch: items {"target": float32 (1, H, W) in [-1, 1]}."""
+
+    def __init__(self, root: str | Path, data: CycleGANData, seed: int = 0) -> None:
+        from sonoshift.data.datasets import UnpairedDataset
+
+        # An unpaired dataset from the target domain to itself iterates over every target frame in order.
+        tgt = data.target_domain
+        self.frames = UnpairedDataset(root, data.split, tgt, tgt, seed=seed, size=data.size)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"target": self.frames[i]["source"]}
+
+
+def build(cfg: DDGANConfig, dataset: Any, device: torch.device, rank: int = 0) -> DDGAN:
+    """A DDGAN for ``dataset`` (items with "target" (1,H,W)) on ``device``; loads the frozen CycleGAN."""
+    size = tuple(dataset[0]["target"].shape[-2:])
+    return DDGAN(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank)
+
+
+def train_ddgan(
+    data: str | Path, cfg: DDGANConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train a conditional DDGAN on the prepared dataset ``data`` into the run folder ``out`` (API of
+    `sonoshift train ddgan`). Under torchrun every process calls this; rank 0 writes."""
+    from sonoshift.engine.device import select_device
+    from sonoshift.engine.distributed import init_distributed
+    from sonoshift.seeding import seed_everything
+
+    data = Path(data)
+    if not (data / "dataset.json").is_file():
+        raise SonoshiftError(f"{data} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
+    info = init_distributed()
+    seed_everything(cfg.train.seed, info.rank)
+    device = select_device(cfg.train.device)
+    dataset = TargetFrames(data, cfg.data, seed=cfg.train.seed)
+    method = build(cfg, dataset, device, rank=info.rank)
+    method.dataset_path = str(data.resolve())
+    return train(method, dataset, cfg.train, out, full_config=to_dict(cfg), resume=resume, progress=progress)
+
+
+class DDGANTranslator:
+    """A trained DDGAN as a translator: source (B,1,H,W) in [-1,1] -> one sample in [-1,1], same device.
+
+    ``prepare(x)`` makes (condition, partial-start image) from the source frame: the source itself for the plain
+    DDGAN; the cascade passes it through the CycleGAN first. Randomness only from ``generator`` (default: seed 0).
+    ``uncertainty(x, k, generator)`` returns the mean of K samples and the per-pixel std (uncertainty map).
+    """
+
+    method = "ddgan"
+
+    def __init__(
+        self, G: nn.Module, schedule: Schedule, start: str, image_size: tuple[int, int], source: str, target: str,
+        pre: nn.Module | None = None,
+    ) -> None:
+        self.G = G.eval().requires_grad_(False)
+        self.pre = None if pre is None else pre.eval().requires_grad_(False)
+        self.schedule, self.start = schedule, start
+        self.image_size = image_size
+        self.source_domain, self.target_domain = source, target
+
+    def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
+        for net in (self.G, self.pre):
+            if net is not None and next(net.parameters()).device != x.device:
+                net.to(x.device)
+        with torch.no_grad():
+            cond = x if self.pre is None else self.pre(x).clamp(-1, 1)
+        return cond, (cond if self.start == "partial" else None)
+
+    def _gen(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Generator:
+        return generator if generator is not None else make_generator(0, device=x.device)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        cond, x_init = self._prepare(x)
+        return sample(self.G, self.schedule, cond, self._gen(x, generator), x_init)
+
+    def uncertainty(
+        self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """K samples per frame -> (mean in [-1, 1], per-pixel std in [-1, 1] units), both (B, 1, H, W)."""
+        cond, x_init = self._prepare(x)
+        return sample_with_uncertainty(self.G, self.schedule, cond, k, self._gen(x, generator), x_init)
+
+
+def rebuild_generator(
+    ckpt: ModelCheckpoint, gen_cfg: UNetConfig, use_ema: bool = True
+) -> tuple[nn.Module, tuple[int, int]]:
+    """The trained DDGAN generator of ``ckpt`` and the image size it was trained at."""
+    size = tuple(int(v) for v in ckpt.state.get("metadata", {}).get("image_size", (256, 256)))
+    G = load_module(ckpt, "G", DDGANUNet(gen_cfg, image_size=size[0]), prefer_ema=use_ema)
+    return G, size  # type: ignore[return-value]
+
+
+def load_translator(
+    ckpt: ModelCheckpoint, device: torch.device | None = None, *, use_ema: bool = True
+) -> DDGANTranslator:
+    """The DDGAN translator of a checkpoint: condition = the real source frame."""
+    cfg = from_dict(DDGANConfig, ckpt.state.get("config", {}))
+    G, size = rebuild_generator(ckpt, cfg.generator, use_ema)
+    if device is not None:
+        G.to(device)
+    meta = ckpt.state.get("metadata", {})
+    return DDGANTranslator(
+        G, schedule_from_config(cfg.schedule), cfg.schedule.start, size,
+        meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain),
+    )
+
+
+register_method("ddgan", build=build, load_translator=load_translator)
+
+__all__ = [
+    "DDGAN", "DDGANConfig", "DDGANTranslator", "TargetFrames", "build", "cosine_factor", "load_cyclegan",
+    "load_translator", "train_ddgan",
+]

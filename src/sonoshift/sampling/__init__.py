@@ -1,0 +1,1 @@
+"""Inference-time samplers (pure loops over trained networks and schedules)."""

@@ -1,0 +1,97 @@
+"""Sampling the conditional denoising diffusion GAN: N large steps from noise (or a partial-noising start).
+
+Each step feeds (x_{t+1}, condition) to the generator, which predicts x_0; the Gaussian posterior
+q(x_t | x_{t+1}, x_0) then draws x_t. The last step returns the posterior mean. K samples per frame give a mean
+image and a per-pixel standard deviation (the uncertainty map).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sonoshift.errors import SonoshiftError
+from sonoshift.schedules.ddgan import Schedule, sample_posterior, start_sample
+
+
+@torch.no_grad()
+def sample(
+    G: nn.Module,
+    s: Schedule,
+    cond: torch.Tensor,
+    generator: torch.Generator | None,
+    x_init: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One sample per condition image: (B, 1, H, W) in [-1, 1] on ``cond``'s device.
+
+    G: the generator (``G(x, t, z)``, ``G.cfg.nz``); s: the schedule it was trained with; cond: (B, 1, H, W) in
+    [-1, 1]; generator: the only source of randomness (on ``cond``'s device); x_init: optional (B, 1, H, W) image
+    for the partial-noising start (the chain then begins at that image noised to level N instead of N(0, I)).
+    """
+    x = start_sample(s, cond, generator, x_init)
+    b = cond.shape[0]
+    for i in reversed(range(s.num_steps)):
+        t = torch.full((b,), i, dtype=torch.long, device=cond.device)
+        z = torch.randn((b, G.cfg.nz), generator=generator, device=cond.device, dtype=cond.dtype)
+        x0_pred = G(torch.cat([x, cond], dim=1), t, z)
+        x = sample_posterior(s, x0_pred, x, t, generator)
+    return x.clamp(-1.0, 1.0)
+
+
+@torch.no_grad()
+def sample_with_uncertainty(
+    G: nn.Module,
+    s: Schedule,
+    cond: torch.Tensor,
+    k: int,
+    generator: torch.Generator | None,
+    x_init: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K independent samples per condition image -> (mean, std), both (B, 1, H, W).
+
+    mean is in [-1, 1]; std is the per-pixel population standard deviation over the K samples, in the same
+    [-1, 1] intensity units (multiply by 0.5 for [0, 1] units), 0 for K = 1. Samples are drawn one after another
+    from ``generator``, so the result depends only on its seed.
+    """
+    if k < 1:
+        raise SonoshiftError(f"the number of samples per frame must be at least 1, got {k}.")
+    draws = torch.stack([sample(G, s, cond, generator, x_init) for _ in range(k)])
+    return draws.mean(dim=0), draws.std(dim=0, correction=0)
+
+
+# -- the `harmonize --samples K` hook -------------------------------------------------------------------------
+
+
+class MeanOfSamples:
+    """Wraps a stochastic translator (one with ``uncertainty(x, k, generator)``, i.e. ddgan or cascade).
+
+    Each call returns the mean of ``k`` samples, and appends that batch's per-pixel std map (CPU, (B, 1, H, W),
+    [-1, 1] intensity units) to ``std_maps``, in call order; the translator attributes are passed through.
+    """
+
+    def __init__(self, translator, k: int) -> None:
+        if not hasattr(translator, "uncertainty"):
+            raise SonoshiftError(
+                f"--samples needs a stochastic model (ddgan or cascade); '{translator.method}' is deterministic."
+            )
+        if k < 1:
+            raise SonoshiftError(f"the number of samples per frame must be at least 1, got {k}.")
+        self.translator, self.k = translator, k
+        self.method, self.image_size = translator.method, translator.image_size
+        self.source_domain, self.target_domain = translator.source_domain, translator.target_domain
+        self.std_maps: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mean, std = self.translator.uncertainty(x, self.k, generator)
+        self.std_maps.append(std.float().cpu())
+        return mean
+
+    def stacked(self):
+        """All recorded std maps as one uint8 array (N, H, W): the std in 8-bit grey levels of the output."""
+        return uncertainty_to_uint8(torch.cat(self.std_maps)) if self.std_maps else None
+
+
+def uncertainty_to_uint8(std: torch.Tensor):
+    """Std maps (N, 1, H, W) in [-1, 1] units -> uint8 (N, H, W): the std in grey levels of a 0..255 image
+    (std * 127.5, rounded; it cannot exceed 128 for outputs in [-1, 1])."""
+    return (std[:, 0].float() * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()

@@ -1,0 +1,132 @@
+"""Frames through a translator: the same field-of-view crop and resize as `prepare`, batched inference, and the
+way back (to the cropped size, or pasted into the original frame geometry).
+
+The translator comes from ``sonoshift.methods.load_translator``; this module never looks inside a method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sonoshift.config import from_dict
+from sonoshift.data.crop import CropConfig, CropResult, apply_crop, find_fov
+from sonoshift.data.resize import ResizeConfig, placement, resize_stack
+from sonoshift.progress import make_progress
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How frames reach the model: field-of-view crop, then the prepared square resize (as in `prepare`)."""
+
+    crop: CropConfig = field(default_factory=CropConfig)
+    resize: ResizeConfig = field(default_factory=ResizeConfig)
+
+
+def geometry_from_checkpoint(state: dict[str, Any], model_size: int) -> Geometry:
+    """The crop/resize of the dataset a checkpoint was trained on (``metadata.prepare``), else the defaults
+    with the model's size."""
+    prep = (state.get("metadata") or {}).get("prepare") or {}
+    crop = from_dict(CropConfig, prep.get("crop") or {})
+    resize = from_dict(ResizeConfig, prep.get("resize") or {"size": model_size})
+    return Geometry(crop, resize)
+
+
+def to_signed(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W) in [-1, 1]."""
+    return torch.from_numpy(np.array(frames, dtype=np.float32)).div_(127.5).sub_(1.0).unsqueeze(1)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N, 1, H, W) in [-1, 1] -> uint8 (N, H, W) (rounded, clipped)."""
+    return ((x[:, 0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def resize_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (antialiased when shrinking) of (N, 1, H, W) to ``size``; identity when equal."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def run_translator(
+    translator: Any,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    description: str = "harmonize",
+) -> torch.Tensor:
+    """Translate (N, 1, H, W) images in [-1, 1] (H, W = any size; resized to the model size and back) in
+    batches of ``batch_size`` on ``device`` (default: CPU). Returns (N, 1, H, W) in [-1, 1] on the CPU."""
+    device = device or torch.device("cpu")
+    size = tuple(images.shape[-2:])
+    model_size = tuple(translator.image_size)
+    outs = []
+    bar = make_progress(transient=True) if progress else None
+    with torch.inference_mode(), (bar if bar is not None else contextlib.nullcontext()):
+        task = bar.add_task(description, total=len(images), info="") if bar is not None else None
+        for i in range(0, len(images), batch_size):
+            x = resize_batch(images[i : i + batch_size].to(device), model_size)
+            y = translator(x, generator=generator) if generator is not None else translator(x)
+            outs.append(resize_batch(y.float(), size).clamp(-1, 1).cpu())
+            if bar is not None:
+                bar.advance(task, len(x))
+    return torch.cat(outs) if outs else images.new_zeros((0, 1) + size)
+
+
+@dataclass
+class Harmonized:
+    """Result for one stack: ``frames`` uint8 (T, h, w) at the cropped size (or (T, H, W) pasted back),
+    ``prepared`` uint8 (T, S, S) in the prepared geometry, and the crop used."""
+
+    frames: np.ndarray
+    prepared: np.ndarray
+    crop: CropResult
+
+
+def harmonize_stack(
+    frames: np.ndarray,
+    translator: Any,
+    geometry: Geometry,
+    *,
+    paste_back: bool = False,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    progress: bool = False,
+    name: str | None = None,
+) -> Harmonized:
+    """Harmonize uint8 frames (T, H, W): crop the field of view (as `prepare`), resize to the prepared square
+    (and the model size), translate, and map back to the cropped size; ``paste_back`` puts the result inside
+    the field of view of the original frames (pixels outside it keep their original values)."""
+    crop = find_fov(frames, config=geometry.crop, name=name)
+    cropped = apply_crop(frames, crop)
+    t, h, w = cropped.shape
+    p = placement(h, w, geometry.resize)
+    fov = resize_stack(crop.mask.astype(np.uint8) * 255, geometry.resize, nearest=True) > 0
+    prepared_in = resize_stack(cropped, geometry.resize)
+    prepared_in[:, ~fov] = 0
+    y = run_translator(translator, to_signed(prepared_in), batch_size=batch_size, device=device, progress=progress,
+                       description=name or "harmonize")
+    prepared = to_uint8(y)
+    prepared[:, ~fov] = 0
+    inner = prepared[:, p.y : p.y + p.nh, p.x : p.x + p.nw]
+    interp = cv2.INTER_LINEAR if (h >= p.nh and w >= p.nw) else cv2.INTER_AREA
+    back = np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in inner]) if t else cropped
+    back[:, ~crop.mask] = 0
+    if not paste_back:
+        return Harmonized(back, prepared, crop)
+    y0, y1, x0, x1 = crop.bbox
+    full = frames.copy()
+    region = full[:, y0:y1, x0:x1]
+    region[:, crop.mask] = back[:, crop.mask]
+    return Harmonized(full, prepared, crop)
