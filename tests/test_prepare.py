@@ -294,28 +294,6 @@ def test_simulator_output_is_accepted_unchanged(tmp_path: Path) -> None:
             np.testing.assert_array_equal(lab[k], cv2.imread(str(out / r["label_path"]), cv2.IMREAD_UNCHANGED))
 
 
-def test_demo_missing_data_root(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as e:
-        main(["demo", "--data-root", str(tmp_path / "nodata"), "-o", str(tmp_path / "demo"), "-q"])
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 1 and "nodata/fetal_planes_db does not exist" in err and "--data-root" in err
-    assert not (tmp_path / "demo").exists()
-
-
-@pytest.mark.slow
-@pytest.mark.realdata
-def test_demo_on_real_data(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    out = tmp_path / "demo"
-    with pytest.raises(SystemExit) as e:
-        main(["demo", "--data-root", str(shared_data), "-o", str(out), "-q", "--size", "64"])
-    text = capsys.readouterr().out
-    assert e.value.code == 0 and "Aloka" in text and "Voluson E6" in text
-    info = json.loads((out / "dataset.json").read_text())
-    assert sum(info["counts"][s]["Aloka"] for s in SPLITS) == 46
-    assert sum(info["counts"][s]["Voluson E6"] for s in SPLITS) == 54
-    assert info["pairs"] == [["Aloka", "Voluson E6"]]
-
-
 def test_too_few_patients_found_before_decoding(tmp_path: Path) -> None:
     folders = make_domains(tmp_path, lengths_b=(8, 7))
     (folders[1] / "Patient101_clip.npy").write_bytes(b"not a numpy file")  # would fail if it were decoded

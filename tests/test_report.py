@@ -69,7 +69,7 @@ def test_figures_and_self_contained_html(runs: list[Path], tmp_path: Path) -> No
     with Image.open(out / "grid.png") as im:
         w, h = im.size
     assert w > h  # 3 rows x (source + 2 runs + target + gt) columns
-    html = (out / "report.html").read_text()
+    html = (out / "index.html").read_text()
     srcs = re.findall(r'src="([^"]*)"', html)
     assert len(srcs) == len(violins) + 1 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "<link" not in html and "ddgan" in html and "↓" in html
@@ -99,7 +99,7 @@ def test_duplicate_names_and_errors(runs: list[Path], tmp_path: Path, capsys: py
     (stale / "old.txt").write_text("stale")
     with pytest.raises(SystemExit) as e:
         main(["report", str(runs[0]), str(runs[1]), "--out", str(stale), "grid_frames=1", "violins=false"])
-    assert e.value.code == 0 and (stale / "report.html").is_file() and not (stale / "old.txt").exists()
+    assert e.value.code == 0 and (stale / "index.html").is_file() and not (stale / "old.txt").exists()
 
 
 def test_downstream_segmentation_table(runs: list[Path], tmp_path: Path) -> None:
@@ -120,4 +120,4 @@ def test_downstream_segmentation_table(runs: list[Path], tmp_path: Path) -> None
     assert src["hd95_mean"] == pytest.approx(9.0)  # the infinite value is left out
     md = (out / "table.md").read_text()
     assert "Downstream segmentation" in md and "**0.8500 ± 0.0500**" in md
-    assert "Downstream segmentation" in (out / "report.html").read_text()
+    assert "Downstream segmentation" in (out / "index.html").read_text()

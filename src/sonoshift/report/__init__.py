@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sonoshift.atomic import atomic_dir
 from sonoshift.report.grid import qualitative_grid
-from sonoshift.report.html import render_html
+from sonoshift.index.html import render_html
 from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
 from sonoshift.report.table import build_tables, segmentation_frame, to_csv, to_latex, to_markdown
 from sonoshift.report.violin import violins
@@ -25,7 +25,7 @@ class ReportConfig:
 
 
 def make_report(run_dirs: list[str | Path], out: str | Path, cfg: ReportConfig = ReportConfig()) -> Path:
-    """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, grid.png and report.html into ``out``
+    """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, grid.png and index.html into ``out``
     (plus segmentation.csv when runs carry the downstream ``segmentation.csv``).
 
     ``run_dirs`` are run folders already scored by ``sonoshift evaluate``; rows are named by each run's method
@@ -43,7 +43,7 @@ def make_report(run_dirs: list[str | Path], out: str | Path, cfg: ReportConfig =
         metrics = [m for m in metric_order(runs) if not cfg.violin_metrics or m in cfg.violin_metrics]
         figs = violins(runs, modes_of(runs), metrics, tmp) if cfg.violins else {}
         grid = qualitative_grid(runs, tmp / "grid.png", cfg.grid_frames, cfg.overlays) if cfg.grid_frames > 0 else None
-        (tmp / "report.html").write_text(render_html(runs, tables, figs, grid), encoding="utf-8")
+        (tmp / "index.html").write_text(render_html(runs, tables, figs, grid), encoding="utf-8")
     return Path(out)
 
 

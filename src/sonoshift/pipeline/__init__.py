@@ -1,0 +1,1 @@
+"""End-to-end pipelines: the demo on simulated data and the real-data run, as resumable stages."""

@@ -1,0 +1,148 @@
+"""One translation study on a prepared dataset: train each method, harmonize a split, score it, as stages.
+
+Used by the simulated demo and by the real-data run; every stage is skipped when it finished before with the
+same settings (see ``sonoshift.pipeline.stages``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sonoshift.config import load_config, to_dict
+from sonoshift.errors import SonoshiftError
+from sonoshift.pipeline.stages import StageLog, is_stale, run_stage
+
+METHODS = ("cyclegan", "ddgan", "cascade")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """What to train and score. steps_*: optimisation steps per model (0 = the config file's budget);
+    configs: method configs (relative to the repository, or absolute); size: training frame side in px."""
+
+    seed: int = 0
+    source: str = "handheld"
+    target: str = "cart"
+    size: int = 64
+    methods: tuple[str, ...] = METHODS
+    steps_cyclegan: int = 0
+    steps_ddgan: int = 0
+    steps_cascade: int = 0
+    cyclegan_config: str = "configs/cpu/cyclegan.yaml"
+    ddgan_config: str = "configs/cpu/ddgan.yaml"
+    cascade_config: str = "configs/cpu/cascade.yaml"
+    split: str = "test"
+    batch_size: int = 32
+
+
+def repo_root() -> Path:
+    """The folder holding ``configs/`` (the repository of this package), else the current folder."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "configs" / "cpu").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def config_path(name: str) -> Path:
+    """Resolve a config path: as given when it exists, else relative to the repository."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    q = repo_root() / name
+    if q.is_file():
+        return q
+    raise SonoshiftError(f"config file {name} does not exist (looked in {Path.cwd()} and {repo_root()}).")
+
+
+def _overrides(cfg: StudyConfig, steps: int) -> list[str]:
+    out = [
+        f"data.source_domain={cfg.source}",
+        f"data.target_domain={cfg.target}",
+        f"data.size={cfg.size}",
+        f"train.seed={cfg.seed}",
+    ]
+    return [*out, f"train.max_steps={steps}"] if steps else out
+
+
+def train_method(method: str, cfg: StudyConfig, data: Path, models: Path, progress: bool) -> dict[str, Any]:
+    """Train ``method`` on the prepared ``data`` into ``models/<method>`` (resuming a checkpoint left there)."""
+    out = models / method
+    resume = (out / "checkpoints" / "latest").is_file()  # a run stopped earlier continues from its checkpoint
+    if method == "cyclegan":
+        from sonoshift.methods.cyclegan import CycleGANConfig, train_cyclegan
+
+        mcfg = load_config(CycleGANConfig, config_path(cfg.cyclegan_config), _overrides(cfg, cfg.steps_cyclegan))
+        result = train_cyclegan(data, mcfg, out, resume=resume, progress=progress, config_name="cpu/cyclegan")
+    elif method in ("ddgan", "cascade"):
+        if method == "ddgan":
+            from sonoshift.methods.ddgan import DDGANConfig as Cfg
+            from sonoshift.methods.ddgan import train_ddgan as train
+
+            path, steps = cfg.ddgan_config, cfg.steps_ddgan
+        else:
+            from sonoshift.methods.cascade import CascadeConfig as Cfg  # type: ignore[assignment]
+            from sonoshift.methods.cascade import train_cascade as train  # type: ignore[assignment]
+
+            path, steps = cfg.cascade_config, cfg.steps_cascade
+        overrides = [*_overrides(cfg, steps), f"cyclegan={models / 'cyclegan'}"]
+        result = train(data, load_config(Cfg, config_path(path), overrides), out, resume=resume, progress=progress)
+    else:
+        raise SonoshiftError(f"unknown method '{method}' (known: {', '.join(METHODS)}).")
+    if result.interrupted:
+        raise KeyboardInterrupt(f"{method} training interrupted at step {result.step}; run again to resume")
+    return {"run": str(out), "steps": result.step, "losses": result.losses}
+
+
+def harmonize_and_score(
+    method: str, cfg: StudyConfig, data: Path, models: Path, run_dir: Path, segmenter: Path | None, progress: bool
+) -> dict[str, Any]:
+    """Translate ``cfg.split`` with the trained ``method``, write metrics.csv (and segmentation.csv)."""
+    from sonoshift.evaluate import EvaluateConfig, evaluate_run
+    from sonoshift.harmonize import harmonize_dataset
+
+    harmonize_dataset(
+        models / method, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress,
+        config_name=f"cpu/{method}",
+    )
+    out: dict[str, Any] = {"run": str(run_dir), "metrics": str(evaluate_run(run_dir, EvaluateConfig(), progress))}
+    if segmenter is not None:
+        from sonoshift.downstream.evaluate_seg import evaluate_segmentation
+
+        out["segmentation_rows"] = int(len(evaluate_segmentation(run_dir, segmenter, progress=progress)))
+    return out
+
+
+def run_study(
+    data: Path,
+    root: Path,
+    cfg: StudyConfig,
+    *,
+    log: StageLog,
+    force: bool,
+    progress: bool,
+    segmenter: Path | None = None,
+    prefix: str = "",
+) -> list[Path]:
+    """Train every method of ``cfg`` on ``data`` (models under ``root/models``), harmonize and score the split
+    (runs under ``root/harmonized``); return the run folders in method order."""
+    settings = to_dict(cfg)
+    models = root / "models"
+    for method in cfg.methods:
+        name, key = f"{prefix}train {method}", [settings, str(data), method]
+        if force or is_stale(name, root, key):
+            # Other settings than the finished run: train from scratch rather than resume its checkpoint.
+            shutil.rmtree(models / method, ignore_errors=True)
+        run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress), force=force, log=log)
+    runs = []
+    for method in cfg.methods:
+        run_dir = root / "harmonized" / method
+        run_stage(
+            f"{prefix}harmonize + evaluate {method}", root, [settings, str(data), method, str(segmenter)],
+            lambda m=method, r=run_dir: harmonize_and_score(m, cfg, data, models, r, segmenter, progress),
+            force=force, log=log,
+        )
+        runs.append(run_dir)
+    return runs
