@@ -38,7 +38,7 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
         rows = list(csv.DictReader((run / "metrics.csv").open()))
         assert outputs and {r["reference"] for r in rows} == {"target", "source", "gt"}
         assert len(rows) == 3 * len(outputs)
-        assert all(0.0 <= float(r["ssim"]) <= 1.0 for r in rows)
+        assert all(-1.0 <= float(r["ssim"]) <= 1.0 and 0.0 <= float(r["bc"]) <= 1.0 for r in rows)
         assert (run / "segmentation.csv").is_file()
     table = (out / "report" / "table.md").read_text(encoding="utf-8")
     assert "| cyclegan |" in table and "| cascade |" in table

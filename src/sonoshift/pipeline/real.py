@@ -41,15 +41,18 @@ OTHER_CENTRES = "other_centres"
 
 
 def find_data_root(data_root: str | Path) -> Path:
-    """The shared data folder: as given (relative to the current folder), else next to the repository."""
+    """The shared data folder. The default ``../shared/data`` is also looked for next to the repository; a folder
+    the user named must hold ``fetal_planes_db/`` itself."""
     from sonoshift.pipeline.study import repo_root
 
-    for cand in (Path(data_root), repo_root() / data_root, repo_root().parent / "shared" / "data"):
+    default = str(data_root) == RealConfig.data_root
+    candidates = [Path(data_root)] + ([repo_root().parent / "shared" / "data"] if default else [])
+    for cand in candidates:
         if (cand / "fetal_planes_db").is_dir():
             return cand
     raise SonoshiftError(
-        f"shared data folder {data_root} does not hold fetal_planes_db/; pass --data-root with the folder of "
-        "../shared/data/README.md."
+        f"shared data folder {data_root} does not hold fetal_planes_db/; pass --data-root with the folder described "
+        "in ../shared/data/README.md."
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sonoshift.atomic import atomic_dir
 from sonoshift.report.grid import qualitative_grid
-from sonoshift.index.html import render_html
+from sonoshift.report.html import render_html
 from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
 from sonoshift.report.table import build_tables, segmentation_frame, to_csv, to_latex, to_markdown
 from sonoshift.report.violin import violins
