@@ -34,7 +34,7 @@ def _counts(idx: torch.Tensor, n_bins: int, mask: torch.Tensor | None) -> torch.
 
 def _entropy(p: torch.Tensor, dim: tuple[int, ...] | int) -> torch.Tensor:
     """Shannon entropy in nats of probability tables along ``dim`` (0 log 0 = 0)."""
-    return -torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p)).sum(dim=dim)
+    return -torch.special.xlogy(p, p).sum(dim=dim)
 
 
 def joint_histogram(
