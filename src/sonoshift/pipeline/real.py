@@ -33,8 +33,10 @@ class RealConfig:
     fpdb_target: str = "Voluson E6"
     african_target: str = "Malawi"
     hc18_config: str = "configs/cpu/hc18_segmenter.yaml"
-    steps_hc18: int = 0
-    study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(size=64))
+    steps_hc18: int = 400
+    study: StudyConfig = dataclasses.field(
+        default_factory=lambda: StudyConfig(size=64, steps_cyclegan=800, steps_ddgan=250, steps_cascade=250)
+    )
 
 
 OTHER_CENTRES = "other_centres"
