@@ -32,7 +32,7 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
         assert method in html
     assert "Downstream segmentation" in html and "data:image/png;base64," in html
     # every reference mode was scored for every method, with one row per test frame and mode
-    for method in ("cyclegan", "ddgan", "cascade"):
+    for method in ("untranslated", "cyclegan", "ddgan", "cascade"):
         run = out / "harmonized" / method
         outputs = list(csv.DictReader((run / "outputs.csv").open()))
         rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -41,7 +41,10 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
         assert all(-1.0 <= float(r["ssim"]) <= 1.0 and 0.0 <= float(r["bc"]) <= 1.0 for r in rows)
         assert (run / "segmentation.csv").is_file()
     table = (out / "report" / "table.md").read_text(encoding="utf-8")
-    assert "| cyclegan |" in table and "| cascade |" in table
+    assert "| cyclegan |" in table and "| cascade |" in table and "| untranslated |" in table
+    # the baseline run is the source frames themselves: identical to its source inside the field of view
+    base = [r for r in csv.DictReader((out / "harmonized" / "untranslated" / "metrics.csv").open())]
+    assert all(float(r["mae"]) == 0.0 for r in base if r["reference"] == "source")
     assert all(e["status"] == "ran" for e in summary["stages"].values())
 
     again = run_demo(out, TINY, progress=False)

@@ -145,7 +145,7 @@ def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def harmonize_dataset(
-    model: str | Path,
+    model: str | Path | Any,
     dataset: str | Path,
     out: str | Path,
     *,
@@ -160,6 +160,7 @@ def harmonize_dataset(
     """Translate the source-domain frames of ``split`` of the prepared dataset into the run folder ``out``
     (docs/formats.md §3). Each output row names its source frame, its paired target (pairs_<split>.csv), its
     ground truth (manifest column ``gt_<target>_path``), mask and label map when present. Returns ``out``.
+    ``model``: a checkpoint/run folder, or a translator object (e.g. ``Untranslated`` for the baseline).
     ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std (grey levels)
     is written under ``uncertainty/`` with an ``uncertainty_path`` column."""
     from sonoshift.engine.checkpoint import read_model
@@ -170,8 +171,13 @@ def harmonize_dataset(
     if not (root / "dataset.json").is_file() or not manifest.is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
     dev = select_device(device or "auto")
-    ckpt = read_model(model)
-    translator = load_translator(model, device=dev, **translator_options)
+    if isinstance(model, (str, Path)):
+        ckpt = read_model(model)
+        translator = load_translator(model, device=dev, **translator_options)
+        checkpoint, step = str(Path(ckpt.path).resolve()), ckpt.state.get("step")
+        saved_config = (ckpt.state.get("metadata") or {}).get("config_name")
+    else:  # a translator object, e.g. sonoshift.translate.Untranslated for the no-translation baseline
+        translator, checkpoint, step, saved_config = model, None, None, None
     if samples > 1:
         from sonoshift.sampling.ddgan import MeanOfSamples
 
@@ -226,10 +232,10 @@ def harmonize_dataset(
             })
         (tmp / "outputs.csv").write_text(_csv_text(out_rows, columns), encoding="utf-8")
         run = {
-            "method": ckpt.method,
-            "config": config_name or (ckpt.state.get("metadata") or {}).get("config_name") or ckpt.method,
-            "checkpoint": str(Path(ckpt.path).resolve()),
-            "step": ckpt.state.get("step"),
+            "method": translator.method,
+            "config": config_name or saved_config or translator.method,
+            "checkpoint": checkpoint,
+            "step": step,
             "source_domain": src,
             "target_domain": tgt,
             "split": split,

@@ -84,6 +84,20 @@ def run_translator(
     return torch.cat(outs) if outs else images.new_zeros((0, 1) + size)
 
 
+@dataclass(frozen=True)
+class Untranslated:
+    """The no-translation baseline as a translator: returns its input, so a run of it scores the raw source
+    frames in every reference mode (the row a harmonizer has to beat)."""
+
+    source_domain: str
+    target_domain: str
+    image_size: tuple[int, int]
+    method: str = "untranslated"
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x
+
+
 @dataclass
 class Harmonized:
     """Result for one stack: ``frames`` uint8 (T, h, w) at the cropped size (or (T, H, W) pasted back),

@@ -90,6 +90,7 @@ def bc_from_counts(ca: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
     """Bhattacharyya coefficient sum_k sqrt(p_k q_k) of count tables (..., bins) -> (...); NaN if one is empty."""
     na, nb = ca.sum(-1), cb.sum(-1)
     out = (ca / na.clamp_min(1).unsqueeze(-1) * cb / nb.clamp_min(1).unsqueeze(-1)).sqrt().sum(-1)
+    out = out.clamp_max(1.0)  # identical histograms can sum to 1 + 1 ulp
     return torch.where((na > 0) & (nb > 0), out, torch.full_like(out, float("nan")))
 
 

@@ -16,6 +16,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, is_stale, run_stage
 
 METHODS = ("cyclegan", "ddgan", "cascade")
+BASELINE = "untranslated"  # the raw source frames, scored like a method: the row every harmonizer must beat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,10 +103,15 @@ def harmonize_and_score(
     """Translate ``cfg.split`` with the trained ``method``, write metrics.csv (and segmentation.csv)."""
     from sonoshift.evaluate import EvaluateConfig, evaluate_run
     from sonoshift.harmonize import harmonize_dataset
+    from sonoshift.translate import Untranslated
 
+    if method == BASELINE:
+        model: Any = Untranslated(cfg.source, cfg.target, (cfg.size, cfg.size))
+        config = "raw source frames"
+    else:
+        model, config = models / method, f"cpu/{method}"
     harmonize_dataset(
-        models / method, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress,
-        config_name=f"cpu/{method}",
+        model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config
     )
     out: dict[str, Any] = {"run": str(run_dir), "metrics": str(evaluate_run(run_dir, EvaluateConfig(), progress))}
     if segmenter is not None:
@@ -137,7 +143,7 @@ def run_study(
             shutil.rmtree(models / method, ignore_errors=True)
         run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress), force=force, log=log)
     runs = []
-    for method in cfg.methods:
+    for method in (BASELINE, *cfg.methods):
         run_dir = root / "harmonized" / method
         run_stage(
             f"{prefix}harmonize + evaluate {method}", root, [settings, str(data), method, str(segmenter)],
