@@ -183,3 +183,19 @@ def test_cli_evaluate_and_errors(setup, tmp_path, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "outputs.csv" in err and "Traceback" not in err
+
+
+def test_evaluate_cli_with_segmenter_writes_metrics_and_segmentation(setup, tmp_path, capsys):
+    import shutil
+
+    from sonoshift.cli.main import main
+
+    _, ckpt, run = setup
+    copy = shutil.copytree(run, tmp_path / "run")
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(copy), "--segmenter", str(ckpt), "-q"])
+    assert e.value.code == 0
+    seg = pd.read_csv(copy / "segmentation.csv")
+    direct = evaluate_segmentation(run, ckpt, tmp_path / "direct.csv", progress=False)
+    np.testing.assert_allclose(seg["dice_mean"], direct["dice_mean"])
+    assert (copy / "metrics.csv").is_file() and "harmonized" in capsys.readouterr().out

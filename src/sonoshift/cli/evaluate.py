@@ -26,6 +26,10 @@ def evaluate_cmd(
         "(e.g. modes=target,gt use_mask=false lpips=vgg lpips_weights=~/weights css_variant=product)."
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file with an EvaluateConfig."),
+    segmenter: Path | None = typer.Option(
+        None, "--segmenter", help="Segmenter checkpoint: also write segmentation.csv (Dice/HD95 of the source frames "
+        "before and after harmonization, against the source label maps)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Score each translated frame against its paired target, its own source and the ground truth (if any)."""
@@ -39,6 +43,12 @@ def evaluate_cmd(
     for run in runs:
         path = evaluate_run(run, cfg, progress=not quiet)
         typer.echo(f"wrote {path}")
+        if segmenter is not None:
+            from sonoshift.downstream.evaluate_seg import evaluate_segmentation, summarize_segmentation
+
+            table = evaluate_segmentation(run, segmenter, progress=not quiet)
+            typer.echo(f"wrote {Path(run) / 'segmentation.csv'}")
+            typer.echo(summarize_segmentation(table).to_string(index=False))
 
 
 def register(app: typer.Typer) -> None:
