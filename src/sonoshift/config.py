@@ -213,7 +213,3 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
-
-def replace(cfg: C, **changes: Any) -> C:
-    """``dataclasses.replace`` re-exported for convenience."""
-    return dataclasses.replace(cfg, **changes)

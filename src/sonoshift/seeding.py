@@ -27,7 +27,3 @@ def seed_everything(seed: int, offset: int = 0) -> None:
     np.random.seed(s % 2**32)
     torch.manual_seed(s)
 
-
-def child_seed(g: torch.Generator) -> int:
-    """Draw a fresh 63-bit seed from a generator (to derive independent streams deterministically)."""
-    return int(torch.randint(0, 2**62, (1,), generator=g).item())

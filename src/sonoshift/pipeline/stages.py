@@ -30,9 +30,6 @@ class StageLog:
 
     entries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def seconds(self) -> float:
-        return sum(e["seconds"] for e in self.entries.values())
-
 
 def marker_path(root: Path, name: str) -> Path:
     """Where the finished-stage marker of ``name`` lives."""

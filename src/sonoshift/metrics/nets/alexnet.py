@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sonoshift.metrics.nets import tapped_features
+
 ALEXNET_CHANNELS = (64, 192, 384, 256, 256)
 ALEXNET_CHECKPOINT = "alexnet-owt-7be5be79.pth"
 # Index (in ``features``) of the ReLU after which each LPIPS tap is taken.
@@ -37,11 +39,4 @@ class AlexNetFeatures(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in _TAPS:
-                outs.append(x)
-            if i == _TAPS[-1]:
-                break
-        return outs
+        return tapped_features(self.features, x, _TAPS)

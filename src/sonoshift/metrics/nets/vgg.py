@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sonoshift.metrics.nets import tapped_features
+
 VGG16_CHANNELS = (64, 128, 256, 512, 512)
 VGG16_CHECKPOINT = "vgg16-397923af.pth"
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -32,11 +34,4 @@ class VGG16Features(nn.Module):
         self.features = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outs = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in _TAPS:
-                outs.append(x)
-            if i == _TAPS[-1]:
-                break
-        return outs
+        return tapped_features(self.features, x, _TAPS)
