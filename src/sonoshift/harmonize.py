@@ -3,7 +3,8 @@
 Two modes:
 - inputs: each input (image, folder of frames, MP4/AVI, DICOM, .npy) -> ``OUT/<stem>.mp4`` at the input frame
   rate for stacks of several frames (``OUT/<stem>.png`` for a single image), plus PNG frames under
-  ``OUT/<stem>/`` with ``frames=True``;
+  ``OUT/<stem>/`` with ``frames=True``; with ``samples`` K > 1 the same under ``OUT/uncertainty/`` for the
+  per-pixel std of the K samples (grey levels);
 - dataset: the source-domain frames of one split of a prepared dataset -> a translation run folder
   (docs/formats.md §3: outputs/, outputs.csv, run.json) for `sonoshift evaluate`.
 Every output is written to a temporary name and renamed, so nothing half-written remains.
@@ -94,12 +95,16 @@ def harmonize_inputs(
     device: str | None = None,
     crop: bool = True,
     progress: bool = True,
+    samples: int = 1,
     **translator_options: Any,
 ) -> list[Path]:
     """Harmonize each input with the model at ``model`` into folder ``out``; returns the written paths.
 
     Videos keep their frame rate (25 fps when the input has none); ``paste_back`` writes full-size frames with
     the harmonized field of view pasted in; ``crop=False`` feeds whole frames. ``device`` None = auto.
+    ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std of the K
+    samples, in grey levels of the 0..255 output (0 outside the field of view), is written in the same geometry
+    and format to ``out/uncertainty/<stem>.png|.mp4`` (+ ``out/uncertainty/<stem>/`` PNG frames with ``frames``).
     """
     from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
@@ -108,30 +113,48 @@ def harmonize_inputs(
         raise SonoshiftError("harmonize needs at least one input (or --dataset).")
     dev = select_device(device or "auto")
     translator = load_translator(model, device=dev, **translator_options)
+    if samples != 1:
+        from sonoshift.sampling.ddgan import MeanOfSamples
+
+        MeanOfSamples(translator, samples)  # a deterministic model (or K < 1) stops here, before any input is read
     geo = _geometry(translator, read_model(model).state, crop)
     out = Path(out)
     stems = [Path(p).stem if Path(p).suffix else Path(p).name for p in inputs]
     dup = {s for s in stems if stems.count(s) > 1}
     if dup:
         raise SonoshiftError(f"inputs share the output name '{min(dup)}'; harmonize them into separate folders.")
+    if samples > 1 and frames and "uncertainty" in stems:
+        raise SonoshiftError("an input named 'uncertainty' would overwrite the uncertainty/ folder of --samples; "
+                             "rename it or harmonize it into another folder.")
     written: list[Path] = []
     for path, stem in zip(inputs, stems):
         stack = read_stack(path)
         res = harmonize_stack(stack.frames, translator, geo, paste_back=paste_back, batch_size=batch_size,
-                              device=dev, progress=progress, name=str(path))
-        if len(res.frames) == 1 and stack.fps is None:
-            target = out / f"{stem}.png"
-            _write_png(target, res.frames[0])
-            written.append(target)
-        else:
-            target = out / f"{stem}.mp4"
-            write_mp4(target, res.frames, stack.fps or DEFAULT_FPS)
-            written.append(target)
-        if frames:
-            with atomic_dir(out / stem) as tmp:
-                for i, fr in enumerate(res.frames):
-                    _write_png(tmp / f"{i:05d}.png", fr)
-            written.append(out / stem)
+                              device=dev, progress=progress, name=str(path), samples=samples)
+        single = len(res.frames) == 1 and stack.fps is None
+        written += _write_outputs(out, stem, res.frames, single, stack.fps or DEFAULT_FPS, frames)
+        if res.uncertainty is not None:
+            written += _write_outputs(out / "uncertainty", stem, res.uncertainty, single, stack.fps or DEFAULT_FPS,
+                                      frames)
+    return written
+
+
+def _write_outputs(folder: Path, stem: str, images: np.ndarray, single: bool, fps: float, frames: bool) -> list[Path]:
+    """``folder/<stem>.png`` (``single``) or ``folder/<stem>.mp4`` at ``fps``, plus PNG frames under
+    ``folder/<stem>/`` with ``frames``; each written atomically. Returns the written paths."""
+    written = []
+    if single:
+        target = folder / f"{stem}.png"
+        _write_png(target, images[0])
+    else:
+        target = folder / f"{stem}.mp4"
+        write_mp4(target, images, fps)
+    written.append(target)
+    if frames:
+        with atomic_dir(folder / stem) as tmp:
+            for i, fr in enumerate(images):
+                _write_png(tmp / f"{i:05d}.png", fr)
+        written.append(folder / stem)
     return written
 
 

@@ -101,11 +101,54 @@ class Untranslated:
 @dataclass
 class Harmonized:
     """Result for one stack: ``frames`` uint8 (T, h, w) at the cropped size (or (T, H, W) pasted back),
-    ``prepared`` uint8 (T, S, S) in the prepared geometry, and the crop used."""
+    ``prepared`` uint8 (T, S, S) in the prepared geometry, the crop used, and ``uncertainty``: with K > 1
+    samples, the per-pixel std of the K samples as uint8 grey levels (``uncertainty_to_uint8``) in exactly the
+    geometry of ``frames`` (0 outside the field of view, also when pasted back); None for K = 1."""
 
     frames: np.ndarray
     prepared: np.ndarray
     crop: CropResult
+    uncertainty: np.ndarray | None = None
+
+
+def prepared_fov(crop: CropResult, resize: ResizeConfig) -> np.ndarray:
+    """The field of view of ``crop`` in the prepared square: bool (S, S) (nearest-neighbour resize of the mask,
+    as `prepare` resizes masks)."""
+    return resize_stack(crop.mask.astype(np.uint8) * 255, resize, nearest=True) > 0
+
+
+def from_prepared(
+    prepared: np.ndarray, crop: CropResult, resize: ResizeConfig, *, paste_back: bool = False,
+    background: np.ndarray | None = None,
+) -> np.ndarray:
+    """Map uint8 images (T, S, S) in the prepared geometry back to the frame geometry (frames and uncertainty
+    maps alike).
+
+    Pixels outside the prepared field of view are treated as 0; the placed region is resized to the cropped
+    size (h, w) = ``crop.mask.shape`` (INTER_LINEAR, INTER_AREA when shrinking) and pixels outside ``crop.mask``
+    are 0. Returns uint8 (T, h, w), or with ``paste_back`` (T, H, W) = ``crop.full_mask.shape``: a copy of
+    ``background`` (uint8 (T, H, W); zeros when None) with the field of view replaced by the mapped images.
+    """
+    h, w = crop.mask.shape
+    p = placement(h, w, resize)
+    fov = prepared_fov(crop, resize)[p.y : p.y + p.nh, p.x : p.x + p.nw]
+    inner = np.where(fov, prepared[:, p.y : p.y + p.nh, p.x : p.x + p.nw], 0).astype(np.uint8)
+    interp = cv2.INTER_LINEAR if (h >= p.nh and w >= p.nw) else cv2.INTER_AREA
+    if len(inner):
+        back = np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in inner])
+    else:
+        back = np.zeros((0, h, w), np.uint8)
+    back[:, ~crop.mask] = 0
+    if not paste_back:
+        return back
+    full_shape = (len(back),) + crop.full_mask.shape
+    if background is not None and background.shape != full_shape:
+        raise ValueError(f"background {background.shape} does not match the frames {full_shape}")
+    full = np.zeros(full_shape, np.uint8) if background is None else background.copy()
+    y0, y1, x0, x1 = crop.bbox
+    region = full[:, y0:y1, x0:x1]
+    region[:, crop.mask] = back[:, crop.mask]
+    return full
 
 
 def harmonize_stack(
@@ -118,29 +161,39 @@ def harmonize_stack(
     device: torch.device | None = None,
     progress: bool = False,
     name: str | None = None,
+    samples: int = 1,
+    generator: torch.Generator | None = None,
 ) -> Harmonized:
     """Harmonize uint8 frames (T, H, W): crop the field of view (as `prepare`), resize to the prepared square
     (and the model size), translate, and map back to the cropped size; ``paste_back`` puts the result inside
-    the field of view of the original frames (pixels outside it keep their original values)."""
+    the field of view of the original frames (pixels outside it keep their original values).
+
+    ``samples`` K > 1 (stochastic translators: ddgan, cascade): each frame is the mean of K samples and
+    ``uncertainty`` holds their per-pixel std (grey levels), mapped back through :func:`from_prepared` like the
+    frames but with 0 outside the field of view. A deterministic translator with K > 1 raises SonoshiftError.
+    ``generator``: passed to the translator for every batch (None: the translator's own default seed).
+    """
+    hook = None
+    if samples != 1:
+        from sonoshift.sampling.ddgan import MeanOfSamples
+
+        hook = translator = MeanOfSamples(translator, samples)
     crop = find_fov(frames, config=geometry.crop, name=name)
     cropped = apply_crop(frames, crop)
-    t, h, w = cropped.shape
-    p = placement(h, w, geometry.resize)
-    fov = resize_stack(crop.mask.astype(np.uint8) * 255, geometry.resize, nearest=True) > 0
+    fov = prepared_fov(crop, geometry.resize)
     prepared_in = resize_stack(cropped, geometry.resize)
     prepared_in[:, ~fov] = 0
     y = run_translator(translator, to_signed(prepared_in), batch_size=batch_size, device=device, progress=progress,
-                       description=name or "harmonize")
+                       generator=generator, description=name or "harmonize")
     prepared = to_uint8(y)
     prepared[:, ~fov] = 0
-    inner = prepared[:, p.y : p.y + p.nh, p.x : p.x + p.nw]
-    interp = cv2.INTER_LINEAR if (h >= p.nh and w >= p.nw) else cv2.INTER_AREA
-    back = np.stack([cv2.resize(f, (w, h), interpolation=interp) for f in inner]) if t else cropped
-    back[:, ~crop.mask] = 0
-    if not paste_back:
-        return Harmonized(back, prepared, crop)
-    y0, y1, x0, x1 = crop.bbox
-    full = frames.copy()
-    region = full[:, y0:y1, x0:x1]
-    region[:, crop.mask] = back[:, crop.mask]
-    return Harmonized(full, prepared, crop)
+    out = from_prepared(prepared, crop, geometry.resize, paste_back=paste_back,
+                        background=frames if paste_back else None)
+    uncertainty = None
+    if hook is not None:
+        from sonoshift.sampling.ddgan import uncertainty_to_uint8
+
+        std = torch.cat(hook.std_maps) if hook.std_maps else torch.zeros((0, 1) + tuple(translator.image_size))
+        std_prepared = uncertainty_to_uint8(resize_batch(std, tuple(prepared.shape[-2:])))
+        uncertainty = from_prepared(std_prepared, crop, geometry.resize, paste_back=paste_back)
+    return Harmonized(out, prepared, crop, uncertainty)

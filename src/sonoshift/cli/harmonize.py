@@ -19,8 +19,10 @@ def harmonize_cmd(
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps."),
     reverse: bool = typer.Option(False, "--reverse", help="CycleGAN: use the target -> source generator."),
-    samples: int = typer.Option(1, "--samples", min=1, help="ddgan/cascade with --dataset: K samples per frame; "
-                                "writes their mean and a per-pixel std map under uncertainty/."),
+    samples: int = typer.Option(1, "--samples", min=1, help="ddgan/cascade: K samples per frame; writes their mean, "
+                                "and their per-pixel std as 8-bit grey levels of the 0..255 output (std in [0, 1] "
+                                "units = value / 255; 0 outside the field of view) under OUT/uncertainty/, in the "
+                                "same geometry and format as the outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Harmonize frames and cine-loops (MP4 out at the input frame rate), or a prepared split for evaluation."""
@@ -35,10 +37,9 @@ def harmonize_cmd(
                                 progress=not quiet, samples=samples, **options)
         typer.echo(f"wrote translation run {run}")
         return
-    if samples > 1:
-        raise SonoshiftError("--samples (uncertainty maps) works with --dataset; harmonize inputs one sample each.")
     written = harmonize_inputs(model, list(inputs or []), out, frames=frames, paste_back=paste_back,
-                               batch_size=batch_size, device=device, crop=not no_crop, progress=not quiet, **options)
+                               batch_size=batch_size, device=device, crop=not no_crop, progress=not quiet,
+                               samples=samples, **options)
     for p in written:
         typer.echo(str(p))
 
