@@ -58,9 +58,17 @@ def fov_crop(img: np.ndarray, name: str) -> np.ndarray:
         return img
 
 
+def _table_path(path: Path, folder: Path) -> str:
+    """``path`` as written into a table in ``folder``: relative to it when inside it (the run's own outputs),
+    else absolute, so the table never depends on the directory it was written from."""
+    p, base = path.resolve(), folder.resolve()
+    return p.relative_to(base).as_posix() if p.is_relative_to(base) else str(p)
+
+
 def _measure(items: pd.DataFrame, segmenter_ckpt: str | Path, out_csv: Path, progress: bool) -> pd.DataFrame:
     """Proxies for each row (image_path, group, variant, name; variant "cropped" = field of view only);
-    masks go to ``<stem>_masks/<variant>/<group>/<name>.png``."""
+    masks go to ``<stem>_masks/<variant>/<group>/<name>.png``. In the table, pred_path is relative to the CSV's
+    folder and image_path too when the image lies under it (else absolute)."""
     seg = load_segmenter(segmenter_ckpt)
     mask_root = out_csv.parent / f"{out_csv.stem}_masks"
     recs: list[dict[str, Any]] = []
@@ -72,7 +80,9 @@ def _measure(items: pd.DataFrame, segmenter_ckpt: str | Path, out_csv: Path, pro
             m = head_proxies(seg, [img])[0]
             rel = Path(str(r["variant"])) / str(r["group"]) / f"{Path(str(r['name'])).stem}.png"
             write_png(tmp / rel, m.pop("mask").astype(np.uint8) * 255)
-            recs.append({**{k: r[k] for k in items.columns}, **m, "pred_path": (Path(mask_root.name) / rel).as_posix()})
+            rec = {**{k: r[k] for k in items.columns}, **m, "pred_path": (Path(mask_root.name) / rel).as_posix()}
+            rec["image_path"] = _table_path(Path(str(r["image_path"])), out_csv.parent)
+            recs.append(rec)
     table = pd.DataFrame.from_records(recs)
     table["head_found"] = table["hc_px"].notna()
     atomic_write_text(out_csv, table.to_csv(index=False))
@@ -138,8 +148,13 @@ def evaluate_heads_run(
 
 
 def summarize_heads(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (group, variant): count, head-found rate, mean and std of each proxy (NaN-skipping)."""
-    g = table.groupby(["group", "variant"], sort=False)
+    """Per (group, variant) — and per method when the table has a ``method`` column (empty cells = "") —:
+    count, head-found rate, mean and std of each proxy (NaN-skipping)."""
+    keys = ["group", "variant"]
+    if "method" in table.columns:
+        table = table.assign(method=table["method"].fillna("").astype(str))
+        keys.append("method")
+    g = table.groupby(keys, sort=False)
     out = g.size().rename("images").to_frame()
     out["head_found_rate"] = g["head_found"].mean()
     for c in PROXY_COLUMNS:

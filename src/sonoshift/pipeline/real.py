@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,6 +20,9 @@ from sonoshift.config import load_config, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
+
+if TYPE_CHECKING:
+    from sonoshift.report import ExtraSection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +82,12 @@ def _african_spec(cfg: RealConfig, root: Path) -> Any:
     return dataclasses.replace(spec, items=items)
 
 
+HEADS_VERSION = 2  # 2: heads.csv image paths no longer depend on the working directory; per-method summary rows
+
+
 def _heads(cfg: RealConfig, root: Path, data_root: Path, fpdb_runs: list[Path], progress: bool) -> dict[str, Any]:
-    """Train the HC18 head segmenter, measure FPDB heads raw and harmonized; write heads_summary.csv."""
+    """Train the HC18 head segmenter, measure FPDB heads raw and harmonized; write heads_summary.csv (one row per
+    machine and variant, and per method for the harmonized rows; the runs' shared source frames counted once)."""
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
     from sonoshift.downstream.head_eval import evaluate_heads_fpdb, evaluate_heads_run, summarize_heads
 
@@ -91,13 +98,49 @@ def _heads(cfg: RealConfig, root: Path, data_root: Path, fpdb_runs: list[Path], 
     hcfg = load_config(Hc18Config, config_path(cfg.hc18_config), overrides)
     _, val = train_hc18_segmenter(hcfg, seg_dir, progress=progress)
     tables = [evaluate_heads_fpdb(data_root, seg_dir, root / "heads" / "fpdb_original.csv", progress=progress)]
+    runs: dict[str, str] = {}
     for run in fpdb_runs:
         t = evaluate_heads_run(run, seg_dir, plane_contains="brain", progress=progress)
-        tables.append(t.assign(method=json.loads((run / "run.json").read_text())["method"]))
-    summary = summarize_heads(pd.concat(tables, ignore_index=True))
+        method = _method(run)
+        runs[method] = str(run / "heads.csv")
+        tables.append(t.assign(method=[method if v == "harmonized" else "" for v in t["variant"]]))
+    table = pd.concat(tables, ignore_index=True)
+    if "method" in table.columns:
+        table = table.drop_duplicates(["group", "variant", "method", "name"])
+    summary = summarize_heads(table)
     atomic_write_text(root / "heads" / "heads_summary.csv", summary.to_csv(index=False, lineterminator="\n"))
     dice = float(val["dice"].mean()) if "dice" in val else float("nan")
-    return {"segmenter": str(seg_dir), "hc18_val_dice": dice, "summary": str(root / "heads" / "heads_summary.csv")}
+    return {"segmenter": str(seg_dir), "hc18_val_dice": dice, "summary": str(root / "heads" / "heads_summary.csv"),
+            "original": str(root / "heads" / "fpdb_original.csv"), "runs": runs}
+
+
+def _method(run: Path) -> str:
+    return str(json.loads((run / "run.json").read_text(encoding="utf-8")).get("method", run.name))
+
+
+def _heads_section(heads: dict[str, Any], figure: Path) -> ExtraSection:
+    """The fpdb report's head section: the overlay figure (written to ``figure``) and heads_summary.csv."""
+    from sonoshift.downstream.head_figure import head_overlay_figure
+    from sonoshift.report import ExtraSection
+
+    runs = [(m, Path(p)) for m, p in heads.get("runs", {}).items() if m != "untranslated"]  # raw = its output
+    head_overlay_figure(figure, heads["original"], runs)
+    summary = pd.read_csv(heads["summary"], keep_default_na=False, na_values=["nan", "NaN", ""])
+    keep = [c for c in summary.columns if not c.endswith("_std") or c.startswith(("ellipse_iou", "hc_frac"))]
+    return ExtraSection(
+        title="Fetal heads: HC18 segmenter on FETAL_PLANES_DB",
+        images=(figure,),
+        caption=(
+            "A fetal-head segmenter trained on HC18 applied to trans-thalamic FETAL_PLANES_DB heads. (a) Raw images "
+            "of each machine; (b) the test frames of the source machine, raw and after each method's harmonization. "
+            "Yellow: the predicted head mask's edge; cyan: the ellipse fitted to it (HC = its perimeter). "
+            "Ellipse IoU (mask vs its ellipse, 1 = a perfect ellipse) is a quality proxy: there is no reference mask. "
+            f"HC18 validation Dice {float(heads.get('hc18_val_dice', float('nan'))):.3f}. Table: per machine and "
+            "input (raw / cropped originals, source / harmonized run frames, per method); hc_px in pixels of the "
+            "image measured, hc_frac = HC / image perimeter."
+        ),
+        table=summary[keep],
+    )
 
 
 def run_real(
@@ -113,11 +156,11 @@ def run_real(
     data_root = find_data_root(cfg.data_root)
     log = StageLog()
     reports: dict[str, str] = {}
-    fpdb_runs: list[Path] = []
     studies = (
         ("fpdb", cfg.fpdb_source, cfg.fpdb_target, _fpdb_spec),
         ("african", OTHER_CENTRES, cfg.african_target, _african_spec),
     )
+    study_runs: dict[str, list[Path]] = {}
     for name, source, target, make_spec in studies:
         sub = root / name
         study = dataclasses.replace(cfg.study, source=source, target=target)
@@ -126,17 +169,27 @@ def run_real(
         run_stage(f"{name}: prepare", sub, [to_dict(prep_cfg), str(data_root)],
                   lambda s=spec, d=sub / "data", p=prep_cfg: str(prepare(s, d, p, progress=progress).out),
                   force=force, log=log)
-        runs = run_study(sub / "data", sub, study, log=log, force=force, progress=progress, prefix=f"{name}: ")
-        reports[name] = run_stage(f"{name}: report", sub, to_dict(study),
-                                  lambda r=runs, o=sub / "report": str(make_report(r, o) / "index.html"), force=True, log=log)
-        if name == "fpdb":
-            fpdb_runs = runs
-    heads = run_stage("heads: HC18 segmenter on FETAL_PLANES_DB", root, [to_dict(cfg), str(data_root)],
-                      lambda: _heads(cfg, root, data_root, fpdb_runs, progress), force=force, log=log)
+        study_runs[name] = run_study(sub / "data", sub, study, log=log, force=force, progress=progress,
+                                     prefix=f"{name}: ")  # fmt: skip
+    heads = run_stage("heads: HC18 segmenter on FETAL_PLANES_DB", root,
+                      [to_dict(cfg), str(data_root), f"heads v{HEADS_VERSION}"],
+                      lambda: _heads(cfg, root, data_root, study_runs["fpdb"], progress), force=force, log=log)
+    figure = root / "heads" / "heads_overlay.png"
+    # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.
+    for name, source, target, _ in studies:
+        sub = root / name
+        study = dataclasses.replace(cfg.study, source=source, target=target)
+
+        def _report(r: list[Path] = study_runs[name], o: Path = sub / "report", n: str = name) -> str:
+            extra = [_heads_section(heads, figure)] if n == "fpdb" else []
+            return str(make_report(r, o, extra_sections=extra) / "index.html")
+
+        reports[name] = run_stage(f"{name}: report", sub, to_dict(study), _report, force=True, log=log)
     summary = {
         "report": reports.get("fpdb", ""),
         "stages": log.entries,
-        "paths": {**{f"{k} report": v for k, v in reports.items()}, "heads": heads["summary"]},
+        "paths": {**{f"{k} report": v for k, v in reports.items()}, "heads": heads["summary"],
+                  "heads figure": str(figure)},
     }
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

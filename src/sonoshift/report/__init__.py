@@ -10,6 +10,7 @@ from sonoshift.atomic import atomic_dir
 from sonoshift.report.grid import qualitative_grid
 from sonoshift.report.html import render_html
 from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
+from sonoshift.report.sections import ExtraSection, check_sections, write_sections
 from sonoshift.report.table import build_tables, segmentation_frame, to_csv, to_latex, to_markdown
 from sonoshift.report.violin import violins
 
@@ -19,19 +20,29 @@ class ReportConfig:
     """What the report draws."""
 
     grid_frames: int = 4  # frames (rows) in the qualitative grid
-    overlays: bool = True  # outline the anatomy label map (label_path) in the grid when present
+    overlays: bool = True  # outline the label map (label_path) and the segmenter's predictions in the grid
+    grid_panel_px: int = 256  # grid panels are upsampled (nearest, integer factor) to about this many pixels
     violins: bool = True
     violin_metrics: tuple[str, ...] = ()  # metrics that get violin plots; empty = every metric column
 
 
-def make_report(run_dirs: list[str | Path], out: str | Path, cfg: ReportConfig = ReportConfig()) -> Path:
+def make_report(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    cfg: ReportConfig = ReportConfig(),
+    extra_sections: list[ExtraSection] | tuple[ExtraSection, ...] = (),
+) -> Path:
     """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, grid.png and index.html into ``out``
     (plus segmentation.csv when runs carry the downstream ``segmentation.csv``).
 
     ``run_dirs`` are run folders already scored by ``sonoshift evaluate``; rows are named by each run's method
-    and configuration. ``out`` is replaced as a whole (written to a temporary folder, then renamed). Returns it.
+    and configuration. ``extra_sections`` are shown after the qualitative grid, in order; their images and tables
+    are also copied to ``out/sections/``. ``out`` is replaced as a whole (written to a temporary folder, then
+    renamed). Returns it.
     """
     runs: list[RunResult] = load_runs(list(run_dirs))
+    extra = list(extra_sections)
+    check_sections(extra)
     tables = build_tables(runs)
     with atomic_dir(out) as tmp:
         (tmp / "table.md").write_text(to_markdown(tables, runs), encoding="utf-8")
@@ -42,9 +53,12 @@ def make_report(run_dirs: list[str | Path], out: str | Path, cfg: ReportConfig =
             (tmp / "segmentation.csv").write_text(seg.to_csv(index=False, lineterminator="\n"), encoding="utf-8")
         metrics = [m for m in metric_order(runs) if not cfg.violin_metrics or m in cfg.violin_metrics]
         figs = violins(runs, modes_of(runs), metrics, tmp) if cfg.violins else {}
-        grid = qualitative_grid(runs, tmp / "grid.png", cfg.grid_frames, cfg.overlays) if cfg.grid_frames > 0 else None
-        (tmp / "index.html").write_text(render_html(runs, tables, figs, grid), encoding="utf-8")
+        grid = (qualitative_grid(runs, tmp / "grid.png", cfg.grid_frames, cfg.overlays, cfg.grid_panel_px)
+                if cfg.grid_frames > 0 else None)  # fmt: skip
+        copied = write_sections(extra, tmp / "sections")
+        page = render_html(runs, tables, figs, grid, list(zip(extra, copied)))
+        (tmp / "index.html").write_text(page, encoding="utf-8")
     return Path(out)
 
 
-__all__ = ["ReportConfig", "make_report"]
+__all__ = ["ExtraSection", "ReportConfig", "make_report"]

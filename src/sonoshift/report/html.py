@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 from sonoshift.report.load import RunResult
+from sonoshift.report.sections import IMAGE_SUFFIXES, ExtraSection, section_html
 from sonoshift.report.table import (
     MODE_TITLE,
     Table,
@@ -27,13 +29,14 @@ table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right} th{background:#f3f3f3}
 td.l,th.l{text-align:left} td.best{font-weight:bold;background:#eef6ee}
 .figs{display:flex;flex-wrap:wrap;gap:10px} .figs img{max-width:380px;border:1px solid #eee}
-.note{color:#555;font-size:0.9em} img.grid{max-width:100%}
+.note{color:#555;font-size:0.9em} img.grid{max-width:100%} .extra img{max-width:100%;margin-bottom:6px}
 """
 
 
 def _img(path: Path, cls: str = "") -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img class="{cls}" alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+    mime = IMAGE_SUFFIXES.get(path.suffix.lower(), "image/png")
+    return f'<img class="{cls}" alt="{html.escape(path.stem)}" src="data:{mime};base64,{data}">'
 
 
 def _table(t: Table) -> str:
@@ -52,9 +55,14 @@ def _table(t: Table) -> str:
 
 
 def render_html(
-    runs: list[RunResult], tables: list[Table], violins: dict[str, list[Path]], grid: Path | None
+    runs: list[RunResult],
+    tables: list[Table],
+    violins: dict[str, list[Path]],
+    grid: Path | None,
+    extra: Sequence[tuple[ExtraSection, list[Path]]] = (),
 ) -> str:
-    """The report page as one HTML string (no external files)."""
+    """The report page as one HTML string (no external files); ``extra``: (section, its image files) pairs shown
+    after the qualitative grid."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>sonoshift report</title>',
              f"<style>{CSS}</style></head><body>", "<h1>sonoshift report</h1>", "<h2>Runs</h2><ul>"]  # fmt: skip
     for r in runs:
@@ -93,6 +101,12 @@ def render_html(
         parts.append(f"</table><p class='note'>FID/KID features: {html.escape(str(dist['extractor'].iloc[0]))}.</p>")
     if grid is not None:
         parts += ["<h2>Qualitative comparison</h2>", _img(grid, "grid")]
+        if any(not r.segmentation.empty for r in runs):
+            parts.append("<p class='note'>Cyan outlines: the source frame's anatomy label map (inner edge). Coloured "
+                         "outlines: the target-domain segmenter's predicted classes on that panel (outer edge; see the "
+                         "legend), with the frame's Dice under it.</p>")  # fmt: skip
+    for section, images in extra:
+        parts.append(section_html(section, [_img(p, "extra") for p in images]))
     parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes(runs)) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)

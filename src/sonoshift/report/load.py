@@ -49,7 +49,11 @@ def load_run(run_dir: str | Path) -> RunResult:
     ds_path = run_dir / "metrics_dataset.csv"
     dataset = pd.read_csv(ds_path, keep_default_na=False, na_values=["nan"]) if ds_path.is_file() else pd.DataFrame()
     seg_path = run_dir / "segmentation.csv"
-    segmentation = pd.read_csv(seg_path) if seg_path.is_file() else pd.DataFrame()
+    try:
+        ids = {"patient_id": str, "video_id": str, "variant": str, "pred_path": str}  # keep "00832" as written
+        segmentation = pd.read_csv(seg_path, dtype=ids) if seg_path.is_file() else pd.DataFrame()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise SonoshiftError(f"{seg_path} is malformed; re-run the downstream segmentation.") from None
     method, config = str(meta.get("method", run_dir.name)), str(meta.get("config", ""))
     label = method if not config or config == method else f"{method} ({config})"
     return RunResult(label, method, config, run_dir, meta, rows, dataset, segmentation)
