@@ -4,10 +4,12 @@ Both steps train the same networks (same architecture, same initial weights, sam
 - textbook: reference layers (nn.InstanceNorm2d, NCHW tensors), six generator passes and six discriminator
   passes called one by one, MSELoss/L1Loss modules against materialised target tensors, discriminator weights
   receiving gradients during the generator update, ``zero_grad(set_to_none=False)``;
-- ours: ``sonoshift.methods.cyclegan.CycleGAN.train_step`` through the engine's StepContext: channels_last
-  for wide networks (ngf >= 32; at ngf 16 NCHW is faster on CPU), instance norm via the group-norm kernel, no discriminator weight gradients in the generator phase, each
-  generator once on [input; identity input] and each discriminator once on [real; fake], target-free losses,
-  ``set_to_none`` (and torch.compile with --compile).
+- ours: ``sonoshift.methods.cyclegan.CycleGAN.train_step`` through the engine's StepContext: the residual
+  blocks' 3x3 convs through NNPACK's Winograd kernels where they pay (models/fast_conv.py), instance norm via
+  the group-norm kernel, no discriminator weight gradients in the generator phase, each generator once on
+  [input; identity input] and each discriminator once on [real; fake], target-free losses, ``set_to_none``
+  (and torch.compile with --compile). NCHW: channels_last is slower for every layer of these networks on an
+  AVX2 CPU (measured per layer), so the CPU configs leave it off.
 Steps alternate (ours, textbook, ours, ...) so that load from other processes hits both alike; the ratio of
 medians is the result. Also: inference frames/s at 256x256 for ngf 64 / 9 blocks and ngf 16 / 6 blocks.
 
@@ -29,17 +31,23 @@ from sonoshift.config import load_config
 from sonoshift.engine.loop import StepContext
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig, build_generator
 from sonoshift.models import InstanceNorm
+from sonoshift.models.fast_conv import Conv3x3
 from sonoshift.objectives import ImagePool
 
 
 def plain_copy(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with reference nn.InstanceNorm2d layers and NCHW weights (same parameters)."""
+    """A copy of ``net`` with reference nn.InstanceNorm2d and nn.Conv2d layers and NCHW weights (same
+    parameters)."""
     net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
 
     def swap(m: nn.Module) -> None:
         for name, child in m.named_children():
             if isinstance(child, InstanceNorm):
                 setattr(m, name, nn.InstanceNorm2d(child.num_features, affine=False, track_running_stats=False))
+            elif isinstance(child, Conv3x3):
+                plain = nn.Conv2d(child.in_channels, child.out_channels, 3, padding=child.padding)
+                plain.load_state_dict(child.state_dict())
+                setattr(m, name, plain)
             else:
                 swap(child)
 
@@ -83,19 +91,12 @@ class Textbook:
         return loss_g.item() + loss_d
 
 
-def use_channels_last(ngf: int) -> bool:
-    """channels_last pays off on CPU for wide layers only (measured: ~1.2x for ngf 64, slower for ngf 16)."""
-    return ngf >= 32
-
-
 def our_method(size: int, ngf: int, blocks: int, compile_: bool) -> tuple[CycleGAN, StepContext]:
-    cl = use_channels_last(ngf)
     cfg = load_config(CycleGANConfig, None, [f"model.ngf={ngf}", f"model.n_blocks={blocks}", f"model.ndf={ngf}",
-                                             f"train.channels_last={str(cl).lower()}",
-                                             f"train.compile={str(compile_).lower()}"])
+                                             "train.channels_last=false", f"train.compile={str(compile_).lower()}"])
     method = CycleGAN(cfg, torch.device("cpu"), (size, size))
     ctx = StepContext(device=torch.device("cpu"), autocast_dtype=None, accum_steps=1, rank=0, world_size=1, seed=0,
-                      channels_last=cl, grad_clip=0.0, optimizers=method.optimizers, scaler=None)
+                      channels_last=False, grad_clip=0.0, optimizers=method.optimizers, scaler=None)
     return method, ctx
 
 
@@ -128,10 +129,9 @@ def bench_infer(ngf: int, blocks: int, size: int, batch: int, frames: int) -> di
     cfg = load_config(CycleGANConfig, None, [f"model.ngf={ngf}", f"model.n_blocks={blocks}"])
     net = build_generator(cfg.model).eval()
     plain = plain_copy(net).eval()
-    fmt = torch.channels_last if use_channels_last(ngf) else torch.contiguous_format
-    fast = net.to(memory_format=fmt)
+    fast = net
     x = torch.rand(batch, 1, size, size) * 2 - 1
-    xc = x.contiguous(memory_format=fmt)
+    xc = x
     fast(xc), plain(x)
     t_fast, t_plain = [], []
     for _ in range(max(1, frames // batch)):

@@ -49,7 +49,8 @@ class CycleGANData:
 
 @dataclass(frozen=True)
 class CycleGANModel:
-    """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3)."""
+    """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3).
+    ``fast_conv``: the generator's stride-1 3x3 convs use NNPACK on the CPU where it pays (same math)."""
 
     ngf: int = 64
     n_blocks: int = 9
@@ -57,6 +58,7 @@ class CycleGANModel:
     ndf: int = 64
     d_layers: int = 3
     init_gain: float = 0.02
+    fast_conv: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class CycleGANConfig:
 
 def build_generator(m: CycleGANModel) -> ResnetGenerator:
     """A one-channel ResNet generator for the model settings ``m`` (not yet initialised)."""
-    return ResnetGenerator(1, 1, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample)
+    return ResnetGenerator(1, 1, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample, fast_conv=m.fast_conv)
 
 
 def _requires_grad(modules: list[nn.Module], flag: bool) -> None:
