@@ -56,30 +56,31 @@ def input_transform(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return v.view(n, c, 36, th * tw).permute(2, 1, 0, 3).reshape(36, c, n * th * tw), th, tw
 
 
-def conv3x3_valid(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias)`` for 3x3 kernels, stride 1, no padding: (N, C, H + 2, W + 2) ->
-    (N, O, H, W), any H, W >= 1."""
-    n, c, hi, wi = x.shape
-    o = weight.shape[0]
-    h, w = hi - 2, wi - 2
-    v, th, tw = input_transform(x)
-    _, g2, a2 = transforms(x.device, x.dtype)
-    u = (g2 @ weight.reshape(o * c, 9).T).view(36, o, c)
+def kernel_transform(weight: torch.Tensor) -> torch.Tensor:
+    """3x3 kernels (O, C, 3, 3) -> U (36, O, C)."""
+    o, c = weight.shape[:2]
+    g2 = transforms(weight.device, weight.dtype)[1]
+    return (g2 @ weight.reshape(o * c, 9).T).view(36, o, c)
+
+
+def output_from_transformed(
+    v: torch.Tensor, u: torch.Tensor, n: int, th: int, tw: int, h: int, w: int
+) -> torch.Tensor:
+    """The convolution from transformed input V (36, C, N * th * tw) and kernels U (36, O, C): (N, O, h, w)."""
+    o = u.shape[1]
+    a2 = transforms(v.device, v.dtype)[2]
     m = torch.bmm(u, v)  # (36, O, T)
     y = (a2 @ m.view(36, -1)).view(TILE, TILE, o, n, th, tw)  # (p, q, O, N, i, j): output pixel (4i + p, 4j + q)
     y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, o, th * TILE, tw * TILE)
-    if y.shape[-2] != h or y.shape[-1] != w:
-        y = y[:, :, :h, :w]
-    return y if bias is None else y + bias.view(1, -1, 1, 1)
+    return y[:, :, :h, :w] if (y.shape[-2] != h or y.shape[-1] != w) else y
 
 
-def conv3x3_valid_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
-    """Gradient of ``sum(conv3x3_valid(x, W) * grad_out)`` with respect to W: (O, C, 3, 3).
-    ``x`` (N, C, H + 2, W + 2), ``grad_out`` (N, O, H, W)."""
+def weight_grad_from_transformed(v: torch.Tensor, th: int, tw: int, grad_out: torch.Tensor) -> torch.Tensor:
+    """Weight gradient (O, C, 3, 3) from the transformed input V (36, C, N * th * tw) of the forward pass and
+    the output gradient (N, O, h, w)."""
     n, o, h, w = grad_out.shape
-    c = x.shape[1]
-    v, th, tw = input_transform(x)
-    _, g2, a2 = transforms(x.device, x.dtype)
+    c = v.shape[1]
+    _, g2, a2 = transforms(v.device, v.dtype)
     ph, pw = th * TILE - h, tw * TILE - w
     if ph or pw:
         grad_out = F.pad(grad_out, (0, pw, 0, ph))
@@ -89,8 +90,27 @@ def conv3x3_valid_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.
     return (g2.T @ du.view(36, o * c)).view(9, o, c).permute(1, 2, 0).reshape(o, c, 3, 3)
 
 
+def rotated_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """The kernels of the input gradient: ``weight`` (O, C, 3, 3) rotated by 180 degrees, in/out swapped."""
+    return weight.flip((2, 3)).transpose(0, 1)
+
+
+def conv3x3_valid(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias)`` for 3x3 kernels, stride 1, no padding: (N, C, H + 2, W + 2) ->
+    (N, O, H, W), any H, W >= 1."""
+    v, th, tw = input_transform(x)
+    y = output_from_transformed(v, kernel_transform(weight), x.shape[0], th, tw, x.shape[-2] - 2, x.shape[-1] - 2)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
+def conv3x3_valid_weight_grad(x: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+    """Gradient of ``sum(conv3x3_valid(x, W) * grad_out)`` with respect to W: (O, C, 3, 3).
+    ``x`` (N, C, H + 2, W + 2), ``grad_out`` (N, O, H, W)."""
+    v, th, tw = input_transform(x)
+    return weight_grad_from_transformed(v, th, tw, grad_out)
+
+
 def conv3x3_valid_input_grad(grad_out: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Gradient of ``sum(conv3x3_valid(x, weight) * grad_out)`` with respect to x: the full correlation of
     ``grad_out`` (N, O, H, W) with the kernels rotated by 180 degrees -> (N, C, H + 2, W + 2)."""
-    rotated = weight.flip((2, 3)).transpose(0, 1)
-    return conv3x3_valid(F.pad(grad_out, (2, 2, 2, 2)), rotated)
+    return conv3x3_valid(F.pad(grad_out, (2, 2, 2, 2)), rotated_kernels(weight))
