@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 TILE = 4  # output tile side m of F(m x m, 3 x 3); input tiles are m + 2 = 6 wide
+CHUNK_BYTES = 8 << 20  # input transform batch size, in bytes of transformed tiles
 
 _BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]  # fmt: skip
@@ -48,12 +49,21 @@ def _pad_to_tiles(x: torch.Tensor, out_h: int, out_w: int) -> tuple[torch.Tensor
 
 
 def input_transform(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-    """(N, C, H + 2, W + 2) -> V (36, C, N * th * tw) and the tile grid (th, tw) = ceil((H, W) / 4)."""
+    """(N, C, H + 2, W + 2) -> V (36, C, N * th * tw) and the tile grid (th, tw) = ceil((H, W) / 4).
+
+    Done a few images at a time (about CHUNK_BYTES of transformed tiles each), which keeps the strided
+    convolution's output in cache: transforming a whole batch of large maps at once is several times slower."""
     n, c = x.shape[:2]
     x, th, tw = _pad_to_tiles(x, x.shape[-2] - 2, x.shape[-1] - 2)
     b2 = transforms(x.device, x.dtype)[0]
-    v = F.conv2d(x.reshape(n * c, 1, x.shape[-2], x.shape[-1]), b2, stride=TILE)  # (N*C, 36, th, tw)
-    return v.view(n, c, 36, th * tw).permute(2, 1, 0, 3).reshape(36, c, n * th * tw), th, tw
+    t = th * tw
+    v = x.new_empty(36, c, n, t)
+    step = max(1, CHUNK_BYTES // (c * 36 * t * x.element_size()))
+    for i in range(0, n, step):
+        xi = x[i : i + step]
+        vi = F.conv2d(xi.reshape(-1, 1, xi.shape[-2], xi.shape[-1]), b2, stride=TILE)  # (n_i*C, 36, th, tw)
+        v[:, :, i : i + len(xi)].copy_(vi.view(len(xi), c, 36, t).permute(2, 1, 0, 3))
+    return v.view(36, c, n * t), th, tw
 
 
 def kernel_transform(weight: torch.Tensor) -> torch.Tensor:
