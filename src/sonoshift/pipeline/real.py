@@ -18,7 +18,7 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import load_config, to_dict
 from sonoshift.errors import SonoshiftError
-from sonoshift.pipeline.stages import StageLog, run_stage
+from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
 
 if TYPE_CHECKING:
@@ -166,13 +166,13 @@ def run_real(
         study = dataclasses.replace(cfg.study, source=source, target=target)
         prep_cfg = PrepareConfig(resize=ResizeConfig(size=study.size), source_domain=source, target_domain=target)
         spec = make_spec(cfg, data_root)
-        run_stage(f"{name}: prepare", sub, [to_dict(prep_cfg), str(data_root)],
+        run_stage(f"{name}: prepare", sub, [to_dict(prep_cfg), path_key(data_root, sub)],
                   lambda s=spec, d=sub / "data", p=prep_cfg: str(prepare(s, d, p, progress=progress).out),
                   force=force, log=log)
         study_runs[name] = run_study(sub / "data", sub, study, log=log, force=force, progress=progress,
                                      prefix=f"{name}: ")  # fmt: skip
     heads = run_stage("heads: HC18 segmenter on FETAL_PLANES_DB", root,
-                      [to_dict(cfg), str(data_root), f"heads v{HEADS_VERSION}"],
+                      [to_dict(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}"],
                       lambda: _heads(cfg, root, data_root, study_runs["fpdb"], progress), force=force, log=log)
     figure = root / "heads" / "heads_overlay.png"
     # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.

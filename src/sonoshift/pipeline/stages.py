@@ -24,6 +24,16 @@ def stage_key(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def path_key(path: str | Path, root: str | Path) -> str:
+    """``path`` as it goes into a stage key, independent of the working directory: relative to ``root`` when
+    inside it (so a run folder can be moved), else absolute."""
+    p, r = Path(path).resolve(), Path(root).resolve()
+    try:
+        return p.relative_to(r).as_posix()
+    except ValueError:
+        return p.as_posix()
+
+
 @dataclass
 class StageLog:
     """What ran: stage name -> {"status": "ran" | "reused", "seconds": float, "result": ...}."""

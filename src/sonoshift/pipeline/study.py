@@ -13,7 +13,7 @@ from typing import Any
 
 from sonoshift.config import load_config, to_dict
 from sonoshift.errors import SonoshiftError
-from sonoshift.pipeline.stages import StageLog, is_stale, run_stage
+from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
 METHODS = ("cyclegan", "ddgan", "cascade")
 BASELINE = "untranslated"  # the raw source frames, scored like a method: the row every harmonizer must beat
@@ -137,7 +137,7 @@ def run_study(
     settings = to_dict(cfg)
     models = root / "models"
     for method in cfg.methods:
-        name, key = f"{prefix}train {method}", [settings, str(data), method]
+        name, key = f"{prefix}train {method}", [settings, path_key(data, root), method]
         if force or is_stale(name, root, key):
             # Other settings than the finished run: train from scratch rather than resume its checkpoint.
             shutil.rmtree(models / method, ignore_errors=True)
@@ -146,7 +146,8 @@ def run_study(
     for method in (BASELINE, *cfg.methods):
         run_dir = root / "harmonized" / method
         run_stage(
-            f"{prefix}harmonize + evaluate {method}", root, [settings, str(data), method, str(segmenter)],
+            f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method,
+                                                             path_key(segmenter, root) if segmenter else None],
             lambda m=method, r=run_dir: harmonize_and_score(m, cfg, data, models, r, segmenter, progress),
             force=force, log=log,
         )
