@@ -119,6 +119,13 @@ def test_train_checkpoint_translator_and_exact_resume(tiny_run):
     torch.testing.assert_close(y1, ref)
     mean, std = tr.uncertainty(x, 3, torch.Generator().manual_seed(4))
     assert mean.shape == std.shape == x.shape and float(std.max()) > 0
+    # without a generator: the translator's own stream, seeded 0 once, continues from batch to batch
+    d1, d2 = tr(x), tr(x)
+    assert not torch.equal(d1, d2)
+    again = load_translator(root / "dd_full")
+    torch.testing.assert_close(again(x), d1, rtol=0, atol=0)
+    torch.testing.assert_close(again(x), d2, rtol=0, atol=0)
+    torch.testing.assert_close(d1, sample(tr.G, schedule_from_config(cfg.schedule), x, torch.Generator().manual_seed(0)))
 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -86,7 +86,7 @@ def test_stack_with_samples_matches_independent_mean_and_std(ddgan_model: Path) 
     assert tr.image_size == (SIZE, SIZE)
     frames = cine(t=2, h=H, w=W)
     geo = Geometry(resize=ResizeConfig(size=SIZE))  # the checkpoint's geometry: prepared square = model size
-    res = harmonize_stack(frames, tr, geo, samples=K, batch_size=8)
+    res = harmonize_stack(frames, load_translator(ddgan_model), geo, samples=K, batch_size=8)  # fresh: seed 0
 
     # independent path: crop + resize as `prepare`, K sequential samples from one seed-0 generator, numpy stats
     crop = find_fov(frames)
@@ -106,7 +106,7 @@ def test_stack_with_samples_matches_independent_mean_and_std(ddgan_model: Path) 
     assert not res.uncertainty[:, ~crop.mask].any() and res.uncertainty[:, crop.mask].max() > 0
 
     # pasted back: the same maps in the original geometry, 0 (not the original pixels) outside the field of view
-    pasted = harmonize_stack(frames, tr, geo, samples=K, batch_size=8, paste_back=True)
+    pasted = harmonize_stack(frames, load_translator(ddgan_model), geo, samples=K, batch_size=8, paste_back=True)
     assert pasted.frames.shape == pasted.uncertainty.shape == frames.shape
     out = ~crop.full_mask
     assert np.array_equal(pasted.frames[:, out], frames[:, out]) and not pasted.uncertainty[:, out].any()
@@ -114,7 +114,8 @@ def test_stack_with_samples_matches_independent_mean_and_std(ddgan_model: Path) 
     assert np.array_equal(pasted.uncertainty[:, y0:y1, x0:x1], res.uncertainty)
 
     # a prepared square (24) larger than the model (16): the std goes model size -> prepared square like the mean
-    big = harmonize_stack(frames, tr, Geometry(resize=ResizeConfig(size=24)), samples=K, batch_size=8)
+    big = harmonize_stack(frames, load_translator(ddgan_model), Geometry(resize=ResizeConfig(size=24)), samples=K,
+                          batch_size=8)
     fov24 = resize_stack(crop.mask.astype(np.uint8) * 255, ResizeConfig(size=24), nearest=True) > 0
     prep24 = resize_stack(apply_crop(frames, crop), ResizeConfig(size=24)) * fov24
     x16 = torch.nn.functional.interpolate(to_signed(prep24), size=(SIZE, SIZE), mode="bilinear",
@@ -129,12 +130,12 @@ def test_stack_with_samples_matches_independent_mean_and_std(ddgan_model: Path) 
     assert not big.uncertainty[:, ~crop.mask].any()
 
     # K = 1: one sample per frame (the translator's default seed), no uncertainty — the path without --samples
-    one = harmonize_stack(frames, tr, geo, batch_size=8)
-    ref = (np.round((tr(to_signed(prep))[:, 0].clamp(-1, 1).numpy() + 1) * 127.5) * fov).astype(np.uint8)
+    one = harmonize_stack(frames, load_translator(ddgan_model), geo, batch_size=8)
+    ref = (np.round((load_translator(ddgan_model)(to_signed(prep))[:, 0].clamp(-1, 1).numpy() + 1) * 127.5) * fov).astype(np.uint8)
     assert one.uncertainty is None and np.array_equal(one.prepared, ref)
     assert np.array_equal(one.frames, _by_hand_back(ref, crop, SIZE))
     # the same seed gives the same maps; an explicit generator is honoured
-    again = harmonize_stack(frames, tr, geo, samples=K, batch_size=8)
+    again = harmonize_stack(frames, load_translator(ddgan_model), geo, samples=K, batch_size=8)
     assert np.array_equal(again.uncertainty, res.uncertainty) and np.array_equal(again.frames, res.frames)
     other = harmonize_stack(frames, tr, geo, samples=K, batch_size=8, generator=torch.Generator().manual_seed(9))
     assert not np.array_equal(other.uncertainty, res.uncertainty)
@@ -152,7 +153,8 @@ def test_inputs_image_and_npy_stack_write_uncertainty_like_the_outputs(ddgan_mod
     u = out / "uncertainty"
     assert written == [out / "frame.png", out / "frame", u / "frame.png", u / "frame",
                        out / "sweep.mp4", out / "sweep", u / "sweep.mp4", u / "sweep"]
-    # the files hold exactly what harmonize_stack computes (checked against an independent path above)
+    # the files hold exactly what harmonize_stack computes (checked against an independent path above), with one
+    # translator whose noise stream continues from input to input, as in harmonize_inputs
     tr = load_translator(ddgan_model)
     geo = Geometry(resize=ResizeConfig(size=SIZE))
     for name, frames in (("frame", cine(t=1, h=H, w=W, seed=1)), ("sweep", stack)):
@@ -173,7 +175,7 @@ def test_inputs_image_and_npy_stack_write_uncertainty_like_the_outputs(ddgan_mod
     # K = 1: the outputs of the path without --samples, and no uncertainty folder
     one = harmonize_inputs(ddgan_model, [img], tmp_path / "one", progress=False)
     assert one == [tmp_path / "one" / "frame.png"] and not (tmp_path / "one" / "uncertainty").exists()
-    ref = harmonize_stack(cine(t=1, h=H, w=W, seed=1), tr, geo, batch_size=8)
+    ref = harmonize_stack(cine(t=1, h=H, w=W, seed=1), load_translator(ddgan_model), geo, batch_size=8)
     assert np.array_equal(_read_png(one[0]), ref.frames[0])
     with pytest.raises(SonoshiftError, match="uncertainty"):
         named = tmp_path / "uncertainty.npy"

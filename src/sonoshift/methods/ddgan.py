@@ -303,7 +303,9 @@ class DDGANTranslator:
     """A trained DDGAN as a translator: source (B,1,H,W) in [-1,1] -> one sample in [-1,1], same device.
 
     ``prepare(x)`` makes (condition, partial-start image) from the source frame: the source itself for the plain
-    DDGAN; the cascade passes it through the CycleGAN first. Randomness only from ``generator`` (default: seed 0).
+    DDGAN; the cascade passes it through the CycleGAN first. Randomness only from ``generator``; without one,
+    from the translator's own generator, seeded 0 when the translator is made and continued from call to call
+    (so successive batches get fresh noise, and the same sequence of calls gives the same outputs).
     ``uncertainty(x, k, generator)`` returns the mean of K samples and the per-pixel std (uncertainty map).
     """
 
@@ -318,6 +320,7 @@ class DDGANTranslator:
         self.schedule, self.start = schedule, start
         self.image_size = image_size
         self.source_domain, self.target_domain = source, target
+        self._default_gen: torch.Generator | None = None
 
     def _prepare(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if x.dim() != 4 or x.shape[1] != 1:
@@ -330,7 +333,11 @@ class DDGANTranslator:
         return cond, (cond if self.start == "partial" else None)
 
     def _gen(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Generator:
-        return generator if generator is not None else make_generator(0, device=x.device)
+        if generator is not None:
+            return generator
+        if self._default_gen is None or self._default_gen.device != x.device:
+            self._default_gen = make_generator(0, device=x.device)
+        return self._default_gen
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         cond, x_init = self._prepare(x)
