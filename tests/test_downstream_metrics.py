@@ -11,7 +11,7 @@ from scipy.special import ellipe
 from skimage.draw import ellipse as draw_ellipse
 
 from sonoshift.downstream.ellipse import ellipse_perimeter, fit_ellipse, head_measurements, largest_component
-from sonoshift.downstream.seg_metrics import dice_per_class, hd95_per_class
+from sonoshift.metrics.segmentation import dice_per_class, hd95_per_class
 
 
 def _hd95_reference(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from sonoshift.downstream.seg_metrics import dice_per_class
 from sonoshift.downstream.segmenter import (
     ModelConfig,
     TrainConfig,
@@ -24,6 +23,7 @@ from sonoshift.downstream.segmenter import (
 )
 from sonoshift.downstream.synthetic import ellipse_images
 from sonoshift.errors import SonoshiftError
+from sonoshift.metrics.segmentation import dice_per_class
 
 TINY = ModelConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=0)
 FAST = TrainConfig(steps=40, batch_size=4, lr=5e-3, intensity_jitter=0.05, noise_std=0.0)

@@ -20,9 +20,9 @@ import pandas as pd
 
 from sonoshift.atomic import atomic_dir, atomic_write_text
 from sonoshift.downstream.images import read_gray, read_labels, write_png
-from sonoshift.downstream.seg_metrics import dice_per_class, hd95_per_class
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, predict
 from sonoshift.errors import SonoshiftError
+from sonoshift.metrics.segmentation import dice_per_class, hd95_per_class
 from sonoshift.progress import track
 
 VARIANTS = (("source", "source_path"), ("harmonized", "output_path"), ("ground_truth", "gt_path"))

@@ -105,7 +105,7 @@ def head_mask(seg: Segmenter, pred: np.ndarray) -> np.ndarray:
 
 def validate_hc18(seg: Segmenter, rows: pd.DataFrame, batch_size: int = 16) -> pd.DataFrame:
     """Per image at native size: Dice, predicted HC (mm), HC from the reference mask's own ellipse, errors in mm."""
-    from sonoshift.downstream.seg_metrics import dice_per_class
+    from sonoshift.metrics.segmentation import dice_per_class
 
     recs = []
     for start in range(0, len(rows), batch_size):

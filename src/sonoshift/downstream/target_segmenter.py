@@ -20,7 +20,6 @@ import torch
 from sonoshift.config import to_dict
 from sonoshift.downstream.images import read_gray, read_labels
 from sonoshift.downstream.labels import class_lookup, find_labels_json, read_label_names
-from sonoshift.downstream.seg_metrics import dice_per_class
 from sonoshift.downstream.segmenter import (
     ModelConfig,
     Segmenter,
@@ -32,6 +31,7 @@ from sonoshift.downstream.segmenter import (
     train_segmenter,
 )
 from sonoshift.errors import SonoshiftError
+from sonoshift.metrics.segmentation import dice_per_class
 
 # A class joins the first group whose pattern matches; head before body so "fetal_head" is a head.
 DEFAULT_GROUPS: dict[str, list[str]] = {

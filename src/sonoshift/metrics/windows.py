@@ -1,8 +1,10 @@
 """Sliding-window statistics on image batches: separable Gaussian and box filters, mask handling.
 
 All filters are "valid" (no padding): an (H, W) image filtered with a K x K window gives an
-(H - K + 1, W - K + 1) map whose pixel (i, j) is the window centred on image pixel (i + r, j + r), r = (K - 1) // 2.
-That is exactly scikit-image's ``structural_similarity``, which filters with reflection and then crops r pixels.
+(H - K + 1, W - K + 1) map whose pixel (i, j) is the window over image rows i .. i + K - 1 (columns alike),
+anchored at image pixel (i + r, j + r), r = (K - 1) // 2: its centre for odd K, the upper-left pixel of the central
+2 x 2 block for even K (``crop_center`` picks these anchors, e.g. to line a mask up with the windows). For odd K
+that is exactly scikit-image's ``structural_similarity``, which filters with reflection and then crops r pixels.
 
 Fast CPU path (``uses_opencv``): float32 CPU tensors that need no gradient are filtered with OpenCV's SIMD
 ``cv2.sepFilter2D`` (the same 1-D taps; box sums with taps of ones). All (H, W) planes are stacked into one tall
@@ -40,6 +42,8 @@ def gaussian_kernel1d(
 
 
 def _check_size(x: torch.Tensor, k: int) -> None:
+    if k < 1:
+        raise SonoshiftError(f"the metric window must be at least 1 pixel wide, got {k}.")
     h, w = x.shape[-2:]
     if h < k or w < k:
         raise SonoshiftError(f"images of {h}x{w} pixels are smaller than the {k}x{k} metric window.")
@@ -132,9 +136,14 @@ def box_filter(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def crop_center(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Drop the (k - 1) // 2 border pixels of (..., H, W) so ``x`` lines up with a valid K x K filter output."""
-    r = (k - 1) // 2
-    return x[..., r : x.shape[-2] - r, r : x.shape[-1] - r]
+    """The window anchors of (..., H, W) -> (..., H - k + 1, W - k + 1), lined up with a valid K x K filter output.
+
+    Drops (k - 1) // 2 pixels before and k // 2 after along each axis, so pixel (i, j) of the result is pixel
+    (i + r, j + r), r = (k - 1) // 2, of ``x``: the centre of the window for odd k, the upper-left pixel of its
+    central 2 x 2 block for even k.
+    """
+    r, s = (k - 1) // 2, k // 2
+    return x[..., r : x.shape[-2] - s, r : x.shape[-1] - s]
 
 
 def moment_stack(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
