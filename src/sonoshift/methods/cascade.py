@@ -40,7 +40,12 @@ from sonoshift.models import PatchGAN, init_normal
 from sonoshift.objectives import CycleGANLossWeights, ImagePool
 from sonoshift.objectives import discriminator_loss as cg_discriminator_loss
 from sonoshift.objectives import generator_loss as cg_generator_loss
-from sonoshift.objectives.ddgan import ContentLoss, discriminator_loss, generate_pair, g_nonsaturating_loss
+from sonoshift.objectives.ddgan import (
+    ContentLoss,
+    discriminator_loss,
+    g_nonsaturating_loss,
+    generate_pair,
+)
 from sonoshift.schedules.ddgan import schedule_from_config
 from sonoshift.seeding import make_generator
 
@@ -255,16 +260,9 @@ def train_cascade(
     """Train the cascade's refiner (and, with ``joint.enabled``, fine-tune the CycleGAN) on the prepared
     dataset ``data`` into the run folder ``out`` (API of `sonoshift train cascade`)."""
     from sonoshift.data.datasets import UnpairedDataset
-    from sonoshift.engine.device import select_device
-    from sonoshift.engine.distributed import init_distributed
-    from sonoshift.seeding import seed_everything
+    from sonoshift.engine.start import start_training
 
-    data = Path(data)
-    if not (data / "dataset.json").is_file():
-        raise SonoshiftError(f"{data} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
-    info = init_distributed()
-    seed_everything(cfg.train.seed, info.rank)
-    device = select_device(cfg.train.device)
+    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
     d = cfg.data
     if cfg.joint.enabled:
         dataset: Any = UnpairedDataset(

@@ -280,18 +280,9 @@ def train_cyclegan(
     """Train a CycleGAN on the prepared dataset ``data`` into the run folder ``out`` (API of `sonoshift train
     cyclegan`). Under torchrun every process calls this; rank 0 writes. Returns the loop's TrainResult."""
     from sonoshift.data.datasets import UnpairedDataset
-    from sonoshift.engine.device import select_device
-    from sonoshift.engine.distributed import init_distributed
-    from sonoshift.seeding import seed_everything
+    from sonoshift.engine.start import start_training
 
-    data = Path(data)
-    if not (data / "dataset.json").is_file():
-        raise SonoshiftError(f"{data} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
-    info = init_distributed()
-    seed_everything(cfg.train.seed, info.rank)
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    device = select_device(cfg.train.device)
+    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
     d = cfg.data
     dataset = UnpairedDataset(data, d.split, d.source_domain, d.target_domain, seed=cfg.train.seed, size=d.size)
     method = build(cfg, dataset, device, rank=info.rank)

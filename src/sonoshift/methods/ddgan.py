@@ -30,7 +30,12 @@ from sonoshift.models.ddgan_disc import DDGANDiscriminator, DiscConfig
 from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
 from sonoshift.objectives.ddgan import discriminator_loss, generator_loss
 from sonoshift.sampling.ddgan import sample, sample_with_uncertainty
-from sonoshift.schedules.ddgan import Schedule, ScheduleConfig, describe, schedule_from_config
+from sonoshift.schedules.ddgan import (
+    Schedule,
+    ScheduleConfig,
+    describe,
+    schedule_from_config,
+)
 from sonoshift.seeding import make_generator
 
 
@@ -283,16 +288,9 @@ def train_ddgan(
 ) -> TrainResult:
     """Train a conditional DDGAN on the prepared dataset ``data`` into the run folder ``out`` (API of
     `sonoshift train ddgan`). Under torchrun every process calls this; rank 0 writes."""
-    from sonoshift.engine.device import select_device
-    from sonoshift.engine.distributed import init_distributed
-    from sonoshift.seeding import seed_everything
+    from sonoshift.engine.start import start_training
 
-    data = Path(data)
-    if not (data / "dataset.json").is_file():
-        raise SonoshiftError(f"{data} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
-    info = init_distributed()
-    seed_everything(cfg.train.seed, info.rank)
-    device = select_device(cfg.train.device)
+    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
     dataset = TargetFrames(data, cfg.data, seed=cfg.train.seed)
     method = build(cfg, dataset, device, rank=info.rank)
     method.dataset_path = str(data.resolve())
