@@ -58,7 +58,7 @@ def _pair(pred: torch.Tensor, ref: torch.Tensor, num_classes: int) -> tuple[torc
     r = r.to(p.device)
 
     def hot(x: torch.Tensor) -> torch.Tensor:
-        return F.one_hot(x, num_classes).permute(0, 3, 1, 2)[:, 1:].float().contiguous()  # MONAI copies strided planes
+        return F.one_hot(x, num_classes).permute(0, 3, 1, 2)[:, 1:].float()
 
     return hot(p), hot(r)
 
