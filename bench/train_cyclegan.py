@@ -11,7 +11,8 @@ Both steps train the same networks (same architecture, same initial weights, sam
   (and torch.compile with --compile). NCHW: channels_last is slower for every layer of these networks on an
   AVX2 CPU (measured per layer), so the CPU configs leave it off.
 Steps alternate (ours, textbook, ours, ...) so that load from other processes hits both alike; the ratio of
-medians is the result. Also: inference frames/s at 256x256 for ngf 64 / 9 blocks and ngf 16 / 6 blocks.
+medians is the result. Like `sonoshift train` on the CPU, the script first asks glibc to keep freed memory for
+reuse (engine/memory.py; it applies to both steps, which share the process); ``--release-memory`` skips that. Also: inference frames/s at 256x256 for ngf 64 / 9 blocks and ngf 16 / 6 blocks.
 
     python bench/train_cyclegan.py --threads 2 --steps 3
 """
@@ -29,6 +30,7 @@ from torch import nn
 
 from sonoshift.config import load_config
 from sonoshift.engine.loop import StepContext
+from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig, build_generator
 from sonoshift.models import InstanceNorm
 from sonoshift.models.fast_conv import Conv3x3
@@ -158,8 +160,12 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-infer", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--release-memory", action="store_true",
+                    help="leave glibc's malloc at its defaults (the training entry point keeps freed memory)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    # As `sonoshift train` does on the CPU (engine/start.py); one process, so both steps run under it.
+    kept = False if args.release_memory else keep_freed_memory()
     results: dict = {"threads": args.threads, "train": [], "infer": []}
     if not args.skip_train:
         for spec in args.configs.split(","):
@@ -168,7 +174,7 @@ def main() -> None:
     if not args.skip_infer:
         for ngf, blocks in ((64, 9), (16, 6)):
             results["infer"].append(bench_infer(ngf, blocks, 256, args.infer_batch, args.infer_frames))
-    print(f"\nthreads: {args.threads}")
+    print(f"\nthreads: {args.threads}; freed memory kept for reuse (glibc mallopt): {kept}")
     print("| training | ngf/blocks | ours img/s | textbook img/s | speedup |")
     print("|---|---|---|---|---|")
     for r in results["train"]:
