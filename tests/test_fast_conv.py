@@ -50,15 +50,17 @@ def test_deterministic_and_input_without_grad(small_threshold):
     assert conv.weight.grad is not None and conv.bias.grad is not None
 
 
-def test_falls_back_to_plain_conv(monkeypatch):
-    conv = Conv3x3(64, 64)
-    small = torch.zeros(1, 64, 8, 8)
-    assert not conv.uses_fast_path(small)  # below the size where NNPACK pays
-    big = torch.zeros(1, 64, 66, 66)
-    assert not Conv3x3(64, 64, fast=False).uses_fast_path(big)
+def test_fast_path_only_where_it_pays():
+    conv = Conv3x3(256, 256)
+    big = torch.zeros(1, 256, 34, 34)
+    assert conv.uses_fast_path(big)  # the generator's residual convs (ngf 64) at 128x128 and up
+    assert not conv.uses_fast_path(torch.zeros(1, 256, 10, 10))  # 8x8 maps: below the size where it pays
+    assert not Conv3x3(128, 128).uses_fast_path(torch.zeros(1, 128, 34, 34))  # too thin
+    assert not Conv3x3(256, 256, fast=False).uses_fast_path(big)
     assert not conv.uses_fast_path(big.double())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not conv.uses_fast_path(big)
+    small = torch.randn(1, 256, 6, 6, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(conv(small), F.conv2d(small, conv.weight, conv.bias))
 
 
