@@ -9,6 +9,7 @@ Randomness comes only from ``generator`` (one generator, or one per image so eac
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,6 +102,7 @@ class SynthPipeline:
             ga2 = torch.cat([torch.full_like(ga, math.nan), ga])
             scanner2 = torch.cat([torch.zeros_like(scanner), scanner])
         total = len(sched.timesteps)
+        step_kw = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
         for i, t in enumerate(sched.timesteps):
             inp = sched.scale_model_input(x, t)
             tt = t.expand(2 * n if guided else n).to(dev)
@@ -110,7 +112,7 @@ class SynthPipeline:
                 out = out_null + guidance * (out_cond - out_null)
             else:
                 out = self.unet(inp, tt, plane, ga, scanner)
-            x = sched.step(out, t, x, generator=generator, return_dict=False)[0]
+            x = sched.step(out, t, x, return_dict=False, **step_kw)[0]  # UniPC is deterministic
             if progress is not None:
                 progress(i + 1, total)
         if self.autoencoder is not None:
