@@ -80,3 +80,25 @@ def test_schedulers_share_the_training_noise_schedule() -> None:
         torch.testing.assert_close(sch.alphas_cumprod, ref)
         sch.set_timesteps(20)
         assert len(sch.timesteps) == 20 and int(sch.timesteps[0]) == 999
+
+
+def test_named_configs_load_and_fit_their_sizes() -> None:
+    from pathlib import Path
+
+    from sonoshift.config import load_config
+    from sonoshift.synth.config import SynthConfig
+
+    root = Path(__file__).resolve().parents[1]
+    for path, size in (("configs/cpu/synth.yaml", 64), ("configs/gpu/synth_128.yaml", 128),
+                       ("configs/gpu/synth_256.yaml", 256)):
+        cfg = load_config(SynthConfig, root / path, [])
+        m = cfg.model
+        assert cfg.data.size == size and len(m.attention) == len(m.block_out_channels)
+        assert size % (m.patch * 2 ** (len(m.block_out_channels) - 1)) == 0
+        assert all(c % m.norm_num_groups == 0 for c in m.block_out_channels)
+    cfg = load_config(SynthConfig, root / "configs/cpu/synth.yaml", [])
+    net = SynthUNet(cfg.model, channels=1, sample_size=64, n_planes=4, n_scanners=2)
+    with torch.no_grad():
+        y = net(torch.zeros(1, 1, 64, 64), torch.tensor([10]), torch.tensor([1]), torch.tensor([25.0]),
+                torch.tensor([1]))
+    assert y.shape == (1, 1, 64, 64)

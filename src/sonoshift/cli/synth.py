@@ -65,7 +65,8 @@ def evaluate_synth_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (metrics.json/csv, summary.md, PNGs)."),
     real: list[Path] = typer.Option(None, "--real", help="Real prepared dataset(s); default: the training data."),
     judges: Path | None = typer.Option(None, "--judges", help="Judges folder from an earlier evaluate-synth."),
-    judge_steps: int = typer.Option(1500, "--judge-steps", help="Training steps of the judges trained here."),
+    judge_steps: int = typer.Option(800, "--judge-steps", help="Training steps of the judges trained here."),
+    cas_steps: int = typer.Option(400, "--cas-steps", help="Training steps of the synthetic-only classifier."),
     lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with AlexNet + LPIPS heads."),
     seed: int = typer.Option(0, "--seed", help="Seed of judges, bootstrap and planted copies."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = default)."),
@@ -78,7 +79,7 @@ def evaluate_synth_cmd(
 
     if threads > 0:
         torch.set_num_threads(threads)
-    cfg = EvalSynthConfig(judge_steps=judge_steps, seed=seed,
+    cfg = EvalSynthConfig(judge_steps=judge_steps, cas_steps=cas_steps, seed=seed,
                           lpips_weights=str(lpips_weights) if lpips_weights else None)
     res = evaluate_synth(synthetic, out, real=[str(r) for r in real] if real else None,
                          judges_dir=str(judges) if judges else None, cfg=cfg, progress=not quiet)

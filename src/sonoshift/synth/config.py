@@ -47,8 +47,7 @@ class SynthData:
 
 @dataclass(frozen=True)
 class SynthModel:
-    """The denoiser: a diffusers UNet2DModel (one channel in pixel space, the autoencoder's channels in latent
-    space). ``attention``: per resolution level, whether its blocks carry self-attention. ``ga_scale``
+    """The denoiser: a one-channel diffusers UNet2DModel in pixel space. ``attention``: per resolution level, whether its blocks carry self-attention. ``ga_scale``
     multiplies GA in weeks before its sinusoidal embedding (10: 0.1-week steps are like one diffusion step).
     ``patch``: the U-Net sees ``patch`` x ``patch`` pixel blocks as channels (pixel unshuffle; 2 makes a 64 px
     model run at 32 x 32 with 4 channels, about 4x cheaper on a CPU; 1 = plain pixels)."""
@@ -90,13 +89,6 @@ class SynthCondition:
 
 
 @dataclass(frozen=True)
-class SynthLatent:
-    """Latent variant: ``autoencoder`` = a run of ``sonoshift train synth-ae``; empty = pixel space."""
-
-    autoencoder: str = ""
-
-
-@dataclass(frozen=True)
 class SynthConfig:
     """The full synthesizer run configuration."""
 
@@ -105,9 +97,7 @@ class SynthConfig:
     model: SynthModel = field(default_factory=SynthModel)
     diffusion: SynthDiffusion = field(default_factory=SynthDiffusion)
     condition: SynthCondition = field(default_factory=SynthCondition)
-    latent: SynthLatent = field(default_factory=SynthLatent)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-__all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthLatent",
-           "SynthModel"]
+__all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthModel"]

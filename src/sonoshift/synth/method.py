@@ -1,7 +1,7 @@
 """The synthesizer as an engine method (docs/engine.md §1): one denoiser, one Adam, an EMA, one DDPM loss.
 
 A step: draw t uniformly on the 1000-step grid and Gaussian noise from the method's own generator, noise the
-(pixel or latent) image with the DDPM forward process, drop conditions for classifier-free guidance, and regress
+image with the DDPM forward process, drop conditions for classifier-free guidance, and regress
 the noise (or v) with MSE. Randomness comes only from ``self.gen`` (seeded by seed + 3000 + rank, saved in every
 checkpoint), so resume is exact.
 """
@@ -43,20 +43,14 @@ def drop_conditions(
 
 
 class Synth:
-    """Conditional DDPM training of a :class:`SynthUNet` (pixel space, or latent space with a frozen encoder)."""
+    """Conditional DDPM training of a :class:`SynthUNet` in pixel space."""
 
     name = "synth"
 
-    def __init__(
-        self, cfg: SynthConfig, device: torch.device, vocab: Vocab, *, image_size: int, rank: int = 0,
-        autoencoder: nn.Module | None = None, latent_scale: float = 1.0,
-    ) -> None:
+    def __init__(self, cfg: SynthConfig, device: torch.device, vocab: Vocab, *, image_size: int, rank: int = 0
+                 ) -> None:
         self.cfg, self.vocab, self.image_size = cfg, vocab, int(image_size)
-        self.autoencoder = autoencoder.to(device).eval().requires_grad_(False) if autoencoder is not None else None
-        self.latent_scale = float(latent_scale)
-        channels, size = (1, self.image_size)
-        if self.autoencoder is not None:
-            channels, size = self.autoencoder.latent_channels, self.image_size // self.autoencoder.factor
+        channels, size = 1, self.image_size
         self.channels, self.sample_size = channels, size
         t = cfg.train
         with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global generator: seed it
@@ -76,16 +70,9 @@ class Synth:
         self.pixel_size_mm: dict[str, float] = {}
         self.config_name: str | None = None
 
-    @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Pixels (B,1,H,W) in [-1,1] -> what the denoiser models (the scaled latent, or the pixels)."""
-        if self.autoencoder is None:
-            return x
-        return self.autoencoder.encode(x) * self.latent_scale
-
     def loss(self, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
         """The DDPM loss of one micro-batch (mean over pixels and samples)."""
-        x0 = self.encode(batch["image"])
+        x0 = batch["image"]
         b = x0.shape[0]
         g = self.gen
         t = torch.randint(0, self.cfg.diffusion.num_train_timesteps, (b,), generator=g, device=g.device).to(x0.device)
@@ -124,23 +111,20 @@ class Synth:
         from sonoshift.synth.pipeline import SynthPipeline
 
         net = self.ema["unet"].module if self.ema else self.modules["unet"]
-        pipe = SynthPipeline(net, self.cfg, self.vocab, image_size=self.image_size, autoencoder=self.autoencoder,
-                             latent_scale=self.latent_scale)
+        pipe = SynthPipeline(net, self.cfg, self.vocab, image_size=self.image_size)
         g = make_generator(0, device=batch["image"].device)
         fake = pipe.sample_indices(batch["plane"], batch["ga"], batch["scanner"], generator=g, steps=20)
         self.modules["unet"].train()
         return {"real": batch["image"], "synthetic": fake}
 
     def metadata(self) -> dict[str, Any]:
-        """What inference needs: vocabularies, sizes, latent settings, training data and its hash."""
+        """What inference needs: vocabularies, sizes, training data, its hash and pixel size."""
         return {
             "planes": list(self.vocab.planes),
             "scanners": list(self.vocab.scanners),
             "image_size": [self.image_size, self.image_size],
             "channels": self.channels,
             "sample_size": self.sample_size,
-            "latent_scale": self.latent_scale,
-            "autoencoder": self.cfg.latent.autoencoder,
             "data_hash": self.data_hash,
             "datasets": self.datasets,
             "dataset_names": self.dataset_names,

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
-from torch import nn
 
 from sonoshift.config import from_dict
 from sonoshift.errors import SonoshiftError
@@ -44,11 +43,10 @@ class SynthPipeline:
 
     def __init__(
         self, unet: SynthUNet, cfg: SynthConfig, vocab: Vocab, *, image_size: int,
-        autoencoder: nn.Module | None = None, latent_scale: float = 1.0, metadata: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.unet = unet
         self.cfg, self.vocab, self.image_size = cfg, vocab, int(image_size)
-        self.autoencoder, self.latent_scale = autoencoder, float(latent_scale)
         self.metadata = metadata or {}
         self.planes, self.scanners = vocab.planes, vocab.scanners
 
@@ -59,15 +57,7 @@ class SynthPipeline:
     def to(self, device: str | torch.device) -> SynthPipeline:
         """Move the networks to ``device``; returns self."""
         self.unet.to(device)
-        if self.autoencoder is not None:
-            self.autoencoder.to(device)
         return self
-
-    def _latent_shape(self, n: int) -> tuple[int, int, int, int]:
-        if self.autoencoder is None:
-            return (n, 1, self.image_size, self.image_size)
-        s = self.image_size // self.autoencoder.factor
-        return (n, self.autoencoder.latent_channels, s, s)
 
     @torch.no_grad()
     def sample_indices(
@@ -94,7 +84,7 @@ class SynthPipeline:
         sched = sampling_scheduler(sampler, d)
         sched.set_timesteps(steps, device=dev)
         dtype = next(self.unet.parameters()).dtype
-        x = randn_tensor(self._latent_shape(n), generator=generator, device=dev, dtype=dtype)
+        x = randn_tensor((n, 1, self.image_size, self.image_size), generator=generator, device=dev, dtype=dtype)
         x = x * sched.init_noise_sigma
         guided = guidance != 1.0
         if guided:
@@ -115,8 +105,6 @@ class SynthPipeline:
             x = sched.step(out, t, x, return_dict=False, **step_kw)[0]  # UniPC is deterministic
             if progress is not None:
                 progress(i + 1, total)
-        if self.autoencoder is not None:
-            x = self.autoencoder.decode(x / self.latent_scale)
         if was_training:
             self.unet.train()
         return x.float().clamp(-1, 1)
@@ -168,16 +156,10 @@ def load_synthesizer(path: str | Path, device: str | torch.device | None = None,
     cfg = from_dict(SynthConfig, ckpt.state.get("config", {}))
     meta = ckpt.state.get("metadata", {})
     vocab = Vocab(tuple(meta.get("planes", ())), tuple(meta.get("scanners", ())))
-    ae = None
-    if meta.get("autoencoder"):
-        from sonoshift.synth.autoencoder import load_autoencoder
-
-        ae = load_autoencoder(meta["autoencoder"])
     net = SynthUNet(cfg.model, channels=int(meta.get("channels", 1)), sample_size=int(meta["sample_size"]),
                     n_planes=len(vocab.planes), n_scanners=len(vocab.scanners))
     net = load_module(ckpt, "unet", net, prefer_ema=use_ema).eval().requires_grad_(False)
-    pipe = SynthPipeline(net, cfg, vocab, image_size=int(meta["image_size"][0]), autoencoder=ae,
-                         latent_scale=float(meta.get("latent_scale", 1.0)),
+    pipe = SynthPipeline(net, cfg, vocab, image_size=int(meta["image_size"][0]),
                          metadata={**meta, "checkpoint": str(ckpt.path), "step": ckpt.state.get("step")})
     return pipe.to(device or "cpu")
 

@@ -17,15 +17,7 @@ from sonoshift.synth.method import Synth
 
 def build(cfg: SynthConfig, dataset: SynthDataset, device: torch.device, rank: int = 0) -> Synth:
     """A :class:`Synth` method for ``dataset`` on ``device`` (the engine registry's ``build``)."""
-    ae, scale = None, 1.0
-    if cfg.latent.autoencoder:
-        from sonoshift.synth.autoencoder import latent_scale, load_autoencoder
-
-        ae = load_autoencoder(cfg.latent.autoencoder)
-        if cfg.data.size % ae.factor:
-            raise SonoshiftError(f"data.size {cfg.data.size} is not divisible by the autoencoder's factor {ae.factor}.")
-        scale = latent_scale(ae, dataset)
-    return Synth(cfg, device, dataset.vocab, image_size=cfg.data.size, rank=rank, autoencoder=ae, latent_scale=scale)
+    return Synth(cfg, device, dataset.vocab, image_size=cfg.data.size, rank=rank)
 
 
 def train_synth(

@@ -38,8 +38,8 @@ class EvalSynthConfig:
     """Settings of the synthesis evaluation (sizes, seeds, bootstrap and calibration choices)."""
 
     size: int = 64
-    judge_steps: int = 1500
-    cas_steps: int = 800
+    judge_steps: int = 800
+    cas_steps: int = 400
     n_boot: int = 200
     percentile: float = 1.0
     planted: int = 200

@@ -139,7 +139,7 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def train_judges(
-    images: torch.Tensor, plane: torch.Tensor, ga: torch.Tensor, planes: Sequence[str], *, steps: int = 1500,
+    images: torch.Tensor, plane: torch.Tensor, ga: torch.Tensor, planes: Sequence[str], *, steps: int = 800,
     batch: int = 32, lr: float = 2e-3, width: int = 32, seed: int = 0, progress: bool = True,
 ) -> SmallJudges:
     """Train :class:`SmallJudges` on REAL frames: images (N, 1, S, S) in [-1, 1], plane (N,) index into
