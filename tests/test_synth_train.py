@@ -175,3 +175,17 @@ def test_cli_train_and_synthesize(sets: dict[str, Path], tmp_path: Path) -> None
                                  "--n", "3", "--guidance", "2", "--steps", "2", "--out", str(tmp_path / "syn"), "-q"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "syn/manifest_train.csv").is_file() and (tmp_path / "syn/contact_sheet.png").is_file()
+
+
+def test_registry_build_and_tensorboard_samples(sets: dict[str, Path]) -> None:
+    from torch.utils.data import default_collate
+
+    from sonoshift.methods import get_method
+
+    cfg = load_config(SynthConfig, None, [*TINY, f"data.paths=[{sets['sim']}]"])
+    ds = SynthDataset(cfg.data)
+    method = get_method("synth").build(cfg, ds, torch.device("cpu"))
+    batch = default_collate([ds[i] for i in range(3)])
+    out = method.sample(batch)
+    assert out["synthetic"].shape == out["real"].shape == (3, 1, 16, 16)
+    assert method.modules["unet"].training  # sampling for TensorBoard leaves the online net in train mode
