@@ -134,6 +134,9 @@ def test_same_seed_same_samples_and_guidance(run: Path) -> None:
         assert torch.isfinite(x).all()
     with pytest.raises(SonoshiftError, match="plane 'femur'"):
         pipe(plane="femur", n=1)
+    # The tensor form (index k = planes[k - 1]) gives the same images as the names.
+    by_index = pipe({"plane": torch.tensor([2, 2, 2]), "ga": torch.full((3,), 24.0)}, generator=g(7))
+    torch.testing.assert_close(by_index, a, rtol=0, atol=0)
 
 
 def test_synthesize_writes_a_prepared_dataset(run: Path, tmp_path: Path) -> None:
