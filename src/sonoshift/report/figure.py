@@ -148,7 +148,8 @@ def draw_figure(c: FigureContent) -> plt.Figure:
     legend_h = 0.45 if c.outlines else 0.0
     fig = plt.figure(figsize=(pw * n_cols + 1.3, (ph + 0.75) * n_rows + 0.2 + legend_h), dpi=DPI)
     grid = fig.add_gridspec(n_rows, n_cols + 1, width_ratios=[1] * n_cols + [0.06], wspace=0.05, hspace=0.25,
-                            left=0.07, right=0.97, top=1 - 0.55 / fig.get_figheight(),
+                            left=0.75 / fig.get_figwidth(), right=1 - 0.4 / fig.get_figwidth(),
+                            top=1 - 0.55 / fig.get_figheight(),
                             bottom=(legend_h + 0.35) / fig.get_figheight())  # fmt: skip
     im = None
     for j, p in enumerate(c.panels):

@@ -31,7 +31,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0.8em auto;m
 h1{font-size:1.35em;margin:0.1em 0} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{font-size:1.05em;margin:1.2em 0 0.3em}
 table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right} th{background:#f3f3f3}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap} th{background:#f3f3f3}
 td.l,th.l{text-align:left} td.best{font-weight:bold;background:#eef6ee}
 .figs{display:flex;flex-wrap:wrap;gap:10px} .figs img{max-width:380px;border:1px solid #eee}
 .note{color:#555;font-size:0.9em} img.grid,img.figure{max-width:100%} .extra img{max-width:100%;margin-bottom:6px}

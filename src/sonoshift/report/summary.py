@@ -123,8 +123,7 @@ def _verdict(label: str, modes: list[str], metrics: list[str], means: dict, base
         down_better.append(b)
         j = s.judge
         unit = f" {j.unit}" if j.unit else ""
-        ceiling = f"; ceiling {s.ceiling:.{j.digits}f}" if not math.isnan(s.ceiling) else ""
-        down.append(f"{j.name} {s.raw:.{j.digits}f} → {h:.{j.digits}f}{unit} ({'better' if b else 'worse'}{ceiling})")
+        down.append(f"{j.name} {s.raw:.{j.digits}f} → {h:.{j.digits}f}{unit} ({'better' if b else 'worse'})")
     if not clauses and not down:
         return Verdict(label, MIXED, f"{label}: no metric to compare with the untranslated frames.")
     if all(majorities) and not any(d is False for d in down_better):
@@ -135,7 +134,7 @@ def _verdict(label: str, modes: list[str], metrics: list[str], means: dict, base
         word = MIXED
     parts = []
     if clauses:
-        parts.append("better than untranslated on " + " and ".join(clauses))
+        parts.append("better on " + " and ".join(clauses))
     if down:
         parts.append("downstream " + ", ".join(down))
     return Verdict(label, word, "; ".join(parts) + ".")
