@@ -112,6 +112,9 @@ def test_page_leads_with_the_summary_and_says_notes_once(runs: tuple[list[Path],
         assert text in summary
     assert "<img" not in summary  # text and tables only: it must fit the first screen
     assert (out / "figure.png").is_file() and (out / "grid.png").is_file()
+    md = (out / "table.md").read_text(encoding="utf-8")
+    assert md.index("## Verdict") < md.index("## Reference: target")
+    assert "- **ddgan (t)** — beats doing nothing: better on" in md
 
 
 def test_figure_rows_share_one_grey_scale_and_show_each_run(runs: tuple[list[Path], list[dict]]) -> None:

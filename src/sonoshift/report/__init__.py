@@ -13,7 +13,7 @@ from sonoshift.report.grid import qualitative_grid
 from sonoshift.report.html import render_html
 from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
 from sonoshift.report.sections import ExtraSection, check_sections, write_sections
-from sonoshift.report.summary import build_summary
+from sonoshift.report.summary import build_summary, summary_markdown
 from sonoshift.report.table import build_tables, segmentation_frame, to_csv, to_latex, to_markdown
 from sonoshift.report.violin import violins
 
@@ -49,8 +49,9 @@ def make_report(
     extra = list(extra_sections)
     check_sections(extra)
     tables = build_tables(runs)
+    summary = build_summary(runs, tables)
     with atomic_dir(out) as tmp:
-        (tmp / "table.md").write_text(to_markdown(tables, runs), encoding="utf-8")
+        (tmp / "table.md").write_text(to_markdown(tables, runs, summary_markdown(summary)), encoding="utf-8")
         (tmp / "table.csv").write_text(to_csv(tables), encoding="utf-8")
         (tmp / "table.tex").write_text(to_latex(tables, runs), encoding="utf-8")
         seg = segmentation_frame(runs)
@@ -63,7 +64,7 @@ def make_report(
         figure = (qualitative_figure(runs, tmp / "figure.png", cfg.overlays, cfg.figure_panel_px)
                   if cfg.figure else None)  # fmt: skip
         copied = write_sections(extra, tmp / "sections")
-        page = render_html(runs, tables, figs, grid, list(zip(extra, copied)), build_summary(runs, tables), figure)
+        page = render_html(runs, tables, figs, grid, list(zip(extra, copied)), summary, figure)
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return Path(out)
 

@@ -167,3 +167,12 @@ def build_summary(runs: list[RunResult], tables: list[Table]) -> Summary:
            f"{meta['split']} split" if meta.get("split") else "", f"{n} frames per run", f"{len(runs)} runs"]  # fmt: skip
     return Summary(" · ".join(c for c in ctx if c), modes, rows, best, base, downstream, verdicts)
 
+
+
+def summary_markdown(s: Summary) -> list[str]:
+    """The verdict as Markdown lines (one bullet per method), for the top of table.md."""
+    if not s.verdicts:
+        return []
+    lines = ["## Verdict: does each method beat doing nothing (the untranslated frames)?", "", s.context, ""]
+    lines += [f"- **{v.label}** — {v.word}: {v.sentence}" for v in s.verdicts]
+    return [*lines, ""]

@@ -125,9 +125,10 @@ def notes(runs: list[RunResult]) -> list[str]:
     return out
 
 
-def to_markdown(tables: list[Table], runs: list[RunResult]) -> str:
-    """All mode tables as Markdown sections, plus the notes."""
-    lines = ["# sonoshift results", ""]
+def to_markdown(tables: list[Table], runs: list[RunResult], lead: list[str] | tuple[str, ...] = ()) -> str:
+    """All mode tables as Markdown sections, plus the notes; ``lead``: lines placed before the tables (the
+    verdict)."""
+    lines = ["# sonoshift results", "", *lead]
     for t in tables:
         lines += [f"## Reference: {t.mode} — {MODE_TITLE.get(t.mode, t.mode)}", ""]
         head = ["Method", "Config", "n"] + [f"{display(m)} {arrow(m)}" for m in t.metrics]
