@@ -18,7 +18,7 @@ from sonoshift.report import ReportConfig, make_report
 from sonoshift.report.figure import draw_figure, figure_content
 from sonoshift.report.load import load_runs
 from sonoshift.report.overlay import overlay
-from sonoshift.report.summary import NO, YES, build_summary
+from sonoshift.report.summary import MIXED, NO, YES, build_summary
 from sonoshift.report.table import build_tables
 
 LOWER_IS_BETTER = {"mae", "lpips_alex", "lpips_vgg", "fid", "kid", "hd95"}
@@ -159,3 +159,15 @@ def test_without_untranslated_run_there_is_no_verdict(runs: tuple[list[Path], li
     s = build_summary(loaded, build_tables(loaded))
     assert s.verdicts == [] and s.baseline is None
     assert np.isnan(s.best[("gt", "psnr")].baseline)
+
+
+def test_better_images_but_worse_downstream_is_mixed(runs: tuple[list[Path], list[dict]], tmp_path: Path) -> None:
+    dirs, rows = runs
+    copy = tmp_path / "good_images"
+    shutil.copytree(dirs[1], copy)
+    (copy / "planes.csv").unlink()
+    _seg(copy, rows, {"source": [0.4, 0.5, 0.6, 0.5], "harmonized": [0.3, 0.4, 0.5, 0.4],
+                      "ground_truth": [0.9, 0.9, 0.8, 1.0]})  # fmt: skip
+    loaded = load_runs([dirs[0], copy])
+    (v,) = build_summary(loaded, build_tables(loaded)).verdicts
+    assert v.word == MIXED and "metrics vs ground truth" in v.sentence and "Dice 0.50 → 0.40 (worse)" in v.sentence

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sonoshift.report.load import RunResult
 from sonoshift.report.sections import IMAGE_SUFFIXES, ExtraSection, section_html
-from sonoshift.report.summary import MODE_SHORT, NO, NO_GAIN_MODES, YES, Summary, better
+from sonoshift.report.summary import MIXED, MODE_SHORT, NO, NO_GAIN_MODES, YES, Summary, better
 from sonoshift.report.table import (
     MODE_TITLE,
     Table,
@@ -42,7 +42,7 @@ details{margin:0.5em 0} summary{cursor:pointer;font-weight:600}
 #summary ul{list-style:none;padding:0;margin:0.3em 0 0.5em} #summary li{margin:0.15em 0;font-size:0.92em}
 .badge{display:inline-block;min-width:12.5em;padding:1px 6px;border-radius:3px;color:#fff;font-size:0.85em;
  font-weight:600;text-align:center;margin-right:6px}
-.yes{background:#0072B2} .mixed{background:#E69F00;color:#000} .no{background:#A63D00}
+.yes{background:#0072B2} .mixed{background:#E69F00;color:#000} .no{background:#A63D00} .unknown{background:#777}
 .sumtabs{display:flex;flex-wrap:wrap;gap:6px 22px;align-items:flex-start}
 .sumtabs table{margin:0.2em 0;font-size:0.84em} .sumtabs th,.sumtabs td{padding:2px 7px}
 .sumtabs caption{text-align:left;font-weight:600;font-size:0.9em;padding-bottom:2px}
@@ -102,7 +102,7 @@ def summary_html(s: Summary, runs: list[RunResult]) -> str:
     if s.verdicts:
         parts.append("<ul>")
         for v in s.verdicts:
-            cls = "yes" if v.word == YES else "no" if v.word == NO else "mixed"
+            cls = {YES: "yes", NO: "no", MIXED: "mixed"}.get(v.word, "unknown")
             parts.append(f'<li><span class="badge {cls}">{html.escape(v.word)}</span><b>{html.escape(short[v.label])}'
                          f"</b>: {html.escape(v.sentence)}</li>")  # fmt: skip
         parts.append("</ul>")

@@ -22,6 +22,7 @@ MODE_SHORT = {"target": "vs paired target", "source": "vs own source", "gt": "vs
 # Against its own source the untranslated run is perfect by construction: no gain is shown and no verdict drawn.
 NO_GAIN_MODES = ("source",)
 YES, MIXED, NO = "beats doing nothing", "mixed", "does not beat doing nothing"
+UNKNOWN = "not compared"  # no metric or judge has values for both the method and the untranslated frames
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Best:
 @dataclass
 class Verdict:
     label: str
-    word: str  # YES, MIXED or NO
+    word: str  # YES, MIXED, NO or UNKNOWN
     sentence: str
 
 
@@ -125,7 +126,7 @@ def _verdict(label: str, modes: list[str], metrics: list[str], means: dict, base
         unit = f" {j.unit}" if j.unit else ""
         down.append(f"{j.name} {s.raw:.{j.digits}f} → {h:.{j.digits}f}{unit} ({'better' if b else 'worse'})")
     if not clauses and not down:
-        return Verdict(label, MIXED, f"{label}: no metric to compare with the untranslated frames.")
+        return Verdict(label, UNKNOWN, "no metric has values for both it and the untranslated frames.")
     if all(majorities) and not any(d is False for d in down_better):
         word = YES
     elif not any(majorities) and not any(down_better):
