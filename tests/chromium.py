@@ -19,7 +19,7 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         "--virtual-time-budget=10000"]  # fmt: skip
+         "--virtual-time-budget=10000", "--run-all-compositor-stages-before-draw"]  # fmt: skip
 PROBE = """<script>
 window.addEventListener("load", () => {
   const imgs = Array.from(document.images).map(i => ({alt: i.alt, w: i.naturalWidth, h: i.naturalHeight,

@@ -30,11 +30,11 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0.8em auto;m
  padding:0 12px}
 h1{font-size:1.35em;margin:0.1em 0} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 h3{font-size:1.05em;margin:1.2em 0 0.3em}
-table{border-collapse:collapse;margin:0.6em 0;font-size:0.9em}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right;white-space:nowrap} th{background:#f3f3f3}
+table{border-collapse:collapse;margin:0.6em 0;font-size:0.82em}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right} th{background:#f3f3f3}
 td.l,th.l{text-align:left} td.best{font-weight:bold;background:#eef6ee}
 .figs{display:flex;flex-wrap:wrap;gap:10px} .figs img{max-width:380px;border:1px solid #eee}
-.note{color:#555;font-size:0.9em} img.grid,img.figure{max-width:100%} .extra img{max-width:100%;margin-bottom:6px}
+.tw{overflow-x:auto} .note{color:#555;font-size:0.9em} img.grid,img.figure{max-width:100%} .extra img{max-width:100%;margin-bottom:6px}
 details{margin:0.5em 0} summary{cursor:pointer;font-weight:600}
 #summary{border:1px solid #cfd8e3;border-radius:6px;padding:6px 14px 8px;background:#fafcff}
 #summary h2{margin:0.2em 0 0.3em;border:0;font-size:1.15em}
@@ -44,7 +44,7 @@ details{margin:0.5em 0} summary{cursor:pointer;font-weight:600}
  font-weight:600;text-align:center;margin-right:6px}
 .yes{background:#0072B2} .mixed{background:#E69F00;color:#000} .no{background:#A63D00} .unknown{background:#777}
 .sumtabs{display:flex;flex-wrap:wrap;gap:6px 22px;align-items:flex-start}
-.sumtabs table{margin:0.2em 0;font-size:0.84em} .sumtabs th,.sumtabs td{padding:2px 7px}
+.sumtabs table{margin:0.2em 0;font-size:0.84em} .sumtabs th,.sumtabs td{padding:2px 7px;white-space:nowrap}
 .sumtabs caption{text-align:left;font-weight:600;font-size:0.9em;padding-bottom:2px}
 .gain-up{color:#0060A0;font-weight:600} .gain-down{color:#B04A00;font-weight:600}
 """
@@ -159,7 +159,7 @@ def _tables_html(runs: list[RunResult], tables: list[Table]) -> list[str]:
     parts = ["<h2>Tables</h2>", '<p class="note">Mean ± std over frames; best per column in bold.</p>']
     for t in tables:
         parts.append(f"<h3>Reference: {html.escape(t.mode)} — {html.escape(MODE_TITLE.get(t.mode, t.mode))}</h3>")
-        parts.append(_table(t))
+        parts.append(f'<div class="tw">{_table(t)}</div>')
     seg = segmentation_frame(runs)
     if not seg.empty:
         parts.append("<h3>Downstream segmentation</h3><table><tr><th class='l'>Run</th><th class='l'>Input</th>"
