@@ -78,6 +78,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
             raise SonoshiftError(f"config key '{key}' must be a mapping, got {value!r}.")
+        if len(args) == 2:  # dict[K, V]: each value typed like a field
+            return {k: _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
