@@ -83,14 +83,15 @@ def test_same_seed_same_samples_and_uncertainty_reference():
 
 def test_mean_of_samples_hook_for_harmonize():
     from sonoshift.inference.sampling import MeanOfSamples, uncertainty_to_uint8
+    from sonoshift.methods.kinds import TranslatorBase
 
     class Stochastic:
-        method, image_size, source_domain, target_domain = "ddgan", (8, 8), "a", "b"
+        method, image_size, source_domain, target_domain, stochastic = "ddgan", (8, 8), "a", "b", True
 
         def uncertainty(self, x, k, generator=None):
             return x * 0 + k, torch.full_like(x, 0.2)
 
-    class Deterministic:
+    class Deterministic(TranslatorBase):
         method, image_size, source_domain, target_domain = "cyclegan", (8, 8), "a", "b"
 
     hook = MeanOfSamples(Stochastic(), 5)

@@ -82,7 +82,7 @@ def evaluate_segmentation(
             label_file = resolve(row["label_path"], data_root)
             if label_file is None:
                 continue
-            label = lut[read_labels(label_file, data_root)]
+            label = lut[read_labels(label_file)]
             fov_file = resolve(row.get("mask_path"), data_root)
             fov = read_labels(fov_file) > 0 if fov_file is not None else None
             if fov is not None and fov.shape != label.shape:
@@ -90,7 +90,7 @@ def evaluate_segmentation(
             frames, names = [], []
             for variant, col in variants:
                 path = run / str(row[col]) if col == "output_path" else resolve(row[col], data_root)
-                if path is None or (col == "output_path" and pd.isna(row[col], data_root)):
+                if path is None or (col == "output_path" and pd.isna(row[col])):
                     continue
                 img = read_gray(path)
                 if img.shape != label.shape:
