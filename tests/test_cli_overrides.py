@@ -20,3 +20,29 @@ def test_segment_overrides_are_positional_and_set_is_a_deprecated_alias(command,
     # the override reached the config loader, which names the bad key
     assert isinstance(res.exception, SonoshiftError) and "train.nosuch" in str(res.exception)
     assert ("deprecated" in res.output) == (style == "set")
+
+
+def test_simulate_takes_positional_overrides_after_its_options(tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["simulate", "--out", str(tmp_path / "bad"), "nosuch=1"])
+    assert isinstance(bad.exception, SonoshiftError) and "nosuch" in str(bad.exception)
+    res = runner.invoke(app, ["simulate", "--out", str(tmp_path / "s"), "--patients", "1", "--size", "32",
+                              "--frames-per-sweep", "1", "--sweeps", "tr-mid", "--workers", "1", "--quiet",
+                              "fps=7", "patients=2"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    info = json.loads((tmp_path / "s" / "simulation.json").read_text())
+    assert "simulated 2 patients" in res.output
+    assert 7 in [v for k, v in _walk(info) if k == "fps"]
+
+
+def _walk(tree):
+    """(key, value) of every entry of a nested JSON tree."""
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            yield k, v
+            yield from _walk(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            yield from _walk(v)

@@ -189,6 +189,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
+    """``cfg`` (a config dataclass instance) with ``key=value`` overrides applied, typed like :func:`load_config`."""
+    if not overrides:
+        return cfg
+    tree: dict[str, Any] = to_dict(cfg)
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, value)
+    return from_dict(type(cfg), tree)
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
     """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``key=value`` overrides.
 
