@@ -160,3 +160,25 @@ def test_generic_code_names_no_method() -> None:
     for f in files:
         found = names & _string_constants(f)
         assert not found, f"{f.relative_to(SRC)} names the method(s) {sorted(found)}"
+
+
+def test_a_judge_is_trained_and_loaded_through_the_same_registry(data: Path, tmp_path: Path) -> None:
+    import toy_judge  # noqa: F401  (registers "toy_domain", kind "judge")
+    import torch
+
+    from sonoshift.methods.kinds import Judge
+
+    run = tmp_path / "judge"
+    cli("train", "toy_domain", "--data", str(data), "--out", str(run), "-q", "train.max_steps=40",
+        "train.device=cpu", "train.tensorboard=false")
+    judge = methods.load_model(run, kind="judge")
+    assert isinstance(judge, Judge) and judge.classes == ("handheld", "cart")
+    # held-out test frames of both scanners, classified by the trained judge
+    rows = list(csv.DictReader((data / "manifest_test.csv").open()))
+    x = torch.tensor(np.stack([np.asarray(Image.open(data / r["path"]), np.float32) for r in rows])) / 127.5 - 1
+    truth = torch.tensor([judge.classes.index(r["domain"]) for r in rows])
+    accuracy = (judge(x[:, None]).argmax(1) == truth).float().mean().item()
+    assert accuracy >= 0.8, accuracy
+    assert "toy_domain" not in methods.study_methods()  # judges are not translators of the study
+    with pytest.raises(SonoshiftError, match="is a judge .* not a translator"):
+        methods.load_translator(run)
