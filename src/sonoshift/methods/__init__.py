@@ -72,7 +72,7 @@ def _plugins() -> list[str]:
     names = [n.strip() for n in os.environ.get("SONOSHIFT_PLUGINS", "").split(",") if n.strip()]
     from importlib.metadata import entry_points
 
-    names += [ep.value for ep in entry_points(group="sonoshift.methods")]
+    names += [ep.module for ep in entry_points(group="sonoshift.methods")]  # "pkg.module" or "pkg.module:attr"
     return names
 
 
