@@ -19,7 +19,7 @@ from sonoshift.downstream.hc18 import (
     train_hc18_segmenter,
 )
 from sonoshift.downstream.head_eval import evaluate_heads_fpdb, evaluate_heads_run, fpdb_transthalamic, summarize_heads
-from sonoshift.downstream.images import read_labels
+from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import ModelConfig, TrainConfig, load_segmenter
 from sonoshift.downstream.synthetic import ellipse_images
 from sonoshift.errors import SonoshiftError

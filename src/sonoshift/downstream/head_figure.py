@@ -25,7 +25,8 @@ from skimage.segmentation import find_boundaries  # noqa: E402
 
 from sonoshift.atomic import atomic_file  # noqa: E402
 from sonoshift.downstream.ellipse import EllipseFit, ellipse_mask, fit_ellipse  # noqa: E402
-from sonoshift.downstream.images import read_gray, read_labels  # noqa: E402
+from sonoshift.io.images import read_gray  # noqa: E402
+from sonoshift.io.labels import read_labels  # noqa: E402
 from sonoshift.errors import SonoshiftError  # noqa: E402
 
 MASK_COLOR = np.array([1.0, 0.85, 0.0])  # yellow: the predicted head mask's edge

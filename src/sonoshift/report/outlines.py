@@ -29,7 +29,7 @@ def _fit(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(labels.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def overlay(
+def draw_outlines(
     gray: np.ndarray,
     labels: np.ndarray | None = None,
     pred: np.ndarray | None = None,
