@@ -26,7 +26,6 @@ from sonoshift.atomic import atomic_dir
 from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest, read_pairs
 from sonoshift.data.readers import read_stack
-from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.errors import SonoshiftError
 from sonoshift.io.images import read_gray, write_png
 from sonoshift.io.video import write_mp4
@@ -81,8 +80,6 @@ def harmonize_inputs(
     if not inputs:
         raise SonoshiftError("harmonize needs at least one input (or --dataset).")
     dev = select_device(device or "auto")
-    if dev.type == "cpu":
-        keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     translator = load_translator(model, device=dev, **translator_options)
     if samples != 1:
         from sonoshift.sampling.ddgan import MeanOfSamples
@@ -165,8 +162,6 @@ def harmonize_dataset(
     if not (root / "dataset.json").is_file() or not manifest.is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
     dev = select_device(device or "auto")
-    if dev.type == "cpu":
-        keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     if isinstance(model, (str, Path)):
         ckpt = read_model(model)
         translator = load_translator(model, device=dev, **translator_options)
