@@ -1,4 +1,4 @@
-"""The fetal-head overlay figure (mask edge + fitted ellipse + ellipse IoU) and its place in the real-data report."""
+"""The fetal-head outline figure (mask edge + fitted ellipse + ellipse IoU) and its place in the real-data report."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sonoshift.downstream.head_eval import evaluate_heads_run, summarize_heads
 from sonoshift.downstream.head_figure import (
     ELLIPSE_COLOR,
     MASK_COLOR,
-    head_overlay_figure,
+    head_outline_figure,
     head_panel,
     read_heads_table,
 )
@@ -116,9 +116,9 @@ def tables(tmp_path: Path) -> tuple[Path, list[tuple[str, Path]]]:
 
 def test_head_figure_from_tiny_tables(tables: tuple[Path, list[tuple[str, Path]]], tmp_path: Path) -> None:
     orig, runs = tables
-    both = head_overlay_figure(tmp_path / "fig" / "both.png", orig, runs, per_machine=2, panel_px=200)
-    only_a = head_overlay_figure(tmp_path / "fig" / "a.png", orig, per_machine=2, panel_px=200)
-    only_b = head_overlay_figure(tmp_path / "fig" / "b.png", None, runs, panel_px=200)
+    both = head_outline_figure(tmp_path / "fig" / "both.png", orig, runs, per_machine=2, panel_px=200)
+    only_a = head_outline_figure(tmp_path / "fig" / "a.png", orig, per_machine=2, panel_px=200)
+    only_b = head_outline_figure(tmp_path / "fig" / "b.png", None, runs, panel_px=200)
     sizes = {}
     for p in (both, only_a, only_b):
         with Image.open(p) as im:
@@ -137,11 +137,11 @@ def test_head_figure_errors_name_the_file(tables: tuple[Path, list[tuple[str, Pa
     bad = tmp_path / "bad.csv"
     pd.read_csv(orig).drop(columns=["pred_path"]).to_csv(bad, index=False)
     with pytest.raises(SonoshiftError, match=f"head table {bad} lacks the column"):
-        head_overlay_figure(tmp_path / "x.png", bad)
+        head_outline_figure(tmp_path / "x.png", bad)
     with pytest.raises(SonoshiftError, match="nothing to draw"):
-        head_overlay_figure(tmp_path / "x.png", orig, variant="cropped")
+        head_outline_figure(tmp_path / "x.png", orig, variant="cropped")
     with pytest.raises(SonoshiftError, match="does not exist"):
-        head_overlay_figure(tmp_path / "x.png", tmp_path / "none.csv")
+        head_outline_figure(tmp_path / "x.png", tmp_path / "none.csv")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -163,8 +163,8 @@ def test_summary_has_a_row_per_method_and_the_report_section(
     summarize_heads(t).to_csv(summary, index=False)
     heads = {"original": str(orig), "summary": str(summary), "hc18_val_dice": 0.9,
              "runs": {"untranslated": str(runs[0][1]), **{m: str(p) for m, p in runs}}}  # fmt: skip
-    section = _heads_section(heads, tmp_path / "heads" / "heads_overlay.png")
-    assert section.images == (tmp_path / "heads" / "heads_overlay.png",) and section.images[0].is_file()
+    section = _heads_section(heads, tmp_path / "heads" / "heads_outlines.png")
+    assert section.images == (tmp_path / "heads" / "heads_outlines.png",) and section.images[0].is_file()
     assert "Dice 0.900" in section.caption and "ellipse_iou_mean" in section.table.columns
     assert "area_fraction_std" not in section.table.columns and len(section.table) == len(s)
 
@@ -197,4 +197,4 @@ def test_run_head_table_paths_do_not_depend_on_the_working_directory(
     assert written.loc["source", "image_path"] == str((prepared / "frames" / "0.png").resolve())
     table = read_heads_table(run / "heads.csv")
     assert all(Path(p).is_file() for p in list(table["image_path"]) + list(table["pred_path"]))
-    assert head_overlay_figure(tmp_path / "f.png", None, [("m", run / "heads.csv")], panel_px=48).is_file()
+    assert head_outline_figure(tmp_path / "f.png", None, [("m", run / "heads.csv")], panel_px=48).is_file()

@@ -1,4 +1,4 @@
-"""Segmentation overlays in the report grid and caller-supplied extra report sections."""
+"""Segmentation outlines in the report grid and caller-supplied extra report sections."""
 
 from __future__ import annotations
 
