@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from sonoshift.data.crop import morphology as morph
+import sonoshift.data.crop.morphology as morph
 from sonoshift.data.crop.config import CropConfig
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sonoshift.data.crop import morphology as morph
+import sonoshift.data.crop.morphology as morph
 from sonoshift.data.crop.config import CropConfig, CropResult, crop_from_mask
 from sonoshift.data.crop.image import image_region_mask, overlay_mask
 from sonoshift.data.crop.video import extend_by_shape, max_projection, video_fov_mask

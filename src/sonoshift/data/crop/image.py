@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from sonoshift.data.crop import morphology as morph
+import sonoshift.data.crop.morphology as morph
 from sonoshift.data.crop.burned_in import flat_runs, overlay_bar_mask, overlay_text_mask
 from sonoshift.data.crop.config import CropConfig
 
