@@ -178,7 +178,7 @@ def harmonize_stack(
         from sonoshift.sampling.ddgan import MeanOfSamples
 
         hook = translator = MeanOfSamples(translator, samples)
-    crop = find_fov(frames, config=geometry.crop, name=name)
+    crop = find_fov(frames, config=geometry.crop, name=name, hint="pass --no-crop (crop=False) to feed whole frames")
     cropped = apply_crop(frames, crop)
     fov = prepared_fov(crop, geometry.resize)
     prepared_in = resize_stack(cropped, geometry.resize)

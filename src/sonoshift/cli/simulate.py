@@ -12,7 +12,8 @@ from sonoshift.progress import console
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_cmd(
-        out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically if it exists)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder (created atomically; an earlier identical "
+                                 "simulation there is reused, anything else refused)."),
         patients: int = typer.Option(4, "--patients", help="Number of simulated patients."),
         profiles: str = typer.Option("handheld,cart", "--profiles",
                                      help="Comma-separated scanner profiles: built-in names (handheld, cart, phased) "
@@ -24,7 +25,8 @@ def register(app: typer.Typer) -> None:
         ga_max: float = typer.Option(38.0, "--ga-max", help="Largest gestational age (weeks)."),
         sweeps: str = typer.Option("", "--sweeps", help="Comma-separated subset of the six VSI sweeps (default all)."),
         workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per available core, at most 4)."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        force: bool = typer.Option(False, "--force", help="Replace an earlier simulation in --out (never other files)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Simulate multi-scanner VSI fetal ultrasound with per-frame labels and cross-profile ground truth."""
         from sonoshift.sim.simulate import SimConfig, default_workers, simulate
@@ -41,6 +43,6 @@ def register(app: typer.Typer) -> None:
             sweeps=tuple(s.strip() for s in sweeps.split(",") if s.strip()) or SWEEPS,
             workers=workers if workers > 0 else default_workers(),
         )
-        path = simulate(out, cfg, progress=not quiet)
+        path = simulate(out, cfg, progress=not quiet, force=force)
         n_sweeps, n_profiles = len(cfg.sweeps), len(cfg.profiles)
         console.print(f"simulated {patients} patients x {n_sweeps} sweeps x {n_profiles} profiles -> {path}")

@@ -121,12 +121,13 @@ def _existing(out: Path, fp: str, cfg: dict[str, Any]) -> dict[str, Any] | None:
         raise SonoshiftError(f"output folder {out} holds an unreadable dataset.json; choose another folder.") from None
     if info.get("fingerprint") != fp:
         raise SonoshiftError(
-            f"output folder {out} already holds a different dataset (other inputs); choose another folder or delete it."
+            f"output folder {out} already holds a different dataset (other inputs); pass --force to replace it or "
+            "choose another folder."
         )
     if info.get("config") != cfg:
         raise SonoshiftError(
             f"output folder {out} already holds this dataset prepared with another configuration; "
-            "choose another folder or delete it."
+            "pass --force to replace it or choose another folder."
         )
     read_splits(out / "splits.json")  # leakage check on every read
     return info
@@ -274,12 +275,14 @@ def prepare(
     config: PrepareConfig | None = None,
     *,
     progress: bool = True,
+    force: bool = False,
 ) -> PrepareResult:
     """Prepare a dataset from domain folders, a spec YAML / folder with ``sonoshift_spec.yaml``, or a DatasetSpec.
 
     Writes ``out`` as described in docs/formats.md section 2 (frames, masks, aligned stacks, manifests, pair
     CSVs, packed cache, splits.json, dataset.json) atomically. If ``out`` already holds the same dataset (same
-    input fingerprint and config) it is reused; a different one is an error. Raises SonoshiftError on bad input.
+    input fingerprint and config) it is reused; a different one is an error, or with ``force`` it is replaced
+    (a folder without a prepared dataset never is). Raises SonoshiftError on bad input.
     """
     cfg = config or PrepareConfig()
     out = Path(out).expanduser().resolve()
@@ -295,8 +298,13 @@ def prepare(
     _precheck_patients(spec, pattern, cfg.split)
     fp = fingerprint(spec)
     cfg_dict = to_dict(cfg)
-    old = _existing(out, fp, cfg_dict)
-    if old is not None:
+    try:
+        old = _existing(out, fp, cfg_dict)
+    except SonoshiftError:
+        if not (force and (out / "dataset.json").is_file()):  # only a prepared dataset may be replaced
+            raise
+        old = None
+    if old is not None and not force:
         return PrepareResult(out, old, reused=True)
     reused_splits = read_splits(cfg.split.file) if cfg.split.file else None
 

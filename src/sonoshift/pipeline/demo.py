@@ -75,7 +75,7 @@ def run_demo(
         frames_per_sweep=cfg.frames_per_sweep,
         workers=cfg.workers,
     )
-    run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress)),
+    run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress, force=True)),
               force=force, log=log)
 
     prep_cfg = PrepareConfig(
@@ -93,7 +93,8 @@ def run_demo(
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
     # The report is cheap and reads every run: always rewritten.
     report = run_stage(
-        "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir) / "index.html"), force=True, log=log
+        "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir, force=True) / "index.html"), force=True,
+        log=log,
     )
     summary = {
         "report": report,

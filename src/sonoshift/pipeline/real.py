@@ -182,7 +182,7 @@ def run_real(
 
         def _report(r: list[Path] = study_runs[name], o: Path = sub / "report", n: str = name) -> str:
             extra = [_heads_section(heads, figure)] if n == "fpdb" else []
-            return str(make_report(r, o, extra_sections=extra) / "index.html")
+            return str(make_report(r, o, extra_sections=extra, force=True) / "index.html")
 
         reports[name] = run_stage(f"{name}: report", sub, to_dict(study), _report, force=True, log=log)
     summary = {

@@ -111,9 +111,11 @@ def harmonize_and_score(
     else:
         model, config = models / method, f"cpu/{method}"
     harmonize_dataset(
-        model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config
+        model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config,
+        force=True,  # the stage marker decided to redo it
     )
-    out: dict[str, Any] = {"run": str(run_dir), "metrics": str(evaluate_run(run_dir, EvaluateConfig(), progress))}
+    out: dict[str, Any] = {"run": str(run_dir),
+                           "metrics": str(evaluate_run(run_dir, EvaluateConfig(), progress, force=True))}
     if segmenter is not None:
         from sonoshift.downstream.evaluate_seg import evaluate_segmentation
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonoshift.atomic import atomic_dir
+from sonoshift.outputs import Stamp, claim_folder, file_digest, settings_key, write_stamp
 from sonoshift.report.grid import qualitative_grid
 from sonoshift.report.html import render_html
 from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
@@ -31,20 +32,27 @@ def make_report(
     out: str | Path,
     cfg: ReportConfig = ReportConfig(),
     extra_sections: list[ExtraSection] | tuple[ExtraSection, ...] = (),
+    *,
+    force: bool = False,
 ) -> Path:
     """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, grid.png and index.html into ``out``
     (plus segmentation.csv when runs carry the downstream ``segmentation.csv``).
 
     ``run_dirs`` are run folders already scored by ``sonoshift evaluate``; rows are named by each run's method
     and configuration. ``extra_sections`` are shown after the qualitative grid, in order; their images and tables
-    are also copied to ``out/sections/``. ``out`` is replaced as a whole (written to a temporary folder, then
-    renamed). Returns it.
+    are also copied to ``out/sections/``. ``out`` follows the output policy (sonoshift.outputs): an existing
+    report of the same runs and settings is reused, ``force`` replaces an earlier report atomically, anything
+    else at ``out`` is refused. Returns ``out``.
     """
     runs: list[RunResult] = load_runs(list(run_dirs))
     extra = list(extra_sections)
     check_sections(extra)
+    key = _report_key(runs, cfg, extra)
+    if claim_folder(out, "report", key, force=force, legacy=_legacy_report) == "reuse":
+        return Path(out)
     tables = build_tables(runs)
     with atomic_dir(out) as tmp:
+        write_stamp(tmp, "report", key)
         (tmp / "table.md").write_text(to_markdown(tables, runs), encoding="utf-8")
         (tmp / "table.csv").write_text(to_csv(tables), encoding="utf-8")
         (tmp / "table.tex").write_text(to_latex(tables, runs), encoding="utf-8")
@@ -59,6 +67,22 @@ def make_report(
         page = render_html(runs, tables, figs, grid, list(zip(extra, copied)))
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return Path(out)
+
+
+def _report_key(runs: list[RunResult], cfg: ReportConfig, extra: list[ExtraSection]) -> str:
+    files = ("metrics.csv", "metrics.json", "metrics_dataset.csv", "segmentation.csv")
+    return settings_key({
+        "config": repr(cfg),
+        "runs": [[str(r.run_dir.resolve()), {f: file_digest(r.run_dir / f) for f in files if (r.run_dir / f).is_file()}]
+                 for r in runs],
+        "sections": [[s.title, s.caption, [str(p) for p in s.images],
+                      None if s.table is None else s.table.to_csv()] for s in extra],
+    })
+
+
+def _legacy_report(out: Path) -> Stamp | None:
+    """A report folder written before stamps existed."""
+    return Stamp("report", None) if (out / "index.html").is_file() and (out / "table.md").is_file() else None
 
 
 __all__ = ["ExtraSection", "ReportConfig", "make_report"]

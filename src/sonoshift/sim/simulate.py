@@ -247,17 +247,26 @@ def _metadata_csv(records: list[dict], profiles: list[Profile]) -> str:
     return buf.getvalue()
 
 
-def simulate(out: str | Path, cfg: SimConfig = SimConfig(), progress: bool = True) -> Path:
-    """Simulate the dataset described by ``cfg`` into the folder ``out`` (written atomically; replaced if present).
+def simulate(out: str | Path, cfg: SimConfig = SimConfig(), progress: bool = True, *, force: bool = False) -> Path:
+    """Simulate the dataset described by ``cfg`` into the folder ``out``, written atomically.
 
-    Returns the folder. ``cfg.workers`` > 1 renders (patient, sweep) units in that many processes; the result does
+    ``out`` follows the output policy (sonoshift.outputs): the same simulation already there is reused,
+    ``force`` replaces an earlier simulation, anything else at ``out`` is refused. Returns the folder. ``cfg.workers`` > 1 renders (patient, sweep) units in that many processes; the result does
     not depend on it.
     """
+    from sonoshift.outputs import Stamp, claim_folder, settings_key, write_stamp
+
     check_config(cfg)
     profiles = resolve_profiles(cfg)
     out = Path(out)
+    settings = {k: v for k, v in to_dict(cfg).items() if k != "workers"}  # the result does not depend on workers
+    key = settings_key({"config": settings, "profiles": [to_dict(p) for p in profiles]})
+    legacy = (lambda p: Stamp("simulation", None) if (p / "simulation.json").is_file() else None)  # noqa: E731
+    if claim_folder(out, "simulation", key, force=force, legacy=legacy) == "reuse":
+        return out
     units = [(i, j) for i in range(cfg.patients) for j in range(len(cfg.sweeps))]
     with atomic_dir(out) as root:
+        write_stamp(root, "simulation", key)
         for sub in ["videos", "planes", "aligned/label_map", *[f"aligned/gt_{p.name}" for p in profiles]]:
             (root / sub).mkdir(parents=True, exist_ok=True)
         results: dict[tuple[int, int], list[dict]] = {}
