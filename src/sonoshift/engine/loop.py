@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 import sonoshift
-from sonoshift.atomic import atomic_write_text
+from sonoshift.atomic import atomic_write_text, remove_stale
 from sonoshift.engine import checkpoint as ckpt_io
 from sonoshift.engine.device import autocast as make_autocast
 from sonoshift.engine.device import resolve_precision
@@ -326,6 +326,8 @@ def train(
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 and device.type == "cuda" else None
     _record_initial_lr(method)
 
+    if main:  # a checkpoint half-written by a killed run: its owner is dead, so remove it
+        remove_stale(out_dir / "checkpoints")
     existing = ckpt_io.list_checkpoints(out_dir)
     step = 0
     if resume:
