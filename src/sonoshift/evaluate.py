@@ -20,14 +20,14 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
 import sonoshift
-from sonoshift.config import to_dict
+from sonoshift.config import PosInt, Range, Validated, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.metrics import REGISTRY
 from sonoshift.metrics.fid import default_extractor, extract_features, fid_from_features, kid_from_features
@@ -49,18 +49,18 @@ ID_COLUMNS = ["method", "config", "reference", "output_path", "reference_path", 
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Validated):
     """How ``evaluate`` scores a run."""
 
     modes: tuple[str, ...] = MODES  # reference modes to try; a mode with no reference files is skipped
     use_mask: bool = True  # score only inside the field-of-view mask (mask_path) when the run has one
-    mi_bins: int = 64
+    mi_bins: Annotated[int, Range(2)] = 64
     mi_normalized: bool = True  # 2 I / (H_a + H_b) in [0, 1]; False: bits
     css_variant: Literal["mean", "product"] = "mean"
     lpips: Literal["auto", "alex", "vgg", "none"] = "auto"  # auto: AlexNet when its weights are found, else skip
     lpips_weights: str | None = None  # folder with the weight files (then the torch hub cache is searched)
     distribution: bool = True  # FID / KID (labelled extractor) and pooled BC per mode
-    batch_size: int = 32
+    batch_size: PosInt = 32
 
 
 def verify_run_split(run_dir: Path) -> None:

@@ -13,14 +13,14 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
 
 import sonoshift
 from sonoshift.atomic import atomic_dir
-from sonoshift.config import to_dict
+from sonoshift.config import Range, Validated, to_dict
 from sonoshift.data.cache import cache_path, create_cache
 from sonoshift.data.crop import CropConfig, apply_crop, find_fov, save_crop_debug
 from sonoshift.data.frame_select import FrameConfig, harmonize
@@ -42,7 +42,7 @@ from sonoshift.progress import track
 
 
 @dataclasses.dataclass(frozen=True)
-class PrepareConfig:
+class PrepareConfig(Validated):
     """Configuration of `prepare`.
 
     split / crop / frames / resize: the stage sections; patient_pattern: regex for patient ids in file names
@@ -58,7 +58,7 @@ class PrepareConfig:
     patient_pattern: str | None = None
     source_domain: str | None = None
     target_domain: str | None = None
-    png_compression: int = 1
+    png_compression: Annotated[int, Range(0, 9)] = 1
     crop_debug: bool = False
 
 
@@ -344,7 +344,8 @@ def prepare(
         rng_keys = None
         if spec.paired:  # the same sweep in every domain keeps the same frames, so pairs stay pixel-aligned
             rng_keys = {s.key: f"{s.patient_id}/{strip_domain(s.item.video_id, s.item.domain)}" for s in staged}
-        selection = harmonize({s.key: s.n_frames for s in staged}, cfg.frames, rng_keys)
+        selection = harmonize({s.key: s.n_frames for s in staged}, cfg.frames, rng_keys,
+                              names={s.key: str(s.item.path) for s in staged})
         info = _write_outputs(tmp, staged, selection, splits, domains, directions, cfg, progress)
         shutil.rmtree(staging)
         info.update(

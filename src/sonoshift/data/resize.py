@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import cv2
 import numpy as np
 
+from sonoshift.config import PosInt, Validated
 from sonoshift.errors import SonoshiftError
 
 if TYPE_CHECKING:
@@ -15,12 +16,12 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class ResizeConfig:
+class ResizeConfig(Validated):
     """size: output side in pixels (frames are size x size); mode "pad" keeps the aspect ratio (the longer
     side becomes ``size``, the image is centred, the rest is 0 and outside the mask), "stretch" scales each
     axis on its own."""
 
-    size: int = 256
+    size: PosInt = 256
     mode: Literal["pad", "stretch"] = "pad"
 
 

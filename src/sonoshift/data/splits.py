@@ -10,18 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from sonoshift.atomic import atomic_write_text
+from sonoshift.config import Seed, UnitFloat, Validated
 from sonoshift.errors import SonoshiftError
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(Validated):
     """Fractions of patients per split (train, val, test; they must sum to 1; 0 leaves a split empty), the
     seed, and an optional existing splits.json to reuse instead of drawing a new split."""
 
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 0
+    fractions: tuple[UnitFloat, UnitFloat, UnitFloat] = (0.7, 0.15, 0.15)
+    seed: Seed = 0
     file: str | None = None
 
 

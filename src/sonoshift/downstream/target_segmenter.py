@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sonoshift.config import to_dict
+from sonoshift.config import NonNegInt, PosInt, Validated, to_dict
 from sonoshift.downstream.images import read_gray, read_labels
 from sonoshift.downstream.labels import class_lookup, find_labels_json, read_label_names
 from sonoshift.downstream.segmenter import (
@@ -46,14 +46,14 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
 
 
 @dataclass(frozen=True)
-class SegmenterConfig:
+class SegmenterConfig(Validated):
     """Target-domain segmenter: which frames, which classes, the network and its training."""
 
     domain: str = ""  # the target domain (profile name); "" = the only domain with label maps, or an error
-    image_size: int = 128
+    image_size: PosInt = 128
     train_split: str = "train"
     val_split: str = "val"
-    max_frames: int = 0  # 0 = all training frames; else an evenly spaced subset (for quick runs)
+    max_frames: NonNegInt = 0  # 0 = all training frames; else an evenly spaced subset (for quick runs)
     labels_json: str = ""  # "" = look in the dataset (and the folders its dataset.json names)
     classes: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GROUPS))
     model: ModelConfig = field(default_factory=ModelConfig)

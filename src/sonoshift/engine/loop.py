@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self
+from typing import Annotated, Any, Literal, Protocol, Self
 
 import torch
 import yaml
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 import sonoshift
 from sonoshift.atomic import atomic_write_text, remove_stale
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, Validated
 from sonoshift.engine import checkpoint as ckpt_io
 from sonoshift.engine.device import autocast as make_autocast
 from sonoshift.engine.device import resolve_precision
@@ -41,32 +42,32 @@ from sonoshift.progress import make_progress
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Validated):
     """Engine settings (YAML section ``train:``). ``batch_size`` is the GLOBAL batch per optimiser step =
     micro-batch x ``accum_steps`` x number of processes. ``decay_epochs``: the last epochs (as a fraction of
     ``epochs``) decay the learning rate linearly to 0. ``max_steps`` > 0 replaces epochs x steps per epoch.
     ``threads`` > 0 sets torch's CPU threads per process at the entry point (0 keeps torch's default; on a
     CPU shared with other jobs 1 thread per process avoids thread oversubscription, often 5-10x faster)."""
 
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int = 1
-    accum_steps: int = 1
-    epochs: int = 1
-    decay_epochs: int = 0
-    max_steps: int = 0
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    grad_clip: float = 0.0
-    ema_decay: float = 0.0
-    checkpoint_every: int = 500
-    keep_last: int = 3
-    log_every: int = 10
-    image_every: int = 500
-    num_workers: int = 0
-    threads: int = 0
+    batch_size: PosInt = 1
+    accum_steps: PosInt = 1
+    epochs: PosInt = 1
+    decay_epochs: NonNegInt = 0
+    max_steps: NonNegInt = 0
+    lr: PosFloat = 2e-4
+    beta1: Annotated[float, Range(0, 1, hi_open=True)] = 0.5
+    beta2: Annotated[float, Range(0, 1, hi_open=True)] = 0.999
+    grad_clip: NonNegFloat = 0.0
+    ema_decay: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
+    checkpoint_every: NonNegInt = 500
+    keep_last: NonNegInt = 3
+    log_every: PosInt = 10
+    image_every: NonNegInt = 500
+    num_workers: NonNegInt = 0
+    threads: NonNegInt = 0
     channels_last: bool = False
     compile: bool = False
     tensorboard: bool = True

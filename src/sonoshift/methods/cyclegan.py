@@ -21,7 +21,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from sonoshift.config import from_dict, to_dict
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Validated, from_dict, to_dict
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
 from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import StepContext, TrainConfig, TrainResult, train
@@ -38,41 +38,41 @@ from sonoshift.seeding import make_generator
 
 
 @dataclass(frozen=True)
-class CycleGANData:
+class CycleGANData(Validated):
     """Which prepared-dataset domains play A (source) and B (target); ``size`` None keeps the prepared size."""
 
     source_domain: str = "handheld"
     target_domain: str = "cart"
     split: str = "train"
-    size: int | None = None
+    size: PosInt | None = None
 
 
 @dataclass(frozen=True)
-class CycleGANModel:
+class CycleGANModel(Validated):
     """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3).
     ``fast_conv``: the generator's stride-1 3x3 convs use NNPACK on the CPU where it pays (same math)."""
 
-    ngf: int = 64
-    n_blocks: int = 9
+    ngf: PosInt = 64
+    n_blocks: NonNegInt = 9
     upsample: Literal["transpose", "resize"] = "transpose"
-    ndf: int = 64
-    d_layers: int = 3
-    init_gain: float = 0.02
+    ndf: PosInt = 64
+    d_layers: PosInt = 3
+    init_gain: PosFloat = 0.02
     fast_conv: bool = True
 
 
 @dataclass(frozen=True)
-class CycleGANLoss:
+class CycleGANLoss(Validated):
     """Loss weights and the fake-history pool size (0 disables the pool)."""
 
-    cycle: float = 10.0
-    identity: float = 5.0
-    discriminator: float = 0.5
-    pool_size: int = 50
+    cycle: NonNegFloat = 10.0
+    identity: NonNegFloat = 5.0
+    discriminator: NonNegFloat = 0.5
+    pool_size: NonNegInt = 50
 
 
 @dataclass(frozen=True)
-class CycleGANConfig:
+class CycleGANConfig(Validated):
     """The full CycleGAN run configuration (YAML: configs/paper/cyclegan.yaml, configs/cpu/cyclegan.yaml)."""
 
     name: str = "cyclegan"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import load_config, to_dict
+from sonoshift.config import NonNegInt, Validated, load_config, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class RealConfig:
+class RealConfig(Validated):
     """The real-data run. african_target: the centre the others are harmonized toward (the other centres are
     pooled into one source domain ``other_centres``); study: methods, size and step budgets (domains are set
     per dataset); hc18_config / steps_hc18: the head segmenter."""
@@ -36,7 +36,7 @@ class RealConfig:
     fpdb_target: str = "Voluson E6"
     african_target: str = "Malawi"
     hc18_config: str = "configs/cpu/hc18_segmenter.yaml"
-    steps_hc18: int = 400
+    steps_hc18: NonNegInt = 400
     study: StudyConfig = dataclasses.field(
         default_factory=lambda: StudyConfig(size=64, steps_cyclegan=800, steps_ddgan=250, steps_cascade=250)
     )

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sonoshift.config import load_config, to_dict
+from sonoshift.config import NonNegInt, PosInt, Seed, Validated, load_config, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
@@ -20,23 +20,23 @@ BASELINE = "untranslated"  # the raw source frames, scored like a method: the ro
 
 
 @dataclasses.dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Validated):
     """What to train and score. steps_*: optimisation steps per model (0 = the config file's budget);
     configs: method configs (relative to the repository, or absolute); size: training frame side in px."""
 
-    seed: int = 0
+    seed: Seed = 0
     source: str = "handheld"
     target: str = "cart"
-    size: int = 64
+    size: PosInt = 64
     methods: tuple[str, ...] = METHODS
-    steps_cyclegan: int = 0
-    steps_ddgan: int = 0
-    steps_cascade: int = 0
+    steps_cyclegan: NonNegInt = 0
+    steps_ddgan: NonNegInt = 0
+    steps_cascade: NonNegInt = 0
     cyclegan_config: str = "configs/cpu/cyclegan.yaml"
     ddgan_config: str = "configs/cpu/ddgan.yaml"
     cascade_config: str = "configs/cpu/cascade.yaml"
     split: str = "test"
-    batch_size: int = 32
+    batch_size: PosInt = 32
 
 
 def repo_root() -> Path:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonoshift.atomic import atomic_dir
+from sonoshift.config import NonNegInt, PosInt, Validated
 from sonoshift.outputs import Stamp, claim_folder, file_digest, settings_key, write_stamp
 from sonoshift.report.grid import qualitative_grid
 from sonoshift.report.html import render_html
@@ -17,12 +18,12 @@ from sonoshift.report.violin import violins
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(Validated):
     """What the report draws."""
 
-    grid_frames: int = 4  # frames (rows) in the qualitative grid
+    grid_frames: NonNegInt = 4  # frames (rows) in the qualitative grid
     overlays: bool = True  # outline the label map (label_path) and the segmenter's predictions in the grid
-    grid_panel_px: int = 256  # grid panels are upsampled (nearest, integer factor) to about this many pixels
+    grid_panel_px: PosInt = 256  # grid panels are upsampled (nearest, integer factor) to about this many pixels
     violins: bool = True
     violin_metrics: tuple[str, ...] = ()  # metrics that get violin plots; empty = every metric column
 

@@ -14,6 +14,7 @@ Output folder (paths relative to it):
 
 from __future__ import annotations
 
+from typing import Annotated
 import csv
 import io
 import json
@@ -27,7 +28,7 @@ import yaml
 
 import sonoshift
 from sonoshift.atomic import atomic_dir
-from sonoshift.config import to_dict
+from sonoshift.config import PosFloat, PosInt, Range, Seed, Validated, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
 from sonoshift.sim import overlay
@@ -44,20 +45,20 @@ from sonoshift.sim.video import write_mp4
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(Validated):
     """What to simulate. Profiles are built-in names or YAML paths; GA is drawn uniformly in [ga_min, ga_max]."""
 
-    patients: int = 4
+    patients: PosInt = 4
     profiles: tuple[str, ...] = ("handheld", "cart")
-    seed: int = 0
-    size: int = 256
-    frames_per_sweep: int = 32
-    ga_min_weeks: float = 18.0
-    ga_max_weeks: float = 38.0
+    seed: Seed = 0
+    size: Annotated[int, Range(32)] = 256
+    frames_per_sweep: PosInt = 32
+    ga_min_weeks: Annotated[float, Range(12, 42)] = 18.0
+    ga_max_weeks: Annotated[float, Range(12, 42)] = 38.0
     sweeps: tuple[str, ...] = SWEEPS
-    fps: int = 10
-    scatterer_spacing_cm: float = 0.04
-    workers: int = 1
+    fps: PosInt = 10
+    scatterer_spacing_cm: PosFloat = 0.04
+    workers: PosInt = 1
     contact_sheet: bool = True
     extra_profiles: tuple[Profile, ...] = field(default=(), compare=False)
 
