@@ -63,10 +63,23 @@ class EvaluateConfig(Validated):
     batch_size: PosInt = 32
 
 
-def verify_run_split(run_dir: Path) -> None:
-    """Leakage check at this read of a split: the run's dataset splits and the model's training split (when the
-    run records them), see :func:`sonoshift.data.splits.verify_run`."""
-    return None
+def verify_run_split(run_dir: Path) -> dict[str, Any] | None:
+    """Leakage check at this read of a split: the split of the run's dataset (splits.json, its manifest) and the
+    model's training split against it (sonoshift.leakage). Leakage that harmonize was allowed to accept (run.json
+    "leakage") is returned, to be marked in the report; new leakage is an error."""
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.leakage import check_model_split
+
+    run = _read_json(run_dir / "run.json")
+    root, split = dataset_root(run_dir, run), run.get("split")
+    if not split or not (root / "dataset.json").is_file():
+        return run.get("leakage")
+    state = None
+    if run.get("checkpoint") and Path(str(run["checkpoint"])).exists():
+        state = read_model(run["checkpoint"]).state
+    allowed = run.get("leakage")
+    found = check_model_split(state, root, str(split), allow=bool(allowed), model=f"the model of run {run_dir}")
+    return found or allowed
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -231,8 +244,7 @@ def evaluate_runs(
     from sonoshift.outputs import all_or_nothing
 
     runs = [Path(r) for r in run_dirs]
-    for r in runs:
-        verify_run_split(r)
+    leaks = {r: verify_run_split(r) for r in runs}
     plans = [(r, evaluation_key(r, cfg, segmenter)) for r in runs]
     actions = [claim_metrics(r, k, force) for r, k in plans]
     results: list[Evaluated] = []
@@ -241,7 +253,7 @@ def evaluate_runs(
             if action == "reuse":
                 results.append(Evaluated(run / "metrics.csv", True))
                 continue
-            for name, text in _score(run, cfg, progress, key).items():
+            for name, text in _score(run, cfg, progress, key, leaks[run]).items():
                 batch.path(run / name).write_text(text, encoding="utf-8")
             seg = None
             if segmenter is not None:
@@ -262,7 +274,7 @@ def evaluate_run(
     return evaluate_runs([run_dir], cfg, progress=progress, force=force)[0].metrics
 
 
-def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str) -> dict[str, str]:
+def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage: dict | None = None) -> dict[str, str]:
     """The texts of metrics_dataset.csv, metrics.json and metrics.csv for one run (nothing is written)."""
     unknown = [m for m in cfg.modes if m not in MODES]
     if unknown:
@@ -354,6 +366,7 @@ def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str) -> dict
         "n_frames": len(rows),
         "evaluate_config": to_dict(cfg),
         "evaluation_key": key,
+        "leakage": leakage,
         "sonoshift_version": sonoshift.__version__,
     }
     return {"metrics_dataset.csv": dbuf.getvalue(), "metrics.json": json.dumps(meta, indent=2) + "\n",

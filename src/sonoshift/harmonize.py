@@ -243,6 +243,7 @@ def harmonize_dataset(
     config_name: str | None = None,
     samples: int = 1,
     force: bool = False,
+    allow_leakage: bool = False,
     **translator_options: Any,
 ) -> Path:
     """Translate the source-domain frames of ``split`` of the prepared dataset into the run folder ``out``
@@ -252,7 +253,9 @@ def harmonize_dataset(
     ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std (grey levels)
     is written under ``uncertainty/`` with an ``uncertainty_path`` column.
     ``out`` follows the output policy (sonoshift.outputs): the same run already there is reused, ``force``
-    replaces an earlier translation run, anything else at ``out`` is refused."""
+    replaces an earlier translation run, anything else at ``out`` is refused.
+    The split is checked for leakage, and a model trained on patients of ``split`` is refused unless
+    ``allow_leakage`` (then run.json records it and the report marks the run in red)."""
     from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
 
@@ -260,8 +263,13 @@ def harmonize_dataset(
     manifest = root / f"manifest_{split}.csv"
     if not (root / "dataset.json").is_file() or not manifest.is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
+    from sonoshift.leakage import check_model_split
+
+    state = read_model(model).state if isinstance(model, (str, Path)) else None
+    leakage = check_model_split(state, root, split, allow=allow_leakage, model=f"model {model}")
     key = settings_key({"model": model_identity(model), "dataset": _dataset_identity(root), "split": split,
-                        "samples": samples, "options": translator_options, "config_name": config_name})
+                        "samples": samples, "options": translator_options, "config_name": config_name,
+                        "leakage": leakage})
     if claim_folder(out, RUN, key, force=force, legacy=_legacy_run) == "reuse":
         return Path(out)
     dev = select_device(device or "auto")
@@ -340,6 +348,8 @@ def harmonize_dataset(
             "sonoshift_version": sonoshift.__version__,
             "samples": samples,
         }
+        if leakage is not None:
+            run["leakage"] = leakage
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     return out
 

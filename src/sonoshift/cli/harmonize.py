@@ -26,6 +26,8 @@ def harmonize_cmd(
                                 "same geometry and format as the outputs."),
     force: bool = typer.Option(False, "--force", help="Replace earlier harmonize results at --out made with another "
                                "model or settings (files sonoshift did not write are never replaced)."),
+    allow_leakage: bool = typer.Option(False, "--allow-leakage", help="With --dataset: translate a split that shares "
+                                       "patients with the model's training split (the report marks it in red)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Harmonize frames and cine-loops (MP4 out at the input frame rate), or a prepared split for evaluation."""
@@ -37,7 +39,8 @@ def harmonize_cmd(
         if inputs:
             raise SonoshiftError("give either input files or --dataset, not both.")
         run = harmonize_dataset(model, dataset, out, split=split, batch_size=batch_size, device=device,
-                                progress=not quiet, samples=samples, force=force, **options)
+                                progress=not quiet, samples=samples, force=force,
+                                allow_leakage=allow_leakage, **options)
         typer.echo(f"wrote translation run {run}")
         return
     written = harmonize_inputs(model, list(inputs or []), out, frames=frames, paste_back=paste_back,

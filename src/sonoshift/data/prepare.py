@@ -36,7 +36,7 @@ from sonoshift.data.spec import (
     resolve_inputs,
     resolve_patient_id,
 )
-from sonoshift.data.splits import SPLITS, SplitConfig, make_splits, read_splits, split_of, write_splits
+from sonoshift.data.splits import SPLITS, SplitConfig, make_splits, read_splits, split_of, verify_split, write_splits
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import track
 
@@ -129,7 +129,8 @@ def _existing(out: Path, fp: str, cfg: dict[str, Any]) -> dict[str, Any] | None:
             f"output folder {out} already holds this dataset prepared with another configuration; "
             "pass --force to replace it or choose another folder."
         )
-    read_splits(out / "splits.json")  # leakage check on every read
+    for split in SPLITS:
+        verify_split(out, split)  # leakage check on every read
     return info
 
 

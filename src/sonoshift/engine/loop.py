@@ -230,7 +230,7 @@ def _lr_factors(method: Method, step: int, total: int, decay: int) -> dict[str, 
 
 def _save(
     method: Method, out_dir: Path, step: int, epoch: int, step_in_epoch: int, full_config: dict, cfg: TrainConfig,
-    scaler: torch.amp.GradScaler | None,
+    scaler: torch.amp.GradScaler | None, training_split: dict | None = None,
 ) -> Path:
     model: dict[str, torch.Tensor] = {}
     for name, m in method.modules.items():
@@ -259,6 +259,7 @@ def _save(
         "world_size": dist_info().world_size,
         "config": full_config,
         "metadata": method.metadata() if hasattr(method, "metadata") else {},
+        "training_split": training_split,  # hash of the patient lists + hashed training patients (leakage checks)
         "optimizers": optim_json,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_j,
@@ -397,7 +398,8 @@ def train(
                     if stop.requested or done or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0):
                         if main:
                             last_ckpt = _save(method, out_dir, step, step // plan.steps_per_epoch,
-                                              step % plan.steps_per_epoch, full_config, cfg, scaler)
+                                              step % plan.steps_per_epoch, full_config, cfg, scaler,
+                                              getattr(dataset, "split_record", None))
                         barrier()
                     if stop.requested and not done:
                         interrupted = True

@@ -64,7 +64,13 @@ def render_html(
     """The report page as one HTML string (no external files); ``extra``: (section, its image files) pairs shown
     after the qualitative grid."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>sonoshift report</title>',
-             f"<style>{CSS}</style></head><body>", "<h1>sonoshift report</h1>", "<h2>Runs</h2><ul>"]  # fmt: skip
+             f"<style>{CSS}</style></head><body>", "<h1>sonoshift report</h1>"]  # fmt: skip
+    for r in runs:  # a model scored on patients it was trained on: said first, in red
+        if r.meta.get("leakage"):
+            parts.append(f'<p class="leakage" style="color:#c00;font-weight:bold">Leakage: {html.escape(r.label)} — '
+                         f"{html.escape(str(r.meta['leakage'].get('note', 'trained on test patients')))}; its scores "
+                         "measure memorization, not harmonization.</p>")
+    parts.append("<h2>Runs</h2><ul>")
     for r in runs:
         parts.append(f"<li><b>{html.escape(r.label)}</b> — {html.escape(str(r.run_dir))}; "
                      f"{html.escape(str(r.meta.get('mask_note', '')))}; LPIPS: "
