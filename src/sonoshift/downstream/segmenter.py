@@ -22,6 +22,7 @@ from torch import nn
 
 import sonoshift
 from sonoshift.atomic import atomic_dir
+from sonoshift.engine.checkpoint import file_digest
 from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, Validated, from_dict, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
@@ -266,6 +267,7 @@ def save_segmenter(seg: Segmenter, path: str | Path) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in seg.model.state_dict().items()}
     with atomic_dir(path) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "sonoshift-segmenter"})
+        meta["weights_sha256"] = file_digest(tmp / WEIGHTS_NAME)  # verified on load
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return path
 
@@ -288,6 +290,9 @@ def load_segmenter(path: str | Path, device: str | torch.device | None = None) -
         size = int(meta["image_size"])
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise SonoshiftError(f"segmenter checkpoint {meta_file} is not valid ({e.__class__.__name__}: {e}).") from None
+    if meta.get("weights_sha256") and file_digest(weights_file) != meta["weights_sha256"]:
+        raise SonoshiftError(f"segmenter weights {weights_file} are damaged: they do not match the checksum in "
+                             f"{META_NAME} (flipped bits or an incomplete copy); copy or train it again.")
     model = build_unet(model_cfg, len(classes))
     try:
         model.load_state_dict(load_file(str(weights_file)))
