@@ -308,11 +308,45 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def config_dirs() -> list[Path]:
+    """Where named configs live: ``configs/`` shipped inside the package (a link to the repository's
+    ``configs/`` in a checkout, a copy in an installed wheel)."""
+    return [Path(__file__).resolve().parent / "configs"]
+
+
+def named_configs() -> list[str]:
+    """The named configs (``cpu/cyclegan``, ``paper/cascade_t250_e125``, ...)."""
+    names = set()
+    for d in config_dirs():
+        if d.is_dir():
+            names |= {p.relative_to(d).with_suffix("").as_posix() for p in d.rglob("*.yaml")}
+    return sorted(names)
+
+
+def find_config(spec: str | Path) -> Path:
+    """A config file from a path (``configs/cpu/cyclegan.yaml``, ``my.yaml``) or a name (``cpu/cyclegan``),
+    so named configs work from any folder. Raises SonoshiftError naming the known configs."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    name = path.as_posix()
+    name = name[len("configs/"):] if name.startswith("configs/") else name
+    name = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    for d in config_dirs():
+        cand = d / f"{name}.yaml"
+        if cand.is_file():
+            return cand
+    raise SonoshiftError(f"config file {spec} does not exist and is not a named config "
+                         f"(named: {', '.join(named_configs())}).")
+
+
 def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
     """Defaults of ``cls``, updated by the YAML file at ``path``, then by ``key=value`` overrides.
 
-    Overrides are typed by the dataclass fields: ``split.seed=3`` becomes an int, ``train.lr=1e-4`` a float.
+    ``path`` may name a shipped config (``cpu/cyclegan``). Overrides are typed by the dataclass fields:
+    ``split.seed=3`` becomes an int, ``train.lr=1e-4`` a float.
     """
+    path = find_config(path) if path is not None else None
     from_file: dict[str, Any] = read_yaml(path) if path is not None else {}
     tree: dict[str, Any] = merge({}, from_file)
     set_here = [key for key, _ in parse_overrides(overrides)]

@@ -21,9 +21,27 @@ def report(result, out: Path) -> None:
                    f"continue with the same command and --resume.", err=True)
         sys.exit(130)
     losses = " ".join(f"{k}={v:.4g}" for k, v in result.losses.items())
-    typer.echo(f"trained {result.step} steps ({result.epoch} epochs) into {out}; last checkpoint {result.checkpoint}")
+    typer.echo(f"trained {result.step} step{'s' if result.step != 1 else ''} ({epochs_text(result)}) into {out}; last checkpoint {result.checkpoint}")
     if losses:
         typer.echo(f"last losses: {losses}")
+
+
+def epochs_text(result) -> str:
+    """``2 epochs``, ``1 epoch``, ``0.25 of an epoch`` from a TrainResult (never "0 epochs" after real steps)."""
+    per = getattr(result, "steps_per_epoch", 0)
+    if not per:
+        return f"{result.epoch} epoch{'s' if result.epoch != 1 else ''}"
+    e = result.step / per
+    if e < 1:
+        return f"{e:.2g} of an epoch"
+    return f"{e:.3g} epoch{'s' if e != 1 else ''}"
+
+
+def default_network_note(config: Path | None, method: str) -> None:
+    """Say which network a run without ``-c`` trains (the paper-size defaults are slow on a CPU)."""
+    if config is None:
+        typer.echo(f"note: no -c/--config given, so this trains the paper-size {method} network (the defaults); "
+                   f"on a CPU pass -c cpu/{method} for the small one.", err=True)
 
 
 def config_name(path: Path | None) -> str | None:
@@ -36,7 +54,8 @@ def cyclegan_cmd(
     overrides: list[str] = typer.Argument(None, help="key=value config overrides, e.g. train.lr=1e-4 model.ngf=32."),
     data: Path = typer.Option(..., "--data", "-d", help="Prepared dataset folder (output of `sonoshift prepare`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, logs, TensorBoard)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config, e.g. configs/cpu/cyclegan.yaml."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config: a path or a named config, e.g. "
+                                       "cpu/cyclegan (default: the paper-size network)."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the latest checkpoint in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -44,6 +63,7 @@ def cyclegan_cmd(
     from sonoshift.config import load_config
     from sonoshift.methods.cyclegan import CycleGANConfig, train_cyclegan
 
+    default_network_note(config, "cyclegan")
     cfg = load_config(CycleGANConfig, config, overrides or [])
     report(train_cyclegan(data, cfg, out, resume=resume, progress=not quiet, config_name=config_name(config)), out)
 

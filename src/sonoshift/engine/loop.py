@@ -162,6 +162,7 @@ class TrainResult:
     checkpoint: Path | None
     losses: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    steps_per_epoch: int = 0
 
 
 class _StepPlan:
@@ -410,7 +411,7 @@ def train(
     if not losses and "step_losses" in locals():
         losses = step_losses
     return TrainResult(step=step, epoch=step // plan.steps_per_epoch, checkpoint=last_ckpt, losses=losses,
-                       interrupted=interrupted)
+                       interrupted=interrupted, steps_per_epoch=plan.steps_per_epoch)
 
 
 __all__ = ["Method", "StepContext", "TrainConfig", "TrainResult", "train"]
