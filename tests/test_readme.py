@@ -104,3 +104,8 @@ def test_python_block_runs(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     values = [float(v) for v in re.findall(r"-?\d+\.\d+(?:e-?\d+)?", r.stdout)]
     assert len(values) == 4 and all(np.isfinite(values))  # SSIM and PSNR of 2 pairs
+
+
+def test_the_tiny_substitutions_still_match_the_readme() -> None:
+    tiny(BLOCKS[1][1], SHELL_TINY)
+    tiny(BLOCKS[2][1], PYTHON_TINY)
