@@ -123,6 +123,13 @@ def test_an_edited_splits_json_is_caught_at_every_read(trained: tuple[Path, Path
     (good / "run.json").write_text(json.dumps(meta))
     with pytest.raises(SonoshiftError, match="leaks between"):
         evaluate_run(good, EvaluateConfig(lpips="none"), progress=False)
+    meta["dataset"] = str(data)
+    (good / "run.json").write_text(json.dumps(meta))
+    evaluate_run(good, EvaluateConfig(lpips="none", distribution=False, modes=("source",)), progress=False)
+    meta["dataset"] = str(bad)  # edited after evaluate: the report reads the split again
+    (good / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(SonoshiftError, match="leaks between"):
+        make_report([good], tmp_path / "report", ReportConfig(grid_frames=0, violins=False))
     with pytest.raises(SonoshiftError, match="leaks between"):
         prepare([data.parent / "in" / "handheld", data.parent / "in" / "cart"], bad,
                 load_config(PrepareConfig, None, PREP), progress=False)
@@ -139,3 +146,22 @@ def test_a_manifest_that_disagrees_with_splits_json_is_caught(trained: tuple[Pat
     (copy / "splits.json").write_text(json.dumps(splits))  # no leakage in splits.json itself, but the manifest...
     with pytest.raises(SonoshiftError, match=rf"manifest_test.csv lists patient '{moved}'.*puts in train"):
         FrameDataset(copy, "test")
+
+
+def test_a_segmenter_trained_on_the_runs_split_is_refused(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    from sonoshift.data.splits import split_record
+    from sonoshift.evaluate import verify_run_split
+
+    data, run = trained
+    test_run = harmonize_dataset(run, data, tmp_path / "test_run", split="test", progress=False)
+    splits = json.loads((data / "splits.json").read_text())
+    seg = tmp_path / "seg"
+    seg.mkdir()
+    for trained_on, refused in (("train", False), ("test", True)):
+        info = {"training_split": split_record(splits, trained_on)}
+        (seg / "segmenter.json").write_text(json.dumps({"info": info}))
+        if refused:
+            with pytest.raises(SonoshiftError, match="segmenter .* was trained on"):
+                verify_run_split(test_run, seg)
+        else:
+            assert verify_run_split(test_run, seg) is None

@@ -63,7 +63,7 @@ class EvaluateConfig(Validated):
     batch_size: PosInt = 32
 
 
-def verify_run_split(run_dir: Path) -> dict[str, Any] | None:
+def verify_run_split(run_dir: Path, segmenter: str | Path | None = None) -> dict[str, Any] | None:
     """Leakage check at this read of a split: the split of the run's dataset (splits.json, its manifest) and the
     model's training split against it (sonoshift.leakage). Leakage that harmonize was allowed to accept (run.json
     "leakage") is returned, to be marked in the report; new leakage is an error."""
@@ -75,6 +75,13 @@ def verify_run_split(run_dir: Path) -> dict[str, Any] | None:
     if not split or not (root / "dataset.json").is_file():
         return run.get("leakage")
     state = None
+    if segmenter is not None:  # the downstream segmenter is a trained model too
+        try:
+            info = json.loads((Path(segmenter) / "segmenter.json").read_text(encoding="utf-8")).get("info", {})
+        except (OSError, ValueError, AttributeError):
+            info = {}
+        return check_model_split({"training_split": info.get("training_split")}, root, str(split),
+                                 model=f"segmenter {segmenter}")
     if run.get("checkpoint") and Path(str(run["checkpoint"])).exists():
         state = read_model(run["checkpoint"]).state
     allowed = run.get("leakage")
@@ -245,6 +252,9 @@ def evaluate_runs(
 
     runs = [Path(r) for r in run_dirs]
     leaks = {r: verify_run_split(r) for r in runs}
+    if segmenter is not None:
+        for r in runs:
+            verify_run_split(r, segmenter)
     plans = [(r, evaluation_key(r, cfg, segmenter)) for r in runs]
     actions = [claim_metrics(r, k, force) for r, k in plans]
     results: list[Evaluated] = []

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from sonoshift.config import NonNegInt, PosInt, Validated, to_dict
+from sonoshift.data.splits import split_record, verify_split
 from sonoshift.downstream.images import read_gray, read_labels
 from sonoshift.downstream.labels import class_lookup, find_labels_json, read_label_names
 from sonoshift.downstream.segmenter import (
@@ -137,6 +138,7 @@ def train_target_segmenter(
     Dice per class, and ``label_lut`` (256 ints: source label id -> class id) so evaluation needs no labels.json. Returns the trained ``Segmenter`` (model on ``device``).
     """
     root = Path(dataset_dir)
+    splits = verify_split(root, cfg.train_split)  # leakage check at this read of a split
     classes, lut = resolve_classes(root, cfg)
     domain = pick_domain(read_manifest(root, cfg.train_split), cfg.domain, str(root / f"manifest_{cfg.train_split}.csv"))
     images, labels, _ = load_labelled_frames(root, cfg.train_split, domain, lut, cfg.max_frames)
@@ -150,6 +152,8 @@ def train_target_segmenter(
     counts = np.bincount(y.cpu().numpy().ravel(), minlength=len(classes))
     info = dict(seg.info, dataset=str(root.resolve()), domain=domain, label_lut=lut.tolist(),
                 class_fraction={c: float(v) for c, v in zip(classes, counts / counts.sum())})
+    if splits is not None:  # so that scoring a run on the segmenter's own training patients is refused
+        info["training_split"] = split_record(splits, cfg.train_split)
     if (root / f"manifest_{cfg.val_split}.csv").is_file():
         vi, vl, _ = load_labelled_frames(root, cfg.val_split, domain, lut)
         if vi:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonoshift.atomic import atomic_dir
+from sonoshift.errors import SonoshiftError
+from sonoshift.evaluate import verify_run_split
 from sonoshift.config import NonNegInt, PosInt, Validated
 from sonoshift.outputs import Stamp, claim_folder, file_digest, settings_key, write_stamp
 from sonoshift.report.figure import qualitative_figure
@@ -51,6 +53,10 @@ def make_report(
     else at ``out`` is refused. Returns ``out``.
     """
     runs: list[RunResult] = load_runs(list(run_dirs))
+    for r in runs:  # leakage checked again at this read: splits edited since `evaluate` are caught here too
+        if (r.run_dir / "run.json").is_file() and verify_run_split(r.run_dir) and not r.meta.get("leakage"):
+            raise SonoshiftError(f"run {r.run_dir} shares patients with its model's training split but its metrics "
+                                 "do not say so; evaluate it again.")
     extra = list(extra_sections)
     check_sections(extra)
     key = _report_key(runs, cfg, extra)
