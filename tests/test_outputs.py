@@ -325,3 +325,33 @@ def test_prepare_force_replaces_only_a_prepared_dataset(tmp_path: Path) -> None:
     with pytest.raises(SonoshiftError, match="not empty and holds no prepared dataset"):
         prepare(inputs, user, cfg, progress=False, force=True)
     assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+
+
+def test_training_into_a_users_folder_is_refused(model_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    data = model_dirs[0].parent / "data"
+    user = user_folder(tmp_path / "user")
+    (user / "config.yaml").write_text("mine: true\n")
+    cfg = load_config(CycleGANConfig, None, TINY)
+    with pytest.raises(SonoshiftError, match="did not write"):
+        train(CycleGAN(cfg, torch.device("cpu"), (32, 32)), UnpairedDataset(data, "train", "handheld", "cart"),
+              cfg.train, user, full_config=to_dict(cfg), progress=False)
+    assert (user / "config.yaml").read_text() == "mine: true\n" and sorted(p.name for p in user.iterdir()) == [
+        "config.yaml", "notes.txt"]
+
+
+def test_segment_predict_refuses_a_users_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sonoshift.downstream.segmenter import ModelConfig, Segmenter, build_unet, save_segmenter
+
+    seg = save_segmenter(Segmenter(model=build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2),
+                                   classes=("bg", "head"), image_size=32,
+                                   config={"model": {"channels": [4, 8], "strides": [2]}}, info={}), tmp_path / "seg")
+    img = tmp_path / "a.png"
+    import cv2
+
+    cv2.imwrite(str(img), np.full((32, 32), 90, np.uint8))
+    user = user_folder(tmp_path / "user")
+    code, err = cli(["segment", "predict", str(seg), str(img), "--out", str(user), "--force"], capsys)
+    assert code == 1 and "not written by sonoshift" in err and sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+    assert cli(["segment", "predict", str(seg), str(img), "--out", str(tmp_path / "maps")], capsys)[0] == 0
+    code, err = cli(["segment", "train", str(tmp_path), "--out", str(user)], capsys)
+    assert code == 1 and "not written by sonoshift" in err

@@ -84,10 +84,8 @@ def decide(out: Path, kind: str, found: Stamp | None, key: str, force: bool, hin
         return "replace"
     if found.key is not None and found.key == key:
         return "reuse"
-    raise SonoshiftError(
-        f"{out} already holds a {kind} made from other inputs or settings; pass --force to replace it or choose "
-        f"another {hint}."
-    )
+    made = "made from other inputs or settings" if found.key is not None else "(its settings are not recorded)"
+    raise SonoshiftError(f"{out} already holds a {kind} {made}; pass --force to replace it or choose another {hint}.")
 
 
 def claim_folder(

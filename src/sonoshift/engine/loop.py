@@ -289,6 +289,23 @@ def _restore(method: Method, ckpt_dir: Path, scaler: torch.amp.GradScaler | None
     return state
 
 
+def _check_run_folder(out_dir: Path) -> None:
+    """A new run writes config.yaml, log.jsonl and checkpoints/ into ``out_dir``: refuse a folder holding files
+    that a sonoshift training run did not write (an earlier run's folder is handled by the checkpoint check)."""
+    from sonoshift.outputs import read_stamp
+
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return
+    if not out_dir.is_dir():
+        raise SonoshiftError(f"{out_dir} exists and is a file, not a run folder; choose another --out.")
+    stamp = read_stamp(out_dir)
+    ours = stamp is not None and stamp.kind == "training run"
+    legacy = (out_dir / "config.yaml").is_file() and ((out_dir / "log.jsonl").is_file() or (out_dir / "checkpoints").is_dir())
+    if not (ours or legacy):
+        raise SonoshiftError(f"{out_dir} already holds files that a sonoshift training run did not write; choose "
+                             "another --out (nothing was changed).")
+
+
 def _fmt(losses: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.3g}" for k, v in list(losses.items())[:6])
 
@@ -331,6 +348,8 @@ def train(
 
     if main:  # a checkpoint half-written by a killed run: its owner is dead, so remove it
         remove_stale(out_dir / "checkpoints")
+    if main and not resume:
+        _check_run_folder(out_dir)
     existing = ckpt_io.list_checkpoints(out_dir)
     step = 0
     if resume:
@@ -344,6 +363,10 @@ def train(
         broadcast_modules(method.modules)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not (out_dir / ".sonoshift.json").is_file():
+            from sonoshift.outputs import write_stamp
+
+            write_stamp(out_dir, "training run", "")
         if full_config:
             atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(full_config, sort_keys=False))
     barrier()
