@@ -15,6 +15,7 @@ from sonoshift.config import load_config, to_dict
 from sonoshift.data.datasets import UnpairedDataset
 from sonoshift.engine.checkpoint import MODEL_FILE, TRAIN_FILE, file_digest, read_full, read_model
 from sonoshift.engine.loop import train
+from sonoshift.engine.stamp import dataset_stamp
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
 
@@ -33,7 +34,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (data / "dataset.json").write_text("{}")
     cfg = load_config(CycleGANConfig, None, TINY)
     train(CycleGAN(cfg, torch.device("cpu"), (32, 32)), UnpairedDataset(data, "train", "handheld", "cart"),
-          cfg.train, root / "run", full_config=to_dict(cfg), progress=False)
+          cfg.train, root / "run", full_config=to_dict(cfg), progress=False, stamp=dataset_stamp(data))
     return root / "run"
 
 

@@ -54,7 +54,7 @@ def test_train_without_config_says_it_is_the_paper_size_network(tmp_path: Path, 
 def test_diffusion_training_without_a_cyclegan_explains_it(method: str, tmp_path: Path, capsys) -> None:
     code, _, err = run_cli(["train", method, "--data", str(tmp_path), "-o", str(tmp_path / "r"), "-c",
                             f"cpu/{method}"], capsys)
-    assert code == 1 and "needs a trained CycleGAN" in err and "--cyclegan RUN" in err
+    assert code == 1 and "needs a trained cyclegan" in err and "--cyclegan RUN" in err
     assert "cyclegan=runs/cpu_cyclegan does not exist" in err and err.count("\n") == 1
 
 
@@ -66,7 +66,7 @@ def test_epochs_are_never_reported_as_zero_after_training() -> None:
 
 def test_harmonize_crop_error_names_its_own_flag() -> None:
     from sonoshift.data.crop import CropConfig
-    from sonoshift.translate import Geometry, harmonize_stack
+    from sonoshift.inference.translate import Geometry, harmonize_stack
     from sonoshift.data.resize import ResizeConfig
 
     class Identity:
@@ -82,7 +82,7 @@ def test_harmonize_crop_error_names_its_own_flag() -> None:
 
 
 def test_harmonized_mp4_and_folders_follow_the_umask(tmp_path: Path) -> None:
-    from sonoshift.harmonize import write_mp4
+    from sonoshift.inference.harmonize import write_mp4
 
     old = os.umask(0o022)
     try:

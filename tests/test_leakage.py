@@ -17,9 +17,10 @@ from sonoshift.data.prepare import PrepareConfig, prepare
 from sonoshift.data.splits import patient_hash, split_hash, verify_split
 from sonoshift.engine.checkpoint import read_model
 from sonoshift.engine.loop import train
+from sonoshift.engine.stamp import dataset_stamp
 from sonoshift.errors import SonoshiftError
 from sonoshift.evaluate import EvaluateConfig, evaluate_run
-from sonoshift.harmonize import harmonize_dataset
+from sonoshift.inference.harmonize import harmonize_dataset
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
 from sonoshift.report import ReportConfig, make_report
 
@@ -49,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     cfg = load_config(CycleGANConfig, None, TINY)
     ds = UnpairedDataset(data, "train", "handheld", "cart")
     train(CycleGAN(cfg, torch.device("cpu"), (32, 32)), ds, cfg.train, root / "run", full_config=to_dict(cfg),
-          progress=False)
+          progress=False, stamp=dataset_stamp(data))
     return data, root / "run"
 
 

@@ -19,8 +19,9 @@ from sonoshift.cli.main import main
 from sonoshift.config import load_config, to_dict
 from sonoshift.data.datasets import UnpairedDataset
 from sonoshift.engine.loop import train
+from sonoshift.engine.stamp import dataset_stamp
 from sonoshift.errors import SonoshiftError
-from sonoshift.harmonize import harmonize_dataset, harmonize_inputs
+from sonoshift.inference.harmonize import harmonize_dataset, harmonize_inputs
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
 from sonoshift.outputs import Stamp, all_or_nothing, claim_entries, claim_folder, record_entries, write_stamp
 from sonoshift.sim.simulate import SimConfig, simulate
@@ -65,7 +66,7 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         cfg = load_config(CycleGANConfig, None, [*TINY, f"train.seed={seed}"])
         method = CycleGAN(cfg, torch.device("cpu"), (32, 32))
         train(method, UnpairedDataset(data, "train", "handheld", "cart"), cfg.train, root / f"run{seed}",
-              full_config=to_dict(cfg), progress=False)
+              full_config=to_dict(cfg), progress=False, stamp=dataset_stamp(data))
         out.append(root / f"run{seed}")
     return out[0], out[1]
 
