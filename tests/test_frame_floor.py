@@ -10,7 +10,7 @@ from PIL import Image
 
 from prep_synth import make_video
 from sonoshift.config import load_config
-from sonoshift.data.frame_select import FrameConfig, harmonize, target_count
+from sonoshift.data.frame_select import FrameConfig, equalize_frame_counts, target_count
 from sonoshift.data.prepare import PrepareConfig, prepare
 from sonoshift.errors import SonoshiftError
 
@@ -21,7 +21,7 @@ def test_floor_names_the_short_video() -> None:
     assert target_count([8, 1, 6], FrameConfig(min_frames=1)) == 1  # accepted when asked for
     assert target_count([1, 1, 1], FrameConfig()) == 1  # a folder of stills cuts nothing
     assert target_count([8, 3], FrameConfig()) == 3
-    sel = harmonize({"a": 8, "b": 1}, FrameConfig(mode="all"))
+    sel = equalize_frame_counts({"a": 8, "b": 1}, FrameConfig(mode="all"))
     assert len(sel["a"]) == 8 and len(sel["b"]) == 1
 
 

@@ -24,11 +24,11 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 import sonoshift
 from sonoshift.config import PosInt, Range, Validated, to_dict
 from sonoshift.errors import SonoshiftError
+from sonoshift.io.images import read_gray
 from sonoshift.metrics import REGISTRY
 from sonoshift.metrics.fid import default_extractor, extract_features, fid_from_features, kid_from_features
 from sonoshift.metrics.histogram import PooledHistogram, bc_from_counts
@@ -89,21 +89,6 @@ def verify_run_split(run_dir: Path, segmenter: str | Path | None = None) -> dict
     allowed = run.get("leakage")
     found = check_model_split(state, root, str(split), allow=bool(allowed), model=f"the model of run {run_dir}")
     return found or allowed
-
-
-def read_gray(path: Path) -> np.ndarray:
-    """An image file as a single-channel uint8 array (H, W); colour becomes luminance."""
-    if not path.is_file():
-        raise SonoshiftError(f"image {path} does not exist.")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L") if im.mode not in ("L", "I;16", "I") else im
-            arr = np.asarray(im)
-    except OSError:
-        raise SonoshiftError(f"image {path} cannot be read.") from None
-    if arr.dtype != np.uint8:
-        raise SonoshiftError(f"image {path} is not 8-bit (dtype {arr.dtype}).")
-    return arr
 
 
 def _load_chunk(

@@ -19,7 +19,8 @@ import torch
 
 from sonoshift.config import NonNegInt, PosInt, Validated, to_dict
 from sonoshift.data.splits import split_record, verify_split
-from sonoshift.downstream.images import read_gray, read_labels
+from sonoshift.io.images import read_gray
+from sonoshift.io.labels import read_labels
 from sonoshift.downstream.labels import class_lookup, find_labels_json, read_label_names
 from sonoshift.downstream.segmenter import (
     ModelConfig,
