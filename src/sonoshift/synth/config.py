@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sonoshift.config import NonNegFloat, PosFloat, PosInt, UnitFloat, Validated
 from sonoshift.engine.loop import EngineConfig
 
 # Plane names of the simulator and the public sets mapped to one vocabulary (FETAL_PLANES_DB "Fetal brain",
@@ -24,7 +25,7 @@ DEFAULT_PLANE_ALIASES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
-class SynthData:
+class SynthData(Validated):
     """Which frames train the synthesizer.
 
     paths: prepared datasets combined with the one given by ``--data`` (e.g. ``data.paths=[hc18,fpdb]``). split: the split read from each.
@@ -37,7 +38,7 @@ class SynthData:
 
     paths: tuple[str, ...] = ()
     split: str = "train"
-    size: int = 64
+    size: PosInt = 64
     plane_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PLANE_ALIASES))
     fill_plane: dict[str, str] = field(default_factory=lambda: {"hc18": "brain"})
     planes: tuple[str, ...] = ()
@@ -46,50 +47,50 @@ class SynthData:
 
 
 @dataclass(frozen=True)
-class SynthModel:
+class SynthModel(Validated):
     """The denoiser: a one-channel diffusers UNet2DModel in pixel space. ``attention``: per resolution level, whether its blocks carry self-attention. ``ga_scale``
     multiplies GA in weeks before its sinusoidal embedding (10: 0.1-week steps are like one diffusion step).
     ``patch``: the U-Net sees ``patch`` x ``patch`` pixel blocks as channels (pixel unshuffle; 2 makes a 64 px
     model run at 32 x 32 with 4 channels, about 4x cheaper on a CPU; 1 = plain pixels)."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
-    layers_per_block: int = 1
+    layers_per_block: PosInt = 1
     attention: tuple[bool, ...] = (False, False, True, True)
-    patch: int = 1
-    attention_head_dim: int = 32
-    norm_num_groups: int = 8
-    dropout: float = 0.0
-    ga_scale: float = 10.0
+    patch: PosInt = 1
+    attention_head_dim: PosInt = 32
+    norm_num_groups: PosInt = 8
+    dropout: UnitFloat = 0.0
+    ga_scale: PosFloat = 10.0
 
 
 @dataclass(frozen=True)
-class SynthDiffusion:
+class SynthDiffusion(Validated):
     """Training noise schedule (DDPM) and the default sampler.
 
     prediction: what the network predicts ("epsilon" or "v_prediction"); beta_schedule: diffusers name.
     sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults.
     """
 
-    num_train_timesteps: int = 1000
+    num_train_timesteps: PosInt = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
     prediction: Literal["epsilon", "v_prediction"] = "epsilon"
     sampler: Literal["dpmpp", "ddim", "unipc", "ddpm"] = "dpmpp"
-    steps: int = 20
-    guidance: float = 2.0
+    steps: PosInt = 20
+    guidance: NonNegFloat = 2.0
 
 
 @dataclass(frozen=True)
-class SynthCondition:
+class SynthCondition(Validated):
     """Condition dropout for classifier-free guidance: all conditions are replaced by their null tokens with
     probability ``drop_all``; otherwise each one independently with ``drop_each`` (so partial conditions,
     e.g. plane without GA, are learned too)."""
 
-    drop_all: float = 0.1
-    drop_each: float = 0.1
+    drop_all: UnitFloat = 0.1
+    drop_each: UnitFloat = 0.1
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class SynthConfig(Validated):
     """The full synthesizer run configuration."""
 
     name: str = "synth"
