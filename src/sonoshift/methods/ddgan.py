@@ -41,17 +41,21 @@ from sonoshift.seeding import make_generator
 
 @dataclass(frozen=True)
 class DDGANLoss:
-    """R1 weight gamma on real pairs, applied every ``lazy_reg`` steps (0 disables R1)."""
+    """R1 weight gamma on real pairs, applied every ``lazy_reg`` steps (0 disables R1); ``l1_x0``: weight of
+    SynDiff's L1 term between the predicted x_0 and x_0 in the generator loss (SynDiff uses 0.5; 0 = the DDGAN's
+    adversarial-only loss)."""
 
     r1_gamma: float = 0.02
     lazy_reg: int = 10
+    l1_x0: float = 0.0
 
 
 @dataclass(frozen=True)
 class DDGANOptim:
     """Adam for the generator and the discriminator, with their own learning rates (``train.lr`` and
     ``train.beta1/2`` are not used by this method). ``lr_schedule``: "cosine" decays both rates from their base to
-    ``lr_min_ratio`` x base over the run; "constant_then_linear" follows ``train.decay_epochs`` like CycleGAN."""
+    ``lr_min_ratio`` x base over the run, starting after the fraction ``decay_start`` of it (0 = from the first
+    step; 0.5 keeps the full rate until mid-run); "constant_then_linear" follows ``train.decay_epochs``."""
 
     lr_g: float = 1.6e-4
     lr_d: float = 1.25e-4
@@ -59,6 +63,7 @@ class DDGANOptim:
     beta2: float = 0.9
     lr_schedule: Literal["cosine", "constant_then_linear"] = "cosine"
     lr_min_ratio: float = 0.0
+    decay_start: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -162,13 +167,14 @@ class DDGAN:
             "G": torch.optim.Adam(G.parameters(), o.lr_g, betas=(o.beta1, o.beta2)),
             "D": torch.optim.Adam(D.parameters(), o.lr_d, betas=(o.beta1, o.beta2)),
         }
-        self.ema = {"G": EMA(G, t.ema_decay)} if t.ema_decay > 0 else {}
+        self.ema = {"G": EMA(G, t.ema_decay, warmup=t.ema_warmup)} if t.ema_decay > 0 else {}
         self.gen = make_generator(t.seed, 3000 + rank, device=device)
         self.dataset_path = ""
 
     # -- the condition ------------------------------------------------------------------------------------
-    def condition(self, x0: torch.Tensor) -> torch.Tensor:
-        """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0), no grad."""
+    def condition(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0), no grad.
+        (``generator``: for conditions with randomness, default the step generator; unused here.)"""
         with torch.no_grad():
             return self.cyclegan.G_ba(x0)
 
@@ -195,9 +201,12 @@ class DDGAN:
         try:
             for mb, cond in zip(micro, conds):
                 with ctx.autocast():
-                    loss_g, _ = generator_loss(G, D, self.schedule, mb["target"], cond, self.gen)
+                    loss_g, p = generator_loss(
+                        G, D, self.schedule, mb["target"], cond, self.gen, l1_weight=self.cfg.loss.l1_x0
+                    )
                 ctx.backward(loss_g)
                 logs.setdefault("loss_G", []).append(loss_g.item())
+                logs.setdefault("l1_x0", []).append(p["l1"].item())
         finally:
             self.modules["D"].requires_grad_(True)
         ctx.optimizer_step("G")
@@ -207,7 +216,8 @@ class DDGAN:
         """Cosine decay of both learning rates (or CycleGAN-style constant-then-linear, see ``DDGANOptim``)."""
         o = self.cfg.optim
         if o.lr_schedule == "cosine":
-            f = cosine_factor(step, total_steps, o.lr_min_ratio)
+            start = round(o.decay_start * total_steps)
+            f = cosine_factor(step - start, total_steps - start, o.lr_min_ratio)
         else:
             from sonoshift.engine.schedules import constant_then_linear
 
@@ -225,8 +235,8 @@ class DDGAN:
     def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """TensorBoard rows: target, its training condition, one sample from that condition (B,1,H,W, [-1,1])."""
         x0 = batch["target"]
-        cond = self.condition(x0)
         g = make_generator(0, device=x0.device)
+        cond = self.condition(x0, g)
         x_init = self.partial_init(cond) if self.cfg.schedule.start == "partial" else None
         G = self.sampling_generator()
         was_training = G.training
