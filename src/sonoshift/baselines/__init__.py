@@ -14,6 +14,14 @@ from sonoshift.errors import SonoshiftError
 BASELINES: tuple[str, ...] = ("histogram_match", "cyclegan_blur")
 
 
+def applicable(name: str, data: str | Path, source: str, target: str, methods: tuple[str, ...]) -> bool:
+    """Whether baseline ``name`` can run on ``data``: cyclegan_blur needs a trained CycleGAN among ``methods``
+    and validation ground truth to choose its blur (simulated data; real data has none)."""
+    if name != "cyclegan_blur":
+        return True
+    return "cyclegan" in methods and (Path(data) / "cache" / "val" / f"{source}.gt_{target}.npy").is_file()
+
+
 def make_baseline(name: str, data: str | Path, source: str, target: str, models: str | Path) -> tuple[Any, str]:
     """The baseline ``name`` fitted on the prepared dataset ``data`` -> (translator, one-line description).
     ``models``: the folder holding the trained ``cyclegan`` run (for ``cyclegan_blur``)."""
@@ -29,6 +37,6 @@ def make_baseline(name: str, data: str | Path, source: str, target: str, models:
 
 
 __all__ = [
-    "BASELINES", "Blurred", "HistogramMatch", "choose_sigma", "fit_histogram_match", "gaussian_blur",
+    "BASELINES", "Blurred", "applicable", "HistogramMatch", "choose_sigma", "fit_histogram_match", "gaussian_blur",
     "load_histogram_match", "make_baseline",
 ]

@@ -17,6 +17,8 @@ from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
 METHODS = ("cyclegan", "ddgan", "cascade")
 BASELINE = "untranslated"  # the raw source frames, scored like a method: the row every harmonizer must beat
+# Cheap tricks a method must also beat (sonoshift.baselines); cyclegan_blur needs the trained CycleGAN.
+CHEAP_BASELINES = ("histogram_match", "cyclegan_blur")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,7 @@ class StudyConfig:
     cascade_config: str = "configs/cpu/cascade.yaml"
     split: str = "test"
     batch_size: int = 32
+    baselines: tuple[str, ...] = CHEAP_BASELINES
 
 
 def repo_root() -> Path:
@@ -108,6 +111,10 @@ def harmonize_and_score(
     if method == BASELINE:
         model: Any = Untranslated(cfg.source, cfg.target, (cfg.size, cfg.size))
         config = "raw source frames"
+    elif method in CHEAP_BASELINES:
+        from sonoshift.baselines import make_baseline
+
+        model, config = make_baseline(method, data, cfg.source, cfg.target, models)
     else:
         model, config = models / method, f"cpu/{method}"
     harmonize_dataset(
@@ -143,7 +150,10 @@ def run_study(
             shutil.rmtree(models / method, ignore_errors=True)
         run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress), force=force, log=log)
     runs = []
-    for method in (BASELINE, *cfg.methods):
+    from sonoshift.baselines import applicable
+
+    baselines = [b for b in cfg.baselines if applicable(b, data, cfg.source, cfg.target, cfg.methods)]
+    for method in (BASELINE, *baselines, *cfg.methods):
         run_dir = root / "harmonized" / method
         run_stage(
             f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method,
