@@ -70,3 +70,33 @@ def test_patient_bootstrap_width_matches_the_normal_theory():
     # duplicating every frame within its patient does not narrow the interval (frames are not independent)
     iv2 = patient_bootstrap(np.repeat(v, 5), np.repeat([f"P{i}" for i in range(n)], 5), n_boot=4000, seed=1)
     assert (iv2.high - iv2.low) == pytest.approx(iv.high - iv.low, rel=1e-9)
+
+
+def test_ci_table_reads_scored_runs(tmp_path):
+    import csv
+
+    import cv2
+
+    from sonoshift.metrics.ci_table import ci_table
+
+    run = tmp_path / "run"
+    (run / "outputs").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows, outs = [], []
+    for i, (pid, v) in enumerate([("P1", 20.0), ("P1", 22.0), ("P2", 30.0)]):
+        img = rng.integers(0, 255, (16, 16)).astype(np.uint8)
+        cv2.imwrite(str(run / "outputs" / f"{i}.png"), img)
+        cv2.imwrite(str(run / "outputs" / f"gt{i}.png"), img)
+        outs.append({"output_path": f"outputs/{i}.png", "source_path": "x", "gt_path": str(run / "outputs" / f"gt{i}.png"),
+                     "mask_path": "", "patient_id": pid})
+        rows.append({"method": "m", "reference": "gt", "output_path": f"outputs/{i}.png", "patient_id": pid,
+                     "psnr": v, "ssim": 0.5, "lncc": 0.1 * (i + 1), "bc": 1.0})
+    for name, table in (("outputs.csv", outs), ("metrics.csv", rows)):
+        with open(run / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(table[0]))
+            w.writeheader()
+            w.writerows(table)
+    text = ci_table([run])
+    # psnr: frame mean 24; patient replicates: P1P1 -> 21, P2P2 -> 30: interval [21, 30]; identical images: 0 dB
+    assert "| m | 24.000 [21.000, 30.000] | 0.500 [0.500, 0.500] |" in text
+    assert "0.000 [0.000, 0.000] |" in text and "2 patients" in text
