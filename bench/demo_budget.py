@@ -54,15 +54,16 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="demo_budget_"))
     per: dict[str, float] = {}
     try:
-        sim_cfg = SimConfig(patients=2, size=160, frames_per_sweep=8, sweeps=("tr-mid", "std-head"), workers=1,
+        sim_cfg = SimConfig(patients=3, size=160, frames_per_sweep=8, sweeps=("tr-mid", "std-head"), workers=1,
                             contact_sheet=False)
-        n_frames = 2 * 2 * 8  # per profile
+        n_frames = 3 * 2 * 8  # per profile
         per["simulate / frame"] = cpu(lambda: simulate(tmp / "sim", sim_cfg, progress=False)) / n_frames
         prep = PrepareConfig(resize=ResizeConfig(size=64), source_domain="handheld", target_domain="cart")
         per["prepare / frame"] = cpu(lambda: prepare([tmp / "sim"], tmp / "prep", prep, progress=False)) / n_frames
         common = [f"cyclegan={args.cyclegan}", "train.threads=1", "train.tensorboard=false", "train.image_every=0",
                   "train.checkpoint_every=1000"]
-        for name, cls, fn, steps in (("ddgan", DDGANConfig, train_ddgan, 10), ("cascade", CascadeConfig, train_cascade, 10)):
+        methods = (("ddgan", DDGANConfig, train_ddgan, 10), ("cascade", CascadeConfig, train_cascade, 10))
+        for name, cls, fn, steps in methods:
             cfg = load_config(cls, ROOT / "configs" / "cpu" / f"{name}.yaml", [*common, f"train.max_steps={steps}"])
             per[f"{name} step"] = cpu(lambda: fn(args.data, cfg, tmp / name, progress=False)) / steps
         cg = load_translator(args.cyclegan)

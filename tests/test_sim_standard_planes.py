@@ -9,7 +9,14 @@ import pytest
 from sonoshift.errors import SonoshiftError
 from sonoshift.sim.planes import plane_label
 from sonoshift.sim.render import slice_view
-from sonoshift.sim.simulate import SimConfig, check_config, make_views, patient_phantom, resolve_profiles, scatterer_bank
+from sonoshift.sim.simulate import (
+    SimConfig,
+    check_config,
+    make_views,
+    patient_phantom,
+    resolve_profiles,
+    scatterer_bank,
+)
 from sonoshift.sim.sweeps import sweep_planes
 
 

@@ -87,8 +87,9 @@ def test_ci_table_reads_scored_runs(tmp_path):
         img = rng.integers(0, 255, (16, 16)).astype(np.uint8)
         cv2.imwrite(str(run / "outputs" / f"{i}.png"), img)
         cv2.imwrite(str(run / "outputs" / f"gt{i}.png"), img)
-        outs.append({"output_path": f"outputs/{i}.png", "source_path": "x", "gt_path": str(run / "outputs" / f"gt{i}.png"),
-                     "mask_path": "", "patient_id": pid})
+        gt = str(run / "outputs" / f"gt{i}.png")
+        outs.append({"output_path": f"outputs/{i}.png", "source_path": "x", "gt_path": gt, "mask_path": "",
+                     "patient_id": pid})
         rows.append({"method": "m", "reference": "gt", "output_path": f"outputs/{i}.png", "patient_id": pid,
                      "psnr": v, "ssim": 0.5, "lncc": 0.1 * (i + 1), "bc": 1.0})
     for name, table in (("outputs.csv", outs), ("metrics.csv", rows)):

@@ -79,7 +79,7 @@ def fit_histogram_match(
     subsampled to at most ``max_frames``. No learning: a pooled histogram."""
     cache = Path(data) / "cache" / split / f"{target}.npy"
     if not cache.is_file():
-        raise SonoshiftError(f"{cache} does not exist: histogram matching needs a prepared dataset with a packed cache.")
+        raise SonoshiftError(f"{cache} does not exist: histogram matching needs a prepared dataset (packed cache).")
     frames = np.load(cache, mmap_mode="r")
     idx = np.linspace(0, len(frames) - 1, min(len(frames), max_frames)).round().astype(int)
     levels, quantiles = reference_from_frames(np.asarray(frames[idx]))
