@@ -46,6 +46,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (method, overrides on configs/cpu/<method>.yaml, what it tests)
     "ddgan": ("ddgan", [], "anchored design, all changes on"),
     **{f"ddgan-{k}": ("ddgan", v, f"anchored design without {k}") for k, v in OFF.items()},
+    "ddgan+cn0.1": ("ddgan", ["condition_noise=0.1"], "anchored + noise 0.1 on the synthetic source condition"),
     "ddgan+see_cond": ("ddgan", ["discriminator.see_condition=true"], "anchored + condition shown to D"),
     "ddgan-old": ("ddgan", ALL_OFF, "former design (all changes off)"),
     "ddgan-t170": ("ddgan", ["schedule.stride=170"], "reading 1: step size 170 on a 1000 grid (6 steps)"),

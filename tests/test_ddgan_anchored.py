@@ -187,3 +187,9 @@ def test_degraded_round_trip_adds_noise_to_the_synthetic_source():
     assert float(cond.std()) == pytest.approx(sigma, rel=0.05) and abs(float(cond.mean())) < 0.01
     plain = Cascade(_tiny_cfg(CascadeConfig), torch.device("cpu"), (16, 16), _stub_cyclegan())
     torch.testing.assert_close(plain.condition(x0), x0, rtol=0, atol=0)
+    # the plain DDGAN's condition (the synthetic source itself) with condition_noise
+    dd = DDGAN(_tiny_cfg(DDGANConfig, condition_noise=sigma), torch.device("cpu"), (16, 16), _stub_cyclegan())
+    cond = dd.condition(x0, torch.Generator().manual_seed(1))
+    assert float(cond.std()) == pytest.approx(sigma, rel=0.05)
+    clean = DDGAN(_tiny_cfg(DDGANConfig), torch.device("cpu"), (16, 16), _stub_cyclegan())
+    torch.testing.assert_close(clean.condition(x0), x0, rtol=0, atol=0)

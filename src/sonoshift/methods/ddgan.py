@@ -72,6 +72,9 @@ class DDGANConfig:
 
     cyclegan: the trained CycleGAN checkpoint (run folder, checkpoint folder or model.safetensors) whose
     target -> source generator makes the training condition y_s = G_{T->S}(x_0); it stays frozen.
+    condition_noise: std ([-1, 1] units) of Gaussian noise added to y_s in training (0 = none), so the generator
+    cannot rely on the low-amplitude detail in which a CycleGAN hides its inverse, and learns from what a real
+    source frame also shows (the cascade's counterpart is ``round_trip_noise``).
     """
 
     name: str = "ddgan"
@@ -83,6 +86,7 @@ class DDGANConfig:
     loss: DDGANLoss = field(default_factory=DDGANLoss)
     optim: DDGANOptim = field(default_factory=DDGANOptim)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(ema_decay=0.999))
+    condition_noise: float = 0.0
 
 
 def cosine_factor(step: int, total_steps: int, min_ratio: float = 0.0) -> float:
@@ -174,9 +178,15 @@ class DDGAN:
     # -- the condition ------------------------------------------------------------------------------------
     def condition(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0), no grad.
-        (``generator``: for conditions with randomness, default the step generator; unused here.)"""
+        (``generator``: the noise of ``condition_noise``, default the step generator.)"""
         with torch.no_grad():
-            return self.cyclegan.G_ba(x0)
+            y_s = self.cyclegan.G_ba(x0)
+            sigma = self.cfg.condition_noise
+            if sigma > 0:
+                g = self.gen if generator is None else generator
+                noise = torch.randn(y_s.shape, generator=g, device=y_s.device, dtype=y_s.dtype)
+                y_s = (y_s + sigma * noise).clamp(-1.0, 1.0)
+            return y_s
 
     # -- one step -----------------------------------------------------------------------------------------
     def _r1_gamma(self, step: int) -> float:
