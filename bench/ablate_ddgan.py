@@ -83,7 +83,7 @@ def test_frames(data: Path, source: str, target: str, per_patient: int) -> dict[
 
 def translate(tr, x: np.ndarray, seed: int = 0) -> np.ndarray:
     """uint8 frames -> translated uint8 frames (as `harmonize` writes them), one seeded generator."""
-    from sonoshift.translate import to_signed, to_uint8
+    from sonoshift.inference.translate import to_signed, to_uint8
 
     g = torch.Generator().manual_seed(seed)
     with torch.inference_mode():
@@ -144,7 +144,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from sonoshift.baselines import Blurred, choose_sigma, fit_histogram_match
     from sonoshift.methods import load_translator
-    from sonoshift.translate import Untranslated
+    from sonoshift.inference.translate import Untranslated
 
     args.out.mkdir(parents=True, exist_ok=True)
     cg = load_translator(args.cyclegan)

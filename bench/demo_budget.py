@@ -44,12 +44,12 @@ def main() -> None:
     from sonoshift.data.prepare import PrepareConfig, prepare
     from sonoshift.data.resize import ResizeConfig
     from sonoshift.evaluate import EvaluateConfig, evaluate_run
-    from sonoshift.harmonize import harmonize_dataset
+    from sonoshift.inference.harmonize import harmonize_dataset
     from sonoshift.methods import load_translator
     from sonoshift.methods.cascade import CascadeConfig, train_cascade
     from sonoshift.methods.ddgan import DDGANConfig, train_ddgan
     from sonoshift.sim.simulate import SimConfig, simulate
-    from sonoshift.translate import Untranslated
+    from sonoshift.inference.translate import Untranslated
 
     tmp = Path(tempfile.mkdtemp(prefix="demo_budget_"))
     per: dict[str, float] = {}

@@ -16,7 +16,7 @@ from sonoshift.methods.cyclegan import CycleGANConfig, CycleGANModel, build_gene
 from sonoshift.methods.ddgan import DDGAN, DDGANConfig, DDGANOptim, DDGANTranslator, FrozenCycleGAN
 from sonoshift.models.ddgan_unet import DDGANUNet, ResBlock, UNetConfig, group_count
 from sonoshift.objectives.ddgan import generator_loss
-from sonoshift.schedules import ScheduleConfig, schedule_from_config
+from sonoshift.diffusion import ScheduleConfig, schedule_from_config
 
 RES_G = UNetConfig(
     ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), nz=4, z_emb_dim=8, t_emb_dim=8, output="residual"

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sonoshift.errors import SonoshiftError
+from sonoshift.methods.kinds import TranslatorBase
 
 SIGMAS: tuple[float, ...] = (0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
@@ -32,7 +33,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(y, taps.view(1, 1, -1, 1))
 
 
-class Blurred:
+class Blurred(TranslatorBase):
     """``inner`` translator, then :func:`gaussian_blur` with ``sigma``; the translator interface of ``inner``."""
 
     def __init__(self, inner: Any, sigma: float, name: str = "cyclegan_blur") -> None:

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from sonoshift.errors import SonoshiftError
+from sonoshift.methods.kinds import TranslatorBase
 
 
 @dataclass(frozen=True)
-class HistogramMatch:
+class HistogramMatch(TranslatorBase):
     """A translator (B,1,H,W) in [-1,1] -> same, matching each frame's histogram to the target reference.
 
     ``levels`` (increasing grey levels 1..255 present in the target frames) and ``quantiles`` (their cumulative

@@ -10,7 +10,6 @@ is closer). Runs are listed in the given order (the untranslated baseline first)
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +22,23 @@ METRICS: tuple[str, ...] = ("psnr", "ssim", "lncc", "bc")
 
 
 def _spectrum(run: Path, rows: list[dict[str, str]], reference: str) -> np.ndarray:
-    from sonoshift.evaluate import dataset_root, read_gray, read_outputs, resolve
+    from sonoshift.evaluate import read_gray
+    from sonoshift.runs import open_run
 
-    meta = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-    root = dataset_root(run, meta)
+    folder = open_run(run, require_info=False)
     column = {"gt": "gt_path", "target": "target_path", "source": "source_path"}[reference]
-    by_output = {r["output_path"]: r for r in read_outputs(run)}
+    by_output = {r["output_path"]: r for r in folder.outputs()}
     out = []
     for r in rows:
-        o = by_output.get(Path(r["output_path"]).as_posix()) or by_output.get(r["output_path"])
-        if o is None or not o.get(column):
+        o = by_output.get(r["output_path"])
+        ref = folder.resolve(o.get(column)) if o is not None else None
+        if ref is None:
             out.append(float("nan"))
             continue
         a = read_gray(run / o["output_path"]).astype(np.float32) / 255
-        b = read_gray(resolve(o[column], root)).astype(np.float32) / 255
-        m = read_gray(resolve(o["mask_path"], root)) > 127 if o.get("mask_path") else np.ones(a.shape, bool)
+        b = read_gray(ref).astype(np.float32) / 255
+        mask_path = folder.resolve(o.get("mask_path"))
+        m = read_gray(mask_path) > 127 if mask_path is not None else np.ones(a.shape, bool)
         out.append(float(spectrum_distance(torch.from_numpy(a * m)[None], torch.from_numpy(b * m)[None])[0]))
     return np.array(out)
 

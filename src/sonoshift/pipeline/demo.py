@@ -42,7 +42,7 @@ class DemoConfig:
     steps_segmenter: int = 0
     # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter;
     # both start from their input (residual generator), so a short run can only add to it.
-    study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps_ddgan=300, steps_cascade=300))
+    study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 300, "cascade": 300}))
 
 
 def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool) -> dict[str, Any]:
