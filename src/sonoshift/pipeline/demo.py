@@ -117,7 +117,7 @@ def run_demo(
         atomic_write_text(report_dir / "table_ci.md", ci_table(runs))
         return str(report_dir / "table_ci.md")
 
-    run_stage("table with patient intervals", root, to_dict(cfg), _ci, force=True, log=log)
+    run_stage("table with patient intervals", root, to_dict(cfg), _ci, force=force, log=log)
     summary = {
         "report": report,
         "stages": log.entries,
