@@ -22,7 +22,7 @@ METRICS: tuple[str, ...] = ("psnr", "ssim", "lncc", "bc")
 
 
 def _spectrum(run: Path, rows: list[dict[str, str]], reference: str) -> np.ndarray:
-    from sonoshift.evaluate import read_gray
+    from sonoshift.io.images import read_gray
     from sonoshift.runs import open_run
 
     folder = open_run(run, require_info=False)
