@@ -20,19 +20,20 @@ Sizes come from ``UNetConfig``: the defaults are a compact CPU variant; ``PAPER_
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sonoshift.config import PosInt, Range, Validated
 from sonoshift.errors import SonoshiftError
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Validated):
     """Generator size. Defaults: the compact CPU variant (about 0.3 M parameters).
 
     in_channels: x_{t+1} plus the condition (2). ch: base width; ch_mult: width multiplier per resolution (one
@@ -44,17 +45,17 @@ class UNetConfig:
     groups) or "max" (the most groups <= 32 that divide ch).
     """
 
-    in_channels: int = 2
-    out_channels: int = 1
-    ch: int = 16
-    ch_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 1
-    attn_resolutions: tuple[int, ...] = (8, 16)
-    nz: int = 32
-    z_emb_dim: int = 64
-    n_mlp: int = 2
-    t_emb_dim: int = 64
-    dropout: float = 0.0
+    in_channels: PosInt = 2
+    out_channels: PosInt = 1
+    ch: PosInt = 16
+    ch_mult: tuple[PosInt, ...] = (1, 2, 2)
+    num_res_blocks: PosInt = 1
+    attn_resolutions: tuple[PosInt, ...] = (8, 16)
+    nz: PosInt = 32
+    z_emb_dim: PosInt = 64
+    n_mlp: PosInt = 2
+    t_emb_dim: PosInt = 64
+    dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
     output: Literal["tanh", "residual"] = "tanh"
     zero_init: bool = True
     group_norm: Literal["reference", "max"] = "reference"

@@ -10,17 +10,17 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import load_config, to_dict
+from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, to_dict
 from sonoshift.pipeline.stages import StageLog, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
 from sonoshift.progress import console
 
 
 @dataclasses.dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(Validated):
     """The demo on simulated data, sized to finish in minutes on 2 CPU cores.
 
     patients / sweeps / frames_per_sweep / sim_size / GA range: the simulated dataset (both profiles of the
@@ -30,16 +30,16 @@ class DemoConfig:
     steps_segmenter: target-domain segmenter steps (0 = its config's); study: what is trained and scored.
     """
 
-    patients: int = 24
+    patients: PosInt = 24
     sweeps: tuple[str, ...] = ("tr-mid", "std-head", "std-abdomen", "std-femur")
-    frames_per_sweep: int = 20
-    sim_size: int = 160
-    ga_min_weeks: float = 16.0
-    ga_max_weeks: float = 40.0
+    frames_per_sweep: PosInt = 20
+    sim_size: Annotated[int, Range(32)] = 160
+    ga_min_weeks: Annotated[float, Range(12, 42)] = 16.0
+    ga_max_weeks: Annotated[float, Range(12, 42)] = 40.0
     split_fractions: tuple[float, float, float] = (0.5, 0.15, 0.35)
-    workers: int = 2
+    workers: PosInt = 2
     segmenter_config: str = "configs/cpu/segmenter.yaml"
-    steps_segmenter: int = 0
+    steps_segmenter: NonNegInt = 0
     # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter;
     # both start from their input (residual generator), so a short run can only add to it.
     study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 300, "cascade": 300}))
@@ -87,7 +87,7 @@ def run_demo(
         ga_spread="stratified",
         workers=cfg.workers,
     )
-    run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress)),
+    run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress, force=True)),
               force=force, log=log)
 
     from sonoshift.data.splits import SplitConfig
@@ -108,7 +108,8 @@ def run_demo(
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
     # The report is cheap and reads every run: always rewritten.
     report = run_stage(
-        "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir) / "index.html"), force=True, log=log
+        "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir, force=True) / "index.html"), force=True,
+        log=log,
     )
     # Every table with a bootstrap interval over patients and the texture check (report/table_ci.md).
     from sonoshift.metrics.ci_table import ci_table
