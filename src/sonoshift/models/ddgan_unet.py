@@ -20,9 +20,9 @@ Sizes come from ``UNetConfig``: the defaults are a compact CPU variant; ``PAPER_
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
 import math
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
