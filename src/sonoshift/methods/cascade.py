@@ -90,7 +90,7 @@ class CascadeConfig(DDGANConfig, Validated):
 
     name: str = "cascade"
     joint: JointConfig = field(default_factory=JointConfig)
-    round_trip_noise: float = 0.0
+    round_trip_noise: NonNegFloat = 0.0
 
 
 def _discriminators(cg: FrozenCycleGAN, model: CycleGANModel, seed: int) -> dict[str, nn.Module]:

@@ -88,7 +88,7 @@ class DDGANConfig(Validated):
     loss: DDGANLoss = field(default_factory=DDGANLoss)
     optim: DDGANOptim = field(default_factory=DDGANOptim)
     train: EngineConfig = field(default_factory=lambda: EngineConfig(ema_decay=0.999))
-    condition_noise: float = 0.0
+    condition_noise: NonNegFloat = 0.0
 
 
 @dataclass
