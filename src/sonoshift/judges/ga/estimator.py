@@ -38,7 +38,10 @@ class GaEstimator:
     @property
     def head_class(self) -> int:
         classes = self.segmenter.classes
-        return classes.index("head") if "head" in classes else 1
+        for name in ("head", "fetal_head"):
+            if name in classes:
+                return classes.index(name)
+        return 1
 
 
 def load_ga_estimator(path: str | Path, device: str | torch.device | None = None) -> GaEstimator:
