@@ -115,6 +115,30 @@ def predict_cmd(
     typer.echo(f"{len(df)} images measured ({len(missing)} without a head) -> {out}")
 
 
+
+
+@ga_app.command("train-regressor")
+def train_regressor_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Regressor folder to write."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML RegressorConfig."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Dotted override key=value, repeatable."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+) -> None:
+    """Direct image -> GA regressor on HC18 (no pixel size needed): GA error per trimester, valid prediction rate."""
+    from sonoshift.config import load_config
+    from sonoshift.judges.ga.regressor import RegressorConfig, train_regressor
+
+    cfg = load_config(RegressorConfig, config, [*overrides, f"data_dir={data_root / 'hc18'}"])
+    s = train_regressor(cfg, out)
+    typer.echo(f"GA regressor written to {out}")
+    if s:
+        typer.echo(f"{s['images']} held-out HC18 images: valid prediction rate {100 * s['valid_prediction_rate']:.1f} %, "
+                   f"GA |error| {s['ga_abs_days_mean']:.1f} days")
+        for t in ("first", "second", "third"):
+            typer.echo(f"  {t:6s} trimester n={s[f'{t}_n']}: |error| {s[f'{t}_abs_days_mean']:.1f} +- "
+                       f"{s[f'{t}_abs_days_std']:.1f} days, valid {100 * s[f'{t}_valid_rate']:.0f} %")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``ga`` sub-app to the main CLI."""
     app.add_typer(ga_app, name="ga")
