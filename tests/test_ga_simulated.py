@@ -54,7 +54,6 @@ def test_label_map_ceiling_recovers_the_phantom_ga(sim):
     assert len(t) == 2  # the "other" frame is not measured
     # 2 mm pixels and 20-26 px radii: rasterization leaves ~0.1 px of radius, about 1 day of GA
     np.testing.assert_allclose(t["ga_err_hadlock_label_days"], 0.0, atol=1.5)
-    assert np.all(np.abs(t["ga_err_hadlock_label_days"]) < np.abs(t["ga_err_hadlock_label_days"] + 7))
     s = summarize_simulated(t)
     assert list(s["domain"]) == ["cart"] and s.iloc[0]["frames"] == 2
 
