@@ -188,3 +188,17 @@ def test_cli_train_evaluate_predict(prepared, tmp_path):
     r = runner.invoke(app, ["classify", "train", str(prepared), "-o", str(tmp_path / "x"), *sets,
                             "--set", "classes=[ring, heart]"])
     assert r.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+def test_cross_domain_scores_only_the_test_part(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.cross_domain import spain_to_africa
+
+    clf, out = trained
+    target = make_prepared(tmp_path / "target", seed=1)
+    rule = {"A": {"adaptation": ["A00", "A01"], "test": ["A02", "A03"]},
+            "B": {"adaptation": ["B00"], "test": ["B09"]}, "seed": 0}
+    table = spain_to_africa(prepared, target, tmp_path / "x", classifier=out, african=rule)
+    assert list(table["variant"].unique()) == ["raw"]
+    pred = pd.read_csv(tmp_path / "x" / "raw" / "predictions.csv", dtype={"patient_id": str})
+    assert sorted(pred["patient_id"].unique()) == ["A02", "A03", "B09"]
+    assert table[table["domain"] == "all"]["n"].item() == 3 * 3
