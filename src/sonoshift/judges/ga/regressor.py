@@ -9,6 +9,7 @@ import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from torch import nn
 import sonoshift
 from sonoshift.atomic import atomic_write_text
 from sonoshift.biometry.intergrowth import valid_prediction
-from sonoshift.config import from_dict, to_dict
+from sonoshift.config import NonNegFloat, PosFloat, PosInt, Range, Seed, Validated, from_dict, to_dict
 from sonoshift.downstream.hc18 import load_hc18_table, split_subjects
 from sonoshift.io.images import read_gray
 from sonoshift.engine.checkpoint import load_module, module_tensors, read_model, write_checkpoint
@@ -36,20 +37,20 @@ GA_CENTRE, GA_SCALE = 25.0, 10.0  # the network predicts (GA - 25) / 10
 
 
 @dataclass(frozen=True)
-class RegressorConfig:
+class RegressorConfig(Validated):
     """Data (HC18 folder, the GA estimator's subject split), network, training, augmentation (no zoom: size
     is the signal)."""
 
     data_dir: str = "../shared/data/hc18"
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    image_size: int = 96
+    val_fraction: Annotated[float, Range(0, 1, hi_open=True)] = 0.2
+    split_seed: Seed = 0
+    image_size: PosInt = 96
     net: NetConfig = field(default_factory=NetConfig)
-    steps: int = 600
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
+    steps: PosInt = 600
+    batch_size: PosInt = 16
+    lr: PosFloat = 2e-3
+    weight_decay: NonNegFloat = 1e-4
+    seed: Seed = 0
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate_deg=30.0, scale=0.0))
 
 

@@ -11,18 +11,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sonoshift.config import NonNegFloat, UnitFloat, Validated
+
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(Validated):
     """``enabled`` switches the whole arm; each field is the largest perturbation drawn uniformly."""
 
     enabled: bool = True
     hflip: bool = True
-    rotate_deg: float = 10.0
-    scale: float = 0.1  # zoom factor drawn in [1 - scale, 1 + scale]
-    translate: float = 0.05  # fraction of the image side
-    gamma: float = 0.3  # gamma = exp(u), u in [-gamma, gamma]
-    speckle: float = 0.15  # std of the multiplicative noise
+    rotate_deg: NonNegFloat = 10.0
+    scale: UnitFloat = 0.1  # zoom factor drawn in [1 - scale, 1 + scale]
+    translate: UnitFloat = 0.05  # fraction of the image side
+    gamma: NonNegFloat = 0.3  # gamma = exp(u), u in [-gamma, gamma]
+    speckle: NonNegFloat = 0.15  # std of the multiplicative noise
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from sonoshift.atomic import atomic_write_text
+from sonoshift.config import Validated
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.african import in_part
 from sonoshift.judges.plane.api import fit, harmonize_samples
@@ -22,7 +23,7 @@ SHARED_PLANES = ("Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax")
 
 
 @dataclass(frozen=True)
-class CrossDomainConfig:
+class CrossDomainConfig(Validated):
     """Source = prepared FETAL_PLANES_DB (train split trains, val split early-stops); target = prepared African
     planes, scored on the test part only. ``classifier.classes`` defaults to the four shared planes."""
 

@@ -16,14 +16,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sonoshift.config import PosInt, UnitFloat, Validated
+
 
 @dataclass(frozen=True)
-class NetConfig:
+class NetConfig(Validated):
     """Network shape: stem width, channel width per stage (a max pool between stages) and dropout."""
 
-    stem: int = 16
+    stem: PosInt = 16
     widths: tuple[int, ...] = (32, 64, 128)
-    dropout: float = 0.2
+    dropout: UnitFloat = 0.2
 
 
 def _stage(cin: int, cout: int) -> nn.Sequential:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Seed, UnitFloat, Validated
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.augment import AugmentConfig, augment
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
@@ -18,26 +19,26 @@ from sonoshift.progress import make_progress
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Validated):
     """Adam steps (at most ``steps``), evaluation every ``eval_every`` steps, stop after ``patience`` evaluations
     without a better validation macro-F1. ``balance``: draw every class equally often."""
 
-    steps: int = 1200
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.05
+    steps: PosInt = 1200
+    batch_size: PosInt = 32
+    lr: PosFloat = 2e-3
+    weight_decay: NonNegFloat = 1e-4
+    label_smoothing: UnitFloat = 0.05
     balance: bool = True
-    eval_every: int = 50
-    patience: int = 6
-    seed: int = 0
+    eval_every: PosInt = 50
+    patience: NonNegInt = 6
+    seed: Seed = 0
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Validated):
     """A plane classifier: which label and classes, input size, network, training and augmentation."""
 
-    image_size: int = 128
+    image_size: PosInt = 128
     label: str = "plane"
     classes: tuple[str, ...] = ()  # empty: every label of the training frames (sorted)
     domains: tuple[str, ...] = ()  # empty: every domain of the dataset
