@@ -61,6 +61,7 @@ class EvaluateConfig(Validated):
     lpips: Literal["auto", "alex", "vgg", "none"] = "auto"  # auto: AlexNet when its weights are found, else skip
     lpips_weights: str | None = None  # folder with the weight files (then the torch hub cache is searched)
     distribution: bool = True  # FID / KID (labelled extractor) and pooled BC per mode
+    feature_extractor: str | None = None  # plane classifier folder: FID / KID on its features (else random conv)
     batch_size: PosInt = 32
 
 
@@ -240,7 +241,12 @@ def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage
     method, config_name = folder.method, str(run.get("config", ""))
     model, lpips_note = _lpips_model(cfg)
     lpips_col = lpips_note if model is not None else None
-    extractor, extractor_label = default_extractor()
+    if cfg.feature_extractor:
+        from sonoshift.judges.plane.embedding import load_plane_extractor
+
+        extractor, extractor_label = load_plane_extractor(cfg.feature_extractor)
+    else:
+        extractor, extractor_label = default_extractor()
     metric_cols = list(PAIR_METRICS) + ([lpips_col] if lpips_col else [])
 
     out_rows: list[dict[str, Any]] = []

@@ -54,6 +54,9 @@ class TrainConfig(Validated):
     vflip: bool = False
     intensity_jitter: NonNegFloat = 0.1  # contrast/brightness scale, as a fraction of the [-1, 1] range
     noise_std: NonNegFloat = 0.02  # additive Gaussian noise on the [-1, 1] input
+    rotate_deg: NonNegFloat = 0.0  # random rotation in [-rotate_deg, rotate_deg] (image and labels alike)
+    scale: NonNegFloat = 0.0  # random zoom in [1 - scale, 1 + scale]
+    translate: NonNegFloat = 0.0  # random shift, fraction of the side
     log_every: PosInt = 25
 
 
@@ -134,6 +137,8 @@ def augment(
         flip = (torch.rand(b, generator=generator) < 0.5).to(dev)
         x = torch.where(flip[:, None, None, None], x.flip(-2), x)
         y = torch.where(flip[:, None, None], y.flip(-2), y)
+    if cfg.rotate_deg or cfg.scale or cfg.translate:
+        x, y = _affine(x, y, cfg, generator)
     if cfg.intensity_jitter > 0:
         j = cfg.intensity_jitter
         scale = (1 + (torch.rand(b, generator=generator) * 2 - 1) * j).to(dev)
@@ -142,6 +147,24 @@ def augment(
     if cfg.noise_std > 0:
         x = x + torch.randn(x.shape, generator=generator).to(dev) * cfg.noise_std
     return x.clamp(-1, 1), y
+
+
+def _affine(
+    x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random rotation / zoom / shift per sample, bilinear for images (outside = -1), nearest for labels
+    (outside = 0, background)."""
+    b, dev = x.shape[0], x.device
+    u = [(torch.rand(b, generator=generator) * 2 - 1).to(dev) for _ in range(4)]
+    ang = u[0] * math.radians(cfg.rotate_deg)
+    s = 1 + u[1] * cfg.scale
+    cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
+    theta = torch.stack([torch.stack([cos, -sin, u[2] * 2 * cfg.translate], 1),
+                         torch.stack([sin, cos, u[3] * 2 * cfg.translate], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    x = torch.nn.functional.grid_sample(x + 1, grid, mode="bilinear", align_corners=False) - 1
+    y = torch.nn.functional.grid_sample(y[:, None].float(), grid, mode="nearest", align_corners=False)[:, 0]
+    return x, y.round().long()
 
 
 def train_segmenter(

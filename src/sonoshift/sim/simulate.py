@@ -213,7 +213,8 @@ def _write_sweep(cfg: SimConfig, root: Path, patient: int, sweep: int, profiles:
         w.writerows([k, res.planes[k]] for k in range(T))
         (root / paths["planes"]).write_text(buf.getvalue(), encoding="utf-8")
         records.append({"patient_id": pid, "profile": p.name, "sweep": cfg.sweeps[sweep], "video_id": video_id,
-                        "ga_weeks": round(phantom.ga_weeks, 2), "planes": res.planes, "paths": paths})
+                        "ga_weeks": round(phantom.ga_weeks, 2), "planes": res.planes, "paths": paths,
+                        "pixel_size_mm": round(10.0 / view.px_per_cm, 6)})
     return records
 
 
@@ -237,7 +238,7 @@ def _spec(records: list[dict], profiles: list[Profile]) -> dict:
             "domain": r["profile"],
             "patient_id": r["patient_id"],
             "video_id": r["video_id"],
-            "labels": {"ga_weeks": r["ga_weeks"], "sweep": r["sweep"]},
+            "labels": {"ga_weeks": r["ga_weeks"], "sweep": r["sweep"], "pixel_size_mm": r["pixel_size_mm"]},
             "frame_labels": r["paths"]["planes"],
             "aligned": aligned,
         })

@@ -1,0 +1,144 @@
+"""``sonoshift ga ...``: the gestational-age estimator (head segmentation -> ellipse -> HC -> GA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sonoshift.errors import SonoshiftError
+
+ga_app = typer.Typer(
+    help="Gestational-age estimator: HC18 head segmenter + calibrated ellipse -> HC (mm) -> GA (Hadlock, "
+    "INTERGROWTH-21st).",
+    no_args_is_help=True,
+)
+
+
+def _print_summary(s: dict) -> None:
+    typer.echo(
+        f"{s['images']} held-out HC18 images: HC abs error mean {s['hc_abs_err_mm_mean']:.2f} mm, median "
+        f"{s['hc_abs_err_mm_median']:.2f}, 95th pct {s['hc_abs_err_mm_p95']:.2f} (signed mean "
+        f"{s['hc_signed_err_mm_mean']:+.2f}); no head found {s['no_head_found']} ({100 * s['no_head_found_rate']:.1f} %)"
+    )
+    from sonoshift.judges.ga.hc18_report import report_table
+
+    t = report_table(s)
+    typer.echo("GA error in days (|error| mean +- std; signed mean) per trimester:")
+    typer.echo(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+@ga_app.command("build")
+def build_cmd(
+    segmenter: Path = typer.Option(..., "--segmenter", help="HC18 head segmenter (`sonoshift segment train-hc18`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+    tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
+) -> None:
+    """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
+    from sonoshift.judges.ga.hc18_report import build_estimator
+
+    est = build_estimator(segmenter, data_root / "hc18", out, tta=tta)
+    meta = est.segmenter.info["ga_estimator"]
+    typer.echo(f"GA estimator written to {out} (ellipse offset {meta['offset_px']:+.2f} px, calibrated on "
+               f"{meta['calibrated_on']} training masks)")
+    if meta["validation"]:
+        _print_summary(meta["validation"])
+
+
+@ga_app.command("train-hc18")
+def train_hc18_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML Hc18Config (configs/cpu/hc18_head_ga.yaml)."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Dotted override key=value, repeatable."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+) -> None:
+    """Train the HC18 head segmenter, then build the GA estimator from it (= segment train-hc18 + ga build)."""
+    import tempfile
+
+    from sonoshift.config import load_config
+    from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
+    from sonoshift.judges.ga.hc18_report import build_estimator
+
+    cfg = load_config(Hc18Config, config, [*overrides, f"data_dir={data_root / 'hc18'}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        train_hc18_segmenter(cfg, Path(tmp) / "seg")
+        est = build_estimator(Path(tmp) / "seg", data_root / "hc18", out)
+    typer.echo(f"GA estimator written to {out}")
+    if est.segmenter.info["ga_estimator"]["validation"]:
+        _print_summary(est.segmenter.info["ga_estimator"]["validation"])
+
+
+@ga_app.command("evaluate-hc18")
+def evaluate_cmd(
+    estimator: Path = typer.Argument(..., help="GA estimator folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for per_image.csv, summary.csv, ga_error.csv."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+) -> None:
+    """HC error (mm) and GA error per trimester (days) on the estimator's held-out HC18 images."""
+    from sonoshift.judges.ga.estimator import load_ga_estimator
+    from sonoshift.judges.ga.hc18_report import evaluate_estimator
+
+    _print_summary(evaluate_estimator(load_ga_estimator(estimator), data_root / "hc18", out))
+
+
+@ga_app.command("predict")
+def predict_cmd(
+    estimator: Path = typer.Argument(..., help="GA estimator folder."),
+    images: list[Path] = typer.Argument(..., help="Head images (files or folders)."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write."),
+    pixel_size: float | None = typer.Option(None, help="mm per pixel for every image."),
+    pixel_csv: Path | None = typer.Option(None, help="CSV with columns filename, pixel_size_mm (per image)."),
+) -> None:
+    """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image as a CSV; needs each image's pixel size."""
+    import pandas as pd
+
+    from sonoshift.atomic import atomic_write_text
+    from sonoshift.io.images import read_gray
+    from sonoshift.judges.ga.estimator import load_ga_estimator, measure
+    from sonoshift.judges.plane.api import list_images
+
+    files = list_images(images)
+    sizes: dict[str, float] = {}
+    if pixel_csv is not None:
+        table = pd.read_csv(pixel_csv)
+        if not {"filename", "pixel_size_mm"} <= set(table.columns):
+            raise SonoshiftError(f"pixel size table {pixel_csv} needs the columns filename and pixel_size_mm.")
+        sizes = {str(k): float(v) for k, v in zip(table["filename"], table["pixel_size_mm"])}
+    px = [sizes.get(f.name, pixel_size) for f in files]
+    est = load_ga_estimator(estimator)
+    df = measure(est, [read_gray(f) for f in files], px, names=[str(f) for f in files])
+    atomic_write_text(out, df.to_csv(index=False))
+    missing = df[~df["head_found"]]
+    for n in missing["name"]:
+        typer.echo(f"warning: no head found in {n} (its row has status 'no head found')", err=True)
+    typer.echo(f"{len(df)} images measured ({len(missing)} without a head) -> {out}")
+
+
+
+
+@ga_app.command("train-regressor")
+def train_regressor_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Regressor folder to write."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML RegressorConfig."),
+    overrides: list[str] = typer.Option([], "--set", "-s", help="Dotted override key=value, repeatable."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+) -> None:
+    """Direct image -> GA regressor on HC18 (no pixel size needed): GA error per trimester, valid prediction rate."""
+    from sonoshift.config import load_config
+    from sonoshift.judges.ga.regressor import RegressorConfig, train_regressor
+
+    cfg = load_config(RegressorConfig, config, [*overrides, f"data_dir={data_root / 'hc18'}"])
+    s = train_regressor(cfg, out)
+    typer.echo(f"GA regressor written to {out}")
+    if s:
+        typer.echo(f"{s['images']} held-out HC18 images: valid prediction rate {100 * s['valid_prediction_rate']:.1f} %, "
+                   f"GA |error| {s['ga_abs_days_mean']:.1f} days")
+        for t in ("first", "second", "third"):
+            typer.echo(f"  {t:6s} trimester n={s[f'{t}_n']}: |error| {s[f'{t}_abs_days_mean']:.1f} +- "
+                       f"{s[f'{t}_abs_days_std']:.1f} days, valid {100 * s[f'{t}_valid_rate']:.0f} %")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ga`` sub-app to the main CLI."""
+    app.add_typer(ga_app, name="ga")

@@ -1,0 +1,114 @@
+"""The GA estimator: a head segmenter + the calibrated ellipse fit -> HC (mm) -> GA (Hadlock, INTERGROWTH-21st).
+
+Frames are resized to the segmenter's square size in one batch, head probabilities come from the network (the
+mean with its horizontally flipped twin when ``tta``), and each map gives one ellipse (head_fit.py) measured in
+the frame's native pixels; the pixel size (mm) turns it into an HC. The checkpoint is the segmenter's folder
+(``model.safetensors`` + ``segmenter.json``) whose ``info.ga_estimator`` holds the calibration.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
+from sonoshift.downstream.segmenter import Segmenter, load_segmenter
+from sonoshift.errors import SonoshiftError
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
+from sonoshift.judges.ga.head_fit import HeadFit, fit_head
+
+KEY = "ga_estimator"
+
+
+@dataclass(frozen=True)
+class GaEstimator:
+    """Segmenter, semi-axis offset (native pixels, calibrated on training masks) and flip test-time averaging."""
+
+    segmenter: Segmenter
+    offset_px: float = 0.0
+    tta: bool = True
+
+    @property
+    def head_class(self) -> int:
+        classes = self.segmenter.classes
+        for name in ("head", "fetal_head"):
+            if name in classes:
+                return classes.index(name)
+        return 1
+
+
+def load_ga_estimator(path: str | Path, device: str | torch.device | None = None) -> GaEstimator:
+    """A GA estimator folder (``sonoshift ga build``); a plain segmenter checkpoint is refused (not calibrated)."""
+    seg = load_segmenter(path, device)
+    meta = seg.info.get(KEY)
+    if not isinstance(meta, dict) or "offset_px" not in meta:
+        raise SonoshiftError(f"{path} is a segmenter without GA calibration; run `sonoshift ga build` on it first.")
+    return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)))
+
+
+def frames_to_batch(frames: Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """uint8 frames of any size -> (N, 1, size, size) float32 in [-1, 1] (INTER_AREA)."""
+    out = np.empty((len(frames), 1, size, size), np.float32)
+    for i, f in enumerate(frames):
+        out[i, 0] = cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(out).div_(127.5).sub_(1.0)
+
+
+@torch.inference_mode()
+def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """Head probability maps (N, S, S) float32 at the model size, one per uint8 frame."""
+    model = est.segmenter.model
+    dev = next(model.parameters()).device
+    model.eval()
+    x = frames_to_batch(frames, est.segmenter.image_size)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = x[i : i + batch_size].to(dev)
+        p = torch.softmax(model(xb).float(), 1)[:, est.head_class]
+        if est.tta:
+            p = 0.5 * (p + torch.softmax(model(xb.flip(-1)).float(), 1)[:, est.head_class].flip(-1))
+        out.append(p.cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0,) * 3, np.float32)
+
+
+def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> list[HeadFit]:
+    """One HeadFit per frame (native pixel coordinates)."""
+    probs = head_probabilities(est, frames, batch_size)
+    return [fit_head(p, np.asarray(f).shape) for p, f in zip(probs, frames)]
+
+
+def measure(
+    est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction, ellipse.
+
+    ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
+    the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""
+    names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
+    for n, px in zip(names, pixel_size_mm):
+        if px is None or not np.isfinite(px) or px <= 0:
+            raise SonoshiftError(f"{n} has no pixel size: HC in mm needs one (give --pixel-size MM or a CSV).")
+    recs = []
+    for n, fit, px in zip(names, fits_for(est, frames, batch_size), pixel_size_mm):
+        hc_px = fit.hc_px(est.offset_px)
+        hc_mm = hc_px * float(px)
+        e = fit.ellipse
+        recs.append({
+            "name": n, "status": "ok" if fit.found else "no head found", "head_found": fit.found,
+            "pixel_size_mm": float(px), "hc_px": hc_px, "hc_mm": hc_mm,
+            "ga_hadlock_weeks": hadlock_ga_from_hc(hc_mm) if fit.found else math.nan,
+            "ga_intergrowth_weeks": intergrowth_ga_weeks(hc_mm) if fit.found else math.nan,
+            "border_fraction": fit.border_fraction,
+            "cx": e.cx if e else math.nan, "cy": e.cy if e else math.nan,
+            "a_px": e.a + est.offset_px if e else math.nan, "b_px": e.b + est.offset_px if e else math.nan,
+            "angle": e.angle if e else math.nan,
+        })
+    return pd.DataFrame.from_records(recs)

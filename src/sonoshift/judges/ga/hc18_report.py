@@ -1,0 +1,126 @@
+"""Build a calibrated GA estimator from an HC18 head segmenter and report it on HC18's held-out subjects.
+
+Report (the HC18 paper's measures): absolute HC error in mm (mean, median, 95th percentile, std), the share of
+images with no head found, and GA error in days per trimester (mean +- std of the absolute difference, and the
+signed mean) for Hadlock and for INTERGROWTH-21st, each against the GA its own formula gives for the official HC
+(so on HC18 a GA error is an HC error in days). Trimesters by the reference Hadlock GA: first < 14 weeks,
+second 14-28, third >= 28.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sonoshift.atomic import atomic_dir, atomic_write_text
+from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
+from sonoshift.downstream.hc18 import load_hc18_table, split_subjects
+from sonoshift.io.images import read_gray
+from sonoshift.io.labels import read_labels
+from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segmenter
+from sonoshift.errors import SonoshiftError
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
+from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure
+from sonoshift.judges.ga.head_fit import calibrate_offset
+
+TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0))
+
+
+def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, held-out rows) of HC18 for this segmenter: its stored ``val_files``, else the seeded
+    subject split of its config."""
+    rows = load_hc18_table(data_dir)
+    val_files = seg.info.get("val_files")
+    if val_files:
+        is_val = rows["filename"].isin(set(val_files)).to_numpy()
+    else:
+        c = seg.config
+        is_val = split_subjects(rows["subject"], float(c.get("val_fraction", 0.2)), int(c.get("split_seed", 0)))
+    return rows[~is_val].reset_index(drop=True), rows[is_val].reset_index(drop=True)
+
+
+def build_estimator(segmenter: str | Path, data_dir: str | Path, out: str | Path, *, tta: bool = True) -> GaEstimator:
+    """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
+    and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``)."""
+    seg = load_segmenter(segmenter)
+    train, val = heldout_rows(seg, data_dir)
+    masks = [read_labels(p) > 127 for p in train["mask_path"]]
+    offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
+    est = GaEstimator(seg, offset, tta)
+    table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
+    info = dict(seg.info)
+    info[KEY] = {"offset_px": offset, "tta": tta, "calibrated_on": int(len(train)),
+                 "formulas": ["hadlock_1984", "intergrowth21_2016"],
+                 "validation": summarize(table) if len(table) else {}}
+    out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
+    save_segmenter(out_seg, out)
+    if len(table):
+        atomic_write_text(Path(out) / "hc18_validation.csv", table.to_csv(index=False))
+    return GaEstimator(out_seg, offset, tta)
+
+
+def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
+    """Per HC18 row: measured HC/GA next to the official HC and the GA each formula gives for it."""
+    frames = [read_gray(p) for p in rows["image_path"]]
+    m = measure(est, frames, list(rows["pixel_size_mm"]), batch_size, names=list(rows["filename"]))
+    m["hc_true_mm"] = rows["hc_mm"].to_numpy()
+    m["hc_abs_err_mm"] = (m["hc_mm"] - m["hc_true_mm"]).abs()
+    m["ga_true_hadlock_weeks"] = hadlock_ga_from_hc(m["hc_true_mm"].to_numpy())
+    m["ga_true_intergrowth_weeks"] = intergrowth_ga_weeks(m["hc_true_mm"].to_numpy())
+    m["ga_err_hadlock_days"] = (m["ga_hadlock_weeks"] - m["ga_true_hadlock_weeks"]) * 7
+    m["ga_err_intergrowth_days"] = (m["ga_intergrowth_weeks"] - m["ga_true_intergrowth_weeks"]) * 7
+    m["trimester"] = [next(n for n, lo, hi in TRIMESTERS if lo <= g < hi) for g in m["ga_true_hadlock_weeks"]]
+    return m
+
+
+def summarize(table: pd.DataFrame) -> dict:
+    """HC error (mm) statistics, no-head rate and GA error (days) per trimester and formula."""
+    found = table[table["head_found"]]
+    err = found["hc_abs_err_mm"]
+    out = {
+        "images": int(len(table)),
+        "no_head_found": int((~table["head_found"]).sum()),
+        "no_head_found_rate": float((~table["head_found"]).mean()),
+        "hc_abs_err_mm_mean": float(err.mean()),
+        "hc_abs_err_mm_median": float(err.median()),
+        "hc_abs_err_mm_p95": float(np.percentile(err, 95)) if len(err) else math.nan,
+        "hc_abs_err_mm_std": float(err.std(ddof=0)),
+        "hc_signed_err_mm_mean": float((found["hc_mm"] - found["hc_true_mm"]).mean()),
+    }
+    for formula in ("hadlock", "intergrowth"):
+        for name, _, _ in TRIMESTERS:
+            d = found.loc[found["trimester"] == name, f"ga_err_{formula}_days"]
+            out[f"ga_{formula}_{name}_n"] = int(len(d))
+            out[f"ga_{formula}_{name}_abs_days_mean"] = float(d.abs().mean()) if len(d) else math.nan
+            out[f"ga_{formula}_{name}_abs_days_std"] = float(d.abs().std(ddof=0)) if len(d) else math.nan
+            out[f"ga_{formula}_{name}_signed_days_mean"] = float(d.mean()) if len(d) else math.nan
+    return out
+
+
+def report_table(summary: dict) -> pd.DataFrame:
+    """GA error per formula and trimester as a small table (n, |error| mean +- std, signed mean; days)."""
+    recs = []
+    for formula in ("hadlock", "intergrowth"):
+        for name, _, _ in TRIMESTERS:
+            k = f"ga_{formula}_{name}"
+            recs.append({"formula": formula, "trimester": name, "n": summary[f"{k}_n"],
+                         "abs_days_mean": summary[f"{k}_abs_days_mean"], "abs_days_std": summary[f"{k}_abs_days_std"],
+                         "signed_days_mean": summary[f"{k}_signed_days_mean"]})
+    return pd.DataFrame(recs)
+
+
+def evaluate_estimator(est: GaEstimator, data_dir: str | Path, out: str | Path) -> dict:
+    """Evaluate on the estimator's held-out HC18 images; writes per_image.csv, summary.json-like CSV, GA table."""
+    _, val = heldout_rows(est.segmenter, data_dir)
+    if val.empty:
+        raise SonoshiftError("this estimator's segmenter has no held-out HC18 images to evaluate on.")
+    table = evaluate_rows(est, val)
+    s = summarize(table)
+    with atomic_dir(out) as tmp:
+        (tmp / "per_image.csv").write_text(table.to_csv(index=False), encoding="utf-8")
+        (tmp / "summary.csv").write_text(pd.DataFrame([s]).to_csv(index=False), encoding="utf-8")
+        (tmp / "ga_error.csv").write_text(report_table(s).to_csv(index=False), encoding="utf-8")
+    return s

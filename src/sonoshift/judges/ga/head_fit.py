@@ -1,0 +1,98 @@
+"""One ellipse per image from a head probability map at model resolution, measured at native resolution.
+
+The map's largest component above 0.5 is kept, its 0.5 iso-contour is traced with sub-pixel precision
+(marching squares), mapped to native pixel coordinates, points on the image border are dropped (a head cut by
+the border keeps only its true outline), and OpenCV's least-squares ellipse is fitted through the rest.
+Semi-axes then grow by ``offset_px`` native pixels: HC18's reference ellipse runs along the drawn outline, about
+one pixel inside the edge of the filled annotation mask, so the offset is calibrated on training masks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from skimage.measure import find_contours
+
+from sonoshift.biometry.ellipse import ellipse_perimeter
+from sonoshift.downstream.ellipse import EllipseFit
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    """An ellipse in native pixels (None when no head), the share of contour points dropped at the border."""
+
+    ellipse: EllipseFit | None
+    border_fraction: float = 0.0
+
+    @property
+    def found(self) -> bool:
+        return self.ellipse is not None
+
+    def hc_px(self, offset_px: float = 0.0) -> float:
+        """Perimeter in native pixels with semi-axes grown by ``offset_px`` (NaN when no head)."""
+        if self.ellipse is None:
+            return math.nan
+        return ellipse_perimeter(self.ellipse.a + offset_px, self.ellipse.b + offset_px)
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros(mask.shape, bool)
+    return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def fit_head(prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20) -> HeadFit:
+    """Fit the head ellipse from ``prob`` (S_h, S_w) float in [0, 1], a map of the whole image resized to the
+    model size, for an image of ``native_shape`` (H, W). Returns HeadFit (ellipse in native pixel coordinates,
+    pixel centres at integers)."""
+    sh, sw = prob.shape
+    comp = _largest(prob > 0.5)
+    if comp.sum() < min_area:
+        return HeadFit(None)
+    # keep only the chosen component (filled: holes where the brain is dark do not matter to the outline)
+    filled = np.zeros_like(comp, dtype=np.uint8)
+    cnts, _ = cv2.findContours(comp.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(filled, cnts, -1, 1, thickness=-1)
+    field = np.where(filled > 0, np.maximum(prob, 0.5 + 1e-3), np.minimum(prob, 0.5 - 1e-3))
+    field = np.where(cv2.dilate(filled, np.ones((3, 3), np.uint8)) > 0, field, 0.0)
+    padded = np.pad(field, 1, constant_values=0.0)
+    contours = find_contours(padded, 0.5)
+    if not contours:
+        return HeadFit(None)
+    c = max(contours, key=len) - 1.0  # (row, col) in model pixels, pixel centres at integers
+    h, w = native_shape
+    ys = (c[:, 0] + 0.5) * h / sh - 0.5
+    xs = (c[:, 1] + 0.5) * w / sw - 0.5
+    # points closer than one model pixel to the image border belong to the border, not to the head
+    mx, my = w / sw, h / sh
+    inside = (xs > mx * 0.5) & (xs < w - 1 - mx * 0.5) & (ys > my * 0.5) & (ys < h - 1 - my * 0.5)
+    border_fraction = float(1 - inside.mean())
+    pts = np.stack([xs[inside], ys[inside]], 1).astype(np.float32)
+    if len(pts) < 6:
+        return HeadFit(None, border_fraction)
+    (cx, cy), (d1, d2), angle = cv2.fitEllipse(pts)
+    if not (np.isfinite(d1) and np.isfinite(d2)) or min(d1, d2) <= 0:
+        return HeadFit(None, border_fraction)
+    ell = EllipseFit(cx=cx, cy=cy, a=max(d1, d2) / 2, b=min(d1, d2) / 2, angle=angle if d1 >= d2 else angle + 90)
+    return HeadFit(ell, border_fraction)
+
+
+def calibrate_offset(masks: list[np.ndarray], hc_px_true: list[float]) -> float:
+    """The semi-axis offset (native pixels) that makes ellipses fitted to reference masks match the reference
+    perimeters: the median over images of the offset solving perimeter(a + d, b + d) = reference (exact for a
+    circle: d = reference / (2 pi) - r)."""
+    ds = []
+    for m, ref in zip(masks, hc_px_true):
+        fit = fit_head(m.astype(np.float32), m.shape)
+        if fit.ellipse is None:
+            continue
+        base = fit.hc_px(0.0)
+        # perimeter grows by ~2 pi per pixel of both semi-axes: one Newton step is exact to 1e-6 here
+        d = (ref - base) / (2 * math.pi)
+        d += (ref - fit.hc_px(d)) / (2 * math.pi)
+        ds.append(d)
+    return float(np.median(ds)) if ds else 0.0

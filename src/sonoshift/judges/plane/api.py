@@ -1,0 +1,128 @@
+"""The plane classifier's stages as plain functions: train on a prepared dataset, evaluate a split (optionally
+after harmonizing the frames with a translator), predict loose image files into a CSV."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sonoshift.atomic import atomic_write_text
+from sonoshift.errors import SonoshiftError
+from sonoshift.judges.plane.checkpoint import PlaneClassifier, config_dict, load_classifier, save_classifier
+from sonoshift.judges.plane.data import Samples, encode, load_samples, resolve_classes, to_input
+from sonoshift.judges.plane.evaluate import classify_samples, write_evaluation
+from sonoshift.judges.plane.train import ClassifierConfig, predict_proba, train_classifier
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def fit(
+    train: Samples, val: Samples, cfg: ClassifierConfig, *, data_info: dict | None = None, progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> PlaneClassifier:
+    """Train on ``train`` (labels outside ``cfg.classes`` dropped when classes are given), early-stop on ``val``."""
+    classes = resolve_classes(train.labels, cfg.classes)
+    train = train.subset([l in classes for l in train.labels])
+    val = val.subset([l in classes for l in val.labels])
+    x, y = to_input(train.frames).to(device), encode(train.labels, classes)
+    xv, yv = to_input(val.frames).to(device), encode(val.labels, classes)
+    model, info = train_classifier(x, y, classes, cfg, xv, yv, progress=progress)
+    info["data"] = {**(data_info or {}), "train_domains": sorted(set(train.domains)),
+                    "train_patients": len(set(train.patients)), "val_frames": len(val)}
+    return PlaneClassifier(model=model.cpu(), classes=classes, image_size=cfg.image_size, label=cfg.label,
+                           config=config_dict(cfg), info=info)
+
+
+def train_on_dataset(
+    dataset: str | Path, out: str | Path, cfg: ClassifierConfig, *, progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> PlaneClassifier:
+    """Train on the prepared dataset's train split, early-stop on its val split, write the checkpoint to ``out``."""
+    doms = cfg.domains or None
+    train = load_samples(dataset, ["train"], cfg.image_size, label=cfg.label, domains=doms)
+    val = load_samples(dataset, ["val"], cfg.image_size, label=cfg.label, domains=doms)
+    if len(train) == 0:
+        raise SonoshiftError(f"prepared dataset {dataset} has no training frame with a {cfg.label!r} label.")
+    clf = fit(train, val, cfg, data_info={"dataset": str(Path(dataset).resolve()), "splits": "train / val"},
+              progress=progress, device=device)
+    save_classifier(clf, out)
+    return clf
+
+
+def harmonize_samples(samples: Samples, translator: str | Path, device: str | torch.device = "cpu") -> Samples:
+    """The same samples with every frame translated by the translator checkpoint/run at ``translator``
+    (frames stay at their size; pixels that were 0 outside the field of view stay 0)."""
+    from sonoshift.methods import load_translator
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
+
+    model = load_translator(translator, device=torch.device(device))
+    out = to_uint8(run_translator(model, to_signed(samples.frames), device=torch.device(device)))
+    out = np.where(samples.frames > 0, out, 0).astype(np.uint8)
+    return samples.with_frames(out)
+
+
+def evaluate_on_dataset(
+    classifier: str | Path | PlaneClassifier, dataset: str | Path, out: str | Path, *, split: str = "test",
+    translator: str | Path | None = None, drop_unknown: bool = False,
+) -> pd.DataFrame:
+    """Score the classifier on one split of a prepared dataset (raw, or harmonized by ``translator``); writes
+    predictions.csv, summary.csv (per domain + ``all``) and confusion.png into ``out``; returns the summary."""
+    clf = classifier if isinstance(classifier, PlaneClassifier) else load_classifier(classifier)
+    samples = load_samples(dataset, [split], clf.image_size, label=clf.label)
+    if drop_unknown:
+        samples = samples.subset([l in clf.classes for l in samples.labels])
+    if len(samples) == 0:
+        raise SonoshiftError(f"split {split!r} of {dataset} has no frame with a {clf.label!r} label to score.")
+    if translator is not None:
+        samples = harmonize_samples(samples, translator)
+    table = classify_samples(clf, samples)
+    title = f"{Path(dataset).name} {split}" + (f" harmonized by {Path(translator).name}" if translator else "")
+    return write_evaluation(table, clf.classes, out, title)
+
+
+def list_images(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files given directly or found (sorted, not recursive) in the given folders."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise SonoshiftError(f"input {p} does not exist.")
+    if not files:
+        raise SonoshiftError("no image files were found in the given paths.")
+    return files
+
+
+def prepare_like_training(frame: np.ndarray, size: int, crop: bool, name: str) -> np.ndarray:
+    """A loose frame in the training geometry: field-of-view crop (as `prepare` does) and pad-resize to size."""
+    from sonoshift.data.crop import find_fov
+    from sonoshift.data.resize import ResizeConfig, crop_resize_stack, resize_stack
+
+    cfg = ResizeConfig(size=size)
+    if not crop:
+        return resize_stack(frame[None], cfg)[0]
+    return crop_resize_stack(frame[None], find_fov(frame[None], name=name), cfg)[0][0]
+
+
+def predict_files(
+    classifier: str | Path, inputs: Sequence[str | Path], out_csv: str | Path, *, crop: bool = True,
+) -> pd.DataFrame:
+    """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image."""
+    from sonoshift.io.images import read_gray
+
+    clf = load_classifier(classifier)
+    files = list_images(inputs)
+    frames = np.stack([prepare_like_training(read_gray(f), clf.image_size, crop, str(f)) for f in files])
+    probs = predict_proba(clf.model, to_input(frames))
+    df = pd.DataFrame({"path": [str(f) for f in files],
+                       "pred": [clf.classes[i] for i in probs.argmax(1)], "confidence": probs.max(1)})
+    for i, c in enumerate(clf.classes):
+        df[f"p_{c}"] = probs[:, i]
+    atomic_write_text(out_csv, df.to_csv(index=False))
+    return df

@@ -1,0 +1,73 @@
+"""The Spain -> Africa protocol: a plane classifier trained on FETAL_PLANES_DB labels only (the four planes the
+African set shares), tested on the African *test* part (african.py), raw and optionally after harmonizing the
+test frames with a translator. Nothing African is used for training, tuning or model selection here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from sonoshift.atomic import atomic_write_text
+from sonoshift.config import Validated
+from sonoshift.errors import SonoshiftError
+from sonoshift.judges.plane.african import in_part
+from sonoshift.judges.plane.api import fit, harmonize_samples
+from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier, save_classifier
+from sonoshift.judges.plane.data import load_samples
+from sonoshift.judges.plane.evaluate import classify_samples, write_evaluation
+from sonoshift.judges.plane.train import ClassifierConfig
+
+SHARED_PLANES = ("Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax")
+
+
+@dataclass(frozen=True)
+class CrossDomainConfig(Validated):
+    """Source = prepared FETAL_PLANES_DB (train split trains, val split early-stops); target = prepared African
+    planes, scored on the test part only. ``classifier.classes`` defaults to the four shared planes."""
+
+    classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(classes=SHARED_PLANES))
+
+
+def spain_to_africa(
+    source: str | Path, target: str | Path, out: str | Path, cfg: CrossDomainConfig = CrossDomainConfig(), *,
+    translator: str | Path | None = None, classifier: str | Path | None = None, progress: bool = True,
+    african: dict | None = None,
+) -> pd.DataFrame:
+    """Train (or load ``classifier``) on ``source``, score the African test part raw (and harmonized).
+
+    Writes ``out/classifier`` (when trained), ``out/raw/`` and ``out/harmonized/`` (predictions, summary per
+    centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n, accuracy, macro-F1, ECE).
+    ``african``: the adaptation/test rule (default: the project's written ``african_split.json``)."""
+    out = Path(out)
+    ccfg = cfg.classifier
+    if classifier is not None:
+        clf: PlaneClassifier = load_classifier(classifier)
+    else:
+        train = load_samples(source, ["train"], ccfg.image_size, label=ccfg.label)
+        val = load_samples(source, ["val"], ccfg.image_size, label=ccfg.label)
+        if len(train) == 0:
+            raise SonoshiftError(f"source dataset {source} has no labelled training frame.")
+        clf = fit(train, val, ccfg, data_info={"dataset": str(Path(source).resolve()), "protocol": "spain_to_africa"},
+                  progress=progress)
+        save_classifier(clf, out / "classifier")
+    every = load_samples(target, ["train", "val", "test"], clf.image_size, label=clf.label)
+    test = every.subset(in_part(every.patients, "test", african))
+    test = test.subset([l in clf.classes for l in test.labels])
+    if len(test) == 0:
+        raise SonoshiftError(f"target dataset {target} holds no African test-part frame of the classes {clf.classes}.")
+    variants = {"raw": test}
+    if translator is not None:
+        variants["harmonized"] = harmonize_samples(test, translator)
+    rows = []
+    for name, s in variants.items():
+        summ = write_evaluation(classify_samples(clf, s), clf.classes, out / name, f"Spain -> Africa test, {name}")
+        rows.append(summ.assign(variant=name))
+    table = pd.concat(rows, ignore_index=True)
+    table = table[["variant", "domain", *[c for c in table.columns if c not in ("variant", "domain")]]]
+    atomic_write_text(out / "cross_domain.csv", table.to_csv(index=False))
+    return table
+
+
+__all__ = ["SHARED_PLANES", "CrossDomainConfig", "spain_to_africa"]

@@ -1,0 +1,64 @@
+"""Head ellipse fit from probability maps: exact perimeters on drawn ellipses, border-cut heads, calibration."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from sonoshift.biometry.ellipse import ellipse_perimeter
+from sonoshift.judges.ga.head_fit import calibrate_offset, fit_head
+
+
+def drawn(shape, cx, cy, a, b, angle, upsample=8):
+    """Anti-aliased filled ellipse as a float map in [0, 1] (area coverage per pixel) at ``shape``."""
+    h, w = shape
+    big = np.zeros((h * upsample, w * upsample), np.uint8)
+    s = upsample
+    # native pixel i covers big pixels [i s, (i + 1) s): native coordinate c is big coordinate c s + (s - 1) / 2
+    box = ((cx * s + (s - 1) / 2, cy * s + (s - 1) / 2), (2 * a * s, 2 * b * s), angle)
+    cv2.ellipse(big, box, 255, -1)
+    return cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 75.0])
+def test_fit_recovers_perimeter_at_native_size(angle):
+    prob = drawn((200, 260), 130.3, 95.7, 80.0, 60.0, angle)
+    fit = fit_head(prob, prob.shape)
+    assert fit.found
+    assert fit.hc_px() == pytest.approx(ellipse_perimeter(80, 60), rel=0.003)
+    assert (fit.ellipse.cx, fit.ellipse.cy) == pytest.approx((130.3, 95.7), abs=0.3)
+
+
+def test_fit_from_model_size_map_measures_native_pixels():
+    # a 540x800 frame seen through a 128x128 map (stretched), as the estimator does
+    native = drawn((540, 800), 400.0, 270.0, 250.0, 180.0, 20.0, upsample=2)
+    small = cv2.resize(native, (128, 128), interpolation=cv2.INTER_AREA)
+    fit = fit_head(small, native.shape)
+    assert fit.hc_px() == pytest.approx(ellipse_perimeter(250, 180), rel=0.005)
+
+
+def test_head_cut_by_the_border_keeps_its_true_ellipse():
+    prob = drawn((200, 200), 100.0, 40.0, 90.0, 70.0, 0.0)  # top ~30 px of the head lie outside the image
+    fit = fit_head(prob, prob.shape)
+    assert fit.border_fraction > 0.05
+    assert fit.hc_px() == pytest.approx(ellipse_perimeter(90, 70), rel=0.01)
+
+
+def test_largest_component_only_and_empty_maps():
+    prob = drawn((200, 200), 100.0, 100.0, 60.0, 50.0, 0.0)
+    prob[5:15, 5:15] = 1.0  # a small bright blob elsewhere
+    assert fit_head(prob, prob.shape).hc_px() == pytest.approx(ellipse_perimeter(60, 50), rel=0.005)
+    assert not fit_head(np.zeros((64, 64), np.float32), (64, 64)).found
+    assert math.isnan(fit_head(np.zeros((64, 64), np.float32), (64, 64)).hc_px())
+
+
+def test_offset_calibration_recovers_a_known_outline_offset():
+    # references are the perimeters of ellipses 1.5 px smaller than the drawn masks
+    masks, refs = [], []
+    for a, b in [(60, 45), (80, 70), (50, 30)]:
+        masks.append(drawn((200, 200), 100.0, 100.0, a, b, 10.0) > 0.5)
+        refs.append(ellipse_perimeter(a - 1.5, b - 1.5))
+    assert calibrate_offset(masks, refs) == pytest.approx(-1.5, abs=0.1)

@@ -1,0 +1,238 @@
+"""Plane classifier: augmentation, training with early stopping, checkpoints, evaluation, predict CSV, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from plane_data import CLASSES, make_prepared
+from sonoshift.cli.main import app
+from sonoshift.config import from_dict
+from sonoshift.engine.checkpoint import read_model
+from sonoshift.errors import SonoshiftError
+from sonoshift.judges.plane.api import evaluate_on_dataset, predict_files, train_on_dataset
+from sonoshift.judges.plane.augment import AugmentConfig, augment
+from sonoshift.judges.plane.checkpoint import load_classifier
+from sonoshift.judges.plane.cv import patient_folds
+from sonoshift.judges.plane.data import encode, load_samples, resolve_classes, to_input
+from sonoshift.judges.plane.net import NetConfig, PlaneNet
+from sonoshift.judges.plane.train import ClassifierConfig, TrainConfig, predict_proba
+
+TINY = ClassifierConfig(
+    image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
+    train=TrainConfig(steps=120, batch_size=12, lr=3e-3, eval_every=20, patience=3, seed=0),
+    augment=AugmentConfig(enabled=False),
+)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("planes"))
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clf") / "clf"
+    clf = train_on_dataset(prepared, out, TINY, progress=False)
+    return clf, out
+
+
+def test_augment_disabled_is_identity_and_enabled_is_seeded():
+    x = torch.rand(4, 1, 16, 16) * 2 - 1
+    assert torch.equal(augment(x, AugmentConfig(enabled=False), torch.Generator().manual_seed(0)), x)
+    a = augment(x, AugmentConfig(), torch.Generator().manual_seed(3))
+    b = augment(x, AugmentConfig(), torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    assert a.min() >= -1 and a.max() <= 1
+
+
+def test_augment_flip_only_flips():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4) / 8 - 1
+    cfg = AugmentConfig(rotate_deg=0, scale=0, translate=0, gamma=0, speckle=0)
+    outs = {tuple(augment(x, cfg, torch.Generator().manual_seed(s)).flatten().tolist()) for s in range(20)}
+    assert outs == {tuple(x.flatten().tolist()), tuple(x.flip(-1).flatten().tolist())}
+
+
+def test_net_features_are_penultimate():
+    net = PlaneNet(3, NetConfig(stem=4, widths=(8, 8), dropout=0.0)).eval()
+    x = torch.randn(2, 1, 32, 32)
+    assert torch.allclose(net.head(net.features(x)), net(x))
+    assert net.features(x).shape == (2, 8)
+
+
+def test_unknown_class_names_are_clear_errors():
+    with pytest.raises(SonoshiftError, match="unknown class name 'heart'"):
+        resolve_classes(["ring", "bars"], ["ring", "heart"])
+    with pytest.raises(SonoshiftError, match="unknown class name 'heart'"):
+        encode(["ring", "heart"], ("ring", "bars"))
+    assert encode(["ring", "heart"], ("ring", "bars"), strict=False).tolist() == [0, -1]
+
+
+def test_load_samples_reads_labels_domains_patients(prepared):
+    s = load_samples(prepared, ["train"], 16)
+    assert s.frames.shape == (2 * 6 * 3, 16, 16) and s.frames.dtype == np.uint8
+    assert set(s.labels) == set(CLASSES) and set(s.domains) == {"A", "B"}
+    assert len(set(s.patients)) == 12
+
+
+def test_training_learns_and_checkpoint_describes_itself(trained, prepared):
+    clf, out = trained
+    assert clf.classes == CLASSES
+    assert clf.info["validation"]["macro_f1"] >= 0.8  # 3 separable shapes: chance is 1/3
+    ckpt = read_model(out)
+    assert ckpt.method == "plane_classifier"
+    st = ckpt.state
+    assert st["classes"] == list(CLASSES) and st["image_size"] == 32 and st["input_range"] == [-1.0, 1.0]
+    assert st["info"]["validation"]["macro_f1"] == clf.info["validation"]["macro_f1"]
+    assert from_dict(ClassifierConfig, st["config"]) == TINY
+    assert json.loads((out / "classifier.json").read_text())["classes"] == list(CLASSES)
+    # the stored weights are the best validation step, and load back to the same predictions
+    back = load_classifier(out)
+    x = to_input(load_samples(prepared, ["test"], 32).frames)
+    np.testing.assert_allclose(predict_proba(back.model, x), predict_proba(clf.model, x), atol=1e-6)
+
+
+def test_training_is_reproducible(prepared, trained):
+    from sonoshift.judges.plane.api import fit
+
+    tr = load_samples(prepared, ["train"], 32)
+    va = load_samples(prepared, ["val"], 32)
+    cfg = ClassifierConfig(image_size=32, net=TINY.net, augment=AugmentConfig(),
+                           train=TrainConfig(steps=6, batch_size=8, eval_every=3, seed=5))
+    a, b = fit(tr, va, cfg, progress=False), fit(tr, va, cfg, progress=False)
+    for (k, va_), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(va_, vb), k
+
+
+def test_early_stopping_stops_before_the_step_budget(prepared, tmp_path):
+    cfg = ClassifierConfig(image_size=32, net=TINY.net, augment=AugmentConfig(enabled=False),
+                           train=TrainConfig(steps=2000, batch_size=12, lr=3e-3, eval_every=10, patience=2))
+    clf = train_on_dataset(prepared, tmp_path / "c", cfg, progress=False)
+    assert clf.info["steps_run"] < 2000
+    hist = clf.info["history"]
+    best = max(h["val_macro_f1"] for h in hist)
+    assert clf.info["validation"]["macro_f1"] == pytest.approx(best)
+    # stopped exactly `patience` evaluations after the first best one
+    first_best = next(i for i, h in enumerate(hist) if h["val_macro_f1"] == best)
+    assert len(hist) == first_best + 1 + 2
+
+
+def test_evaluate_per_domain_and_confusion_png(trained, prepared, tmp_path):
+    clf, out = trained
+    summary = evaluate_on_dataset(out, prepared, tmp_path / "ev")
+    assert list(summary["domain"]) == ["A", "B", "all"]
+    pred = pd.read_csv(tmp_path / "ev" / "predictions.csv")
+    assert len(pred) == 2 * 2 * 3
+    # the "all" row is the pooled accuracy, computed here independently from the predictions
+    assert summary.iloc[-1]["accuracy"] == pytest.approx((pred["label"] == pred["pred"]).mean())
+    a = pred[pred["domain"] == "A"]
+    assert summary.iloc[0]["accuracy"] == pytest.approx((a["label"] == a["pred"]).mean())
+    for c in CLASSES:
+        rows = pred[pred["label"] == c]
+        assert summary.iloc[-1][f"recall_{c}"] == pytest.approx((rows["pred"] == c).mean())
+    png = Image.open(tmp_path / "ev" / "confusion.png")
+    assert png.size[0] > 100
+
+
+def test_evaluate_rejects_unknown_labels(trained, tmp_path):
+    clf, out = trained
+    other = make_prepared(tmp_path / "d")
+    man = other / "manifest_test.csv"
+    man.write_text(man.read_text().replace(",ring", ",heart"))
+    with pytest.raises(SonoshiftError, match="unknown class name 'heart'"):
+        evaluate_on_dataset(out, other, tmp_path / "ev")
+    summary = evaluate_on_dataset(out, other, tmp_path / "ev2", drop_unknown=True)
+    assert summary.iloc[-1]["n"] == 2 * 2 * 2
+
+
+def test_predict_writes_csv_for_files_and_folders(trained, prepared, tmp_path):
+    clf, out = trained
+    folder = prepared / "frames" / "A" / "A08"
+    files = sorted(folder.glob("*/00000.png"))
+    flat = tmp_path / "imgs"
+    flat.mkdir()
+    for f in files:
+        (flat / f"{f.parent.name}.png").write_bytes(f.read_bytes())
+    df = predict_files(out, [flat, files[0]], tmp_path / "p.csv", crop=False)
+    assert len(df) == len(files) + 1
+    back = pd.read_csv(tmp_path / "p.csv")
+    np.testing.assert_allclose(back[[f"p_{c}" for c in CLASSES]].sum(1), 1.0, atol=1e-6)
+    assert (back["pred"].isin(CLASSES)).all()
+
+
+def test_patient_folds_keep_patients_together():
+    doms = ["A"] * 6 + ["B"] * 4
+    pats = ["1", "1", "2", "3", "4", "5", "1", "2", "3", "3"]
+    f = patient_folds(doms, pats, 3, seed=0)
+    assert f[0] == f[1] and f[8] == f[9]
+    assert sorted(set(f[:6].tolist())) == [0, 1, 2]  # 5 patients dealt over 3 folds
+    assert patient_folds(doms, pats, 3, seed=0).tolist() == f.tolist()
+
+
+def test_cli_train_evaluate_predict(prepared, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "c"
+    sets = ["--set", "image_size=32", "--set", "net.stem=8", "--set", "net.widths=[16, 32]",
+            "--set", "train.steps=10", "--set", "train.eval_every=5", "--set", "augment.enabled=false"]
+    r = runner.invoke(app, ["classify", "train", str(prepared), "-o", str(out), *sets])
+    assert r.exit_code == 0, r.output
+    assert "validation: accuracy" in r.output
+    r = runner.invoke(app, ["classify", "evaluate", str(out), str(prepared), "-o", str(tmp_path / "e")])
+    assert r.exit_code == 0, r.output and "all" in r.output
+    r = runner.invoke(app, ["classify", "train", str(prepared), "-o", str(tmp_path / "x"), *sets,
+                            "--set", "classes=[ring, heart]"])
+    assert r.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+def test_cross_domain_scores_only_the_test_part(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.cross_domain import spain_to_africa
+
+    clf, out = trained
+    target = make_prepared(tmp_path / "target", seed=1)
+    rule = {"A": {"adaptation": ["A00", "A01"], "test": ["A02", "A03"]},
+            "B": {"adaptation": ["B00"], "test": ["B09"]}, "seed": 0}
+    table = spain_to_africa(prepared, target, tmp_path / "x", classifier=out, african=rule)
+    assert list(table["variant"].unique()) == ["raw"]
+    pred = pd.read_csv(tmp_path / "x" / "raw" / "predictions.csv", dtype={"patient_id": str})
+    assert sorted(pred["patient_id"].unique()) == ["A02", "A03", "B09"]
+    assert table[table["domain"] == "all"]["n"].item() == 3 * 3
+
+
+def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
+    from sonoshift.config import load_config, to_dict
+    from sonoshift.data.datasets import UnpairedDataset
+    from sonoshift.engine.loop import train
+    from sonoshift.judges.plane.api import harmonize_samples
+    from sonoshift.judges.plane.cross_domain import spain_to_africa
+    from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
+
+    data = tmp_path / "cg"
+    (data / "cache" / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for d in ("a", "b"):
+        np.save(data / f"cache/train/{d}.npy", rng.integers(0, 256, (4, 32, 32), dtype=np.uint8))
+    (data / "dataset.json").write_text("{}")
+    cfg = load_config(CycleGANConfig, None, ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "train.batch_size=2",
+                                             "train.max_steps=2", "train.device=cpu", "train.tensorboard=false",
+                                             "train.image_every=0"])
+    train(CycleGAN(cfg, torch.device("cpu"), (32, 32)), UnpairedDataset(data, "train", "a", "b"), cfg.train,
+          tmp_path / "run", full_config=to_dict(cfg), progress=False)
+
+    s = load_samples(prepared, ["test"], 32)
+    s = s.with_frames(np.where(np.arange(32)[None, None, :] < 3, 0, s.frames).astype(np.uint8))  # a black margin
+    h = harmonize_samples(s, tmp_path / "run")
+    assert h.frames.shape == s.frames.shape and not np.array_equal(h.frames, s.frames)
+    assert (h.frames[:, :, :3] == 0).all() and h.labels == s.labels
+
+    clf, out = trained
+    rule = {"A": {"adaptation": [], "test": ["A08", "A09"]}, "B": {"adaptation": [], "test": ["B08"]}, "seed": 0}
+    table = spain_to_africa(prepared, prepared, tmp_path / "x", classifier=out, african=rule,
+                            translator=tmp_path / "run")
+    assert list(table["variant"].unique()) == ["raw", "harmonized"]
+    assert (tmp_path / "x" / "harmonized" / "confusion.png").is_file()
