@@ -1,0 +1,94 @@
+"""`sonoshift train synth`, `sonoshift synthesize` and `sonoshift evaluate-synth`: conditional diffusion synthesis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from sonoshift.cli.train import config_name, report, train_app
+
+
+@train_app.command("synth")
+def synth_cmd(
+    overrides: list[str] = typer.Argument(None, help="key=value config overrides, e.g. train.max_steps=500."),
+    data: list[Path] = typer.Option(..., "--data", "-d", help="Prepared dataset folder; repeat to combine sets."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, logs, TensorBoard)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config, e.g. configs/cpu/synth.yaml."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the latest checkpoint in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train the conditional diffusion synthesizer (plane, GA, scanner; classifier-free guidance)."""
+    from sonoshift.config import load_config
+    from sonoshift.synth.config import SynthConfig
+    from sonoshift.synth.train import train_synth
+
+    cfg = load_config(SynthConfig, config, overrides or [])
+    report(train_synth(list(data), cfg, out, resume=resume, progress=not quiet, config_name=config_name(config)), out)
+
+
+def synthesize_cmd(
+    model: Path = typer.Option(..., "--model", "-m", help="Synthesizer run folder (sonoshift train synth)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (prepared-dataset layout; replaced atomically)."),
+    plane: str = typer.Option("all", "--plane", help="Plane name, comma-separated names, 'all', or '' (unknown)."),
+    ga: str = typer.Option("", "--ga", help="GA in weeks (24) or a range lo:hi (20:32, evenly spaced); '' unknown."),
+    n: int = typer.Option(16, "--n", help="Number of images."),
+    scanner: str = typer.Option("", "--scanner", help="Scanner (a training domain, e.g. handheld); '' unknown."),
+    guidance: float | None = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = none)."),
+    steps: int | None = typer.Option(None, "--steps", help="Sampling steps (default: the model's config)."),
+    sampler: str | None = typer.Option(None, "--sampler", help="dpmpp | ddim | unipc | ddpm."),
+    seed: int = typer.Option(0, "--seed", help="Image i uses a generator seeded seed + i."),
+    split: str = typer.Option("train", "--split", help="Manifest the images go to (train | val | test)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per sampling batch."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:1 | mps | auto."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = default)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Generate fetal ultrasound frames by plane, GA and scanner into a prepared-dataset folder + contact sheet."""
+    import torch
+
+    from sonoshift.engine.device import select_device
+    from sonoshift.synth.pipeline import load_synthesizer
+    from sonoshift.synth.write import SynthesisRequest, synthesize
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    pipe = load_synthesizer(model, select_device(device))
+    req = SynthesisRequest(plane=plane, ga=ga, n=n, scanner=scanner, guidance=guidance, steps=steps,
+                           sampler=sampler, seed=seed, split=split, batch_size=batch_size)
+    path = synthesize(pipe, out, req, progress=not quiet)
+    typer.echo(f"wrote {n} synthetic frames to {path} (manifest_{split}.csv, contact_sheet.png)")
+
+
+def evaluate_synth_cmd(
+    synthetic: Path = typer.Argument(..., help="Folder written by `sonoshift synthesize`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (metrics.json/csv, summary.md, PNGs)."),
+    real: list[Path] = typer.Option(None, "--real", help="Real prepared dataset(s); default: the training data."),
+    judges: Path | None = typer.Option(None, "--judges", help="Judges folder from an earlier evaluate-synth."),
+    judge_steps: int = typer.Option(800, "--judge-steps", help="Training steps of the judges trained here."),
+    cas_steps: int = typer.Option(400, "--cas-steps", help="Training steps of the synthetic-only classifier."),
+    lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with AlexNet + LPIPS heads."),
+    seed: int = typer.Option(0, "--seed", help="Seed of judges, bootstrap and planted copies."),
+    threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = default)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Score synthetic frames: FID/KID, perceptual distances, diversity, near-copies, plane and GA fidelity."""
+    import torch
+
+    from sonoshift.synth.evaluation.evaluate import EvalSynthConfig, evaluate_synth
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    cfg = EvalSynthConfig(judge_steps=judge_steps, cas_steps=cas_steps, seed=seed,
+                          lpips_weights=str(lpips_weights) if lpips_weights else None)
+    res = evaluate_synth(synthetic, out, real=[str(r) for r in real] if real else None,
+                         judges_dir=str(judges) if judges else None, cfg=cfg, progress=not quiet)
+    from sonoshift.synth.evaluation.evaluate import summary_markdown
+
+    typer.echo(summary_markdown(res))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `synthesize` and `evaluate-synth` (`train synth` hangs on the train sub-app)."""
+    app.command("synthesize")(synthesize_cmd)
+    app.command("evaluate-synth")(evaluate_synth_cmd)

@@ -1,0 +1,103 @@
+"""The synthesizer's configuration (YAML: configs/cpu/synth.yaml, configs/gpu/synth_128.yaml, synth_256.yaml).
+
+Frozen dataclasses read by ``sonoshift.config.load_config``; ``train:`` is the shared engine's TrainConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sonoshift.engine.loop import TrainConfig
+
+# Plane names of the simulator and the public sets mapped to one vocabulary (FETAL_PLANES_DB "Fetal brain",
+# African "brain" and the simulator's "head" are the same trans-thalamic-like head plane).
+DEFAULT_PLANE_ALIASES: dict[str, str] = {
+    "head": "brain",
+    "Fetal brain": "brain",
+    "Fetal abdomen": "abdomen",
+    "Fetal femur": "femur",
+    "Fetal thorax": "thorax",
+    "Maternal cervix": "cervix",
+    "Other": "other",
+}
+
+
+@dataclass(frozen=True)
+class SynthData:
+    """Which frames train the synthesizer.
+
+    paths: prepared datasets (set by ``--data``; several are combined). split: the split read from each.
+    size: frames are resized to size x size (bilinear). plane_aliases: raw plane label -> vocabulary name.
+    fill_plane: dataset name (``dataset.json`` spec name, else the folder name) -> plane given to its frames
+    that have none (HC18 holds head images only). planes / scanners: the vocabularies; empty = every value seen
+    in the data (sorted). A frame whose plane is outside ``planes`` gets the null token. balance_planes: every
+    plane is drawn equally often (the simulator's sweeps are ~90% "other" frames).
+    """
+
+    paths: tuple[str, ...] = ()
+    split: str = "train"
+    size: int = 64
+    plane_aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PLANE_ALIASES))
+    fill_plane: dict[str, str] = field(default_factory=lambda: {"hc18": "brain"})
+    planes: tuple[str, ...] = ()
+    scanners: tuple[str, ...] = ()
+    balance_planes: bool = True
+
+
+@dataclass(frozen=True)
+class SynthModel:
+    """The denoiser: a one-channel diffusers UNet2DModel in pixel space. ``attention``: per resolution level, whether its blocks carry self-attention. ``ga_scale``
+    multiplies GA in weeks before its sinusoidal embedding (10: 0.1-week steps are like one diffusion step).
+    ``patch``: the U-Net sees ``patch`` x ``patch`` pixel blocks as channels (pixel unshuffle; 2 makes a 64 px
+    model run at 32 x 32 with 4 channels, about 4x cheaper on a CPU; 1 = plain pixels)."""
+
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
+    layers_per_block: int = 1
+    attention: tuple[bool, ...] = (False, False, True, True)
+    patch: int = 1
+    attention_head_dim: int = 32
+    norm_num_groups: int = 8
+    dropout: float = 0.0
+    ga_scale: float = 10.0
+
+
+@dataclass(frozen=True)
+class SynthDiffusion:
+    """Training noise schedule (DDPM) and the default sampler.
+
+    prediction: what the network predicts ("epsilon" or "v_prediction"); beta_schedule: diffusers name.
+    sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults.
+    """
+
+    num_train_timesteps: int = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    prediction: Literal["epsilon", "v_prediction"] = "epsilon"
+    sampler: Literal["dpmpp", "ddim", "unipc", "ddpm"] = "dpmpp"
+    steps: int = 20
+    guidance: float = 2.0
+
+
+@dataclass(frozen=True)
+class SynthCondition:
+    """Condition dropout for classifier-free guidance: all conditions are replaced by their null tokens with
+    probability ``drop_all``; otherwise each one independently with ``drop_each`` (so partial conditions,
+    e.g. plane without GA, are learned too)."""
+
+    drop_all: float = 0.1
+    drop_each: float = 0.1
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The full synthesizer run configuration."""
+
+    name: str = "synth"
+    data: SynthData = field(default_factory=SynthData)
+    model: SynthModel = field(default_factory=SynthModel)
+    diffusion: SynthDiffusion = field(default_factory=SynthDiffusion)
+    condition: SynthCondition = field(default_factory=SynthCondition)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+__all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthModel"]

@@ -1,0 +1,136 @@
+"""The synthesizer as an engine method (docs/engine.md §1): one denoiser, one Adam, an EMA, one DDPM loss.
+
+A step: draw t uniformly on the 1000-step grid and Gaussian noise from the method's own generator, noise the
+image with the DDPM forward process, drop conditions for classifier-free guidance, and regress
+the noise (or v) with MSE. Randomness comes only from ``self.gen`` (seeded by seed + 3000 + rank, saved in every
+checkpoint), so resume is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sonoshift.engine.ema import EMA
+from sonoshift.engine.loop import StepContext
+from sonoshift.seeding import make_generator
+from sonoshift.synth.config import SynthConfig
+from sonoshift.synth.dataset import Vocab
+from sonoshift.synth.model import SynthUNet
+from sonoshift.synth.schedulers import training_scheduler
+
+
+def drop_conditions(
+    plane: torch.Tensor, ga: torch.Tensor, scanner: torch.Tensor, drop_all: float, drop_each: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Replace conditions by their null tokens (0 / NaN): all of a sample's with probability ``drop_all``,
+    else each independently with ``drop_each``. Draws 4 uniforms per sample from ``generator``."""
+    u = torch.rand((plane.shape[0], 4), generator=generator, device=generator.device).to(plane.device)
+    every = u[:, 0] < drop_all
+    keep_p = ~(every | (u[:, 1] < drop_each))
+    keep_g = ~(every | (u[:, 2] < drop_each))
+    keep_s = ~(every | (u[:, 3] < drop_each))
+    return (
+        torch.where(keep_p, plane, torch.zeros_like(plane)),
+        torch.where(keep_g, ga, torch.full_like(ga, math.nan)),
+        torch.where(keep_s, scanner, torch.zeros_like(scanner)),
+    )
+
+
+class Synth:
+    """Conditional DDPM training of a :class:`SynthUNet` in pixel space."""
+
+    name = "synth"
+
+    def __init__(self, cfg: SynthConfig, device: torch.device, vocab: Vocab, *, image_size: int, rank: int = 0
+                 ) -> None:
+        self.cfg, self.vocab, self.image_size = cfg, vocab, int(image_size)
+        channels, size = 1, self.image_size
+        self.channels, self.sample_size = channels, size
+        t = cfg.train
+        with torch.random.fork_rng(devices=[]):  # diffusers initialises from the global generator: seed it
+            torch.manual_seed(t.seed)            # here without disturbing the caller's stream
+            net = SynthUNet(cfg.model, channels=channels, sample_size=size, n_planes=len(vocab.planes),
+                            n_scanners=len(vocab.scanners)).to(device).train()
+        self.modules: dict[str, nn.Module] = {"unet": net}
+        self.net = torch.compile(net) if t.compile else net
+        self.optimizers = {"unet": torch.optim.AdamW(net.parameters(), t.lr, (t.beta1, t.beta2), weight_decay=0.0)}
+        self.ema = {"unet": EMA(net, t.ema_decay)} if t.ema_decay > 0 else {}
+        self.noise = training_scheduler(cfg.diffusion)
+        self.alphas = self.noise.alphas_cumprod.to(device)
+        self.gen = make_generator(t.seed, 3000 + rank, device)
+        self.data_hash = ""
+        self.datasets: list[str] = []
+        self.dataset_names: list[str] = []
+        self.pixel_size_mm: dict[str, float] = {}
+        self.config_name: str | None = None
+
+    def loss(self, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
+        """The DDPM loss of one micro-batch (mean over pixels and samples)."""
+        x0 = batch["image"]
+        b = x0.shape[0]
+        g = self.gen
+        t = torch.randint(0, self.cfg.diffusion.num_train_timesteps, (b,), generator=g, device=g.device).to(x0.device)
+        eps = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
+        a = self.alphas[t].view(b, 1, 1, 1).to(x0.dtype)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        target = eps if self.cfg.diffusion.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+        c = self.cfg.condition
+        plane, ga, scanner = drop_conditions(batch["plane"], batch["ga"], batch["scanner"], c.drop_all,
+                                             c.drop_each, g)
+        with ctx.autocast():
+            pred = self.net(xt, t, plane, ga, scanner)
+        return F.mse_loss(pred.float(), target.float())
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """One optimiser step over the micro-batches of ``batch``; returns {"loss": mean MSE}."""
+        total = 0.0
+        for mb in ctx.micro_batches(batch):
+            loss = self.loss(mb, ctx)
+            ctx.backward(loss)
+            total += float(loss.detach()) / ctx.accum_steps
+        ctx.optimizer_step("unet")
+        return {"loss": total}
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The noise generator's state, for exact resume."""
+        return {"gen": self.gen.get_state()}, {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved."""
+        self.gen.set_state(tensors["gen"].cpu())
+
+    @torch.no_grad()
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """TensorBoard rows: the real frames and EMA samples (DPM-Solver++, 20 steps) with their conditions."""
+        from sonoshift.synth.pipeline import SynthPipeline
+
+        net = self.ema["unet"].module if self.ema else self.modules["unet"]
+        pipe = SynthPipeline(net, self.cfg, self.vocab, image_size=self.image_size)
+        g = make_generator(0, device=batch["image"].device)
+        fake = pipe.sample_indices(batch["plane"], batch["ga"], batch["scanner"], generator=g, steps=20)
+        self.modules["unet"].train()
+        return {"real": batch["image"], "synthetic": fake}
+
+    def metadata(self) -> dict[str, Any]:
+        """What inference needs: vocabularies, sizes, training data, its hash and pixel size."""
+        return {
+            "planes": list(self.vocab.planes),
+            "scanners": list(self.vocab.scanners),
+            "image_size": [self.image_size, self.image_size],
+            "channels": self.channels,
+            "sample_size": self.sample_size,
+            "data_hash": self.data_hash,
+            "datasets": self.datasets,
+            "dataset_names": self.dataset_names,
+            "pixel_size_mm": self.pixel_size_mm,
+            "config_name": self.config_name,
+        }
+
+
+__all__ = ["Synth", "drop_conditions"]

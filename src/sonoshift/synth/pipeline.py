@@ -1,0 +1,167 @@
+"""Sampling pipeline (diffusers style): a denoiser + a swappable scheduler, called with conditions.
+
+``pipeline = load_synthesizer(RUN); images = pipeline(plane="brain", ga=24.0, n=8, generator=g)`` returns
+float (n, 1, H, W) in [-1, 1]. Classifier-free guidance: eps = eps_null + w (eps_cond - eps_null), where the
+null branch has every condition replaced by its null token; w = 1 is the plain conditional model, w = 0 the
+unconditional one. The sampler (DPM-Solver++, DDIM, UniPC, DDPM) and step count can be chosen per call.
+Randomness comes only from ``generator`` (one generator, or one per image so each image is reproducible alone).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from sonoshift.config import from_dict
+from sonoshift.errors import SonoshiftError
+from sonoshift.synth.config import SynthConfig
+from sonoshift.synth.dataset import Vocab
+from sonoshift.synth.model import SynthUNet
+from sonoshift.synth.schedulers import SAMPLERS, sampling_scheduler
+
+Generator = torch.Generator | list[torch.Generator] | None
+
+
+def _as_list(value: Any, n: int, what: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise SonoshiftError(f"{what} has {len(value)} values for {n} images.")
+        return list(value)
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        return _as_list(value.tolist(), n, what)
+    return [value] * n
+
+
+class SynthPipeline:
+    """A trained synthesizer. ``planes`` / ``scanners``: the names it knows; ``image_size``: output side."""
+
+    def __init__(
+        self, unet: SynthUNet, cfg: SynthConfig, vocab: Vocab, *, image_size: int,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.unet = unet
+        self.cfg, self.vocab, self.image_size = cfg, vocab, int(image_size)
+        self.metadata = metadata or {}
+        self.planes, self.scanners = vocab.planes, vocab.scanners
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def to(self, device: str | torch.device) -> SynthPipeline:
+        """Move the networks to ``device``; returns self."""
+        self.unet.to(device)
+        return self
+
+    @torch.no_grad()
+    def sample_indices(
+        self, plane: torch.Tensor, ga: torch.Tensor, scanner: torch.Tensor, *, generator: Generator = None,
+        guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
+        progress: Any = None,
+    ) -> torch.Tensor:
+        """Samples for condition tensors (B,) (plane / scanner indices, 0 = unknown; GA weeks, NaN = unknown)
+        -> (B, 1, H, W) in [-1, 1]. ``progress(i, total)`` is called after every step when given."""
+        d = self.cfg.diffusion
+        guidance = d.guidance if guidance is None else float(guidance)
+        steps = d.steps if steps is None else int(steps)
+        sampler = sampler or d.sampler
+        if sampler not in SAMPLERS:
+            raise SonoshiftError(f"unknown sampler {sampler!r} (known: {', '.join(SAMPLERS)}).")
+        if steps < 1:
+            raise SonoshiftError(f"steps must be >= 1, got {steps}.")
+        dev = self.device
+        was_training = self.unet.training
+        self.unet.eval()
+        n = plane.shape[0]
+        plane, scanner = plane.to(dev, torch.int64), scanner.to(dev, torch.int64)
+        ga = ga.to(dev, torch.float32)
+        sched = sampling_scheduler(sampler, d)
+        sched.set_timesteps(steps, device=dev)
+        dtype = next(self.unet.parameters()).dtype
+        x = randn_tensor((n, 1, self.image_size, self.image_size), generator=generator, device=dev, dtype=dtype)
+        x = x * sched.init_noise_sigma
+        guided = guidance != 1.0
+        if guided:
+            plane2 = torch.cat([torch.zeros_like(plane), plane])
+            ga2 = torch.cat([torch.full_like(ga, math.nan), ga])
+            scanner2 = torch.cat([torch.zeros_like(scanner), scanner])
+        total = len(sched.timesteps)
+        step_kw = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
+        for i, t in enumerate(sched.timesteps):
+            inp = sched.scale_model_input(x, t)
+            tt = t.expand(2 * n if guided else n).to(dev)
+            if guided:
+                out = self.unet(torch.cat([inp, inp]), tt, plane2, ga2, scanner2)
+                out_null, out_cond = out.chunk(2)
+                out = out_null + guidance * (out_cond - out_null)
+            else:
+                out = self.unet(inp, tt, plane, ga, scanner)
+            x = sched.step(out, t, x, return_dict=False, **step_kw)[0]  # UniPC is deterministic
+            if progress is not None:
+                progress(i + 1, total)
+        if was_training:
+            self.unet.train()
+        return x.float().clamp(-1, 1)
+
+    def conditions(
+        self, n: int, plane: str | Sequence[str | None] | None = None, ga: float | Sequence[float] | None = None,
+        scanner: str | Sequence[str | None] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Names / weeks (one value, or one per image; None = unknown) -> index / GA tensors (n,)."""
+        p = torch.tensor([self.vocab.plane_index(v) for v in _as_list(plane, n, "plane")], dtype=torch.int64)
+        s = torch.tensor([self.vocab.scanner_index(v) for v in _as_list(scanner, n, "scanner")], dtype=torch.int64)
+        g = torch.tensor([math.nan if v is None else float(v) for v in _as_list(ga, n, "ga")], dtype=torch.float32)
+        return p, g, s
+
+    def __call__(
+        self, plane: str | Sequence[str | None] | None = None, ga: float | Sequence[float] | None = None,
+        n: int = 1, *, scanner: str | Sequence[str | None] | None = None, generator: Generator = None,
+        guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
+        batch_size: int = 64, progress: Any = None,
+    ) -> torch.Tensor:
+        """``n`` images (n, 1, H, W) in [-1, 1] for the conditions (None = unknown). ``generator``: one
+        torch.Generator, or a list of ``n`` (one per image: image i depends only on generator i)."""
+        if n < 1:
+            raise SonoshiftError(f"n must be >= 1, got {n}.")
+        p, g, s = self.conditions(n, plane, ga, scanner)
+        per_image = isinstance(generator, (list, tuple))
+        if per_image and len(generator) != n:
+            raise SonoshiftError(f"got {len(generator)} generators for {n} images.")
+        if not per_image:
+            batch_size = n  # one generator: one batch, so the result does not depend on the batch size
+        out = []
+        for lo in range(0, n, batch_size):
+            hi = min(n, lo + batch_size)
+            gen = list(generator[lo:hi]) if per_image else generator
+            out.append(self.sample_indices(p[lo:hi], g[lo:hi], s[lo:hi], generator=gen, guidance=guidance,
+                                           steps=steps, sampler=sampler, progress=progress))
+        return torch.cat(out)
+
+
+def load_synthesizer(path: str | Path, device: str | torch.device | None = None, *, use_ema: bool = True
+                     ) -> SynthPipeline:
+    """The synthesizer of a ``sonoshift train synth`` run (run folder, checkpoint folder or model file),
+    with EMA weights by default, on ``device`` (default CPU)."""
+    from sonoshift.engine.checkpoint import load_module, read_model
+
+    ckpt = read_model(path)
+    if ckpt.method != "synth":
+        raise SonoshiftError(f"{path} is a '{ckpt.method}' run, not a synthesizer ('synth').")
+    cfg = from_dict(SynthConfig, ckpt.state.get("config", {}))
+    meta = ckpt.state.get("metadata", {})
+    vocab = Vocab(tuple(meta.get("planes", ())), tuple(meta.get("scanners", ())))
+    net = SynthUNet(cfg.model, channels=int(meta.get("channels", 1)), sample_size=int(meta["sample_size"]),
+                    n_planes=len(vocab.planes), n_scanners=len(vocab.scanners))
+    net = load_module(ckpt, "unet", net, prefer_ema=use_ema).eval().requires_grad_(False)
+    pipe = SynthPipeline(net, cfg, vocab, image_size=int(meta["image_size"][0]),
+                         metadata={**meta, "checkpoint": str(ckpt.path), "step": ckpt.state.get("step")})
+    return pipe.to(device or "cpu")
+
+
+__all__ = ["SynthPipeline", "load_synthesizer"]

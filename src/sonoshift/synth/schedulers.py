@@ -1,0 +1,57 @@
+"""Noise schedulers by name, all from diffusers, built fresh for each use (diffusers schedulers keep sampling
+state in themselves, so a pipeline never reuses one between calls).
+
+- ``ddpm``: the ancestral sampler of the training process (``DDPMScheduler``), one step per training step;
+- ``ddim``: deterministic DDIM (eta 0, ``DDIMScheduler``);
+- ``dpmpp``: DPM-Solver++ 2M multistep (``DPMSolverMultistepScheduler``, ``algorithm_type="dpmsolver++"``);
+- ``unipc``: UniPC multistep (``UniPCMultistepScheduler``).
+All share the training beta schedule, so a model trained with DDPM samples with any of them without retraining.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UniPCMultistepScheduler,
+)
+
+from sonoshift.errors import SonoshiftError
+from sonoshift.synth.config import SynthDiffusion
+
+SAMPLERS = ("dpmpp", "ddim", "unipc", "ddpm")
+
+
+def _common(d: SynthDiffusion) -> dict[str, Any]:
+    return {
+        "num_train_timesteps": d.num_train_timesteps,
+        "beta_schedule": d.beta_schedule,
+        "prediction_type": d.prediction,
+    }
+
+
+def training_scheduler(d: SynthDiffusion) -> DDPMScheduler:
+    """The DDPM forward process used in training (``add_noise``, ``get_velocity``)."""
+    return DDPMScheduler(**_common(d), clip_sample=False)
+
+
+def sampling_scheduler(name: str, d: SynthDiffusion):
+    """A fresh diffusers scheduler ``name`` (one of SAMPLERS) with the training noise schedule."""
+    c = _common(d)
+    if name == "ddpm":
+        return DDPMScheduler(**c, clip_sample=True, clip_sample_range=1.0, variance_type="fixed_small",
+                             timestep_spacing="trailing")
+    if name == "ddim":
+        return DDIMScheduler(**c, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
+    if name == "dpmpp":
+        return DPMSolverMultistepScheduler(**c, algorithm_type="dpmsolver++", solver_order=2,
+                                           timestep_spacing="trailing", lower_order_final=True)
+    if name == "unipc":
+        return UniPCMultistepScheduler(**c, timestep_spacing="trailing")
+    raise SonoshiftError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)}).")
+
+
+__all__ = ["SAMPLERS", "sampling_scheduler", "training_scheduler"]

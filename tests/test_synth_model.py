@@ -1,0 +1,104 @@
+"""The synthesizer's model pieces: condition embedding with null tokens, condition dropout, schedulers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sonoshift.synth.config import SynthDiffusion, SynthModel
+from sonoshift.synth.method import drop_conditions
+from sonoshift.synth.model import ConditionEmbedding, SynthUNet
+from sonoshift.synth.schedulers import SAMPLERS, sampling_scheduler, training_scheduler
+
+TINY = SynthModel(block_out_channels=(8, 16), attention=(False, True), attention_head_dim=8, norm_num_groups=4)
+
+
+def test_null_tokens_and_ga_embedding() -> None:
+    torch.manual_seed(0)
+    emb = ConditionEmbedding(n_planes=3, n_scanners=2, dim=16, proj_dim=8, ga_scale=10.0)
+    with torch.no_grad():
+        emb.ga_null.normal_()
+    z = torch.zeros(2, dtype=torch.int64)
+    nan = torch.full((2,), math.nan)
+    e_null = emb(z, nan, z)
+    # All-null rows are identical and equal the sum of the three null vectors.
+    torch.testing.assert_close(e_null[0], e_null[1])
+    torch.testing.assert_close(e_null[0], emb.plane.weight[0] + emb.scanner.weight[0] + emb.ga_null)
+    # A known GA replaces the GA null vector by the MLP of its sinusoid; nearby GAs give nearby embeddings.
+    e_ga = emb(z, torch.tensor([24.0, 24.01]), z)
+    assert not torch.allclose(e_ga[0], e_null[0])
+    assert (e_ga[0] - e_ga[1]).norm() < 0.25 * (e_ga[0] - emb(z, torch.tensor([34.0, 34.0]), z)[0]).norm()
+    # Plane index k picks row k of the plane table.
+    e_p = emb(torch.tensor([2, 0]), nan, z)
+    torch.testing.assert_close(e_p[0] - e_p[1], emb.plane.weight[2] - emb.plane.weight[0])
+
+
+def test_unet_shapes_and_patch() -> None:
+    for patch in (1, 2):
+        m = SynthUNet(SynthModel(**{**TINY.__dict__, "patch": patch}), channels=1, sample_size=16, n_planes=2,
+                      n_scanners=2)
+        x = torch.randn(3, 1, 16, 16)
+        y = m(x, torch.tensor([1, 500, 999]), torch.tensor([0, 1, 2]), torch.tensor([math.nan, 20.0, 30.0]),
+              torch.tensor([0, 1, 2]))
+        assert y.shape == x.shape and torch.isfinite(y).all()
+    with pytest.raises(ValueError):
+        SynthUNet(SynthModel(**{**TINY.__dict__, "patch": 3}), channels=1, sample_size=16, n_planes=2, n_scanners=2)
+
+
+def test_drop_conditions_rates() -> None:
+    n = 20000
+    plane, scanner = torch.ones(n, dtype=torch.int64), torch.full((n,), 2, dtype=torch.int64)
+    ga = torch.full((n,), 25.0)
+    g = torch.Generator().manual_seed(0)
+    p, a, s = drop_conditions(plane, ga, scanner, 0.0, 0.0, g)
+    assert torch.equal(p, plane) and torch.equal(a, ga) and torch.equal(s, scanner)
+    p, a, s = drop_conditions(plane, ga, scanner, 1.0, 0.0, g)
+    assert (p == 0).all() and torch.isnan(a).all() and (s == 0).all()
+    p, a, s = drop_conditions(plane, ga, scanner, 0.1, 0.2, g)
+    every = (p == 0) & torch.isnan(a) & (s == 0)
+    # P(all dropped) = 0.1 + 0.9 * 0.2^3; P(plane dropped) = 0.1 + 0.9 * 0.2. Binomial std < 0.004 at n = 20000.
+    assert abs(float(every.float().mean()) - (0.1 + 0.9 * 0.008)) < 0.015
+    assert abs(float((p == 0).float().mean()) - 0.28) < 0.015
+    assert abs(float(torch.isnan(a).float().mean()) - 0.28) < 0.015
+    # Independence: plane and scanner drops co-occur at 0.1 + 0.9 * 0.04, not at 0.28.
+    assert abs(float(((p == 0) & (s == 0)).float().mean()) - 0.136) < 0.015
+
+
+def test_schedulers_share_the_training_noise_schedule() -> None:
+    d = SynthDiffusion()
+    ref = training_scheduler(d).alphas_cumprod
+    # squaredcos_cap_v2 (Nichol & Dhariwal): alpha_bar(t) = f(t)/f(0), f(t) = cos^2((t/T + s)/(1 + s) pi/2).
+    s, T = 0.008, 1000
+    f = lambda t: math.cos((t / T + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    betas = [min(1 - f(i + 1) / f(i), 0.999) for i in range(T)]
+    expect = torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0)
+    torch.testing.assert_close(ref.double(), expect, rtol=1e-4, atol=1e-6)
+    for name in SAMPLERS:
+        sch = sampling_scheduler(name, d)
+        torch.testing.assert_close(sch.alphas_cumprod, ref)
+        sch.set_timesteps(20)
+        assert len(sch.timesteps) == 20 and int(sch.timesteps[0]) == 999
+
+
+def test_named_configs_load_and_fit_their_sizes() -> None:
+    from pathlib import Path
+
+    from sonoshift.config import load_config
+    from sonoshift.synth.config import SynthConfig
+
+    root = Path(__file__).resolve().parents[1]
+    for path, size in (("configs/cpu/synth.yaml", 64), ("configs/gpu/synth_128.yaml", 128),
+                       ("configs/gpu/synth_256.yaml", 256)):
+        cfg = load_config(SynthConfig, root / path, [])
+        m = cfg.model
+        assert cfg.data.size == size and len(m.attention) == len(m.block_out_channels)
+        assert size % (m.patch * 2 ** (len(m.block_out_channels) - 1)) == 0
+        assert all(c % m.norm_num_groups == 0 for c in m.block_out_channels)
+    cfg = load_config(SynthConfig, root / "configs/cpu/synth.yaml", [])
+    net = SynthUNet(cfg.model, channels=1, sample_size=64, n_planes=4, n_scanners=2)
+    with torch.no_grad():
+        y = net(torch.zeros(1, 1, 64, 64), torch.tensor([10]), torch.tensor([1]), torch.tensor([25.0]),
+                torch.tensor([1]))
+    assert y.shape == (1, 1, 64, 64)

@@ -1,0 +1,169 @@
+"""Synthesizer data, training through the engine (exact resume), pipeline determinism, guidance, outputs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from synth_data import make_prepared
+from sonoshift.cli.main import app
+from sonoshift.config import load_config
+from sonoshift.data.datasets import FrameDataset
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import load_translator
+from sonoshift.synth import load_synthesizer
+from sonoshift.synth.config import SynthConfig, SynthData
+from sonoshift.synth.dataset import SynthDataset
+from sonoshift.synth.train import train_synth
+from sonoshift.synth.write import SynthesisRequest, parse_ga, synthesize
+
+TINY = ["data.size=16", "model.block_out_channels=[8,16]", "model.attention=[false,true]",
+        "model.attention_head_dim=8", "model.norm_num_groups=4", "train.batch_size=4", "train.device=cpu",
+        "train.precision=fp32", "train.ema_decay=0.9", "train.checkpoint_every=2", "train.log_every=1",
+        "train.image_every=0", "train.tensorboard=false", "train.lr=1e-3", "diffusion.steps=3"]
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("synth")
+    return {
+        "sim": make_prepared(root / "sim", name="sim", patients=6),
+        "hc18": make_prepared(root / "hc", name="hc18", domains=("hc18",), patients=4, with_plane=False),
+        "planes": make_prepared(root / "pl", name="planes", domains=("Aloka",), patients=4, with_ga=False),
+        "root": root,
+    }
+
+
+@pytest.fixture(scope="module")
+def run(sets: dict[str, Path]) -> Path:
+    out = sets["root"] / "run"
+    cfg = load_config(SynthConfig, None, [*TINY, "train.max_steps=4"])
+    train_synth([sets["sim"], sets["hc18"], sets["planes"]], cfg, out, progress=False)
+    return out
+
+
+def test_combined_sets_labels_and_vocab(sets: dict[str, Path]) -> None:
+    ds = SynthDataset(SynthData(paths=(str(sets["sim"]), str(sets["hc18"]), str(sets["planes"])), size=16))
+    # head -> brain by the default aliases; HC18 frames get plane brain by fill_plane; scanners are the domains.
+    assert ds.vocab.planes == ("abdomen", "brain")
+    assert ds.vocab.scanners == ("Aloka", "cart", "handheld", "hc18")
+    by = {}
+    for r, (p, ga, s) in zip(ds.rows, ds.labels):
+        by.setdefault(r["scanner"], []).append((p, ga, s))
+    assert all(p == 2 and math.isfinite(ga) for p, ga, _ in by["hc18"])           # brain, GA known
+    assert all(math.isnan(ga) and p in (1, 2) for p, ga, _ in by["Aloka"])        # plane known, no GA
+    assert {s for _, _, s in by["cart"]} == {2}
+    item = ds[0]
+    assert item["image"].shape == (1, 16, 16) and item["image"].min() >= -1 and item["image"].max() <= 1
+
+
+def test_balanced_epochs_draw_planes_equally(tmp_path: Path) -> None:
+    data = make_prepared(tmp_path / "d", patients=6)
+    ds = SynthDataset(SynthData(paths=(str(data),), size=16), seed=0, balance=True)
+    counts = np.zeros(3)
+    for e in range(30):
+        ds.set_epoch(e)
+        for i in range(len(ds)):
+            counts[int(ds[i]["plane"])] += 1 if e < 2 else 0
+        counts += 0
+    planes = np.bincount([ds.labels[j][0] for e in range(30) for j in (ds.set_epoch(e) or ds.order)], minlength=3)
+    assert planes[0] == 0 and abs(planes[1] / planes[1:].sum() - 0.5) < 0.05
+
+
+def test_exact_resume_and_registry(sets: dict[str, Path], tmp_path: Path) -> None:
+    data = [sets["sim"], sets["planes"]]
+    cfg = load_config(SynthConfig, None, [*TINY, "train.max_steps=4"])
+    train_synth(data, cfg, tmp_path / "straight", progress=False)
+    train_synth(data, load_config(SynthConfig, None, [*TINY, "train.max_steps=2"]), tmp_path / "resumed",
+                progress=False)
+    train_synth(data, cfg, tmp_path / "resumed", resume=True, progress=False)
+    a = load_file(str(tmp_path / "straight/checkpoints/step_00000004/model.safetensors"))
+    b = load_file(str(tmp_path / "resumed/checkpoints/step_00000004/model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    with pytest.raises(SonoshiftError, match="synthesizer"):
+        load_translator(tmp_path / "straight")
+
+
+def test_loss_goes_down(sets: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    cfg = load_config(SynthConfig, None, [*TINY, "train.max_steps=40", "train.checkpoint_every=0",
+                                           "train.ema_decay=0"])
+    train_synth([sets["sim"]], cfg, tmp_path / "r", progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "r/log.jsonl").read_text().splitlines()]
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_same_seed_same_samples_and_guidance(run: Path) -> None:
+    pipe = load_synthesizer(run)
+    assert pipe.planes == ("abdomen", "brain") and pipe.image_size == 16
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    a = pipe(plane="brain", ga=24.0, n=3, generator=g(7))
+    b = pipe(plane="brain", ga=24.0, n=3, generator=g(7))
+    c = pipe(plane="brain", ga=24.0, n=3, generator=g(8))
+    assert a.shape == (3, 1, 16, 16) and torch.equal(a, b) and not torch.allclose(a, c)
+    assert a.min() >= -1 and a.max() <= 1
+    # One generator per image: image i does not depend on the other images of the batch.
+    gens = [g(100 + i) for i in range(3)]
+    batch = pipe(plane=["brain", "abdomen", None], ga=[20.0, None, 30.0], n=3, generator=gens, batch_size=3)
+    alone = pipe(plane="abdomen", ga=None, n=1, generator=[g(101)])
+    torch.testing.assert_close(batch[1:2], alone, rtol=1e-5, atol=1e-5)
+    # Guidance 0 is the unconditional model: the same as sampling with every condition unknown.
+    u0 = pipe(plane="brain", ga=30.0, scanner="cart", n=2, generator=g(3), guidance=0.0)
+    u1 = pipe(plane=None, ga=None, n=2, generator=g(3), guidance=1.0)
+    torch.testing.assert_close(u0, u1, rtol=1e-4, atol=1e-4)
+    for sampler in ("ddpm", "ddim", "unipc", "dpmpp"):
+        x = pipe(plane="brain", n=1, generator=g(1), sampler=sampler, steps=3)
+        assert torch.isfinite(x).all()
+    with pytest.raises(SonoshiftError, match="plane 'femur'"):
+        pipe(plane="femur", n=1)
+
+
+def test_synthesize_writes_a_prepared_dataset(run: Path, tmp_path: Path) -> None:
+    pipe = load_synthesizer(run)
+    out = synthesize(pipe, tmp_path / "syn", SynthesisRequest(plane="brain", ga="20:30", n=5, scanner="cart",
+                                                              seed=11, batch_size=2), progress=False)
+    ds = FrameDataset(out, "train")
+    assert len(ds) == 5 and ds.planes == ["brain"]
+    rows = ds.rows
+    assert [float(r["ga_weeks"]) for r in rows] == [20.0, 22.5, 25.0, 27.5, 30.0]
+    assert {r["synthetic"] for r in rows} == {"1"} and {r["scanner"] for r in rows} == {"cart"}
+    assert all(r["data_hash"] == pipe.metadata["data_hash"] and len(r["data_hash"]) == 16 for r in rows)
+    assert [int(r["seed"]) for r in rows] == [11, 12, 13, 14, 15]
+    # Image 3 remade alone from its seed equals the written PNG (up to 8-bit rounding).
+    x = pipe(plane="brain", ga=27.5, scanner="cart", n=1, generator=[torch.Generator().manual_seed(14)])
+    png = cv2.imread(str(out / rows[3]["path"]), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    assert np.abs(png - ((x[0, 0].numpy() + 1) * 127.5)).max() <= 1.0
+    torch.testing.assert_close(ds[3]["image"], torch.from_numpy(png / 127.5 - 1)[None], rtol=0, atol=1e-6)
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet.shape[0] > 2 * 16 and sheet.shape[1] > 6 * 32
+    with pytest.raises(SonoshiftError, match="plane 'thorax'"):
+        synthesize(pipe, tmp_path / "bad", SynthesisRequest(plane="thorax", n=2), progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_parse_ga() -> None:
+    assert parse_ga("", 2) == [None, None]
+    assert parse_ga("24", 2) == [24.0, 24.0]
+    assert parse_ga("20:32", 4) == [20.0, 24.0, 28.0, 32.0]
+    with pytest.raises(SonoshiftError):
+        parse_ga("32:20", 2)
+
+
+def test_cli_train_and_synthesize(sets: dict[str, Path], tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["train", "synth", "--data", str(sets["sim"]), "-o", str(tmp_path / "run"), "-q",
+                                 *TINY, "train.max_steps=2"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["synthesize", "--model", str(tmp_path / "run"), "--plane", "brain", "--ga", "20:32",
+                                 "--n", "3", "--guidance", "2", "--steps", "2", "--out", str(tmp_path / "syn"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "syn/manifest_train.csv").is_file() and (tmp_path / "syn/contact_sheet.png").is_file()
