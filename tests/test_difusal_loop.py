@@ -36,7 +36,7 @@ def test_loop_end_to_end_and_resume(toy, tmp_path):
     # 1 setup + 5 arms at round 0 + 3 per round (difusal, uniform, then unfiltered which borrows) x 2 rounds
     assert len(all_stages) == 12
     first = run_difusal(cfg, toy, run, progress=False, max_stages=7)  # "killed" after round 1 of difusal
-    assert first == all_stages[:7] and first[-1] == ("regime_050", "difusal", 1)
+    assert first == all_stages[:7] and first[1] == ("regime_050", "real", 0) and first[-1][2] == 1
     stamp = {s: (stage_dir(run, *s) / ("setup.json" if s[1] == "setup" else "metrics.json")).stat().st_mtime_ns
              for s in first}
     second = run_difusal(cfg, toy, run, progress=False)

@@ -27,9 +27,9 @@ def test_plane_weakness_from_a_known_confusion_and_entropy():
     np.testing.assert_allclose(ent, [0.5, math.log(2) / math.log(3), 0.0], atol=1e-9)
 
 
-def test_plane_weakness_of_a_class_without_frames_is_zero():
+def test_plane_weakness_of_a_class_without_frames_is_the_maximum():
     err, ent = plane_weakness(np.array([[0.9, 0.1]]), np.array([0]), 2)
-    assert err[1] == 0 and ent[1] == 0
+    assert err[1] == 1 and ent[1] == 1 and err[0] == 0
 
 
 def test_ga_weakness_per_bin_over_bin_width():
@@ -112,3 +112,15 @@ def test_knn_distance_by_hand():
     d = knn_distance(torch.tensor(ref, dtype=torch.float32), torch.tensor(ref, dtype=torch.float32), k=1,
                      exclude_self=True)
     np.testing.assert_allclose(d, [1.0, 1.0, 2.0])
+
+
+def test_histogram_realism_by_hand():
+    import torch
+
+    from sonoshift.difusal.critics import hist_bc
+
+    ref = torch.tensor([2.0, 2.0, 0.0, 0.0])  # half the pixels in bin 0, half in bin 1
+    same = torch.tensor([[[[-1.0, -0.6], [-1.0, -0.6]]]])     # [0, 0.2] -> bins 0 and 0: all in bin 0
+    x = torch.cat([same, torch.full((1, 1, 2, 2), 1.0)])   # second image: all pixels in the last bin
+    # all mass in bin 0 against p = (0.5, 0.5, 0, 0): sqrt(1 * 0.5); no overlap: 0
+    np.testing.assert_allclose(hist_bc(x, ref), [math.sqrt(0.5), 0.0], atol=1e-9)

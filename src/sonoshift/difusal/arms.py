@@ -41,9 +41,10 @@ ARMS: dict[str, Arm] = {
 
 
 def run_order(names: tuple[str, ...]) -> list[Arm]:
-    """The declared arms in an order where every arm comes after the arm it borrows from."""
+    """The declared arms in an order where ``real`` comes first (the other arms' round 0 reuses its models)
+    and every arm comes after the arm it borrows from."""
     arms = [ARMS[n] for n in names]
-    return sorted(arms, key=lambda a: (bool(a.borrows), a.name))
+    return sorted(arms, key=lambda a: (bool(a.borrows), a.name != "real", a.name))
 
 
 __all__ = ["ARMS", "Arm", "run_order"]

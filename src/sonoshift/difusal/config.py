@@ -58,13 +58,15 @@ class Critics:
     """Frozen validity critics. plane_conf: min critic probability of the conditioned plane. ga_band: centiles
     of INTERGROWTH-21st HC for the conditioned GA whose GAs bound the accepted estimate (heads). knn: neighbours
     for realism; realism_percentile: the realism threshold is this percentile of real val frames' kNN distance.
-    memo_percentile: near-copy threshold percentile (sonoshift.synth's calibration on real training frames)."""
+    memo_percentile: near-copy threshold percentile (sonoshift.synth's calibration on real training frames).
+    hist_bins: intensity histogram bins of the second realism check (Bhattacharyya coefficient)."""
 
     plane_conf: float = 0.5
     ga_band: tuple[float, float] = (2.5, 97.5)
     knn: int = 5
     realism_percentile: float = 95.0
     memo_percentile: float = 1.0
+    hist_bins: int = 32
 
 
 @dataclass(frozen=True)

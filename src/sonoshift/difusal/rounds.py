@@ -139,7 +139,8 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
         critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed)
         _save_net(critics.plane, tmp / "critic_plane.safetensors")
         _save_net(critics.ga, tmp / "critic_ga.safetensors")
-        save_file({"train_emb": critics.train_emb.contiguous()}, str(tmp / "critic_embedding.safetensors"))
+        save_file({"train_emb": critics.train_emb.contiguous(), "train_hist": critics.train_hist.contiguous()},
+                  str(tmp / "critic_embedding.safetensors"))
         pipe = gen_mod.build(cfg.generator, tuple(cfg.data.planes), cfg.data.size, cfg.seed)
         gen_mod.train(pipe, reg.train, cfg.generator.pretrain_steps, cfg.generator, cfg.seed + 3)
         gen_mod.save(pipe, tmp / "generator.safetensors")
@@ -149,6 +150,7 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
             "train_per_plane": np.bincount(reg.train.y, minlength=n).tolist(),
             "train_patients": sorted(set(reg.train.patients.tolist())),
             "realism_threshold": critics.realism_threshold, "memo_threshold": critics.memo_threshold,
+            "histogram_bc_threshold": critics.hist_threshold,
             "near_copy_rate_generator": probe_rate})
 
 
@@ -161,8 +163,9 @@ def _load_critics(cfg: DifusalConfig, folder: Path) -> Critics:
         ga = GaRegressorNet(_net_cfg(cfg.downstream))
         ga.load_state_dict(load_file(str(folder / "critic_ga.safetensors")))
         ga.eval()
-    emb = load_file(str(folder / "critic_embedding.safetensors"))["train_emb"]
-    return Critics(plane.eval(), ga, emb, s["realism_threshold"], s["memo_threshold"], cfg.critics)
+    t = load_file(str(folder / "critic_embedding.safetensors"))
+    return Critics(plane.eval(), ga, t["train_emb"], s["realism_threshold"], s["memo_threshold"], cfg.critics,
+                   t["train_hist"], s["histogram_bc_threshold"])
 
 
 def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int) -> float:
@@ -174,10 +177,15 @@ def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int) -> float:
     return near_copy_rate(critics, gen_mod.sample(pipe, planes, ga, seed))
 
 
-def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path) -> None:
+def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path, real: Path) -> None:
+    """Round 0 of an arm: the downstream models on the real frames alone (the real arm's models, reused when
+    the arm trains on the same frames the same way: training is deterministic)."""
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     with atomic_dir(folder) as tmp:
-        models = train_models(reg.train, n, head, cfg.downstream, cfg.seed, classical_aug=arm.classical_aug)
+        if not arm.classical_aug and (real / "metrics.json").is_file():
+            models = _load_models(real, cfg)
+        else:
+            models = train_models(reg.train, n, head, cfg.downstream, cfg.seed, classical_aug=arm.classical_aug)
         _save_models(models, tmp)
         if arm.loop:
             (tmp / "generator.safetensors").write_bytes((setup / "generator.safetensors").read_bytes())
@@ -319,7 +327,7 @@ def run_difusal(cfg: DifusalConfig, data: str | Path, out: str | Path, *, progre
         if arm_name == "setup":
             _setup(cfg, reg, folder)
         elif k == 0:
-            _round0(cfg, reg, ARMS[arm_name], folder, setup)
+            _round0(cfg, reg, ARMS[arm_name], folder, setup, stage_dir(out, regime, "real", 0))
         else:
             arm = ARMS[arm_name]
             prev = stage_dir(out, regime, arm_name, k - 1)

@@ -4,7 +4,8 @@ Per plane p (validation frames of plane p): error = 1 - recall; entropy = mean p
 log(number of classes) (0 = certain, 1 = uniform). Per GA bin b (validation head frames whose true GA falls in
 b): GA error = mean |predicted - true| in weeks, divided by the bin width (so ~1 means "off by a whole bin").
 Condition (p, b): plane_error[p] + entropy_weight * plane_entropy[p], plus the GA-bin term for the head plane
-(the only plane whose GA the estimator reads). A class or bin with no validation frame scores 0.
+(the only plane whose GA the estimator reads). A plane with no validation frame counts as weakest (error 1,
+entropy 1: nothing shows the model knows it); a GA bin with no validation head frame scores 0.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import numpy as np
 
 
 def plane_weakness(probs: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """probs (N, C) softmax, y (N,) true ids -> (error (C,), normalised entropy (C,))."""
+    """probs (N, C) softmax, y (N,) true ids -> (error (C,), normalised entropy (C,)); (1, 1) for a class
+    without frames."""
     probs = np.asarray(probs, np.float64)
     pred = probs.argmax(1)
     ent = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1) / np.log(n_classes)
-    err, h = np.zeros(n_classes), np.zeros(n_classes)
+    err, h = np.ones(n_classes), np.ones(n_classes)
     for c in range(n_classes):
         m = y == c
         if m.any():
