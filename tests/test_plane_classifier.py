@@ -188,3 +188,51 @@ def test_cli_train_evaluate_predict(prepared, tmp_path):
     r = runner.invoke(app, ["classify", "train", str(prepared), "-o", str(tmp_path / "x"), *sets,
                             "--set", "classes=[ring, heart]"])
     assert r.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+def test_cross_domain_scores_only_the_test_part(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.cross_domain import spain_to_africa
+
+    clf, out = trained
+    target = make_prepared(tmp_path / "target", seed=1)
+    rule = {"A": {"adaptation": ["A00", "A01"], "test": ["A02", "A03"]},
+            "B": {"adaptation": ["B00"], "test": ["B09"]}, "seed": 0}
+    table = spain_to_africa(prepared, target, tmp_path / "x", classifier=out, african=rule)
+    assert list(table["variant"].unique()) == ["raw"]
+    pred = pd.read_csv(tmp_path / "x" / "raw" / "predictions.csv", dtype={"patient_id": str})
+    assert sorted(pred["patient_id"].unique()) == ["A02", "A03", "B09"]
+    assert table[table["domain"] == "all"]["n"].item() == 3 * 3
+
+
+def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
+    from sonoshift.config import load_config, to_dict
+    from sonoshift.data.datasets import UnpairedDataset
+    from sonoshift.engine.loop import train
+    from sonoshift.judges.plane.api import harmonize_samples
+    from sonoshift.judges.plane.cross_domain import spain_to_africa
+    from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
+
+    data = tmp_path / "cg"
+    (data / "cache" / "train").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for d in ("a", "b"):
+        np.save(data / f"cache/train/{d}.npy", rng.integers(0, 256, (4, 32, 32), dtype=np.uint8))
+    (data / "dataset.json").write_text("{}")
+    cfg = load_config(CycleGANConfig, None, ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "train.batch_size=2",
+                                             "train.max_steps=2", "train.device=cpu", "train.tensorboard=false",
+                                             "train.image_every=0"])
+    train(CycleGAN(cfg, torch.device("cpu"), (32, 32)), UnpairedDataset(data, "train", "a", "b"), cfg.train,
+          tmp_path / "run", full_config=to_dict(cfg), progress=False)
+
+    s = load_samples(prepared, ["test"], 32)
+    s = s.with_frames(np.where(np.arange(32)[None, None, :] < 3, 0, s.frames).astype(np.uint8))  # a black margin
+    h = harmonize_samples(s, tmp_path / "run")
+    assert h.frames.shape == s.frames.shape and not np.array_equal(h.frames, s.frames)
+    assert (h.frames[:, :, :3] == 0).all() and h.labels == s.labels
+
+    clf, out = trained
+    rule = {"A": {"adaptation": [], "test": ["A08", "A09"]}, "B": {"adaptation": [], "test": ["B08"]}, "seed": 0}
+    table = spain_to_africa(prepared, prepared, tmp_path / "x", classifier=out, african=rule,
+                            translator=tmp_path / "run")
+    assert list(table["variant"].unique()) == ["raw", "harmonized"]
+    assert (tmp_path / "x" / "harmonized" / "confusion.png").is_file()

@@ -102,3 +102,33 @@ def test_named_configs_load_and_fit_their_sizes() -> None:
         y = net(torch.zeros(1, 1, 64, 64), torch.tensor([10]), torch.tensor([1]), torch.tensor([25.0]),
                 torch.tensor([1]))
     assert y.shape == (1, 1, 64, 64)
+
+
+class _Oracle(torch.nn.Module):
+    """The exact denoiser of a one-image data distribution (every sample is ``c``), for eps or v prediction."""
+
+    def __init__(self, c: torch.Tensor, alphas: torch.Tensor, prediction: str) -> None:
+        super().__init__()
+        self.c, self.a, self.prediction = c, alphas, prediction
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, t, plane, ga, scanner):
+        a = self.a[t].view(-1, 1, 1, 1).float()
+        eps = (x - a.sqrt() * self.c) / (1 - a).sqrt()
+        return eps if self.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * self.c
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_every_sampler_returns_the_data_under_an_exact_denoiser(prediction: str) -> None:
+    from sonoshift.synth.config import SynthConfig
+    from sonoshift.synth.dataset import Vocab
+    from sonoshift.synth.pipeline import SynthPipeline
+
+    cfg = SynthConfig(diffusion=SynthDiffusion(prediction=prediction))
+    alphas = training_scheduler(cfg.diffusion).alphas_cumprod
+    c = torch.linspace(-0.9, 0.9, 64).view(1, 1, 8, 8)
+    pipe = SynthPipeline(_Oracle(c, alphas, prediction), cfg, Vocab(("a",), ("s",)), image_size=8)
+    for sampler, steps in (("dpmpp", 20), ("ddim", 50), ("unipc", 20), ("ddpm", 50)):
+        x = pipe(plane="a", n=2, generator=torch.Generator().manual_seed(0), sampler=sampler, steps=steps,
+                 guidance=1.0)
+        torch.testing.assert_close(x, c.expand(2, 1, 8, 8), atol=1e-4, rtol=0)

@@ -39,7 +39,15 @@ def _as_list(value: Any, n: int, what: str) -> list[Any]:
 
 
 class SynthPipeline:
-    """A trained synthesizer. ``planes`` / ``scanners``: the names it knows; ``image_size``: output side."""
+    """A trained synthesizer. ``planes`` / ``scanners``: the names it knows; ``image_size``: output side.
+
+    Besides names, it can be called with a mapping of condition tensors (the model registry's Synthesizer
+    form): ``pipeline({"plane": (B,) indices, "ga": (B,) weeks, "scanner": (B,) indices}, generator=g)``, where
+    index 0 / NaN mean unknown and index k is ``planes[k - 1]`` / ``scanners[k - 1]``.
+    """
+
+    method = "synth"
+    condition_names = ("plane", "ga", "scanner")
 
     def __init__(
         self, unet: SynthUNet, cfg: SynthConfig, vocab: Vocab, *, image_size: int,
@@ -127,6 +135,14 @@ class SynthPipeline:
     ) -> torch.Tensor:
         """``n`` images (n, 1, H, W) in [-1, 1] for the conditions (None = unknown). ``generator``: one
         torch.Generator, or a list of ``n`` (one per image: image i depends only on generator i)."""
+        if isinstance(plane, dict):  # {"plane", "ga", "scanner"} tensors; missing keys = unknown
+            cond = plane
+            b = len(next(iter(cond.values())))
+            return self.sample_indices(
+                torch.as_tensor(cond.get("plane", torch.zeros(b)), dtype=torch.int64),
+                torch.as_tensor(cond.get("ga", torch.full((b,), math.nan)), dtype=torch.float32),
+                torch.as_tensor(cond.get("scanner", torch.zeros(b)), dtype=torch.int64),
+                generator=generator, guidance=guidance, steps=steps, sampler=sampler, progress=progress)
         if n < 1:
             raise SonoshiftError(f"n must be >= 1, got {n}.")
         p, g, s = self.conditions(n, plane, ga, scanner)

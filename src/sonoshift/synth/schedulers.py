@@ -6,6 +6,10 @@ state in themselves, so a pipeline never reuses one between calls).
 - ``dpmpp``: DPM-Solver++ 2M multistep (``DPMSolverMultistepScheduler``, ``algorithm_type="dpmsolver++"``);
 - ``unipc``: UniPC multistep (``UniPCMultistepScheduler``).
 All share the training beta schedule, so a model trained with DDPM samples with any of them without retraining.
+Every sampler starts at the last training step (``trailing`` spacing) and keeps its estimate of the clean image
+inside the data range [-1, 1] (DDPM / DDIM clip it; DPM-Solver++ and UniPC use dynamic thresholding capped at 1).
+Without that, an epsilon-predicting model's first estimate at t = 999, where alpha_bar is ~2e-9 on the cosine
+schedule, is its noise error divided by ~5e-5, and few-step samplers never recover from it.
 """
 
 from __future__ import annotations
@@ -45,12 +49,14 @@ def sampling_scheduler(name: str, d: SynthDiffusion):
         return DDPMScheduler(**c, clip_sample=True, clip_sample_range=1.0, variance_type="fixed_small",
                              timestep_spacing="trailing")
     if name == "ddim":
-        return DDIMScheduler(**c, clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
+        return DDIMScheduler(**c, clip_sample=True, clip_sample_range=1.0, set_alpha_to_one=True,
+                             timestep_spacing="trailing")
     if name == "dpmpp":
         return DPMSolverMultistepScheduler(**c, algorithm_type="dpmsolver++", solver_order=2,
-                                           timestep_spacing="trailing", lower_order_final=True)
+                                           timestep_spacing="trailing", lower_order_final=True, thresholding=True,
+                                           sample_max_value=1.0)
     if name == "unipc":
-        return UniPCMultistepScheduler(**c, timestep_spacing="trailing")
+        return UniPCMultistepScheduler(**c, timestep_spacing="trailing", thresholding=True, sample_max_value=1.0)
     raise SonoshiftError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)}).")
 
 

@@ -32,11 +32,13 @@ class CrossDomainConfig:
 def spain_to_africa(
     source: str | Path, target: str | Path, out: str | Path, cfg: CrossDomainConfig = CrossDomainConfig(), *,
     translator: str | Path | None = None, classifier: str | Path | None = None, progress: bool = True,
+    african: dict | None = None,
 ) -> pd.DataFrame:
     """Train (or load ``classifier``) on ``source``, score the African test part raw (and harmonized).
 
     Writes ``out/classifier`` (when trained), ``out/raw/`` and ``out/harmonized/`` (predictions, summary per
-    centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n, accuracy, macro-F1, ECE)."""
+    centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n, accuracy, macro-F1, ECE).
+    ``african``: the adaptation/test rule (default: the project's written ``african_split.json``)."""
     out = Path(out)
     ccfg = cfg.classifier
     if classifier is not None:
@@ -50,7 +52,7 @@ def spain_to_africa(
                   progress=progress)
         save_classifier(clf, out / "classifier")
     every = load_samples(target, ["train", "val", "test"], clf.image_size, label=clf.label)
-    test = every.subset(in_part(every.patients, "test"))
+    test = every.subset(in_part(every.patients, "test", african))
     test = test.subset([l in clf.classes for l in test.labels])
     if len(test) == 0:
         raise SonoshiftError(f"target dataset {target} holds no African test-part frame of the classes {clf.classes}.")
