@@ -44,7 +44,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     pipe = load_synthesizer(args.model, args.device)
     real = pipe.metadata["datasets"]
-    size = pipe.image_size
+    size = pipe.size
     held = load_images(real, ["val", "test"], size)
     if args.judges:
         judges = load_judges(args.judges)

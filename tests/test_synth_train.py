@@ -113,7 +113,7 @@ def test_loss_goes_down(sets: dict[str, Path], tmp_path: Path) -> None:
 
 def test_same_seed_same_samples_and_guidance(run: Path) -> None:
     pipe = load_synthesizer(run)
-    assert pipe.planes == ("abdomen", "brain") and pipe.image_size == 16
+    assert pipe.planes == ("abdomen", "brain") and pipe.image_size == (16, 16) and pipe.size == 16
     g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
     a = pipe(plane="brain", ga=24.0, n=3, generator=g(7))
     b = pipe(plane="brain", ga=24.0, n=3, generator=g(7))
@@ -183,11 +183,11 @@ def test_cli_train_and_synthesize(sets: dict[str, Path], tmp_path: Path) -> None
 def test_registry_build_and_tensorboard_samples(sets: dict[str, Path]) -> None:
     from torch.utils.data import default_collate
 
-    from sonoshift.methods import get_method
+    from sonoshift.methods import get
 
     cfg = load_config(SynthConfig, None, [*TINY, f"data.paths=[{sets['sim']}]"])
     ds = SynthDataset(cfg.data)
-    method = get_method("synth").build(cfg, ds, torch.device("cpu"))
+    method = get("synth").build(cfg, ds, torch.device("cpu"))
     batch = default_collate([ds[i] for i in range(3)])
     out = method.sample(batch)
     assert out["synthetic"].shape == out["real"].shape == (3, 1, 16, 16)

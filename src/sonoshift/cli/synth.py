@@ -1,30 +1,10 @@
-"""`sonoshift train synth`, `sonoshift synthesize` and `sonoshift evaluate-synth`: conditional diffusion synthesis."""
+"""`sonoshift synthesize` and `sonoshift evaluate-synth` (`sonoshift train synth` comes from the method registry)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-
-from sonoshift.cli.train import config_name, report, train_app
-
-
-@train_app.command("synth")
-def synth_cmd(
-    overrides: list[str] = typer.Argument(None, help="key=value config overrides, e.g. train.max_steps=500."),
-    data: list[Path] = typer.Option(..., "--data", "-d", help="Prepared dataset folder; repeat to combine sets."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, logs, TensorBoard)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config, e.g. configs/cpu/synth.yaml."),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the latest checkpoint in --out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-) -> None:
-    """Train the conditional diffusion synthesizer (plane, GA, scanner; classifier-free guidance)."""
-    from sonoshift.config import load_config
-    from sonoshift.synth.config import SynthConfig
-    from sonoshift.synth.train import train_synth
-
-    cfg = load_config(SynthConfig, config, overrides or [])
-    report(train_synth(list(data), cfg, out, resume=resume, progress=not quiet, config_name=config_name(config)), out)
 
 
 def synthesize_cmd(
@@ -89,6 +69,6 @@ def evaluate_synth_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `synthesize` and `evaluate-synth` (`train synth` hangs on the train sub-app)."""
+    """Add `synthesize` and `evaluate-synth`."""
     app.command("synthesize")(synthesize_cmd)
     app.command("evaluate-synth")(evaluate_synth_cmd)

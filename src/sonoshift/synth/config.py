@@ -1,6 +1,6 @@
 """The synthesizer's configuration (YAML: configs/cpu/synth.yaml, configs/gpu/synth_128.yaml, synth_256.yaml).
 
-Frozen dataclasses read by ``sonoshift.config.load_config``; ``train:`` is the shared engine's TrainConfig.
+Frozen dataclasses read by ``sonoshift.config.load_config``; ``train:`` is the shared engine's EngineConfig.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sonoshift.engine.loop import TrainConfig
+from sonoshift.engine.loop import EngineConfig
 
 # Plane names of the simulator and the public sets mapped to one vocabulary (FETAL_PLANES_DB "Fetal brain",
 # African "brain" and the simulator's "head" are the same trans-thalamic-like head plane).
@@ -27,7 +27,7 @@ DEFAULT_PLANE_ALIASES: dict[str, str] = {
 class SynthData:
     """Which frames train the synthesizer.
 
-    paths: prepared datasets (set by ``--data``; several are combined). split: the split read from each.
+    paths: prepared datasets combined with the one given by ``--data`` (e.g. ``data.paths=[hc18,fpdb]``). split: the split read from each.
     size: frames are resized to size x size (bilinear). plane_aliases: raw plane label -> vocabulary name.
     fill_plane: dataset name (``dataset.json`` spec name, else the folder name) -> plane given to its frames
     that have none (HC18 holds head images only). planes / scanners: the vocabularies; empty = every value seen
@@ -97,7 +97,7 @@ class SynthConfig:
     model: SynthModel = field(default_factory=SynthModel)
     diffusion: SynthDiffusion = field(default_factory=SynthDiffusion)
     condition: SynthCondition = field(default_factory=SynthCondition)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: EngineConfig = field(default_factory=EngineConfig)
 
 
 __all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthModel"]

@@ -91,6 +91,7 @@ class SynthDataset(torch.utils.data.Dataset):
         if not cfg.paths:
             raise SonoshiftError("the synthesizer needs at least one prepared dataset (--data).")
         self.size, self.seed, self.balance = cfg.size, int(seed), balance
+        self.paths = tuple(str(p) for p in cfg.paths)
         self.parts = [FrameDataset(p, cfg.split) for p in cfg.paths]
         self.rows: list[dict[str, Any]] = []
         for k, (p, part) in enumerate(zip(cfg.paths, self.parts)):

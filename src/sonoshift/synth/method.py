@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sonoshift.engine.ema import EMA
-from sonoshift.engine.loop import StepContext
+from sonoshift.engine.loop import MethodBase, StepContext
 from sonoshift.seeding import make_generator
 from sonoshift.synth.config import SynthConfig
 from sonoshift.synth.dataset import Vocab
@@ -42,7 +42,7 @@ def drop_conditions(
     )
 
 
-class Synth:
+class Synth(MethodBase):
     """Conditional DDPM training of a :class:`SynthUNet` in pixel space."""
 
     name = "synth"

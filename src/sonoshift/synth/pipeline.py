@@ -39,7 +39,8 @@ def _as_list(value: Any, n: int, what: str) -> list[Any]:
 
 
 class SynthPipeline:
-    """A trained synthesizer. ``planes`` / ``scanners``: the names it knows; ``image_size``: output side.
+    """A trained synthesizer. ``planes`` / ``scanners``: the names it knows; ``size``: output side
+    (``image_size`` = (size, size)).
 
     Besides names, it can be called with a mapping of condition tensors (the model registry's Synthesizer
     form): ``pipeline({"plane": (B,) indices, "ga": (B,) weeks, "scanner": (B,) indices}, generator=g)``, where
@@ -54,7 +55,8 @@ class SynthPipeline:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.unet = unet
-        self.cfg, self.vocab, self.image_size = cfg, vocab, int(image_size)
+        self.cfg, self.vocab, self.size = cfg, vocab, int(image_size)
+        self.image_size = (self.size, self.size)
         self.metadata = metadata or {}
         self.planes, self.scanners = vocab.planes, vocab.scanners
 
@@ -92,7 +94,7 @@ class SynthPipeline:
         sched = sampling_scheduler(sampler, d)
         sched.set_timesteps(steps, device=dev)
         dtype = next(self.unet.parameters()).dtype
-        x = randn_tensor((n, 1, self.image_size, self.image_size), generator=generator, device=dev, dtype=dtype)
+        x = randn_tensor((n, 1, self.size, self.size), generator=generator, device=dev, dtype=dtype)
         x = x * sched.init_noise_sigma
         guided = guidance != 1.0
         if guided:
@@ -160,15 +162,11 @@ class SynthPipeline:
         return torch.cat(out)
 
 
-def load_synthesizer(path: str | Path, device: str | torch.device | None = None, *, use_ema: bool = True
-                     ) -> SynthPipeline:
-    """The synthesizer of a ``sonoshift train synth`` run (run folder, checkpoint folder or model file),
-    with EMA weights by default, on ``device`` (default CPU)."""
-    from sonoshift.engine.checkpoint import load_module, read_model
+def pipeline_from_checkpoint(ckpt, device: torch.device | None = None, *, use_ema: bool = True) -> SynthPipeline:
+    """The :class:`SynthPipeline` of a read ``ModelCheckpoint`` (the registry's ``load``), on ``device``
+    (default CPU)."""
+    from sonoshift.engine.checkpoint import load_module
 
-    ckpt = read_model(path)
-    if ckpt.method != "synth":
-        raise SonoshiftError(f"{path} is a '{ckpt.method}' run, not a synthesizer ('synth').")
     cfg = from_dict(SynthConfig, ckpt.state.get("config", {}))
     meta = ckpt.state.get("metadata", {})
     vocab = Vocab(tuple(meta.get("planes", ())), tuple(meta.get("scanners", ())))
@@ -180,4 +178,13 @@ def load_synthesizer(path: str | Path, device: str | torch.device | None = None,
     return pipe.to(device or "cpu")
 
 
-__all__ = ["SynthPipeline", "load_synthesizer"]
+def load_synthesizer(path: str | Path, device: str | torch.device | None = None, *, use_ema: bool = True
+                     ) -> SynthPipeline:
+    """The synthesizer of a ``sonoshift train synth`` run (run folder, checkpoint folder or model file),
+    with EMA weights by default, on ``device`` (default CPU)."""
+    from sonoshift.methods import load_model
+
+    return load_model(path, device, kind="synthesizer", use_ema=use_ema)
+
+
+__all__ = ["SynthPipeline", "load_synthesizer", "pipeline_from_checkpoint"]

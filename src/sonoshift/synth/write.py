@@ -127,7 +127,7 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
     sampler = req.sampler or d.sampler
     domain = scanner or "synthetic"
     pixel = (meta.get("pixel_size_mm") or {}).get(scanner or "", math.nan)
-    size = pipe.image_size
+    size = pipe.size
     out = Path(out)
     with atomic_dir(out) as tmp:
         cache = create_cache(tmp / "cache" / req.split / f"{domain}.npy", req.n, size, size)

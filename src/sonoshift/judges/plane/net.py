@@ -1,8 +1,9 @@
 """A compact 2D CNN for single-channel plane classification, with its penultimate features exposed.
 
 Why not a MONAI DenseNet/ResNet: on the 2 CPU cores the project targets, the labelled sets are a few hundred
-images and a DenseNet121 (7M parameters) is ~40x slower per image than this net (bench/classifier.py prints the
-ratio) while over-fitting such sets. A ResNet-like stem (5x5 stride-2 conv + 2x2 max
+images, and MONAI's DenseNet121 (7.0M parameters) / ResNet18 (11.2M) cost 16x / 26x more CPU per training image
+and 20x / 29x per inference image at 96x96 than this net (0.29M; bench/classifier.py measures the ratios), while
+over-fitting such sets. A ResNet-like stem (5x5 stride-2 conv + 2x2 max
 pool: /4, as cheap as possible at full resolution), then one stage per entry of ``widths`` (conv-BN-ReLU x2, a
 2x2 max pool between stages), global average pooling to ``widths[-1]`` features (the embedding), dropout, one
 linear layer. About 0.3M parameters and 45M multiply-adds per 128x128 frame.
