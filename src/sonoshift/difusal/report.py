@@ -87,12 +87,15 @@ def reasons_png(table: pd.DataFrame, regime: str, path: Path) -> None:
 
 
 def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, path: Path, per_plane: int = 8) -> bool:
-    """Up to ``per_plane`` accepted (or rejected) candidates of one round per plane, titled with GA / reason."""
+    """Up to ``per_plane`` accepted (or rejected) candidates of one round per plane, titled with GA / reason;
+    False (nothing written) when the round has none."""
     if not (folder / "scores.csv").is_file():
         return False
     s = pd.read_csv(folder / "scores.csv")
     imgs = np.load(folder / "candidates.npz")["images"]
     s = s[s["accepted"] == accepted]
+    if s.empty:
+        return False
     fig, axes = plt.subplots(len(planes), per_plane, figsize=(1.3 * per_plane, 1.5 * len(planes)), squeeze=False)
     for i, p in enumerate(planes):
         rows = s[s["plane"] == p].head(per_plane)
@@ -150,6 +153,8 @@ def write_report(run: str | Path) -> Path:
             for acc, name in ((True, "accepted"), (False, "rejected")):
                 if contact_sheet_png(f, tuple(cfg.data.planes), acc, figs / f"{rg}_{name}.png"):
                     parts.append(f'<h3>{name} (DiFUSAL round {last})</h3><img src="report/{rg}_{name}.png">')
+                else:
+                    parts.append(f"<h3>{name} (DiFUSAL round {last})</h3><p>no {name} candidate in this round.</p>")
         setup = json.loads((stage_dir(run, rg, "setup", 0) / "setup.json").read_text())
         memo = table[(table["regime"] == rg) & table["near_copy_rate_after_finetune"].notna()][
             ["arm", "round", "near_copy_rate_after_finetune", "rejected_near_copy"]]
