@@ -27,7 +27,8 @@ from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.downstream.hc18 import head_mask, load_hc18_table
 from sonoshift.downstream.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
-from sonoshift.judges.ga.estimator import GaEstimator, measure
+from sonoshift.judges.ga.estimator import GaEstimator, head_probabilities, measure
+from sonoshift.judges.ga.head_fit import fit_head
 
 
 def _timed(fn):
@@ -43,12 +44,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--no-tta", action="store_true", help="one forward per image (no flip averaging)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
     rows = load_hc18_table(a.data).iloc[: a.n]
     seg = load_segmenter(a.segmenter)
-    est = GaEstimator(seg, float(seg.info.get("ga_estimator", {}).get("offset_px", 0.0)), tta=True)
+    est = GaEstimator(seg, float(seg.info.get("ga_estimator", {}).get("offset_px", 0.0)), tta=not a.no_tta)
     paths, px = list(rows["image_path"]), list(rows["pixel_size_mm"])
 
     def current():
@@ -69,6 +71,12 @@ def main() -> None:
     print(f"ratio (estimator / current): wall {w_old / w_new:.1f}x, CPU {c_old / c_new:.1f}x")
     diff = np.abs(np.array(hc_old) - hc_new)
     print(f"HC difference between the two paths: median {np.nanmedian(diff):.2f} mm")
+    # where the estimator's time goes (CPU seconds per image)
+    frames, t_dec, _ = _timed(lambda: [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in paths])
+    probs, t_net, _ = _timed(lambda: head_probabilities(est, frames, a.batch))
+    _, t_fit, _ = _timed(lambda: [fit_head(p, f.shape) for p, f in zip(probs, frames)])
+    print(f"estimator per image (wall ms): decode {1e3 * t_dec / n:.1f}, network {1e3 * t_net / n:.1f} "
+          f"(tta={est.tta}), ellipse fit {1e3 * t_fit / n:.1f}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def harmonize_samples(samples: Samples, translator: str | Path, device: str | to
     """The same samples with every frame translated by the translator checkpoint/run at ``translator``
     (frames stay at their size; pixels that were 0 outside the field of view stay 0)."""
     from sonoshift.methods import load_translator
-    from sonoshift.translate import run_translator, to_signed, to_uint8
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
 
     model = load_translator(translator, device=torch.device(device))
     out = to_uint8(run_translator(model, to_signed(samples.frames), device=torch.device(device)))
