@@ -25,7 +25,7 @@ import torch
 
 from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.downstream.hc18 import head_mask, load_hc18_table
-from sonoshift.downstream.images import read_gray
+from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
 from sonoshift.judges.ga.estimator import GaEstimator, head_probabilities, measure
 from sonoshift.judges.ga.head_fit import fit_head

@@ -15,7 +15,7 @@ from sonoshift.biometry.intergrowth import (
     hc_zscore,
     valid_prediction,
 )
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 
 # Hadlock FP et al., Radiology 1984;152:497-501, mean head circumference (cm) per menstrual age (weeks), as
 # tabulated at medicalalgorithms.com/head-circumference ("from Hadlock (1984)").

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc
 from sonoshift.cli.main import app
-from sonoshift.downstream.ellipse import ellipse_perimeter
+from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.downstream.segmenter import Segmenter
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import GaEstimator, load_ga_estimator, measure
 
 

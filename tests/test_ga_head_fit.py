@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sonoshift.downstream.ellipse import ellipse_perimeter
+from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.judges.ga.head_fit import calibrate_offset, fit_head
 
 

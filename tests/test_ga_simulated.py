@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from sonoshift.data.manifests import write_manifest
-from sonoshift.downstream.ellipse import ellipse_perimeter
+from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.downstream.segmenter import ModelConfig, Segmenter, build_unet, save_segmenter
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.simulated import evaluate_simulated, summarize_simulated
 
 

@@ -1,1 +1,6 @@
-"""Fetal biometry: head circumference, gestational-age formulas (Hadlock, INTERGROWTH-21st) and centiles."""
+"""Fetal biometry formulas, one place each (pure functions, no I/O):
+
+- ``hadlock``: gestational age from head circumference and the Hadlock size-on-age curves (HC, BPD, AC, FL);
+- ``ellipse``: the ellipse perimeter (Ramanujan) and the axes of an ellipse of given perimeter;
+- ``intergrowth``: INTERGROWTH-21st GA from HC (2016) and HC centiles for GA (2014), the valid-prediction band.
+"""

@@ -94,7 +94,7 @@ def predict_cmd(
     import pandas as pd
 
     from sonoshift.atomic import atomic_write_text
-    from sonoshift.downstream.images import read_gray
+    from sonoshift.io.images import read_gray
     from sonoshift.judges.ga.estimator import load_ga_estimator, measure
     from sonoshift.judges.plane.api import list_images
 

@@ -12,24 +12,22 @@ Every output is written to a temporary name and renamed, so nothing half-written
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 import sonoshift
-from sonoshift.atomic import atomic_dir, atomic_file
+from sonoshift.atomic import atomic_dir
 from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest, read_pairs
 from sonoshift.data.readers import read_stack
 from sonoshift.data.resize import ResizeConfig
-from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.errors import SonoshiftError
 from sonoshift.inference.sampling import MeanOfSamples, uncertainty_to_uint8
 from sonoshift.inference.translate import (
@@ -41,44 +39,18 @@ from sonoshift.inference.translate import (
     to_signed,
     to_uint8,
 )
+from sonoshift.io.images import read_gray, write_png
+from sonoshift.io.video import write_mp4
 from sonoshift.methods import load_translator
+from sonoshift.outputs import Batch, Stamp, all_or_nothing, claim_entries, claim_folder, record_entries, settings_key
+from sonoshift.outputs import write_stamp
 from sonoshift.progress import track
 
 DEFAULT_FPS = 25.0
+HARMONIZED = "harmonized output"
+RUN = "translation run"
 OUTPUT_COLUMNS = ["output_path", "source_path", "target_path", "gt_path", "mask_path", "label_path", "patient_id",
                   "video_id", "frame_index"]
-
-
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
-    """Write uint8 (T, H, W) frames as an H.264 MP4 at ``fps`` (odd sizes are padded by one black pixel),
-    atomically."""
-    import av
-
-    frames = np.asarray(frames, dtype=np.uint8)
-    _, h, w = frames.shape
-    ph, pw = h + (h % 2), w + (w % 2)
-    rate = Fraction(fps).limit_denominator(1001)
-    with atomic_file(path, "wb") as f:
-        with av.open(f, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-            stream.options = {"crf": "12", "preset": "medium"}
-            for frame in frames:
-                if (ph, pw) != (h, w):
-                    frame = np.pad(frame, ((0, ph - h), (0, pw - w)))
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
-                for packet in stream.encode(vf.reformat(format="yuv420p")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise SonoshiftError(f"could not encode {path} as PNG.")
-    with atomic_file(path, "wb") as f:
-        f.write(buf.tobytes())
 
 
 def _geometry(translator: Any, ckpt: Any, crop: bool) -> Geometry:
@@ -106,6 +78,7 @@ def harmonize_inputs(
     crop: bool = True,
     progress: bool = True,
     samples: int = 1,
+    force: bool = False,
     **translator_options: Any,
 ) -> list[Path]:
     """Harmonize each input with the model at ``model`` into folder ``out``; returns the written paths.
@@ -115,6 +88,10 @@ def harmonize_inputs(
     ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std of the K
     samples, in grey levels of the 0..255 output (0 outside the field of view), is written in the same geometry
     and format to ``out/uncertainty/<stem>.png|.mp4`` (+ ``out/uncertainty/<stem>/`` PNG frames with ``frames``).
+
+    Output policy (sonoshift.outputs): ``out`` may hold other files; an output name that exists is refused
+    unless it is an earlier result of harmonize (then it is reused when model, input and settings are the same,
+    or replaced with ``force``). All inputs succeed or nothing is written.
     """
     from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
@@ -122,8 +99,6 @@ def harmonize_inputs(
     if not inputs:
         raise SonoshiftError("harmonize needs at least one input (or --dataset).")
     dev = select_device(device or "auto")
-    if dev.type == "cpu":
-        keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     translator = load_translator(model, device=dev, **translator_options)
     if samples != 1:
         MeanOfSamples(translator, samples)  # a deterministic model (or K < 1) stops here, before any input is read
@@ -136,36 +111,87 @@ def harmonize_inputs(
     if samples > 1 and frames and "uncertainty" in stems:
         raise SonoshiftError("an input named 'uncertainty' would overwrite the uncertainty/ folder of --samples; "
                              "rename it or harmonize it into another folder.")
+    settings = {"model": model_identity(model), "crop": crop, "paste_back": paste_back, "samples": samples,
+                "options": translator_options}
+    keys = {stem: settings_key({**settings, "input": input_identity(p)}) for p, stem in zip(inputs, stems)}
+    # Every name an input may produce (.png for a single image, .mp4 for a stack) is checked before any work.
+    for stem in stems:
+        claim_entries(out, {rel: keys[stem] for rel in _output_names(stem, None, frames, samples > 1)},
+                      HARMONIZED, force=force)
+    existed = out.exists()
     written: list[Path] = []
-    for path, stem in zip(inputs, stems):
-        stack = read_stack(path)
-        res = harmonize_stack(stack.frames, translator, geo, paste_back=paste_back, batch_size=batch_size,
-                              device=dev, progress=progress, name=str(path), samples=samples)
-        single = len(res.frames) == 1 and stack.fps is None
-        written += _write_outputs(out, stem, res.frames, single, stack.fps or DEFAULT_FPS, frames)
-        if res.uncertainty is not None:
-            written += _write_outputs(out / "uncertainty", stem, res.uncertainty, single, stack.fps or DEFAULT_FPS,
-                                      frames)
+    ledger: dict[str, str] = {}
+    try:
+        with all_or_nothing() as batch:
+            for path, stem in zip(inputs, stems):
+                stack = read_stack(path)
+                single = len(stack.frames) == 1 and stack.fps is None
+                names = _output_names(stem, single, frames, samples > 1)
+                actions = claim_entries(out, {rel: keys[stem] for rel in names}, HARMONIZED, force=force)
+                written += [out / rel for rel in names]
+                if all(a == "reuse" for a in actions.values()):
+                    continue  # this input's earlier result, with the same model and settings, is kept
+                res = harmonize_stack(stack.frames, translator, geo, paste_back=paste_back, batch_size=batch_size,
+                                      device=dev, progress=progress, name=str(path), samples=samples)
+                fps = stack.fps or DEFAULT_FPS
+                _write_outputs(batch, out, stem, res.frames, single, fps, frames)
+                if res.uncertainty is not None:
+                    _write_outputs(batch, out / "uncertainty", stem, res.uncertainty, single, fps, frames)
+                ledger.update({rel: keys[stem] for rel in names})
+            batch.after_commit(lambda: record_entries(out, ledger, HARMONIZED) if ledger else None)
+    except BaseException:
+        if not existed:  # leave the output as it was: no empty folders either
+            for d in (out / "uncertainty", out):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        raise
     return written
 
 
-def _write_outputs(folder: Path, stem: str, images: np.ndarray, single: bool, fps: float, frames: bool) -> list[Path]:
+def _output_names(stem: str, single: bool | None, frames: bool, uncertainty: bool) -> list[str]:
+    """Output paths (relative to OUT) of one input; ``single`` None: both the image and the video name."""
+    files = [f"{stem}.png", f"{stem}.mp4"] if single is None else [f"{stem}.png" if single else f"{stem}.mp4"]
+    names = files + ([stem] if frames else [])
+    return names + ([f"uncertainty/{n}" for n in names] if uncertainty else [])
+
+
+def model_identity(model: Any) -> Any:
+    """What identifies a model in an output's settings key: its checkpoint file (path, size, time), or the
+    translator object's description (e.g. the untranslated baseline)."""
+    from sonoshift.engine.checkpoint import MODEL_FILE, find_checkpoint
+
+    if not isinstance(model, (str, Path)):
+        return [type(model).__name__, repr(model)]
+    found = find_checkpoint(model)
+    f = found if found.is_file() else found / MODEL_FILE
+    st = f.stat()
+    return [str(f.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def input_identity(path: str | Path) -> Any:
+    """An input file or folder of frames as it goes into a settings key (path, sizes, modification times)."""
+    p = Path(path)
+    if p.is_dir():
+        return [str(p.resolve()), [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(p.iterdir())
+                                   if f.is_file()]]
+    if not p.exists():
+        raise SonoshiftError(f"input {p} does not exist.")
+    st = p.stat()
+    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _write_outputs(batch: Batch, folder: Path, stem: str, images: np.ndarray, single: bool, fps: float,
+                   frames: bool) -> None:
     """``folder/<stem>.png`` (``single``) or ``folder/<stem>.mp4`` at ``fps``, plus PNG frames under
-    ``folder/<stem>/`` with ``frames``; each written atomically. Returns the written paths."""
-    written = []
+    ``folder/<stem>/`` with ``frames``; written to temporaries of ``batch`` (in place when it commits)."""
     if single:
-        target = folder / f"{stem}.png"
-        _write_png(target, images[0])
+        write_png(batch.path(folder / f"{stem}.png"), images[0], atomic=False)
     else:
-        target = folder / f"{stem}.mp4"
-        write_mp4(target, images, fps)
-    written.append(target)
+        write_mp4(batch.path(folder / f"{stem}.mp4"), images, fps)
     if frames:
-        with atomic_dir(folder / stem) as tmp:
-            for i, fr in enumerate(images):
-                _write_png(tmp / f"{i:05d}.png", fr)
-        written.append(folder / stem)
-    return written
+        tmp = batch.path(folder / stem, folder=True)
+        for i, fr in enumerate(images):
+            write_png(tmp / f"{i:05d}.png", fr, atomic=False)
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -188,6 +214,8 @@ def harmonize_dataset(
     progress: bool = True,
     config_name: str | None = None,
     samples: int = 1,
+    force: bool = False,
+    allow_leakage: bool = False,
     **translator_options: Any,
 ) -> Path:
     """Translate the source-domain frames of ``split`` of the prepared dataset into the run folder ``out``
@@ -195,7 +223,11 @@ def harmonize_dataset(
     ground truth (manifest column ``gt_<target>_path``), mask and label map when present. Returns ``out``.
     ``model``: a checkpoint/run folder, or a translator object (e.g. ``Untranslated`` for the baseline).
     ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std (grey levels)
-    is written under ``uncertainty/`` with an ``uncertainty_path`` column."""
+    is written under ``uncertainty/`` with an ``uncertainty_path`` column.
+    ``out`` follows the output policy (sonoshift.outputs): the same run already there is reused, ``force``
+    replaces an earlier translation run, anything else at ``out`` is refused.
+    The split is checked for leakage, and a model trained on patients of ``split`` is refused unless
+    ``allow_leakage`` (then run.json records it and the report marks the run in red)."""
     from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
 
@@ -203,9 +235,16 @@ def harmonize_dataset(
     manifest = root / f"manifest_{split}.csv"
     if not (root / "dataset.json").is_file() or not manifest.is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
+    from sonoshift.leakage import check_model_split
+
+    state = read_model(model).state if isinstance(model, (str, Path)) else None
+    leakage = check_model_split(state, root, split, allow=allow_leakage, model=f"model {model}")
+    key = settings_key({"model": model_identity(model), "dataset": _dataset_identity(root), "split": split,
+                        "samples": samples, "options": translator_options, "config_name": config_name,
+                        "leakage": leakage})
+    if claim_folder(out, RUN, key, force=force, legacy=_legacy_run) == "reuse":
+        return Path(out)
     dev = select_device(device or "auto")
-    if dev.type == "cpu":
-        keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     if isinstance(model, (str, Path)):
         ckpt = read_model(model)
         translator = load_translator(model, device=dev, **translator_options)
@@ -232,8 +271,8 @@ def harmonize_dataset(
         if len(images) != len(source_rows):
             raise SonoshiftError(f"packed cache of '{src}'/{split} in {root} does not match {manifest.name}.")
     else:
-        images = np.stack([_read_png(root / r["path"]) for r in source_rows])
-        masks = np.stack([_read_png(root / r["mask_path"]) > 0 if r.get("mask_path") else np.ones(images.shape[1:], bool)
+        images = np.stack([read_gray(root / r["path"]) for r in source_rows])
+        masks = np.stack([read_gray(root / r["mask_path"]) > 0 if r.get("mask_path") else np.ones(images.shape[1:], bool)
                           for r in source_rows])
     y = run_translator(translator, to_signed(images), batch_size=batch_size, device=dev, progress=progress,
                        description=f"harmonize {split}")
@@ -248,11 +287,12 @@ def harmonize_dataset(
     out_rows = []
     columns = OUTPUT_COLUMNS + (["uncertainty_path"] if uncertainty is not None else [])
     with atomic_dir(out) as tmp:
+        write_stamp(tmp, RUN, key)
         for k, (r, img) in enumerate(zip(track(source_rows, "write outputs", disable=not progress), outputs)):
             rel = f"outputs/{r['patient_id']}/{r['video_id']}/{int(r['frame_index']):05d}.png"
-            _write_png(tmp / rel, img)
+            write_png(tmp / rel, img, atomic=False)
             if uncertainty is not None:
-                _write_png(tmp / ("uncertainty" + rel[len("outputs"):]), uncertainty[k])
+                write_png(tmp / ("uncertainty" + rel[len("outputs"):]), uncertainty[k], atomic=False)
             out_rows.append({
                 "output_path": rel, "source_path": r["path"], "target_path": pair_of.get(r["path"], ""),
                 "gt_path": r.get(gt_col, "") or "", "mask_path": r.get("mask_path", "") or "",
@@ -273,15 +313,27 @@ def harmonize_dataset(
             "sonoshift_version": sonoshift.__version__,
             "samples": samples,
         }
+        if leakage is not None:
+            run["leakage"] = leakage
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     return out
 
 
-def _read_png(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise SonoshiftError(f"frame {path} is missing or unreadable.")
-    return img
+def _dataset_identity(root: Path) -> Any:
+    try:
+        info = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    return [str(root.resolve()), info.get("fingerprint"), info.get("config")]
 
 
-__all__ = ["harmonize_dataset", "harmonize_inputs", "write_mp4"]
+def _legacy_run(out: Path) -> Stamp | None:
+    """A translation run folder written before stamps existed."""
+    try:
+        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return Stamp(RUN, None) if isinstance(run, dict) and "sonoshift_version" in run else None
+
+
+__all__ = ["harmonize_dataset", "harmonize_inputs"]

@@ -21,7 +21,7 @@ import torch
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 
 KEY = "ga_estimator"

@@ -18,10 +18,11 @@ import pandas as pd
 from sonoshift.atomic import atomic_dir, atomic_write_text
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
 from sonoshift.downstream.hc18 import load_hc18_table, split_subjects
-from sonoshift.downstream.images import read_gray, read_labels
+from sonoshift.io.images import read_gray
+from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segmenter
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure
 from sonoshift.judges.ga.head_fit import calibrate_offset
 

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 from skimage.measure import find_contours
 
-from sonoshift.downstream.ellipse import EllipseFit, ellipse_perimeter
+from sonoshift.biometry.ellipse import ellipse_perimeter
+from sonoshift.downstream.ellipse import EllipseFit
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from sonoshift.atomic import atomic_write_text
 from sonoshift.biometry.intergrowth import valid_prediction
 from sonoshift.config import from_dict, to_dict
 from sonoshift.downstream.hc18 import load_hc18_table, split_subjects
-from sonoshift.downstream.images import read_gray
+from sonoshift.io.images import read_gray
 from sonoshift.engine.checkpoint import load_module, module_tensors, read_model, write_checkpoint
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import frames_to_batch
 from sonoshift.judges.ga.hc18_report import TRIMESTERS
 from sonoshift.judges.plane.augment import AugmentConfig, augment

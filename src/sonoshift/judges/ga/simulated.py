@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
-from sonoshift.downstream.images import read_gray, read_labels
+from sonoshift.io.images import read_gray
+from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import load_segmenter
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import GaEstimator, measure
 from sonoshift.judges.ga.head_fit import fit_head
 

@@ -114,7 +114,7 @@ def predict_files(
     classifier: str | Path, inputs: Sequence[str | Path], out_csv: str | Path, *, crop: bool = True,
 ) -> pd.DataFrame:
     """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image."""
-    from sonoshift.downstream.images import read_gray
+    from sonoshift.io.images import read_gray
 
     clf = load_classifier(classifier)
     files = list_images(inputs)

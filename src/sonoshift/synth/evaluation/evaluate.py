@@ -199,14 +199,14 @@ def evaluate_synth(
         ii, jj = ii[close], jj[close]
         if len(ii):
             d = us_perceptual(judges, syn.x[idx[ii]], syn.x[idx[jj]])
-            div[p or "(unknown)"] = float(d.mean())
+            div[str(p) or "(unknown)"] = float(d.mean())
     real_div = {}
     for p in sorted(div):
         idx = np.nonzero(train.plane == p)[0]
         if len(idx) >= 2:
             sel = rng.choice(idx, min(24, len(idx)), replace=False)
             ii, jj = np.triu_indices(len(sel), 1)
-            real_div[p] = float(us_perceptual(judges, train.x[sel[ii]], train.x[sel[jj]]).mean())
+            real_div[str(p)] = float(us_perceptual(judges, train.x[sel[ii]], train.x[sel[jj]]).mean())
     perc["diversity_within_condition"] = div
     perc["diversity_real_same_plane (baseline)"] = real_div
     perc["note"] = ("lower = more similar; us_perceptual = LPIPS formula on the judges' conv features with uniform "
@@ -235,7 +235,7 @@ def evaluate_synth(
         per = {}
         for p in sorted(set(syn.plane[known])):
             m = syn.plane[known] == p
-            per[p] = float(np.mean(ps[m] == p))
+            per[str(p)] = float(np.mean(ps[m] == p))
         fid["plane_recall_synthetic_by_plane"] = per
         # Classification accuracy score: a classifier trained on synthetic images only, tested on real held-out.
         cas_planes = tuple(sorted(set(syn.plane[known])))
