@@ -16,7 +16,7 @@ import torch
 
 from sonoshift.data.manifests import read_manifest
 from sonoshift.data.splits import read_splits
-from sonoshift.downstream.images import read_gray
+from sonoshift.io.images import read_gray
 from sonoshift.errors import SonoshiftError
 
 
