@@ -1,0 +1,111 @@
+"""The DiFUSAL run configuration (YAML: configs/cpu/difusal.yaml). Arms, label regimes and the headline measures
+are declared here, before the run; the run folder keeps a copy (RUN/config.yaml) and refuses a different one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, Validated
+
+Percent = Annotated[float, Range(0, 100)]
+
+KNOWN_ARMS = ("real", "classical_aug", "unfiltered", "uniform", "difusal")
+
+
+@dataclass(frozen=True)
+class LoopData(Validated):
+    """Frames of a prepared dataset. size: side in px (INTER_AREA resize). planes: the classes (a frame of another
+    plane is dropped). head_plane: the plane whose frames carry a measurable GA. max_per_class: per label regime
+    and class, at most this many labelled training frames (seeded draw; the simulator's sweeps are ~90% "other").
+    eval_per_class: the same cap for the val (weakness) and test (evaluation) frames."""
+
+    path: str = ""
+    size: PosInt = 32
+    planes: tuple[str, ...] = ("abdomen", "femur", "head", "other")
+    head_plane: str = "head"
+    max_per_class: PosInt = 60
+    eval_per_class: PosInt = 60
+
+
+@dataclass(frozen=True)
+class Downstream(Validated):
+    """The downstream models (and the frozen critics, same recipe, another seed): a PlaneNet classifier and a
+    GA regressor on head frames, both trained from scratch for a fixed number of steps."""
+
+    stem: PosInt = 8
+    widths: tuple[int, ...] = (16, 32)
+    steps: PosInt = 150
+    ga_steps: PosInt = 150
+    batch_size: PosInt = 32
+    lr: PosFloat = 3e-3
+
+
+@dataclass(frozen=True)
+class Generator(Validated):
+    """The conditional diffusion generator (sonoshift.synth's U-Net), trained on the regime's labelled frames,
+    then fine-tuned on each round's accepted images mixed half and half with real ones."""
+
+    block_out_channels: tuple[int, ...] = (16, 32)
+    attention: tuple[bool, ...] = (False, False)
+    patch: PosInt = 2
+    pretrain_steps: NonNegInt = 300
+    finetune_steps: NonNegInt = 60
+    batch_size: PosInt = 16
+    lr: PosFloat = 1e-3
+    sample_steps: PosInt = 10
+    guidance: NonNegFloat = 2.0
+    probe: PosInt = 32
+
+
+@dataclass(frozen=True)
+class Critics(Validated):
+    """Frozen validity critics. plane_conf: min critic probability of the conditioned plane. ga_band: centiles
+    of INTERGROWTH-21st HC for the conditioned GA whose GAs bound the accepted estimate (heads). knn: neighbours
+    for realism; realism_percentile: the realism threshold is this percentile of real val frames' kNN distance.
+    memo_percentile: near-copy threshold percentile (sonoshift.synth's calibration on real training frames).
+    hist_bins: intensity histogram bins of the second realism check (Bhattacharyya coefficient)."""
+
+    plane_conf: UnitFloat = 0.5
+    ga_band: tuple[float, float] = (2.5, 97.5)
+    knn: PosInt = 5
+    realism_percentile: Percent = 95.0
+    memo_percentile: Percent = 1.0
+    hist_bins: PosInt = 32
+
+
+@dataclass(frozen=True)
+class Loop(Validated):
+    """rounds: R; budget: candidates per round; floor: minimum candidates per (plane, GA bin) condition;
+    ga_edges: GA bin edges in weeks; entropy_weight: weight of predictive entropy in the weakness; easy_conf: a
+    candidate the CURRENT downstream classifier gives more than this for its plane is "too easy", unless it is a head
+    whose GA the current estimator misses by more than ga_hard_weeks."""
+
+    rounds: PosInt = 3
+    budget: PosInt = 96
+    floor: NonNegInt = 2
+    ga_edges: tuple[float, ...] = (19.0, 25.0, 31.0, 38.0)
+    entropy_weight: NonNegFloat = 1.0
+    easy_conf: UnitFloat = 0.9
+    ga_hard_weeks: NonNegFloat = 1.5
+
+
+@dataclass(frozen=True)
+class DifusalConfig(Validated):
+    """The whole loop. label_fractions: label regimes (share of training patients whose labels are used; each is
+    run with every arm). headline: the declared measures (macro_f1; ga_mae_days)."""
+
+    name: str = "difusal"
+    seed: Seed = 0
+    label_fractions: tuple[float, ...] = (0.1, 0.25)
+    arms: tuple[str, ...] = KNOWN_ARMS
+    headline: tuple[str, ...] = ("macro_f1", "ga_mae_days")
+    threads: PosInt = 1
+    data: LoopData = field(default_factory=LoopData)
+    downstream: Downstream = field(default_factory=Downstream)
+    generator: Generator = field(default_factory=Generator)
+    critics: Critics = field(default_factory=Critics)
+    loop: Loop = field(default_factory=Loop)
+
+
+__all__ = ["KNOWN_ARMS", "Critics", "DifusalConfig", "Downstream", "Generator", "Loop", "LoopData"]

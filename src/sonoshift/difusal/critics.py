@@ -1,0 +1,124 @@
+"""Frozen validity critics, fitted once per label regime on that regime's labelled frames, never updated.
+
+- plane: a PlaneNet (another seed than the downstream model); its probability of the conditioned plane.
+- GA consistency (head candidates): the critic GA regressor's estimate must lie inside the INTERGROWTH-21st band
+  of the conditioned GA, i.e. between the GAs (INTERGROWTH-21st 2016, GA from HC) of the 2.5th and 97.5th HC
+  centiles (INTERGROWTH-21st 2014) at the conditioned GA.
+- realism, two checks that real frames pass ~95% of the time (thresholds from real validation frames): the mean
+  Euclidean distance of the L2-normalised critic embedding to its k nearest real training frames, and the
+  Bhattacharyya coefficient of the image's intensity histogram with the pooled real training histogram (a plane
+  classifier trained on a few dozen frames can embed pure speckle-like noise near real frames; the histogram
+  cannot be fooled that way).
+- memorization guard: distance to the nearest training frame below sonoshift.synth's near-copy threshold
+  (1st percentile of nearest-other-patient distances among real training frames).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sonoshift.biometry.intergrowth import ga_weeks_from_hc, hc_centile
+from sonoshift.difusal.config import Critics as CriticCfg
+from sonoshift.difusal.config import Downstream
+from sonoshift.difusal.data import Frames
+from sonoshift.difusal.downstream import ga_of, plane_probs, train_ga, train_plane
+from sonoshift.judges.ga.regressor import GaRegressorNet
+from sonoshift.judges.plane.net import PlaneNet
+from sonoshift.metrics.histogram import bc_from_counts, histograms
+from sonoshift.synth.evaluation.memorization import calibrate_threshold, nearest, normalise
+
+
+def ga_band(ga_weeks: np.ndarray, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) GA weeks consistent with a fetus of GA ``ga_weeks``: GA from HC at the band's centiles."""
+    g = np.asarray(ga_weeks, np.float64)
+    return ga_weeks_from_hc(hc_centile(g, band[0])), ga_weeks_from_hc(hc_centile(g, band[1]))
+
+
+@torch.no_grad()
+def embed(net: PlaneNet, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """L2-normalised penultimate features (N, D) of the critic classifier."""
+    net.eval()
+    return normalise(torch.cat([net.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]))
+
+
+def knn_distance(query: torch.Tensor, ref: torch.Tensor, k: int, exclude_self: bool = False) -> np.ndarray:
+    """Mean distance of each query row to its k nearest rows of ``ref`` (N,)."""
+    d = torch.cdist(query, ref)
+    if exclude_self:
+        d.fill_diagonal_(float("inf"))
+    k = min(k, ref.shape[0] - int(exclude_self))
+    return d.topk(k, dim=1, largest=False).values.mean(1).double().numpy()
+
+
+def intensity_hist(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """Intensity counts (N, bins) of images in [-1, 1]."""
+    return histograms(((x + 1) / 2).clamp(0, 1), bins=bins)
+
+
+def hist_bc(x: torch.Tensor, ref: torch.Tensor) -> np.ndarray:
+    """Bhattacharyya coefficient (N,) of each image's histogram with the reference counts ``ref`` (bins,)."""
+    h = intensity_hist(x, ref.shape[0])
+    return bc_from_counts(h, ref.expand_as(h).to(h.dtype)).double().numpy()
+
+
+@dataclass
+class Critics:
+    """The frozen critics of one label regime and their calibrated thresholds."""
+
+    plane: PlaneNet
+    ga: GaRegressorNet | None
+    train_emb: torch.Tensor
+    realism_threshold: float
+    memo_threshold: float
+    cfg: CriticCfg
+    train_hist: torch.Tensor
+    hist_threshold: float
+
+    def score(self, x: torch.Tensor, plane_ids: np.ndarray, ga_cond: np.ndarray, head: int) -> pd.DataFrame:
+        """One row per candidate: critic plane confidence, GA estimate and band, realism and nearest-copy
+        distances, and the pass/fail flag of every check."""
+        probs = plane_probs(self.plane, x)
+        conf = probs[np.arange(len(plane_ids)), plane_ids]
+        ga_est = ga_of(self.ga, x)
+        lo, hi = ga_band(ga_cond, self.cfg.ga_band)
+        is_head = plane_ids == head
+        emb = embed(self.plane, x)
+        realism = knn_distance(emb, self.train_emb, self.cfg.knn)
+        nn_d = nearest(emb, self.train_emb)[0].double().numpy()
+        hbc = hist_bc(x, self.train_hist)
+        ga_ok = ~is_head | (np.isnan(ga_est) | ((ga_est >= lo) & (ga_est <= hi)))
+        return pd.DataFrame({
+            "critic_conf": conf, "critic_plane_ok": conf >= self.cfg.plane_conf,
+            "critic_ga": np.where(is_head, ga_est, np.nan), "ga_band_lo": np.where(is_head, lo, np.nan),
+            "ga_band_hi": np.where(is_head, hi, np.nan), "ga_ok": ga_ok,
+            "realism_knn": realism, "histogram_bc": hbc,
+            "realism_ok": (realism <= self.realism_threshold) & (hbc >= self.hist_threshold),
+            "nearest_train": nn_d, "near_copy": nn_d < self.memo_threshold,
+        })
+
+
+def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downstream, cfg: CriticCfg, seed: int
+                ) -> Critics:
+    """Critics trained on the regime's labelled frames ``train`` (seed offset 100 from the downstream models);
+    ``val`` frames (images only) calibrate the realism threshold."""
+    plane = train_plane(train, n_classes, d, seed + 100)
+    ga = train_ga(train, head, d, seed + 100)
+    train_emb = embed(plane, train.x)
+    val_d = knn_distance(embed(plane, val.x), train_emb, cfg.knn)
+    memo = calibrate_threshold(train_emb, list(train.patients), percentile=cfg.memo_percentile)["threshold"]
+    train_hist = intensity_hist(train.x, cfg.hist_bins).sum(0)
+    hist_thr = float(np.percentile(hist_bc(val.x, train_hist), 100 - cfg.realism_percentile))
+    return Critics(plane, ga, train_emb, float(np.percentile(val_d, cfg.realism_percentile)), float(memo), cfg,
+                   train_hist, hist_thr)
+
+
+def near_copy_rate(critics: Critics, x: torch.Tensor) -> float:
+    """Share of images whose nearest training frame (critic embedding) is closer than the near-copy threshold."""
+    return float((nearest(embed(critics.plane, x), critics.train_emb)[0] < critics.memo_threshold).float().mean())
+
+
+__all__ = ["Critics", "embed", "fit_critics", "ga_band", "hist_bc", "knn_distance", "near_copy_rate"]

@@ -1,0 +1,105 @@
+"""Frames of a prepared dataset with plane, GA and patient, and the label regimes drawn from them.
+
+A label regime keeps the labels of a seeded share of the training PATIENTS (the other training frames are not
+used at all, so every arm of a regime has the same real-image count); val and test keep every patient.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from sonoshift.data.manifests import read_manifest
+from sonoshift.data.splits import read_splits
+from sonoshift.io.images import read_gray
+from sonoshift.errors import SonoshiftError
+
+
+@dataclass(frozen=True)
+class Frames:
+    """x: float (N, 1, S, S) in [-1, 1]; y: plane ids (N,); ga: weeks (N,), NaN = unknown; patients (N,)."""
+
+    x: torch.Tensor
+    y: np.ndarray
+    ga: np.ndarray
+    patients: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def take(self, idx: np.ndarray) -> Frames:
+        idx = np.asarray(idx, dtype=np.int64)
+        return Frames(self.x[torch.from_numpy(idx)], self.y[idx], self.ga[idx], self.patients[idx])
+
+    @staticmethod
+    def concat(parts: list[Frames]) -> Frames:
+        full = [p for p in parts if len(p)]
+        if not full:
+            return parts[0]
+        parts = full
+        return Frames(torch.cat([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                      np.concatenate([p.ga for p in parts]), np.concatenate([p.patients for p in parts]))
+
+
+def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int) -> Frames:
+    """Every row of ``manifest_<split>.csv`` whose plane is in ``planes`` (aliases: the simulator's names are
+    used as they are), resized to ``size``. splits.json is read first (patient leakage check)."""
+    root = Path(dataset)
+    if not (root / "dataset.json").is_file():
+        raise SonoshiftError(f"{root} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
+    if (root / "splits.json").is_file():
+        read_splits(root / "splits.json")
+    man = root / f"manifest_{split}.csv"
+    if not man.is_file():
+        raise SonoshiftError(f"{man} is missing: the loop needs train, val and test manifests.")
+    xs, ys, gas, pats = [], [], [], []
+    for row in read_manifest(man):
+        plane = (row.get("plane") or "").strip()
+        if plane not in planes:
+            continue
+        img = read_gray(root / row["path"])
+        if img.shape != (size, size):
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        xs.append(img)
+        ys.append(planes.index(plane))
+        g = (row.get("ga_weeks") or "").strip()
+        gas.append(float(g) if g else math.nan)
+        pats.append(row["patient_id"])
+    if not xs:
+        raise SonoshiftError(f"{man} has no frame of the planes {', '.join(planes)}.")
+    x = torch.from_numpy(np.stack(xs)).float().div(127.5).sub(1.0).unsqueeze(1)
+    return Frames(x, np.asarray(ys, np.int64), np.asarray(gas, np.float64), np.asarray(pats))
+
+
+def cap_per_class(f: Frames, cap: int, n_classes: int, rng: np.random.Generator) -> Frames:
+    """At most ``cap`` frames of each class, drawn without replacement (order kept)."""
+    keep = []
+    for c in range(n_classes):
+        idx = np.flatnonzero(f.y == c)
+        if len(idx) > cap:
+            idx = np.sort(rng.choice(idx, cap, replace=False))
+        keep.append(idx)
+    return f.take(np.sort(np.concatenate(keep)))
+
+
+def labelled_patients(patients: np.ndarray, fraction: float, rng: np.random.Generator) -> set[str]:
+    """A seeded share ``fraction`` of the distinct patients (at least one)."""
+    ids = np.unique(patients)
+    n = max(1, int(round(fraction * len(ids))))
+    return set(rng.choice(ids, n, replace=False).tolist())
+
+
+def regime_train(train: Frames, fraction: float, cap: int, n_classes: int, seed: int) -> Frames:
+    """The labelled training frames of a regime: the chosen patients' frames, capped per class."""
+    rng = np.random.default_rng(seed)
+    keep = labelled_patients(train.patients, fraction, rng)
+    sub = train.take(np.flatnonzero(np.isin(train.patients, list(keep))))
+    return cap_per_class(sub, cap, n_classes, rng)
+
+
+__all__ = ["Frames", "cap_per_class", "labelled_patients", "load_split", "regime_train"]

@@ -1,0 +1,104 @@
+"""Train and apply the downstream models (and the critics, which use the same recipe with another seed).
+
+Plane classifier: sonoshift.judges' PlaneNet, class-balanced batches, AdamW, cross-entropy, a fixed step count.
+GA estimator: sonoshift.judges' GaRegressorNet (image -> GA weeks) on the head frames with a known GA, L1 loss.
+Both train from scratch each time (same seed -> same model), so arms differ only in their training frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sonoshift.difusal.config import Downstream
+from sonoshift.difusal.data import Frames
+from sonoshift.judges.ga.regressor import GaRegressorNet, predict_ga
+from sonoshift.judges.plane.augment import AugmentConfig, augment
+from sonoshift.judges.plane.net import NetConfig, PlaneNet
+from sonoshift.judges.plane.train import predict_proba
+
+
+@dataclass
+class Models:
+    """A plane classifier and a GA regressor (None when there were no head frames with a GA)."""
+
+    plane: PlaneNet
+    ga: GaRegressorNet | None
+
+
+def _net_cfg(d: Downstream) -> NetConfig:
+    return NetConfig(stem=d.stem, widths=tuple(d.widths), dropout=0.1)
+
+
+def train_plane(f: Frames, n_classes: int, d: Downstream, seed: int, *, classical_aug: bool = False) -> PlaneNet:
+    """A PlaneNet trained on ``f`` with every class drawn equally often (classes absent from ``f`` are skipped)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = PlaneNet(n_classes, _net_cfg(d))
+    opt = torch.optim.AdamW(net.parameters(), lr=d.lr, weight_decay=1e-4)
+    counts = np.bincount(f.y, minlength=n_classes).astype(np.float64)
+    w = torch.from_numpy(np.where(counts[f.y] > 0, 1.0 / counts[f.y], 0.0))
+    aug = AugmentConfig()
+    y = torch.from_numpy(f.y)
+    net.train()
+    for _ in range(d.steps):
+        idx = torch.multinomial(w, d.batch_size, replacement=True, generator=g)
+        x = f.x[idx]
+        if classical_aug:
+            x = augment(x, aug, g)
+        loss = F.cross_entropy(net(x), y[idx], label_smoothing=0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def train_ga(f: Frames, head: int, d: Downstream, seed: int, *, classical_aug: bool = False
+             ) -> GaRegressorNet | None:
+    """A GA regressor on the head frames of ``f`` with a known GA (None when there are fewer than 2)."""
+    idx_all = np.flatnonzero((f.y == head) & np.isfinite(f.ga))
+    if len(idx_all) < 2:
+        return None
+    g = torch.Generator().manual_seed(seed + 1)
+    torch.manual_seed(seed + 1)
+    net = GaRegressorNet(_net_cfg(d))
+    opt = torch.optim.AdamW(net.parameters(), lr=d.lr, weight_decay=1e-4)
+    x_all, ga_all = f.x[torch.from_numpy(idx_all)], torch.from_numpy(f.ga[idx_all]).float()
+    aug = AugmentConfig(rotate_deg=20.0, scale=0.0)  # no zoom: size is the GA signal
+    net.train()
+    for _ in range(d.ga_steps):
+        idx = torch.randint(0, len(idx_all), (d.batch_size,), generator=g)
+        x = x_all[idx]
+        if classical_aug:
+            x = augment(x, aug, g)
+        loss = F.l1_loss(net(x), ga_all[idx]) / 10.0
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def train_models(f: Frames, n_classes: int, head: int, d: Downstream, seed: int, *, classical_aug: bool = False
+                 ) -> Models:
+    """Both downstream models on ``f``."""
+    return Models(train_plane(f, n_classes, d, seed, classical_aug=classical_aug),
+                  train_ga(f, head, d, seed, classical_aug=classical_aug))
+
+
+@torch.no_grad()
+def plane_probs(net: PlaneNet, x: torch.Tensor) -> np.ndarray:
+    """Softmax probabilities (N, C)."""
+    return predict_proba(net, x)
+
+
+def ga_of(net: GaRegressorNet | None, x: torch.Tensor) -> np.ndarray:
+    """GA in weeks (N,) (flip-averaged); NaN everywhere without a regressor."""
+    if net is None:
+        return np.full(x.shape[0], np.nan)
+    return predict_ga(net, x)
+
+
+__all__ = ["Models", "ga_of", "plane_probs", "train_ga", "train_models", "train_plane"]

@@ -1,0 +1,103 @@
+"""The loop's generator: sonoshift.synth's conditional U-Net and sampling pipeline, trained here on in-memory
+frames so that it sees only the label regime's frames (label hygiene), and fine-tuned on accepted images.
+
+Training is sonoshift.synth's DDPM objective (noise prediction on its cosine schedule, condition dropout for
+classifier-free guidance via ``drop_conditions``) written as a short loop; a fine-tuning batch is half
+accepted synthetic, half real frames, so the generator does not drift onto its own outputs alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from sonoshift.difusal.config import Generator
+from sonoshift.difusal.data import Frames
+from sonoshift.synth.config import SynthConfig, SynthDiffusion, SynthModel
+from sonoshift.synth.dataset import Vocab
+from sonoshift.synth.method import drop_conditions
+from sonoshift.synth.model import SynthUNet
+from sonoshift.synth.pipeline import SynthPipeline
+from sonoshift.synth.schedulers import training_scheduler
+
+
+def build(g: Generator, planes: tuple[str, ...], size: int, seed: int) -> SynthPipeline:
+    """A fresh (untrained) pipeline for ``planes`` at ``size`` px, weights initialised from ``seed``."""
+    cfg = SynthConfig(
+        model=SynthModel(block_out_channels=tuple(g.block_out_channels), attention=tuple(g.attention),
+                         patch=g.patch, attention_head_dim=8, norm_num_groups=8),
+        diffusion=SynthDiffusion(steps=g.sample_steps, guidance=g.guidance),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = SynthUNet(cfg.model, channels=1, sample_size=size, n_planes=len(planes), n_scanners=0)
+    return SynthPipeline(net.eval(), cfg, Vocab(tuple(planes), ()), image_size=size)
+
+
+def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int,
+          extra: Frames | None = None) -> None:
+    """``steps`` DDPM steps on ``real`` (plane-balanced draws); with ``extra`` (accepted images) half of every
+    batch comes from it. Plane ids become vocabulary indices (id + 1); an unknown GA is the null GA."""
+    if steps <= 0:
+        return
+    gen = torch.Generator().manual_seed(seed)
+    net = pipe.unet.train().requires_grad_(True)
+    opt = torch.optim.AdamW(net.parameters(), lr=g.lr, weight_decay=0.0)
+    alphas = training_scheduler(pipe.cfg.diffusion).alphas_cumprod
+    c = pipe.cfg.condition
+
+    def weights(f: Frames) -> torch.Tensor:
+        counts = np.bincount(f.y, minlength=int(f.y.max()) + 1).astype(np.float64)
+        return torch.from_numpy(1.0 / counts[f.y])
+
+    w_real = weights(real)
+    w_extra = weights(extra) if extra is not None and len(extra) else None
+    for _ in range(steps):
+        parts = []
+        n_real = g.batch_size if w_extra is None else g.batch_size // 2
+        for f, w, n in ((real, w_real, n_real), (extra, w_extra, g.batch_size - n_real)):
+            if w is not None and n > 0:
+                idx = torch.multinomial(w, n, replacement=True, generator=gen)
+                parts.append((f.x[idx], torch.from_numpy(f.y[idx.numpy()] + 1), torch.from_numpy(f.ga[idx.numpy()])))
+        x0 = torch.cat([p[0] for p in parts])
+        plane = torch.cat([p[1] for p in parts])
+        ga = torch.cat([p[2] for p in parts]).float()
+        b = x0.shape[0]
+        t = torch.randint(0, pipe.cfg.diffusion.num_train_timesteps, (b,), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        a = alphas[t].view(b, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        plane, ga, scanner = drop_conditions(plane, ga, torch.zeros_like(plane), c.drop_all, c.drop_each, gen)
+        loss = F.mse_loss(net(xt, t, plane, ga, scanner), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+    net.eval().requires_grad_(False)
+
+
+def sample(pipe: SynthPipeline, plane_ids: np.ndarray, ga: np.ndarray, seed: int, batch_size: int = 64
+           ) -> torch.Tensor:
+    """Images (N, 1, S, S) in [-1, 1] for plane ids (N,) and GA weeks (N,); image i uses generator seed + i."""
+    names = [pipe.planes[int(p)] for p in plane_ids]
+    gens = [torch.Generator().manual_seed(seed + i) for i in range(len(names))]
+    return pipe(plane=names, ga=[float(v) for v in ga], n=len(names), generator=gens, batch_size=batch_size)
+
+
+def save(pipe: SynthPipeline, path: str | Path) -> None:
+    """The U-Net weights as safetensors."""
+    save_file({k: v.contiguous() for k, v in pipe.unet.state_dict().items()}, str(path))
+
+
+def load_into(pipe: SynthPipeline, path: str | Path) -> SynthPipeline:
+    """Load weights written by :func:`save` into ``pipe`` (built with the same config)."""
+    pipe.unet.load_state_dict(load_file(str(path)))
+    pipe.unet.eval().requires_grad_(False)
+    return pipe
+
+
+__all__ = ["build", "load_into", "sample", "save", "train"]

@@ -1,0 +1,175 @@
+"""RUN/report.html, verdict first: the declared headline (macro-F1, GA MAE) of every arm at the last round,
+then per-round curves per arm (PNG), accepted / rejected counts by reason, contact sheets of accepted and
+rejected candidates, and the memorization check (near-copy rate of the generator after every fine-tuning)."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from sonoshift.atomic import atomic_write_text  # noqa: E402
+from sonoshift.config import from_dict, read_yaml  # noqa: E402
+from sonoshift.difusal.config import DifusalConfig  # noqa: E402
+from sonoshift.difusal.rounds import regime_name, stage_dir  # noqa: E402
+from sonoshift.difusal.selection import REASONS  # noqa: E402
+from sonoshift.errors import SonoshiftError  # noqa: E402
+
+TARGET_BETTER_BASELINE, TARGET_UNFILTERED = 0.05, 0.02  # issue 16: macro-F1 gains of the DiFUSAL arm
+
+
+def verdict(table: pd.DataFrame, rounds: int) -> list[str]:
+    """One sentence per label regime comparing the DiFUSAL arm at the last round with the baselines."""
+    out = []
+    last = table[table["round"] == rounds]
+    for regime, t in last.groupby("regime", sort=False):
+        s = t.set_index("arm")
+        if "difusal" not in s.index:
+            continue
+        d = s.loc["difusal"]
+        base = max(s.loc[a, "macro_f1"] for a in ("real", "classical_aug") if a in s.index)
+        msg = (f"{regime}: DiFUSAL macro-F1 {d['macro_f1']:.3f} vs the better of real-only / classical augmentation "
+               f"{base:.3f} ({100 * (d['macro_f1'] - base):+.1f} points; target +{100 * TARGET_BETTER_BASELINE:.0f}: "
+               f"{'met' if d['macro_f1'] - base >= TARGET_BETTER_BASELINE else 'NOT met'})")
+        if "unfiltered" in s.index:
+            u = s.loc["unfiltered", "macro_f1"]
+            msg += (f"; vs unfiltered {u:.3f} ({100 * (d['macro_f1'] - u):+.1f}; target +{100 * TARGET_UNFILTERED:.0f}: "
+                    f"{'met' if d['macro_f1'] - u >= TARGET_UNFILTERED else 'NOT met'})")
+        if "real" in s.index and np.isfinite(d["ga_mae_days"]):
+            r = s.loc["real", "ga_mae_days"]
+            msg += (f"; GA MAE {d['ga_mae_days']:.1f} d vs real-only {r:.1f} d "
+                    f"({'lower' if d['ga_mae_days'] < r else 'NOT lower'}).")
+        out.append(msg)
+    return out
+
+
+def curves_png(table: pd.DataFrame, regime: str, path: Path) -> None:
+    """Accuracy, macro-F1 and GA MAE against the round, one line per arm."""
+    t = table[table["regime"] == regime]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (col, name) in zip(axes, [("accuracy", "accuracy"), ("macro_f1", "macro-F1 (headline)"),
+                                      ("ga_mae_days", "GA MAE, days (lower = better)")]):
+        for arm, g in t.groupby("arm", sort=False):
+            g = g.sort_values("round")
+            ax.plot(g["round"], g[col], marker="o", label=arm)
+        ax.set_title(f"{regime}: {name}")
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def reasons_png(table: pd.DataFrame, regime: str, path: Path) -> None:
+    """Stacked bars: accepted and rejected-by-reason counts per round for each loop arm."""
+    t = table[(table["regime"] == regime) & table["n_candidates"].notna() & table["rejected_too_easy"].notna()]
+    labels = [f"{a}\nr{int(k)}" for a, k in zip(t["arm"], t["round"])]
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(t) + 2), 3.6))
+    bottom = np.zeros(len(t))
+    for col, name in [("n_accepted", "accepted")] + [(f"rejected_{r}", r) for r in REASONS]:
+        v = t[col].to_numpy(float)
+        ax.bar(labels, v, bottom=bottom, label=name)
+        bottom += v
+    ax.set_ylabel("candidates")
+    ax.set_title(f"{regime}: accepted / rejected by reason")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, path: Path, per_plane: int = 8) -> bool:
+    """Up to ``per_plane`` accepted (or rejected) candidates of one round per plane, titled with GA / reason;
+    False (nothing written) when the round has none."""
+    if not (folder / "scores.csv").is_file():
+        return False
+    s = pd.read_csv(folder / "scores.csv")
+    imgs = np.load(folder / "candidates.npz")["images"]
+    s = s[s["accepted"] == accepted]
+    if s.empty:
+        return False
+    fig, axes = plt.subplots(len(planes), per_plane, figsize=(1.3 * per_plane, 1.5 * len(planes)), squeeze=False)
+    for i, p in enumerate(planes):
+        rows = s[s["plane"] == p].head(per_plane)
+        for j in range(per_plane):
+            ax = axes[i, j]
+            ax.axis("off")
+            if j < len(rows):
+                r = rows.iloc[j]
+                ax.imshow(imgs[int(r["candidate"])], cmap="gray", vmin=0, vmax=255)
+                ax.set_title(f"{p} {r['ga_weeks']:.0f}w" + ("" if accepted else f"\n{r['reason']}"), fontsize=6)
+    fig.suptitle(("accepted" if accepted else "rejected") + f" candidates, {folder.parent.name} {folder.name}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-", border=0)
+
+
+def write_report(run: str | Path) -> Path:
+    """RUN/report.html (+ PNGs under RUN/report/) from RUN/metrics.csv and the round folders."""
+    run = Path(run)
+    if not (run / "metrics.csv").is_file():
+        raise SonoshiftError(f"{run} has no metrics.csv: run `sonoshift difusal` into it first.")
+    cfg = from_dict(DifusalConfig, read_yaml(run / "config.yaml"))
+    table = pd.read_csv(run / "metrics.csv")
+    for col in ["n_candidates", "n_accepted", "near_copy_rate_after_finetune"] + [f"rejected_{r}" for r in REASONS]:
+        if col not in table:
+            table[col] = np.nan
+    figs = run / "report"
+    figs.mkdir(exist_ok=True)
+    R = cfg.loop.rounds
+    parts = ["<h1>DiFUSAL: self-improving synthesis loop</h1>", "<h2>Verdict</h2><ul>"]
+    parts += [f"<li>{html.escape(v)}</li>" for v in verdict(table, R)] or ["<li>no finished round yet</li>"]
+    parts.append("</ul>")
+    head = table[table["round"] == table["round"].max()][["regime", "arm", "round", "macro_f1", "accuracy",
+                                                          "ga_mae_days", "n_synthetic"]]
+    parts += [f"<h2>Headline (declared: {', '.join(cfg.headline)}), last finished round; first row of each regime "
+              "is the trivial baseline (real only)</h2>", _table_html(head)]
+    for frac in cfg.label_fractions:
+        rg = regime_name(frac)
+        if rg not in set(table["regime"]):
+            continue
+        curves_png(table, rg, figs / f"{rg}_curves.png")
+        reasons_png(table, rg, figs / f"{rg}_reasons.png")
+        parts += [f"<h2>{rg} ({100 * frac:.0f}% of the training labels)</h2>",
+                  f'<img src="report/{rg}_curves.png"><br><img src="report/{rg}_reasons.png">']
+        last = max((k for k in range(1, R + 1) if (stage_dir(run, rg, "difusal", k) / "scores.csv").is_file()),
+                   default=None)
+        if last is not None:
+            f = stage_dir(run, rg, "difusal", last)
+            for acc, name in ((True, "accepted"), (False, "rejected")):
+                if contact_sheet_png(f, tuple(cfg.data.planes), acc, figs / f"{rg}_{name}.png"):
+                    parts.append(f'<h3>{name} (DiFUSAL round {last})</h3><img src="report/{rg}_{name}.png">')
+                else:
+                    parts.append(f"<h3>{name} (DiFUSAL round {last})</h3><p>no {name} candidate in this round.</p>")
+        setup = json.loads((stage_dir(run, rg, "setup", 0) / "setup.json").read_text())
+        memo = table[(table["regime"] == rg) & table["near_copy_rate_after_finetune"].notna()][
+            ["arm", "round", "near_copy_rate_after_finetune", "rejected_near_copy"]]
+        parts += ["<h3>Memorization check</h3>",
+                  f"<p>near-copy threshold {setup['memo_threshold']:.4f} (1st percentile of nearest other-patient "
+                  f"distances among the regime's real training frames, critic embedding); near-copy rate of the "
+                  f"generator before the loop: {setup['near_copy_rate_generator']:.3f}; after each fine-tuning:</p>",
+                  _table_html(memo)]
+    parts += ["<h2>All rounds</h2>", _table_html(table)]
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>DiFUSAL report</title><style>"
+            "body{font-family:sans-serif;margin:2em;max-width:1300px} table{border-collapse:collapse;font-size:12px}"
+            "td,th{padding:2px 8px;border-bottom:1px solid #ddd} img{max-width:100%}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+    atomic_write_text(run / "report.html", page)
+    return run / "report.html"
+
+
+__all__ = ["contact_sheet_png", "curves_png", "reasons_png", "verdict", "write_report"]

@@ -1,0 +1,361 @@
+"""The DiFUSAL run: per label regime a setup stage, then for every arm round 0 and rounds 1..R, each a
+resumable stage written atomically under RUN/regime_<pct>/<arm>/round_<k>/ (a killed run leaves no half-written
+round; running again skips every finished one and continues from the last).
+
+One round of a loop arm (arms.py): (1) weakness per plane and GA bin from the current models on the regime's
+validation frames; (2) allocation of the budget with a floor per condition; (3) candidates from the arm's
+generator scored by the frozen critics; (4) selection (validity: critics; hardness: current models) with a
+reason per candidate; (5) downstream models retrained on real + every accepted image so far, generator
+fine-tuned on this round's accepted images, memorization guard re-checked on fresh samples; (6) test scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from sonoshift.atomic import atomic_dir, atomic_write_text
+from sonoshift.config import save_config, to_dict
+from sonoshift.difusal import generator as gen_mod
+from sonoshift.difusal.allocation import allocate, uniform
+from sonoshift.difusal.arms import ARMS, Arm, run_order
+from sonoshift.difusal.config import KNOWN_ARMS, DifusalConfig
+from sonoshift.difusal.critics import Critics, fit_critics, near_copy_rate
+from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_train
+from sonoshift.difusal.downstream import Models, _net_cfg, ga_of, plane_probs, train_models
+from sonoshift.difusal.evaluation import evaluate
+from sonoshift.difusal.selection import REASONS, select
+from sonoshift.difusal.weakness import bin_index, condition_weakness, ga_weakness, plane_weakness
+from sonoshift.errors import SonoshiftError
+from sonoshift.judges.ga.regressor import GaRegressorNet
+from sonoshift.judges.plane.net import PlaneNet
+from sonoshift.progress import track
+
+
+@dataclass
+class Regime:
+    """The frames one label regime may see (train, val: its labelled share) and the common test split."""
+
+    name: str
+    fraction: float
+    train: Frames
+    val: Frames
+    test: Frames
+
+
+def regime_name(fraction: float) -> str:
+    return f"regime_{round(100 * fraction):03d}"
+
+
+def check_config(cfg: DifusalConfig) -> None:
+    """One clear sentence for a config the loop cannot run."""
+    bad = [a for a in cfg.arms if a not in KNOWN_ARMS]
+    if bad:
+        raise SonoshiftError(f"unknown arm {bad[0]!r} in arms: (known: {', '.join(KNOWN_ARMS)}).")
+    for a in cfg.arms:
+        if ARMS[a].borrows and ARMS[a].borrows not in cfg.arms:
+            raise SonoshiftError(f"arm {a!r} needs arm {ARMS[a].borrows!r} in arms: (it uses its candidates).")
+    if cfg.data.head_plane not in cfg.data.planes:
+        raise SonoshiftError(f"data.head_plane {cfg.data.head_plane!r} is not in data.planes.")
+    if cfg.loop.rounds < 1 or not cfg.label_fractions:
+        raise SonoshiftError("loop.rounds must be >= 1 and label_fractions must not be empty.")
+    if any(not 0 < f <= 1 for f in cfg.label_fractions):
+        raise SonoshiftError(f"label_fractions must lie in (0, 1], got {list(cfg.label_fractions)}.")
+    n_cond = len(cfg.data.planes) * (len(cfg.loop.ga_edges) - 1)
+    if cfg.loop.floor * n_cond > cfg.loop.budget:
+        raise SonoshiftError(f"loop.budget {cfg.loop.budget} is below loop.floor x {n_cond} conditions.")
+
+
+# ---- saving and loading (safetensors weights, numpy image sets) ----
+def _save_net(net: torch.nn.Module | None, path: Path) -> None:
+    if net is not None:
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+
+
+def _save_models(m: Models, folder: Path) -> None:
+    _save_net(m.plane, folder / "plane.safetensors")
+    _save_net(m.ga, folder / "ga.safetensors")
+
+
+def _load_models(folder: Path, cfg: DifusalConfig) -> Models:
+    plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
+    plane.load_state_dict(load_file(str(folder / "plane.safetensors")))
+    ga = None
+    if (folder / "ga.safetensors").is_file():
+        ga = GaRegressorNet(_net_cfg(cfg.downstream))
+        ga.load_state_dict(load_file(str(folder / "ga.safetensors")))
+        ga.eval()
+    return Models(plane.eval(), ga)
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x[:, 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+
+
+def save_set(path: Path, x: torch.Tensor, y: np.ndarray, ga: np.ndarray) -> None:
+    """Images as uint8 with plane ids and GA weeks (npz)."""
+    np.savez_compressed(path, images=_to_uint8(x), plane=y, ga=ga)
+
+
+def load_set(path: Path) -> Frames:
+    """A set written by :func:`save_set` as Frames (patients "synthetic")."""
+    z = np.load(path)
+    x = torch.from_numpy(z["images"]).float().div(127.5).sub(1.0).unsqueeze(1)
+    return Frames(x, z["plane"].astype(np.int64), z["ga"].astype(np.float64), np.full(len(z["plane"]), "synthetic"))
+
+
+def _empty(size: int) -> Frames:
+    return Frames(torch.zeros(0, 1, size, size), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, dtype=object))
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=1, default=float))
+
+
+# ---- the stages ----
+def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
+    """Train / val / test frames and every label regime's share of them."""
+    d, planes = cfg.data, tuple(cfg.data.planes)
+    train, val, test = (load_split(data, s, planes, d.size) for s in ("train", "val", "test"))
+    n = len(planes)
+    test = cap_per_class(test, d.eval_per_class, n, np.random.default_rng(cfg.seed + 7))
+    out = []
+    for i, frac in enumerate(cfg.label_fractions):
+        tr = regime_train(train, frac, d.max_per_class, n, cfg.seed + 11 * i)
+        va = regime_train(val, frac, d.eval_per_class, n, cfg.seed + 11 * i + 5)
+        out.append(Regime(regime_name(frac), frac, tr, va, test))
+    return out
+
+
+def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
+    n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
+    with atomic_dir(folder) as tmp:
+        critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed)
+        _save_net(critics.plane, tmp / "critic_plane.safetensors")
+        _save_net(critics.ga, tmp / "critic_ga.safetensors")
+        save_file({"train_emb": critics.train_emb.contiguous(), "train_hist": critics.train_hist.contiguous()},
+                  str(tmp / "critic_embedding.safetensors"))
+        pipe = gen_mod.build(cfg.generator, tuple(cfg.data.planes), cfg.data.size, cfg.seed)
+        gen_mod.train(pipe, reg.train, cfg.generator.pretrain_steps, cfg.generator, cfg.seed + 3)
+        gen_mod.save(pipe, tmp / "generator.safetensors")
+        probe_rate = _probe(pipe, critics, cfg, cfg.seed + 9)
+        _write_json(tmp / "setup.json", {
+            "n_train": len(reg.train), "n_val": len(reg.val), "n_test": len(reg.test),
+            "train_per_plane": np.bincount(reg.train.y, minlength=n).tolist(),
+            "train_patients": sorted(set(reg.train.patients.tolist())),
+            "realism_threshold": critics.realism_threshold, "memo_threshold": critics.memo_threshold,
+            "histogram_bc_threshold": critics.hist_threshold,
+            "near_copy_rate_generator": probe_rate})
+
+
+def _load_critics(cfg: DifusalConfig, folder: Path) -> Critics:
+    s = json.loads((folder / "setup.json").read_text())
+    plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
+    plane.load_state_dict(load_file(str(folder / "critic_plane.safetensors")))
+    ga = None
+    if (folder / "critic_ga.safetensors").is_file():
+        ga = GaRegressorNet(_net_cfg(cfg.downstream))
+        ga.load_state_dict(load_file(str(folder / "critic_ga.safetensors")))
+        ga.eval()
+    t = load_file(str(folder / "critic_embedding.safetensors"))
+    return Critics(plane.eval(), ga, t["train_emb"], s["realism_threshold"], s["memo_threshold"], cfg.critics,
+                   t["train_hist"], s["histogram_bc_threshold"])
+
+
+def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int) -> float:
+    """Near-copy rate of ``generator.probe`` fresh samples (planes in turn, GA uniform over the bins)."""
+    n = cfg.generator.probe
+    rng = np.random.default_rng(seed)
+    planes = np.arange(n) % len(cfg.data.planes)
+    ga = rng.uniform(cfg.loop.ga_edges[0], cfg.loop.ga_edges[-1], n)
+    return near_copy_rate(critics, gen_mod.sample(pipe, planes, ga, seed))
+
+
+def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path, real: Path) -> None:
+    """Round 0 of an arm: the downstream models on the real frames alone (the real arm's models, reused when
+    the arm trains on the same frames the same way: training is deterministic)."""
+    n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
+    with atomic_dir(folder) as tmp:
+        if not arm.classical_aug and (real / "metrics.json").is_file():
+            models = _load_models(real, cfg)
+        else:
+            models = train_models(reg.train, n, head, cfg.downstream, cfg.seed, classical_aug=arm.classical_aug)
+        _save_models(models, tmp)
+        if arm.loop:
+            (tmp / "generator.safetensors").write_bytes((setup / "generator.safetensors").read_bytes())
+        save_set(tmp / "synthetic_cumulative.npz", torch.zeros(0, 1, cfg.data.size, cfg.data.size),
+                 np.zeros(0, np.int64), np.zeros(0))
+        _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head), "round": 0, "n_synthetic": 0})
+
+
+def conditions_for(alloc: np.ndarray, edges: tuple[float, ...], rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Plane ids and GA weeks (uniform inside the bin) for an allocation (n_planes, n_bins) of counts."""
+    planes, gas = [], []
+    for p in range(alloc.shape[0]):
+        for b in range(alloc.shape[1]):
+            k = int(alloc[p, b])
+            planes += [p] * k
+            gas += rng.uniform(edges[b], edges[b + 1], k).tolist()
+    return np.asarray(planes, np.int64), np.asarray(gas, np.float64)
+
+
+def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path, prev: Path, setup: Path,
+                seed: int) -> None:
+    planes = tuple(cfg.data.planes)
+    n, head, lp = len(planes), planes.index(cfg.data.head_plane), cfg.loop
+    models = _load_models(prev, cfg)
+    critics = _load_critics(cfg, setup)
+    pipe = gen_mod.load_into(gen_mod.build(cfg.generator, planes, cfg.data.size, cfg.seed), prev / "generator.safetensors")
+    with atomic_dir(folder) as tmp:
+        # (1) weakness on the regime's validation frames
+        err, ent = plane_weakness(plane_probs(models.plane, reg.val.x), reg.val.y, n)
+        hv = np.flatnonzero((reg.val.y == head) & np.isfinite(reg.val.ga))
+        gw = ga_weakness(reg.val.ga[hv], ga_of(models.ga, reg.val.x[hv]), lp.ga_edges) if len(hv) else \
+            np.zeros(len(lp.ga_edges) - 1)
+        w = condition_weakness(err, ent, gw, head, lp.entropy_weight)
+        # (2) allocation
+        alloc = allocate(w, lp.budget, lp.floor) if arm.allocation == "weakness" else uniform(w.shape, lp.budget)
+        rows = [{"plane": planes[p], "ga_bin": f"{lp.ga_edges[b]:g}-{lp.ga_edges[b + 1]:g}",
+                 "plane_error": err[p], "plane_entropy": ent[p], "ga_bin_error": gw[b] if p == head else 0.0,
+                 "weakness": w[p, b], "allocated": int(alloc[p, b])} for p in range(n) for b in range(w.shape[1])]
+        pd.DataFrame(rows).to_csv(tmp / "weakness.csv", index=False)
+        # (3) candidates scored by the frozen critics
+        p_ids, ga_c = conditions_for(alloc, lp.ga_edges, np.random.default_rng(seed))
+        x = gen_mod.sample(pipe, p_ids, ga_c, seed)
+        scores = critics.score(x, p_ids, ga_c, head)
+        # (4) hardness from the current models, then selection
+        scores["down_conf"] = plane_probs(models.plane, x)[np.arange(len(p_ids)), p_ids]
+        down_ga = ga_of(models.ga, x)
+        scores["down_ga_err"] = np.where(p_ids == head, down_ga - ga_c, np.nan)
+        scores = select(scores, lp.easy_conf, lp.ga_hard_weeks)
+        scores.insert(0, "candidate", np.arange(len(p_ids)))
+        scores.insert(1, "plane", [planes[p] for p in p_ids])
+        scores.insert(2, "ga_weeks", ga_c)
+        scores.insert(3, "ga_bin", bin_index(ga_c, lp.ga_edges))
+        scores.to_csv(tmp / "scores.csv", index=False)
+        save_set(tmp / "candidates.npz", x, p_ids, ga_c)
+        acc = np.array(scores["accepted"], dtype=bool)
+        save_set(tmp / "accepted.npz", x[torch.from_numpy(acc)], p_ids[acc], ga_c[acc])
+        # (5) retrain downstream on real + all accepted so far; fine-tune the generator; re-check memorization
+        new = load_set(tmp / "accepted.npz")
+        cum = Frames.concat([load_set(prev / "synthetic_cumulative.npz"), new])
+        _finish(cfg, reg, arm, k, tmp, cum, seed, extra={
+            "n_candidates": len(p_ids), "n_accepted": int(acc.sum()),
+            **{f"rejected_{r}": int((scores["reason"] == r).sum()) for r in REASONS}})
+        gen_mod.train(pipe, reg.train, cfg.generator.finetune_steps if len(new) else 0, cfg.generator, seed + 1,
+                      extra=new)
+        gen_mod.save(pipe, tmp / "generator.safetensors")
+        m = json.loads((tmp / "metrics.json").read_text())
+        m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2)
+        _write_json(tmp / "metrics.json", m)
+
+
+def _borrow_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path, prev: Path, lender: Path,
+                  seed: int) -> None:
+    cand = load_set(lender / "candidates.npz")
+    n_acc = int(pd.read_csv(lender / "scores.csv")["accepted"].sum())
+    pick = np.sort(np.random.default_rng(seed).choice(len(cand), n_acc, replace=False))
+    with atomic_dir(folder) as tmp:
+        chosen = cand.take(pick)
+        save_set(tmp / "accepted.npz", chosen.x, chosen.y, chosen.ga)
+        pd.DataFrame({"candidate": pick}).to_csv(tmp / "chosen.csv", index=False)
+        cum = Frames.concat([load_set(prev / "synthetic_cumulative.npz"), load_set(tmp / "accepted.npz")])
+        _finish(cfg, reg, arm, k, tmp, cum, seed, extra={"n_candidates": len(cand), "n_accepted": n_acc})
+
+
+def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: Frames, seed: int,
+            extra: dict) -> None:
+    n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
+    save_set(tmp / "synthetic_cumulative.npz", cum.x, cum.y, cum.ga)
+    models = train_models(Frames.concat([reg.train, cum]) if len(cum) else reg.train, n, head, cfg.downstream,
+                          cfg.seed, classical_aug=arm.classical_aug)
+    _save_models(models, tmp)
+    _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head), "round": k,
+                                       "n_synthetic": len(cum), **extra})
+
+
+def stages(cfg: DifusalConfig) -> list[tuple[str, str, int]]:
+    """Every stage in run order: (regime, arm or "setup", round)."""
+    out = []
+    for frac in cfg.label_fractions:
+        r = regime_name(frac)
+        out.append((r, "setup", 0))
+        arms = run_order(tuple(cfg.arms))
+        out += [(r, a.name, 0) for a in arms]
+        for k in range(1, cfg.loop.rounds + 1):
+            order = [a for a in arms if a.loop] + [a for a in arms if a.borrows]
+            out += [(r, a.name, k) for a in order]
+    return out
+
+
+def stage_dir(out: Path, regime: str, arm: str, k: int) -> Path:
+    return out / regime / "setup" if arm == "setup" else out / regime / arm / f"round_{k}"
+
+
+def run_difusal(cfg: DifusalConfig, data: str | Path, out: str | Path, *, progress: bool = True,
+                max_stages: int | None = None) -> list[tuple[str, str, int]]:
+    """Run (or continue) every stage; returns the stages run now (finished ones are skipped). ``max_stages``
+    stops after that many new stages (as if the run were killed there)."""
+    check_config(cfg)
+    out = Path(out)
+    saved = out / "config.yaml"
+    if saved.is_file():
+        from sonoshift.config import read_yaml
+        if read_yaml(saved) != json.loads(json.dumps(to_dict(cfg))):
+            raise SonoshiftError(f"{out} holds a run with another config (config.yaml); use a new -o folder.")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, saved)
+    torch.set_num_threads(max(1, cfg.threads))
+    todo = [s for s in stages(cfg) if not (stage_dir(out, *s) / "metrics.json").is_file()
+            and not (s[1] == "setup" and (stage_dir(out, *s) / "setup.json").is_file())]
+    if max_stages is not None:
+        todo = todo[:max_stages]
+    regimes = {r.name: r for r in load_regimes(cfg, data)} if todo else {}
+    done = []
+    for regime, arm_name, k in track(todo, "DiFUSAL stages", disable=not progress):
+        reg, folder = regimes[regime], stage_dir(out, regime, arm_name, k)
+        setup = stage_dir(out, regime, "setup", 0)
+        seed = cfg.seed + 1000 * k + 17 * cfg.label_fractions.index(reg.fraction)
+        if arm_name == "setup":
+            _setup(cfg, reg, folder)
+        elif k == 0:
+            _round0(cfg, reg, ARMS[arm_name], folder, setup, stage_dir(out, regime, "real", 0))
+        else:
+            arm = ARMS[arm_name]
+            prev = stage_dir(out, regime, arm_name, k - 1)
+            if arm.loop:
+                _loop_round(cfg, reg, arm, k, folder, prev, setup, seed + 31 * KNOWN_ARMS.index(arm_name))
+            else:
+                _borrow_round(cfg, reg, arm, k, folder, prev, stage_dir(out, regime, arm.borrows, k), seed)
+        done.append((regime, arm_name, k))
+    collect_metrics(cfg, out)
+    return done
+
+
+def collect_metrics(cfg: DifusalConfig, out: Path) -> pd.DataFrame:
+    """RUN/metrics.csv: one row per (regime, arm, round) that has finished; arms without rounds repeat their
+    round-0 scores for every round (their training set does not change)."""
+    rows = []
+    for frac in cfg.label_fractions:
+        r = regime_name(frac)
+        for a in cfg.arms:
+            for k in range(cfg.loop.rounds + 1):
+                kk = k if ARMS[a].per_round else 0
+                f = stage_dir(out, r, a, kk) / "metrics.json"
+                if f.is_file():
+                    m = json.loads(f.read_text())
+                    rows.append({"regime": r, "label_fraction": frac, "arm": a, **m, "round": k})
+    table = pd.DataFrame(rows)
+    atomic_write_text(out / "metrics.csv", table.to_csv(index=False))
+    return table
+
+
+__all__ = ["collect_metrics", "conditions_for", "load_regimes", "run_difusal", "stages", "stage_dir"]

@@ -1,0 +1,126 @@
+"""DiFUSAL's pure parts against hand computations: weakness, allocation with floors, selection rules, GA band."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sonoshift.biometry.intergrowth import hc_centile
+from sonoshift.difusal.allocation import allocate, uniform
+from sonoshift.difusal.critics import ga_band, knn_distance
+from sonoshift.difusal.rounds import conditions_for
+from sonoshift.difusal.selection import select
+from sonoshift.difusal.weakness import bin_index, condition_weakness, ga_weakness, plane_weakness
+from sonoshift.errors import SonoshiftError
+
+
+def test_plane_weakness_from_a_known_confusion_and_entropy():
+    probs = np.array([[1.0, 0, 0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0.0], [0, 0, 1.0]])
+    y = np.array([0, 0, 1, 2])
+    err, ent = plane_weakness(probs, y, 3)
+    # class 1's only frame is predicted 0 (argmax of a tie picks the first); the others are right
+    np.testing.assert_allclose(err, [0.0, 1.0, 0.0])
+    # class 0: mean of entropy 0 and log 3 over log 3; class 1: log 2 / log 3
+    np.testing.assert_allclose(ent, [0.5, math.log(2) / math.log(3), 0.0], atol=1e-9)
+
+
+def test_plane_weakness_of_a_class_without_frames_is_the_maximum():
+    err, ent = plane_weakness(np.array([[0.9, 0.1]]), np.array([0]), 2)
+    assert err[1] == 1 and ent[1] == 1 and err[0] == 0
+
+
+def test_ga_weakness_per_bin_over_bin_width():
+    edges = (20.0, 24.0, 30.0)
+    true = np.array([21.0, 23.0, 25.0, np.nan])
+    pred = np.array([22.0, 23.0, 28.0, 30.0])
+    # bin 0: |1|, |0| -> 0.5 weeks / width 4; bin 1: |3| / width 6; the NaN-GA frame is ignored
+    np.testing.assert_allclose(ga_weakness(true, pred, edges), [0.125, 0.5])
+    np.testing.assert_array_equal(bin_index(np.array([10.0, 20.0, 24.0, 29.9, 50.0]), edges), [0, 0, 1, 1, 1])
+
+
+def test_condition_weakness_adds_the_ga_term_to_the_head_plane_only():
+    w = condition_weakness(np.array([0.2, 0.5]), np.array([0.4, 0.1]), np.array([0.3, 0.0]), head=1,
+                           entropy_weight=0.5)
+    # plane 0: 0.2 + 0.5*0.4 = 0.4 in both bins; plane 1 (head): 0.5 + 0.05 = 0.55, + 0.3 in bin 0
+    np.testing.assert_allclose(w, [[0.4, 0.4], [0.85, 0.55]])
+
+
+def test_allocation_floor_then_proportional():
+    # floor 1 each, 8 left split 1:3 -> 2 and 6
+    np.testing.assert_array_equal(allocate(np.array([1.0, 3.0]), 10, 1), [3, 7])
+    # 4 left over 3 equal conditions: 4/3 each, the remainder goes to the first
+    np.testing.assert_array_equal(allocate(np.array([1.0, 1.0, 1.0]), 10, 2), [4, 3, 3])
+    # zero weakness everywhere: the rest is spread evenly; a zero-weakness condition keeps its floor
+    np.testing.assert_array_equal(allocate(np.zeros(4), 10, 1), [3, 3, 2, 2])
+    np.testing.assert_array_equal(allocate(np.array([0.0, 2.0]), 6, 2), [2, 4])
+    a = allocate(np.array([[0.1, 0.7], [0.0, 0.35]]), 17, 2)
+    assert a.shape == (2, 2) and a.sum() == 17 and a.min() >= 2
+    np.testing.assert_array_equal(uniform((2, 2), 10), [[3, 3], [2, 2]])
+
+
+def test_allocation_refuses_a_budget_below_the_floors():
+    with pytest.raises(SonoshiftError, match="cannot give 3"):
+        allocate(np.ones(4), 10, 3)
+
+
+def test_conditions_follow_the_allocation():
+    p, g = conditions_for(np.array([[2, 0], [1, 3]]), (20.0, 25.0, 30.0), np.random.default_rng(0))
+    np.testing.assert_array_equal(p, [0, 0, 1, 1, 1, 1])
+    assert np.all((g[:3] >= 20) & (g[:3] < 25)) and np.all((g[3:] >= 25) & (g[3:] < 30))
+
+
+def _scores(**cols):
+    base = {"near_copy": False, "realism_ok": True, "critic_plane_ok": True, "ga_ok": True, "down_conf": 0.5,
+            "down_ga_err": np.nan}
+    return {**base, **cols}
+
+
+def test_selection_reasons_in_order():
+    rows = pd.DataFrame([
+        _scores(),                                              # hard and valid
+        _scores(near_copy=True, critic_plane_ok=False),         # the first failing check wins
+        _scores(realism_ok=False),
+        _scores(critic_plane_ok=False),
+        _scores(ga_ok=False, down_conf=0.99),
+        _scores(down_conf=0.95),                                # the current model already knows it
+        _scores(down_conf=0.95, down_ga_err=-2.0),              # easy plane, but its GA is missed: hard
+        _scores(down_conf=0.95, down_ga_err=1.0),               # GA within the tolerance: easy
+    ])
+    out = select(rows, easy_conf=0.9, ga_hard_weeks=1.5)
+    assert list(out["reason"]) == ["accepted", "near_copy", "unrealistic", "wrong_plane", "ga_inconsistent",
+                                   "too_easy", "accepted", "too_easy"]
+    assert list(out["accepted"]) == [True, False, False, False, False, False, True, False]
+
+
+def test_ga_band_brackets_the_conditioned_ga_and_widens_with_it():
+    lo, hi = ga_band(np.array([20.0, 34.0]), (2.5, 97.5))
+    assert np.all(lo < np.array([20.0, 34.0])) and np.all(hi > np.array([20.0, 34.0]))
+    assert (hi - lo)[1] > (hi - lo)[0]  # HC spread grows with GA
+    # the low end is the GA of the 2.5th-centile head: smaller head -> younger
+    assert hc_centile(20.0, 2.5) < hc_centile(20.0, 50.0)
+
+
+def test_knn_distance_by_hand():
+    ref = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    import torch
+
+    d = knn_distance(torch.tensor([[0.0, 0.0]]), torch.tensor(ref, dtype=torch.float32), k=2)
+    np.testing.assert_allclose(d, [0.5])  # nearest two: 0 and 1
+    d = knn_distance(torch.tensor(ref, dtype=torch.float32), torch.tensor(ref, dtype=torch.float32), k=1,
+                     exclude_self=True)
+    np.testing.assert_allclose(d, [1.0, 1.0, 2.0])
+
+
+def test_histogram_realism_by_hand():
+    import torch
+
+    from sonoshift.difusal.critics import hist_bc
+
+    ref = torch.tensor([2.0, 2.0, 0.0, 0.0])  # half the pixels in bin 0, half in bin 1
+    same = torch.tensor([[[[-1.0, -0.6], [-1.0, -0.6]]]])     # [0, 0.2] -> bins 0 and 0: all in bin 0
+    x = torch.cat([same, torch.full((1, 1, 2, 2), 1.0)])   # second image: all pixels in the last bin
+    # all mass in bin 0 against p = (0.5, 0.5, 0, 0): sqrt(1 * 0.5); no overlap: 0
+    np.testing.assert_allclose(hist_bc(x, ref), [math.sqrt(0.5), 0.0], atol=1e-9)
