@@ -28,9 +28,9 @@ from sonoshift.atomic import atomic_dir, atomic_file
 from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest, read_pairs
 from sonoshift.data.readers import read_stack
+from sonoshift.deploy.runtime import load_runtime_translator
 from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.errors import SonoshiftError
-from sonoshift.methods import load_translator
 from sonoshift.progress import track
 from sonoshift.translate import (
     Geometry,
@@ -97,17 +97,18 @@ def harmonize_inputs(
     crop: bool = True,
     progress: bool = True,
     samples: int = 1,
+    runtime: str = "torch",
     **translator_options: Any,
 ) -> list[Path]:
     """Harmonize each input with the model at ``model`` into folder ``out``; returns the written paths.
 
-    Videos keep their frame rate (25 fps when the input has none); ``paste_back`` writes full-size frames with
+    ``runtime`` "torch" (a checkpoint) or "onnx" (an exported .onnx file, or a checkpoint exported in memory; ONNX
+    Runtime on the CPU). Videos keep their frame rate (25 fps when the input has none); ``paste_back`` writes full-size frames with
     the harmonized field of view pasted in; ``crop=False`` feeds whole frames. ``device`` None = auto.
     ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std of the K
     samples, in grey levels of the 0..255 output (0 outside the field of view), is written in the same geometry
     and format to ``out/uncertainty/<stem>.png|.mp4`` (+ ``out/uncertainty/<stem>/`` PNG frames with ``frames``).
     """
-    from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
 
     if not inputs:
@@ -115,12 +116,12 @@ def harmonize_inputs(
     dev = select_device(device or "auto")
     if dev.type == "cpu":
         keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
-    translator = load_translator(model, device=dev, **translator_options)
+    translator, state, _ = load_runtime_translator(model, runtime, dev, **translator_options)
     if samples != 1:
         from sonoshift.sampling.ddgan import MeanOfSamples
 
         MeanOfSamples(translator, samples)  # a deterministic model (or K < 1) stops here, before any input is read
-    geo = _geometry(translator, read_model(model).state, crop)
+    geo = _geometry(translator, state, crop)
     out = Path(out)
     stems = [Path(p).stem if Path(p).suffix else Path(p).name for p in inputs]
     dup = {s for s in stems if stems.count(s) > 1}
@@ -181,15 +182,16 @@ def harmonize_dataset(
     progress: bool = True,
     config_name: str | None = None,
     samples: int = 1,
+    runtime: str = "torch",
     **translator_options: Any,
 ) -> Path:
     """Translate the source-domain frames of ``split`` of the prepared dataset into the run folder ``out``
     (docs/formats.md §3). Each output row names its source frame, its paired target (pairs_<split>.csv), its
     ground truth (manifest column ``gt_<target>_path``), mask and label map when present. Returns ``out``.
-    ``model``: a checkpoint/run folder, or a translator object (e.g. ``Untranslated`` for the baseline).
+    ``model``: a checkpoint/run folder (or an exported .onnx file with ``runtime`` "onnx"), or a translator object
+    (e.g. ``Untranslated`` for the baseline).
     ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std (grey levels)
     is written under ``uncertainty/`` with an ``uncertainty_path`` column."""
-    from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
 
     root = Path(dataset)
@@ -200,10 +202,8 @@ def harmonize_dataset(
     if dev.type == "cpu":
         keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     if isinstance(model, (str, Path)):
-        ckpt = read_model(model)
-        translator = load_translator(model, device=dev, **translator_options)
-        checkpoint, step = str(Path(ckpt.path).resolve()), ckpt.state.get("step")
-        saved_config = (ckpt.state.get("metadata") or {}).get("config_name")
+        translator, state, checkpoint = load_runtime_translator(model, runtime, dev, **translator_options)
+        step, saved_config = state.get("step"), (state.get("metadata") or {}).get("config_name")
     else:  # a translator object, e.g. sonoshift.translate.Untranslated for the no-translation baseline
         translator, checkpoint, step, saved_config = model, None, None, None
     if samples > 1:

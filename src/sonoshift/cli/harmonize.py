@@ -9,7 +9,7 @@ import typer
 
 def harmonize_cmd(
     inputs: list[Path] = typer.Argument(None, help="Frames, folders of frames, MP4/AVI/DICOM cine-loops, .npy stacks."),
-    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint folder, run folder (latest checkpoint) or model.safetensors."),
+    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint folder, run folder (latest checkpoint), model.safetensors, or an exported .onnx (--runtime onnx)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (a translation run folder with --dataset)."),
     dataset: Path | None = typer.Option(None, "--dataset", help="Prepared dataset: translate the source frames of --split."),
     split: str = typer.Option("test", "--split", help="Split of --dataset to translate."),
@@ -23,6 +23,8 @@ def harmonize_cmd(
                                 "and their per-pixel std as 8-bit grey levels of the 0..255 output (std in [0, 1] "
                                 "units = value / 255; 0 outside the field of view) under OUT/uncertainty/, in the "
                                 "same geometry and format as the outputs."),
+    runtime: str = typer.Option("torch", "--runtime", help="torch (checkpoint) or onnx (ONNX Runtime on the CPU: an "
+                                "exported .onnx file, or a checkpoint exported on the fly)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Harmonize frames and cine-loops (MP4 out at the input frame rate), or a prepared split for evaluation."""
@@ -34,12 +36,12 @@ def harmonize_cmd(
         if inputs:
             raise SonoshiftError("give either input files or --dataset, not both.")
         run = harmonize_dataset(model, dataset, out, split=split, batch_size=batch_size, device=device,
-                                progress=not quiet, samples=samples, **options)
+                                progress=not quiet, samples=samples, runtime=runtime, **options)
         typer.echo(f"wrote translation run {run}")
         return
     written = harmonize_inputs(model, list(inputs or []), out, frames=frames, paste_back=paste_back,
                                batch_size=batch_size, device=device, crop=not no_crop, progress=not quiet,
-                               samples=samples, **options)
+                               samples=samples, runtime=runtime, **options)
     for p in written:
         typer.echo(str(p))
 

@@ -112,7 +112,8 @@ def load_runtime_translator(
 
     torch: a checkpoint/run folder through ``methods.load_translator``. onnx: an exported ``.onnx`` file, or a
     checkpoint/run folder exported in memory first (``options`` go to the export, e.g. ``reverse``). A ``.onnx``
-    file always runs in ONNX Runtime (``runtime`` torch then is an error).
+    file always runs in ONNX Runtime (``runtime`` torch then is an error). ONNX Runtime runs on the CPU whatever
+    ``device`` is (inputs on another device are copied there and the result back).
     """
     if runtime not in RUNTIMES:
         raise SonoshiftError(f"unknown runtime '{runtime}'; choose one of {', '.join(RUNTIMES)}.")
@@ -125,8 +126,6 @@ def load_runtime_translator(
 
         ckpt = read_model(model)
         return load_translator(model, device=device, **options), ckpt.state, str(Path(ckpt.path).resolve())
-    if device is not None and torch.device(device).type != "cpu":
-        raise SonoshiftError(f"--runtime onnx runs on the CPU; got device '{device}'.")
     if is_onnx:
         if options:
             raise SonoshiftError(f"options {sorted(options)} apply when exporting; {model} is already exported.")
