@@ -25,6 +25,12 @@ def harmonize_cmd(
                                 "same geometry and format as the outputs."),
     runtime: str = typer.Option("torch", "--runtime", help="torch (checkpoint) or onnx (ONNX Runtime on the CPU: an "
                                 "exported .onnx file, or a checkpoint exported on the fly)."),
+    live: str | None = typer.Option(None, "--live", help="Live source: capture device number (0, 1...) or a "
+                                    "video/DICOM played at its frame rate; writes OUT/live.mp4 and OUT/live.json."),
+    show: bool = typer.Option(False, "--show", help="--live: also show the frames in a window (needs a display)."),
+    queue: int = typer.Option(2, "--queue", min=1, help="--live: frames that may wait; older ones are dropped "
+                              "(and counted)."),
+    max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="--live: stop after this many frames."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Harmonize frames and cine-loops (MP4 out at the input frame rate), or a prepared split for evaluation."""
@@ -32,6 +38,15 @@ def harmonize_cmd(
     from sonoshift.harmonize import harmonize_dataset, harmonize_inputs
 
     options = {"reverse": True} if reverse else {}
+    if live is not None:
+        from sonoshift.deploy.live import harmonize_live
+
+        if inputs or dataset is not None:
+            raise SonoshiftError("give either --live SOURCE or inputs/--dataset, not both.")
+        stats = harmonize_live(model, live, out, runtime=runtime, device=device, queue_size=queue,
+                               max_frames=max_frames, show=show, paste_back=paste_back, crop=not no_crop, **options)
+        typer.echo(f"{stats.summary()}; wrote {out / 'live.mp4'} and {out / 'live.json'}")
+        return
     if dataset is not None:
         if inputs:
             raise SonoshiftError("give either input files or --dataset, not both.")
