@@ -1,0 +1,319 @@
+"""A compact student distilled from any trained translator (engine method "student" and its translator).
+
+Training (``sonoshift distill TEACHER -o STUDENT``): the teacher (CycleGAN, DDGAN, cascade, another student)
+translates every source-domain training frame once, before the first step (stochastic teachers: one seeded
+sample, or the mean of ``data.teacher_samples`` samples); the student learns
+
+    loss_G = distill * L1(S(x), T(x)) + adversarial * LSGAN(D_b(S(x)), real)
+    loss_D = discriminator * (LSGAN(D_b(y), real) + LSGAN(D_b(S(x)), fake))     y: an unpaired target frame
+
+so it reproduces the teacher on the source distribution while a PatchGAN against real target frames keeps its
+outputs on the target domain where it cannot match the teacher exactly. The student network is a small ResNet
+generator (``model.arch: resnet``, the CycleGAN generator with fewer channels and blocks) or a mobile U-Net
+(``mobile_unet``); `bench/realtime.py` measures both in ONNX Runtime at 256x256, batch 1, 2 threads.
+The checkpoint is self-contained: the translator needs no teacher file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sonoshift.config import from_dict, to_dict
+from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
+from sonoshift.engine.ema import EMA
+from sonoshift.engine.loop import StepContext, TrainConfig, TrainResult, train
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import register_method
+from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
+from sonoshift.objectives.cyclegan import lsgan
+from sonoshift.seeding import make_generator
+
+
+@dataclass(frozen=True)
+class StudentModel:
+    """The student generator and its discriminator. arch "resnet": ResnetGenerator(ngf=ch, n_blocks, upsample);
+    "mobile_unet": MobileUNet(ch, n_blocks). PatchGAN width ``ndf``, ``d_layers`` stride-2 layers."""
+
+    arch: Literal["resnet", "mobile_unet"] = "resnet"
+    ch: int = 16
+    n_blocks: int = 4
+    upsample: Literal["transpose", "resize"] = "resize"
+    ndf: int = 16
+    d_layers: int = 3
+    init_gain: float = 0.02
+
+
+@dataclass(frozen=True)
+class StudentLoss:
+    """Weights: L1 to the teacher, LSGAN of the student against target frames, and the discriminator's loss."""
+
+    distill: float = 10.0
+    adversarial: float = 1.0
+    discriminator: float = 0.5
+
+
+@dataclass(frozen=True)
+class StudentData:
+    """Which frames: the teacher's domains, ``split``, ``size`` (None: prepared size); teacher_samples K: a
+    stochastic teacher's target is the mean of K samples (1: one sample); teacher_batch: frames per teacher pass."""
+
+    split: str = "train"
+    size: int | None = None
+    teacher_samples: int = 1
+    teacher_batch: int = 8
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """The distillation run (YAML: configs/cpu/student.yaml). ``teacher``: the trained translator to distil."""
+
+    name: str = "student"
+    teacher: str = ""
+    data: StudentData = field(default_factory=StudentData)
+    model: StudentModel = field(default_factory=StudentModel)
+    loss: StudentLoss = field(default_factory=StudentLoss)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def build_student(m: StudentModel) -> nn.Module:
+    """The student generator for ``m`` (not yet initialised)."""
+    if m.arch == "resnet":
+        return ResnetGenerator(1, 1, ngf=m.ch, n_blocks=m.n_blocks, upsample=m.upsample)
+    if m.arch == "mobile_unet":
+        from sonoshift.models.mobile_unet import MobileUNet
+
+        return MobileUNet(m.ch, m.n_blocks)
+    raise SonoshiftError(f"unknown student arch '{m.arch}'; choose resnet or mobile_unet.")
+
+
+class DistillFrames(torch.utils.data.Dataset):
+    """Source frames with their teacher translation and an unpaired target frame: items {"source", "teacher",
+    "target": float32 (1, H, W) in [-1, 1]} (``teacher``: uint8 (N, H, W) aligned with the source frames)."""
+
+    def __init__(self, frames: Any, teacher: np.ndarray) -> None:
+        if len(teacher) != frames.n_source:
+            raise SonoshiftError(f"teacher targets ({len(teacher)}) do not match the source frames ({frames.n_source}).")
+        self.frames, self.teacher = frames, teacher
+
+    def set_epoch(self, epoch: int) -> None:
+        self.frames.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.frames[i]
+        t = torch.from_numpy(np.array(self.teacher[item["source_index"]], dtype=np.float32)) / 127.5 - 1.0
+        t = t[None]
+        if t.shape[-2:] != item["source"].shape[-2:]:
+            t = F.interpolate(t[None], size=item["source"].shape[-2:], mode="bilinear", align_corners=False,
+                              antialias=True)[0]
+        return {"source": item["source"], "target": item["target"], "teacher": t}
+
+
+class Student:
+    """The distillation method: generator ``G`` (the student), discriminator ``D`` (target domain), optimisers
+    "G" and "D" (Adam), optional EMA of G. ``image_size`` and the domains are recorded in checkpoints."""
+
+    name = "student"
+
+    def __init__(self, cfg: StudentConfig, device: torch.device, image_size: tuple[int, int], source: str,
+                 target: str) -> None:
+        self.cfg = cfg
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        if self.image_size[0] % 4 or self.image_size[1] % 4:
+            raise SonoshiftError(f"the student needs image sides divisible by 4, got {self.image_size}.")
+        self.source_domain, self.target_domain = source, target
+        m, t = cfg.model, cfg.train
+        g = make_generator(t.seed)
+        self.modules: dict[str, nn.Module] = {
+            "G": init_normal(build_student(m), g, m.init_gain).to(device).train(),
+            "D": init_normal(PatchGAN(1, ndf=m.ndf, n_layers=m.d_layers), g, m.init_gain).to(device).train(),
+        }
+        betas = (t.beta1, t.beta2)
+        self.optimizers = {k: torch.optim.Adam(v.parameters(), t.lr, betas) for k, v in self.modules.items()}
+        self.ema = {"G": EMA(self.modules["G"], t.ema_decay)} if t.ema_decay > 0 else {}
+        self.teacher_info: dict[str, Any] = {}
+        self.prepare: dict[str, Any] = {}
+        self.dataset_path = ""
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """One student update (distillation + adversarial), then one discriminator update."""
+        G, D = self.modules["G"], self.modules["D"]
+        w = self.cfg.loss
+        micro = ctx.micro_batches(batch)
+        logs: dict[str, list[float]] = {}
+        fakes = []
+        D.requires_grad_(False)
+        try:
+            for mb in micro:
+                with ctx.autocast():
+                    fake = G(mb["source"])
+                    l1 = (fake - mb["teacher"]).abs().mean()
+                    adv = lsgan(D(fake), True)
+                    loss = w.distill * l1 + w.adversarial * adv
+                ctx.backward(loss)
+                fakes.append(fake.detach())
+                for k, v in (("loss_G", loss), ("distill_l1", l1), ("G_adv", adv)):
+                    logs.setdefault(k, []).append(v.item())
+        finally:
+            D.requires_grad_(True)
+        ctx.optimizer_step("G")
+        for mb, fake in zip(micro, fakes):
+            with ctx.autocast():
+                n = fake.shape[0]
+                p = D(torch.cat([mb["target"], fake]))
+                loss_d = w.discriminator * (lsgan(p[:n], True) + lsgan(p[n:], False))
+            ctx.backward(loss_d)
+            logs.setdefault("loss_D", []).append(loss_d.item())
+        ctx.optimizer_step("D")
+        return {k: sum(v) / len(v) for k, v in logs.items()}
+
+    @torch.no_grad()
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """TensorBoard rows: source, teacher translation, student translation (B, 1, H, W) in [-1, 1]."""
+        G = self.modules["G"]
+        G.eval()
+        out = {"source": batch["source"], "teacher": batch["teacher"], "student": G(batch["source"])}
+        G.train()
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """Inference facts: domains, image size, student architecture, teacher, dataset geometry."""
+        return {
+            "source_domain": self.source_domain,
+            "target_domain": self.target_domain,
+            "image_size": list(self.image_size),
+            "student_model": to_dict(self.cfg.model),
+            "teacher": self.teacher_info,
+            "dataset": self.dataset_path,
+            "prepare": self.prepare,
+        }
+
+
+def build(cfg: StudentConfig, dataset: Any, device: torch.device, rank: int = 0) -> Student:
+    """A student for ``dataset`` (a DistillFrames) on ``device``."""
+    first = dataset[0]["source"]
+    frames = dataset.frames
+    return Student(cfg, device, tuple(first.shape[-2:]), frames.source_domain, frames.target_domain)
+
+
+def teacher_targets(
+    teacher: Any, frames: np.ndarray, *, samples: int = 1, batch_size: int = 8, seed: int = 0,
+    device: torch.device | None = None, progress: bool = False,
+) -> np.ndarray:
+    """The teacher's translation of uint8 source frames (N, H, W) -> uint8 (N, H, W) (at the frames' size).
+
+    Stochastic teachers draw from a generator seeded by ``seed`` (K > 1: the mean of K samples per frame)."""
+    from sonoshift.translate import run_translator, to_signed, to_uint8
+
+    g = make_generator(seed, 5000)
+    model = teacher
+    if samples > 1:
+        from sonoshift.sampling.ddgan import MeanOfSamples
+
+        model = MeanOfSamples(teacher, samples)
+    is_stochastic = hasattr(teacher, "uncertainty")
+    y = run_translator(model, to_signed(np.asarray(frames)), batch_size=batch_size, device=device,
+                       generator=g if is_stochastic else None, progress=progress, description="teacher targets")
+    return to_uint8(y)
+
+
+def _dataset_prepare(root: Path) -> dict[str, Any]:
+    try:
+        prep = json.loads((root / "dataset.json").read_text(encoding="utf-8")).get("config") or {}
+        return {k: prep[k] for k in ("crop", "resize") if k in prep}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def distill(
+    teacher: str | Path, data: str | Path, cfg: StudentConfig, out: str | Path, *, resume: bool = False,
+    progress: bool = True, config_name: str | None = None,
+) -> TrainResult:
+    """Distil the translator ``teacher`` (checkpoint/run folder) into a student trained on the prepared dataset
+    ``data`` into the run folder ``out`` (API of `sonoshift distill`). The teacher's translations of the source
+    training frames are computed once and kept in ``out/teacher_targets.npy`` (reused by ``resume``)."""
+    from sonoshift.atomic import atomic_file
+    from sonoshift.data.cache import load_cache
+    from sonoshift.data.datasets import UnpairedDataset
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.engine.start import start_training
+    from sonoshift.methods import load_translator
+
+    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
+    ckpt = read_model(teacher)
+    tr = load_translator(teacher, device=device)
+    src, tgt = tr.source_domain, tr.target_domain
+    d = cfg.data
+    frames = UnpairedDataset(data, d.split, src, tgt, seed=cfg.train.seed, size=d.size)
+    out = Path(out)
+    cache = out / "teacher_targets.npy"
+    if resume and cache.is_file():
+        targets = np.load(cache)
+    else:
+        source = np.asarray(load_cache(data, d.split, src))
+        if tuple(source.shape[-2:]) != tuple(tr.image_size):
+            from sonoshift.translate import resize_batch, to_signed, to_uint8
+
+            source = to_uint8(resize_batch(to_signed(source), tuple(tr.image_size)))
+        targets = teacher_targets(tr, source, samples=d.teacher_samples, batch_size=d.teacher_batch,
+                                  seed=cfg.train.seed, device=device, progress=progress and info.rank == 0)
+        if info.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            with atomic_file(cache, "wb") as f:
+                np.save(f, targets)
+    dataset = DistillFrames(frames, targets)
+    method = build(cfg, dataset, device, rank=info.rank)
+    method.dataset_path = str(data.resolve())
+    method.prepare = _dataset_prepare(data)
+    method.teacher_info = {"path": str(Path(ckpt.path).resolve()), "method": ckpt.method, "step": ckpt.state.get("step"),
+                           "samples": d.teacher_samples}
+    cfg_dict = {**to_dict(cfg), "teacher": str(teacher)}
+    return train(method, dataset, cfg.train, out, full_config=cfg_dict, resume=resume, progress=progress)
+
+
+class StudentTranslator:
+    """The student generator as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's device."""
+
+    method = "student"
+
+    def __init__(self, net: nn.Module, image_size: tuple[int, int], source: str, target: str) -> None:
+        self.net = net.eval().requires_grad_(False)
+        self.image_size = image_size
+        self.source_domain, self.target_domain = source, target
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
+        p = next(self.net.parameters())
+        if p.device != x.device:
+            self.net.to(x.device)
+        with torch.no_grad():
+            return self.net(x.to(p.dtype)).to(x.dtype)
+
+
+def load_translator(ckpt: ModelCheckpoint, device: torch.device | None = None, *, use_ema: bool = True
+                    ) -> StudentTranslator:
+    """The student of a distillation checkpoint."""
+    meta = ckpt.state.get("metadata", {})
+    m = from_dict(StudentModel, meta.get("student_model") or {})
+    net = load_module(ckpt, "G", build_student(m), prefer_ema=use_ema)
+    if device is not None:
+        net.to(device)
+    size = tuple(int(v) for v in meta.get("image_size", (256, 256)))
+    return StudentTranslator(net, size, meta["source_domain"], meta["target_domain"])  # type: ignore[arg-type]
+
+
+register_method("student", build=build, load_translator=load_translator)
+
+__all__ = ["DistillFrames", "Student", "StudentConfig", "StudentTranslator", "build", "build_student", "distill",
+           "load_translator", "teacher_targets"]
