@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo test test-slow test-all bench clean
+.PHONY: install chromium demo test test-slow test-all bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
-test-slow: $(STAMP)
-	$(PY) -m pytest -q --runslow -m slow
+# Headless Chromium for the report's browser test (Debian package `chromium`), installed when missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x /usr/bin/chromium || $(SUDO) apt-get install -y -q chromium \
+		|| ($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium)
+
+test-slow: $(STAMP) chromium
+	SONOSHIFT_REQUIRE_CHROMIUM=1 $(PY) -m pytest -q --runslow -m slow
 
 test-all: $(STAMP)
 	$(PY) -m pytest -n 2 -q --runslow

@@ -69,9 +69,12 @@ def test_figures_and_self_contained_html(runs: list[Path], tmp_path: Path) -> No
     with Image.open(out / "grid.png") as im:
         w, h = im.size
     assert w > h  # 3 rows x (source + 2 runs + target + gt) columns
+    with Image.open(out / "figure.png") as im:
+        fw, fh = im.size
+    assert fw > fh  # one frame: a row of plain panels and a row of outlined panels, side by side
     html = (out / "index.html").read_text()
     srcs = re.findall(r'src="([^"]*)"', html)
-    assert len(srcs) == len(violins) + 1 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == len(violins) + 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "<link" not in html and "ddgan" in html and "↓" in html
 
 

@@ -24,6 +24,17 @@ def _where(rgb: np.ndarray, color: np.ndarray) -> np.ndarray:
     return np.all(np.isclose(rgb, color), axis=2)
 
 
+def _ring(mask: np.ndarray) -> np.ndarray:
+    """Pixels 8-adjacent to ``mask`` but not in it, by explicit shifts (independent of scipy's dilation)."""
+    p = np.pad(mask, 1)
+    h, w = mask.shape
+    near = np.zeros_like(mask)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near |= p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+    return near & ~mask
+
+
 def _up(a: np.ndarray, s: int) -> np.ndarray:
     """Nearest upsampling by an independent route (Kronecker product with a block of ones)."""
     return np.kron(a, np.ones((s, s), dtype=a.dtype))
@@ -39,8 +50,11 @@ def test_prediction_outlines_lie_exactly_on_the_mask_boundaries() -> None:
     for k in (1, 3):
         expected = find_boundaries(_up((pred == k).astype(np.uint8), 3), mode="outer")
         np.testing.assert_array_equal(_where(rgb, PRED_COLORS[k - 1]), expected)
-    untouched = ~(_where(rgb, PRED_COLORS[0]) | _where(rgb, PRED_COLORS[2]))
-    assert np.allclose(rgb[untouched], 90 / 255)
+    lines = _where(rgb, PRED_COLORS[0]) | _where(rgb, PRED_COLORS[2])
+    halo = _ring(lines)
+    assert np.allclose(rgb[halo], 0.0)  # a dark halo around every line
+    assert np.allclose(rgb[~(lines | halo)], 90 / 255)
+    assert np.allclose(overlay(gray, None, pred, scale=3, halo=False)[~lines], 90 / 255)
 
 
 def test_truth_and_prediction_outlines_do_not_hide_each_other() -> None:
@@ -117,7 +131,7 @@ def test_report_grid_is_upsampled_with_a_legend_note(seg_runs: tuple[list[Path],
         w, h = im.size
     assert w >= 5 * 128 and h >= 2 * 128  # five columns of 128-px panels (32-px frames upsampled x4)
     html = (out / "index.html").read_text(encoding="utf-8")
-    assert "Cyan outlines" in html and "predicted classes" in html
+    assert "Sky-blue outlines" in html and "predicted classes" in html
 
 
 def test_extra_sections_appear_with_image_and_table(seg_runs: tuple[list[Path], dict], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""`sonoshift report`: tables, violin plots, qualitative grid and an HTML page from evaluated run folders."""
+"""`sonoshift report`: a verdict-first HTML page, tables, violin plots and qualitative figures from evaluated run
+folders."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from sonoshift.config import load_config
 def report_cmd(
     args: list[str] = typer.Argument(
         ..., help="Run folders scored by `sonoshift evaluate`, then optional key=value overrides "
-        "(grid_frames=6 overlays=false violins=false)."
+        "(grid_frames=6 overlays=false violins=false figure=false)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (replaced atomically)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file with a ReportConfig."),
 ) -> None:
-    """Table III layout (Markdown, CSV, LaTeX), violins per metric, qualitative grid, one HTML page."""
+    """One HTML page that leads with the verdict (does each method beat the untranslated frames?), a Figure-4 style
+    figure, Table III (Markdown, CSV, LaTeX), violins per metric and a qualitative grid."""
     from sonoshift.report import ReportConfig, make_report
 
     runs, overrides = split_run_args(args)

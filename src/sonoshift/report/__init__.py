@@ -1,4 +1,5 @@
-"""``sonoshift report``: tables (Markdown, CSV, LaTeX), violin plots, a qualitative grid and one HTML page
+"""``sonoshift report``: one HTML page that leads with the verdict (does each method beat the untranslated
+frames?), a Figure-4 style qualitative figure, tables (Markdown, CSV, LaTeX), violin plots and a qualitative grid,
 from one or more evaluated run folders."""
 
 from __future__ import annotations
@@ -7,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonoshift.atomic import atomic_dir
+from sonoshift.report.figure import qualitative_figure
 from sonoshift.report.grid import qualitative_grid
 from sonoshift.report.html import render_html
 from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
 from sonoshift.report.sections import ExtraSection, check_sections, write_sections
+from sonoshift.report.summary import build_summary, summary_markdown
 from sonoshift.report.table import build_tables, segmentation_frame, to_csv, to_latex, to_markdown
 from sonoshift.report.violin import violins
 
@@ -19,7 +22,9 @@ from sonoshift.report.violin import violins
 class ReportConfig:
     """What the report draws."""
 
-    grid_frames: int = 4  # frames (rows) in the qualitative grid
+    figure: bool = True  # the two-row qualitative figure (plain B-mode on one grey scale; outlines) of a typical frame
+    figure_panel_px: int = 192  # its panels are upsampled (nearest, integer factor) to about this many pixels
+    grid_frames: int = 4  # frames (rows) in the qualitative grid (a collapsible section of the page)
     overlays: bool = True  # outline the label map (label_path) and the segmenter's predictions in the grid
     grid_panel_px: int = 256  # grid panels are upsampled (nearest, integer factor) to about this many pixels
     violins: bool = True
@@ -32,11 +37,11 @@ def make_report(
     cfg: ReportConfig = ReportConfig(),
     extra_sections: list[ExtraSection] | tuple[ExtraSection, ...] = (),
 ) -> Path:
-    """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, grid.png and index.html into ``out``
-    (plus segmentation.csv when runs carry the downstream ``segmentation.csv``).
+    """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, figure.png, grid.png and index.html
+    into ``out`` (plus segmentation.csv when runs carry the downstream ``segmentation.csv``).
 
     ``run_dirs`` are run folders already scored by ``sonoshift evaluate``; rows are named by each run's method
-    and configuration. ``extra_sections`` are shown after the qualitative grid, in order; their images and tables
+    and configuration. ``extra_sections`` are shown after the tables, in order; their images and tables
     are also copied to ``out/sections/``. ``out`` is replaced as a whole (written to a temporary folder, then
     renamed). Returns it.
     """
@@ -44,8 +49,9 @@ def make_report(
     extra = list(extra_sections)
     check_sections(extra)
     tables = build_tables(runs)
+    summary = build_summary(runs, tables)
     with atomic_dir(out) as tmp:
-        (tmp / "table.md").write_text(to_markdown(tables, runs), encoding="utf-8")
+        (tmp / "table.md").write_text(to_markdown(tables, runs, summary_markdown(summary)), encoding="utf-8")
         (tmp / "table.csv").write_text(to_csv(tables), encoding="utf-8")
         (tmp / "table.tex").write_text(to_latex(tables, runs), encoding="utf-8")
         seg = segmentation_frame(runs)
@@ -55,8 +61,10 @@ def make_report(
         figs = violins(runs, modes_of(runs), metrics, tmp) if cfg.violins else {}
         grid = (qualitative_grid(runs, tmp / "grid.png", cfg.grid_frames, cfg.overlays, cfg.grid_panel_px)
                 if cfg.grid_frames > 0 else None)  # fmt: skip
+        figure = (qualitative_figure(runs, tmp / "figure.png", cfg.overlays, cfg.figure_panel_px)
+                  if cfg.figure else None)  # fmt: skip
         copied = write_sections(extra, tmp / "sections")
-        page = render_html(runs, tables, figs, grid, list(zip(extra, copied)))
+        page = render_html(runs, tables, figs, grid, list(zip(extra, copied)), summary, figure)
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return Path(out)
 

@@ -126,7 +126,7 @@ def grid_content(runs: list[RunResult], frames: list[str], overlays: bool = True
     With ``overlays``: the source frame's label map is outlined on the source, output and ground-truth panels;
     when runs carry ``segmentation.csv``, the segmenter's prediction on each panel is outlined too (source and
     ground truth from the first run that has them, each output from its own run; the paired target has none),
-    its Dice goes under the panel, and the ground-truth outlines turn to one colour (cyan) so the two cannot be
+    its Dice goes under the panel, and the ground-truth outlines turn to one colour (sky blue) so the two cannot be
     confused.
     """
     per_run = [_outputs_by_source(r) for r in runs]

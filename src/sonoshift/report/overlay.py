@@ -1,20 +1,30 @@
 """Outlines on a grey frame: the ground-truth label map on the inside edge of each class, a segmenter's prediction
-just outside each predicted region, so a prediction that matches the truth shows as two parallel lines."""
+just outside each predicted region, so a prediction that matches the truth shows as two parallel lines.
+
+Colours come from the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), and every
+line gets a one-pixel dark halo so it stays visible on bright speckle as well as on the black background."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.ndimage import binary_dilation
 from skimage.segmentation import find_boundaries
 
-# Ground-truth label colours (class 1, 2, ...), RGB in [0, 1].
-LABEL_COLORS = np.array(
-    [[0.95, 0.25, 0.2], [0.2, 0.8, 0.3], [0.25, 0.55, 1.0], [1.0, 0.8, 0.1], [0.85, 0.3, 0.9], [0.1, 0.9, 0.9]]
-)
-# When predictions are drawn too, every ground-truth class is outlined in this one colour (cyan) ...
-GT_COLOR = np.array([0.0, 0.85, 1.0])
-# ... and predicted classes (1, 2, ...) in warm / green colours that are not cyan.
-PRED_COLORS = np.array([[1.0, 0.1, 0.1], [1.0, 0.85, 0.0], [1.0, 0.3, 1.0], [0.3, 1.0, 0.2], [1.0, 0.55, 0.0]])
+
+def _rgb(*hexes: str) -> np.ndarray:
+    return np.array([[int(h[i : i + 2], 16) / 255 for i in (1, 3, 5)] for h in hexes])
+
+
+# Okabe & Ito (2008) colour-blind safe palette, RGB in [0, 1] (black left out: it is the halo).
+OKABE_ITO = _rgb("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+# Ground-truth label colours (class 1, 2, ...) when no prediction is drawn.
+LABEL_COLORS = OKABE_ITO
+# When predictions are drawn too, every ground-truth class is outlined in this one colour (sky blue) ...
+GT_COLOR = OKABE_ITO[1]
+# ... and predicted classes (1, 2, ...) in the palette's other colours, none of them blue.
+PRED_COLORS = _rgb("#E69F00", "#CC79A7", "#F0E442", "#D55E00", "#009E73")
+HALO_COLOR = np.zeros(3)
 
 
 def upsample(a: np.ndarray, scale: int) -> np.ndarray:
@@ -29,12 +39,24 @@ def _fit(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return cv2.resize(labels.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
 
 
+def _edge(region: np.ndarray, mode: str, width: int) -> np.ndarray:
+    """The ``width``-pixel band just inside (``inner``) or just outside (``outer``) a boolean region."""
+    edge = find_boundaries(region, mode=mode)
+    if width > 1:
+        cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+        band = binary_dilation(edge, cross, iterations=width - 1)
+        edge |= band & (region if mode == "inner" else ~region)
+    return edge
+
+
 def overlay(
     gray: np.ndarray,
     labels: np.ndarray | None = None,
     pred: np.ndarray | None = None,
     scale: int = 1,
     label_color: np.ndarray | None = None,
+    halo: bool = True,
+    line_px: int = 1,
 ) -> np.ndarray:
     """Outline label maps on a frame.
 
@@ -43,9 +65,11 @@ def overlay(
     ``pred``: predicted class ids (H, W) or None; each class k > 0 is outlined on the outer edge of its region
     (the background pixels touching it) in ``PRED_COLORS[k-1]``, drawn last. Maps of another size are resized
     (nearest) to the frame. Everything is upsampled by the integer ``scale`` (nearest) before the edges are found,
-    so lines stay one output pixel wide. Returns RGB float (H*scale, W*scale, 3) in [0, 1].
+    so lines are ``line_px`` output pixels wide (inner lines grow inward, outer lines outward). With ``halo`` the pixels next to any line (8-neighbourhood) that are not
+    themselves on a line turn black first. Returns RGB float (H*scale, W*scale, 3) in [0, 1].
     """
     rgb = np.repeat(upsample(gray, scale)[..., None].astype(np.float64) / 255, 3, axis=2)
+    lines: list[tuple[np.ndarray, np.ndarray]] = []  # (edge mask, colour) in drawing order
     for maps, mode, colors in ((labels, "inner", LABEL_COLORS), (pred, "outer", PRED_COLORS)):
         if maps is None:
             continue
@@ -53,7 +77,12 @@ def overlay(
         for k in np.unique(up):
             if k == 0:
                 continue
-            edge = find_boundaries(up == k, mode=mode)
+            edge = _edge(up == k, mode, line_px)
             use_single = label_color is not None and mode == "inner"
-            rgb[edge] = label_color if use_single else colors[(int(k) - 1) % len(colors)]
+            lines.append((edge, label_color if use_single else colors[(int(k) - 1) % len(colors)]))
+    if halo and lines:
+        on_line = np.logical_or.reduce([e for e, _ in lines])
+        rgb[binary_dilation(on_line, np.ones((3, 3), bool)) & ~on_line] = HALO_COLOR
+    for edge, color in lines:
+        rgb[edge] = color
     return rgb

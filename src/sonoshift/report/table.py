@@ -99,22 +99,36 @@ def _cell_text(t: Table, label: str, m: str) -> str:
     return s
 
 
+def _grouped(values: dict[str, str]) -> list[tuple[list[str], str]]:
+    """Run labels grouped by a shared text, in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for label, v in values.items():
+        groups.setdefault(v, []).append(label)
+    return [(labels, v) for v, labels in groups.items()]
+
+
 def notes(runs: list[RunResult]) -> list[str]:
-    """The sentences every table carries: directions, mask use, CSS / MI definitions, LPIPS status."""
+    """The sentences every table carries, each said once: directions, mask use, CSS / MI definitions, LPIPS
+    status (a note shared by every run is written once for all)."""
     out = ["↑ higher is better; ↓ lower is better (MAE, LPIPS, FID, KID: lower is better). Best per column in bold."]
-    for r in runs:
-        out.append(f"{r.label}: {r.meta.get('mask_note', 'mask use unknown')}.")
+    masks = _grouped({r.label: str(r.meta.get("mask_note", "mask use unknown")) for r in runs})
+    for labels, note in masks:
+        who = "All runs" if len(masks) == 1 and len(runs) > 1 else ", ".join(labels)
+        out.append(f"{who}: {note}.")
     first = runs[0].meta
     out.append(f"CSS = {first.get('css_variant', 'mean of (c + s) / 2')}; MI = {first.get('mi', 'normalized')}.")
-    lp = {str(r.meta.get("lpips", "")) for r in runs}
-    if any(v.startswith("not computed") for v in lp):
-        out.append("LPIPS not computed for some runs (weights not found; see metrics.json).")
+    missing = {r.label: str(r.meta.get("lpips", "")) for r in runs if str(r.meta.get("lpips", "")).startswith("not")}
+    for labels, status in _grouped(missing):
+        who = "any run" if len(labels) == len(runs) else ", ".join(labels)
+        reason = status.removeprefix("not computed").strip(" :;()").rstrip(".")
+        out.append(f"LPIPS not computed for {who}{': ' + reason if reason else ''}.")
     return out
 
 
-def to_markdown(tables: list[Table], runs: list[RunResult]) -> str:
-    """All mode tables as Markdown sections, plus the notes."""
-    lines = ["# sonoshift results", ""]
+def to_markdown(tables: list[Table], runs: list[RunResult], lead: list[str] | tuple[str, ...] = ()) -> str:
+    """All mode tables as Markdown sections, plus the notes; ``lead``: lines placed before the tables (the
+    verdict)."""
+    lines = ["# sonoshift results", "", *lead]
     for t in tables:
         lines += [f"## Reference: {t.mode} — {MODE_TITLE.get(t.mode, t.mode)}", ""]
         head = ["Method", "Config", "n"] + [f"{display(m)} {arrow(m)}" for m in t.metrics]
