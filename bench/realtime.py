@@ -81,8 +81,8 @@ def quality(variants: dict[str, Any], data: str, split: str = "test") -> dict[st
     any_tr = next(iter(variants.values()))
     src, tgt = any_tr.source_domain, any_tr.target_domain
     frames = np.asarray(load_cache(data, split, src))
-    gt = torch.from_numpy(np.asarray(load_cache(data, split, src, f"gt_{tgt}"))).float()[:, None] / 255
-    mask = torch.from_numpy(np.asarray(load_cache(data, split, src, "mask")) > 0)[:, None]
+    gt = torch.from_numpy(np.array(load_cache(data, split, src, f"gt_{tgt}"))).float()[:, None] / 255
+    mask = torch.from_numpy(np.array(load_cache(data, split, src, "mask")) > 0)[:, None]
     out = {}
     for name, tr in variants.items():
         y = to_uint8(run_translator(tr, to_signed(frames), batch_size=8, generator=torch.Generator().manual_seed(0)))
