@@ -1,6 +1,6 @@
 """Sampling speed of the DDGAN generator: N = 4 steps against N = 250 (the literal reading of "t = 250").
 
-Times complete sampling (``sonoshift.sampling.ddgan.sample``: N generator passes + posterior draws) of a batch
+Times complete sampling (``sonoshift.diffusion.sampler.sample``: N generator passes + posterior draws) of a batch
 at 128x128 and 256x256 and prints frames/s side by side with the ratio. The weights do not change the speed, so
 a freshly initialised generator of the chosen size is used unless --checkpoint gives a trained one.
 
@@ -17,8 +17,8 @@ import time
 import torch
 
 from sonoshift.models.ddgan_unet import PAPER_UNET, DDGANUNet, UNetConfig
-from sonoshift.sampling.ddgan import sample
-from sonoshift.schedules import make_schedule, uniform_times
+from sonoshift.diffusion.sampler import sample
+from sonoshift.diffusion import make_schedule, uniform_times
 
 
 def _sync(device: torch.device) -> None:

@@ -76,7 +76,7 @@ def quality(variants: dict[str, Any], data: str, split: str = "test") -> dict[st
     from sonoshift.data.cache import load_cache
     from sonoshift.metrics.pixel import psnr
     from sonoshift.metrics.ssim import ssim
-    from sonoshift.translate import run_translator, to_signed, to_uint8
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
 
     any_tr = next(iter(variants.values()))
     src, tgt = any_tr.source_domain, any_tr.target_domain

@@ -15,8 +15,8 @@ from sonoshift.methods import load_translator
 from sonoshift.methods.cascade import CascadeConfig, build, train_cascade
 from sonoshift.methods.ddgan import TargetFrames
 from sonoshift.objectives.ddgan import ContentLoss
-from sonoshift.sampling.ddgan import sample
-from sonoshift.schedules import schedule_from_config
+from sonoshift.diffusion.sampler import sample
+from sonoshift.diffusion import schedule_from_config
 
 
 def cascade_cfg(run, *extra: str) -> CascadeConfig:
@@ -156,8 +156,8 @@ def test_harmonize_dataset_with_samples_writes_uncertainty_maps(tiny_run, tmp_pa
     import cv2
     from test_harmonize import make_prepared
 
-    from sonoshift.harmonize import harmonize_dataset
-    from sonoshift.translate import resize_batch, to_signed
+    from sonoshift.inference.harmonize import harmonize_dataset
+    from sonoshift.inference.translate import resize_batch, to_signed
 
     out = tiny_run["root"] / "cascade_frozen"
     if not out.exists():

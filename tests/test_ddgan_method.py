@@ -14,9 +14,10 @@ from sonoshift.engine.checkpoint import read_model
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import load_translator
 from sonoshift.methods.cyclegan import CycleGANConfig, train_cyclegan
-from sonoshift.methods.ddgan import DDGANConfig, TargetFrames, build, cosine_factor, train_ddgan
-from sonoshift.sampling.ddgan import sample
-from sonoshift.schedules import schedule_from_config
+from sonoshift.engine.schedules import cosine_factor
+from sonoshift.methods.ddgan import DDGANConfig, TargetFrames, build, train_ddgan
+from sonoshift.diffusion.sampler import sample
+from sonoshift.diffusion import schedule_from_config
 
 SIZE = 16
 TINY_CG = ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "model.d_layers=2", "loss.pool_size=2",

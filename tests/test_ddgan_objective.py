@@ -16,7 +16,7 @@ from sonoshift.objectives.ddgan import (
     generator_loss,
     r1_penalty,
 )
-from sonoshift.schedules import ScheduleConfig, schedule_from_config
+from sonoshift.diffusion import ScheduleConfig, schedule_from_config
 
 TINY_G = UNetConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), nz=4, z_emb_dim=8, t_emb_dim=8)
 TINY_D = DiscConfig(ch=8, ch_mult=(1, 2), t_emb_dim=8, mbstd_group=2)

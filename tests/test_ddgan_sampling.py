@@ -9,8 +9,8 @@ from torch import nn
 
 from sonoshift.errors import SonoshiftError
 from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
-from sonoshift.sampling.ddgan import sample, sample_with_uncertainty
-from sonoshift.schedules import ScheduleConfig, schedule_from_config
+from sonoshift.diffusion.sampler import sample, sample_with_uncertainty
+from sonoshift.diffusion import ScheduleConfig, schedule_from_config
 
 TINY_G = UNetConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), nz=4, z_emb_dim=8, t_emb_dim=8)
 
@@ -82,15 +82,16 @@ def test_same_seed_same_samples_and_uncertainty_reference():
 
 
 def test_mean_of_samples_hook_for_harmonize():
-    from sonoshift.sampling.ddgan import MeanOfSamples, uncertainty_to_uint8
+    from sonoshift.inference.sampling import MeanOfSamples, uncertainty_to_uint8
+    from sonoshift.methods.kinds import TranslatorBase
 
     class Stochastic:
-        method, image_size, source_domain, target_domain = "ddgan", (8, 8), "a", "b"
+        method, image_size, source_domain, target_domain, stochastic = "ddgan", (8, 8), "a", "b", True
 
         def uncertainty(self, x, k, generator=None):
             return x * 0 + k, torch.full_like(x, 0.2)
 
-    class Deterministic:
+    class Deterministic(TranslatorBase):
         method, image_size, source_domain, target_domain = "cyclegan", (8, 8), "a", "b"
 
     hook = MeanOfSamples(Stochastic(), 5)

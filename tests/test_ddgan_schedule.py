@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sonoshift.errors import SonoshiftError
-from sonoshift.schedules import (
+from sonoshift.diffusion import (
     ScheduleConfig,
     grid_times,
     make_schedule,

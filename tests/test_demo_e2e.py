@@ -18,7 +18,7 @@ TINY = DemoConfig(
     sim_size=80,
     workers=1,
     steps_segmenter=3,
-    study=StudyConfig(size=32, steps_cyclegan=3, steps_ddgan=3, steps_cascade=3, batch_size=16),
+    study=StudyConfig(size=32, steps={"cyclegan": 3, "ddgan": 3, "cascade": 3}, batch_size=16),
 )
 
 

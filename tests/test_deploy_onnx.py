@@ -24,11 +24,11 @@ from sonoshift.deploy.export import export_onnx, read_metadata
 from sonoshift.deploy.runtime import OnnxTranslator, load_runtime_translator
 from sonoshift.engine.checkpoint import read_model
 from sonoshift.errors import SonoshiftError
-from sonoshift.harmonize import harmonize_inputs
+from sonoshift.inference.harmonize import harmonize_inputs
 from sonoshift.methods import load_translator
 from sonoshift.methods.cascade import CascadeConfig, train_cascade
 from sonoshift.methods.ddgan import DDGANConfig, train_ddgan
-from sonoshift.translate import geometry_from_checkpoint
+from sonoshift.inference.translate import geometry_from_checkpoint
 
 TOL = 1e-3  # outputs in [-1, 1]
 
@@ -97,8 +97,8 @@ def test_metadata_carries_the_geometry_and_provenance(runs) -> None:
     assert meta["geometry"] == json.loads(json.dumps({"crop": to_dict(geo.crop), "resize": to_dict(geo.resize)}))
     assert meta["image_size"] == [SIZE, SIZE] and meta["step"] == ckpt.state["step"]
     assert meta["checkpoint"] == str(Path(ckpt.path).resolve()) and meta["quantization"] == "none"
-    tr, state, _ = load_runtime_translator(runs["cyclegan.onnx"], "onnx")
-    assert geometry_from_checkpoint(state, SIZE) == geo
+    tr, exported = load_runtime_translator(runs["cyclegan.onnx"], "onnx")
+    assert geometry_from_checkpoint(exported.state, SIZE) == geo and exported.path == runs["cyclegan.onnx"]
 
 
 def test_harmonize_runtime_onnx_matches_torch(runs, tmp_path: Path) -> None:

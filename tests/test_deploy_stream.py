@@ -20,9 +20,9 @@ from sonoshift.data.resize import ResizeConfig
 from sonoshift.deploy.live import harmonize_live
 from sonoshift.deploy.stream import DropOldestQueue, StreamHarmonizer, gray
 from sonoshift.errors import SonoshiftError
-from sonoshift.harmonize import write_mp4
+from sonoshift.inference.harmonize import write_mp4
 from sonoshift.methods import load_translator
-from sonoshift.translate import Geometry, harmonize_stack
+from sonoshift.inference.translate import Geometry, harmonize_stack
 
 NO_CROP = Geometry(CropConfig(method="none"), ResizeConfig(size=32))
 AUTO = Geometry(CropConfig(), ResizeConfig(size=32))

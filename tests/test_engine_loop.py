@@ -13,7 +13,7 @@ import torch
 from sonoshift.config import load_config, to_dict
 from sonoshift.data.datasets import UnpairedDataset
 from sonoshift.engine.checkpoint import list_checkpoints, read_full
-from sonoshift.engine.loop import train
+from sonoshift.engine.loop import MethodBase, train
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig, build
 
@@ -122,7 +122,7 @@ def test_ctrl_c_saves_and_returns_cleanly_then_resumes(tmp_path: Path) -> None:
     assert res2.step == 4 and not res2.interrupted
 
 
-class ToyMethod:
+class ToyMethod(MethodBase):
     """A linear model y = w * mean(source) + b fitted to mean(target) with SGD: gradients are never ~0 noise,
     so accumulation and data-parallel results can be compared tightly (Adam would amplify rounding noise)."""
 

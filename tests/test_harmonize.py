@@ -18,11 +18,12 @@ from sonoshift.data.datasets import UnpairedDataset
 from sonoshift.data.readers import read_stack
 from sonoshift.data.resize import ResizeConfig
 from sonoshift.engine.loop import train
+from sonoshift.engine.stamp import dataset_stamp
 from sonoshift.errors import SonoshiftError
-from sonoshift.harmonize import harmonize_dataset, harmonize_inputs, write_mp4
+from sonoshift.inference.harmonize import harmonize_dataset, harmonize_inputs, write_mp4
 from sonoshift.methods import load_translator
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
-from sonoshift.translate import Geometry, harmonize_stack, to_signed, to_uint8
+from sonoshift.inference.translate import Geometry, harmonize_stack, to_signed, to_uint8
 
 TINY = ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "train.batch_size=2", "train.max_steps=2",
         "train.device=cpu", "train.tensorboard=false", "train.image_every=0"]
@@ -52,7 +53,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = load_config(CycleGANConfig, None, TINY)
     method = CycleGAN(cfg, torch.device("cpu"), (32, 32))
     train(method, UnpairedDataset(data, "train", "handheld", "cart"), cfg.train, root / "run",
-          full_config=to_dict(cfg), progress=False)
+          full_config=to_dict(cfg), progress=False, stamp=dataset_stamp(data))
     return root / "run"
 
 

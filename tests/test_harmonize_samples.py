@@ -19,10 +19,10 @@ from sonoshift.data.crop import apply_crop, crop_from_mask, find_fov
 from sonoshift.data.readers import read_stack
 from sonoshift.data.resize import ResizeConfig, placement, resize_stack
 from sonoshift.errors import SonoshiftError
-from sonoshift.harmonize import harmonize_inputs, write_mp4
+from sonoshift.inference.harmonize import harmonize_inputs, write_mp4
 from sonoshift.methods import load_translator
 from sonoshift.methods.ddgan import DDGANConfig, train_ddgan
-from sonoshift.translate import Geometry, from_prepared, harmonize_stack, to_signed
+from sonoshift.inference.translate import Geometry, from_prepared, harmonize_stack, to_signed
 
 K = 3
 H, W = 40, 48

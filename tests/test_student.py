@@ -23,7 +23,7 @@ from sonoshift.methods import load_translator
 from sonoshift.methods.ddgan import DDGANConfig, train_ddgan
 from sonoshift.methods.student import DistillFrames, StudentConfig, build_student, distill, teacher_targets
 from sonoshift.models.mobile_unet import MobileUNet
-from sonoshift.translate import to_signed, to_uint8
+from sonoshift.inference.translate import to_signed, to_uint8
 
 TINY_STUDENT = ["model.ch=4", "model.n_blocks=1", "model.ndf=4", "model.d_layers=2", "train.batch_size=2",
                 "train.max_steps=2", "train.device=cpu", "train.tensorboard=false", "train.image_every=0",
@@ -65,7 +65,7 @@ def test_distill_checkpoint_translator_export(tiny_run, tmp_path: Path) -> None:
     meta = ckpt.state["metadata"]
     assert ckpt.method == "student" and meta["teacher"]["method"] == "cyclegan"
     assert (meta["source_domain"], meta["target_domain"]) == ("handheld", "cart")
-    assert (tmp_path / "st" / "teacher_targets.npy").is_file()
+    assert meta["prepare"] == read_model(tiny_run["cg"]).state["metadata"]["prepare"]  # the engine's stamp
     st = load_translator(tmp_path / "st")
     assert st.method == "student" and st.image_size == (SIZE, SIZE)
     x = torch.rand(2, 1, SIZE, SIZE) * 2 - 1
@@ -73,7 +73,7 @@ def test_distill_checkpoint_translator_export(tiny_run, tmp_path: Path) -> None:
     assert y.shape == x.shape and y.abs().max() <= 1
     onnx_path = export_onnx(tmp_path / "st", tmp_path / "st.onnx")
     assert (OnnxTranslator(onnx_path)(x) - y).abs().max().item() <= 1e-3
-    # resume reuses the stored teacher targets
+    # exact resume: the teacher targets are recomputed (seeded) and training continues
     cfg4 = load_config(StudentConfig, None, [*TINY_STUDENT, "train.max_steps=3"])
     assert distill(tiny_run["cg"], tiny_run["data"], cfg4, tmp_path / "st", resume=True, progress=False).step == 3
 

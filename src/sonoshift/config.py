@@ -78,6 +78,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
             raise SonoshiftError(f"config key '{key}' must be a mapping, got {value!r}.")
+        if len(args) == 2:  # dict[K, V]: each value typed like a field
+            return {k: _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -185,6 +187,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SonoshiftError(f"config file {path} must hold a mapping at the top level.")
     return data
+
+
+def apply_overrides(cfg: C, overrides: Sequence[str]) -> C:
+    """``cfg`` (a config dataclass instance) with ``key=value`` overrides applied, typed like :func:`load_config`."""
+    if not overrides:
+        return cfg
+    tree: dict[str, Any] = to_dict(cfg)
+    for key, value in parse_overrides(overrides):
+        _set_dotted(tree, key, value)
+    return from_dict(type(cfg), tree)
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:

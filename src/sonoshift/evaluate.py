@@ -36,6 +36,7 @@ from sonoshift.metrics.histogram import PooledHistogram, bc_from_counts
 from sonoshift.metrics.lpips import LPIPS, load_lpips, lpips_distance
 from sonoshift.metrics.suite import PAIR_METRICS, pair_metrics
 from sonoshift.progress import track
+from sonoshift.runs import open_run
 
 MODES = ("target", "source", "gt")
 MODE_COLUMN = {"target": "target_path", "source": "source_path", "gt": "gt_path"}
@@ -63,49 +64,6 @@ class EvaluateConfig:
     batch_size: int = 32
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SonoshiftError(f"{path} does not exist (is {path.parent} a translation run folder?).")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        raise SonoshiftError(f"{path} is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise SonoshiftError(f"{path} must hold a JSON object.")
-    return data
-
-
-def read_outputs(run_dir: Path) -> list[dict[str, str]]:
-    """Rows of ``RUN/outputs.csv`` (every listed column as a string, missing cells empty)."""
-    path = run_dir / "outputs.csv"
-    if not path.is_file():
-        raise SonoshiftError(f"{path} does not exist (is {run_dir} a translation run folder?).")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"output_path", "source_path"} - set(reader.fieldnames or [])
-        if missing:
-            raise SonoshiftError(f"{path} lacks the column(s) {', '.join(sorted(missing))}.")
-        rows = [{k: (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
-    if not rows:
-        raise SonoshiftError(f"{path} lists no output frames.")
-    return rows
-
-
-def dataset_root(run_dir: Path, run: dict[str, Any]) -> Path:
-    """The prepared dataset the run's relative paths refer to (run.json "dataset"; relative to RUN if relative)."""
-    ds = run.get("dataset")
-    if not ds:
-        return run_dir
-    p = Path(str(ds))
-    return p if p.is_absolute() else (run_dir / p)
-
-
-def resolve(path: str, root: Path) -> Path:
-    """A path from outputs.csv: absolute as is, otherwise relative to ``root``."""
-    p = Path(path)
-    return p if p.is_absolute() else root / p
-
-
 def read_gray(path: Path) -> np.ndarray:
     """An image file as a single-channel uint8 array (H, W); colour becomes luminance."""
     if not path.is_file():
@@ -126,7 +84,7 @@ def _load_chunk(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, list[bool]]:
     outs, refs, masks, used = [], [], [], []
     for r in rows:
-        o_path, r_path = run_dir / r["output_path"], resolve(r[column], root)
+        o_path, r_path = run_dir / r["output_path"], root / r[column]
         o, ref = read_gray(o_path), read_gray(r_path)
         if o.shape != ref.shape:
             raise SonoshiftError(f"output {o_path} is {o.shape[1]}x{o.shape[0]} but reference {r_path} is "
@@ -134,7 +92,7 @@ def _load_chunk(
         m = np.ones(o.shape, bool)
         has_mask = use_mask and bool(r.get("mask_path"))
         if has_mask:
-            m_path = resolve(r["mask_path"], root)
+            m_path = root / r["mask_path"]
             m = read_gray(m_path) > 127
             if m.shape != o.shape:
                 raise SonoshiftError(f"mask {m_path} does not have the size of output {o_path}.")
@@ -176,10 +134,11 @@ def evaluate_run(run_dir: str | Path, cfg: EvaluateConfig = EvaluateConfig(), pr
     unknown = [m for m in cfg.modes if m not in MODES]
     if unknown:
         raise SonoshiftError(f"unknown reference mode '{unknown[0]}' (choose from {', '.join(MODES)}).")
-    run = _read_json(run_dir / "run.json")
-    rows = read_outputs(run_dir)
-    root = dataset_root(run_dir, run)
-    method, config_name = str(run.get("method", run_dir.name)), str(run.get("config", ""))
+    folder = open_run(run_dir)
+    run = folder.info
+    rows = folder.outputs()
+    root = folder.dataset_root
+    method, config_name = folder.method, str(run.get("config", ""))
     model, lpips_note = _lpips_model(cfg)
     lpips_col = lpips_note if model is not None else None
     extractor, extractor_label = default_extractor()

@@ -9,7 +9,7 @@ import typer
 
 def demo_cmd(
     overrides: list[str] = typer.Argument(
-        None, help="key=value settings, e.g. patients=6 study.steps_cyclegan=300 (see sonoshift.pipeline)."
+        None, help="key=value settings, e.g. patients=6 study.steps.cyclegan=300 (see sonoshift.pipeline)."
     ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (default runs/demo, or runs/real)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with the same keys as the overrides."),

@@ -16,13 +16,14 @@ def distill_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from the latest checkpoint in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Distil a translator (CycleGAN, DDGAN, cascade) into a small student: L1 to the teacher + a GAN term."""
-    from sonoshift.cli.train import config_name, report
-    from sonoshift.config import load_config
-    from sonoshift.methods.student import StudentConfig, distill
+    """Distil a translator (CycleGAN, DDGAN, cascade) into a small student: L1 to the teacher + a GAN term
+    (the same as `sonoshift train student --teacher TEACHER`)."""
+    from sonoshift.cli.train import report
+    from sonoshift.methods import train_method
 
-    cfg = load_config(StudentConfig, config, [*(overrides or []), f"teacher={teacher}"])
-    report(distill(teacher, data, cfg, out, resume=resume, progress=not quiet, config_name=config_name(config)), out)
+    result = train_method("student", data, out, config=config, overrides=[*(overrides or []), f"teacher={teacher}"],
+                          resume=resume, progress=not quiet)
+    report(result, out)
 
 
 def register(app: typer.Typer) -> None:

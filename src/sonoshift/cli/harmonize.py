@@ -18,8 +18,9 @@ def harmonize_cmd(
     no_crop: bool = typer.Option(False, "--no-crop", help="Feed whole frames (no field-of-view crop)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Frames per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps."),
-    reverse: bool = typer.Option(False, "--reverse", help="CycleGAN: use the target -> source generator."),
-    samples: int = typer.Option(1, "--samples", min=1, help="ddgan/cascade: K samples per frame; writes their mean, "
+    reverse: bool = typer.Option(False, "--reverse", help="Translate target -> source (models that have that "
+                                 "direction, e.g. CycleGAN)."),
+    samples: int = typer.Option(1, "--samples", min=1, help="Stochastic models: K samples per frame; writes their mean, "
                                 "and their per-pixel std as 8-bit grey levels of the 0..255 output (std in [0, 1] "
                                 "units = value / 255; 0 outside the field of view) under OUT/uncertainty/, in the "
                                 "same geometry and format as the outputs."),
@@ -35,7 +36,7 @@ def harmonize_cmd(
 ) -> None:
     """Harmonize frames and cine-loops (MP4 out at the input frame rate), or a prepared split for evaluation."""
     from sonoshift.errors import SonoshiftError
-    from sonoshift.harmonize import harmonize_dataset, harmonize_inputs
+    from sonoshift.inference.harmonize import harmonize_dataset, harmonize_inputs
 
     options = {"reverse": True} if reverse else {}
     if live is not None:

@@ -14,7 +14,15 @@ segment_app = typer.Typer(
 )
 
 CONFIG_HELP = "YAML config (frozen dataclass fields); defaults are the CPU settings."
-SET_HELP = "Dotted override key=value, repeatable (e.g. --set train.steps=200)."
+OVERRIDES_HELP = "key=value config overrides, e.g. train.steps=200 (as every sonoshift command)."
+SET_HELP = "Deprecated spelling of a key=value override (give overrides as plain arguments)."
+
+
+def _overrides(positional: list[str] | None, legacy: list[str]) -> list[str]:
+    """Positional ``key=value`` overrides, then the deprecated ``--set key=value`` ones (a note on stderr)."""
+    if legacy:
+        typer.echo("note: --set is deprecated; give key=value overrides as plain arguments.", err=True)
+    return [*(positional or []), *legacy]
 
 
 def _device(spec: str):
@@ -36,16 +44,17 @@ def _print_table(df) -> None:
 @segment_app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Prepared dataset folder (output of `sonoshift prepare`)."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda[:i] or mps."),
 ) -> None:
     """Train the target-domain U-Net on a prepared dataset's label maps and write a checkpoint."""
     from sonoshift.config import load_config
     from sonoshift.downstream.target_segmenter import SegmenterConfig, train_target_segmenter
 
-    cfg = load_config(SegmenterConfig, config, overrides)
+    cfg = load_config(SegmenterConfig, config, _overrides(overrides, legacy))
     seg = train_target_segmenter(dataset, out, cfg, device=_device(device))
     val = seg.info.get("val_dice", {})
     typer.echo(f"segmenter ({', '.join(seg.classes)}) on domain '{seg.info['domain']}' written to {out}")
@@ -70,9 +79,10 @@ def evaluate_cmd(
 
 @segment_app.command("train-hc18")
 def train_hc18_cmd(
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint folder to write."),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     data_root: Path | None = typer.Option(None, help="Shared data folder holding hc18/ (overrides data_dir)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda[:i] or mps."),
 ) -> None:
@@ -81,7 +91,7 @@ def train_hc18_cmd(
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
 
     extra = [f"data_dir={data_root / 'hc18'}"] if data_root is not None else []
-    cfg = load_config(Hc18Config, config, [*overrides, *extra])
+    cfg = load_config(Hc18Config, config, [*_overrides(overrides, legacy), *extra])
     seg, _ = train_hc18_segmenter(cfg, out, device=_device(device))
     v = seg.info.get("validation")
     typer.echo(f"HC18 head segmenter written to {out}")

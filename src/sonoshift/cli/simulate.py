@@ -12,6 +12,8 @@ from sonoshift.progress import console
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_cmd(
+        overrides: list[str] = typer.Argument(None, help="key=value settings of the simulation applied after the "
+                                              "options, e.g. fps=15 scatterer_spacing_cm=0.03."),
         out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically if it exists)."),
         patients: int = typer.Option(4, "--patients", help="Number of simulated patients."),
         profiles: str = typer.Option("handheld,cart", "--profiles",
@@ -27,6 +29,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Simulate multi-scanner VSI fetal ultrasound with per-frame labels and cross-profile ground truth."""
+        from sonoshift.config import apply_overrides
         from sonoshift.sim.simulate import SimConfig, default_workers, simulate
         from sonoshift.sim.sweeps import SWEEPS
 
@@ -41,6 +44,7 @@ def register(app: typer.Typer) -> None:
             sweeps=tuple(s.strip() for s in sweeps.split(",") if s.strip()) or SWEEPS,
             workers=workers if workers > 0 else default_workers(),
         )
+        cfg = apply_overrides(cfg, overrides or [])
         path = simulate(out, cfg, progress=not quiet)
         n_sweeps, n_profiles = len(cfg.sweeps), len(cfg.profiles)
-        console.print(f"simulated {patients} patients x {n_sweeps} sweeps x {n_profiles} profiles -> {path}")
+        console.print(f"simulated {cfg.patients} patients x {n_sweeps} sweeps x {n_profiles} profiles -> {path}")

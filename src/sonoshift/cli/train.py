@@ -1,20 +1,25 @@
-"""`sonoshift train <method>`: one typer sub-app; each method module adds its command to ``train_app``.
+"""`sonoshift train <method>`: one command per registered method, made from its registry entry.
 
-Other methods register their commands from their own CLI module with
-``from sonoshift.cli.train import train_app`` and ``@train_app.command("ddgan")``.
+The command list comes from ``sonoshift.methods`` at the moment it is asked for, so a method registered by a
+plug-in (``SONOSHIFT_PLUGINS``) or by a test is trainable without touching this file. Every command takes the
+same options, ``key=value`` overrides, and ``--<key> PATH`` for each trained run the method needs
+(``MethodSpec.needs``, e.g. ``--cyclegan`` for the diffusion GAN).
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
-train_app = typer.Typer(help="Train a harmonization model on a prepared dataset.", no_args_is_help=True)
+OVERRIDES_HELP = "key=value config overrides, e.g. train.lr=1e-4 train.max_steps=100."
 
 
-def report(result, out: Path) -> None:
+def report(result: Any, out: Path) -> None:
     """Print how a run ended; exit 130 after a Ctrl-C (checkpoint saved)."""
     if result.interrupted:
         typer.echo(f"interrupted at step {result.step}; checkpoint saved to {result.checkpoint}; "
@@ -26,26 +31,58 @@ def report(result, out: Path) -> None:
         typer.echo(f"last losses: {losses}")
 
 
-def config_name(path: Path | None) -> str | None:
-    """``configs/cpu/cyclegan.yaml`` -> ``cpu/cyclegan`` (the parent folder and stem), None without a file."""
-    return None if path is None else f"{Path(path).parent.name}/{Path(path).stem}"
+def method_command(spec: Any) -> Any:
+    """The `sonoshift train <spec.name>` command of a registry entry (a typer command built from its spec)."""
+    P = inspect.Parameter
+    cfg_help = f"YAML config{', e.g. ' + spec.default_config if spec.default_config else ''}."
+    params = [
+        P("overrides", P.KEYWORD_ONLY, annotation=list[str], default=typer.Argument(None, help=OVERRIDES_HELP)),
+        P("data", P.KEYWORD_ONLY, annotation=Path, default=typer.Option(
+            ..., "--data", "-d", help="Prepared dataset folder (output of `sonoshift prepare`).")),
+        P("out", P.KEYWORD_ONLY, annotation=Path, default=typer.Option(
+            ..., "--out", "-o", help="Run folder (checkpoints, logs, TensorBoard).")),
+        P("config", P.KEYWORD_ONLY, annotation=Path | None, default=typer.Option(
+            None, "--config", "-c", help=cfg_help)),
+        P("resume", P.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+            False, "--resume", help="Continue exactly from the latest checkpoint in --out.")),
+        P("quiet", P.KEYWORD_ONLY, annotation=bool, default=typer.Option(False, "--quiet", "-q", help="No progress bar.")),
+    ]
+    for key, needed in spec.needs.items():
+        params.append(P(key, P.KEYWORD_ONLY, annotation=Path | None, default=typer.Option(
+            None, f"--{key.replace('_', '-')}", help=f"Trained {needed} run/checkpoint (sets `{key}`).")))
+
+    def command(**kw: Any) -> None:
+        from sonoshift.methods import train_method
+
+        extra = [f"{k}={kw[k]}" for k in spec.needs if kw.get(k) is not None]
+        result = train_method(spec.name, kw["data"], kw["out"], config=kw["config"],
+                              overrides=[*(kw["overrides"] or []), *extra], resume=kw["resume"],
+                              progress=not kw["quiet"])
+        report(result, kw["out"])
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = spec.summary
+    single = typer.Typer(add_completion=False)
+    single.command(spec.name, help=spec.summary, short_help=spec.summary)(command)
+    return typer.main.get_command(single)
 
 
-@train_app.command("cyclegan")
-def cyclegan_cmd(
-    overrides: list[str] = typer.Argument(None, help="key=value config overrides, e.g. train.lr=1e-4 model.ngf=32."),
-    data: Path = typer.Option(..., "--data", "-d", help="Prepared dataset folder (output of `sonoshift prepare`)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoints, logs, TensorBoard)."),
-    config: Path | None = typer.Option(None, "--config", "-c", help="YAML config, e.g. configs/cpu/cyclegan.yaml."),
-    resume: bool = typer.Option(False, "--resume", help="Continue exactly from the latest checkpoint in --out."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-) -> None:
-    """Train a CycleGAN (source <-> target) on a prepared dataset; torchrun launches it data-parallel."""
-    from sonoshift.config import load_config
-    from sonoshift.methods.cyclegan import CycleGANConfig, train_cyclegan
+class MethodGroup(TyperGroup):
+    """The `train` group: its commands are the registered methods that can be trained."""
 
-    cfg = load_config(CycleGANConfig, config, overrides or [])
-    report(train_cyclegan(data, cfg, out, resume=resume, progress=not quiet, config_name=config_name(config)), out)
+    def list_commands(self, ctx: Any) -> list[str]:
+        from sonoshift.methods import available
+
+        return [s.name for s in available()]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        from sonoshift.methods import get
+
+        return method_command(get(cmd_name))
+
+
+train_app = typer.Typer(cls=MethodGroup, help="Train a registered method on a prepared dataset.",
+                        no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:

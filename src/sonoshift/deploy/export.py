@@ -75,10 +75,14 @@ def read_metadata(props: dict[str, str]) -> dict[str, Any]:
 
 def translator_metadata(translator: Any, state: dict[str, Any], spec: NoiseSpec, checkpoint: str) -> dict[str, Any]:
     """What travels with the exported graph: method, domains, sizes, geometry, noise spec, provenance."""
-    from sonoshift.translate import geometry_from_checkpoint
+    from sonoshift.inference.translate import geometry_from_checkpoint
 
     size = [int(v) for v in translator.image_size]
-    geo = geometry_from_checkpoint(state, size[0])
+    try:
+        geo = geometry_from_checkpoint(state, size[0], path=checkpoint)
+        geometry = {"crop": to_dict(geo.crop), "resize": to_dict(geo.resize)}
+    except SonoshiftError:  # a model that does not know its training crop: harmonize says so when it needs it
+        geometry = None
     meta = state.get("metadata") or {}
     return {
         "format": 1,
@@ -86,7 +90,7 @@ def translator_metadata(translator: Any, state: dict[str, Any], spec: NoiseSpec,
         "source_domain": translator.source_domain,
         "target_domain": translator.target_domain,
         "image_size": size,
-        "geometry": {"crop": to_dict(geo.crop), "resize": to_dict(geo.resize)},
+        "geometry": geometry,
         "noise": {"steps": spec.steps, "nz": spec.nz},
         "inputs": ["x", "noise", "z"] if spec.stochastic else ["x"],
         "checkpoint": checkpoint,

@@ -9,7 +9,7 @@ its sampler unrolled over its N steps with every random draw as an input:
              z     (B, N, nz)   the generator's latent at denoising step k
     output   y     (B, 1, H, W) in [-1, 1]
 
-:func:`draw_noise` draws these from a ``torch.Generator`` in exactly the order ``sampling.ddgan.sample`` draws
+:func:`draw_noise` draws these from a ``torch.Generator`` in exactly the order ``diffusion.sampler.sample`` draws
 them, so a caller that seeds a generator gets the same sample from ONNX Runtime as from PyTorch. Deterministic
 translators (CycleGAN, student) are exported as their generator: ``x -> y``.
 """
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from sonoshift.errors import SonoshiftError
-from sonoshift.schedules.ddgan import Schedule, posterior_mean_var, q_sample
+from sonoshift.diffusion.schedule import Schedule, posterior_mean_var, q_sample
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def draw_noise(
     spec: NoiseSpec, batch: int, size: tuple[int, int], generator: torch.Generator, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The (noise (B, N, H, W), z (B, N, nz)) inputs of an unrolled sampler, drawn from ``generator`` (on its own
-    device) in the order of ``sampling.ddgan.sample``: start noise, then per step the latent and the posterior
+    device) in the order of ``diffusion.sampler.sample``: start noise, then per step the latent and the posterior
     noise (the last step's posterior noise is drawn and discarded, as the sampler multiplies it by 0)."""
     if not spec.stochastic:
         raise SonoshiftError("a deterministic translator takes no noise inputs.")
@@ -70,7 +70,7 @@ def plain_layers(net: nn.Module) -> nn.Module:
 
 
 class UnrolledSampler(nn.Module):
-    """The DDGAN sampler (``sampling.ddgan.sample``) with its N steps written out and the noise as inputs.
+    """The DDGAN sampler (``diffusion.sampler.sample``) with its N steps written out and the noise as inputs.
 
     G: the x_0-predicting generator (``G(cat[x_t, cond], t, z)``); schedule: the one it was trained with; start:
     "noise" or "partial" (the chain starts at the condition noised to level N); pre: optional network applied to

@@ -95,17 +95,13 @@ def harmonize_live(
 ) -> StreamStats:
     """Harmonize the live ``source`` (capture device number, file, or an object with ``read() -> (ok, frame)``)
     with ``model`` into ``out/live.mp4`` and ``out/live.json``; returns the stream statistics."""
-    from dataclasses import replace
-
-    from sonoshift.translate import Geometry, geometry_from_checkpoint
+    from sonoshift.inference.harmonize import _geometry
 
     from sonoshift.engine.device import select_device
 
     dev = select_device(device or "auto") if runtime == "torch" else None
-    translator, state, checkpoint = load_runtime_translator(model, runtime, dev, **translator_options)
-    geo = geometry_from_checkpoint(state, int(translator.image_size[0]))
-    if not crop:
-        geo = Geometry(replace(geo.crop, method="none"), geo.resize)
+    translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
+    geo = _geometry(translator, ckpt, crop)  # the training crop/size, exactly as `harmonize` uses them
     window = WindowSink() if show else None
     src = source if hasattr(source, "read") else open_source(source, pace=pace)
     fps = float(getattr(src, "fps", None) or DEFAULT_FPS)
@@ -126,7 +122,7 @@ def harmonize_live(
             sink.close()
         if not sink.indices:  # raised inside: nothing is left behind
             raise SonoshiftError(f"live source {source} delivered no frame.")
-    info = {"source": str(source), "model": checkpoint, "runtime": runtime, "fps": fps, "queue_size": queue_size,
+    info = {"source": str(source), "model": str(Path(ckpt.path).resolve()), "runtime": runtime, "fps": fps, "queue_size": queue_size,
             **stats.as_dict(), "harmonized_indices": sink.indices}
     atomic_write_text(out / "live.json", json.dumps(info, indent=1) + "\n")
     return stats

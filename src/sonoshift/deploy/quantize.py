@@ -26,7 +26,7 @@ def calibration_frames(source: Any, image_size: tuple[int, int], domain: str, n:
                        seed: int = 0) -> np.ndarray:
     """Up to ``n`` uint8 frames (n, H, W) at ``image_size``: ``source`` is such an array (any size, resized) or a
     prepared dataset folder (its train frames of ``domain``, drawn without replacement by a seeded generator)."""
-    from sonoshift.translate import resize_batch, to_signed, to_uint8
+    from sonoshift.inference.translate import resize_batch, to_signed, to_uint8
 
     if isinstance(source, (str, Path)):
         from sonoshift.data.cache import load_cache
@@ -46,7 +46,7 @@ class _Reader(CalibrationDataReader):
 
     def __init__(self, frames: np.ndarray, steps: int, nz: int) -> None:
         from sonoshift.deploy.graphs import NoiseSpec, draw_noise
-        from sonoshift.translate import to_signed
+        from sonoshift.inference.translate import to_signed
 
         self.items = []
         g = torch.Generator().manual_seed(0)

@@ -8,6 +8,7 @@ and offer ``uncertainty(x, k, generator)`` for ``--samples``. Inference runs on 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from sonoshift.deploy.export import read_metadata
 from sonoshift.deploy.graphs import NoiseSpec, draw_noise
 from sonoshift.errors import SonoshiftError
+from sonoshift.methods.kinds import TranslatorBase
 
 RUNTIMES = ("torch", "onnx")
 
@@ -35,7 +37,15 @@ def session_options(threads: int | None = None) -> Any:
     return so
 
 
-class OnnxTranslator:
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported .onnx file where a checkpoint is expected: its ``path`` and checkpoint-like ``state``."""
+
+    path: Path
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class OnnxTranslator(TranslatorBase):
     """An exported sonoshift model (file path or bytes) as a translator.
 
     Attributes as the PyTorch translators: ``method``, ``image_size``, ``source_domain``, ``target_domain``; plus
@@ -67,12 +77,14 @@ class OnnxTranslator:
         self.image_size = tuple(int(v) for v in meta["image_size"])
         self.source_domain, self.target_domain = meta["source_domain"], meta["target_domain"]
         self.noise = NoiseSpec(int(meta["noise"]["steps"]), int(meta["noise"]["nz"]))
-        self.state = {"metadata": {"prepare": meta["geometry"], "config_name": meta.get("config_name"),
-                                   "image_size": list(self.image_size)}, "step": meta.get("step")}
+        info = {"config_name": meta.get("config_name"), "image_size": list(self.image_size)}
+        if meta.get("geometry") is not None:  # None: exported from a model that does not know its training crop
+            info["prepare"] = meta["geometry"]
+        self.state = {"metadata": info, "step": meta.get("step"), "sonoshift_version": meta.get("sonoshift_version")}
         self._default_gen: torch.Generator | None = None
 
     @property
-    def stochastic(self) -> bool:
+    def stochastic(self) -> bool:  # type: ignore[override]  (per instance: it depends on the exported graph)
         return self.noise.stochastic
 
     def _run(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -107,8 +119,9 @@ class OnnxTranslator:
 
 def load_runtime_translator(
     model: str | Path, runtime: str = "torch", device: Any = None, *, threads: int | None = None, **options: Any
-) -> tuple[Any, dict[str, Any], str | None]:
-    """(translator, checkpoint-like state, checkpoint path) for ``model`` in ``runtime``.
+) -> tuple[Any, Any]:
+    """(translator, checkpoint) for ``model`` in ``runtime``; the checkpoint is a ``ModelCheckpoint`` or, for an
+    .onnx file, an :class:`ExportedModel` (both have ``path`` and ``state``, whose metadata holds the geometry).
 
     torch: a checkpoint/run folder through ``methods.load_translator``. onnx: an exported ``.onnx`` file, or a
     checkpoint/run folder exported in memory first (``options`` go to the export, e.g. ``reverse``). A ``.onnx``
@@ -124,19 +137,16 @@ def load_runtime_translator(
         from sonoshift.engine.checkpoint import read_model
         from sonoshift.methods import load_translator
 
-        ckpt = read_model(model)
-        return load_translator(model, device=device, **options), ckpt.state, str(Path(ckpt.path).resolve())
+        return load_translator(model, device=device, **options), read_model(model)
     if is_onnx:
         if options:
             raise SonoshiftError(f"options {sorted(options)} apply when exporting; {model} is already exported.")
         tr = OnnxTranslator(model, threads=threads)
-        return tr, tr.state, str(Path(model).resolve())
+        return tr, ExportedModel(Path(model), tr.state)
     from sonoshift.deploy.export import export_bytes
     from sonoshift.engine.checkpoint import read_model
 
-    ckpt = read_model(model)
-    tr = OnnxTranslator(export_bytes(model, **options), threads=threads)
-    return tr, ckpt.state, str(Path(ckpt.path).resolve())
+    return OnnxTranslator(export_bytes(model, **options), threads=threads), read_model(model)
 
 
-__all__ = ["OnnxTranslator", "RUNTIMES", "load_runtime_translator", "session_options"]
+__all__ = ["ExportedModel", "OnnxTranslator", "RUNTIMES", "load_runtime_translator", "session_options"]

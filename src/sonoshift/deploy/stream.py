@@ -32,7 +32,7 @@ import torch
 from sonoshift.data.crop import CropResult, apply_crop, find_fov
 from sonoshift.data.resize import resize_stack
 from sonoshift.errors import SonoshiftError
-from sonoshift.translate import Geometry, from_prepared, prepared_fov, run_translator, to_signed, to_uint8
+from sonoshift.inference.translate import Geometry, from_prepared, prepared_fov, run_translator, to_signed, to_uint8
 
 
 def gray(frame: np.ndarray) -> np.ndarray:

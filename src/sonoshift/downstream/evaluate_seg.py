@@ -9,7 +9,6 @@ mask. A harmonizer helps the segmenter when "harmonized" scores closer to "groun
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -24,38 +23,16 @@ from sonoshift.downstream.segmenter import Segmenter, load_segmenter, predict
 from sonoshift.errors import SonoshiftError
 from sonoshift.metrics.segmentation import dice_per_class, hd95_per_class
 from sonoshift.progress import track
+from sonoshift.runs import open_run, resolve
 
 VARIANTS = (("source", "source_path"), ("harmonized", "output_path"), ("ground_truth", "gt_path"))
 
 
 def read_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame, Path]:
-    """``run.json`` (empty if absent), ``outputs.csv`` and the folder that non-output paths are relative to."""
-    run = Path(run_dir)
-    table = run / "outputs.csv"
-    if not table.is_file():
-        raise SonoshiftError(f"translation run {run} has no outputs.csv (run `sonoshift harmonize` first).")
-    meta: dict[str, Any] = {}
-    if (run / "run.json").is_file():
-        try:
-            meta = json.loads((run / "run.json").read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise SonoshiftError(f"run file {run / 'run.json'} is not valid JSON.") from None
-    df = pd.read_csv(table, dtype={"patient_id": str, "video_id": str})
-    for col in ("output_path", "source_path", "label_path"):
-        if col not in df.columns:
-            raise SonoshiftError(f"run table {table} lacks the column {col}.")
-    data_root = Path(meta["dataset"]) if meta.get("dataset") else run
-    if not data_root.is_absolute():
-        data_root = run / data_root
-    return meta, df, data_root
-
-
-def resolve_path(base: Path, value: Any) -> Path | None:
-    """``value`` as a path (absolute, or relative to ``base``); None for an empty or missing cell."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value) == "":
-        return None
-    p = Path(str(value))
-    return p if p.is_absolute() else base / p
+    """``run.json`` (empty if absent), ``outputs.csv`` and the folder that non-output paths are relative to
+    (read by ``sonoshift.runs``)."""
+    folder = open_run(run_dir, require_info=False)
+    return folder.info, folder.outputs_frame(("output_path", "source_path", "label_path")), folder.dataset_root
 
 
 def _label_lut(seg: Segmenter) -> np.ndarray:
@@ -102,17 +79,17 @@ def evaluate_segmentation(
     records: list[dict[str, Any]] = []
     with atomic_dir(mask_root) as tmp_masks:
         for i, row in track(list(df.iterrows()), "segment run frames", disable=not progress):
-            label_file = resolve_path(data_root, row["label_path"])
+            label_file = resolve(row["label_path"], data_root)
             if label_file is None:
                 continue
             label = lut[read_labels(label_file)]
-            fov_file = resolve_path(data_root, row.get("mask_path"))
+            fov_file = resolve(row.get("mask_path"), data_root)
             fov = read_labels(fov_file) > 0 if fov_file is not None else None
             if fov is not None and fov.shape != label.shape:
                 fov = cv2.resize(fov.astype(np.uint8), label.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
             frames, names = [], []
             for variant, col in variants:
-                path = run / str(row[col]) if col == "output_path" else resolve_path(data_root, row[col])
+                path = run / str(row[col]) if col == "output_path" else resolve(row[col], data_root)
                 if path is None or (col == "output_path" and pd.isna(row[col])):
                     continue
                 img = read_gray(path)

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from sonoshift.atomic import atomic_dir, atomic_write_text
-from sonoshift.downstream.evaluate_seg import read_run, resolve_path
+from sonoshift.downstream.evaluate_seg import read_run
+from sonoshift.runs import resolve
 from sonoshift.downstream.hc18 import head_proxies
 from sonoshift.downstream.images import read_gray, write_png
 from sonoshift.downstream.segmenter import load_segmenter
@@ -138,7 +139,7 @@ def evaluate_heads_run(
     rows = []
     for i, r in df.iterrows():
         name = f"{r.get('patient_id', '')}_{r.get('video_id', '')}_{r.get('frame_index', i)}"
-        for variant, path in (("source", resolve_path(data_root, r["source_path"])), ("harmonized", run / str(r["output_path"]))):
+        for variant, path in (("source", resolve(r["source_path"], data_root)), ("harmonized", run / str(r["output_path"]))):
             if path is not None:
                 rows.append({"image_path": str(path), "group": group, "variant": variant, "name": name})
     if not rows:

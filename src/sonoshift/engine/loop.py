@@ -11,7 +11,7 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, Self
@@ -35,13 +35,13 @@ from sonoshift.engine.distributed import (
 )
 from sonoshift.engine.ema import EMA
 from sonoshift.engine.logging import RunLogger
-from sonoshift.engine.schedules import constant_then_linear
+from sonoshift.engine.schedules import constant_then_linear, decay_steps
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class EngineConfig:
     """Engine settings (YAML section ``train:``). ``batch_size`` is the GLOBAL batch per optimiser step =
     micro-batch x ``accum_steps`` x number of processes. ``decay_epochs``: the last epochs (as a fraction of
     ``epochs``) decay the learning rate linearly to 0. ``max_steps`` > 0 replaces epochs x steps per epoch.
@@ -73,7 +73,8 @@ class TrainConfig:
 
 
 class Method(Protocol):
-    """What the loop needs from a method (docs/engine.md §1)."""
+    """What the loop needs from a method (docs/engine.md §1). The hooks after ``train_step`` are part of the
+    contract; :class:`MethodBase` gives each its default, so the loop never asks whether a method has one."""
 
     name: str
     modules: dict[str, nn.Module]
@@ -81,6 +82,40 @@ class Method(Protocol):
     ema: dict[str, EMA]
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]: ...
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None: ...
+
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]: ...
+
+    def lr_factors(self, step: int, total_steps: int) -> dict[str, float] | None: ...
+
+    def metadata(self) -> dict[str, Any]: ...
+
+
+class MethodBase:
+    """Defaults of the optional hooks of :class:`Method`: no extra state, no sample grid, the loop's LR schedule
+    (``lr_factors`` None), no method metadata. Methods subclass it and override what they use."""
+
+    def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Tensors (saved under ``extra/``) and JSON state the method needs for exact resume."""
+        return {}, {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` saved."""
+
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """TensorBoard rows (name -> (B,1,H,W) in [-1,1]); {} logs no images."""
+        return {}
+
+    def lr_factors(self, step: int, total_steps: int) -> dict[str, float] | None:
+        """Per-optimiser LR factors; None: the loop's constant-then-linear schedule (docs/engine.md §3)."""
+        return None
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON facts for inference stored in every checkpoint (domains, image size, ...)."""
+        return {}
 
 
 @dataclass
@@ -220,16 +255,16 @@ def _record_initial_lr(method: Method) -> None:
 
 
 def _lr_factors(method: Method, step: int, total: int, decay: int) -> dict[str, float]:
-    hook: Callable[[int, int], dict[str, float]] | None = getattr(method, "lr_factors", None)
-    if hook is not None:
-        return hook(step, total)
+    factors = method.lr_factors(step, total)
+    if factors is not None:
+        return factors
     f = constant_then_linear(step, total, decay)
     return {name: f for name in method.optimizers}
 
 
 def _save(
-    method: Method, out_dir: Path, step: int, epoch: int, step_in_epoch: int, full_config: dict, cfg: TrainConfig,
-    scaler: torch.amp.GradScaler | None,
+    method: Method, out_dir: Path, step: int, epoch: int, step_in_epoch: int, full_config: dict, cfg: EngineConfig,
+    scaler: torch.amp.GradScaler | None, stamp: dict[str, Any],
 ) -> Path:
     model: dict[str, torch.Tensor] = {}
     for name, m in method.modules.items():
@@ -244,10 +279,8 @@ def _save(
         optim_json[name] = j
     rng_t, rng_j = ckpt_io.rng_to_saved()
     train.update(rng_t)
-    extra_j: dict[str, Any] = {}
-    if hasattr(method, "extra_state"):
-        extra_t, extra_j = method.extra_state()
-        train.update({f"extra/{k}": ckpt_io._cpu(v) for k, v in extra_t.items()})
+    extra_t, extra_j = method.extra_state()
+    train.update({f"extra/{k}": ckpt_io._cpu(v) for k, v in extra_t.items()})
     state = {
         "format": ckpt_io.FORMAT,
         "method": method.name,
@@ -257,7 +290,7 @@ def _save(
         "step_in_epoch": step_in_epoch,
         "world_size": dist_info().world_size,
         "config": full_config,
-        "metadata": method.metadata() if hasattr(method, "metadata") else {},
+        "metadata": {**stamp, **method.metadata()},
         "optimizers": optim_json,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_j,
@@ -279,11 +312,18 @@ def _restore(method: Method, ckpt_dir: Path, scaler: torch.amp.GradScaler | None
         ckpt_io.optimizer_from_saved(name, opt, train, state["optimizers"][name])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
-    if hasattr(method, "load_extra_state"):
-        extra_t = {k[len("extra/") :]: v for k, v in train.items() if k.startswith("extra/")}
-        method.load_extra_state(extra_t, state.get("extra", {}))
+    extra_t = {k[len("extra/") :]: v for k, v in train.items() if k.startswith("extra/")}
+    method.load_extra_state(extra_t, state.get("extra", {}))
     ckpt_io.rng_from_saved(train, state.get("rng", {}))
     return state
+
+
+def _image_size(dataset: Dataset) -> list[int] | None:
+    """(H, W) of the first image tensor (C, H, W) of ``dataset[0]``; None when it has none."""
+    for v in dataset[0].values():
+        if isinstance(v, torch.Tensor) and v.dim() == 3:
+            return [int(v.shape[-2]), int(v.shape[-1])]
+    return None
 
 
 def _fmt(losses: dict[str, float]) -> str:
@@ -293,19 +333,22 @@ def _fmt(losses: dict[str, float]) -> str:
 def train(
     method: Method,
     dataset: Dataset,
-    cfg: TrainConfig,
+    cfg: EngineConfig,
     out_dir: str | Path,
     *,
     full_config: dict[str, Any] | None = None,
     resume: bool = False,
     progress: bool = True,
     sample_batch: dict[str, Any] | None = None,
+    stamp: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``method`` on ``dataset`` into the run folder ``out_dir`` (layout: docs/engine.md §4).
 
     ``dataset[i]`` returns a dict of tensors/ints; ``dataset.set_epoch(e)`` is called each epoch when present.
     With ``resume`` the latest checkpoint of ``out_dir`` is restored and training continues exactly where it
-    stopped (same data order, RNG states, optimizer and method state). Returns a :class:`TrainResult`.
+    stopped (same data order, RNG states, optimizer and method state). ``stamp``: what every checkpoint's
+    metadata records about the data (``engine.stamp.dataset_stamp``); the image size of ``dataset[0]`` is added
+    when the method's metadata does not give one. Returns a :class:`TrainResult`.
     """
     out_dir = Path(out_dir)
     info = dist_info()
@@ -320,7 +363,8 @@ def train(
     if plan.steps_per_epoch == 0:
         raise SonoshiftError(f"the training set has {len(dataset)} images, fewer than train.batch_size {cfg.batch_size}.")
     total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * plan.steps_per_epoch
-    decay = round(total * min(cfg.decay_epochs, cfg.epochs) / max(cfg.epochs, 1))
+    decay = decay_steps(total, cfg.epochs, cfg.decay_epochs)
+    stamp = {**(stamp or {}), "image_size": _image_size(dataset)}
     device = next(next(iter(method.modules.values())).parameters()).device
     dtype = resolve_precision(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 and device.type == "cuda" else None
@@ -348,7 +392,7 @@ def train(
         world_size=info.world_size, seed=cfg.seed, channels_last=cfg.channels_last, grad_clip=cfg.grad_clip,
         optimizers=method.optimizers, scaler=scaler,
     )
-    if sample_batch is None and main and hasattr(method, "sample") and cfg.image_every > 0:
+    if sample_batch is None and main and cfg.image_every > 0:
         sample_batch = default_collate([dataset[i] for i in range(min(4, len(dataset)))])
 
     last_ckpt: Path | None = None
@@ -384,7 +428,9 @@ def train(
                         t_last, n_last = now, 0
                     if main and cfg.image_every > 0 and step % cfg.image_every == 0 and sample_batch is not None:
                         with torch.no_grad():
-                            logger.images(step, method.sample(ctx.to_device(sample_batch)))
+                            grid = method.sample(ctx.to_device(sample_batch))
+                        if grid:
+                            logger.images(step, grid)
                     if bar is not None:
                         bar.update(task, completed=step, info=_fmt(step_losses))
                     done = step >= total
@@ -394,7 +440,7 @@ def train(
                     if stop.requested or done or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0):
                         if main:
                             last_ckpt = _save(method, out_dir, step, step // plan.steps_per_epoch,
-                                              step % plan.steps_per_epoch, full_config, cfg, scaler)
+                                              step % plan.steps_per_epoch, full_config, cfg, scaler, stamp)
                         barrier()
                     if stop.requested and not done:
                         interrupted = True
@@ -408,4 +454,4 @@ def train(
                        interrupted=interrupted)
 
 
-__all__ = ["Method", "StepContext", "TrainConfig", "TrainResult", "train"]
+__all__ = ["EngineConfig", "Method", "MethodBase", "StepContext", "TrainResult", "train"]

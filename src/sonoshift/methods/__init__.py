@@ -1,76 +1,190 @@
-"""Method registry: a method name -> its builder and its translator loader (docs/engine.md §5).
+"""The method registry: every kind of trained model, one file per method (docs/architecture.md, docs/engine.md §5).
 
-A method lives in ``sonoshift/methods/<name>.py`` and calls :func:`register_method` when imported; unknown
-names are imported lazily, so adding a method never edits this file.
+A method is ONE file that calls :func:`register` with a :class:`MethodSpec`: its kind (``translator``,
+``synthesizer``, ``judge``; see ``sonoshift.methods.kinds``), its frozen config class, its training dataset, its
+builder (the object that owns the training step, ``sonoshift.engine.loop.Method``) and the loader of its
+inference object. `sonoshift train <name>`, the study pipeline, `harmonize` and the report find methods here;
+nothing else names them.
+
+Where methods come from: the modules of this package (imported on demand), plus plug-in modules named in the
+environment variable ``SONOSHIFT_PLUGINS`` (comma separated) or in the ``sonoshift.methods`` entry-point group.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from sonoshift.errors import SonoshiftError
-
-
-class Translator(Protocol):
-    """A trained image translator: float (B,1,H,W) in [-1,1] -> same shape in [-1,1], same device."""
-
-    method: str
-    image_size: tuple[int, int]
-    source_domain: str
-    target_domain: str
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor: ...
+from sonoshift.methods.kinds import KINDS, Translator, TranslatorBase
 
 
 @dataclass(frozen=True)
-class MethodEntry:
-    """How to build a method for training and how to load its translator from a checkpoint."""
+class MethodSpec:
+    """Everything generic code needs to train and load one method.
+
+    name: the method's name (CLI, checkpoints, run folders); kind: a key of ``KINDS``;
+    config: frozen dataclass of the run configuration, with a ``train`` field (``engine.loop.EngineConfig``);
+    dataset(data, cfg): the training dataset of the prepared dataset folder ``data``;
+    build(cfg, dataset, device, rank): the engine method (owns networks, optimisers and ``train_step``);
+    load(ckpt, device, **options): the inference object (of the kind's Protocol) of a ``ModelCheckpoint``;
+    summary: one line for `sonoshift train --help`;
+    default_config: repository-relative YAML the study pipeline trains with;
+    needs: config key -> method whose trained run that key names (``{"cyclegan": "cyclegan"}`` for the DDGAN,
+        whose condition comes from a trained CycleGAN); the CLI offers ``--<key>``, the study fills it in;
+    study_order: position in the default study (None: not trained by default).
+    """
 
     name: str
-    build: Callable[..., Any]
-    load_translator: Callable[..., Translator]
+    kind: str
+    config: type
+    dataset: Callable[[Path, Any], Any]
+    build: Callable[[Any, Any, torch.device, int], Any]
+    load: Callable[..., Any]
+    summary: str = ""
+    default_config: str = ""
+    needs: Mapping[str, str] = field(default_factory=dict)
+    study_order: int | None = None
 
 
-_REGISTRY: dict[str, MethodEntry] = {}
+_REGISTRY: dict[str, MethodSpec] = {}
+_discovered = False
 
 
-def register_method(name: str, *, build: Callable[..., Any], load_translator: Callable[..., Translator]) -> None:
-    """Register method ``name``: ``build(cfg, dataset, device) -> method`` and
-    ``load_translator(ckpt: ModelCheckpoint, device, **options) -> Translator``."""
-    _REGISTRY[name] = MethodEntry(name, build, load_translator)
+def register(spec: MethodSpec) -> MethodSpec:
+    """Add ``spec`` to the registry (the call at the bottom of every method file); returns it."""
+    if spec.kind not in KINDS:
+        raise SonoshiftError(f"method '{spec.name}' has unknown kind '{spec.kind}' (known: {', '.join(KINDS)}).")
+    if not spec.name.isidentifier():
+        raise SonoshiftError(f"method name '{spec.name}' must be a Python identifier.")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
-def get_method(name: str) -> MethodEntry:
-    """The registry entry for ``name`` (imports ``sonoshift.methods.<name>`` on first use)."""
-    if name not in _REGISTRY:
-        if not name.isidentifier():
-            raise SonoshiftError(f"unknown method '{name}'.")
+def _plugins() -> list[str]:
+    names = [n.strip() for n in os.environ.get("SONOSHIFT_PLUGINS", "").split(",") if n.strip()]
+    from importlib.metadata import entry_points
+
+    names += [ep.module for ep in entry_points(group="sonoshift.methods")]  # "pkg.module" or "pkg.module:attr"
+    return names
+
+
+def _import_plugin(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise SonoshiftError(f"method plug-in module '{module}' (SONOSHIFT_PLUGINS) cannot be imported.") from None
+        raise
+
+
+def discover() -> None:
+    """Import every method module of this package and every plug-in (once)."""
+    global _discovered
+    if _discovered:
+        return
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "kinds" and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    for module in _plugins():
+        _import_plugin(module)
+    _discovered = True
+
+
+def get(name: str) -> MethodSpec:
+    """The spec of method ``name`` (imports ``sonoshift.methods.<name>`` or the plug-ins on first use)."""
+    if name not in _REGISTRY and name.isidentifier():
         try:
-            importlib.import_module(f"sonoshift.methods.{name}")
+            importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as e:
-            if e.name == f"sonoshift.methods.{name}":
-                raise SonoshiftError(f"unknown method '{name}' (no module sonoshift.methods.{name}).") from None
-            raise
+            if e.name != f"{__name__}.{name}":
+                raise
     if name not in _REGISTRY:
-        raise SonoshiftError(f"module sonoshift.methods.{name} does not register a method named '{name}'.")
+        discover()
+    if name not in _REGISTRY:
+        known = ", ".join(s.name for s in available())
+        raise SonoshiftError(f"unknown method '{name}' (known: {known}).")
     return _REGISTRY[name]
 
 
-def load_translator(path: str | Path, device: str | torch.device | None = None, **options: Any) -> Translator:
-    """Load the translator of the checkpoint at ``path`` (checkpoint folder, run folder or model file),
-    dispatching on the method recorded in it. ``device`` None keeps the weights on CPU until the first call,
-    then follows the input's device. ``options`` are method specific (CycleGAN: ``reverse``)."""
+def available(kind: str | None = None) -> list[MethodSpec]:
+    """Every registered method (of ``kind`` when given), after discovery, sorted by name."""
+    discover()
+    return sorted((s for s in _REGISTRY.values() if kind is None or s.kind == kind), key=lambda s: s.name)
+
+
+def study_methods(kind: str = "translator") -> list[str]:
+    """The methods of the default study, in study order (each after the methods it needs)."""
+    specs = [s for s in available(kind) if s.study_order is not None]
+    return [s.name for s in sorted(specs, key=lambda s: (s.study_order, s.name))]
+
+
+def config_label(path: str | Path | None) -> str | None:
+    """``configs/cpu/cyclegan.yaml`` -> ``cpu/cyclegan`` (the parent folder and stem), None without a file."""
+    return None if path is None else f"{Path(path).parent.name}/{Path(path).stem}"
+
+
+def train_method(
+    name: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    cfg: Any = None,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+    progress: bool = True,
+    config_name: str | None = None,
+) -> Any:
+    """Train method ``name`` on the prepared dataset ``data`` into the run folder ``out`` (the API of `sonoshift
+    train <name>`). ``cfg``: a ready config object; otherwise defaults <- YAML ``config`` <- ``overrides``.
+    Under torchrun every process calls this; rank 0 writes. Returns the engine's ``TrainResult``."""
+    from sonoshift.config import load_config
+    from sonoshift.engine.run import run_training
+
+    spec = get(name)
+    if cfg is None:
+        cfg = load_config(spec.config, config, overrides)
+    label = config_name if config_name is not None else config_label(config)
+    return run_training(spec, data, cfg, out, resume=resume, progress=progress, config_name=label)
+
+
+def load_model(
+    path: str | Path, device: str | torch.device | None = None, *, kind: str | None = None, **options: Any
+) -> Any:
+    """The inference object of the checkpoint at ``path`` (checkpoint folder, run folder or model file), of
+    its method's kind (``kind`` given: a checkpoint of another kind is refused with one sentence). ``device``
+    None keeps the weights on CPU until the first call, then follows the input's device. ``options`` are method
+    specific (CycleGAN: ``reverse``); one a loader does not take is an error."""
+    import inspect
+
     from sonoshift.engine.checkpoint import read_model
 
     ckpt = read_model(path)
-    entry = get_method(ckpt.method)
-    return entry.load_translator(ckpt, None if device is None else torch.device(device), **options)
+    spec = get(ckpt.method)
+    if kind is not None and spec.kind != kind:
+        raise SonoshiftError(f"model {path} is a {spec.kind} ('{spec.name}'), not a {kind}.")
+    dev = None if device is None else torch.device(device)
+    try:
+        inspect.signature(spec.load).bind(ckpt, dev, **options)
+    except TypeError:
+        raise SonoshiftError(f"method '{spec.name}' takes no option {', '.join(map(repr, options))}.") from None
+    return spec.load(ckpt, dev, **options)
 
 
-__all__ = ["MethodEntry", "Translator", "get_method", "load_translator", "register_method"]
+def load_translator(path: str | Path, device: str | torch.device | None = None, **options: Any) -> Translator:
+    """:func:`load_model` for a translator (see ``sonoshift.methods.kinds.Translator``)."""
+    return load_model(path, device, kind="translator", **options)
+
+
+__all__ = [
+    "MethodSpec", "Translator", "TranslatorBase", "available", "config_label", "discover", "get", "load_model",
+    "load_translator", "register", "study_methods", "train_method",
+]

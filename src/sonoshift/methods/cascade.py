@@ -22,11 +22,19 @@ import torch
 from torch import nn
 
 from sonoshift.config import from_dict, to_dict
+from sonoshift.data.translation import unpaired_frames
+from sonoshift.diffusion.schedule import schedule_from_config
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
-from sonoshift.engine.loop import StepContext, TrainResult, train
+from sonoshift.engine.loop import StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
-from sonoshift.methods import register_method
-from sonoshift.methods.cyclegan import CycleGANLoss, CycleGANModel, build_generator
+from sonoshift.methods import MethodSpec, register, train_method
+from sonoshift.methods.cyclegan import (
+    CycleGANLoss,
+    CycleGANModel,
+    build_generator,
+    discriminator_phase,
+    generator_pass,
+)
 from sonoshift.methods.ddgan import (
     DDGAN,
     DDGANConfig,
@@ -38,15 +46,12 @@ from sonoshift.methods.ddgan import (
 )
 from sonoshift.models import PatchGAN, init_normal
 from sonoshift.objectives import CycleGANLossWeights, ImagePool
-from sonoshift.objectives import discriminator_loss as cg_discriminator_loss
-from sonoshift.objectives import generator_loss as cg_generator_loss
 from sonoshift.objectives.ddgan import (
     ContentLoss,
     discriminator_loss,
     g_nonsaturating_loss,
     generate_pair,
 )
-from sonoshift.schedules.ddgan import schedule_from_config
 from sonoshift.seeding import make_generator
 
 
@@ -114,6 +119,7 @@ class Cascade(DDGAN):
         j = cfg.joint
         self.modules["G_ab"], self.modules["G_ba"] = cyclegan.G_ab, cyclegan.G_ba
         self.content: ContentLoss | None = None
+        self.pools: dict[str, ImagePool] = {}
         if not j.enabled:
             return
         for k in ("G_ab", "G_ba"):
@@ -172,43 +178,27 @@ class Cascade(DDGAN):
         fakes = []
         try:
             for mb in micro:
-                a, b = mb["source"], mb["target"]
-                n = a.shape[0]
+                b = mb["target"]
                 with ctx.autocast():
-                    fake_b, idt_a = G_ab(torch.cat([a, b])).split(n)
-                    fake_a, idt_b = G_ba(torch.cat([b, a])).split(n)
-                    rec_a, rec_b = G_ba(fake_b), G_ab(fake_a)
-                    loss_cg, cg_parts = cg_generator_loss(
-                        d_fake_b=D_b(fake_b), d_fake_a=D_a(fake_a), real_a=a, real_b=b, rec_a=rec_a, rec_b=rec_b,
-                        idt_a=idt_a, idt_b=idt_b, weights=self.cg_weights,
-                    )
+                    g = generator_pass(G_ab, G_ba, D_a, D_b, mb["source"], b, self.cg_weights)
                     # rec_b = G_ab(G_ba(b)) is the refiner's condition, with gradients into both generators.
-                    p = generate_pair(G, self.schedule, b, rec_b, self.gen)
-                    d_cond = rec_b if D.cfg.see_condition else None
+                    p = generate_pair(G, self.schedule, b, g.rec_b, self.gen)
+                    d_cond = g.rec_b if D.cfg.see_condition else None
                     loss_gan = g_nonsaturating_loss(D(p["x_t_fake"], p["x_next"], p["t"], d_cond))
                     loss_content = self.content(p["x0_pred"], b)
-                    loss = loss_gan + j.content_weight * loss_content + j.cyclegan_weight * loss_cg
+                    loss = loss_gan + j.content_weight * loss_content + j.cyclegan_weight * g.loss
                 ctx.backward(loss)
-                fakes.append((fake_a.detach(), fake_b.detach()))
-                log(loss_G=loss_gan.item(), content=loss_content.item(), loss_CG=loss_cg.item(),
-                    **{k: v.item() for k, v in cg_parts.items()})
+                fakes.append((g.fake_a.detach(), g.fake_b.detach()))
+                log(loss_G=loss_gan.item(), content=loss_content.item(), loss_CG=g.loss.item(),
+                    **{k: v.item() for k, v in g.parts.items()})
         finally:
             for m in frozen:
                 m.requires_grad_(True)
         ctx.optimizer_step("G")
         ctx.optimizer_step("CG")
 
-        for mb, (fake_a, fake_b) in zip(micro, fakes):
-            a, b = mb["source"], mb["target"]
-            n = a.shape[0]
-            fake_a, fake_b = self.pools["pool_a"].query(fake_a), self.pools["pool_b"].query(fake_b)
-            with ctx.autocast():
-                pa, pb = D_a(torch.cat([a, fake_a])), D_b(torch.cat([b, fake_b]))
-                loss_da = cg_discriminator_loss(pa[:n], pa[n:], self.cg_weights)
-                loss_db = cg_discriminator_loss(pb[:n], pb[n:], self.cg_weights)
-            ctx.backward(loss_da + loss_db)
+        for loss_da, loss_db in discriminator_phase(D_a, D_b, self.pools, micro, fakes, self.cg_weights, ctx, "CG_D"):
             log(D_a=loss_da.item(), D_b=loss_db.item())
-        ctx.optimizer_step("CG_D")
         return {k: sum(v) / len(v) for k, v in logs.items()}
 
     def lr_factors(self, step: int, total_steps: int) -> dict[str, float]:
@@ -223,7 +213,7 @@ class Cascade(DDGAN):
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The step generator and, in joint mode, the fake pools."""
         tensors, state = super().extra_state()
-        for name, pool in getattr(self, "pools", {}).items():
+        for name, pool in self.pools.items():
             t, s = pool.state(name)
             tensors.update(t)
             state.update(s)
@@ -233,7 +223,7 @@ class Cascade(DDGAN):
         """Restore what :meth:`extra_state` saved."""
         super().load_extra_state(tensors, state)
         device = next(self.modules["G"].parameters()).device
-        for name, pool in getattr(self, "pools", {}).items():
+        for name, pool in self.pools.items():
             pool.load_state(name, tensors, state, device)
 
     def metadata(self) -> dict[str, Any]:
@@ -252,27 +242,6 @@ def build(cfg: CascadeConfig, dataset: Any, device: torch.device, rank: int = 0)
         raise SonoshiftError("joint cascade fine-tuning needs a dataset with source and target frames.")
     size = tuple(dataset[0]["target"].shape[-2:])
     return Cascade(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank)
-
-
-def train_cascade(
-    data: str | Path, cfg: CascadeConfig, out: str | Path, *, resume: bool = False, progress: bool = True
-) -> TrainResult:
-    """Train the cascade's refiner (and, with ``joint.enabled``, fine-tune the CycleGAN) on the prepared
-    dataset ``data`` into the run folder ``out`` (API of `sonoshift train cascade`)."""
-    from sonoshift.data.datasets import UnpairedDataset
-    from sonoshift.engine.start import start_training
-
-    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
-    d = cfg.data
-    if cfg.joint.enabled:
-        dataset: Any = UnpairedDataset(
-            data, d.split, d.source_domain, d.target_domain, seed=cfg.train.seed, size=d.size
-        )
-    else:
-        dataset = TargetFrames(data, d, seed=cfg.train.seed)
-    method = build(cfg, dataset, device, rank=info.rank)
-    method.dataset_path = str(data.resolve())
-    return train(method, dataset, cfg.train, out, full_config=to_dict(cfg), resume=resume, progress=progress)
 
 
 class CascadeTranslator(DDGANTranslator):
@@ -300,6 +269,30 @@ def load_translator(
     )
 
 
-register_method("cascade", build=build, load_translator=load_translator)
+def training_data(data: Path, cfg: CascadeConfig) -> Any:
+    """Target frames (frozen CycleGAN), or unpaired source/target frames for joint fine-tuning."""
+    if cfg.joint.enabled:
+        return unpaired_frames(data, cfg.data, cfg.train.seed)
+    return TargetFrames(data, cfg.data, seed=cfg.train.seed)
 
-__all__ = ["Cascade", "CascadeConfig", "CascadeTranslator", "JointConfig", "build", "load_translator", "train_cascade"]
+
+SPEC = register(MethodSpec(
+    name="cascade", kind="translator", config=CascadeConfig, dataset=training_data, build=build,
+    load=load_translator,
+    summary="Train the CycleGAN -> diffusion cascade: a refiner conditioned on the CycleGAN round trip of each "
+            "target (joint.enabled=true fine-tunes the CycleGAN).",
+    default_config="configs/cpu/cascade.yaml", needs={"cyclegan": "cyclegan"}, study_order=2,
+))
+
+
+def train_cascade(
+    data: str | Path, cfg: CascadeConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train the cascade's refiner (and, with ``joint.enabled``, fine-tune the CycleGAN) on the prepared
+    dataset ``data`` into the run folder ``out`` (API of `sonoshift train cascade`)."""
+    return train_method("cascade", data, out, cfg=cfg, resume=resume, progress=progress)
+
+
+__all__ = [
+    "Cascade", "CascadeConfig", "CascadeTranslator", "JointConfig", "build", "load_translator", "train_cascade",
+]

@@ -13,7 +13,6 @@ computed without target tensors, and gradients are dropped with ``set_to_none``.
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +20,14 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from sonoshift.config import from_dict, to_dict
+from sonoshift.config import from_dict
+from sonoshift.data.translation import TranslationData, unpaired_frames
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
 from sonoshift.engine.ema import EMA
-from sonoshift.engine.loop import StepContext, TrainConfig, TrainResult, train
+from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
-from sonoshift.methods import register_method
+from sonoshift.methods import MethodSpec, register, train_method
+from sonoshift.methods.kinds import TranslatorBase
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives import (
     CycleGANLossWeights,
@@ -35,16 +36,6 @@ from sonoshift.objectives import (
     generator_loss,
 )
 from sonoshift.seeding import make_generator
-
-
-@dataclass(frozen=True)
-class CycleGANData:
-    """Which prepared-dataset domains play A (source) and B (target); ``size`` None keeps the prepared size."""
-
-    source_domain: str = "handheld"
-    target_domain: str = "cart"
-    split: str = "train"
-    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,10 +67,10 @@ class CycleGANConfig:
     """The full CycleGAN run configuration (YAML: configs/paper/cyclegan.yaml, configs/cpu/cyclegan.yaml)."""
 
     name: str = "cyclegan"
-    data: CycleGANData = field(default_factory=CycleGANData)
+    data: TranslationData = field(default_factory=TranslationData)
     model: CycleGANModel = field(default_factory=CycleGANModel)
     loss: CycleGANLoss = field(default_factory=CycleGANLoss)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: EngineConfig = field(default_factory=EngineConfig)
 
 
 def build_generator(m: CycleGANModel) -> ResnetGenerator:
@@ -93,7 +84,67 @@ def _requires_grad(modules: list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-class CycleGAN:
+# -- the two phases of a CycleGAN step, shared with the cascade's joint fine-tuning ----------------------------
+
+
+@dataclass
+class GeneratorPass:
+    """One micro-batch through both generators: the total generator loss, its parts (detached), the fakes
+    G_ba(b), G_ab(a) and the round trip ``rec_b`` = G_ab(G_ba(b)) (with gradients)."""
+
+    loss: torch.Tensor
+    parts: dict[str, torch.Tensor]
+    fake_a: torch.Tensor
+    fake_b: torch.Tensor
+    rec_b: torch.Tensor
+
+
+def generator_pass(
+    G_ab: nn.Module, G_ba: nn.Module, D_a: nn.Module, D_b: nn.Module, a: torch.Tensor, b: torch.Tensor,
+    weights: CycleGANLossWeights,
+) -> GeneratorPass:
+    """The generator phase's forward on source ``a`` and target ``b`` (B,1,H,W in [-1,1]): each generator runs
+    once on [translate; identity] stacked on the batch axis (exact: instance norm is per image), then the cycle
+    and the discriminators' verdicts on the fakes. Call inside ``ctx.autocast()``."""
+    n = a.shape[0]
+    if weights.identity > 0:  # one pass per generator: [translate; identity]
+        fake_b, idt_a = G_ab(torch.cat([a, b])).split(n)
+        fake_a, idt_b = G_ba(torch.cat([b, a])).split(n)
+    else:
+        fake_b, idt_a = G_ab(a), None
+        fake_a, idt_b = G_ba(b), None
+    rec_a, rec_b = G_ba(fake_b), G_ab(fake_a)
+    loss, parts = generator_loss(
+        d_fake_b=D_b(fake_b), d_fake_a=D_a(fake_a), real_a=a, real_b=b,
+        rec_a=rec_a, rec_b=rec_b, idt_a=idt_a, idt_b=idt_b, weights=weights,
+    )
+    return GeneratorPass(loss, parts, fake_a, fake_b, rec_b)
+
+
+def discriminator_phase(
+    D_a: nn.Module, D_b: nn.Module, pools: dict[str, ImagePool], micro: list[dict[str, Any]],
+    fakes: list[tuple[torch.Tensor, torch.Tensor]], weights: CycleGANLossWeights, ctx: StepContext, optimizer: str,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The discriminator phase: per micro-batch, real vs pooled fake in one pass per discriminator, backward;
+    then one step of ``optimizer``. ``fakes``: (fake_a, fake_b) detached, per micro-batch. Returns the detached
+    (loss D_a, loss D_b) per micro-batch."""
+    losses = []
+    for mb, (fake_a, fake_b) in zip(micro, fakes):
+        a, b = mb["source"], mb["target"]
+        n = a.shape[0]
+        fake_a, fake_b = pools["pool_a"].query(fake_a), pools["pool_b"].query(fake_b)
+        with ctx.autocast():
+            pa = D_a(torch.cat([a, fake_a]))
+            pb = D_b(torch.cat([b, fake_b]))
+            loss_da = discriminator_loss(pa[:n], pa[n:], weights)
+            loss_db = discriminator_loss(pb[:n], pb[n:], weights)
+        ctx.backward(loss_da + loss_db)
+        losses.append((loss_da.detach(), loss_db.detach()))
+    ctx.optimizer_step(optimizer)
+    return losses
+
+
+class CycleGAN(MethodBase):
     """The CycleGAN method: four networks, two Adam optimisers, two fake pools (docs/engine.md §1).
 
     ``image_size`` (H, W) is recorded in checkpoints for inference. Weights are initialised N(0, gain) from a
@@ -106,9 +157,6 @@ class CycleGAN:
     def __init__(self, cfg: CycleGANConfig, device: torch.device, image_size: tuple[int, int], rank: int = 0) -> None:
         self.cfg = cfg
         self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.dataset_path: str | None = None  # recorded in checkpoints when known
-        self.config_name: str | None = None
-        self.prepare: dict[str, Any] = {}
         if self.image_size[0] % 4 or self.image_size[1] % 4:
             raise SonoshiftError(f"CycleGAN needs image sides divisible by 4, got {self.image_size}.")
         m, t = cfg.model, cfg.train
@@ -137,48 +185,25 @@ class CycleGAN:
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """One generator update then one discriminator update; returns the mean losses of the step."""
         G_ab, G_ba, D_a, D_b = (self.net[k] for k in ("G_ab", "G_ba", "D_a", "D_b"))
-        use_idt = self.weights.identity > 0
         micro = ctx.micro_batches(batch)
         logs: dict[str, list[torch.Tensor]] = {}
 
         _requires_grad([self.modules["D_a"], self.modules["D_b"]], False)
         fakes = []
         for mb in micro:
-            a, b = mb["source"], mb["target"]
-            n = a.shape[0]
             with ctx.autocast():
-                if use_idt:  # one pass per generator: [translate; identity]
-                    fake_b, idt_a = G_ab(torch.cat([a, b])).split(n)
-                    fake_a, idt_b = G_ba(torch.cat([b, a])).split(n)
-                else:
-                    fake_b, idt_a = G_ab(a), None
-                    fake_a, idt_b = G_ba(b), None
-                rec_a, rec_b = G_ba(fake_b), G_ab(fake_a)
-                loss_g, parts = generator_loss(
-                    d_fake_b=D_b(fake_b), d_fake_a=D_a(fake_a), real_a=a, real_b=b,
-                    rec_a=rec_a, rec_b=rec_b, idt_a=idt_a, idt_b=idt_b, weights=self.weights,
-                )
-            ctx.backward(loss_g)
-            fakes.append((fake_a.detach(), fake_b.detach()))
-            logs.setdefault("loss_G", []).append(loss_g.detach())
-            for k, v in parts.items():
+                g = generator_pass(G_ab, G_ba, D_a, D_b, mb["source"], mb["target"], self.weights)
+            ctx.backward(g.loss)
+            fakes.append((g.fake_a.detach(), g.fake_b.detach()))
+            logs.setdefault("loss_G", []).append(g.loss.detach())
+            for k, v in g.parts.items():
                 logs.setdefault(k, []).append(v)
         ctx.optimizer_step("G")
         _requires_grad([self.modules["D_a"], self.modules["D_b"]], True)
 
-        for mb, (fake_a, fake_b) in zip(micro, fakes):
-            a, b = mb["source"], mb["target"]
-            n = a.shape[0]
-            fake_a, fake_b = self.pools["pool_a"].query(fake_a), self.pools["pool_b"].query(fake_b)
-            with ctx.autocast():
-                pa = D_a(torch.cat([a, fake_a]))
-                pb = D_b(torch.cat([b, fake_b]))
-                loss_da = discriminator_loss(pa[:n], pa[n:], self.weights)
-                loss_db = discriminator_loss(pb[:n], pb[n:], self.weights)
-            ctx.backward(loss_da + loss_db)
-            logs.setdefault("D_a", []).append(loss_da.detach())
-            logs.setdefault("D_b", []).append(loss_db.detach())
-        ctx.optimizer_step("D")
+        for loss_da, loss_db in discriminator_phase(D_a, D_b, self.pools, micro, fakes, self.weights, ctx, "D"):
+            logs.setdefault("D_a", []).append(loss_da)
+            logs.setdefault("D_b", []).append(loss_db)
 
         keys = list(logs)
         means = torch.stack([torch.stack(logs[k]).float().mean() for k in keys]).tolist()
@@ -213,14 +238,11 @@ class CycleGAN:
             pool.load_state(name, tensors, state, device)
 
     def metadata(self) -> dict[str, Any]:
-        """Inference facts stored in checkpoints: domains and image size."""
+        """Inference facts stored in checkpoints (next to the engine's dataset stamp): domains and image size."""
         return {
             "source_domain": self.cfg.data.source_domain,
             "target_domain": self.cfg.data.target_domain,
             "image_size": list(self.image_size),
-            "dataset": self.dataset_path,
-            "config_name": self.config_name,
-            "prepare": self.prepare,
         }
 
 
@@ -230,7 +252,7 @@ def build(cfg: CycleGANConfig, dataset: Any, device: torch.device, rank: int = 0
     return CycleGAN(cfg, device, tuple(first.shape[-2:]), rank=rank)
 
 
-class CycleGANTranslator:
+class CycleGANTranslator(TranslatorBase):
     """One CycleGAN generator as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's device."""
 
     method = "cyclegan"
@@ -264,8 +286,16 @@ def load_translator(
     return CycleGANTranslator(net, size, tgt if reverse else src, src if reverse else tgt)
 
 
-register_method("cyclegan", build=build, load_translator=load_translator)
+def training_data(data: Path, cfg: CycleGANConfig) -> Any:
+    """Unpaired source/target frames of ``cfg.data`` (items "source", "target")."""
+    return unpaired_frames(data, cfg.data, cfg.train.seed)
 
+
+SPEC = register(MethodSpec(
+    name="cyclegan", kind="translator", config=CycleGANConfig, dataset=training_data, build=build,
+    load=load_translator, summary="Train a CycleGAN (source <-> target); torchrun launches it data-parallel.",
+    default_config="configs/cpu/cyclegan.yaml", study_order=0,
+))
 
 
 def train_cyclegan(
@@ -278,22 +308,11 @@ def train_cyclegan(
     config_name: str | None = None,
 ) -> TrainResult:
     """Train a CycleGAN on the prepared dataset ``data`` into the run folder ``out`` (API of `sonoshift train
-    cyclegan`). Under torchrun every process calls this; rank 0 writes. Returns the loop's TrainResult."""
-    from sonoshift.data.datasets import UnpairedDataset
-    from sonoshift.engine.start import start_training
-
-    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
-    d = cfg.data
-    dataset = UnpairedDataset(data, d.split, d.source_domain, d.target_domain, seed=cfg.train.seed, size=d.size)
-    method = build(cfg, dataset, device, rank=info.rank)
-    method.dataset_path = str(data.resolve())
-    method.config_name = config_name
-    try:  # the dataset's crop/resize settings, so `harmonize` prepares frames the same way
-        prep = json.loads((data / "dataset.json").read_text(encoding="utf-8")).get("config") or {}
-        method.prepare = {k: prep[k] for k in ("crop", "resize") if k in prep}
-    except (OSError, json.JSONDecodeError):
-        method.prepare = {}
-    return train(method, dataset, cfg.train, out, full_config=to_dict(cfg), resume=resume, progress=progress)
+    cyclegan`, i.e. ``sonoshift.methods.train_method("cyclegan", ...)``). Returns the loop's TrainResult."""
+    return train_method("cyclegan", data, out, cfg=cfg, resume=resume, progress=progress, config_name=config_name)
 
 
-__all__ = ["CycleGAN", "CycleGANConfig", "CycleGANTranslator", "build", "load_translator", "train_cyclegan"]
+__all__ = [
+    "CycleGAN", "CycleGANConfig", "CycleGANTranslator", "GeneratorPass", "build", "discriminator_phase",
+    "generator_pass", "load_translator", "train_cyclegan",
+]

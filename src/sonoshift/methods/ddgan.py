@@ -11,7 +11,6 @@ The cascade (``sonoshift.methods.cascade``) reuses this class with another condi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,23 +18,26 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from sonoshift.config import from_dict, to_dict
-from sonoshift.engine.checkpoint import ModelCheckpoint, load_module, read_model
-from sonoshift.engine.ema import EMA
-from sonoshift.engine.loop import StepContext, TrainConfig, TrainResult, train
-from sonoshift.errors import SonoshiftError
-from sonoshift.methods import register_method
-from sonoshift.methods.cyclegan import CycleGANConfig, CycleGANData, build_generator
-from sonoshift.models.ddgan_disc import DDGANDiscriminator, DiscConfig
-from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
-from sonoshift.objectives.ddgan import discriminator_loss, generator_loss
-from sonoshift.sampling.ddgan import sample, sample_with_uncertainty
-from sonoshift.schedules.ddgan import (
+from sonoshift.config import from_dict
+from sonoshift.data.translation import TranslationData
+from sonoshift.diffusion.sampler import sample, sample_with_uncertainty
+from sonoshift.diffusion.schedule import (
     Schedule,
     ScheduleConfig,
     describe,
     schedule_from_config,
 )
+from sonoshift.engine.checkpoint import ModelCheckpoint, load_module, read_model
+from sonoshift.engine.ema import EMA
+from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
+from sonoshift.engine.schedules import lr_factor
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import MethodSpec, register, train_method
+from sonoshift.methods.cyclegan import CycleGANConfig, build_generator
+from sonoshift.methods.kinds import TranslatorBase
+from sonoshift.models.ddgan_disc import DDGANDiscriminator, DiscConfig
+from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
+from sonoshift.objectives.ddgan import discriminator_loss, generator_loss
 from sonoshift.seeding import make_generator
 
 
@@ -70,22 +72,14 @@ class DDGANConfig:
     """
 
     name: str = "ddgan"
-    data: CycleGANData = field(default_factory=CycleGANData)
+    data: TranslationData = field(default_factory=TranslationData)
     cyclegan: str = ""
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     generator: UNetConfig = field(default_factory=UNetConfig)
     discriminator: DiscConfig = field(default_factory=DiscConfig)
     loss: DDGANLoss = field(default_factory=DDGANLoss)
     optim: DDGANOptim = field(default_factory=DDGANOptim)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(ema_decay=0.999))
-
-
-def cosine_factor(step: int, total_steps: int, min_ratio: float = 0.0) -> float:
-    """LR factor min_ratio + (1 - min_ratio)(1 + cos(pi step / total)) / 2: 1 at step 0, min_ratio at the end."""
-    if total_steps <= 0:
-        return 1.0
-    frac = min(max(step / total_steps, 0.0), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    train: EngineConfig = field(default_factory=lambda: EngineConfig(ema_decay=0.999))
 
 
 @dataclass
@@ -115,7 +109,7 @@ def load_cyclegan(path: str | Path, device: torch.device) -> FrozenCycleGAN:
     return FrozenCycleGAN(nets[0], nets[1], cfg, dict(ckpt.state.get("metadata", {})), str(ckpt.path))
 
 
-def check_domains(cg: FrozenCycleGAN, data: CycleGANData) -> None:
+def check_domains(cg: FrozenCycleGAN, data: TranslationData) -> None:
     """The CycleGAN must translate between the same two domains as the diffusion run."""
     src = cg.metadata.get("source_domain", cg.config.data.source_domain)
     tgt = cg.metadata.get("target_domain", cg.config.data.target_domain)
@@ -133,7 +127,7 @@ def _seeded_init(seed: int, build: Any) -> nn.Module:
         return build()
 
 
-class DDGAN:
+class DDGAN(MethodBase):
     """Conditional DDGAN: generator ``G`` (U-Net), discriminator ``D``, optimisers "G" and "D", EMA of G.
 
     ``image_size`` (H, W) is recorded in checkpoints. Networks are initialised from ``cfg.train.seed``
@@ -164,7 +158,6 @@ class DDGAN:
         }
         self.ema = {"G": EMA(G, t.ema_decay)} if t.ema_decay > 0 else {}
         self.gen = make_generator(t.seed, 3000 + rank, device=device)
-        self.dataset_path = ""
 
     # -- the condition ------------------------------------------------------------------------------------
     def condition(self, x0: torch.Tensor) -> torch.Tensor:
@@ -205,15 +198,9 @@ class DDGAN:
 
     def lr_factors(self, step: int, total_steps: int) -> dict[str, float]:
         """Cosine decay of both learning rates (or CycleGAN-style constant-then-linear, see ``DDGANOptim``)."""
-        o = self.cfg.optim
-        if o.lr_schedule == "cosine":
-            f = cosine_factor(step, total_steps, o.lr_min_ratio)
-        else:
-            from sonoshift.engine.schedules import constant_then_linear
-
-            t = self.cfg.train
-            decay = round(total_steps * min(t.decay_epochs, t.epochs) / max(t.epochs, 1))
-            f = constant_then_linear(step, total_steps, decay)
+        o, t = self.cfg.optim, self.cfg.train
+        f = lr_factor(o.lr_schedule, step, total_steps, epochs=t.epochs, decay_epochs=t.decay_epochs,
+                      min_ratio=o.lr_min_ratio)
         return {"G": f, "D": f}
 
     # -- inference pieces ---------------------------------------------------------------------------------
@@ -256,14 +243,13 @@ class DDGAN:
             "schedule": describe(self.cfg.schedule),
             "condition": self.condition_kind,
             "cyclegan": self.cyclegan.path,
-            "dataset": self.dataset_path,
         }
 
 
 class TargetFrames(torch.utils.data.Dataset):
     """The target-domain frames of a split, each once per epoch: items {"target": float32 (1, H, W) in [-1, 1]}."""
 
-    def __init__(self, root: str | Path, data: CycleGANData, seed: int = 0) -> None:
+    def __init__(self, root: str | Path, data: TranslationData, seed: int = 0) -> None:
         from sonoshift.data.datasets import UnpairedDataset
 
         # An unpaired dataset from the target domain to itself iterates over every target frame in order.
@@ -283,21 +269,7 @@ def build(cfg: DDGANConfig, dataset: Any, device: torch.device, rank: int = 0) -
     return DDGAN(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank)
 
 
-def train_ddgan(
-    data: str | Path, cfg: DDGANConfig, out: str | Path, *, resume: bool = False, progress: bool = True
-) -> TrainResult:
-    """Train a conditional DDGAN on the prepared dataset ``data`` into the run folder ``out`` (API of
-    `sonoshift train ddgan`). Under torchrun every process calls this; rank 0 writes."""
-    from sonoshift.engine.start import start_training
-
-    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
-    dataset = TargetFrames(data, cfg.data, seed=cfg.train.seed)
-    method = build(cfg, dataset, device, rank=info.rank)
-    method.dataset_path = str(data.resolve())
-    return train(method, dataset, cfg.train, out, full_config=to_dict(cfg), resume=resume, progress=progress)
-
-
-class DDGANTranslator:
+class DDGANTranslator(TranslatorBase):
     """A trained DDGAN as a translator: source (B,1,H,W) in [-1,1] -> one sample in [-1,1], same device.
 
     ``prepare(x)`` makes (condition, partial-start image) from the source frame: the source itself for the plain
@@ -308,6 +280,7 @@ class DDGANTranslator:
     """
 
     method = "ddgan"
+    stochastic = True
 
     def __init__(
         self, G: nn.Module, schedule: Schedule, start: str, image_size: tuple[int, int], source: str, target: str,
@@ -373,9 +346,27 @@ def load_translator(
     )
 
 
-register_method("ddgan", build=build, load_translator=load_translator)
+def training_data(data: Path, cfg: DDGANConfig) -> TargetFrames:
+    """The target frames of ``cfg.data`` (items "target"); the condition is made from each one in the step."""
+    return TargetFrames(data, cfg.data, seed=cfg.train.seed)
+
+
+SPEC = register(MethodSpec(
+    name="ddgan", kind="translator", config=DDGANConfig, dataset=training_data, build=build, load=load_translator,
+    summary="Train a conditional denoising diffusion GAN; its condition is made by a frozen, trained CycleGAN.",
+    default_config="configs/cpu/ddgan.yaml", needs={"cyclegan": "cyclegan"}, study_order=1,
+))
+
+
+def train_ddgan(
+    data: str | Path, cfg: DDGANConfig, out: str | Path, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train a conditional DDGAN on the prepared dataset ``data`` into the run folder ``out`` (API of
+    `sonoshift train ddgan`, i.e. ``sonoshift.methods.train_method("ddgan", ...)``)."""
+    return train_method("ddgan", data, out, cfg=cfg, resume=resume, progress=progress)
+
 
 __all__ = [
-    "DDGAN", "DDGANConfig", "DDGANTranslator", "TargetFrames", "build", "cosine_factor", "load_cyclegan",
-    "load_translator", "train_ddgan",
+    "DDGAN", "DDGANConfig", "DDGANTranslator", "TargetFrames", "build", "load_cyclegan", "load_translator",
+    "train_ddgan",
 ]

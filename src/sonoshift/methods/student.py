@@ -16,7 +16,6 @@ The checkpoint is self-contained: the translator needs no teacher file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,9 +28,9 @@ from torch import nn
 from sonoshift.config import from_dict, to_dict
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
 from sonoshift.engine.ema import EMA
-from sonoshift.engine.loop import StepContext, TrainConfig, TrainResult, train
+from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
-from sonoshift.methods import register_method
+from sonoshift.methods import MethodSpec, TranslatorBase, register, train_method
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives.cyclegan import lsgan
 from sonoshift.seeding import make_generator
@@ -80,7 +79,7 @@ class StudentConfig:
     data: StudentData = field(default_factory=StudentData)
     model: StudentModel = field(default_factory=StudentModel)
     loss: StudentLoss = field(default_factory=StudentLoss)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: EngineConfig = field(default_factory=EngineConfig)
 
 
 def build_student(m: StudentModel) -> nn.Module:
@@ -102,6 +101,7 @@ class DistillFrames(torch.utils.data.Dataset):
         if len(teacher) != frames.n_source:
             raise SonoshiftError(f"teacher targets ({len(teacher)}) do not match the source frames ({frames.n_source}).")
         self.frames, self.teacher = frames, teacher
+        self.teacher_info: dict[str, Any] = {}  # what the checkpoint records about the teacher
 
     def set_epoch(self, epoch: int) -> None:
         self.frames.set_epoch(epoch)
@@ -119,7 +119,7 @@ class DistillFrames(torch.utils.data.Dataset):
         return {"source": item["source"], "target": item["target"], "teacher": t}
 
 
-class Student:
+class Student(MethodBase):
     """The distillation method: generator ``G`` (the student), discriminator ``D`` (target domain), optimisers
     "G" and "D" (Adam), optional EMA of G. ``image_size`` and the domains are recorded in checkpoints."""
 
@@ -142,8 +142,6 @@ class Student:
         self.optimizers = {k: torch.optim.Adam(v.parameters(), t.lr, betas) for k, v in self.modules.items()}
         self.ema = {"G": EMA(self.modules["G"], t.ema_decay)} if t.ema_decay > 0 else {}
         self.teacher_info: dict[str, Any] = {}
-        self.prepare: dict[str, Any] = {}
-        self.dataset_path = ""
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """One student update (distillation + adversarial), then one discriminator update."""
@@ -187,15 +185,13 @@ class Student:
         return out
 
     def metadata(self) -> dict[str, Any]:
-        """Inference facts: domains, image size, student architecture, teacher, dataset geometry."""
+        """Inference facts (the engine adds the dataset stamp): domains, image size, architecture, teacher."""
         return {
             "source_domain": self.source_domain,
             "target_domain": self.target_domain,
             "image_size": list(self.image_size),
             "student_model": to_dict(self.cfg.model),
             "teacher": self.teacher_info,
-            "dataset": self.dataset_path,
-            "prepare": self.prepare,
         }
 
 
@@ -203,7 +199,9 @@ def build(cfg: StudentConfig, dataset: Any, device: torch.device, rank: int = 0)
     """A student for ``dataset`` (a DistillFrames) on ``device``."""
     first = dataset[0]["source"]
     frames = dataset.frames
-    return Student(cfg, device, tuple(first.shape[-2:]), frames.source_domain, frames.target_domain)
+    method = Student(cfg, device, tuple(first.shape[-2:]), frames.source_domain, frames.target_domain)
+    method.teacher_info = dataset.teacher_info
+    return method
 
 
 def teacher_targets(
@@ -213,26 +211,42 @@ def teacher_targets(
     """The teacher's translation of uint8 source frames (N, H, W) -> uint8 (N, H, W) (at the frames' size).
 
     Stochastic teachers draw from a generator seeded by ``seed`` (K > 1: the mean of K samples per frame)."""
-    from sonoshift.translate import run_translator, to_signed, to_uint8
+    from sonoshift.inference.sampling import MeanOfSamples
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
 
     g = make_generator(seed, 5000)
-    model = teacher
-    if samples > 1:
-        from sonoshift.sampling.ddgan import MeanOfSamples
-
-        model = MeanOfSamples(teacher, samples)
-    is_stochastic = hasattr(teacher, "uncertainty")
+    model = MeanOfSamples(teacher, samples) if samples > 1 else teacher
     y = run_translator(model, to_signed(np.asarray(frames)), batch_size=batch_size, device=device,
-                       generator=g if is_stochastic else None, progress=progress, description="teacher targets")
+                       generator=g if teacher.stochastic else None, progress=progress, description="teacher targets")
     return to_uint8(y)
 
 
-def _dataset_prepare(root: Path) -> dict[str, Any]:
-    try:
-        prep = json.loads((root / "dataset.json").read_text(encoding="utf-8")).get("config") or {}
-        return {k: prep[k] for k in ("crop", "resize") if k in prep}
-    except (OSError, json.JSONDecodeError):
-        return {}
+def training_data(data: Path, cfg: StudentConfig) -> DistillFrames:
+    """The distillation dataset: the teacher's domains in ``data``, each source frame with the teacher's
+    translation (computed here, once per run, at the teacher's size; seeded, so a resumed run gets the same)."""
+    from sonoshift.data.cache import load_cache
+    from sonoshift.data.datasets import UnpairedDataset
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.engine.device import select_device
+    from sonoshift.inference.translate import resize_batch, to_signed, to_uint8
+    from sonoshift.methods import load_translator
+
+    if not cfg.teacher:
+        raise SonoshiftError("config key 'teacher' is empty: give the trained translator to distil (--teacher RUN).")
+    ckpt = read_model(cfg.teacher)
+    device = select_device(cfg.train.device)
+    tr = load_translator(cfg.teacher, device=device)
+    d = cfg.data
+    frames = UnpairedDataset(data, d.split, tr.source_domain, tr.target_domain, seed=cfg.train.seed, size=d.size)
+    source = np.asarray(load_cache(data, d.split, tr.source_domain))
+    if tuple(source.shape[-2:]) != tuple(tr.image_size):
+        source = to_uint8(resize_batch(to_signed(source), tuple(tr.image_size)))
+    targets = teacher_targets(tr, source, samples=d.teacher_samples, batch_size=d.teacher_batch, seed=cfg.train.seed,
+                              device=device)
+    ds = DistillFrames(frames, targets)
+    ds.teacher_info = {"path": str(Path(ckpt.path).resolve()), "method": ckpt.method, "step": ckpt.state.get("step"),
+                       "samples": d.teacher_samples}
+    return ds
 
 
 def distill(
@@ -240,48 +254,14 @@ def distill(
     progress: bool = True, config_name: str | None = None,
 ) -> TrainResult:
     """Distil the translator ``teacher`` (checkpoint/run folder) into a student trained on the prepared dataset
-    ``data`` into the run folder ``out`` (API of `sonoshift distill`). The teacher's translations of the source
-    training frames are computed once and kept in ``out/teacher_targets.npy`` (reused by ``resume``)."""
-    from sonoshift.atomic import atomic_file
-    from sonoshift.data.cache import load_cache
-    from sonoshift.data.datasets import UnpairedDataset
-    from sonoshift.engine.checkpoint import read_model
-    from sonoshift.engine.start import start_training
-    from sonoshift.methods import load_translator
+    ``data`` into the run folder ``out`` (API of `sonoshift distill`, i.e. `sonoshift train student --teacher`)."""
+    from dataclasses import replace
 
-    data, info, device = start_training(data, cfg.train.seed, cfg.train.device, cfg.train.threads)
-    ckpt = read_model(teacher)
-    tr = load_translator(teacher, device=device)
-    src, tgt = tr.source_domain, tr.target_domain
-    d = cfg.data
-    frames = UnpairedDataset(data, d.split, src, tgt, seed=cfg.train.seed, size=d.size)
-    out = Path(out)
-    cache = out / "teacher_targets.npy"
-    if resume and cache.is_file():
-        targets = np.load(cache)
-    else:
-        source = np.asarray(load_cache(data, d.split, src))
-        if tuple(source.shape[-2:]) != tuple(tr.image_size):
-            from sonoshift.translate import resize_batch, to_signed, to_uint8
-
-            source = to_uint8(resize_batch(to_signed(source), tuple(tr.image_size)))
-        targets = teacher_targets(tr, source, samples=d.teacher_samples, batch_size=d.teacher_batch,
-                                  seed=cfg.train.seed, device=device, progress=progress and info.rank == 0)
-        if info.rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
-            with atomic_file(cache, "wb") as f:
-                np.save(f, targets)
-    dataset = DistillFrames(frames, targets)
-    method = build(cfg, dataset, device, rank=info.rank)
-    method.dataset_path = str(data.resolve())
-    method.prepare = _dataset_prepare(data)
-    method.teacher_info = {"path": str(Path(ckpt.path).resolve()), "method": ckpt.method, "step": ckpt.state.get("step"),
-                           "samples": d.teacher_samples}
-    cfg_dict = {**to_dict(cfg), "teacher": str(teacher)}
-    return train(method, dataset, cfg.train, out, full_config=cfg_dict, resume=resume, progress=progress)
+    return train_method("student", data, out, cfg=replace(cfg, teacher=str(teacher)), resume=resume,
+                        progress=progress, config_name=config_name)
 
 
-class StudentTranslator:
+class StudentTranslator(TranslatorBase):
     """The student generator as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's device."""
 
     method = "student"
@@ -313,7 +293,11 @@ def load_translator(ckpt: ModelCheckpoint, device: torch.device | None = None, *
     return StudentTranslator(net, size, meta["source_domain"], meta["target_domain"])  # type: ignore[arg-type]
 
 
-register_method("student", build=build, load_translator=load_translator)
+SPEC = register(MethodSpec(
+    name="student", kind="translator", config=StudentConfig, dataset=training_data, build=build,
+    load=load_translator, summary="Distil a trained translator into a compact student (L1 to the teacher + GAN).",
+    default_config="configs/cpu/student.yaml", needs={"teacher": "cascade"},
+))
 
 __all__ = ["DistillFrames", "Student", "StudentConfig", "StudentTranslator", "build", "build_student", "distill",
-           "load_translator", "teacher_targets"]
+           "load_translator", "teacher_targets", "training_data"]

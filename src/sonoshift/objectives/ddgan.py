@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sonoshift.schedules.ddgan import Schedule, q_sample_pairs, sample_posterior
+from sonoshift.diffusion.schedule import Schedule, q_sample_pairs, sample_posterior
 
 
 def d_logistic_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

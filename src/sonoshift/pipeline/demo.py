@@ -34,7 +34,7 @@ class DemoConfig:
     segmenter_config: str = "configs/cpu/segmenter.yaml"
     steps_segmenter: int = 0
     # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter.
-    study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps_ddgan=400, steps_cascade=400))
+    study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 400, "cascade": 400}))
 
 
 def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool) -> dict[str, Any]:

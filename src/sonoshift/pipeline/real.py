@@ -38,7 +38,7 @@ class RealConfig:
     hc18_config: str = "configs/cpu/hc18_segmenter.yaml"
     steps_hc18: int = 400
     study: StudyConfig = dataclasses.field(
-        default_factory=lambda: StudyConfig(size=64, steps_cyclegan=800, steps_ddgan=250, steps_cascade=250)
+        default_factory=lambda: StudyConfig(size=64, steps={"cyclegan": 800, "ddgan": 250, "cascade": 250})
     )
 
 
@@ -115,7 +115,9 @@ def _heads(cfg: RealConfig, root: Path, data_root: Path, fpdb_runs: list[Path], 
 
 
 def _method(run: Path) -> str:
-    return str(json.loads((run / "run.json").read_text(encoding="utf-8")).get("method", run.name))
+    from sonoshift.runs import open_run
+
+    return open_run(run).method
 
 
 def _heads_section(heads: dict[str, Any], figure: Path) -> ExtraSection:

@@ -11,32 +11,51 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sonoshift.config import load_config, to_dict
+from sonoshift import methods as registry
+from sonoshift.config import to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
-METHODS = ("cyclegan", "ddgan", "cascade")
 BASELINE = "untranslated"  # the raw source frames, scored like a method: the row every harmonizer must beat
 
 
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
-    """What to train and score. steps_*: optimisation steps per model (0 = the config file's budget);
-    configs: method configs (relative to the repository, or absolute); size: training frame side in px."""
+    """What to train and score. methods: translator names (empty = the registry's default study, see
+    ``sonoshift.methods.study_methods``); steps: optimisation steps per method (``steps.ddgan=400``; missing or
+    0 = the config file's budget); configs: config file per method (relative to the repository, or absolute;
+    missing = the method's ``default_config``); size: training frame side in px."""
 
     seed: int = 0
     source: str = "handheld"
     target: str = "cart"
     size: int = 64
-    methods: tuple[str, ...] = METHODS
-    steps_cyclegan: int = 0
-    steps_ddgan: int = 0
-    steps_cascade: int = 0
-    cyclegan_config: str = "configs/cpu/cyclegan.yaml"
-    ddgan_config: str = "configs/cpu/ddgan.yaml"
-    cascade_config: str = "configs/cpu/cascade.yaml"
+    methods: tuple[str, ...] = ()
+    steps: dict[str, int] = dataclasses.field(default_factory=dict)
+    configs: dict[str, str] = dataclasses.field(default_factory=dict)
     split: str = "test"
     batch_size: int = 32
+
+
+def study_methods(cfg: StudyConfig) -> list[str]:
+    """The methods ``cfg`` trains, in order (each one after the methods it needs); unknown names are an error."""
+    names = list(cfg.methods) or registry.study_methods()
+    for name in names:
+        spec = registry.get(name)
+        if spec.kind != "translator":
+            raise SonoshiftError(f"study method '{name}' is a {spec.kind}, not a translator.")
+        missing = [m for m in spec.needs.values() if m not in names[: names.index(name)]]
+        if missing:
+            raise SonoshiftError(f"study method '{name}' needs '{missing[0]}' trained before it; list it first.")
+    return names
+
+
+def method_config(cfg: StudyConfig, name: str) -> Path:
+    """The config file the study trains ``name`` with."""
+    path = cfg.configs.get(name) or registry.get(name).default_config
+    if not path:
+        raise SonoshiftError(f"method '{name}' has no default config; set configs.{name}=<yaml>.")
+    return config_path(path)
 
 
 def repo_root() -> Path:
@@ -58,40 +77,25 @@ def config_path(name: str) -> Path:
     raise SonoshiftError(f"config file {name} does not exist (looked in {Path.cwd()} and {repo_root()}).")
 
 
-def _overrides(cfg: StudyConfig, steps: int) -> list[str]:
+def _overrides(cfg: StudyConfig, name: str, models: Path) -> list[str]:
     out = [
         f"data.source_domain={cfg.source}",
         f"data.target_domain={cfg.target}",
         f"data.size={cfg.size}",
         f"train.seed={cfg.seed}",
     ]
-    return [*out, f"train.max_steps={steps}"] if steps else out
+    steps = int(cfg.steps.get(name, 0))
+    out += [f"train.max_steps={steps}"] if steps else []
+    return out + [f"{key}={models / needed}" for key, needed in registry.get(name).needs.items()]
 
 
 def train_method(method: str, cfg: StudyConfig, data: Path, models: Path, progress: bool) -> dict[str, Any]:
     """Train ``method`` on the prepared ``data`` into ``models/<method>`` (resuming a checkpoint left there)."""
     out = models / method
     resume = (out / "checkpoints" / "latest").is_file()  # a run stopped earlier continues from its checkpoint
-    if method == "cyclegan":
-        from sonoshift.methods.cyclegan import CycleGANConfig, train_cyclegan
-
-        mcfg = load_config(CycleGANConfig, config_path(cfg.cyclegan_config), _overrides(cfg, cfg.steps_cyclegan))
-        result = train_cyclegan(data, mcfg, out, resume=resume, progress=progress, config_name="cpu/cyclegan")
-    elif method in ("ddgan", "cascade"):
-        if method == "ddgan":
-            from sonoshift.methods.ddgan import DDGANConfig as Cfg
-            from sonoshift.methods.ddgan import train_ddgan as train
-
-            path, steps = cfg.ddgan_config, cfg.steps_ddgan
-        else:
-            from sonoshift.methods.cascade import CascadeConfig as Cfg  # type: ignore[assignment]
-            from sonoshift.methods.cascade import train_cascade as train  # type: ignore[assignment]
-
-            path, steps = cfg.cascade_config, cfg.steps_cascade
-        overrides = [*_overrides(cfg, steps), f"cyclegan={models / 'cyclegan'}"]
-        result = train(data, load_config(Cfg, config_path(path), overrides), out, resume=resume, progress=progress)
-    else:
-        raise SonoshiftError(f"unknown method '{method}' (known: {', '.join(METHODS)}).")
+    path = method_config(cfg, method)
+    result = registry.train_method(method, data, out, config=path, overrides=_overrides(cfg, method, models),
+                                   resume=resume, progress=progress)
     if result.interrupted:
         raise KeyboardInterrupt(f"{method} training interrupted at step {result.step}; run again to resume")
     return {"run": str(out), "steps": result.step, "losses": result.losses}
@@ -102,14 +106,14 @@ def harmonize_and_score(
 ) -> dict[str, Any]:
     """Translate ``cfg.split`` with the trained ``method``, write metrics.csv (and segmentation.csv)."""
     from sonoshift.evaluate import EvaluateConfig, evaluate_run
-    from sonoshift.harmonize import harmonize_dataset
-    from sonoshift.translate import Untranslated
+    from sonoshift.inference.harmonize import harmonize_dataset
+    from sonoshift.inference.translate import Untranslated
 
     if method == BASELINE:
         model: Any = Untranslated(cfg.source, cfg.target, (cfg.size, cfg.size))
         config = "raw source frames"
     else:
-        model, config = models / method, f"cpu/{method}"
+        model, config = models / method, registry.config_label(method_config(cfg, method))
     harmonize_dataset(
         model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config
     )
@@ -136,14 +140,15 @@ def run_study(
     (runs under ``root/harmonized``); return the run folders in method order."""
     settings = to_dict(cfg)
     models = root / "models"
-    for method in cfg.methods:
+    names = study_methods(cfg)
+    for method in names:
         name, key = f"{prefix}train {method}", [settings, path_key(data, root), method]
         if force or is_stale(name, root, key):
             # Other settings than the finished run: train from scratch rather than resume its checkpoint.
             shutil.rmtree(models / method, ignore_errors=True)
         run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress), force=force, log=log)
     runs = []
-    for method in (BASELINE, *cfg.methods):
+    for method in (BASELINE, *names):
         run_dir = root / "harmonized" / method
         run_stage(
             f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method,

@@ -4,7 +4,6 @@ carry the downstream ``segmentation.csv``, the segmenter's prediction on each pa
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sonoshift.atomic import atomic_file  # noqa: E402
 from sonoshift.errors import SonoshiftError  # noqa: E402
-from sonoshift.evaluate import dataset_root, read_gray, read_outputs, resolve  # noqa: E402
+from sonoshift.evaluate import read_gray  # noqa: E402  (image reading: moves to the I/O module)
 from sonoshift.report.load import RunResult  # noqa: E402
 from sonoshift.report.overlay import GT_COLOR, LABEL_COLORS, PRED_COLORS, overlay  # noqa: E402
+from sonoshift.runs import open_run, resolve  # noqa: E402
 
 __all__ = ["GT_COLOR", "LABEL_COLORS", "PRED_COLORS", "GridContent", "Predictions", "grid_content", "overlay",
            "pick_frames", "qualitative_grid"]
@@ -30,8 +30,8 @@ DPI = 100
 
 
 def _outputs_by_source(run: RunResult) -> tuple[dict[str, dict[str, str]], Path]:
-    meta = json.loads((run.run_dir / "run.json").read_text(encoding="utf-8"))
-    return {r["source_path"]: r for r in read_outputs(run.run_dir)}, dataset_root(run.run_dir, meta)
+    folder = open_run(run.run_dir)
+    return {r["source_path"]: r for r in folder.outputs()}, folder.dataset_root
 
 
 def pick_frames(runs: list[RunResult], n: int) -> list[str]:

@@ -1,8 +1,7 @@
-"""Reading evaluated run folders (metrics.csv, metrics.json, metrics_dataset.csv) for the report."""
+"""Evaluated run folders as the report needs them (labels, metric order); the files are read by ``sonoshift.runs``."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import pandas as pd
 
 from sonoshift.errors import SonoshiftError
 from sonoshift.metrics import REGISTRY
+from sonoshift.runs import read_evaluation
 
 
 @dataclass
@@ -34,26 +34,8 @@ class RunResult:
 def load_run(run_dir: str | Path) -> RunResult:
     """Read an evaluated run folder; raises SonoshiftError when ``sonoshift evaluate`` has not been run on it."""
     run_dir = Path(run_dir)
-    csv_path, meta_path = run_dir / "metrics.csv", run_dir / "metrics.json"
-    for p in (csv_path, meta_path):
-        if not p.is_file():
-            raise SonoshiftError(f"{p} does not exist: run `sonoshift evaluate {run_dir}` first.")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        rows = pd.read_csv(csv_path, keep_default_na=False, na_values=["nan"],
-                           dtype={"config": str, "method": str, "reference": str, "patient_id": str})  # fmt: skip
-    except (json.JSONDecodeError, pd.errors.ParserError, UnicodeDecodeError):
-        raise SonoshiftError(f"{meta_path} or {csv_path} is malformed; re-run `sonoshift evaluate`.") from None
-    if "reference" not in rows.columns:
-        raise SonoshiftError(f"{csv_path} has no 'reference' column; re-run `sonoshift evaluate`.")
-    ds_path = run_dir / "metrics_dataset.csv"
-    dataset = pd.read_csv(ds_path, keep_default_na=False, na_values=["nan"]) if ds_path.is_file() else pd.DataFrame()
-    seg_path = run_dir / "segmentation.csv"
-    try:
-        ids = {"patient_id": str, "video_id": str, "variant": str, "pred_path": str}  # keep "00832" as written
-        segmentation = pd.read_csv(seg_path, dtype=ids) if seg_path.is_file() else pd.DataFrame()
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-        raise SonoshiftError(f"{seg_path} is malformed; re-run the downstream segmentation.") from None
+    ev = read_evaluation(run_dir)
+    meta, rows, dataset, segmentation = ev.meta, ev.rows, ev.dataset, ev.segmentation
     method, config = str(meta.get("method", run_dir.name)), str(meta.get("config", ""))
     label = method if not config or config == method else f"{method} ({config})"
     return RunResult(label, method, config, run_dir, meta, rows, dataset, segmentation)

@@ -1,7 +1,8 @@
 """Frames through a translator: the same field-of-view crop and resize as `prepare`, batched inference, and the
 way back (to the cropped size, or pasted into the original frame geometry).
 
-The translator comes from ``sonoshift.methods.load_translator``; this module never looks inside a method.
+The translator comes from ``sonoshift.methods.load_translator`` and is used through the ``Translator`` Protocol
+(``sonoshift.methods.kinds``); this module never looks inside a method.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import torch.nn.functional as F
 from sonoshift.config import from_dict
 from sonoshift.data.crop import CropConfig, CropResult, apply_crop, find_fov
 from sonoshift.data.resize import ResizeConfig, placement, resize_stack
+from sonoshift.engine.stamp import prepare_of
+from sonoshift.errors import SonoshiftError
+from sonoshift.inference.sampling import MeanOfSamples, uncertainty_to_uint8
+from sonoshift.methods.kinds import Translator, TranslatorBase
 from sonoshift.progress import make_progress
 
 
@@ -29,10 +34,17 @@ class Geometry:
     resize: ResizeConfig = field(default_factory=ResizeConfig)
 
 
-def geometry_from_checkpoint(state: dict[str, Any], model_size: int) -> Geometry:
-    """The crop/resize of the dataset a checkpoint was trained on (``metadata.prepare``), else the defaults
-    with the model's size."""
-    prep = (state.get("metadata") or {}).get("prepare") or {}
+def geometry_from_checkpoint(state: dict[str, Any], model_size: int, *, path: Any = "the model") -> Geometry:
+    """The crop/resize of the dataset a checkpoint was trained on: the engine's stamp (``metadata.prepare``),
+    or for a checkpoint written before the stamp the dataset.json it names. A checkpoint with neither is refused
+    with one sentence naming the sonoshift version that wrote it."""
+    prep = prepare_of(state.get("metadata") or {})
+    if prep is None:
+        version = state.get("sonoshift_version", "unknown")
+        raise SonoshiftError(
+            f"checkpoint {path} was written by sonoshift {version}, which did not record its training crop and size, "
+            f"and its dataset is gone; retrain it, or harmonize a prepared split (--dataset) or whole frames (--no-crop)."
+        )
     crop = from_dict(CropConfig, prep.get("crop") or {})
     resize = from_dict(ResizeConfig, prep.get("resize") or {"size": model_size})
     return Geometry(crop, resize)
@@ -57,7 +69,7 @@ def resize_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def run_translator(
-    translator: Any,
+    translator: Translator,
     images: torch.Tensor,
     *,
     batch_size: int = 8,
@@ -85,7 +97,7 @@ def run_translator(
 
 
 @dataclass(frozen=True)
-class Untranslated:
+class Untranslated(TranslatorBase):
     """The no-translation baseline as a translator: returns its input, so a run of it scores the raw source
     frames in every reference mode (the row a harmonizer has to beat)."""
 
@@ -153,7 +165,7 @@ def from_prepared(
 
 def harmonize_stack(
     frames: np.ndarray,
-    translator: Any,
+    translator: Translator,
     geometry: Geometry,
     *,
     paste_back: bool = False,
@@ -168,15 +180,13 @@ def harmonize_stack(
     (and the model size), translate, and map back to the cropped size; ``paste_back`` puts the result inside
     the field of view of the original frames (pixels outside it keep their original values).
 
-    ``samples`` K > 1 (stochastic translators: ddgan, cascade): each frame is the mean of K samples and
+    ``samples`` K > 1 (stochastic translators, ``translator.stochastic``): each frame is the mean of K samples and
     ``uncertainty`` holds their per-pixel std (grey levels), mapped back through :func:`from_prepared` like the
     frames but with 0 outside the field of view. A deterministic translator with K > 1 raises SonoshiftError.
     ``generator``: passed to the translator for every batch (None: the translator's own default seed).
     """
     hook = None
     if samples != 1:
-        from sonoshift.sampling.ddgan import MeanOfSamples
-
         hook = translator = MeanOfSamples(translator, samples)
     crop = find_fov(frames, config=geometry.crop, name=name)
     cropped = apply_crop(frames, crop)
@@ -191,8 +201,6 @@ def harmonize_stack(
                         background=frames if paste_back else None)
     uncertainty = None
     if hook is not None:
-        from sonoshift.sampling.ddgan import uncertainty_to_uint8
-
         std = torch.cat(hook.std_maps) if hook.std_maps else torch.zeros((0, 1) + tuple(translator.image_size))
         std_prepared = uncertainty_to_uint8(resize_batch(std, tuple(prepared.shape[-2:])))
         uncertainty = from_prepared(std_prepared, crop, geometry.resize, paste_back=paste_back)

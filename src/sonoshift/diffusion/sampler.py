@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from sonoshift.errors import SonoshiftError
-from sonoshift.schedules.ddgan import Schedule, sample_posterior, start_sample
+from sonoshift.diffusion.schedule import Schedule, sample_posterior, start_sample
 
 
 @torch.no_grad()
@@ -57,41 +57,3 @@ def sample_with_uncertainty(
         raise SonoshiftError(f"the number of samples per frame must be at least 1, got {k}.")
     draws = torch.stack([sample(G, s, cond, generator, x_init) for _ in range(k)])
     return draws.mean(dim=0), draws.std(dim=0, correction=0)
-
-
-# -- the `harmonize --samples K` hook -------------------------------------------------------------------------
-
-
-class MeanOfSamples:
-    """Wraps a stochastic translator (one with ``uncertainty(x, k, generator)``, i.e. ddgan or cascade).
-
-    Each call returns the mean of ``k`` samples, and appends that batch's per-pixel std map (CPU, (B, 1, H, W),
-    [-1, 1] intensity units) to ``std_maps``, in call order; the translator attributes are passed through.
-    """
-
-    def __init__(self, translator, k: int) -> None:
-        if not hasattr(translator, "uncertainty"):
-            raise SonoshiftError(
-                f"--samples needs a stochastic model (ddgan or cascade); '{translator.method}' is deterministic."
-            )
-        if k < 1:
-            raise SonoshiftError(f"the number of samples per frame must be at least 1, got {k}.")
-        self.translator, self.k = translator, k
-        self.method, self.image_size = translator.method, translator.image_size
-        self.source_domain, self.target_domain = translator.source_domain, translator.target_domain
-        self.std_maps: list[torch.Tensor] = []
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        mean, std = self.translator.uncertainty(x, self.k, generator)
-        self.std_maps.append(std.float().cpu())
-        return mean
-
-    def stacked(self):
-        """All recorded std maps as one uint8 array (N, H, W): the std in 8-bit grey levels of the output."""
-        return uncertainty_to_uint8(torch.cat(self.std_maps)) if self.std_maps else None
-
-
-def uncertainty_to_uint8(std: torch.Tensor):
-    """Std maps (N, 1, H, W) in [-1, 1] units -> uint8 (N, H, W): the std in grey levels of a 0..255 image
-    (std * 127.5, rounded; it cannot exceed 128 for outputs in [-1, 1])."""
-    return (std[:, 0].float() * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()

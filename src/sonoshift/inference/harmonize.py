@@ -28,18 +28,21 @@ from sonoshift.atomic import atomic_dir, atomic_file
 from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest, read_pairs
 from sonoshift.data.readers import read_stack
+from sonoshift.data.resize import ResizeConfig
 from sonoshift.deploy.runtime import load_runtime_translator
 from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.errors import SonoshiftError
-from sonoshift.progress import track
-from sonoshift.translate import (
+from sonoshift.inference.sampling import MeanOfSamples, uncertainty_to_uint8
+from sonoshift.inference.translate import (
     Geometry,
     geometry_from_checkpoint,
     harmonize_stack,
+    resize_batch,
     run_translator,
     to_signed,
     to_uint8,
 )
+from sonoshift.progress import track
 
 DEFAULT_FPS = 25.0
 OUTPUT_COLUMNS = ["output_path", "source_path", "target_path", "gt_path", "mask_path", "label_path", "patient_id",
@@ -78,11 +81,17 @@ def _write_png(path: Path, image: np.ndarray) -> None:
         f.write(buf.tobytes())
 
 
-def _geometry(translator: Any, ckpt_state: dict[str, Any], crop: bool) -> Geometry:
+def _geometry(translator: Any, ckpt: Any, crop: bool) -> Geometry:
     from dataclasses import replace
 
-    geo = geometry_from_checkpoint(ckpt_state, int(translator.image_size[0]))
-    return geo if crop else Geometry(replace(geo.crop, method="none"), geo.resize)
+    trained_geometry = geometry_from_checkpoint
+    if not crop:  # whole frames: the trained resize when the checkpoint knows it, else the model size
+        try:
+            geo = trained_geometry(ckpt.state, int(translator.image_size[0]), path=ckpt.path)
+        except SonoshiftError:
+            geo = Geometry(resize=ResizeConfig(size=int(translator.image_size[0])))
+        return Geometry(replace(geo.crop, method="none"), geo.resize)
+    return trained_geometry(ckpt.state, int(translator.image_size[0]), path=ckpt.path)
 
 
 def harmonize_inputs(
@@ -105,7 +114,7 @@ def harmonize_inputs(
     ``runtime`` "torch" (a checkpoint) or "onnx" (an exported .onnx file, or a checkpoint exported in memory; ONNX
     Runtime on the CPU). Videos keep their frame rate (25 fps when the input has none); ``paste_back`` writes full-size frames with
     the harmonized field of view pasted in; ``crop=False`` feeds whole frames. ``device`` None = auto.
-    ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std of the K
+    ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std of the K
     samples, in grey levels of the 0..255 output (0 outside the field of view), is written in the same geometry
     and format to ``out/uncertainty/<stem>.png|.mp4`` (+ ``out/uncertainty/<stem>/`` PNG frames with ``frames``).
     """
@@ -116,12 +125,10 @@ def harmonize_inputs(
     dev = select_device(device or "auto")
     if dev.type == "cpu":
         keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
-    translator, state, _ = load_runtime_translator(model, runtime, dev, **translator_options)
+    translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
     if samples != 1:
-        from sonoshift.sampling.ddgan import MeanOfSamples
-
         MeanOfSamples(translator, samples)  # a deterministic model (or K < 1) stops here, before any input is read
-    geo = _geometry(translator, state, crop)
+    geo = _geometry(translator, ckpt, crop)
     out = Path(out)
     stems = [Path(p).stem if Path(p).suffix else Path(p).name for p in inputs]
     dup = {s for s in stems if stems.count(s) > 1}
@@ -190,7 +197,7 @@ def harmonize_dataset(
     ground truth (manifest column ``gt_<target>_path``), mask and label map when present. Returns ``out``.
     ``model``: a checkpoint/run folder (or an exported .onnx file with ``runtime`` "onnx"), or a translator object
     (e.g. ``Untranslated`` for the baseline).
-    ``samples`` K > 1 (ddgan, cascade): each output is the mean of K samples, and the per-pixel std (grey levels)
+    ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std (grey levels)
     is written under ``uncertainty/`` with an ``uncertainty_path`` column."""
     from sonoshift.engine.device import select_device
 
@@ -202,13 +209,12 @@ def harmonize_dataset(
     if dev.type == "cpu":
         keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     if isinstance(model, (str, Path)):
-        translator, state, checkpoint = load_runtime_translator(model, runtime, dev, **translator_options)
-        step, saved_config = state.get("step"), (state.get("metadata") or {}).get("config_name")
-    else:  # a translator object, e.g. sonoshift.translate.Untranslated for the no-translation baseline
+        translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
+        checkpoint, step = str(Path(ckpt.path).resolve()), ckpt.state.get("step")
+        saved_config = (ckpt.state.get("metadata") or {}).get("config_name")
+    else:  # a translator object, e.g. sonoshift.inference.translate.Untranslated for the no-translation baseline
         translator, checkpoint, step, saved_config = model, None, None, None
     if samples > 1:
-        from sonoshift.sampling.ddgan import MeanOfSamples
-
         translator = MeanOfSamples(translator, samples)
     src, tgt = translator.source_domain, translator.target_domain
     rows = read_manifest(manifest)
@@ -236,9 +242,6 @@ def harmonize_dataset(
     outputs[~masks] = 0
     uncertainty = None
     if samples > 1:
-        from sonoshift.sampling.ddgan import uncertainty_to_uint8
-        from sonoshift.translate import resize_batch
-
         uncertainty = uncertainty_to_uint8(resize_batch(torch.cat(translator.std_maps), tuple(outputs.shape[1:])))
         uncertainty[~masks] = 0
 

@@ -1,1 +1,0 @@
-"""Inference-time samplers (pure loops over trained networks and schedules)."""
