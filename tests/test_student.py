@@ -83,11 +83,11 @@ def test_distillation_loss_goes_down(tiny_run, tmp_path: Path) -> None:  # noqa:
                                             "train.lr=3e-3", "model.ch=8"])
     distill(tiny_run["cg"], tiny_run["data"], cfg, tmp_path / "st", progress=False)
     l1 = [json.loads(line)["distill_l1"] for line in (tmp_path / "st" / "log.jsonl").read_text().splitlines()]
-    assert np.mean(l1[-5:]) < 0.7 * np.mean(l1[:5])
+    assert np.mean(l1[-5:]) < 0.8 * np.mean(l1[:5])
 
 
 def test_mobile_unet_student_shapes_and_batch_independence() -> None:
-    net = build_student(load_config(StudentConfig, None, ["model.arch=mobile_unet", "model.ch=4"]).model).eval()
+    net = build_student(load_config(StudentConfig, None, ["model.ch=4"]).model).eval()  # the default arch
     assert isinstance(net, MobileUNet)
     x = torch.rand(3, 1, 24, 40) * 2 - 1
     with torch.no_grad():
@@ -99,8 +99,18 @@ def test_mobile_unet_student_shapes_and_batch_independence() -> None:
 
 
 def test_cli_distill(tiny_run, tmp_path: Path) -> None:  # noqa: F811
-    res = CliRunner().invoke(app, ["distill", str(tiny_run["cg"]), *TINY_STUDENT, "model.arch=mobile_unet",
+    res = CliRunner().invoke(app, ["distill", str(tiny_run["cg"]), *TINY_STUDENT, "model.arch=resnet",
                                    "--data", str(tiny_run["data"]), "-o", str(tmp_path / "st"), "-q"])
     assert res.exit_code == 0, res.output
     assert "trained 2 steps" in res.output
-    assert load_translator(tmp_path / "st").net.__class__ is MobileUNet
+    assert load_translator(tmp_path / "st").net.__class__.__name__ == "ResnetGenerator"
+
+
+def test_cyclegan_with_the_student_network_is_the_no_teacher_baseline() -> None:
+    from sonoshift.methods.cyclegan import CycleGANConfig, build_generator
+
+    cfg = load_config(CycleGANConfig, None, ["model.arch=mobile_unet", "model.ngf=4", "model.n_blocks=2"])
+    net = build_generator(cfg.model)
+    student = build_student(load_config(StudentConfig, None, ["model.ch=4", "model.n_blocks=2"]).model)
+    assert isinstance(net, MobileUNet) and set(net.state_dict()) == set(student.state_dict())
+    assert all(net.state_dict()[k].shape == v.shape for k, v in student.state_dict().items())

@@ -41,8 +41,11 @@ from sonoshift.seeding import make_generator
 @dataclass(frozen=True)
 class CycleGANModel:
     """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3).
-    ``fast_conv``: the generator's stride-1 3x3 convs use NNPACK on the CPU where it pays (same math)."""
+    ``fast_conv``: the generator's stride-1 3x3 convs use NNPACK on the CPU where it pays (same math).
+    ``arch``: "resnet" (reference) or "mobile_unet" (models/mobile_unet.py, width ngf, n_blocks blocks; the
+    distilled student's network, trained here without a teacher as its baseline)."""
 
+    arch: Literal["resnet", "mobile_unet"] = "resnet"
     ngf: int = 64
     n_blocks: int = 9
     upsample: Literal["transpose", "resize"] = "transpose"
@@ -73,8 +76,12 @@ class CycleGANConfig:
     train: EngineConfig = field(default_factory=EngineConfig)
 
 
-def build_generator(m: CycleGANModel) -> ResnetGenerator:
-    """A one-channel ResNet generator for the model settings ``m`` (not yet initialised)."""
+def build_generator(m: CycleGANModel) -> nn.Module:
+    """A one-channel generator for the model settings ``m`` (not yet initialised)."""
+    if m.arch == "mobile_unet":
+        from sonoshift.models.mobile_unet import MobileUNet
+
+        return MobileUNet(m.ngf, m.n_blocks)
     return ResnetGenerator(1, 1, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample, fast_conv=m.fast_conv)
 
 

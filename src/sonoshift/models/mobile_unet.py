@@ -1,9 +1,9 @@
 """A mobile U-Net generator: depthwise-separable convolutions, three resolutions, skip connections.
 
 (B, 1, H, W) in [-1, 1] -> (B, 1, H, W) in [-1, 1]; H and W multiples of 4. A 3x3 stem to ``ch`` channels, two
-stride-2 depthwise-separable downsamplings (ch -> 2ch -> 4ch), ``n_blocks`` inverted-residual-free separable
-blocks at the lowest resolution, nearest x2 upsamplings each followed by a 1x1 fusion of the skip, and a 3x3
-head with tanh. Instance norm (group-norm kernel) after each convolution pair, as in the CycleGAN generator, so
+stride-2 depthwise-separable downsamplings (ch -> 2ch -> 4ch), ``n_blocks`` residual separable blocks at the
+lowest resolution, nearest x2 upsamplings each followed by a 1x1 fusion of the skip and a separable block, and a
+3x3 head with tanh. Instance norm (group-norm kernel) after each convolution pair, as in the CycleGAN generator, so
 the output does not depend on the batch. Candidate student for distillation (``methods/student.py``).
 """
 
