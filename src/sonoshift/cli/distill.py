@@ -19,11 +19,12 @@ def distill_cmd(
     """Distil a translator (CycleGAN, DDGAN, cascade) into a small student: L1 to the teacher + a GAN term
     (the same as `sonoshift train student --teacher TEACHER`)."""
     from sonoshift.cli.train import report
-    from sonoshift.methods import train_method
+    from sonoshift.config import load_config
+    from sonoshift.methods import config_label
+    from sonoshift.methods.student import StudentConfig, distill
 
-    result = train_method("student", data, out, config=config, overrides=[*(overrides or []), f"teacher={teacher}"],
-                          resume=resume, progress=not quiet)
-    report(result, out)
+    cfg = load_config(StudentConfig, config, [*(overrides or []), f"teacher={teacher}"])
+    report(distill(teacher, data, cfg, out, resume=resume, progress=not quiet, config_name=config_label(config)), out)
 
 
 def register(app: typer.Typer) -> None:
