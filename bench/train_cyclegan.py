@@ -4,15 +4,14 @@ Both steps train the same networks (same architecture, same initial weights, sam
 - textbook: reference layers (nn.InstanceNorm2d, NCHW tensors), six generator passes and six discriminator
   passes called one by one, MSELoss/L1Loss modules against materialised target tensors, discriminator weights
   receiving gradients during the generator update, ``zero_grad(set_to_none=False)``;
-- ours: ``sonoshift.methods.cyclegan.CycleGAN.train_step`` through the engine's StepContext: the residual
-  blocks' 3x3 convs through NNPACK's Winograd kernels where they pay (models/fast_conv.py), instance norm via
+- ours: ``sonoshift.methods.cyclegan.CycleGAN.train_step`` through the engine's StepContext: instance norm via
   the group-norm kernel, no discriminator weight gradients in the generator phase, each generator once on
   [input; identity input] and each discriminator once on [real; fake], target-free losses, ``set_to_none``
   (and torch.compile with --compile). NCHW: channels_last is slower for every layer of these networks on an
   AVX2 CPU (measured per layer), so the CPU configs leave it off.
 Steps alternate (ours, textbook, ours, ...) so that load from other processes hits both alike; the ratio of
-medians is the result. Like `sonoshift train` on the CPU, the script first asks glibc to keep freed memory for
-reuse (engine/memory.py; it applies to both steps, which share the process); ``--release-memory`` skips that. Also: inference frames/s at 256x256 for ngf 64 / 9 blocks and ngf 16 / 6 blocks.
+medians is the result. Every round prints the 1-minute load average: on a shared machine the absolute numbers
+mean little, the ratio more. Also: inference frames/s at 256x256 for ngf 64 / 9 blocks and ngf 16 / 6 blocks.
 
     python bench/train_cyclegan.py --threads 2 --steps 3
 """
@@ -22,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import time
 
@@ -30,26 +30,19 @@ from torch import nn
 
 from sonoshift.config import load_config
 from sonoshift.engine.loop import StepContext
-from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig, build_generator
 from sonoshift.models import InstanceNorm
-from sonoshift.models.fast_conv import Conv3x3
 from sonoshift.objectives import ImagePool
 
 
 def plain_copy(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with reference nn.InstanceNorm2d and nn.Conv2d layers and NCHW weights (same
-    parameters)."""
+    """A copy of ``net`` with reference nn.InstanceNorm2d layers and NCHW weights (same parameters)."""
     net = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
 
     def swap(m: nn.Module) -> None:
         for name, child in m.named_children():
             if isinstance(child, InstanceNorm):
                 setattr(m, name, nn.InstanceNorm2d(child.num_features, affine=False, track_running_stats=False))
-            elif isinstance(child, Conv3x3):
-                plain = nn.Conv2d(child.in_channels, child.out_channels, 3, padding=child.padding)
-                plain.load_state_dict(child.state_dict())
-                setattr(m, name, plain)
             else:
                 swap(child)
 
@@ -120,7 +113,8 @@ def bench_train(size: int, batch: int, steps: int, ngf: int, blocks: int, compil
         if i > 0:
             t_ours.append(d1)
             t_plain.append(d2)
-        print(f"  {size}x{size} b{batch} round {i}: ours {d1:.2f}s textbook {d2:.2f}s", flush=True)
+        print(f"  {size}x{size} b{batch} round {i}: ours {d1:.2f}s textbook {d2:.2f}s "
+              f"(1-min load average {os.getloadavg()[0]:.2f})", flush=True)
     ours, base = batch / statistics.median(t_ours), batch / statistics.median(t_plain)
     return {"size": size, "batch": batch, "ngf": ngf, "blocks": blocks, "ours_img_s": ours, "textbook_img_s": base,
             "speedup": ours / base, "steps": steps}
@@ -160,13 +154,10 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-infer", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
-    ap.add_argument("--release-memory", action="store_true",
-                    help="leave glibc's malloc at its defaults (the training entry point keeps freed memory)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    # As `sonoshift train` does on the CPU (engine/start.py); one process, so both steps run under it.
-    kept = False if args.release_memory else keep_freed_memory()
-    results: dict = {"threads": args.threads, "train": [], "infer": []}
+    load_start = os.getloadavg()[0]
+    results: dict = {"threads": args.threads, "load_start": load_start, "train": [], "infer": []}
     if not args.skip_train:
         for spec in args.configs.split(","):
             size, batch = (int(v) for v in spec.lower().split("x"))
@@ -174,7 +165,8 @@ def main() -> None:
     if not args.skip_infer:
         for ngf, blocks in ((64, 9), (16, 6)):
             results["infer"].append(bench_infer(ngf, blocks, 256, args.infer_batch, args.infer_frames))
-    print(f"\nthreads: {args.threads}; freed memory kept for reuse (glibc mallopt): {kept}")
+    print(f"\nthreads: {args.threads}; 1-min load average {load_start:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end (a machine shared with other jobs slows both steps)")
     print("| training | ngf/blocks | ours img/s | textbook img/s | speedup |")
     print("|---|---|---|---|---|")
     for r in results["train"]:

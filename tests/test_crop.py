@@ -22,7 +22,7 @@ from skimage.morphology import convex_hull_image
 
 from sonoshift.config import load_config
 from sonoshift.data.crop import CropConfig, CropResult, apply_crop, crop_from_mask, find_fov, save_crop_debug
-from sonoshift.data.crop_video import change_range, sample_indices
+from sonoshift.data.crop.video import change_range, sample_indices
 from sonoshift.data.readers import read_stack
 from sonoshift.errors import SonoshiftError
 
@@ -320,7 +320,7 @@ def test_real_every_frame_crops(shared_data):
 def test_morphology_against_scipy_and_skimage():
     from scipy import ndimage as ndi
 
-    from sonoshift.data import morphology as morph
+    from sonoshift.data.crop import morphology as morph
 
     rng = np.random.default_rng(7)
     mask = ndi.binary_opening(rng.random((60, 80)) > 0.45, iterations=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -20,18 +19,8 @@ TINY = ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "train.batch_size=2", 
         "train.log_every=1", "train.image_every=2", "train.checkpoint_every=2"]
 
 
-def make_data(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    (root / "cache" / "train").mkdir(parents=True)
-    for d in ("handheld", "cart"):
-        np.save(root / f"cache/train/{d}.npy", rng.integers(0, 256, (6, 32, 32), dtype=np.uint8))
-    (root / "dataset.json").write_text(json.dumps({"domains": ["handheld", "cart"],
-                                                   "config": {"resize": {"size": 32, "mode": "pad"}}}))
-    return root
-
-
-def test_train_cyclegan_cli_writes_a_complete_run_and_resumes(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_train_cyclegan_cli_writes_a_complete_run_and_resumes(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     out = tmp_path / "run"
     runner = CliRunner()
     args = ["train", "cyclegan", "--data", str(data), "--out", str(out), "-q", *TINY]
@@ -52,11 +41,11 @@ def test_train_cyclegan_cli_writes_a_complete_run_and_resumes(tmp_path: Path) ->
     assert read_model(out).state["metadata"]["prepare"]["resize"] == {"size": 32, "mode": "pad"}
 
 
-def test_train_cyclegan_cli_errors_are_one_sentence(tmp_path: Path) -> None:
+def test_train_cyclegan_cli_errors_are_one_sentence(tmp_path: Path, tiny_dataset) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["train", "cyclegan", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "-q"])
     assert isinstance(res.exception, SonoshiftError) and "not a prepared dataset" in str(res.exception)
-    data = make_data(tmp_path / "data")
+    data = tiny_dataset(tmp_path / "data")
     res = runner.invoke(app, ["train", "cyclegan", "--data", str(data), "--out", str(tmp_path / "r"), "model.nfg=3"])
     assert isinstance(res.exception, SonoshiftError) and "model.nfg" in str(res.exception)
 

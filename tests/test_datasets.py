@@ -13,7 +13,7 @@ from PIL import Image
 
 from prep_synth import make_video
 from sonoshift.config import load_config
-from sonoshift.data.datasets import IGNORE_INDEX, FrameDataset, UnpairedDataset, to_signed, to_unit
+from sonoshift.data.datasets import IGNORE_INDEX, FrameDataset, UnpairedDataset, signed_to_unit, unit_to_signed
 from sonoshift.data.manifests import read_manifest
 from sonoshift.data.prepare import PrepareConfig, prepare
 from sonoshift.errors import SonoshiftError
@@ -48,8 +48,8 @@ def _png(path: Path) -> np.ndarray:
 
 def test_norm_helpers() -> None:
     x = torch.linspace(0, 1, 11)
-    torch.testing.assert_close(to_unit(to_signed(x)), x)
-    np.testing.assert_allclose(to_signed(np.array([0.0, 0.5, 1.0])), [-1.0, 0.0, 1.0])
+    torch.testing.assert_close(signed_to_unit(unit_to_signed(x)), x)
+    np.testing.assert_allclose(unit_to_signed(np.array([0.0, 0.5, 1.0])), [-1.0, 0.0, 1.0])
 
 
 def test_unpaired_items_match_the_frames(prepared: Path) -> None:

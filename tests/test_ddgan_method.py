@@ -31,22 +31,11 @@ TINY_DDGAN = ["generator.ch=8", "generator.ch_mult=[1,2]", "generator.attn_resol
               "train.ema_decay=0.9"]
 
 
-def make_data(root: Path, n: int = 6, size: int = SIZE) -> Path:
-    """A minimal prepared dataset: packed uint8 caches of two domains and a dataset.json."""
-    rng = np.random.default_rng(0)
-    (root / "cache" / "train").mkdir(parents=True)
-    base = rng.integers(0, 256, (n, size, size)).astype(np.float32)
-    np.save(root / "cache/train/handheld.npy", (base * 0.6).astype(np.uint8))
-    np.save(root / "cache/train/cart.npy", np.clip(base * 1.1 + 10, 0, 255).astype(np.uint8))
-    (root / "dataset.json").write_text(json.dumps({"domains": ["cart", "handheld"]}))
-    return root
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> dict[str, Path]:
+def tiny_run(tmp_path_factory, tiny_dataset) -> dict[str, Path]:
     """A tiny prepared dataset and a CycleGAN trained on it for two steps."""
     root = tmp_path_factory.mktemp("ddgan")
-    data = make_data(root / "data")
+    data = tiny_dataset(root / "data", n_src=6, size=SIZE, related=True)
     cg = root / "cg"
     train_cyclegan(data, load_config(CycleGANConfig, None, TINY_CG), cg, progress=False)
     return {"data": data, "cg": cg, "root": root}

@@ -20,7 +20,7 @@ from sonoshift.data.resize import ResizeConfig
 from sonoshift.deploy.live import harmonize_live
 from sonoshift.deploy.stream import DropOldestQueue, StreamHarmonizer, gray
 from sonoshift.errors import SonoshiftError
-from sonoshift.inference.harmonize import write_mp4
+from sonoshift.io.video import write_mp4
 from sonoshift.methods import load_translator
 from sonoshift.inference.translate import Geometry, harmonize_stack
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sonoshift.cli.main import app, main
 from sonoshift.config import load_config
 from sonoshift.downstream.evaluate_seg import evaluate_segmentation, summarize_segmentation
-from sonoshift.downstream.images import read_gray
+from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
 from sonoshift.downstream.synthetic import ellipse_images
 from sonoshift.downstream.target_segmenter import SegmenterConfig, pick_domain, train_target_segmenter

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,15 +15,6 @@ from sonoshift.engine.checkpoint import read_model
 
 ARGS = ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "train.batch_size=4", "train.max_steps=3",
         "train.device=cpu", "train.tensorboard=false", "train.image_every=0", "train.log_every=1"]
-
-
-def make_data(root: Path) -> Path:
-    rng = np.random.default_rng(1)
-    (root / "cache" / "train").mkdir(parents=True)
-    np.save(root / "cache/train/handheld.npy", rng.integers(0, 256, (8, 32, 32), dtype=np.uint8))
-    np.save(root / "cache/train/cart.npy", rng.integers(0, 256, (8, 32, 32), dtype=np.uint8))
-    (root / "dataset.json").write_text(json.dumps({"domains": ["cart", "handheld"]}))
-    return root
 
 
 def cli(prefix: list[str], data: Path, out: Path) -> None:
@@ -35,8 +25,8 @@ def cli(prefix: list[str], data: Path, out: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_two_gloo_processes_match_one_process(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     cli([sys.executable], data, tmp_path / "single")
     cli([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], data,
         tmp_path / "ddp")

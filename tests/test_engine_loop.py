@@ -6,7 +6,6 @@ import json
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -19,16 +18,6 @@ from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig, build
 
 TINY = ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "loss.pool_size=3", "train.log_every=1",
         "train.image_every=0", "train.tensorboard=false", "train.device=cpu"]
-
-
-def make_data(root: Path, n_src: int = 8, n_tgt: int = 6, size: int = 32) -> Path:
-    """A minimal prepared dataset: two packed uint8 caches and a dataset.json."""
-    rng = np.random.default_rng(0)
-    (root / "cache" / "train").mkdir(parents=True)
-    np.save(root / "cache/train/handheld.npy", rng.integers(0, 256, (n_src, size, size), dtype=np.uint8))
-    np.save(root / "cache/train/cart.npy", rng.integers(0, 256, (n_tgt, size, size), dtype=np.uint8))
-    (root / "dataset.json").write_text(json.dumps({"domains": ["cart", "handheld"]}))
-    return root
 
 
 def run(data: Path, out: Path, overrides: list[str], *, resume: bool = False, method_cls=CycleGAN):
@@ -74,8 +63,8 @@ class InterruptedCycleGAN(CycleGAN):
         return out
 
 
-def test_same_seed_gives_identical_losses_and_weights(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_same_seed_gives_identical_losses_and_weights(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     m1, _ = run(data, tmp_path / "a", ["train.batch_size=2", "train.max_steps=3"])
     m2, _ = run(data, tmp_path / "b", ["train.batch_size=2", "train.max_steps=3"])
     strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "images_per_s")} for r in rows]
@@ -86,8 +75,8 @@ def test_same_seed_gives_identical_losses_and_weights(tmp_path: Path) -> None:
     assert not torch.equal(weights(m3)["G_ab.model.1.weight"], w1["G_ab.model.1.weight"])
 
 
-def test_crash_then_resume_matches_straight_run_exactly(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_crash_then_resume_matches_straight_run_exactly(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     # 8 source frames, batch 2 -> 4 steps per epoch: the 6 steps cross an epoch boundary (new pairing).
     common = ["train.batch_size=2", "train.max_steps=6", "train.checkpoint_every=3", "train.decay_epochs=1",
               "train.epochs=2"]
@@ -108,8 +97,8 @@ def test_crash_then_resume_matches_straight_run_exactly(tmp_path: Path) -> None:
     assert l1 == l2
 
 
-def test_ctrl_c_saves_and_returns_cleanly_then_resumes(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_ctrl_c_saves_and_returns_cleanly_then_resumes(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     common = ["train.batch_size=2", "train.max_steps=4", "train.checkpoint_every=100"]
     before = signal.getsignal(signal.SIGINT)
     _, res = run(data, tmp_path / "run", common, method_cls=InterruptedCycleGAN)
@@ -156,8 +145,8 @@ def run_toy(data: Path, out: Path, overrides: list[str]) -> ToyMethod:
     return method
 
 
-def test_gradient_accumulation_matches_full_batch(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_gradient_accumulation_matches_full_batch(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     full = run_toy(data, tmp_path / "full", ["train.batch_size=4", "train.max_steps=4"])
     acc = run_toy(data, tmp_path / "acc", ["train.batch_size=4", "train.accum_steps=4", "train.max_steps=4"])
     start = torch.tensor([0.3, -0.1])
@@ -177,8 +166,8 @@ def test_gradient_accumulation_matches_full_batch(tmp_path: Path) -> None:
             torch.testing.assert_close(w2[k], w1[k], rtol=1e-3, atol=2e-5)
 
 
-def test_lr_schedule_is_applied_and_logged(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_lr_schedule_is_applied_and_logged(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     run(data, tmp_path / "run", ["train.batch_size=2", "train.epochs=2", "train.decay_epochs=1",
                                  "train.lr=1e-3"])
     lrs = [r["lr"] for r in log_losses(tmp_path / "run")]
@@ -186,8 +175,8 @@ def test_lr_schedule_is_applied_and_logged(tmp_path: Path) -> None:
     assert lrs == pytest.approx([1e-3] * 5 + [7.5e-4, 5e-4, 2.5e-4])
 
 
-def test_existing_run_without_resume_is_refused(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_existing_run_without_resume_is_refused(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     run(data, tmp_path / "run", ["train.batch_size=2", "train.max_steps=1"])
     with pytest.raises(SonoshiftError, match="already holds a training run"):
         run(data, tmp_path / "run", ["train.batch_size=2", "train.max_steps=1"])
@@ -195,14 +184,14 @@ def test_existing_run_without_resume_is_refused(tmp_path: Path) -> None:
         run(data, tmp_path / "empty", ["train.batch_size=2", "train.max_steps=1"], resume=True)
 
 
-def test_batch_larger_than_dataset_is_a_clear_error(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data", n_src=3)
+def test_batch_larger_than_dataset_is_a_clear_error(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data", n_src=3)
     with pytest.raises(SonoshiftError, match="fewer than train.batch_size"):
         run(data, tmp_path / "run", ["train.batch_size=4"])
 
 
-def test_build_reads_image_size_from_dataset(tmp_path: Path) -> None:
-    data = make_data(tmp_path / "data")
+def test_build_reads_image_size_from_dataset(tmp_path: Path, tiny_dataset) -> None:
+    data = tiny_dataset(tmp_path / "data")
     cfg = load_config(CycleGANConfig, None, TINY)
     m = build(cfg, UnpairedDataset(data, "train", "handheld", "cart"), torch.device("cpu"))
     assert m.image_size == (32, 32) and m.metadata()["image_size"] == [32, 32]

@@ -20,7 +20,8 @@ from sonoshift.data.resize import ResizeConfig
 from sonoshift.engine.loop import train
 from sonoshift.engine.stamp import dataset_stamp
 from sonoshift.errors import SonoshiftError
-from sonoshift.inference.harmonize import harmonize_dataset, harmonize_inputs, write_mp4
+from sonoshift.inference.harmonize import harmonize_dataset, harmonize_inputs
+from sonoshift.io.video import write_mp4
 from sonoshift.methods import load_translator
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
 from sonoshift.inference.translate import Geometry, harmonize_stack, to_signed, to_uint8
@@ -42,14 +43,9 @@ def cine(t: int = 6, h: int = 72, w: int = 96, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> Path:
     root = tmp_path_factory.mktemp("cg")
-    data = root / "data"
-    (data / "cache" / "train").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for d in ("handheld", "cart"):
-        np.save(data / f"cache/train/{d}.npy", rng.integers(0, 256, (4, 32, 32), dtype=np.uint8))
-    (data / "dataset.json").write_text("{}")
+    data = tiny_dataset(root / "data", n_src=4, n_tgt=4)
     cfg = load_config(CycleGANConfig, None, TINY)
     method = CycleGAN(cfg, torch.device("cpu"), (32, 32))
     train(method, UnpairedDataset(data, "train", "handheld", "cart"), cfg.train, root / "run",

@@ -19,7 +19,8 @@ from sonoshift.data.crop import apply_crop, crop_from_mask, find_fov
 from sonoshift.data.readers import read_stack
 from sonoshift.data.resize import ResizeConfig, placement, resize_stack
 from sonoshift.errors import SonoshiftError
-from sonoshift.inference.harmonize import harmonize_inputs, write_mp4
+from sonoshift.inference.harmonize import harmonize_inputs
+from sonoshift.io.video import write_mp4
 from sonoshift.methods import load_translator
 from sonoshift.methods.ddgan import DDGANConfig, train_ddgan
 from sonoshift.inference.translate import Geometry, from_prepared, harmonize_stack, to_signed

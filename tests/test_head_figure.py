@@ -1,4 +1,4 @@
-"""The fetal-head overlay figure (mask edge + fitted ellipse + ellipse IoU) and its place in the real-data report."""
+"""The fetal-head outline figure (mask edge + fitted ellipse + ellipse IoU) and its place in the real-data report."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from scipy.special import ellipe
+from skimage.draw import ellipse as draw_ellipse
 from skimage.segmentation import find_boundaries
 
-from sonoshift.downstream.ellipse import EllipseFit, ellipse_mask, fit_ellipse, head_measurements
+from sonoshift.downstream.ellipse import EllipseFit, ellipse_mask, head_measurements
 from sonoshift.downstream.head_eval import evaluate_heads_run, summarize_heads
 from sonoshift.downstream.head_figure import (
     ELLIPSE_COLOR,
     MASK_COLOR,
-    head_overlay_figure,
+    head_outline_figure,
     head_panel,
     read_heads_table,
-    scale_fit,
 )
 from sonoshift.errors import SonoshiftError
 
@@ -35,29 +36,52 @@ def _blob(shape: tuple[int, int], cx: float, cy: float, a: float, b: float, angl
     return m
 
 
-def test_head_panel_outlines_the_mask_and_its_fitted_ellipse() -> None:
+def _drawn_ellipse(shape: tuple[int, int], cx: float, cy: float, a: float, b: float) -> np.ndarray:
+    """An axis-aligned filled ellipse (semi-axis ``a`` along x, ``b`` along y) drawn by scikit-image."""
+    m = np.zeros(shape, bool)
+    m[draw_ellipse(cy, cx, b, a, shape=shape)] = True
+    return m
+
+
+def _radius(shape: tuple[int, int], cx: float, cy: float, a: float, b: float) -> np.ndarray:
+    """The analytic ellipse's normalized radius at every pixel centre (1 on the ellipse)."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.sqrt(((xx - cx) / a) ** 2 + ((yy - cy) / b) ** 2)
+
+
+def test_head_panel_outlines_the_mask_and_the_ellipse_it_was_drawn_from() -> None:
+    cx, cy, a, b = 27.3, 19.6, 16.0, 11.0
     gray = np.full((40, 56), 120, np.uint8)
-    mask = _blob((40, 56), 27.3, 19.6, 16, 11, 25)
+    mask = _drawn_ellipse((40, 56), cx, cy, a, b)
     rgb, fit = head_panel(gray, mask, panel_px=56)  # same size: no resampling
-    assert rgb.shape == (40, 56, 3) and fit == fit_ellipse(mask)
-    ell_edge = find_boundaries(ellipse_mask(fit, mask.shape), mode="outer")
-    np.testing.assert_array_equal(_where(rgb, ELLIPSE_COLOR), ell_edge)
-    np.testing.assert_array_equal(_where(rgb, MASK_COLOR), find_boundaries(mask, mode="inner") & ~ell_edge)
-    assert np.allclose(rgb[~(ell_edge | find_boundaries(mask, mode="inner"))], 120 / 255)
+    assert rgb.shape == (40, 56, 3)
+    # The fitted ellipse is the analytic one (OpenCV's angle: major axis along x -> 0 or 180 degrees).
+    assert (fit.cx, fit.cy) == pytest.approx((cx, cy), abs=0.3)
+    assert (fit.a, fit.b) == pytest.approx((a, b), abs=0.5)
+    assert min(fit.angle % 180, 180 - fit.angle % 180) < 3
+    # Cyan pixels: the ring just outside the analytic ellipse, all the way round.
+    cyan, yellow = _where(rgb, ELLIPSE_COLOR), _where(rgb, MASK_COLOR)
+    r = _radius(mask.shape, cx, cy, a, b)
+    assert r[cyan].min() > 0.95 and r[cyan].max() < 1.2
+    assert cyan.sum() == pytest.approx(4 * a * ellipe(1 - (b / a) ** 2), rel=0.3)  # about one pixel per unit length
+    # Yellow pixels: the mask's inner edge (scikit-image), where the cyan ring does not cover it.
+    np.testing.assert_array_equal(yellow, find_boundaries(mask, mode="inner") & ~cyan)
+    assert np.allclose(rgb[~(cyan | yellow)], 120 / 255)
     empty, none = head_panel(gray, np.zeros_like(mask), panel_px=28)
     assert none is None and empty.shape == (20, 28, 3) and np.allclose(empty, 120 / 255)
 
 
-def test_scaled_ellipse_matches_the_fit_on_the_enlarged_mask() -> None:
-    mask = ellipse_mask(EllipseFit(20.3, 15.7, 12.0, 7.0, 30.0), (32, 40))
-    f1 = fit_ellipse(mask)
-    f3 = fit_ellipse(np.kron(mask.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
-    s = scale_fit(f1, 3.0, 3.0)
-    assert s.cx == pytest.approx(f3.cx, abs=0.3) and s.cy == pytest.approx(f3.cy, abs=0.3)
-    assert s.a == pytest.approx(f3.a, rel=0.03) and s.b == pytest.approx(f3.b, rel=0.03)
-    assert s.angle == pytest.approx(f3.angle, abs=2.0)
-    rgb, fit = head_panel(np.zeros((32, 40), np.uint8), mask, panel_px=120)
-    assert rgb.shape == (96, 120, 3) and fit == scale_fit(f1, 3.0, 3.0)
+def test_enlarged_panel_draws_the_ellipse_in_panel_coordinates() -> None:
+    cx, cy, a, b = 20.3, 15.7, 12.0, 7.0
+    mask = _drawn_ellipse((32, 40), cx, cy, a, b)
+    rgb, fit = head_panel(np.zeros((32, 40), np.uint8), mask, panel_px=120)  # 3x: pixel i spans 3i..3i+2
+    assert rgb.shape == (96, 120, 3)
+    ex, ey = (cx + 0.5) * 3 - 0.5, (cy + 0.5) * 3 - 0.5  # the analytic centre in panel pixel coordinates
+    assert (fit.cx, fit.cy) == pytest.approx((ex, ey), abs=0.9)
+    assert (fit.a, fit.b) == pytest.approx((3 * a, 3 * b), abs=1.5)
+    r = _radius((96, 120), ex, ey, 3 * a, 3 * b)
+    cyan = _where(rgb, ELLIPSE_COLOR)
+    assert cyan.sum() > 100 and r[cyan].min() > 0.95 and r[cyan].max() < 1.1
 
 
 def _heads_table(folder: Path, name: str, rows: list[tuple[str, str, str, np.ndarray]]) -> Path:
@@ -92,9 +116,9 @@ def tables(tmp_path: Path) -> tuple[Path, list[tuple[str, Path]]]:
 
 def test_head_figure_from_tiny_tables(tables: tuple[Path, list[tuple[str, Path]]], tmp_path: Path) -> None:
     orig, runs = tables
-    both = head_overlay_figure(tmp_path / "fig" / "both.png", orig, runs, per_machine=2, panel_px=200)
-    only_a = head_overlay_figure(tmp_path / "fig" / "a.png", orig, per_machine=2, panel_px=200)
-    only_b = head_overlay_figure(tmp_path / "fig" / "b.png", None, runs, panel_px=200)
+    both = head_outline_figure(tmp_path / "fig" / "both.png", orig, runs, per_machine=2, panel_px=200)
+    only_a = head_outline_figure(tmp_path / "fig" / "a.png", orig, per_machine=2, panel_px=200)
+    only_b = head_outline_figure(tmp_path / "fig" / "b.png", None, runs, panel_px=200)
     sizes = {}
     for p in (both, only_a, only_b):
         with Image.open(p) as im:
@@ -113,11 +137,11 @@ def test_head_figure_errors_name_the_file(tables: tuple[Path, list[tuple[str, Pa
     bad = tmp_path / "bad.csv"
     pd.read_csv(orig).drop(columns=["pred_path"]).to_csv(bad, index=False)
     with pytest.raises(SonoshiftError, match=f"head table {bad} lacks the column"):
-        head_overlay_figure(tmp_path / "x.png", bad)
+        head_outline_figure(tmp_path / "x.png", bad)
     with pytest.raises(SonoshiftError, match="nothing to draw"):
-        head_overlay_figure(tmp_path / "x.png", orig, variant="cropped")
+        head_outline_figure(tmp_path / "x.png", orig, variant="cropped")
     with pytest.raises(SonoshiftError, match="does not exist"):
-        head_overlay_figure(tmp_path / "x.png", tmp_path / "none.csv")
+        head_outline_figure(tmp_path / "x.png", tmp_path / "none.csv")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -139,8 +163,8 @@ def test_summary_has_a_row_per_method_and_the_report_section(
     summarize_heads(t).to_csv(summary, index=False)
     heads = {"original": str(orig), "summary": str(summary), "hc18_val_dice": 0.9,
              "runs": {"untranslated": str(runs[0][1]), **{m: str(p) for m, p in runs}}}  # fmt: skip
-    section = _heads_section(heads, tmp_path / "heads" / "heads_overlay.png")
-    assert section.images == (tmp_path / "heads" / "heads_overlay.png",) and section.images[0].is_file()
+    section = _heads_section(heads, tmp_path / "heads" / "heads_outlines.png")
+    assert section.images == (tmp_path / "heads" / "heads_outlines.png",) and section.images[0].is_file()
     assert "Dice 0.900" in section.caption and "ellipse_iou_mean" in section.table.columns
     assert "area_fraction_std" not in section.table.columns and len(section.table) == len(s)
 
@@ -173,4 +197,4 @@ def test_run_head_table_paths_do_not_depend_on_the_working_directory(
     assert written.loc["source", "image_path"] == str((prepared / "frames" / "0.png").resolve())
     table = read_heads_table(run / "heads.csv")
     assert all(Path(p).is_file() for p in list(table["image_path"]) + list(table["pred_path"]))
-    assert head_overlay_figure(tmp_path / "f.png", None, [("m", run / "heads.csv")], panel_px=48).is_file()
+    assert head_outline_figure(tmp_path / "f.png", None, [("m", run / "heads.csv")], panel_px=48).is_file()

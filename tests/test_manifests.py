@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sonoshift.data.frame_select import FrameConfig, harmonize, select_frames, target_count
+from sonoshift.data.frame_select import FrameConfig, equalize_frame_counts, select_frames, target_count
 from sonoshift.data.manifests import (
     BASE_COLUMNS,
     build_pairs,
@@ -94,16 +94,16 @@ def test_select_frames_properties() -> None:
 
 def test_harmonize_to_minimum() -> None:
     lengths = {"a/p1/v1": 30, "a/p2/v1": 12, "b/p3/v1": 17}
-    sel = harmonize(lengths, FrameConfig(seed=2))
+    sel = equalize_frame_counts(lengths, FrameConfig(seed=2))
     assert {k: len(v) for k, v in sel.items()} == {k: 12 for k in lengths}
     np.testing.assert_array_equal(sel["a/p2/v1"], np.arange(12))
-    again = harmonize(dict(reversed(list(lengths.items()))), FrameConfig(seed=2))
+    again = equalize_frame_counts(dict(reversed(list(lengths.items()))), FrameConfig(seed=2))
     assert all(np.array_equal(sel[k], again[k]) for k in lengths)  # order-independent
-    other = harmonize(lengths, FrameConfig(seed=3))
+    other = equalize_frame_counts(lengths, FrameConfig(seed=3))
     assert not np.array_equal(sel["a/p1/v1"], other["a/p1/v1"])
     # each frame of a long video is about equally likely: mean index ~ (n - 1) / 2 over many seeds
-    means = [harmonize({"v": 30}, FrameConfig(mode="fixed", count=5, seed=s))["v"].mean() for s in range(400)]
+    means = [equalize_frame_counts({"v": 30}, FrameConfig(mode="fixed", count=5, seed=s))["v"].mean() for s in range(400)]
     assert abs(np.mean(means) - 14.5) < 0.6
     assert target_count([4, 9], FrameConfig(mode="all")) is None
     with pytest.raises(SonoshiftError, match="fewer than frames.count=20"):
-        harmonize(lengths, FrameConfig(mode="fixed", count=20))
+        equalize_frame_counts(lengths, FrameConfig(mode="fixed", count=20))

@@ -14,7 +14,7 @@ from sonoshift.data.prepare import PrepareConfig, prepare
 from sonoshift.data.public import african_planes_spec, dedupe_by_content, fetal_planes_db_spec, hc18_spec
 from sonoshift.data.resize import ResizeConfig
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc
 
 
 def test_fetal_planes_semicolon_metadata(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_hc18_real(shared_data: Path) -> None:
         row = table.loc[it.path.name]
         assert it.labels["hc_mm"] == row["head circumference (mm)"]
         assert it.labels["pixel_size_mm"] == row["pixel size(mm)"]
-        assert it.labels["ga_weeks"] == pytest.approx(hadlock_ga_from_hc(row["head circumference (mm)"]), abs=1e-4)
+        assert it.labels["ga_weeks"] == pytest.approx(ga_from_hc(row["head circumference (mm)"]), abs=1e-4)
         assert it.aligned["head_mask"].is_file() and it.patient_id == it.path.name.split("_")[0]
 
 

@@ -19,7 +19,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from sonoshift.data.readers import FrameStack, iter_video_frames, luminance, read_stack
+from sonoshift.data.readers import FrameStack, read_stack
+from sonoshift.io.images import luminance
+from sonoshift.io.video import iter_video_frames
 from sonoshift.errors import SonoshiftError
 
 RNG = np.random.default_rng(0)

@@ -17,7 +17,7 @@ from sonoshift.cli.main import main
 from sonoshift.errors import SonoshiftError
 from sonoshift.evaluate import EvaluateConfig, evaluate_run
 from sonoshift.report import ReportConfig, make_report
-from sonoshift.report.grid import LABEL_COLORS, overlay
+from sonoshift.report.outlines import LABEL_COLORS, draw_outlines
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +83,10 @@ def test_overlay_outlines_each_class() -> None:
     labels = np.zeros((12, 12), np.uint8)
     labels[2:8, 2:8] = 1
     labels[9:11, 1:11] = 2
-    rgb = overlay(gray, labels)
+    rgb = draw_outlines(gray, labels)
     assert np.allclose(rgb[2, 4], LABEL_COLORS[0]) and np.allclose(rgb[9, 5], LABEL_COLORS[1])
     assert np.allclose(rgb[5, 5], 100 / 255) and np.allclose(rgb[0, 0], 100 / 255)  # inside and outside untouched
-    assert np.allclose(overlay(gray, None), 100 / 255)
+    assert np.allclose(draw_outlines(gray, None), 100 / 255)
 
 
 def test_duplicate_names_and_errors(runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ from sonoshift.evaluate import EvaluateConfig, evaluate_run
 from sonoshift.report import ReportConfig, make_report
 from sonoshift.report.figure import draw_figure, figure_content
 from sonoshift.report.load import load_runs
-from sonoshift.report.overlay import overlay
+from sonoshift.report.outlines import draw_outlines
 from sonoshift.report.summary import MIXED, NO, YES, build_summary
 from sonoshift.report.table import build_tables
 
@@ -143,7 +143,7 @@ def test_wide_outlines_grow_inward_and_outward() -> None:
     gray = np.full((14, 14), 60, np.uint8)
     labels = np.zeros((14, 14), np.uint8)
     labels[3:11, 3:11] = 1
-    inner = np.all(np.isclose(overlay(gray, labels, None, line_px=2, halo=False), [0.902, 0.624, 0.0], atol=1e-3),
+    inner = np.all(np.isclose(draw_outlines(gray, labels, None, line_px=2, halo=False), [0.902, 0.624, 0.0], atol=1e-3),
                    axis=2)  # Okabe-Ito orange, class 1  # fmt: skip
     ring = np.zeros((14, 14), bool)
     ring[3:11, 3:11] = True

@@ -28,7 +28,7 @@ from sonoshift.sim.simulate import (
     simulate,
 )
 from sonoshift.sim.tissues import ECHO, LABEL, LABEL_NAMES
-from sonoshift.sim.video import read_mp4
+from sonoshift.io.video import read_video
 
 SMALL = SimConfig(patients=3, sweeps=("tr-mid", "sag-mid"), frames_per_sweep=4, size=96, seed=11)
 
@@ -52,7 +52,7 @@ def test_output_folder_follows_the_dataset_spec_contract(sim_dir: Path) -> None:
         assert it["domain"] in ("handheld", "cart")
         assert it["video_id"] == f"{it['patient_id']}_{it['labels']['sweep']}"
         assert 18 <= it["labels"]["ga_weeks"] <= 38
-        video = read_mp4(sim_dir / it["path"])
+        video = read_video(sim_dir / it["path"])[0]
         assert video.shape == (T, S, S)
         other = "cart" if it["domain"] == "handheld" else "handheld"
         assert set(it["aligned"]) == {"label_map", f"gt_{other}"}
@@ -96,7 +96,7 @@ def test_video_frames_match_the_rendered_frames(sim_dir: Path) -> None:
     profiles = resolve_profiles(SMALL)
     views = make_views(profiles, SMALL.size)
     renders = render_sweep(SMALL, patient_phantom(SMALL, 0), 0, 0, profiles, views, scatterer_bank(SMALL))
-    video = read_mp4(sim_dir / "videos" / "P0001_tr-mid_cart.mp4").astype(np.float64)
+    video = read_video(sim_dir / "videos" / "P0001_tr-mid_cart.mp4")[0].astype(np.float64)
     mask = views["cart"].mask
     err = np.abs(video[:, mask] - renders["cart"].frames[:, mask].astype(np.float64))
     assert err.mean() < 3.0
@@ -110,8 +110,8 @@ def test_same_seed_gives_the_same_data_and_patients_differ(sim_dir: Path, tmp_pa
     again = simulate(tmp_path / "again", dataclasses.replace(SMALL, contact_sheet=False), progress=False)
     for rel in ["aligned/label_map/P0002_sag-mid_handheld.npy", "aligned/gt_cart/P0002_sag-mid_handheld.npy"]:
         np.testing.assert_array_equal(np.load(sim_dir / rel), np.load(again / rel))
-    np.testing.assert_array_equal(read_mp4(sim_dir / "videos/P0001_tr-mid_handheld.mp4"),
-                                  read_mp4(again / "videos/P0001_tr-mid_handheld.mp4"))
+    np.testing.assert_array_equal(read_video(sim_dir / "videos/P0001_tr-mid_handheld.mp4")[0],
+                                  read_video(again / "videos/P0001_tr-mid_handheld.mp4")[0])
     planes_csv = "planes/P0001_tr-mid_cart.csv"
     assert (sim_dir / planes_csv).read_text() == (again / planes_csv).read_text()
     a = np.load(sim_dir / "aligned/label_map/P0001_tr-mid_handheld.npy")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
 
@@ -28,10 +30,8 @@ def test_crashed_stage_runs_again(tmp_path):
     def boom():
         raise RuntimeError("interrupted")
 
-    try:
+    with pytest.raises(RuntimeError, match="interrupted"):
         run_stage("s", tmp_path, 1, boom, force=False, log=StageLog())
-    except RuntimeError:
-        pass
     assert not (tmp_path / ".stages" / "s.json").exists()
     assert run_stage("s", tmp_path, 1, lambda: "ok", force=False, log=StageLog()) == "ok"
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_ddgan_method import TINY_CG, TINY_DDGAN, make_data
+from test_ddgan_method import SIZE, TINY_CG, TINY_DDGAN
 
 from sonoshift.config import load_config, to_dict
 from sonoshift.data.crop import CropConfig
@@ -31,9 +31,9 @@ PREPARE = {"crop": {"method": "none"}, "resize": {"size": 16, "mode": "stretch"}
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stamp")
-    data = make_data(root / "data")
+    data = tiny_dataset(root / "data", n_src=6, size=SIZE, related=True)
     (data / "dataset.json").write_text(json.dumps({"domains": ["cart", "handheld"], "config": PREPARE}))
     train_cyclegan(data, load_config(CycleGANConfig, None, TINY_CG), root / "cg", progress=False)
     extra = [*TINY_DDGAN, f"cyclegan={root / 'cg'}"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sonoshift.data.crop import apply_crop, crop_from_mask
-from sonoshift.data.readers import iter_video_frames, luma_lut, read_stack
+from sonoshift.data.readers import read_stack
+from sonoshift.io.video import iter_video_frames, luma_lut
 from sonoshift.data.resize import ResizeConfig, crop_resize_stack, resize_stack
 
 RNG = np.random.default_rng(7)

@@ -24,12 +24,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 import sonoshift
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import to_dict
 from sonoshift.errors import SonoshiftError
+from sonoshift.io.images import read_gray
 from sonoshift.metrics import REGISTRY
 from sonoshift.metrics.fid import default_extractor, extract_features, fid_from_features, kid_from_features
 from sonoshift.metrics.histogram import PooledHistogram, bc_from_counts
@@ -62,21 +62,6 @@ class EvaluateConfig:
     lpips_weights: str | None = None  # folder with the weight files (then the torch hub cache is searched)
     distribution: bool = True  # FID / KID (labelled extractor) and pooled BC per mode
     batch_size: int = 32
-
-
-def read_gray(path: Path) -> np.ndarray:
-    """An image file as a single-channel uint8 array (H, W); colour becomes luminance."""
-    if not path.is_file():
-        raise SonoshiftError(f"image {path} does not exist.")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L") if im.mode not in ("L", "I;16", "I") else im
-            arr = np.asarray(im)
-    except OSError:
-        raise SonoshiftError(f"image {path} cannot be read.") from None
-    if arr.dtype != np.uint8:
-        raise SonoshiftError(f"image {path} is not 8-bit (dtype {arr.dtype}).")
-    return arr
 
 
 def _load_chunk(

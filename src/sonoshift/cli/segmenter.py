@@ -139,7 +139,7 @@ def predict_cmd(
 ) -> None:
     """Write one label map per image (same size as the image; PNG values are class ids)."""
     from sonoshift.atomic import atomic_dir
-    from sonoshift.downstream.images import read_gray, write_png
+    from sonoshift.io.images import read_gray, write_png
     from sonoshift.downstream.segmenter import load_segmenter, predict
 
     files = [q for p in images for q in (sorted(p.glob("*.png")) + sorted(p.glob("*.jpg")) if p.is_dir() else [p])]

@@ -1,7 +1,7 @@
 """Torch datasets over a prepared dataset (docs/formats.md section 2): unpaired two-domain and labelled frames.
 
 Images come from the packed cache (memory-mapped uint8, see ``data/cache.py``) and are returned as float32
-(1, H, W) in [-1, 1]; ``to_unit`` / ``to_signed`` convert between [-1, 1] and [0, 1].
+(1, H, W) in [-1, 1]; ``signed_to_unit`` / ``unit_to_signed`` convert between [-1, 1] and [0, 1].
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest
 from sonoshift.data.splits import read_splits
 from sonoshift.errors import SonoshiftError
+from sonoshift.io.images import read_gray
+from sonoshift.io.labels import read_labels
 
 IGNORE_INDEX = -100  # label-map value for frames without a label map (torch's cross-entropy default)
 
 
-def to_unit(x):
+def signed_to_unit(x):
     """[-1, 1] -> [0, 1] (tensor or array, same type)."""
     return (x + 1) / 2
 
 
-def to_signed(x):
+def unit_to_signed(x):
     """[0, 1] -> [-1, 1] (tensor or array, same type)."""
     return x * 2 - 1
 
@@ -202,13 +204,6 @@ class FrameDataset(torch.utils.data.Dataset):
             self._arrays[key] = arr
         return self._arrays[key]
 
-    def _png(self, rel: str) -> np.ndarray:
-        path = self.root / rel
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise SonoshiftError(f"frame {path} is missing or unreadable.")
-        return img
-
     def __len__(self) -> int:
         return len(self.rows)
 
@@ -218,8 +213,8 @@ class FrameDataset(torch.utils.data.Dataset):
             img = self._cached(r["domain"], None)[self.cache_index[i]]
             mask = self._cached(r["domain"], "mask")[self.cache_index[i]]
         else:
-            img = self._png(r["path"])
-            mask = self._png(r["mask_path"]) if r.get("mask_path") else np.full_like(img, 255)
+            img = read_gray(self.root / r["path"])
+            mask = read_gray(self.root / r["mask_path"]) if r.get("mask_path") else np.full_like(img, 255)
         image = resize_image(uint8_to_signed(img), self.size)
         mask_t = resize_nearest(torch.from_numpy(np.ascontiguousarray(mask > 0)).to(torch.float32)[None], self.size)
         plane = r.get("plane", "") or ""
@@ -242,7 +237,7 @@ class FrameDataset(torch.utils.data.Dataset):
                 if self.use_cache and cached:
                     lab_u8 = self._cached(r["domain"], self.label_name)[self.cache_index[i]]
                 else:
-                    lab_u8 = self._png(r["label_path"])
+                    lab_u8 = read_labels(self.root / r["label_path"])
                 lab = torch.from_numpy(lab_u8.astype(np.int64))
             else:
                 lab = torch.full(tuple(img.shape), IGNORE_INDEX, dtype=torch.int64)

@@ -1,4 +1,5 @@
-"""Frame harmonization: every video contributes the same number of frames (DESIGN.md section 2)."""
+"""Frame-count equalization: every video contributes the same number of frames (DESIGN.md section 2, "frame
+harmonization"; named so here to keep it apart from image harmonization, ``sonoshift harmonize``)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class FrameConfig:
 def target_count(lengths: Sequence[int], config: FrameConfig) -> int | None:
     """Frames per video for ``lengths`` (frames in each video) under ``config``; None means "keep all"."""
     if not lengths:
-        raise SonoshiftError("frame harmonization got no videos.")
+        raise SonoshiftError("frame-count equalization got no videos.")
     if config.mode == "all":
         return None
     if config.mode == "fixed":
@@ -52,7 +53,7 @@ def video_rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(key.encode("utf-8"))])
 
 
-def harmonize(
+def equalize_frame_counts(
     lengths: dict[str, int], config: FrameConfig, rng_keys: dict[str, str] | None = None
 ) -> dict[str, np.ndarray]:
     """Selected frame indices per video key, given each video's frame count (seeded, order-independent).

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 import sonoshift
@@ -23,12 +22,11 @@ from sonoshift.atomic import atomic_dir
 from sonoshift.config import to_dict
 from sonoshift.data.cache import cache_path, create_cache
 from sonoshift.data.crop import CropConfig, apply_crop, find_fov, save_crop_debug
-from sonoshift.data.frame_select import FrameConfig, harmonize
+from sonoshift.data.frame_select import FrameConfig, equalize_frame_counts
 from sonoshift.data.manifests import PAIR_COLUMNS, build_pairs, rows_to_csv, strip_domain, write_manifest
 from sonoshift.data.readers import read_stack
 from sonoshift.data.resize import ResizeConfig, crop_resize_stack, placement, resize_stack
 from sonoshift.data.spec import (
-    DICOM_EXTS,
     DatasetSpec,
     SpecItem,
     check_patients,
@@ -38,6 +36,8 @@ from sonoshift.data.spec import (
 )
 from sonoshift.data.splits import SPLITS, SplitConfig, make_splits, read_splits, split_of, write_splits
 from sonoshift.errors import SonoshiftError
+from sonoshift.io.images import write_png
+from sonoshift.io.suffixes import DICOM_SUFFIXES
 from sonoshift.progress import track
 
 
@@ -242,7 +242,7 @@ def _precheck_patients(spec: DatasetSpec, pattern: str | None, split: SplitConfi
     per_domain: dict[str, set[str]] = {}
     complete = True
     for it in spec.items:
-        if it.patient_id is None and it.path.suffix.lower() in DICOM_EXTS:
+        if it.patient_id is None and it.path.suffix.lower() in DICOM_SUFFIXES:
             complete = False
             continue
         pid = resolve_patient_id(it, None, pattern)
@@ -336,7 +336,7 @@ def prepare(
         rng_keys = None
         if spec.paired:  # the same sweep in every domain keeps the same frames, so pairs stay pixel-aligned
             rng_keys = {s.key: f"{s.patient_id}/{strip_domain(s.item.video_id, s.item.domain)}" for s in staged}
-        selection = harmonize({s.key: s.n_frames for s in staged}, cfg.frames, rng_keys)
+        selection = equalize_frame_counts({s.key: s.n_frames for s in staged}, cfg.frames, rng_keys)
         info = _write_outputs(tmp, staged, selection, splits, domains, directions, cfg, progress)
         shutil.rmtree(staging)
         info.update(
@@ -353,12 +353,6 @@ def prepare(
         )
         (tmp / "dataset.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return PrepareResult(out, info, reused=False)
-
-
-def _write_png(path: Path, img: np.ndarray, level: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, level]):
-        raise SonoshiftError(f"could not write {path}.")
 
 
 def _write_outputs(
@@ -409,13 +403,13 @@ def _write_outputs(
                 "path": f"frames/{rel}/{name}",
                 "mask_path": f"masks/{rel}/{name}",
             }
-            _write_png(tmp / row["path"], frames[j], level)
-            _write_png(tmp / row["mask_path"], mask, level)
+            write_png(tmp / row["path"], frames[j], level=level, atomic=False)
+            write_png(tmp / row["mask_path"], mask, level=level, atomic=False)
             caches[(split, d, None)][start + p] = frames[j]
             caches[(split, d, "mask")][start + p] = mask
             for n, arr in aligned.items():
                 rp = f"aligned/{n}/{rel}/{name}"
-                _write_png(tmp / rp, arr[j], level)
+                write_png(tmp / rp, arr[j], level=level, atomic=False)
                 row["label_path" if n == label_col else f"{n}_path"] = rp
                 if (split, d, n) in caches:
                     caches[(split, d, n)][start + p] = arr[j]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from sonoshift.data.spec import DatasetSpec, SpecItem
 from sonoshift.errors import SonoshiftError
-from sonoshift.growth import hadlock_ga_from_hc
+from sonoshift.biometry.hadlock import ga_from_hc
 
 
 def _dataset_dir(root: str | Path, name: str) -> Path:
@@ -188,7 +188,7 @@ def hc18_spec(root: str | Path, *, domain: str = "hc18") -> DatasetSpec:
                 labels={
                     "pixel_size_mm": float(row["pixel size(mm)"]),
                     "hc_mm": hc,
-                    "ga_weeks": round(hadlock_ga_from_hc(hc), 4),
+                    "ga_weeks": round(ga_from_hc(hc), 4),
                 },
                 aligned={"head_mask": ann},
             )

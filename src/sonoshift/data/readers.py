@@ -2,16 +2,17 @@
 
 Supported inputs (``read_stack``):
 
-- video ``.mp4 .avi .mov .mkv`` (PyAV, multi-threaded decode; gray is the luma plane read directly and expanded
-  to full range by a table, or the scaler's gray conversion for other pixel formats);
+- video ``.mp4 .m4v .avi .mov .mkv`` (``io/video.py``: PyAV, multi-threaded decode, full-range gray);
 - DICOM ``.dcm .dicom`` or any file with the ``DICM`` preamble (pydicom; single- and multi-frame;
   MONOCHROME1/2, RGB, YBR_FULL, YBR_FULL_422, PALETTE COLOR; compressed transfer syntaxes that pydicom can
   decode, e.g. RLE Lossless natively and JPEG / JPEG 2000 through the pylibjpeg plug-ins);
-- single images ``.png .jpg .jpeg .bmp .tif .tiff`` (T = 1; a multi-page TIFF gives one frame per page);
+- single images ``.png .jpg .jpeg .bmp .tif .tiff`` (``io/images.py``; T = 1; a multi-page TIFF gives one frame
+  per page);
 - a folder of such images, sorted naturally (``frame2`` before ``frame10``), one frame per image;
 - NumPy ``.npy`` stacks shaped (H, W), (T, H, W) or (T, H, W, 3).
 
-Colour becomes luminance with the ITU-R BT.601 weights (0.299 R + 0.587 G + 0.114 B, rounded).
+Suffixes: ``io/suffixes.py``. Colour becomes luminance with the ITU-R BT.601 weights (0.299 R + 0.587 G +
+0.114 B, rounded; ``io.images.luminance``).
 
 Policy for inputs that do not fit 8 bits (decided here, documented in the error messages): 16-bit (or wider)
 images and DICOMs with more than 8 stored bits are rejected, as are images with an alpha channel (RGBA, LA,
@@ -23,19 +24,17 @@ rejected. Every problem raises ``SonoshiftError`` with one sentence naming the f
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sonoshift.errors import SonoshiftError
+from sonoshift.errors import SonoshiftError, short_reason
+from sonoshift.io.images import luminance, read_image_pages
+from sonoshift.io.suffixes import DICOM_SUFFIXES, IMAGE_SUFFIXES, NUMPY_SUFFIXES, SUPPORTED_SUFFIXES, VIDEO_SUFFIXES
+from sonoshift.io.video import read_video
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
-DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-NUMPY_SUFFIXES = frozenset({".npy"})
 
 
 @dataclass(frozen=True)
@@ -54,14 +53,6 @@ class FrameStack:
     patient_id: str | None
     source: Path
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def luminance(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R BT.601 luma of an RGB array (..., 3) with values 0..255 -> uint8 (...), rounded half up."""
-    r = rgb[..., 0].astype(np.uint32)
-    g = rgb[..., 1].astype(np.uint32)
-    b = rgb[..., 2].astype(np.uint32)
-    return ((299 * r + 587 * g + 114 * b + 500) // 1000).astype(np.uint8)
 
 
 def natural_key(name: str) -> list[Any]:
@@ -93,7 +84,8 @@ def read_stack(path: str | Path) -> FrameStack:
         return _read_folder(path)
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
-        return _read_video(path)
+        frames, info = read_video(path)
+        return FrameStack(frames, info["fps"], None, path, {**info, "original_dtype": "uint8"})
     if suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES | NUMPY_SUFFIXES and is_dicom_file(path)):
         return _read_dicom(path)
     if suffix in IMAGE_SUFFIXES:
@@ -101,219 +93,8 @@ def read_stack(path: str | Path) -> FrameStack:
         return FrameStack(frames, None, None, path, meta)
     if suffix in NUMPY_SUFFIXES:
         return _read_npy(path)
-    known = sorted(VIDEO_SUFFIXES | DICOM_SUFFIXES | IMAGE_SUFFIXES | NUMPY_SUFFIXES)
+    known = sorted(SUPPORTED_SUFFIXES)
     raise SonoshiftError(f"input {path} has an unsupported type (expected a folder or one of {', '.join(known)}).")
-
-
-# --------------------------------------------------------------------------------------------------- video
-
-
-def _open_video(path: Path):
-    import av
-
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as e:
-        raise SonoshiftError(f"video {path} cannot be opened ({_short(e)}).") from None
-    if not container.streams.video:
-        container.close()
-        raise SonoshiftError(f"video {path} holds no video stream.")
-    stream = container.streams.video[0]
-    stream.thread_type = "AUTO"  # frame + slice threads: the decode is the bottleneck for long videos
-    return container, stream
-
-
-def _stream_info(container: Any, stream: Any) -> dict[str, Any]:
-    rate = stream.average_rate or stream.guessed_rate
-    return {
-        "kind": "video",
-        "codec": stream.codec_context.name,
-        "container": container.format.name,
-        "width": stream.codec_context.width,
-        "height": stream.codec_context.height,
-        "fps": float(rate) if rate else None,
-        "declared_frames": int(stream.frames or 0),
-    }
-
-
-def video_info(path: str | Path) -> dict[str, Any]:
-    """Container facts without decoding: width, height, codec, fps (or None), declared frame count (0 = unknown)."""
-    path = Path(path)
-    container, stream = _open_video(path)
-    try:
-        return _stream_info(container, stream)
-    finally:
-        container.close()
-
-
-# Pixel formats whose first plane is the 8-bit luma (Y) of the image, one byte per pixel. For these the gray
-# frame is that plane passed through a 256-entry table (identity for full range, 16..235 -> 0..255 for limited
-# range), which is what FFmpeg's scaler computes for format="gray" at a fraction of its cost.
-_LUMA_PLANE_FORMATS = frozenset(
-    {
-        "gray",
-        "yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv440p", "yuvj440p",
-        "yuv411p", "yuvj411p", "yuv410p", "nv12", "nv21", "nv16", "nv24", "nv42", "yuva420p", "yuva422p",
-        "yuva444p",
-    }
-)  # fmt: skip
-_LUMA_LUTS: dict[tuple[str, int, int], np.ndarray | None] = {}
-
-
-def luma_lut(format_name: str, color_range: int, colorspace: int) -> np.ndarray | None:
-    """Table that maps stored 8-bit luma codes to the gray levels of FFmpeg's own gray conversion.
-
-    format_name: the frame's pixel format (e.g. ``yuv420p``); color_range / colorspace: its FFmpeg enum values.
-    Returns a uint8 array (256,) with ``lut[y]`` = the level ``VideoFrame.to_ndarray(format="gray")`` gives a
-    pixel of stored luma ``y`` (found once per key by converting a probe frame that holds every code 0..255),
-    or None when the format has no directly readable 8-bit luma plane or the probe does not behave like a
-    per-pixel table (then callers use the scaler). Cached per key.
-    """
-    key = (format_name, int(color_range), int(colorspace))
-    if key not in _LUMA_LUTS:
-        _LUMA_LUTS[key] = _probe_luma_lut(*key) if format_name in _LUMA_PLANE_FORMATS else None
-    return _LUMA_LUTS[key]
-
-
-def _probe_luma_lut(format_name: str, color_range: int, colorspace: int) -> np.ndarray | None:
-    import av
-
-    codes = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    try:
-        probe = av.VideoFrame(16, 16, format_name)
-        probe.color_range = color_range
-        probe.colorspace = colorspace
-        for k, plane in enumerate(probe.planes):
-            buf = np.frombuffer(plane, np.uint8)  # writable view of the frame's own memory
-            if k == 0:
-                buf.reshape(plane.height, plane.line_size)[:, :16] = codes
-            else:
-                buf[:] = 255 if format_name.startswith("yuva") and k == 3 else 128  # neutral chroma, opaque
-        gray = probe.to_ndarray(format="gray")
-    except (ValueError, TypeError, AttributeError, av.FFmpegError):
-        return None
-    lut = np.ascontiguousarray(gray.reshape(256), dtype=np.uint8)
-    if gray.shape != (16, 16) or np.any(np.diff(lut.astype(np.int16)) < 0):
-        return None  # not a monotone per-pixel mapping: leave it to the scaler
-    return lut
-
-
-def _luma_view(frame: Any) -> np.ndarray:
-    """The frame's first plane as a uint8 (H, W) view (no copy), skipping the row padding of ``line_size``."""
-    plane = frame.planes[0]
-    h, w, stride = frame.height, frame.width, plane.line_size
-    return np.frombuffer(plane, np.uint8, count=stride * h).reshape(h, stride)[:, :w]
-
-
-class _GrayConverter:
-    """Turns decoded frames into full-range uint8 gray, reading the luma plane directly where that is exact."""
-
-    def __init__(self) -> None:
-        self._key: tuple[str, int, int] | None = None
-        self._lut: np.ndarray | None = None
-        self._identity = False
-
-    def _table(self, frame: Any) -> np.ndarray | None:
-        key = (frame.format.name, int(frame.color_range), int(frame.colorspace))
-        if key != self._key:
-            self._key, self._lut = key, luma_lut(*key)
-            self._identity = self._lut is not None and np.array_equal(self._lut, np.arange(256))
-        return self._lut
-
-    def convert(self, frame: Any, out: np.ndarray | None = None) -> np.ndarray:
-        """Gray uint8 (H, W) of ``frame``, written into ``out`` (C-contiguous (H, W) uint8) when given."""
-        lut = self._table(frame)
-        if lut is None:
-            gray = frame.to_ndarray(format="gray")
-            if out is None:
-                return gray
-            out[...] = gray
-            return out
-        y = _luma_view(frame)
-        if out is None:
-            out = np.empty(y.shape, np.uint8)
-        if self._identity:
-            np.copyto(out, y)
-        else:
-            import cv2
-
-            cv2.LUT(y, lut, dst=out)
-        return out
-
-
-def _decoded_frames(path: Path, container: Any, stream: Any) -> Iterator[Any]:
-    """Yield the decoded PyAV frames of ``stream``, all of one size; closes ``container`` at the end.
-
-    Raises SonoshiftError naming the file when decoding fails, no frame decodes, the frame size changes, or
-    the video ends clearly before the frame count its container declares (a shortfall of up to max(2, 2%)
-    frames is tolerated for edit lists).
-    """
-    import av
-
-    declared = int(stream.frames or 0)
-    count = 0
-    shape = None
-    try:
-        try:
-            for frame in container.decode(stream):
-                if shape is None:
-                    shape = (frame.height, frame.width)
-                elif (frame.height, frame.width) != shape:
-                    raise SonoshiftError(
-                        f"video {path} changes frame size at frame {count} ({shape[1]}x{shape[0]} -> "
-                        f"{frame.width}x{frame.height}); split it into parts of one size."
-                    )
-                yield frame
-                count += 1
-        except (av.FFmpegError, OSError) as e:
-            raise SonoshiftError(f"video {path} is corrupt or truncated after frame {count} ({_short(e)}).") from None
-    finally:
-        container.close()
-    if count == 0:
-        raise SonoshiftError(f"video {path} holds no decodable frame (corrupt or empty video).")
-    # a few frames may legitimately be dropped by edit lists; a cut file loses many more
-    if declared and count < declared - max(2, declared // 50):
-        raise SonoshiftError(
-            f"video {path} is truncated: its container declares {declared} frames but only {count} decode."
-        )
-
-
-def iter_video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield the frames of a video one by one as uint8 (H, W) luma, full range 0..255, in display order.
-
-    Streams without holding the video in memory. Raises SonoshiftError naming the file when the video cannot
-    be opened or decoded, holds no frame, changes frame size, or ends clearly before the frame count its
-    container declares (truncated; a shortfall of up to max(2, 2%) frames is tolerated for edit lists).
-    """
-    path = Path(path)
-    container, stream = _open_video(path)
-    gray = _GrayConverter()
-    for frame in _decoded_frames(path, container, stream):
-        yield gray.convert(frame)
-
-
-def _read_video(path: Path) -> FrameStack:
-    """Decode a whole video into one preallocated (T, H, W) uint8 array (grown when the container's declared
-    frame count is missing or too small), opening the file once."""
-    container, stream = _open_video(path)
-    info = _stream_info(container, stream)
-    gray = _GrayConverter()
-    frames: np.ndarray | None = None
-    n = 0
-    for frame in _decoded_frames(path, container, stream):
-        if frames is None:
-            frames = np.empty((max(info["declared_frames"], 1), frame.height, frame.width), np.uint8)
-        elif n == frames.shape[0]:
-            grown = np.empty((n + max(n // 2, 16),) + frames.shape[1:], np.uint8)
-            grown[:n] = frames
-            frames = grown
-        gray.convert(frame, frames[n])
-        n += 1
-    assert frames is not None  # _decoded_frames raises when no frame decodes
-    info["original_dtype"] = "uint8"
-    # a slightly over-declared count (edit lists) keeps its few spare frames rather than copying the video
-    frames = frames[:n] if frames.shape[0] - n <= frames.shape[0] // 10 else frames[:n].copy()
-    return FrameStack(frames, info["fps"], None, path, info)
 
 
 # --------------------------------------------------------------------------------------------------- DICOM
@@ -326,7 +107,7 @@ def _read_dicom(path: Path) -> FrameStack:
     try:
         ds = pydicom.dcmread(path, force=path.suffix.lower() in DICOM_SUFFIXES)
     except Exception as e:  # pydicom raises many types for malformed files
-        raise SonoshiftError(f"DICOM {path} cannot be read ({_short(e)}).") from None
+        raise SonoshiftError(f"DICOM {path} cannot be read ({short_reason(e)}).") from None
     if "PixelData" not in ds:
         if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
             raise SonoshiftError(f"DICOM {path} holds float pixel data; only 8-bit images are supported.")
@@ -344,7 +125,7 @@ def _read_dicom(path: Path) -> FrameStack:
     except Exception as e:
         name = getattr(tsyntax, "name", str(tsyntax))
         raise SonoshiftError(
-            f"DICOM {path} pixel data cannot be decoded (transfer syntax {name}: {_short(e)})."
+            f"DICOM {path} pixel data cannot be decoded (transfer syntax {name}: {short_reason(e)})."
         ) from None
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
@@ -394,41 +175,7 @@ def _dicom_fps(ds: Any) -> float | None:
 
 def _read_image(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """One image file -> (frames (T, H, W) uint8, meta). T > 1 only for multi-page TIFF."""
-    from PIL import Image, ImageSequence, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            pages = [_pil_to_gray(page, path) for page in ImageSequence.Iterator(im)]
-    except SonoshiftError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise SonoshiftError(f"image {path} cannot be read ({_short(e)}).") from None
-    shapes = {p.shape for p in pages}
-    if len(shapes) != 1:
-        raise SonoshiftError(f"image {path} has pages of different sizes {sorted(shapes)}.")
-    return np.ascontiguousarray(np.stack(pages)), {"kind": "image", "mode": mode, "original_dtype": "uint8"}
-
-
-def _pil_to_gray(im: Any, path: Path) -> np.ndarray:
-    mode = im.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
-        raise SonoshiftError(
-            f"image {path} has an alpha channel ({mode}); save it without transparency (RGB or grayscale)."
-        )
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        raise SonoshiftError(
-            f"image {path} has {'16' if mode.startswith('I;16') else '32'}-bit samples ({mode}); "
-            "sonoshift reads 8-bit ultrasound only (convert it to 8 bits first)."
-        )
-    im.load()
-    if mode == "L":
-        return np.asarray(im, dtype=np.uint8)
-    if mode == "1":
-        return np.asarray(im, dtype=np.uint8) * np.uint8(255)
-    if mode != "RGB":
-        im = im.convert("RGB")  # P (no transparency), CMYK, YCbCr, ...
-    return luminance(np.asarray(im))
+    return read_image_pages(path), {"kind": "image", "original_dtype": "uint8"}
 
 
 def _read_folder(path: Path) -> FrameStack:
@@ -456,7 +203,7 @@ def _read_npy(path: Path) -> FrameStack:
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise SonoshiftError(f"NumPy file {path} cannot be read ({_short(e)}).") from None
+        raise SonoshiftError(f"NumPy file {path} cannot be read ({short_reason(e)}).") from None
     original = str(arr.dtype)
     if arr.size == 0:
         raise SonoshiftError(f"NumPy file {path} holds an empty array of shape {arr.shape}.")
@@ -483,7 +230,3 @@ def _read_npy(path: Path) -> FrameStack:
     meta = {"kind": "npy", "original_dtype": original}
     return FrameStack(np.ascontiguousarray(arr), None, None, path, meta)
 
-
-def _short(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-    return text[:160].rstrip(".")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 
+from sonoshift.data.crop.config import CropResult
 from sonoshift.errors import SonoshiftError
-
-if TYPE_CHECKING:
-    from sonoshift.data.crop import CropResult
 
 
 @dataclasses.dataclass(frozen=True)

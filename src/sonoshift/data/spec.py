@@ -16,13 +16,9 @@ from typing import Any
 import yaml
 
 from sonoshift.errors import SonoshiftError
+from sonoshift.io.suffixes import IMAGE_SUFFIXES, SUPPORTED_SUFFIXES
 
 SPEC_FILENAME = "sonoshift_spec.yaml"
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".m4v"}
-DICOM_EXTS = {".dcm", ".dicom"}
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-NUMPY_EXTS = {".npy"}
-SUPPORTED_EXTS = VIDEO_EXTS | DICOM_EXTS | IMAGE_EXTS | NUMPY_EXTS
 # Used on file names when an item has no patient id and the input gives no pattern; `Patient01234_...` -> 01234.
 DEFAULT_PATIENT_PATTERN = r"(?i)patient[_-]?(\d+)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]*$")
@@ -118,7 +114,7 @@ def _video_id(path: Path) -> str:
 
 
 def _is_frame_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in IMAGE_EXTS for p in path.iterdir() if p.is_file())
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file())
 
 
 def list_folder_items(folder: Path) -> list[Path]:
@@ -127,7 +123,7 @@ def list_folder_items(folder: Path) -> list[Path]:
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        if p.is_file() and p.suffix.lower() in SUPPORTED_EXTS:
+        if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES:
             out.append(p)
         elif _is_frame_folder(p):
             out.append(p)

@@ -79,7 +79,9 @@ def open_source(spec: str | int | Path, *, pace: bool = True) -> Any:
     """A frame source for ``spec``: an integer (or digits) is an OpenCV capture device; a video file is decoded
     frame by frame; a DICOM, image, folder or .npy stack is read and played. ``pace``: files deliver frames at
     their frame rate (as a probe would; 25 fps when unknown) instead of as fast as they decode."""
-    from sonoshift.data.readers import VIDEO_SUFFIXES, iter_video_frames, read_stack, video_info
+    from sonoshift.data.readers import read_stack
+    from sonoshift.io.suffixes import VIDEO_SUFFIXES
+    from sonoshift.io.video import iter_video_frames, video_info
 
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
         cap = cv2.VideoCapture(int(spec))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sonoshift.biometry.ellipse import ellipse_perimeter
+
 
 @dataclass(frozen=True)
 class EllipseFit:
@@ -27,12 +29,6 @@ class EllipseFit:
     def perimeter(self) -> float:
         """Ramanujan's approximation of the perimeter, in pixels (error < 1e-4 relative for head-like shapes)."""
         return ellipse_perimeter(self.a, self.b)
-
-
-def ellipse_perimeter(a: float, b: float) -> float:
-    """Perimeter of an ellipse with semi-axes ``a``, ``b`` (Ramanujan II); exact 2*pi*r for a circle."""
-    h = ((a - b) / (a + b)) ** 2 if a + b > 0 else 0.0
-    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:

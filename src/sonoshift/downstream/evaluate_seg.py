@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from sonoshift.atomic import atomic_dir, atomic_write_text
-from sonoshift.downstream.images import read_gray, read_labels, write_png
+from sonoshift.io.images import read_gray, write_png
+from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, predict
 from sonoshift.errors import SonoshiftError
 from sonoshift.metrics.segmentation import dice_per_class, hd95_per_class

@@ -24,7 +24,8 @@ import torch
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import to_dict
 from sonoshift.downstream.ellipse import head_measurements
-from sonoshift.downstream.images import read_gray, read_labels
+from sonoshift.io.images import read_gray
+from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import (
     ModelConfig,
     Segmenter,

@@ -18,7 +18,7 @@ from sonoshift.atomic import atomic_dir, atomic_write_text
 from sonoshift.downstream.evaluate_seg import read_run
 from sonoshift.runs import resolve
 from sonoshift.downstream.hc18 import head_proxies
-from sonoshift.downstream.images import read_gray, write_png
+from sonoshift.io.images import read_gray, write_png
 from sonoshift.downstream.segmenter import load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import track

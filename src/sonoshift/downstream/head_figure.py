@@ -1,4 +1,4 @@
-"""The fetal-head overlay figure: the HC18 segmenter's head mask outline and its fitted ellipse on (a) raw
+"""The fetal-head outline figure: the HC18 segmenter's head mask outline and its fitted ellipse on (a) raw
 FETAL_PLANES_DB trans-thalamic images of each machine and (b) a run's source frames next to each method's
 harmonized output, with the ellipse IoU (mask vs fitted ellipse, 1 = a perfect ellipse) under every panel.
 
@@ -25,7 +25,8 @@ from skimage.segmentation import find_boundaries  # noqa: E402
 
 from sonoshift.atomic import atomic_file  # noqa: E402
 from sonoshift.downstream.ellipse import EllipseFit, ellipse_mask, fit_ellipse  # noqa: E402
-from sonoshift.downstream.images import read_gray, read_labels  # noqa: E402
+from sonoshift.io.images import read_gray  # noqa: E402
+from sonoshift.io.labels import read_labels  # noqa: E402
 from sonoshift.errors import SonoshiftError  # noqa: E402
 
 MASK_COLOR = np.array([1.0, 0.85, 0.0])  # yellow: the predicted head mask's edge
@@ -135,7 +136,7 @@ def _draw(sub: matplotlib.figure.SubFigure, grid: list[list[tuple[np.ndarray, st
     sub.suptitle(title, fontsize=9, x=0.01, ha="left")
 
 
-def head_overlay_figure(
+def head_outline_figure(
     out_png: str | Path,
     original_csv: str | Path | None = None,
     runs: Sequence[tuple[str, str | Path]] = (),
@@ -145,7 +146,7 @@ def head_overlay_figure(
     panel_px: int = 200,
     variant: str = "raw",
 ) -> Path:
-    """Write the head-overlay PNG to ``out_png`` (atomically) and return its path.
+    """Write the head-outline PNG to ``out_png`` (atomically) and return its path.
 
     ``original_csv``: ``evaluate_heads_fpdb``'s table; part (a) shows up to ``per_machine`` images of each machine
     (``group``) of ``variant`` ("raw": the whole image), evenly spread over the sorted names. ``runs``: (method

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 
 from sonoshift.config import to_dict
-from sonoshift.downstream.images import read_gray, read_labels
+from sonoshift.io.images import read_gray
+from sonoshift.io.labels import read_labels
 from sonoshift.downstream.labels import class_lookup, find_labels_json, read_label_names
 from sonoshift.downstream.segmenter import (
     ModelConfig,

@@ -8,7 +8,6 @@ import torch
 
 from sonoshift.engine.device import select_device
 from sonoshift.engine.distributed import DistInfo, init_distributed
-from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.errors import SonoshiftError
 from sonoshift.seeding import seed_everything
 
@@ -16,8 +15,7 @@ from sonoshift.seeding import seed_everything
 def start_training(data: str | Path, seed: int, device: str, threads: int) -> tuple[Path, DistInfo, torch.device]:
     """Check that ``data`` is a prepared dataset, join the torchrun process group (or run alone), seed the global
     generators for this rank, set the CPU threads (``threads`` > 0; 0 keeps PyTorch's default) and pick the
-    device (``"auto"``: cuda > mps > cpu); on the CPU, keep freed memory for reuse (engine/memory.py). Returns
-    (data path, process info, device)."""
+    device (``"auto"``: cuda > mps > cpu). Returns (data path, process info, device)."""
     data = Path(data)
     if not (data / "dataset.json").is_file():
         raise SonoshiftError(f"{data} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
@@ -25,7 +23,4 @@ def start_training(data: str | Path, seed: int, device: str, threads: int) -> tu
     seed_everything(seed, info.rank)
     if threads > 0:
         torch.set_num_threads(threads)
-    dev = select_device(device)
-    if dev.type == "cpu":
-        keep_freed_memory()
-    return data, info, dev
+    return data, info, select_device(device)

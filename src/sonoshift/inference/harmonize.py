@@ -15,22 +15,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 import sonoshift
-from sonoshift.atomic import atomic_dir, atomic_file
+from sonoshift.atomic import atomic_dir
 from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest, read_pairs
 from sonoshift.data.readers import read_stack
 from sonoshift.data.resize import ResizeConfig
 from sonoshift.deploy.runtime import load_runtime_translator
-from sonoshift.engine.memory import keep_freed_memory
 from sonoshift.errors import SonoshiftError
 from sonoshift.inference.sampling import MeanOfSamples, uncertainty_to_uint8
 from sonoshift.inference.translate import (
@@ -42,43 +39,13 @@ from sonoshift.inference.translate import (
     to_signed,
     to_uint8,
 )
+from sonoshift.io.images import read_gray, write_png
+from sonoshift.io.video import write_mp4
 from sonoshift.progress import track
 
 DEFAULT_FPS = 25.0
 OUTPUT_COLUMNS = ["output_path", "source_path", "target_path", "gt_path", "mask_path", "label_path", "patient_id",
                   "video_id", "frame_index"]
-
-
-def write_mp4(path: str | Path, frames: np.ndarray, fps: float) -> None:
-    """Write uint8 (T, H, W) frames as an H.264 MP4 at ``fps`` (odd sizes are padded by one black pixel),
-    atomically."""
-    import av
-
-    frames = np.asarray(frames, dtype=np.uint8)
-    _, h, w = frames.shape
-    ph, pw = h + (h % 2), w + (w % 2)
-    rate = Fraction(fps).limit_denominator(1001)
-    with atomic_file(path, "wb") as f:
-        with av.open(f, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-            stream.options = {"crf": "12", "preset": "medium"}
-            for frame in frames:
-                if (ph, pw) != (h, w):
-                    frame = np.pad(frame, ((0, ph - h), (0, pw - w)))
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="gray")
-                for packet in stream.encode(vf.reformat(format="yuv420p")):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-
-
-def _write_png(path: Path, image: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise SonoshiftError(f"could not encode {path} as PNG.")
-    with atomic_file(path, "wb") as f:
-        f.write(buf.tobytes())
 
 
 def _geometry(translator: Any, ckpt: Any, crop: bool) -> Geometry:
@@ -123,8 +90,6 @@ def harmonize_inputs(
     if not inputs:
         raise SonoshiftError("harmonize needs at least one input (or --dataset).")
     dev = select_device(device or "auto")
-    if dev.type == "cpu":
-        keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
     if samples != 1:
         MeanOfSamples(translator, samples)  # a deterministic model (or K < 1) stops here, before any input is read
@@ -156,7 +121,7 @@ def _write_outputs(folder: Path, stem: str, images: np.ndarray, single: bool, fp
     written = []
     if single:
         target = folder / f"{stem}.png"
-        _write_png(target, images[0])
+        write_png(target, images[0])
     else:
         target = folder / f"{stem}.mp4"
         write_mp4(target, images, fps)
@@ -164,7 +129,7 @@ def _write_outputs(folder: Path, stem: str, images: np.ndarray, single: bool, fp
     if frames:
         with atomic_dir(folder / stem) as tmp:
             for i, fr in enumerate(images):
-                _write_png(tmp / f"{i:05d}.png", fr)
+                write_png(tmp / f"{i:05d}.png", fr, atomic=False)
         written.append(folder / stem)
     return written
 
@@ -206,8 +171,6 @@ def harmonize_dataset(
     if not (root / "dataset.json").is_file() or not manifest.is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
     dev = select_device(device or "auto")
-    if dev.type == "cpu":
-        keep_freed_memory()  # as in training: batches reuse memory instead of faulting it in again
     if isinstance(model, (str, Path)):
         translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
         checkpoint, step = str(Path(ckpt.path).resolve()), ckpt.state.get("step")
@@ -233,8 +196,8 @@ def harmonize_dataset(
         if len(images) != len(source_rows):
             raise SonoshiftError(f"packed cache of '{src}'/{split} in {root} does not match {manifest.name}.")
     else:
-        images = np.stack([_read_png(root / r["path"]) for r in source_rows])
-        masks = np.stack([_read_png(root / r["mask_path"]) > 0 if r.get("mask_path") else np.ones(images.shape[1:], bool)
+        images = np.stack([read_gray(root / r["path"]) for r in source_rows])
+        masks = np.stack([read_gray(root / r["mask_path"]) > 0 if r.get("mask_path") else np.ones(images.shape[1:], bool)
                           for r in source_rows])
     y = run_translator(translator, to_signed(images), batch_size=batch_size, device=dev, progress=progress,
                        description=f"harmonize {split}")
@@ -251,9 +214,9 @@ def harmonize_dataset(
     with atomic_dir(out) as tmp:
         for k, (r, img) in enumerate(zip(track(source_rows, "write outputs", disable=not progress), outputs)):
             rel = f"outputs/{r['patient_id']}/{r['video_id']}/{int(r['frame_index']):05d}.png"
-            _write_png(tmp / rel, img)
+            write_png(tmp / rel, img, atomic=False)
             if uncertainty is not None:
-                _write_png(tmp / ("uncertainty" + rel[len("outputs"):]), uncertainty[k])
+                write_png(tmp / ("uncertainty" + rel[len("outputs"):]), uncertainty[k], atomic=False)
             out_rows.append({
                 "output_path": rel, "source_path": r["path"], "target_path": pair_of.get(r["path"], ""),
                 "gt_path": r.get(gt_col, "") or "", "mask_path": r.get("mask_path", "") or "",
@@ -278,11 +241,4 @@ def harmonize_dataset(
     return out
 
 
-def _read_png(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise SonoshiftError(f"frame {path} is missing or unreadable.")
-    return img
-
-
-__all__ = ["harmonize_dataset", "harmonize_inputs", "write_mp4"]
+__all__ = ["harmonize_dataset", "harmonize_inputs"]

@@ -41,7 +41,8 @@ from sonoshift.seeding import make_generator
 @dataclass(frozen=True)
 class CycleGANModel:
     """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3).
-    ``fast_conv``: the generator's stride-1 3x3 convs use NNPACK on the CPU where it pays (same math).
+    ``fast_conv`` has no effect: it selected a Winograd 3x3 convolution that measured slower than PyTorch's own
+    and was removed; the key stays so that configs and checkpoints that set it still load.
     ``arch``: "resnet" (reference) or "mobile_unet" (models/mobile_unet.py, width ngf, n_blocks blocks; the
     distilled student's network, trained here without a teacher as its baseline)."""
 
@@ -82,7 +83,7 @@ def build_generator(m: CycleGANModel) -> nn.Module:
         from sonoshift.models.mobile_unet import MobileUNet
 
         return MobileUNet(m.ngf, m.n_blocks)
-    return ResnetGenerator(1, 1, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample, fast_conv=m.fast_conv)
+    return ResnetGenerator(1, 1, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample)
 
 
 def _requires_grad(modules: list[nn.Module], flag: bool) -> None:

@@ -13,7 +13,6 @@ from typing import Literal
 import torch
 from torch import nn
 
-from sonoshift.models.fast_conv import Conv3x3
 from sonoshift.models.norm import InstanceNorm
 
 
@@ -22,15 +21,14 @@ def _norm(ch: int) -> nn.Module:
 
 
 class ResnetBlock(nn.Module):
-    """x + [reflect pad, 3x3 conv, IN, ReLU, reflect pad, 3x3 conv, IN](x); shape preserved. ``fast_conv``: the
-    3x3 convs take the NNPACK path on the CPU where it pays (models/fast_conv.py); same parameters either way."""
+    """x + [reflect pad, 3x3 conv, IN, ReLU, reflect pad, 3x3 conv, IN](x); shape preserved."""
 
-    def __init__(self, ch: int, dropout: float = 0.0, fast_conv: bool = True) -> None:
+    def __init__(self, ch: int, dropout: float = 0.0) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.ReflectionPad2d(1), Conv3x3(ch, ch, fast=fast_conv), _norm(ch), nn.ReLU(True)]
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch), nn.ReLU(True)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers += [nn.ReflectionPad2d(1), Conv3x3(ch, ch, fast=fast_conv), _norm(ch)]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(ch, ch, 3), _norm(ch)]
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,8 +40,7 @@ class ResnetGenerator(nn.Module):
 
     H and W must be multiples of 4. ``ngf`` is the stem width (64 in the reference, about 11.37 M parameters
     with 9 blocks and one channel), ``n_blocks`` the number of residual blocks, ``upsample`` either
-    ``"transpose"`` (reference) or ``"resize"`` (nearest x2 + 3x3 conv). ``fast_conv`` lets the stride-1 3x3
-    convs use NNPACK's Winograd kernels on the CPU (same function and parameters; models/fast_conv.py).
+    ``"transpose"`` (reference) or ``"resize"`` (nearest x2 + 3x3 conv).
     """
 
     def __init__(
@@ -55,7 +52,6 @@ class ResnetGenerator(nn.Module):
         n_blocks: int = 9,
         upsample: Literal["transpose", "resize"] = "transpose",
         dropout: float = 0.0,
-        fast_conv: bool = True,
     ) -> None:
         super().__init__()
         assert n_blocks >= 0, "n_blocks must be >= 0"
@@ -65,13 +61,12 @@ class ResnetGenerator(nn.Module):
         for _ in range(2):
             layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1), _norm(ch * 2), nn.ReLU(True)]
             ch *= 2
-        layers += [ResnetBlock(ch, dropout, fast_conv) for _ in range(n_blocks)]
+        layers += [ResnetBlock(ch, dropout) for _ in range(n_blocks)]
         for _ in range(2):
             if upsample == "transpose":
                 layers.append(nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1))
             else:
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
-                           Conv3x3(ch, ch // 2, fast=fast_conv)]
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(ch, ch // 2, 3)]
             layers += [_norm(ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_ch, 7), nn.Tanh()]

@@ -121,12 +121,12 @@ def _method(run: Path) -> str:
 
 
 def _heads_section(heads: dict[str, Any], figure: Path) -> ExtraSection:
-    """The fpdb report's head section: the overlay figure (written to ``figure``) and heads_summary.csv."""
-    from sonoshift.downstream.head_figure import head_overlay_figure
+    """The fpdb report's head section: the outline figure (written to ``figure``) and heads_summary.csv."""
+    from sonoshift.downstream.head_figure import head_outline_figure
     from sonoshift.report import ExtraSection
 
     runs = [(m, Path(p)) for m, p in heads.get("runs", {}).items() if m != "untranslated"]  # raw = its output
-    head_overlay_figure(figure, heads["original"], runs)
+    head_outline_figure(figure, heads["original"], runs)
     summary = pd.read_csv(heads["summary"], keep_default_na=False, na_values=["nan", "NaN", ""])
     keep = [c for c in summary.columns if not c.endswith("_std") or c.startswith(("ellipse_iou", "hc_frac"))]
     return ExtraSection(
@@ -176,7 +176,7 @@ def run_real(
     heads = run_stage("heads: HC18 segmenter on FETAL_PLANES_DB", root,
                       [to_dict(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}"],
                       lambda: _heads(cfg, root, data_root, study_runs["fpdb"], progress), force=force, log=log)
-    figure = root / "heads" / "heads_overlay.png"
+    figure = root / "heads" / "heads_outlines.png"
     # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.
     for name, source, target, _ in studies:
         sub = root / name

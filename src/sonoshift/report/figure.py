@@ -21,9 +21,10 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from sonoshift.atomic import atomic_file  # noqa: E402
-from sonoshift.report.grid import Predictions, _outputs_by_source, pick_frames, read_gray, resolve  # noqa: E402
+from sonoshift.io.images import read_gray  # noqa: E402
+from sonoshift.report.grid import Predictions, _outputs_by_source, pick_frames, resolve  # noqa: E402
 from sonoshift.report.load import RunResult  # noqa: E402
-from sonoshift.report.overlay import GT_COLOR, LABEL_COLORS, PRED_COLORS, overlay, upsample  # noqa: E402
+from sonoshift.report.outlines import GT_COLOR, LABEL_COLORS, PRED_COLORS, draw_outlines, upsample  # noqa: E402
 from sonoshift.report.summary import UNTRANSLATED  # noqa: E402
 
 DPI = 100
@@ -109,7 +110,7 @@ def figure_content(runs: list[RunResult], overlays: bool = True, panel_px: int =
 
     def panel(title: str, path: Path, pred: np.ndarray | None, cap: str, dice: str, segmented: bool = True) -> Panel:
         g = read_gray(path)
-        drawn = overlay(g, labels, pred, scale, label_color, line_px=LINE_PX) if outlines and segmented else None
+        drawn = draw_outlines(g, labels, pred, scale, label_color, line_px=LINE_PX) if outlines and segmented else None
         return Panel(title, g, drawn, cap, dice)
 
     p, dice = ref_pred.get("source", row0) if ref_pred else (None, "")

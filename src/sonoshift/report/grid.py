@@ -18,12 +18,12 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from sonoshift.atomic import atomic_file  # noqa: E402
 from sonoshift.errors import SonoshiftError  # noqa: E402
-from sonoshift.evaluate import read_gray  # noqa: E402  (image reading: moves to the I/O module)
+from sonoshift.io.images import read_gray  # noqa: E402
 from sonoshift.report.load import RunResult  # noqa: E402
-from sonoshift.report.overlay import GT_COLOR, LABEL_COLORS, PRED_COLORS, overlay  # noqa: E402
+from sonoshift.report.outlines import GT_COLOR, LABEL_COLORS, PRED_COLORS, draw_outlines  # noqa: E402
 from sonoshift.runs import open_run, resolve  # noqa: E402
 
-__all__ = ["GT_COLOR", "LABEL_COLORS", "PRED_COLORS", "GridContent", "Predictions", "grid_content", "overlay",
+__all__ = ["GT_COLOR", "LABEL_COLORS", "PRED_COLORS", "GridContent", "Predictions", "draw_outlines", "grid_content",
            "pick_frames", "qualitative_grid"]
 
 DPI = 100
@@ -151,7 +151,7 @@ def grid_content(runs: list[RunResult], frames: list[str], overlays: bool = True
             content.saw_labels = True
 
         def draw(img_path: Path, pred: np.ndarray | None, lab: np.ndarray | None = labels) -> np.ndarray:
-            return overlay(read_gray(img_path), lab, pred, scale, label_color)
+            return draw_outlines(read_gray(img_path), lab, pred, scale, label_color)
 
         p, dice = ref_pred.get("source", row0) if ref_pred else (None, "")
         panels: list[tuple[np.ndarray | None, str]] = [(draw(resolve(src, root), p), dice)]

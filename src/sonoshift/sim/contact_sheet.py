@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sonoshift.atomic import atomic_write_bytes
+from sonoshift.io.images import write_png
+from sonoshift.io.video import read_video
 from sonoshift.sim.profiles import Profile
 from sonoshift.sim.tissues import LABEL_NAMES
-from sonoshift.sim.video import read_mp4
 
 # One colour (BGR) per class id; class 0 (outside the fan) stays uncoloured.
 _PALETTE = np.array(
@@ -61,7 +61,7 @@ def write_contact_sheet(root: Path, records: list[dict], profiles: list[Profile]
         top, bottom = [], []
         for video_id, k, plane in picks:
             r = by_key[(video_id, p.name)]
-            frame = read_mp4(root / r["paths"]["video"])[k]
+            frame = read_video(root / r["paths"]["video"])[0][k]
             labels = np.load(root / r["paths"]["label_map"], mmap_mode="r")[k]
             tile = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             # Caption in the empty bottom-right corner (the scanner's own text is top and bottom-left).
@@ -72,8 +72,5 @@ def write_contact_sheet(root: Path, records: list[dict], profiles: list[Profile]
             bottom.append(label_overlay(frame, np.asarray(labels)))
         rows += [np.hstack(top), np.hstack(bottom)]
     sheet = np.vstack(rows)
-    ok, png = cv2.imencode(".png", sheet)
-    if not ok:
-        raise RuntimeError("PNG encoding of the contact sheet failed")
-    atomic_write_bytes(path, png.tobytes())
+    write_png(path, sheet, bgr=True)
     return sheet

@@ -2,7 +2,7 @@
 
 Mother coordinates in cm: x to the mother's left, y towards her head (fundus), z into the body (0 at the skin).
 The fetus has its own frame (a: towards the fetal head, b: fetal left, c: fetal belly) placed with a random
-presentation, tilt and roll. Sizes come from the Hadlock curves (HC, BPD, AC, FL) of ``growth.py``.
+presentation, tilt and roll. Sizes come from the Hadlock curves (HC, BPD, AC, FL) of ``biometry/hadlock.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sonoshift.sim import growth
+from sonoshift.biometry import hadlock
+from sonoshift.biometry.ellipse import ellipse_axes_from_circumference
 from sonoshift.sim.primitives import BlockFn, Capsule, PackedShapes, Ellipsoid, Plane, Shape, frame_from_axis, rasterize
 from sonoshift.sim.tissues import LABEL as L
 
@@ -59,11 +60,11 @@ def _unit(v) -> np.ndarray:
 def build_phantom(ga_weeks: float, rng: np.random.Generator) -> Phantom:
     """A random patient at gestational age ``ga_weeks`` (weeks, 14-42); all randomness from ``rng``."""
     ga = float(ga_weeks)
-    hc, ac, fl = growth.head_circumference_cm(ga), growth.abdominal_circumference_cm(ga), growth.femur_length_cm(ga)
+    hc, ac, fl = hadlock.head_circumference_cm(ga), hadlock.abdominal_circumference_cm(ga), hadlock.femur_length_cm(ga)
     # The transthalamic section is an ellipse of perimeter HC with cephalic index BPD/OFD = 0.8.
-    ofd_half, bpd_half = growth.ellipse_axes_from_circumference(hc, 0.8)
+    ofd_half, bpd_half = ellipse_axes_from_circumference(hc, 0.8)
     ofd, bpd = 2 * ofd_half, 2 * bpd_half
-    r_b, r_c = growth.ellipse_axes_from_circumference(ac, 0.9)
+    r_b, r_c = ellipse_axes_from_circumference(ac, 0.9)
     trunk_len = 0.42 * hc
     h = trunk_len / 2
     neck = 0.08 * hc

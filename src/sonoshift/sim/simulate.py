@@ -40,7 +40,7 @@ from sonoshift.sim.scan_convert import View, make_view
 from sonoshift.sim.speckle import ScattererBank, make_bank
 from sonoshift.sim.sweeps import SWEEPS, sweep_planes
 from sonoshift.sim.tissues import LABEL_NAMES
-from sonoshift.sim.video import write_mp4
+from sonoshift.io.video import write_mp4
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,11 @@ changing region (``extend_by_shape``); the result is optionally replaced by its 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 
-from sonoshift.data import morphology as morph
-
-if TYPE_CHECKING:
-    from sonoshift.data.crop import CropConfig
+import sonoshift.data.crop.morphology as morph
+from sonoshift.data.crop.config import CropConfig
 
 
 def sample_indices(n_frames: int, n_samples: int) -> np.ndarray:

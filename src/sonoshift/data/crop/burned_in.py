@@ -9,15 +9,11 @@ the bounding box of each element, grown by a small margin, so anti-aliased edges
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 
-from sonoshift.data import morphology as morph
-
-if TYPE_CHECKING:
-    from sonoshift.data.crop import CropConfig
+import sonoshift.data.crop.morphology as morph
+from sonoshift.data.crop.config import CropConfig
 
 
 def corner_zones(shape: tuple[int, int], config: CropConfig) -> np.ndarray:

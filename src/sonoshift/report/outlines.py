@@ -49,7 +49,7 @@ def _edge(region: np.ndarray, mode: str, width: int) -> np.ndarray:
     return edge
 
 
-def overlay(
+def draw_outlines(
     gray: np.ndarray,
     labels: np.ndarray | None = None,
     pred: np.ndarray | None = None,

@@ -1,4 +1,4 @@
-"""Segmentation overlays in the report grid and caller-supplied extra report sections."""
+"""Segmentation outlines in the report grid and caller-supplied extra report sections."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from fake_runs import make_dataset, make_run
 from sonoshift.errors import SonoshiftError
 from sonoshift.evaluate import EvaluateConfig, evaluate_run
 from sonoshift.report import ExtraSection, ReportConfig, make_report
-from sonoshift.report.grid import GT_COLOR, LABEL_COLORS, PRED_COLORS, grid_content, overlay, pick_frames
+from sonoshift.report.grid import GT_COLOR, LABEL_COLORS, PRED_COLORS, grid_content, pick_frames
+from sonoshift.report.outlines import draw_outlines
 from sonoshift.report.load import load_runs
 
 
@@ -45,7 +46,7 @@ def test_prediction_outlines_lie_exactly_on_the_mask_boundaries() -> None:
     pred = np.zeros((10, 12), np.uint8)
     pred[2:6, 2:6] = 1
     pred[7:9, 7:11] = 3
-    rgb = overlay(gray, None, pred, scale=3)
+    rgb = draw_outlines(gray, None, pred, scale=3)
     assert rgb.shape == (30, 36, 3)
     for k in (1, 3):
         expected = find_boundaries(_up((pred == k).astype(np.uint8), 3), mode="outer")
@@ -54,7 +55,7 @@ def test_prediction_outlines_lie_exactly_on_the_mask_boundaries() -> None:
     halo = _ring(lines)
     assert np.allclose(rgb[halo], 0.0)  # a dark halo around every line
     assert np.allclose(rgb[~(lines | halo)], 90 / 255)
-    assert np.allclose(overlay(gray, None, pred, scale=3, halo=False)[~lines], 90 / 255)
+    assert np.allclose(draw_outlines(gray, None, pred, scale=3, halo=False)[~lines], 90 / 255)
 
 
 def test_truth_and_prediction_outlines_do_not_hide_each_other() -> None:
@@ -62,12 +63,12 @@ def test_truth_and_prediction_outlines_do_not_hide_each_other() -> None:
     gray = np.full((12, 12), 40, np.uint8)
     labels = np.zeros((12, 12), np.uint8)
     labels[3:9, 3:9] = 2
-    rgb = overlay(gray, labels, labels.copy(), scale=2, label_color=GT_COLOR)
+    rgb = draw_outlines(gray, labels, labels.copy(), scale=2, label_color=GT_COLOR)
     region = _up((labels == 2).astype(np.uint8), 2)
     np.testing.assert_array_equal(_where(rgb, GT_COLOR), find_boundaries(region, mode="inner"))
     np.testing.assert_array_equal(_where(rgb, PRED_COLORS[1]), find_boundaries(region, mode="outer"))
     # without label_color the truth keeps its class colour, and a map of another size is resized to the frame
-    small = overlay(gray, labels[::2, ::2].repeat(2, 0).repeat(2, 1)[:6, :6], None)
+    small = draw_outlines(gray, labels[::2, ::2].repeat(2, 0).repeat(2, 1)[:6, :6], None)
     assert small.shape == (12, 12, 3) and _where(small, LABEL_COLORS[1]).any()
 
 

@@ -12,16 +12,12 @@ then finds text blocks in the corner zones and grey bars at the side edges (``cr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import cv2
 import numpy as np
 
-from sonoshift.data import morphology as morph
-from sonoshift.data.crop_overlay import flat_runs, overlay_bar_mask, overlay_text_mask
-
-if TYPE_CHECKING:
-    from sonoshift.data.crop import CropConfig
+import sonoshift.data.crop.morphology as morph
+from sonoshift.data.crop.burned_in import flat_runs, overlay_bar_mask, overlay_text_mask
+from sonoshift.data.crop.config import CropConfig
 
 
 def overlay_mask(frame: np.ndarray, config: CropConfig) -> np.ndarray:
