@@ -141,7 +141,7 @@ def test_cli_train_cascade_and_ddgan(tiny_run, capsys):
               "-q", *TINY_DDGAN, "train.max_steps=1"])
     assert ok.value.code == 0
     assert read_model(out).method == "cascade"
-    assert "trained 1 steps" in capsys.readouterr().out
+    assert "trained 1 step (" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:  # no CycleGAN given: one sentence, exit status 1
         main(["train", "ddgan", "--data", str(tiny_run["data"]), "--out", str(tiny_run["root"] / "cli_dd"), "-q",
               *TINY_DDGAN, "cyclegan=''"])

@@ -20,14 +20,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 
 import sonoshift
-from sonoshift.atomic import atomic_write_text
-from sonoshift.config import to_dict
+from sonoshift.config import PosInt, Range, Validated, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.io.images import read_gray
 from sonoshift.metrics import REGISTRY
@@ -35,6 +34,7 @@ from sonoshift.metrics.fid import default_extractor, extract_features, fid_from_
 from sonoshift.metrics.histogram import PooledHistogram, bc_from_counts
 from sonoshift.metrics.lpips import LPIPS, load_lpips, lpips_distance
 from sonoshift.metrics.suite import PAIR_METRICS, pair_metrics
+from sonoshift.outputs import Action, Stamp, decide, file_digest, settings_key
 from sonoshift.progress import track
 from sonoshift.runs import open_run
 
@@ -50,18 +50,45 @@ ID_COLUMNS = ["method", "config", "reference", "output_path", "reference_path", 
 
 
 @dataclass(frozen=True)
-class EvaluateConfig:
+class EvaluateConfig(Validated):
     """How ``evaluate`` scores a run."""
 
     modes: tuple[str, ...] = MODES  # reference modes to try; a mode with no reference files is skipped
     use_mask: bool = True  # score only inside the field-of-view mask (mask_path) when the run has one
-    mi_bins: int = 64
+    mi_bins: Annotated[int, Range(2)] = 64
     mi_normalized: bool = True  # 2 I / (H_a + H_b) in [0, 1]; False: bits
     css_variant: Literal["mean", "product"] = "mean"
     lpips: Literal["auto", "alex", "vgg", "none"] = "auto"  # auto: AlexNet when its weights are found, else skip
     lpips_weights: str | None = None  # folder with the weight files (then the torch hub cache is searched)
     distribution: bool = True  # FID / KID (labelled extractor) and pooled BC per mode
-    batch_size: int = 32
+    batch_size: PosInt = 32
+
+
+def verify_run_split(run_dir: Path, segmenter: str | Path | None = None) -> dict[str, Any] | None:
+    """Leakage check at this read of a split: the split of the run's dataset (splits.json, its manifest) and the
+    model's training split against it (sonoshift.leakage). Leakage that harmonize was allowed to accept (run.json
+    "leakage") is returned, to be marked in the report; new leakage is an error."""
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.leakage import check_model_split
+
+    folder = open_run(run_dir)
+    run, root = folder.info, folder.dataset_root
+    split = run.get("split")
+    if not split or not (root / "dataset.json").is_file():
+        return run.get("leakage")
+    state = None
+    if segmenter is not None:  # the downstream segmenter is a trained model too
+        try:
+            info = json.loads((Path(segmenter) / "segmenter.json").read_text(encoding="utf-8")).get("info", {})
+        except (OSError, ValueError, AttributeError):
+            info = {}
+        return check_model_split({"training_split": info.get("training_split")}, root, str(split),
+                                 model=f"segmenter {segmenter}")
+    if run.get("checkpoint") and Path(str(run["checkpoint"])).exists():
+        state = read_model(run["checkpoint"]).state
+    allowed = run.get("leakage")
+    found = check_model_split(state, root, str(split), allow=bool(allowed), model=f"the model of run {run_dir}")
+    return found or allowed
 
 
 def _load_chunk(
@@ -109,13 +136,100 @@ def _fmt(v: float) -> str:
     return repr(float(v)) if isinstance(v, float) else str(v)
 
 
-def evaluate_run(run_dir: str | Path, cfg: EvaluateConfig = EvaluateConfig(), progress: bool = True) -> Path:
+EVALUATION = "evaluation"
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One evaluated run: its metrics.csv, whether an identical earlier evaluation was reused, and the
+    downstream segmentation table when a segmenter was given (None when reused or not asked for)."""
+
+    metrics: Path
+    reused: bool
+    segmentation: Any = None
+
+
+def evaluation_key(run_dir: Path, cfg: EvaluateConfig, segmenter: str | Path | None = None) -> str:
+    """What an evaluation of ``run_dir`` depends on: the run's outputs.csv and run.json, the config, the segmenter."""
+    seg = None
+    if segmenter is not None:
+        seg_dir = Path(segmenter)
+        seg = [str(seg_dir.resolve()), [[f.name, f.stat().st_size, f.stat().st_mtime_ns]
+                                        for f in sorted(seg_dir.iterdir()) if f.is_file()] if seg_dir.is_dir() else None]
+    files = {f: file_digest(run_dir / f) for f in ("outputs.csv", "run.json") if (run_dir / f).is_file()}
+    return settings_key({"config": to_dict(cfg), "files": files, "segmenter": seg})
+
+
+def claim_metrics(run_dir: Path, key: str, force: bool) -> Action:
+    """The output policy (sonoshift.outputs) for the metrics files inside a run folder."""
+    meta = run_dir / "metrics.json"
+    if not meta.is_file():
+        if (run_dir / "metrics.csv").exists():
+            return decide(run_dir / "metrics.csv", EVALUATION, None, key, force, "run folder")
+        return "create"
+    try:
+        old = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    found = Stamp(EVALUATION, old.get("evaluation_key")) if isinstance(old, dict) and "sonoshift_version" in old else None
+    if found is None:
+        return decide(meta, EVALUATION, None, key, force, "run folder")
+    if not force and found.key != key:
+        raise SonoshiftError(f"run {run_dir} already holds metrics from other evaluate settings or outputs; pass "
+                             "--force to replace them.")
+    return decide(meta, EVALUATION, found, key, force, "run folder")
+
+
+def evaluate_runs(
+    run_dirs: list[str | Path],
+    cfg: EvaluateConfig = EvaluateConfig(),
+    *,
+    segmenter: str | Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> list[Evaluated]:
+    """Score every run of ``run_dirs`` (see :func:`evaluate_run`); with ``segmenter`` also write each run's
+    segmentation.csv. All runs succeed or nothing is written. An earlier evaluation with the same settings and
+    outputs is reused, one with others is refused unless ``force`` (sonoshift.outputs)."""
+    from sonoshift.downstream.evaluate_seg import evaluate_segmentation
+    from sonoshift.outputs import all_or_nothing
+
+    runs = [Path(r) for r in run_dirs]
+    leaks = {r: verify_run_split(r) for r in runs}
+    if segmenter is not None:
+        for r in runs:
+            verify_run_split(r, segmenter)
+    plans = [(r, evaluation_key(r, cfg, segmenter)) for r in runs]
+    actions = [claim_metrics(r, k, force) for r, k in plans]
+    results: list[Evaluated] = []
+    with all_or_nothing() as batch:
+        for (run, key), action in zip(plans, actions):
+            if action == "reuse":
+                results.append(Evaluated(run / "metrics.csv", True))
+                continue
+            for name, text in _score(run, cfg, progress, key, leaks[run]).items():
+                batch.path(run / name).write_text(text, encoding="utf-8")
+            seg = None
+            if segmenter is not None:
+                seg = evaluate_segmentation(run, segmenter, progress=progress, batch=batch)
+            results.append(Evaluated(run / "metrics.csv", False, seg))
+    return results
+
+
+def evaluate_run(
+    run_dir: str | Path, cfg: EvaluateConfig = EvaluateConfig(), progress: bool = True, *, force: bool = False
+) -> Path:
     """Score every output frame of the run folder ``run_dir`` in the configured reference modes.
 
-    Writes ``metrics.csv``, ``metrics_dataset.csv`` and ``metrics.json`` into ``run_dir`` (each atomically) and
-    returns the path of ``metrics.csv``. Images are 8-bit PNGs scored as [0, 1] intensities.
+    Writes ``metrics.csv``, ``metrics_dataset.csv`` and ``metrics.json`` into ``run_dir`` (together, atomically)
+    and returns the path of ``metrics.csv``. Images are 8-bit PNGs scored as [0, 1] intensities. An earlier
+    evaluation with the same settings is reused; other earlier metrics are replaced only with ``force``.
     """
-    run_dir = Path(run_dir)
+    return evaluate_runs([run_dir], cfg, progress=progress, force=force)[0].metrics
+
+
+def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage: dict | None = None) -> dict[str, str]:
+    """The texts of metrics_dataset.csv, metrics.json and metrics.csv for one run (nothing is written)."""
     unknown = [m for m in cfg.modes if m not in MODES]
     if unknown:
         raise SonoshiftError(f"unknown reference mode '{unknown[0]}' (choose from {', '.join(MODES)}).")
@@ -206,9 +320,9 @@ def evaluate_run(run_dir: str | Path, cfg: EvaluateConfig = EvaluateConfig(), pr
         "higher_is_better": {k: REGISTRY[k].higher_is_better for k in metric_cols},
         "n_frames": len(rows),
         "evaluate_config": to_dict(cfg),
+        "evaluation_key": key,
+        "leakage": leakage,
         "sonoshift_version": sonoshift.__version__,
     }
-    atomic_write_text(run_dir / "metrics_dataset.csv", dbuf.getvalue())
-    atomic_write_text(run_dir / "metrics.json", json.dumps(meta, indent=2) + "\n")
-    atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
-    return run_dir / "metrics.csv"
+    return {"metrics_dataset.csv": dbuf.getvalue(), "metrics.json": json.dumps(meta, indent=2) + "\n",
+            "metrics.csv": buf.getvalue()}

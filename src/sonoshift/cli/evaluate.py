@@ -30,25 +30,31 @@ def evaluate_cmd(
         None, "--segmenter", help="Segmenter checkpoint: also write segmentation.csv (Dice/HD95 of the source frames "
         "before and after harmonization, against the source label maps)."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace metrics that an earlier evaluate with other settings "
+                               "wrote into the run folders."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Score each translated frame against its paired target, its own source and the ground truth (if any)."""
+    """Score each translated frame against its paired target, its own source and the ground truth (if any).
+
+    Several runs are evaluated together: if one fails, none of them gets new files.
+    """
     from sonoshift.errors import SonoshiftError
-    from sonoshift.evaluate import EvaluateConfig, evaluate_run
+    from sonoshift.evaluate import EvaluateConfig, evaluate_runs
 
     runs, overrides = split_run_args(args)
     if not runs:
         raise SonoshiftError("give at least one run folder to evaluate.")
     cfg = load_config(EvaluateConfig, config, overrides)
-    for run in runs:
-        path = evaluate_run(run, cfg, progress=not quiet)
-        typer.echo(f"wrote {path}")
-        if segmenter is not None:
-            from sonoshift.downstream.evaluate_seg import evaluate_segmentation, summarize_segmentation
+    for run, done in zip(runs, evaluate_runs(runs, cfg, segmenter=segmenter, progress=not quiet, force=force)):
+        if done.reused:
+            typer.echo(f"{run} was already evaluated with these settings; kept {done.metrics} (--force redoes it)")
+            continue
+        typer.echo(f"wrote {done.metrics}")
+        if done.segmentation is not None:
+            from sonoshift.downstream.evaluate_seg import summarize_segmentation
 
-            table = evaluate_segmentation(run, segmenter, progress=not quiet)
             typer.echo(f"wrote {Path(run) / 'segmentation.csv'}")
-            typer.echo(summarize_segmentation(table).to_string(index=False))
+            typer.echo(summarize_segmentation(done.segmentation).to_string(index=False))
 
 
 def register(app: typer.Typer) -> None:

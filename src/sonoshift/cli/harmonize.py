@@ -10,7 +10,8 @@ import typer
 def harmonize_cmd(
     inputs: list[Path] = typer.Argument(None, help="Frames, folders of frames, MP4/AVI/DICOM cine-loops, .npy stacks."),
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint folder, run folder (latest checkpoint), model.safetensors, or an exported .onnx (--runtime onnx)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (a translation run folder with --dataset)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (a translation run folder with --dataset); "
+                             "existing files there are never overwritten unless they are harmonize's own results."),
     dataset: Path | None = typer.Option(None, "--dataset", help="Prepared dataset: translate the source frames of --split."),
     split: str = typer.Option("test", "--split", help="Split of --dataset to translate."),
     frames: bool = typer.Option(False, "--frames", help="Also write PNG frames (OUT/<name>/00000.png ...)."),
@@ -24,6 +25,10 @@ def harmonize_cmd(
                                 "and their per-pixel std as 8-bit grey levels of the 0..255 output (std in [0, 1] "
                                 "units = value / 255; 0 outside the field of view) under OUT/uncertainty/, in the "
                                 "same geometry and format as the outputs."),
+    force: bool = typer.Option(False, "--force", help="Replace earlier harmonize results at --out made with another "
+                               "model or settings (files sonoshift did not write are never replaced)."),
+    allow_leakage: bool = typer.Option(False, "--allow-leakage", help="With --dataset: translate a split that shares "
+                                       "patients with the model's training split (the report marks it in red)."),
     runtime: str = typer.Option("torch", "--runtime", help="torch (checkpoint) or onnx (ONNX Runtime on the CPU: an "
                                 "exported .onnx file, or a checkpoint exported on the fly)."),
     live: str | None = typer.Option(None, "--live", help="Live source: capture device number (0, 1...) or a "
@@ -52,12 +57,13 @@ def harmonize_cmd(
         if inputs:
             raise SonoshiftError("give either input files or --dataset, not both.")
         run = harmonize_dataset(model, dataset, out, split=split, batch_size=batch_size, device=device,
-                                progress=not quiet, samples=samples, runtime=runtime, **options)
+                                progress=not quiet, samples=samples, force=force,
+                                allow_leakage=allow_leakage, runtime=runtime, **options)
         typer.echo(f"wrote translation run {run}")
         return
     written = harmonize_inputs(model, list(inputs or []), out, frames=frames, paste_back=paste_back,
                                batch_size=batch_size, device=device, crop=not no_crop, progress=not quiet,
-                               samples=samples, runtime=runtime, **options)
+                               samples=samples, force=force, runtime=runtime, **options)
     for p in written:
         typer.echo(str(p))
 

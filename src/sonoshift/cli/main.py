@@ -17,7 +17,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},  # sub-commands inherit it
 )
+
+
+def _flags_take_no_value() -> None:
+    """typer's help writes a type for every option, so a flag reads ``--force <bool>`` as if it took a value;
+    show no type for flags."""
+    from typer.core import TyperOption
+
+    typed = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202 (typer's signature)
+        return None if getattr(self, "is_flag", False) else typed(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
 
 
 def _version(value: bool) -> None:

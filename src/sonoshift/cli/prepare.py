@@ -29,7 +29,8 @@ def prepare_cmd(
         help="Two or more domain folders, or one spec YAML / folder with sonoshift_spec.yaml; then optional "
         "key=value overrides (e.g. resize.size=128 split.seed=3).",
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (created atomically)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (created atomically; the same dataset already "
+                             "there is reused, anything else refused)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file with a PrepareConfig."),
     public: str | None = typer.Option(
         None, "--public", help=f"Prepare a public dataset instead of inputs: {', '.join(LOADERS)}."
@@ -40,6 +41,7 @@ def prepare_cmd(
     domains: str | None = typer.Option(
         None, "--domains", help="With --public: comma-separated machines/centres to keep (e.g. 'Aloka,Voluson E6')."
     ),
+    force: bool = typer.Option(False, "--force", help="Replace a prepared dataset already in --out (never other files)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Ingest, crop the field of view, harmonize frame counts, split by patient, resize and write the dataset."""
@@ -49,9 +51,9 @@ def prepare_cmd(
         if inputs:
             raise SonoshiftError(f"give either input folders/spec or --public, not both (got {inputs[0]}).")
         spec = public_spec(public, data_root, domains)
-        result = prepare(spec, out, cfg, progress=not quiet)
+        result = prepare(spec, out, cfg, progress=not quiet, force=force)
     else:
-        result = prepare(inputs, out, cfg, progress=not quiet)
+        result = prepare(inputs, out, cfg, progress=not quiet, force=force)
     if result.reused:
         typer.echo(f"{out} already holds this dataset; reused it.")
     typer.echo(summary(result.info, result.out))

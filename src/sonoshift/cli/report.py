@@ -16,7 +16,9 @@ def report_cmd(
         ..., help="Run folders scored by `sonoshift evaluate`, then optional key=value overrides "
         "(grid_frames=6 overlays=false violins=false figure=false)."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Report folder (replaced atomically)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder (created atomically; an earlier identical report "
+                             "there is reused, anything else refused)."),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier report in --out (never other files)."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML file with a ReportConfig."),
 ) -> None:
     """One HTML page that leads with the verdict (does each method beat the untranslated frames?), a Figure-4 style
@@ -25,7 +27,7 @@ def report_cmd(
 
     runs, overrides = split_run_args(args)
     cfg = load_config(ReportConfig, config, overrides)
-    path = make_report(runs, out, cfg)
+    path = make_report(runs, out, cfg, force=force)
     typer.echo(f"wrote {path / 'index.html'}")
 
 

@@ -37,6 +37,17 @@ def _device(spec: str):
     return select_device(spec)
 
 
+FORCE_HELP = "Replace an earlier result of this command in --out (never files sonoshift did not write)."
+
+
+def _claim(out: Path, kind: str, key: str, force: bool, marker: str) -> str:
+    """The output policy (sonoshift.outputs) for ``out``; ``marker``: a file that outputs of this kind always hold."""
+    from sonoshift.outputs import Stamp, claim_folder
+
+    return claim_folder(out, kind, key, force=force,
+                        legacy=lambda p: Stamp(kind, None) if (p / marker).is_file() else None)
+
+
 def _print_table(df) -> None:
     typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
@@ -49,12 +60,14 @@ def train_cmd(
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
     legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     device: str = typer.Option("auto", help="auto, cpu, cuda[:i] or mps."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Train the target-domain U-Net on a prepared dataset's label maps and write a checkpoint."""
     from sonoshift.config import load_config
     from sonoshift.downstream.target_segmenter import SegmenterConfig, train_target_segmenter
 
     cfg = load_config(SegmenterConfig, config, _overrides(overrides, legacy))
+    _claim(out, "segmenter", "", force, "segmenter.json")
     seg = train_target_segmenter(dataset, out, cfg, device=_device(device))
     val = seg.info.get("val_dice", {})
     typer.echo(f"segmenter ({', '.join(seg.classes)}) on domain '{seg.info['domain']}' written to {out}")
@@ -85,6 +98,7 @@ def train_hc18_cmd(
     legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     data_root: Path | None = typer.Option(None, help="Shared data folder holding hc18/ (overrides data_dir)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda[:i] or mps."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Train the fetal-head segmenter on HC18 and report held-out Dice and HC error (mm)."""
     from sonoshift.config import load_config
@@ -92,6 +106,7 @@ def train_hc18_cmd(
 
     extra = [f"data_dir={data_root / 'hc18'}"] if data_root is not None else []
     cfg = load_config(Hc18Config, config, [*_overrides(overrides, legacy), *extra])
+    _claim(out, "segmenter", "", force, "segmenter.json")
     seg, _ = train_hc18_segmenter(cfg, out, device=_device(device))
     v = seg.info.get("validation")
     typer.echo(f"HC18 head segmenter written to {out}")
@@ -110,6 +125,7 @@ def heads_cmd(
     data_root: Path = typer.Option(Path("../shared/data"), help="Shared data folder holding fetal_planes_db/."),
     runs: list[Path] = typer.Option([], "--run", help="Translation run(s) of FETAL_PLANES_DB to measure too."),
     plane: str = typer.Option("brain", help="Keep run frames whose plane label contains this ('' = all)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Head proxies (area, ellipse IoU, HC) on FETAL_PLANES_DB trans-thalamic heads per machine, raw and harmonized."""
     import pandas as pd
@@ -119,6 +135,7 @@ def heads_cmd(
 
     if not (data_root / "fetal_planes_db").is_dir() and not runs:
         raise SonoshiftError(f"data root {data_root} has no fetal_planes_db/ (pass --data-root).")
+    _claim(out, "head measurement", "", force, "heads_summary.csv")
     tables = []
     if (data_root / "fetal_planes_db").is_dir():
         tables.append(evaluate_heads_fpdb(data_root, segmenter, out / "heads_raw.csv"))
@@ -136,6 +153,7 @@ def predict_cmd(
     segmenter: Path = typer.Argument(..., help="Checkpoint folder."),
     images: list[Path] = typer.Argument(..., help="Image files (PNG/JPG) or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the label maps (PNG of class ids)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Write one label map per image (same size as the image; PNG values are class ids)."""
     from sonoshift.atomic import atomic_dir
@@ -145,8 +163,15 @@ def predict_cmd(
     files = [q for p in images for q in (sorted(p.glob("*.png")) + sorted(p.glob("*.jpg")) if p.is_dir() else [p])]
     if not files:
         raise SonoshiftError("no images were found in the given paths.")
+    from sonoshift.outputs import settings_key, write_stamp
+
+    key = settings_key([str(Path(segmenter).resolve()), [[str(f.resolve()), f.stat().st_mtime_ns] for f in files]])
+    if _claim(out, "label-map folder", key, force, ".sonoshift.json") == "reuse":
+        typer.echo(f"{out} already holds these label maps; kept them (--force redoes them)")
+        return
     seg = load_segmenter(segmenter)
     with atomic_dir(out) as tmp:
+        write_stamp(tmp, "label-map folder", key)
         for f in files:
             write_png(tmp / f"{f.stem}.png", predict(seg, [read_gray(f)])[0])
     typer.echo(f"{len(files)} label maps ({', '.join(seg.classes)}) written to {out}")

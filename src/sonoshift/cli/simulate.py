@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
     def simulate_cmd(
         overrides: list[str] = typer.Argument(None, help="key=value settings of the simulation applied after the "
                                               "options, e.g. fps=15 scatterer_spacing_cm=0.03."),
-        out: Path = typer.Option(..., "--out", help="Output folder (replaced atomically if it exists)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder (created atomically; an earlier identical "
+                                 "simulation there is reused, anything else refused)."),
         patients: int = typer.Option(4, "--patients", help="Number of simulated patients."),
         profiles: str = typer.Option("handheld,cart", "--profiles",
                                      help="Comma-separated scanner profiles: built-in names (handheld, cart, phased) "
@@ -26,7 +27,8 @@ def register(app: typer.Typer) -> None:
         ga_max: float = typer.Option(38.0, "--ga-max", help="Largest gestational age (weeks)."),
         sweeps: str = typer.Option("", "--sweeps", help="Comma-separated subset of the six VSI sweeps (default all)."),
         workers: int = typer.Option(0, "--workers", help="Worker processes (0: one per available core, at most 4)."),
-        quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+        force: bool = typer.Option(False, "--force", help="Replace an earlier simulation in --out (never other files)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Simulate multi-scanner VSI fetal ultrasound with per-frame labels and cross-profile ground truth."""
         from sonoshift.config import apply_overrides
@@ -45,6 +47,6 @@ def register(app: typer.Typer) -> None:
             workers=workers if workers > 0 else default_workers(),
         )
         cfg = apply_overrides(cfg, overrides or [])
-        path = simulate(out, cfg, progress=not quiet)
+        path = simulate(out, cfg, progress=not quiet, force=force)
         n_sweeps, n_profiles = len(cfg.sweeps), len(cfg.profiles)
         console.print(f"simulated {cfg.patients} patients x {n_sweeps} sweeps x {n_profiles} profiles -> {path}")

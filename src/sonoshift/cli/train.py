@@ -26,15 +26,35 @@ def report(result: Any, out: Path) -> None:
                    f"continue with the same command and --resume.", err=True)
         sys.exit(130)
     losses = " ".join(f"{k}={v:.4g}" for k, v in result.losses.items())
-    typer.echo(f"trained {result.step} steps ({result.epoch} epochs) into {out}; last checkpoint {result.checkpoint}")
+    steps = f"{result.step} step{'s' if result.step != 1 else ''}"
+    typer.echo(f"trained {steps} ({epochs_text(result)}) into {out}; last checkpoint {result.checkpoint}")
     if losses:
         typer.echo(f"last losses: {losses}")
+
+
+def epochs_text(result) -> str:
+    """``2 epochs``, ``1 epoch``, ``0.25 of an epoch`` from a TrainResult (never "0 epochs" after real steps)."""
+    per = getattr(result, "steps_per_epoch", 0)
+    if not per:
+        return f"{result.epoch} epoch{'s' if result.epoch != 1 else ''}"
+    e = result.step / per
+    if e < 1:
+        return f"{e:.2g} of an epoch"
+    return f"{e:.3g} epoch{'s' if e != 1 else ''}"
+
+
+def default_network_note(config: Path | None, method: str) -> None:
+    """Say which network a run without ``-c`` trains (the paper-size defaults are slow on a CPU)."""
+    if config is None:
+        typer.echo(f"note: no -c/--config given, so this trains the paper-size {method} network (the defaults); "
+                   f"on a CPU pass -c cpu/{method} for the small one.", err=True)
 
 
 def method_command(spec: Any) -> Any:
     """The `sonoshift train <spec.name>` command of a registry entry (a typer command built from its spec)."""
     P = inspect.Parameter
-    cfg_help = f"YAML config{', e.g. ' + spec.default_config if spec.default_config else ''}."
+    cfg_help = (f"YAML config: a path or a named config{', e.g. ' + spec.default_config if spec.default_config else ''}"
+                " (default: the paper-size network).")
     params = [
         P("overrides", P.KEYWORD_ONLY, annotation=list[str], default=typer.Argument(None, help=OVERRIDES_HELP)),
         P("data", P.KEYWORD_ONLY, annotation=Path, default=typer.Option(
@@ -49,11 +69,13 @@ def method_command(spec: Any) -> Any:
     ]
     for key, needed in spec.needs.items():
         params.append(P(key, P.KEYWORD_ONLY, annotation=Path | None, default=typer.Option(
-            None, f"--{key.replace('_', '-')}", help=f"Trained {needed} run/checkpoint (sets `{key}`).")))
+            None, f"--{key.replace('_', '-')}", help=f"Run folder of `sonoshift train {needed}`: the trained "
+            f"{needed} this method builds on, e.g. whose frozen generators make its condition images (sets `{key}`).")))
 
     def command(**kw: Any) -> None:
         from sonoshift.methods import train_method
 
+        default_network_note(kw["config"], spec.name)
         extra = [f"{k}={kw[k]}" for k in spec.needs if kw.get(k) is not None]
         result = train_method(spec.name, kw["data"], kw["out"], config=kw["config"],
                               overrides=[*(kw["overrides"] or []), *extra], resume=kw["resume"],

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest
-from sonoshift.data.splits import read_splits
+from sonoshift.data.splits import split_record, verify_split
 from sonoshift.errors import SonoshiftError
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
@@ -97,6 +97,8 @@ class UnpairedDataset(torch.utils.data.Dataset):
         self.target_domain = target_domain
         self.seed = int(seed)
         self.size = _check_size(size)
+        splits = verify_split(self.root, split)  # leakage check on every read
+        self.split_record = split_record(splits, split) if splits is not None else None
         src, tgt = load_cache(self.root, split, source_domain), load_cache(self.root, split, target_domain)
         if len(src) == 0 or len(tgt) == 0:
             empty = source_domain if len(src) == 0 else target_domain
@@ -163,8 +165,8 @@ class FrameDataset(torch.utils.data.Dataset):
         self.split = split
         self.size = _check_size(size)
         info = json.loads((self.root / "dataset.json").read_text(encoding="utf-8"))
-        if (self.root / "splits.json").is_file():
-            read_splits(self.root / "splits.json")  # leakage check on every read
+        splits = verify_split(self.root, split)  # leakage check on every read
+        self.split_record = split_record(splits, split) if splits is not None else None
         self.planes: list[str] = list(info.get("planes", []))
         rows = read_manifest(self.root / f"manifest_{split}.csv")
         counter: dict[str, int] = {}

@@ -10,21 +10,28 @@ from typing import Literal
 
 import numpy as np
 
+from sonoshift.config import PosInt, Seed, Validated
 from sonoshift.errors import SonoshiftError
 
 
 @dataclasses.dataclass(frozen=True)
-class FrameConfig:
+class FrameConfig(Validated):
     """mode "min": every video gives the minimum frame count over all videos; "fixed": every video gives
-    ``count`` frames (videos shorter than that are an error); "all": keep every frame. ``seed`` drives sampling."""
+    ``count`` frames (videos shorter than that are an error); "all": keep every frame. ``seed`` drives sampling.
+    ``min_frames``: with mode "min", a shortest video below this many frames is refused when other videos are
+    longer (one still image among cine-loops would otherwise cut every loop to one frame)."""
 
     mode: Literal["min", "fixed", "all"] = "min"
-    count: int | None = None
-    seed: int = 0
+    count: PosInt | None = None
+    seed: Seed = 0
+    min_frames: PosInt = 2
 
 
-def target_count(lengths: Sequence[int], config: FrameConfig) -> int | None:
-    """Frames per video for ``lengths`` (frames in each video) under ``config``; None means "keep all"."""
+def target_count(
+    lengths: Sequence[int], config: FrameConfig, names: Sequence[str] | None = None
+) -> int | None:
+    """Frames per video for ``lengths`` (frames in each video) under ``config``; None means "keep all".
+    ``names``: the file of each video, for the message when the shortest one is below ``config.min_frames``."""
     if not lengths:
         raise SonoshiftError("frame-count equalization got no videos.")
     if config.mode == "all":
@@ -33,7 +40,16 @@ def target_count(lengths: Sequence[int], config: FrameConfig) -> int | None:
         if config.count is None or config.count < 1:
             raise SonoshiftError("frames.count must be a positive integer when frames.mode is 'fixed'.")
         return int(config.count)
-    return int(min(lengths))
+    shortest, longest = int(min(lengths)), int(max(lengths))
+    if shortest < config.min_frames and longest > shortest:
+        i = list(lengths).index(shortest)
+        who = f"input {names[i]}" if names is not None else f"video {i}"
+        raise SonoshiftError(
+            f"{who} has only {shortest} frame(s), so frame harmonization (frames.mode=min) would cut every "
+            f"video (the longest has {longest}) to {shortest}; remove it, or accept that with "
+            f"frames.min_frames={shortest} (or keep every frame with frames.mode=all)."
+        )
+    return shortest
 
 
 def select_frames(length: int, count: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -54,14 +70,15 @@ def video_rng(seed: int, key: str) -> np.random.Generator:
 
 
 def equalize_frame_counts(
-    lengths: dict[str, int], config: FrameConfig, rng_keys: dict[str, str] | None = None
+    lengths: dict[str, int], config: FrameConfig, rng_keys: dict[str, str] | None = None,
+    names: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Selected frame indices per video key, given each video's frame count (seeded, order-independent).
 
     rng_keys: optional video key -> sampling key; videos with the same sampling key and length get the same
-    frames (paired domains keep frame-by-frame correspondence).
+    frames (paired domains keep frame-by-frame correspondence). names: video key -> file, for messages.
     """
-    count = target_count(list(lengths.values()), config)
+    count = target_count(list(lengths.values()), config, [names.get(k, k) for k in lengths] if names else None)
     out = {}
     for key, n in lengths.items():
         if count is not None and n < count:

@@ -13,13 +13,13 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 import sonoshift
 from sonoshift.atomic import atomic_dir
-from sonoshift.config import to_dict
+from sonoshift.config import Range, Validated, to_dict
 from sonoshift.data.cache import cache_path, create_cache
 from sonoshift.data.crop import CropConfig, apply_crop, find_fov, save_crop_debug
 from sonoshift.data.frame_select import FrameConfig, equalize_frame_counts
@@ -34,7 +34,7 @@ from sonoshift.data.spec import (
     resolve_inputs,
     resolve_patient_id,
 )
-from sonoshift.data.splits import SPLITS, SplitConfig, make_splits, read_splits, split_of, write_splits
+from sonoshift.data.splits import SPLITS, SplitConfig, make_splits, read_splits, split_of, verify_split, write_splits
 from sonoshift.errors import SonoshiftError
 from sonoshift.io.images import write_png
 from sonoshift.io.suffixes import DICOM_SUFFIXES
@@ -42,7 +42,7 @@ from sonoshift.progress import track
 
 
 @dataclasses.dataclass(frozen=True)
-class PrepareConfig:
+class PrepareConfig(Validated):
     """Configuration of `prepare`.
 
     split / crop / frames / resize: the stage sections; patient_pattern: regex for patient ids in file names
@@ -58,7 +58,7 @@ class PrepareConfig:
     patient_pattern: str | None = None
     source_domain: str | None = None
     target_domain: str | None = None
-    png_compression: int = 1
+    png_compression: Annotated[int, Range(0, 9)] = 1
     crop_debug: bool = False
 
 
@@ -121,14 +121,16 @@ def _existing(out: Path, fp: str, cfg: dict[str, Any]) -> dict[str, Any] | None:
         raise SonoshiftError(f"output folder {out} holds an unreadable dataset.json; choose another folder.") from None
     if info.get("fingerprint") != fp:
         raise SonoshiftError(
-            f"output folder {out} already holds a different dataset (other inputs); choose another folder or delete it."
+            f"output folder {out} already holds a different dataset (other inputs); pass --force to replace it or "
+            "choose another folder."
         )
     if info.get("config") != cfg:
         raise SonoshiftError(
             f"output folder {out} already holds this dataset prepared with another configuration; "
-            "choose another folder or delete it."
+            "pass --force to replace it or choose another folder."
         )
-    read_splits(out / "splits.json")  # leakage check on every read
+    for split in SPLITS:
+        verify_split(out, split)  # leakage check on every read
     return info
 
 
@@ -274,12 +276,14 @@ def prepare(
     config: PrepareConfig | None = None,
     *,
     progress: bool = True,
+    force: bool = False,
 ) -> PrepareResult:
     """Prepare a dataset from domain folders, a spec YAML / folder with ``sonoshift_spec.yaml``, or a DatasetSpec.
 
     Writes ``out`` as described in docs/formats.md section 2 (frames, masks, aligned stacks, manifests, pair
     CSVs, packed cache, splits.json, dataset.json) atomically. If ``out`` already holds the same dataset (same
-    input fingerprint and config) it is reused; a different one is an error. Raises SonoshiftError on bad input.
+    input fingerprint and config) it is reused; a different one is an error, or with ``force`` it is replaced
+    (a folder without a prepared dataset never is). Raises SonoshiftError on bad input.
     """
     cfg = config or PrepareConfig()
     out = Path(out).expanduser().resolve()
@@ -295,8 +299,13 @@ def prepare(
     _precheck_patients(spec, pattern, cfg.split)
     fp = fingerprint(spec)
     cfg_dict = to_dict(cfg)
-    old = _existing(out, fp, cfg_dict)
-    if old is not None:
+    try:
+        old = _existing(out, fp, cfg_dict)
+    except SonoshiftError:
+        if not (force and (out / "dataset.json").is_file()):  # only a prepared dataset may be replaced
+            raise
+        old = None
+    if old is not None and not force:
         return PrepareResult(out, old, reused=True)
     reused_splits = read_splits(cfg.split.file) if cfg.split.file else None
 
@@ -336,7 +345,8 @@ def prepare(
         rng_keys = None
         if spec.paired:  # the same sweep in every domain keeps the same frames, so pairs stay pixel-aligned
             rng_keys = {s.key: f"{s.patient_id}/{strip_domain(s.item.video_id, s.item.domain)}" for s in staged}
-        selection = equalize_frame_counts({s.key: s.n_frames for s in staged}, cfg.frames, rng_keys)
+        selection = equalize_frame_counts({s.key: s.n_frames for s in staged}, cfg.frames, rng_keys,
+                                          names={s.key: str(s.item.path) for s in staged})
         info = _write_outputs(tmp, staged, selection, splits, domains, directions, cfg, progress)
         shutil.rmtree(staging)
         info.update(

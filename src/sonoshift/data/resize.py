@@ -8,17 +8,18 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from sonoshift.config import PosInt, Validated
 from sonoshift.data.crop.config import CropResult
 from sonoshift.errors import SonoshiftError
 
 
 @dataclasses.dataclass(frozen=True)
-class ResizeConfig:
+class ResizeConfig(Validated):
     """size: output side in pixels (frames are size x size); mode "pad" keeps the aspect ratio (the longer
     side becomes ``size``, the image is centred, the rest is 0 and outside the mask), "stretch" scales each
     axis on its own."""
 
-    size: int = 256
+    size: PosInt = 256
     mode: Literal["pad", "stretch"] = "pad"
 
 

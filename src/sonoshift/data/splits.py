@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,18 +11,19 @@ from pathlib import Path
 import numpy as np
 
 from sonoshift.atomic import atomic_write_text
+from sonoshift.config import Seed, UnitFloat, Validated
 from sonoshift.errors import SonoshiftError
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(Validated):
     """Fractions of patients per split (train, val, test; they must sum to 1; 0 leaves a split empty), the
     seed, and an optional existing splits.json to reuse instead of drawing a new split."""
 
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    seed: int = 0
+    fractions: tuple[UnitFloat, UnitFloat, UnitFloat] = (0.7, 0.15, 0.15)
+    seed: Seed = 0
     file: str | None = None
 
 
@@ -138,3 +140,67 @@ def split_of(splits: Mapping, domain: str, patient_id: str) -> str | None:
         if patient_id in parts.get(s, []):
             return s
     return None
+
+
+# ------------------------------------------------------------------- checked at every read of a split
+
+
+def verify_split(root: str | Path, split: str | None = None) -> dict | None:
+    """The leakage check every stage runs when it reads a split of the prepared dataset ``root``.
+
+    splits.json must put no patient in two splits, and ``manifest_<split>.csv`` (when ``split`` is given) must
+    list only patients that splits.json puts in ``split``. Returns the splits; None for a folder without
+    splits.json that `prepare` did not write (a dataset written by `prepare` without one is refused).
+    """
+    root = Path(root)
+    path = root / "splits.json"
+    if not path.is_file():
+        try:
+            info = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {}
+        if isinstance(info, dict) and info.get("fingerprint"):
+            raise SonoshiftError(f"prepared dataset {root} has no splits.json, so its splits cannot be checked for "
+                                 "leakage; prepare it again.")
+        return None
+    splits = read_splits(path)
+    manifest = root / f"manifest_{split}.csv"
+    if split is not None and manifest.is_file():
+        from sonoshift.data.manifests import read_manifest
+
+        for row in read_manifest(manifest):
+            where = split_of(splits, row["domain"], row["patient_id"])
+            if where != split:
+                raise SonoshiftError(
+                    f"{manifest} lists patient {row['patient_id']!r} of domain {row['domain']!r}, which {path} puts "
+                    f"{'in no split' if where is None else f'in {where}'}; the dataset was edited, prepare it again."
+                )
+    return splits
+
+
+def patient_hash(patient_id: str) -> str:
+    """A short one-way digest of a patient id (checkpoints record these, not the ids)."""
+    return hashlib.sha256(str(patient_id).encode("utf-8")).hexdigest()[:16]
+
+
+def split_hash(splits: Mapping) -> str:
+    """sha256 of the patient lists of every domain and split (independent of key and list order)."""
+    canon = {d: {s: sorted(map(str, parts.get(s, []))) for s in SPLITS}
+             for d, parts in splits.items() if d != "seed" and isinstance(parts, Mapping)}
+    return hashlib.sha256(json.dumps(canon, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def split_record(splits: Mapping, split: str) -> dict:
+    """What a checkpoint records about the data it was trained on: the hash of the whole split and the
+    (hashed) patients of ``split``, enough to refuse an evaluation on a split that shares patients with it."""
+    pats = sorted({patient_hash(p) for d, parts in splits.items() if d != "seed" and isinstance(parts, Mapping)
+                   for p in parts.get(split, [])})
+    return {"splits_sha256": split_hash(splits), "split": split, "patients": pats}
+
+
+def shared_patients(record: Mapping, splits: Mapping, split: str) -> list[str]:
+    """Patient ids of ``split`` in ``splits`` that a model with the training ``record`` was trained on."""
+    seen = set(record.get("patients", []))
+    ids = sorted({str(p) for d, parts in splits.items() if d != "seed" and isinstance(parts, Mapping)
+                  for p in parts.get(split, [])})
+    return [p for p in ids if patient_hash(p) in seen]

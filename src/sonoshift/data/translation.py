@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sonoshift.config import PosInt, Validated
+
 
 @dataclass(frozen=True)
-class TranslationData:
+class TranslationData(Validated):
     """Which prepared-dataset domains play A (source) and B (target), from which split; ``size`` None keeps
     the prepared size, else frames are resized on the fly (YAML section ``data:`` of every translator)."""
 
     source_domain: str = "handheld"
     target_domain: str = "cart"
     split: str = "train"
-    size: int | None = None
+    size: PosInt | None = None
 
 
 def unpaired_frames(data, d: TranslationData, seed: int):

@@ -27,36 +27,37 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 
+from sonoshift.config import NonNegFloat, PosFloat, PosInt, Range, Validated
 from sonoshift.errors import SonoshiftError
 
 BETA_0 = 1e-8  # the first "step" is no step: level 0 is the data itself, up to a negligible variance
 
 
 @dataclass(frozen=True)
-class ScheduleConfig:
+class ScheduleConfig(Validated):
     """How the chain of noise levels is built (see the module docstring).
 
     num_steps: N, number of denoising steps (used when ``stride`` is None).
     beta_min, beta_max: the linear beta(t) of the VP SDE (per unit time).
     eps: the smallest diffusion time, t_0.
-    stride: if set, a step size on a ``grid``-step grid (the paper's "t = 250" -> 250 -> 4 steps).
+    stride: PosInt | None = 250" -> 250 -> 4 steps).
     grid: length of that grid (1000).
-    t_max: fraction of the diffusion the chain covers (1 = to pure noise; < 1 for a partial-noising start).
+    t_max: Annotated[float, Range(0, 1, lo_open=True)] = to pure noise; < 1 for a partial-noising start).
     start: "noise" starts sampling from N(0, I); "partial" starts from the input image noised to level N
         (needs an input image at sampling time, e.g. the CycleGAN output in the cascade).
     """
 
-    num_steps: int = 4
-    beta_min: float = 0.1
-    beta_max: float = 20.0
-    eps: float = 1e-3
-    stride: int | None = None
-    grid: int = 1000
-    t_max: float = 1.0
+    num_steps: PosInt = 4
+    beta_min: NonNegFloat = 0.1
+    beta_max: PosFloat = 20.0
+    eps: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 1e-3
+    stride: PosInt | None = None
+    grid: PosInt = 1000
+    t_max: Annotated[float, Range(0, 1, lo_open=True)] = 1.0
     start: Literal["noise", "partial"] = "noise"
 
 

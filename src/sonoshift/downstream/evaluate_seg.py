@@ -9,6 +9,7 @@ mask. A harmonizer helps the segmenter when "harmonized" scores closer to "groun
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, predict
 from sonoshift.errors import SonoshiftError
 from sonoshift.metrics.segmentation import dice_per_class, hd95_per_class
+from sonoshift.outputs import Batch
 from sonoshift.progress import track
 from sonoshift.runs import open_run, resolve
 
@@ -57,6 +59,7 @@ def evaluate_segmentation(
     *,
     batch_size: int = 16,
     progress: bool = True,
+    batch: Batch | None = None,
 ) -> pd.DataFrame:
     """Per-frame Dice and HD95 (pixels) for each variant of each frame of a translation run; writes CSV + masks.
 
@@ -68,6 +71,7 @@ def evaluate_segmentation(
     Returns one row per (frame, variant) with columns method, variant, patient_id, video_id, frame_index,
     image_path, pred_path (relative to the CSV's folder), dice_mean, hd95_mean, then dice_<class> and
     hd95_<class> per foreground class. Means skip classes absent from both prediction and reference.
+    ``batch``: write into temporaries of this all-or-nothing group (sonoshift.outputs) instead of in place.
     """
     run = Path(run_dir)
     meta, df, data_root = read_run(run)
@@ -78,7 +82,8 @@ def evaluate_segmentation(
     fg = seg.classes[1:]
     variants = [(v, col) for v, col in VARIANTS if col in df.columns]
     records: list[dict[str, Any]] = []
-    with atomic_dir(mask_root) as tmp_masks:
+    staged = contextlib.nullcontext(batch.path(mask_root, folder=True)) if batch is not None else None
+    with staged or atomic_dir(mask_root) as tmp_masks:
         for i, row in track(list(df.iterrows()), "segment run frames", disable=not progress):
             label_file = resolve(row["label_path"], data_root)
             if label_file is None:
@@ -124,7 +129,10 @@ def evaluate_segmentation(
         if not records:
             raise SonoshiftError(f"translation run {run} has no frames with a label_path to score.")
     table = pd.DataFrame.from_records(records)
-    atomic_write_text(out_csv, table.to_csv(index=False))
+    if batch is not None:
+        batch.path(out_csv).write_text(table.to_csv(index=False), encoding="utf-8")
+    else:
+        atomic_write_text(out_csv, table.to_csv(index=False))
     return table
 
 

@@ -15,14 +15,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import to_dict
+from sonoshift.config import NonNegInt, PosInt, Range, Seed, Validated, to_dict
 from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
@@ -43,14 +43,14 @@ HEAD_CLASSES = ("background", "head")
 
 
 @dataclass(frozen=True)
-class Hc18Config:
+class Hc18Config(Validated):
     """HC18 head segmenter: data location, held-out split, network and training."""
 
     data_dir: str = "../shared/data/hc18"
-    image_size: int = 128
-    val_fraction: float = 0.2
-    split_seed: int = 0
-    max_images: int = 0  # 0 = all; else the first N subjects' images in file order (quick runs and tests)
+    image_size: PosInt = 128
+    val_fraction: Annotated[float, Range(0, 1, hi_open=True)] = 0.2
+    split_seed: Seed = 0
+    max_images: NonNegInt = 0  # 0 = all; else the first N subjects' images in file order (quick runs and tests)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
@@ -22,7 +22,8 @@ from torch import nn
 
 import sonoshift
 from sonoshift.atomic import atomic_dir
-from sonoshift.config import from_dict, to_dict
+from sonoshift.engine.checkpoint import file_digest
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, Validated, from_dict, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
 
@@ -31,29 +32,29 @@ META_NAME = "segmenter.json"
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Validated):
     """U-Net shape: one entry of ``channels`` per level, ``strides`` has one entry fewer."""
 
-    channels: tuple[int, ...] = (16, 32, 64, 128)
-    strides: tuple[int, ...] = (2, 2, 2)
-    num_res_units: int = 1
-    dropout: float = 0.0
+    channels: tuple[PosInt, ...] = (16, 32, 64, 128)
+    strides: tuple[PosInt, ...] = (2, 2, 2)
+    num_res_units: NonNegInt = 1
+    dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Validated):
     """The training loop: Adam on Dice + cross-entropy, random flips and intensity jitter."""
 
-    steps: int = 600
-    batch_size: int = 8
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    seed: int = 0
+    steps: PosInt = 600
+    batch_size: PosInt = 8
+    lr: PosFloat = 1e-3
+    weight_decay: NonNegFloat = 1e-5
+    seed: Seed = 0
     hflip: bool = True
     vflip: bool = False
-    intensity_jitter: float = 0.1  # contrast/brightness scale, as a fraction of the [-1, 1] range
-    noise_std: float = 0.02  # additive Gaussian noise on the [-1, 1] input
-    log_every: int = 25
+    intensity_jitter: NonNegFloat = 0.1  # contrast/brightness scale, as a fraction of the [-1, 1] range
+    noise_std: NonNegFloat = 0.02  # additive Gaussian noise on the [-1, 1] input
+    log_every: PosInt = 25
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ def save_segmenter(seg: Segmenter, path: str | Path) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in seg.model.state_dict().items()}
     with atomic_dir(path) as tmp:
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "sonoshift-segmenter"})
+        meta["weights_sha256"] = file_digest(tmp / WEIGHTS_NAME)  # verified on load
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return path
 
@@ -288,6 +290,9 @@ def load_segmenter(path: str | Path, device: str | torch.device | None = None) -
         size = int(meta["image_size"])
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise SonoshiftError(f"segmenter checkpoint {meta_file} is not valid ({e.__class__.__name__}: {e}).") from None
+    if meta.get("weights_sha256") and file_digest(weights_file) != meta["weights_sha256"]:
+        raise SonoshiftError(f"segmenter weights {weights_file} are damaged: they do not match the checksum in "
+                             f"{META_NAME} (flipped bits or an incomplete copy); copy or train it again.")
     model = build_unet(model_cfg, len(classes))
     try:
         model.load_state_dict(load_file(str(weights_file)))

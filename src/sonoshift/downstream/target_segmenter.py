@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sonoshift.config import to_dict
+from sonoshift.config import NonNegInt, PosInt, Validated, to_dict
+from sonoshift.data.splits import split_record, verify_split
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
 from sonoshift.downstream.labels import class_lookup, find_labels_json, read_label_names
@@ -47,14 +48,14 @@ DEFAULT_GROUPS: dict[str, list[str]] = {
 
 
 @dataclass(frozen=True)
-class SegmenterConfig:
+class SegmenterConfig(Validated):
     """Target-domain segmenter: which frames, which classes, the network and its training."""
 
     domain: str = ""  # the target domain (profile name); "" = the only domain with label maps, or an error
-    image_size: int = 128
+    image_size: PosInt = 128
     train_split: str = "train"
     val_split: str = "val"
-    max_frames: int = 0  # 0 = all training frames; else an evenly spaced subset (for quick runs)
+    max_frames: NonNegInt = 0  # 0 = all training frames; else an evenly spaced subset (for quick runs)
     labels_json: str = ""  # "" = look in the dataset (and the folders its dataset.json names)
     classes: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GROUPS))
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -138,6 +139,7 @@ def train_target_segmenter(
     Dice per class, and ``label_lut`` (256 ints: source label id -> class id) so evaluation needs no labels.json. Returns the trained ``Segmenter`` (model on ``device``).
     """
     root = Path(dataset_dir)
+    splits = verify_split(root, cfg.train_split)  # leakage check at this read of a split
     classes, lut = resolve_classes(root, cfg)
     domain = pick_domain(read_manifest(root, cfg.train_split), cfg.domain, str(root / f"manifest_{cfg.train_split}.csv"))
     images, labels, _ = load_labelled_frames(root, cfg.train_split, domain, lut, cfg.max_frames)
@@ -151,6 +153,8 @@ def train_target_segmenter(
     counts = np.bincount(y.cpu().numpy().ravel(), minlength=len(classes))
     info = dict(seg.info, dataset=str(root.resolve()), domain=domain, label_lut=lut.tolist(),
                 class_fraction={c: float(v) for c, v in zip(classes, counts / counts.sum())})
+    if splits is not None:  # so that scoring a run on the segmenter's own training patients is refused
+        info["training_split"] = split_record(splits, cfg.train_split)
     if (root / f"manifest_{cfg.val_split}.csv").is_file():
         vi, vl, _ = load_labelled_frames(root, cfg.val_split, domain, lut)
         if vi:

@@ -5,11 +5,16 @@ Layout (docs/engine.md §4)::
     RUN/checkpoints/latest                      text: newest complete checkpoint folder name
     RUN/checkpoints/step_00000300/model.safetensors        model/<module>/<key>, ema/<module>/<key>
     RUN/checkpoints/step_00000300/train_state.safetensors  optim/<opt>/<idx>/<key>, extra/<key>, rng/...
-    RUN/checkpoints/step_00000300/state.json
+    RUN/checkpoints/step_00000300/state.json              + "checksums": sha256 of both weights files
+
+Integrity: state.json records the sha256 of each weights file, and the model file's header carries a sha256 of
+its tensors (``weights_sha256``, so a model file copied on its own can be checked too); both are verified on
+load, so flipped bits stop with one sentence instead of producing garbage.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -130,11 +135,13 @@ def write_checkpoint(
     root = Path(run_dir) / "checkpoints"
     final = root / f"step_{step:08d}"
     light = {k: v for k, v in state.items() if k not in ("optimizers", "rng", "extra", "scaler")}
-    meta = {"sonoshift_format": FORMAT, "method": str(state["method"]), "state": json.dumps(light)}
+    meta = {"sonoshift_format": FORMAT, "method": str(state["method"]), "state": json.dumps(light),
+            "weights_sha256": tensors_digest(model)}
     with atomic_dir(final) as tmp:
         save_file(model, str(tmp / MODEL_FILE), metadata=meta)
         save_file(train, str(tmp / TRAIN_FILE), metadata={"sonoshift_format": FORMAT})
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        sums = {name: file_digest(tmp / name) for name in (MODEL_FILE, TRAIN_FILE)}
+        (tmp / STATE_FILE).write_text(json.dumps({**state, "checksums": sums}, indent=1), encoding="utf-8")
     atomic_write_text(root / "latest", final.name + "\n")
     if keep_last > 0:
         for old in list_checkpoints(run_dir)[:-keep_last]:
@@ -174,6 +181,42 @@ def find_checkpoint(path: str | Path) -> Path:
     raise SonoshiftError(f"model {path} holds no sonoshift checkpoint (expected {MODEL_FILE} or checkpoints/).")
 
 
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of ``tensors`` in name order (independent of file layout)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_files(ckpt_dir: Path, names: tuple[str, ...] = (MODEL_FILE, TRAIN_FILE)) -> None:
+    """Compare weights files with the checksums state.json recorded when they were written (older checkpoints
+    without checksums pass). Raises SonoshiftError naming the damaged file."""
+    try:
+        sums = json.loads((ckpt_dir / STATE_FILE).read_text(encoding="utf-8")).get("checksums") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no readable state.json next to it: the model file's own tensor checksum still applies
+    for name in names:
+        if name in sums and (ckpt_dir / name).is_file() and file_digest(ckpt_dir / name) != sums[name]:
+            raise SonoshiftError(_corrupt(ckpt_dir / name))
+
+
+def _corrupt(path: Path) -> str:
+    return (f"checkpoint file {path} is damaged: its contents do not match the checksum recorded when it was "
+            "written (flipped bits or an incomplete copy); use another checkpoint or copy it again.")
+
+
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -210,9 +253,16 @@ def read_model(path: str | Path) -> ModelCheckpoint:
     """Read the model part of a checkpoint (see :func:`find_checkpoint` for what ``path`` may be)."""
     found = find_checkpoint(path)
     model_file = found if found.is_file() else found / MODEL_FILE
+    verify_files(model_file.parent, (MODEL_FILE,) if model_file.name == MODEL_FILE else ())
     weights, meta = _read_safetensors(model_file)
+    if meta.get("format") == "sonoshift-segmenter":
+        raise SonoshiftError(f"{model_file} is a segmenter checkpoint (from `sonoshift segment`), not a "
+                             "harmonization model; give it to --segmenter, and a trained translator to --model.")
     if meta.get("sonoshift_format") != FORMAT or "method" not in meta:
-        raise SonoshiftError(f"checkpoint file {model_file} is not a sonoshift model (format {FORMAT}).")
+        raise SonoshiftError(f"checkpoint file {model_file} is not a sonoshift harmonization model (no sonoshift "
+                             f"format {FORMAT} header); give a folder written by `sonoshift train`.")
+    if "weights_sha256" in meta and tensors_digest(weights) != meta["weights_sha256"]:
+        raise SonoshiftError(_corrupt(model_file))
     try:
         state = json.loads(meta.get("state", "{}"))
     except json.JSONDecodeError:
@@ -227,7 +277,10 @@ def read_full(ckpt_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.
         state = json.loads((ckpt_dir / STATE_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise SonoshiftError(f"checkpoint state {ckpt_dir / STATE_FILE} cannot be read ({e.__class__.__name__}).") from None
-    model, _ = _read_safetensors(ckpt_dir / MODEL_FILE)
+    verify_files(ckpt_dir)
+    model, meta = _read_safetensors(ckpt_dir / MODEL_FILE)
+    if "weights_sha256" in meta and tensors_digest(model) != meta["weights_sha256"]:
+        raise SonoshiftError(_corrupt(ckpt_dir / MODEL_FILE))
     train, _ = _read_safetensors(ckpt_dir / TRAIN_FILE)
     return model, train, state
 

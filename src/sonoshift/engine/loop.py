@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self
+from typing import Annotated, Any, Literal, Protocol, Self
 
 import torch
 import yaml
@@ -22,7 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 import sonoshift
-from sonoshift.atomic import atomic_write_text
+from sonoshift.atomic import atomic_write_text, remove_stale
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, Validated
 from sonoshift.engine import checkpoint as ckpt_io
 from sonoshift.engine.device import autocast as make_autocast
 from sonoshift.engine.device import resolve_precision
@@ -41,32 +42,32 @@ from sonoshift.progress import make_progress
 
 
 @dataclass(frozen=True)
-class EngineConfig:
+class EngineConfig(Validated):
     """Engine settings (YAML section ``train:``). ``batch_size`` is the GLOBAL batch per optimiser step =
     micro-batch x ``accum_steps`` x number of processes. ``decay_epochs``: the last epochs (as a fraction of
     ``epochs``) decay the learning rate linearly to 0. ``max_steps`` > 0 replaces epochs x steps per epoch.
     ``threads`` > 0 sets torch's CPU threads per process at the entry point (0 keeps torch's default; on a
     CPU shared with other jobs 1 thread per process avoids thread oversubscription, often 5-10x faster)."""
 
-    seed: int = 0
+    seed: Seed = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    batch_size: int = 1
-    accum_steps: int = 1
-    epochs: int = 1
-    decay_epochs: int = 0
-    max_steps: int = 0
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    grad_clip: float = 0.0
-    ema_decay: float = 0.0
-    checkpoint_every: int = 500
-    keep_last: int = 3
-    log_every: int = 10
-    image_every: int = 500
-    num_workers: int = 0
-    threads: int = 0
+    batch_size: PosInt = 1
+    accum_steps: PosInt = 1
+    epochs: PosInt = 1
+    decay_epochs: NonNegInt = 0
+    max_steps: NonNegInt = 0
+    lr: PosFloat = 2e-4
+    beta1: Annotated[float, Range(0, 1, hi_open=True)] = 0.5
+    beta2: Annotated[float, Range(0, 1, hi_open=True)] = 0.999
+    grad_clip: NonNegFloat = 0.0
+    ema_decay: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
+    checkpoint_every: NonNegInt = 500
+    keep_last: NonNegInt = 3
+    log_every: PosInt = 10
+    image_every: NonNegInt = 500
+    num_workers: NonNegInt = 0
+    threads: NonNegInt = 0
     channels_last: bool = False
     compile: bool = False
     tensorboard: bool = True
@@ -196,6 +197,7 @@ class TrainResult:
     checkpoint: Path | None
     losses: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    steps_per_epoch: int = 0
 
 
 class _StepPlan:
@@ -264,7 +266,7 @@ def _lr_factors(method: Method, step: int, total: int, decay: int) -> dict[str, 
 
 def _save(
     method: Method, out_dir: Path, step: int, epoch: int, step_in_epoch: int, full_config: dict, cfg: EngineConfig,
-    scaler: torch.amp.GradScaler | None, stamp: dict[str, Any],
+    scaler: torch.amp.GradScaler | None, stamp: dict[str, Any], training_split: dict | None = None,
 ) -> Path:
     model: dict[str, torch.Tensor] = {}
     for name, m in method.modules.items():
@@ -291,6 +293,7 @@ def _save(
         "world_size": dist_info().world_size,
         "config": full_config,
         "metadata": {**stamp, **method.metadata()},
+        "training_split": training_split,  # hash of the patient lists + hashed training patients (leakage checks)
         "optimizers": optim_json,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_j,
@@ -318,6 +321,21 @@ def _restore(method: Method, ckpt_dir: Path, scaler: torch.amp.GradScaler | None
     return state
 
 
+def _check_run_folder(out_dir: Path) -> None:
+    """A new run writes config.yaml, log.jsonl and checkpoints/ into ``out_dir``: refuse a folder holding files
+    that a sonoshift training run did not write (an earlier run's folder is handled by the checkpoint check)."""
+    from sonoshift.outputs import read_stamp
+
+    if not out_dir.exists() or (out_dir.is_dir() and not any(out_dir.iterdir())):
+        return
+    if not out_dir.is_dir():
+        raise SonoshiftError(f"{out_dir} exists and is a file, not a run folder; choose another --out.")
+    stamp = read_stamp(out_dir)
+    ours = stamp is not None and stamp.kind == "training run"
+    legacy = (out_dir / "config.yaml").is_file() and ((out_dir / "log.jsonl").is_file() or (out_dir / "checkpoints").is_dir())
+    if not (ours or legacy):
+        raise SonoshiftError(f"{out_dir} already holds files that a sonoshift training run did not write; choose "
+                             "another --out (nothing was changed).")
 def _image_size(dataset: Dataset) -> list[int] | None:
     """(H, W) of the first image tensor (C, H, W) of ``dataset[0]``; None when it has none."""
     for v in dataset[0].values():
@@ -370,6 +388,10 @@ def train(
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 and device.type == "cuda" else None
     _record_initial_lr(method)
 
+    if main:  # a checkpoint half-written by a killed run: its owner is dead, so remove it
+        remove_stale(out_dir / "checkpoints")
+    if main and not resume:
+        _check_run_folder(out_dir)
     existing = ckpt_io.list_checkpoints(out_dir)
     step = 0
     if resume:
@@ -383,6 +405,10 @@ def train(
         broadcast_modules(method.modules)
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if not (out_dir / ".sonoshift.json").is_file():
+            from sonoshift.outputs import write_stamp
+
+            write_stamp(out_dir, "training run", "")
         if full_config:
             atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(full_config, sort_keys=False))
     barrier()
@@ -440,7 +466,8 @@ def train(
                     if stop.requested or done or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0):
                         if main:
                             last_ckpt = _save(method, out_dir, step, step // plan.steps_per_epoch,
-                                              step % plan.steps_per_epoch, full_config, cfg, scaler, stamp)
+                                              step % plan.steps_per_epoch, full_config, cfg, scaler, stamp,
+                                              getattr(dataset, "split_record", None))
                         barrier()
                     if stop.requested and not done:
                         interrupted = True
@@ -451,7 +478,7 @@ def train(
     if not losses and "step_losses" in locals():
         losses = step_losses
     return TrainResult(step=step, epoch=step // plan.steps_per_epoch, checkpoint=last_ckpt, losses=losses,
-                       interrupted=interrupted)
+                       interrupted=interrupted, steps_per_epoch=plan.steps_per_epoch)
 
 
 __all__ = ["EngineConfig", "Method", "MethodBase", "StepContext", "TrainResult", "train"]

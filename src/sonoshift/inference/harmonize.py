@@ -12,6 +12,7 @@ Every output is written to a temporary name and renamed, so nothing half-written
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -41,9 +42,13 @@ from sonoshift.inference.translate import (
 )
 from sonoshift.io.images import read_gray, write_png
 from sonoshift.io.video import write_mp4
+from sonoshift.outputs import Batch, Stamp, all_or_nothing, claim_entries, claim_folder, record_entries, settings_key
+from sonoshift.outputs import write_stamp
 from sonoshift.progress import track
 
 DEFAULT_FPS = 25.0
+HARMONIZED = "harmonized output"
+RUN = "translation run"
 OUTPUT_COLUMNS = ["output_path", "source_path", "target_path", "gt_path", "mask_path", "label_path", "patient_id",
                   "video_id", "frame_index"]
 
@@ -73,6 +78,7 @@ def harmonize_inputs(
     crop: bool = True,
     progress: bool = True,
     samples: int = 1,
+    force: bool = False,
     runtime: str = "torch",
     **translator_options: Any,
 ) -> list[Path]:
@@ -84,6 +90,10 @@ def harmonize_inputs(
     ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std of the K
     samples, in grey levels of the 0..255 output (0 outside the field of view), is written in the same geometry
     and format to ``out/uncertainty/<stem>.png|.mp4`` (+ ``out/uncertainty/<stem>/`` PNG frames with ``frames``).
+
+    Output policy (sonoshift.outputs): ``out`` may hold other files; an output name that exists is refused
+    unless it is an earlier result of harmonize (then it is reused when model, input and settings are the same,
+    or replaced with ``force``). All inputs succeed or nothing is written.
     """
     from sonoshift.engine.device import select_device
 
@@ -102,36 +112,87 @@ def harmonize_inputs(
     if samples > 1 and frames and "uncertainty" in stems:
         raise SonoshiftError("an input named 'uncertainty' would overwrite the uncertainty/ folder of --samples; "
                              "rename it or harmonize it into another folder.")
+    settings = {"model": model_identity(model), "crop": crop, "paste_back": paste_back, "samples": samples,
+                "options": translator_options, "runtime": runtime}
+    keys = {stem: settings_key({**settings, "input": input_identity(p)}) for p, stem in zip(inputs, stems)}
+    # Every name an input may produce (.png for a single image, .mp4 for a stack) is checked before any work.
+    for stem in stems:
+        claim_entries(out, {rel: keys[stem] for rel in _output_names(stem, None, frames, samples > 1)},
+                      HARMONIZED, force=force)
+    existed = out.exists()
     written: list[Path] = []
-    for path, stem in zip(inputs, stems):
-        stack = read_stack(path)
-        res = harmonize_stack(stack.frames, translator, geo, paste_back=paste_back, batch_size=batch_size,
-                              device=dev, progress=progress, name=str(path), samples=samples)
-        single = len(res.frames) == 1 and stack.fps is None
-        written += _write_outputs(out, stem, res.frames, single, stack.fps or DEFAULT_FPS, frames)
-        if res.uncertainty is not None:
-            written += _write_outputs(out / "uncertainty", stem, res.uncertainty, single, stack.fps or DEFAULT_FPS,
-                                      frames)
+    ledger: dict[str, str] = {}
+    try:
+        with all_or_nothing() as batch:
+            for path, stem in zip(inputs, stems):
+                stack = read_stack(path)
+                single = len(stack.frames) == 1 and stack.fps is None
+                names = _output_names(stem, single, frames, samples > 1)
+                actions = claim_entries(out, {rel: keys[stem] for rel in names}, HARMONIZED, force=force)
+                written += [out / rel for rel in names]
+                if all(a == "reuse" for a in actions.values()):
+                    continue  # this input's earlier result, with the same model and settings, is kept
+                res = harmonize_stack(stack.frames, translator, geo, paste_back=paste_back, batch_size=batch_size,
+                                      device=dev, progress=progress, name=str(path), samples=samples)
+                fps = stack.fps or DEFAULT_FPS
+                _write_outputs(batch, out, stem, res.frames, single, fps, frames)
+                if res.uncertainty is not None:
+                    _write_outputs(batch, out / "uncertainty", stem, res.uncertainty, single, fps, frames)
+                ledger.update({rel: keys[stem] for rel in names})
+            batch.after_commit(lambda: record_entries(out, ledger, HARMONIZED) if ledger else None)
+    except BaseException:
+        if not existed:  # leave the output as it was: no empty folders either
+            for d in (out / "uncertainty", out):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        raise
     return written
 
 
-def _write_outputs(folder: Path, stem: str, images: np.ndarray, single: bool, fps: float, frames: bool) -> list[Path]:
+def _output_names(stem: str, single: bool | None, frames: bool, uncertainty: bool) -> list[str]:
+    """Output paths (relative to OUT) of one input; ``single`` None: both the image and the video name."""
+    files = [f"{stem}.png", f"{stem}.mp4"] if single is None else [f"{stem}.png" if single else f"{stem}.mp4"]
+    names = files + ([stem] if frames else [])
+    return names + ([f"uncertainty/{n}" for n in names] if uncertainty else [])
+
+
+def model_identity(model: Any) -> Any:
+    """What identifies a model in an output's settings key: its checkpoint file (path, size, time), or the
+    translator object's description (e.g. the untranslated baseline)."""
+    from sonoshift.engine.checkpoint import MODEL_FILE, find_checkpoint
+
+    if not isinstance(model, (str, Path)):
+        return [type(model).__name__, repr(model)]
+    found = Path(model) if Path(model).suffix == ".onnx" and Path(model).is_file() else find_checkpoint(model)
+    f = found if found.is_file() else found / MODEL_FILE
+    st = f.stat()
+    return [str(f.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def input_identity(path: str | Path) -> Any:
+    """An input file or folder of frames as it goes into a settings key (path, sizes, modification times)."""
+    p = Path(path)
+    if p.is_dir():
+        return [str(p.resolve()), [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(p.iterdir())
+                                   if f.is_file()]]
+    if not p.exists():
+        raise SonoshiftError(f"input {p} does not exist.")
+    st = p.stat()
+    return [str(p.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _write_outputs(batch: Batch, folder: Path, stem: str, images: np.ndarray, single: bool, fps: float,
+                   frames: bool) -> None:
     """``folder/<stem>.png`` (``single``) or ``folder/<stem>.mp4`` at ``fps``, plus PNG frames under
-    ``folder/<stem>/`` with ``frames``; each written atomically. Returns the written paths."""
-    written = []
+    ``folder/<stem>/`` with ``frames``; written to temporaries of ``batch`` (in place when it commits)."""
     if single:
-        target = folder / f"{stem}.png"
-        write_png(target, images[0])
+        write_png(batch.path(folder / f"{stem}.png"), images[0], atomic=False)
     else:
-        target = folder / f"{stem}.mp4"
-        write_mp4(target, images, fps)
-    written.append(target)
+        write_mp4(batch.path(folder / f"{stem}.mp4"), images, fps)
     if frames:
-        with atomic_dir(folder / stem) as tmp:
-            for i, fr in enumerate(images):
-                write_png(tmp / f"{i:05d}.png", fr, atomic=False)
-        written.append(folder / stem)
-    return written
+        tmp = batch.path(folder / stem, folder=True)
+        for i, fr in enumerate(images):
+            write_png(tmp / f"{i:05d}.png", fr, atomic=False)
 
 
 def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -154,6 +215,8 @@ def harmonize_dataset(
     progress: bool = True,
     config_name: str | None = None,
     samples: int = 1,
+    force: bool = False,
+    allow_leakage: bool = False,
     runtime: str = "torch",
     **translator_options: Any,
 ) -> Path:
@@ -163,13 +226,29 @@ def harmonize_dataset(
     ``model``: a checkpoint/run folder (or an exported .onnx file with ``runtime`` "onnx"), or a translator object
     (e.g. ``Untranslated`` for the baseline).
     ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std (grey levels)
-    is written under ``uncertainty/`` with an ``uncertainty_path`` column."""
+    is written under ``uncertainty/`` with an ``uncertainty_path`` column.
+    ``out`` follows the output policy (sonoshift.outputs): the same run already there is reused, ``force``
+    replaces an earlier translation run, anything else at ``out`` is refused.
+    The split is checked for leakage, and a model trained on patients of ``split`` is refused unless
+    ``allow_leakage`` (then run.json records it and the report marks the run in red)."""
+    from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
 
     root = Path(dataset)
     manifest = root / f"manifest_{split}.csv"
     if not (root / "dataset.json").is_file() or not manifest.is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
+    from sonoshift.leakage import check_model_split
+
+    # an exported .onnx file does not carry its training split: only checkpoints are checked for leakage
+    is_ckpt = isinstance(model, (str, Path)) and Path(model).suffix != ".onnx"
+    state = read_model(model).state if is_ckpt else None
+    leakage = check_model_split(state, root, split, allow=allow_leakage, model=f"model {model}")
+    key = settings_key({"model": model_identity(model), "dataset": _dataset_identity(root), "split": split,
+                        "samples": samples, "options": translator_options, "config_name": config_name,
+                        "leakage": leakage, "runtime": runtime})
+    if claim_folder(out, RUN, key, force=force, legacy=_legacy_run) == "reuse":
+        return Path(out)
     dev = select_device(device or "auto")
     if isinstance(model, (str, Path)):
         translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
@@ -212,6 +291,7 @@ def harmonize_dataset(
     out_rows = []
     columns = OUTPUT_COLUMNS + (["uncertainty_path"] if uncertainty is not None else [])
     with atomic_dir(out) as tmp:
+        write_stamp(tmp, RUN, key)
         for k, (r, img) in enumerate(zip(track(source_rows, "write outputs", disable=not progress), outputs)):
             rel = f"outputs/{r['patient_id']}/{r['video_id']}/{int(r['frame_index']):05d}.png"
             write_png(tmp / rel, img, atomic=False)
@@ -237,8 +317,27 @@ def harmonize_dataset(
             "sonoshift_version": sonoshift.__version__,
             "samples": samples,
         }
+        if leakage is not None:
+            run["leakage"] = leakage
         (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+def _dataset_identity(root: Path) -> Any:
+    try:
+        info = json.loads((root / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    return [str(root.resolve()), info.get("fingerprint"), info.get("config")]
+
+
+def _legacy_run(out: Path) -> Stamp | None:
+    """A translation run folder written before stamps existed."""
+    try:
+        run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return Stamp(RUN, None) if isinstance(run, dict) and "sonoshift_version" in run else None
 
 
 __all__ = ["harmonize_dataset", "harmonize_inputs"]

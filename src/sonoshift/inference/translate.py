@@ -188,7 +188,7 @@ def harmonize_stack(
     hook = None
     if samples != 1:
         hook = translator = MeanOfSamples(translator, samples)
-    crop = find_fov(frames, config=geometry.crop, name=name)
+    crop = find_fov(frames, config=geometry.crop, name=name, hint="pass --no-crop (crop=False) to feed whole frames")
     cropped = apply_crop(frames, crop)
     fov = prepared_fov(crop, geometry.resize)
     prepared_in = resize_stack(cropped, geometry.resize)

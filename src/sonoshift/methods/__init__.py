@@ -152,6 +152,12 @@ def train_method(
     spec = get(name)
     if cfg is None:
         cfg = load_config(spec.config, config, overrides)
+    for key, needed in spec.needs.items():  # e.g. the diffusion GAN's CycleGAN: say what it is and how to give it
+        given = str(getattr(cfg, key, "") or "")
+        if not given or not Path(given).exists():
+            where = f"; the config's {key}={given} does not exist" if given else ""
+            raise SonoshiftError(f"`sonoshift train {name}` needs a trained {needed}: train one with `sonoshift train "
+                                 f"{needed}` and pass its run folder with --{key.replace('_', '-')} RUN{where}.")
     label = config_name if config_name is not None else config_label(config)
     return run_training(spec, data, cfg, out, resume=resume, progress=progress, config_name=label)
 

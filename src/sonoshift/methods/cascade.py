@@ -16,12 +16,12 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
 
-from sonoshift.config import from_dict, to_dict
+from sonoshift.config import NonNegFloat, PosFloat, Range, Validated, from_dict, to_dict
 from sonoshift.data.translation import unpaired_frames
 from sonoshift.diffusion.schedule import schedule_from_config
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
@@ -56,7 +56,7 @@ from sonoshift.seeding import make_generator
 
 
 @dataclass(frozen=True)
-class JointConfig:
+class JointConfig(Validated):
     """Joint fine-tuning of the CycleGAN with the refiner (off by default: the CycleGAN stays frozen).
 
     lr_cyclegan, beta1, beta2: Adam for the CycleGAN generators and discriminators; cyclegan_loss: their loss
@@ -66,19 +66,19 @@ class JointConfig:
     """
 
     enabled: bool = False
-    lr_cyclegan: float = 2e-5
-    beta1: float = 0.5
-    beta2: float = 0.999
+    lr_cyclegan: PosFloat = 2e-5
+    beta1: Annotated[float, Range(0, 1, hi_open=True)] = 0.5
+    beta2: Annotated[float, Range(0, 1, hi_open=True)] = 0.999
     cyclegan_loss: CycleGANLoss = field(default_factory=CycleGANLoss)
-    cyclegan_weight: float = 1.0
-    content_weight: float = 1.0
+    cyclegan_weight: NonNegFloat = 1.0
+    content_weight: NonNegFloat = 1.0
     content: Literal["auto", "mse_lpips", "mse_ssim"] = "auto"
     lpips_net: str = "alex"
     lpips_weights: str = ""
 
 
 @dataclass(frozen=True)
-class CascadeConfig(DDGANConfig):
+class CascadeConfig(DDGANConfig, Validated):
     """The cascade run configuration: a DDGAN configuration plus ``joint`` (configs/cpu/cascade.yaml)."""
 
     name: str = "cascade"

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from sonoshift.config import from_dict
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Validated, from_dict
 from sonoshift.data.translation import TranslationData, unpaired_frames
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
 from sonoshift.engine.ema import EMA
@@ -39,7 +39,7 @@ from sonoshift.seeding import make_generator
 
 
 @dataclass(frozen=True)
-class CycleGANModel:
+class CycleGANModel(Validated):
     """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3).
     ``fast_conv`` has no effect: it selected a Winograd 3x3 convolution that measured slower than PyTorch's own
     and was removed; the key stays so that configs and checkpoints that set it still load.
@@ -47,27 +47,27 @@ class CycleGANModel:
     distilled student's network, trained here without a teacher as its baseline)."""
 
     arch: Literal["resnet", "mobile_unet"] = "resnet"
-    ngf: int = 64
-    n_blocks: int = 9
+    ngf: PosInt = 64
+    n_blocks: NonNegInt = 9
     upsample: Literal["transpose", "resize"] = "transpose"
-    ndf: int = 64
-    d_layers: int = 3
-    init_gain: float = 0.02
+    ndf: PosInt = 64
+    d_layers: PosInt = 3
+    init_gain: PosFloat = 0.02
     fast_conv: bool = True
 
 
 @dataclass(frozen=True)
-class CycleGANLoss:
+class CycleGANLoss(Validated):
     """Loss weights and the fake-history pool size (0 disables the pool)."""
 
-    cycle: float = 10.0
-    identity: float = 5.0
-    discriminator: float = 0.5
-    pool_size: int = 50
+    cycle: NonNegFloat = 10.0
+    identity: NonNegFloat = 5.0
+    discriminator: NonNegFloat = 0.5
+    pool_size: NonNegInt = 50
 
 
 @dataclass(frozen=True)
-class CycleGANConfig:
+class CycleGANConfig(Validated):
     """The full CycleGAN run configuration (YAML: configs/paper/cyclegan.yaml, configs/cpu/cyclegan.yaml)."""
 
     name: str = "cyclegan"

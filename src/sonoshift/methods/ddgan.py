@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
 
-from sonoshift.config import from_dict
+from sonoshift.config import NonNegFloat, PosFloat, PosInt, Range, UnitFloat, Validated, from_dict
 from sonoshift.data.translation import TranslationData
 from sonoshift.diffusion.sampler import sample, sample_with_uncertainty
 from sonoshift.diffusion.schedule import (
@@ -42,29 +42,29 @@ from sonoshift.seeding import make_generator
 
 
 @dataclass(frozen=True)
-class DDGANLoss:
+class DDGANLoss(Validated):
     """R1 weight gamma on real pairs, applied every ``lazy_reg`` steps (0 disables R1)."""
 
-    r1_gamma: float = 0.02
-    lazy_reg: int = 10
+    r1_gamma: NonNegFloat = 0.02
+    lazy_reg: PosInt = 10
 
 
 @dataclass(frozen=True)
-class DDGANOptim:
+class DDGANOptim(Validated):
     """Adam for the generator and the discriminator, with their own learning rates (``train.lr`` and
     ``train.beta1/2`` are not used by this method). ``lr_schedule``: "cosine" decays both rates from their base to
     ``lr_min_ratio`` x base over the run; "constant_then_linear" follows ``train.decay_epochs`` like CycleGAN."""
 
-    lr_g: float = 1.6e-4
-    lr_d: float = 1.25e-4
-    beta1: float = 0.5
-    beta2: float = 0.9
+    lr_g: PosFloat = 1.6e-4
+    lr_d: PosFloat = 1.25e-4
+    beta1: Annotated[float, Range(0, 1, hi_open=True)] = 0.5
+    beta2: Annotated[float, Range(0, 1, hi_open=True)] = 0.9
     lr_schedule: Literal["cosine", "constant_then_linear"] = "cosine"
-    lr_min_ratio: float = 0.0
+    lr_min_ratio: UnitFloat = 0.0
 
 
 @dataclass(frozen=True)
-class DDGANConfig:
+class DDGANConfig(Validated):
     """The full DDGAN run configuration (YAML: configs/cpu/ddgan.yaml, configs/paper/diffusion_*.yaml).
 
     cyclegan: the trained CycleGAN checkpoint (run folder, checkpoint folder or model.safetensors) whose

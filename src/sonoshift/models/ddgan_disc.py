@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sonoshift.config import PosInt, Validated
 from sonoshift.errors import SonoshiftError
 from sonoshift.models.ddgan_unet import sinusoidal_embedding
 
 
 @dataclass(frozen=True)
-class DiscConfig:
+class DiscConfig(Validated):
     """Discriminator size. Defaults: the compact CPU variant.
 
     in_channels: 2 for the pair (x_t, x_{t+1}); 3 when ``see_condition`` adds the conditioning image.
@@ -28,10 +29,10 @@ class DiscConfig:
     t_emb_dim: time-embedding width; mbstd_group: group size for the minibatch standard deviation.
     """
 
-    ch: int = 16
-    ch_mult: tuple[int, ...] = (1, 2, 2, 2)
-    t_emb_dim: int = 64
-    mbstd_group: int = 4
+    ch: PosInt = 16
+    ch_mult: tuple[PosInt, ...] = (1, 2, 2, 2)
+    t_emb_dim: PosInt = 64
+    mbstd_group: PosInt = 4
     see_condition: bool = False
 
     @property

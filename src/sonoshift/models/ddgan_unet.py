@@ -12,6 +12,7 @@ Sizes come from ``UNetConfig``: the defaults are a compact CPU variant; ``PAPER_
 
 from __future__ import annotations
 
+from typing import Annotated
 import math
 from dataclasses import dataclass
 
@@ -19,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sonoshift.config import PosInt, Range, Validated
 from sonoshift.errors import SonoshiftError
 
 
 @dataclass(frozen=True)
-class UNetConfig:
+class UNetConfig(Validated):
     """Generator size. Defaults: the compact CPU variant (about 0.3 M parameters).
 
     in_channels: x_{t+1} plus the condition (2). ch: base width; ch_mult: width multiplier per resolution (one
@@ -32,17 +34,17 @@ class UNetConfig:
     the latent mapping MLP; t_emb_dim: time-embedding width; dropout in residual blocks.
     """
 
-    in_channels: int = 2
-    out_channels: int = 1
-    ch: int = 16
-    ch_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 1
-    attn_resolutions: tuple[int, ...] = (8, 16)
-    nz: int = 32
-    z_emb_dim: int = 64
-    n_mlp: int = 2
-    t_emb_dim: int = 64
-    dropout: float = 0.0
+    in_channels: PosInt = 2
+    out_channels: PosInt = 1
+    ch: PosInt = 16
+    ch_mult: tuple[PosInt, ...] = (1, 2, 2)
+    num_res_blocks: PosInt = 1
+    attn_resolutions: tuple[PosInt, ...] = (8, 16)
+    nz: PosInt = 32
+    z_emb_dim: PosInt = 64
+    n_mlp: PosInt = 2
+    t_emb_dim: PosInt = 64
+    dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
 
 
 # The paper-scale variant (256x256, GPU): the widths and depths of the DDGAN image generators.

@@ -10,29 +10,29 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import load_config, to_dict
+from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, to_dict
 from sonoshift.pipeline.stages import StageLog, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
 from sonoshift.progress import console
 
 
 @dataclasses.dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(Validated):
     """The demo on simulated data, sized to finish in minutes on 2 CPU cores.
 
     patients / frames_per_sweep / sim_size: the simulated dataset (every VSI sweep, both profiles of the study);
-    steps_segmenter: target-domain segmenter steps (0 = its config's); study: what is trained and scored.
+    steps_segmenter: NonNegInt = its config's); study: what is trained and scored.
     """
 
-    patients: int = 12
-    frames_per_sweep: int = 32
-    sim_size: int = 160
-    workers: int = 2
+    patients: PosInt = 12
+    frames_per_sweep: PosInt = 32
+    sim_size: Annotated[int, Range(32)] = 160
+    workers: PosInt = 2
     segmenter_config: str = "configs/cpu/segmenter.yaml"
-    steps_segmenter: int = 0
+    steps_segmenter: NonNegInt = 0
     # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter.
     study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 400, "cascade": 400}))
 
@@ -75,7 +75,7 @@ def run_demo(
         frames_per_sweep=cfg.frames_per_sweep,
         workers=cfg.workers,
     )
-    run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress)),
+    run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress, force=True)),
               force=force, log=log)
 
     prep_cfg = PrepareConfig(
@@ -93,7 +93,8 @@ def run_demo(
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
     # The report is cheap and reads every run: always rewritten.
     report = run_stage(
-        "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir) / "index.html"), force=True, log=log
+        "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir, force=True) / "index.html"), force=True,
+        log=log,
     )
     summary = {
         "report": report,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import load_config, to_dict
+from sonoshift.config import NonNegInt, Validated, load_config, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True)
-class RealConfig:
+class RealConfig(Validated):
     """The real-data run. african_target: the centre the others are harmonized toward (the other centres are
     pooled into one source domain ``other_centres``); study: methods, size and step budgets (domains are set
     per dataset); hc18_config / steps_hc18: the head segmenter."""
@@ -36,7 +36,7 @@ class RealConfig:
     fpdb_target: str = "Voluson E6"
     african_target: str = "Malawi"
     hc18_config: str = "configs/cpu/hc18_segmenter.yaml"
-    steps_hc18: int = 400
+    steps_hc18: NonNegInt = 400
     study: StudyConfig = dataclasses.field(
         default_factory=lambda: StudyConfig(size=64, steps={"cyclegan": 800, "ddgan": 250, "cascade": 250})
     )
@@ -184,7 +184,7 @@ def run_real(
 
         def _report(r: list[Path] = study_runs[name], o: Path = sub / "report", n: str = name) -> str:
             extra = [_heads_section(heads, figure)] if n == "fpdb" else []
-            return str(make_report(r, o, extra_sections=extra) / "index.html")
+            return str(make_report(r, o, extra_sections=extra, force=True) / "index.html")
 
         reports[name] = run_stage(f"{name}: report", sub, to_dict(study), _report, force=True, log=log)
     summary = {

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sonoshift import methods as registry
-from sonoshift.config import to_dict
+from sonoshift.config import PosInt, Seed, Validated, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
@@ -20,21 +20,21 @@ BASELINE = "untranslated"  # the raw source frames, scored like a method: the ro
 
 
 @dataclasses.dataclass(frozen=True)
-class StudyConfig:
+class StudyConfig(Validated):
     """What to train and score. methods: translator names (empty = the registry's default study, see
     ``sonoshift.methods.study_methods``); steps: optimisation steps per method (``steps.ddgan=400``; missing or
     0 = the config file's budget); configs: config file per method (relative to the repository, or absolute;
     missing = the method's ``default_config``); size: training frame side in px."""
 
-    seed: int = 0
+    seed: Seed = 0
     source: str = "handheld"
     target: str = "cart"
-    size: int = 64
+    size: PosInt = 64
     methods: tuple[str, ...] = ()
     steps: dict[str, int] = dataclasses.field(default_factory=dict)
     configs: dict[str, str] = dataclasses.field(default_factory=dict)
     split: str = "test"
-    batch_size: int = 32
+    batch_size: PosInt = 32
 
 
 def study_methods(cfg: StudyConfig) -> list[str]:
@@ -115,9 +115,11 @@ def harmonize_and_score(
     else:
         model, config = models / method, registry.config_label(method_config(cfg, method))
     harmonize_dataset(
-        model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config
+        model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config,
+        force=True,  # the stage marker decided to redo it
     )
-    out: dict[str, Any] = {"run": str(run_dir), "metrics": str(evaluate_run(run_dir, EvaluateConfig(), progress))}
+    out: dict[str, Any] = {"run": str(run_dir),
+                           "metrics": str(evaluate_run(run_dir, EvaluateConfig(), progress, force=True))}
     if segmenter is not None:
         from sonoshift.downstream.evaluate_seg import evaluate_segmentation
 

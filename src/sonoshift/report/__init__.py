@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sonoshift.atomic import atomic_dir
+from sonoshift.errors import SonoshiftError
+from sonoshift.evaluate import verify_run_split
+from sonoshift.config import NonNegInt, PosInt, Validated
+from sonoshift.outputs import Stamp, claim_folder, file_digest, settings_key, write_stamp
 from sonoshift.report.figure import qualitative_figure
 from sonoshift.report.grid import qualitative_grid
 from sonoshift.report.html import render_html
@@ -19,14 +23,14 @@ from sonoshift.report.violin import violins
 
 
 @dataclass(frozen=True)
-class ReportConfig:
+class ReportConfig(Validated):
     """What the report draws."""
 
     figure: bool = True  # the two-row qualitative figure (plain B-mode on one grey scale; outlines) of a typical frame
-    figure_panel_px: int = 192  # its panels are upsampled (nearest, integer factor) to about this many pixels
-    grid_frames: int = 4  # frames (rows) in the qualitative grid (a collapsible section of the page)
+    figure_panel_px: PosInt = 192  # its panels are upsampled (nearest, integer factor) to about this many pixels
+    grid_frames: NonNegInt = 4  # frames (rows) in the qualitative grid (a collapsible section of the page)
     overlays: bool = True  # outline the label map (label_path) and the segmenter's predictions in the grid
-    grid_panel_px: int = 256  # grid panels are upsampled (nearest, integer factor) to about this many pixels
+    grid_panel_px: PosInt = 256  # grid panels are upsampled (nearest, integer factor) to about this many pixels
     violins: bool = True
     violin_metrics: tuple[str, ...] = ()  # metrics that get violin plots; empty = every metric column
 
@@ -36,21 +40,32 @@ def make_report(
     out: str | Path,
     cfg: ReportConfig = ReportConfig(),
     extra_sections: list[ExtraSection] | tuple[ExtraSection, ...] = (),
+    *,
+    force: bool = False,
 ) -> Path:
     """Write table.md, table.csv, table.tex, violins/<mode>_<metric>.png, figure.png, grid.png and index.html
     into ``out`` (plus segmentation.csv when runs carry the downstream ``segmentation.csv``).
 
     ``run_dirs`` are run folders already scored by ``sonoshift evaluate``; rows are named by each run's method
     and configuration. ``extra_sections`` are shown after the tables, in order; their images and tables
-    are also copied to ``out/sections/``. ``out`` is replaced as a whole (written to a temporary folder, then
-    renamed). Returns it.
+    are also copied to ``out/sections/``. ``out`` follows the output policy (sonoshift.outputs): an existing
+    report of the same runs and settings is reused, ``force`` replaces an earlier report atomically, anything
+    else at ``out`` is refused. Returns ``out``.
     """
     runs: list[RunResult] = load_runs(list(run_dirs))
+    for r in runs:  # leakage checked again at this read: splits edited since `evaluate` are caught here too
+        if (r.run_dir / "run.json").is_file() and verify_run_split(r.run_dir) and not r.meta.get("leakage"):
+            raise SonoshiftError(f"run {r.run_dir} shares patients with its model's training split but its metrics "
+                                 "do not say so; evaluate it again.")
     extra = list(extra_sections)
     check_sections(extra)
+    key = _report_key(runs, cfg, extra)
+    if claim_folder(out, "report", key, force=force, legacy=_legacy_report) == "reuse":
+        return Path(out)
     tables = build_tables(runs)
     summary = build_summary(runs, tables)
     with atomic_dir(out) as tmp:
+        write_stamp(tmp, "report", key)
         (tmp / "table.md").write_text(to_markdown(tables, runs, summary_markdown(summary)), encoding="utf-8")
         (tmp / "table.csv").write_text(to_csv(tables), encoding="utf-8")
         (tmp / "table.tex").write_text(to_latex(tables, runs), encoding="utf-8")
@@ -67,6 +82,22 @@ def make_report(
         page = render_html(runs, tables, figs, grid, list(zip(extra, copied)), summary, figure)
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return Path(out)
+
+
+def _report_key(runs: list[RunResult], cfg: ReportConfig, extra: list[ExtraSection]) -> str:
+    files = ("metrics.csv", "metrics.json", "metrics_dataset.csv", "segmentation.csv")
+    return settings_key({
+        "config": repr(cfg),
+        "runs": [[str(r.run_dir.resolve()), {f: file_digest(r.run_dir / f) for f in files if (r.run_dir / f).is_file()}]
+                 for r in runs],
+        "sections": [[s.title, s.caption, [str(p) for p in s.images],
+                      None if s.table is None else s.table.to_csv()] for s in extra],
+    })
+
+
+def _legacy_report(out: Path) -> Stamp | None:
+    """A report folder written before stamps existed."""
+    return Stamp("report", None) if (out / "index.html").is_file() and (out / "table.md").is_file() else None
 
 
 __all__ = ["ExtraSection", "ReportConfig", "make_report"]

@@ -199,6 +199,11 @@ def render_html(
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>sonoshift report</title>',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<style>{CSS}</style></head><body>", "<h1>sonoshift report</h1>"]  # fmt: skip
+    for r in runs:  # a model scored on patients it was trained on: said first, in red
+        if r.meta.get("leakage"):
+            parts.append(f'<p class="leakage" style="color:#c00;font-weight:bold">Leakage: {html.escape(r.label)} — '
+                         f"{html.escape(str(r.meta['leakage'].get('note', 'trained on test patients')))}; its scores "
+                         "measure memorization, not harmonization.</p>")
     if summary is not None:
         parts.append(summary_html(summary, runs))
     if figure is not None:

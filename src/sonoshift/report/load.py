@@ -38,6 +38,8 @@ def load_run(run_dir: str | Path) -> RunResult:
     meta, rows, dataset, segmentation = ev.meta, ev.rows, ev.dataset, ev.segmentation
     method, config = str(meta.get("method", run_dir.name)), str(meta.get("config", ""))
     label = method if not config or config == method else f"{method} ({config})"
+    if meta.get("leakage"):
+        label += " [LEAKAGE: trained on test patients]"
     return RunResult(label, method, config, run_dir, meta, rows, dataset, segmentation)
 
 

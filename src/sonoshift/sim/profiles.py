@@ -9,69 +9,69 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from sonoshift.config import load_config
+from sonoshift.config import AnyFloat, NonNegFloat, PosFloat, Range, UnitFloat, Validated, load_config
 from sonoshift.errors import SonoshiftError
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
 
 @dataclass(frozen=True)
-class Geometry:
+class Geometry(Validated):
     """Fan of a curvilinear (or, with a tiny radius, phased) array.
 
     radius_cm: probe face radius (cm); half_angle_deg: half opening angle (degrees); depth_cm: imaging depth (cm).
     """
 
-    radius_cm: float = 4.0
-    half_angle_deg: float = 35.0
-    depth_cm: float = 16.0
+    radius_cm: NonNegFloat = 4.0
+    half_angle_deg: Annotated[float, Range(0, 90, lo_open=True, hi_open=True)] = 35.0
+    depth_cm: PosFloat = 16.0
 
 
 @dataclass(frozen=True)
-class Transducer:
+class Transducer(Validated):
     """Pulse-echo PSF: centre frequency (MHz), axial FWHM (mm), lateral FWHM at the focus (mm), focal depth (cm),
     and the distance from the focus (cm) at which the beam is sqrt(2) times wider."""
 
-    center_mhz: float = 3.5
-    axial_fwhm_mm: float = 0.9
-    lateral_fwhm_mm: float = 2.6
-    focus_cm: float = 8.0
-    depth_of_field_cm: float = 4.0
+    center_mhz: PosFloat = 3.5
+    axial_fwhm_mm: PosFloat = 0.9
+    lateral_fwhm_mm: PosFloat = 2.6
+    focus_cm: PosFloat = 8.0
+    depth_of_field_cm: PosFloat = 4.0
 
 
 @dataclass(frozen=True)
-class Chain:
+class Chain(Validated):
     """Imaging chain settings (see chain.py): TGC, gain (dB), dynamic range (dB), noise, post-processing."""
 
-    tgc: float = 1.0  # fraction of the nominal attenuation that time-gain compensation removes (0 = no TGC)
-    tgc_nominal_db_cm_mhz: float = 0.5
-    tgc_max_db: float = 35.0  # cap of the TGC curve (dB)
-    gain_db: float = -20.0
-    dynamic_range_db: float = 50.0
-    receiver_noise: float = 3e-4  # rms of complex receiver noise, relative to soft-tissue echo at the transducer
-    specular: float = 25.0  # amplitude of specular reflection per unit reflection coefficient
-    speckle_reduction: float = 0.0  # 0-1 blend with an edge-preserving (bilateral) filter
-    smoothing_px: float = 0.0  # sigma (output px) of the spatial smoothing inside speckle reduction
-    edge_enhance: float = 0.0  # unsharp-mask amount
-    gamma: float = 1.0  # display grey map exponent
-    black_level: float = 0.0  # grey level (0-1) that echo-free regions display as (lifted blacks, haze)
-    display_noise: float = 0.0  # rms of additive noise on the displayed [0, 1] image
+    tgc: NonNegFloat = 1.0  # fraction of the nominal attenuation that time-gain compensation removes (0 = no TGC)
+    tgc_nominal_db_cm_mhz: NonNegFloat = 0.5
+    tgc_max_db: NonNegFloat = 35.0  # cap of the TGC curve (dB)
+    gain_db: AnyFloat = -20.0
+    dynamic_range_db: PosFloat = 50.0
+    receiver_noise: NonNegFloat = 3e-4  # rms of complex receiver noise, relative to soft-tissue echo at the transducer
+    specular: NonNegFloat = 25.0  # amplitude of specular reflection per unit reflection coefficient
+    speckle_reduction: UnitFloat = 0.0  # 0-1 blend with an edge-preserving (bilateral) filter
+    smoothing_px: NonNegFloat = 0.0  # sigma (output px) of the spatial smoothing inside speckle reduction
+    edge_enhance: NonNegFloat = 0.0  # unsharp-mask amount
+    gamma: PosFloat = 1.0  # display grey map exponent
+    black_level: UnitFloat = 0.0  # grey level (0-1) that echo-free regions display as (lifted blacks, haze)
+    display_noise: NonNegFloat = 0.0  # rms of additive noise on the displayed [0, 1] image
 
 
 @dataclass(frozen=True)
-class Overlay:
+class Overlay(Validated):
     """Burned-in annotation style: vendor and model text, logo shape, text grey level (0-255)."""
 
     vendor: str = "SONO"
     model: str = "H1"
     logo: Literal["circle", "diamond", "bars"] = "circle"
-    text_level: int = 200
+    text_level: Annotated[int, Range(0, 255)] = 200
 
 
 @dataclass(frozen=True)
-class Profile:
+class Profile(Validated):
     """One scanner. ``name`` is the domain name written into the dataset spec."""
 
     name: str = "handheld"

@@ -14,6 +14,7 @@ Output folder (paths relative to it):
 
 from __future__ import annotations
 
+from typing import Annotated
 import csv
 import io
 import json
@@ -27,7 +28,7 @@ import yaml
 
 import sonoshift
 from sonoshift.atomic import atomic_dir
-from sonoshift.config import to_dict
+from sonoshift.config import PosFloat, PosInt, Range, Seed, Validated, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
 from sonoshift.sim import overlay
@@ -44,20 +45,20 @@ from sonoshift.io.video import write_mp4
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(Validated):
     """What to simulate. Profiles are built-in names or YAML paths; GA is drawn uniformly in [ga_min, ga_max]."""
 
-    patients: int = 4
+    patients: PosInt = 4
     profiles: tuple[str, ...] = ("handheld", "cart")
-    seed: int = 0
-    size: int = 256
-    frames_per_sweep: int = 32
-    ga_min_weeks: float = 18.0
-    ga_max_weeks: float = 38.0
+    seed: Seed = 0
+    size: Annotated[int, Range(32)] = 256
+    frames_per_sweep: PosInt = 32
+    ga_min_weeks: Annotated[float, Range(12, 42)] = 18.0
+    ga_max_weeks: Annotated[float, Range(12, 42)] = 38.0
     sweeps: tuple[str, ...] = SWEEPS
-    fps: int = 10
-    scatterer_spacing_cm: float = 0.04
-    workers: int = 1
+    fps: PosInt = 10
+    scatterer_spacing_cm: PosFloat = 0.04
+    workers: PosInt = 1
     contact_sheet: bool = True
     extra_profiles: tuple[Profile, ...] = field(default=(), compare=False)
 
@@ -247,17 +248,26 @@ def _metadata_csv(records: list[dict], profiles: list[Profile]) -> str:
     return buf.getvalue()
 
 
-def simulate(out: str | Path, cfg: SimConfig = SimConfig(), progress: bool = True) -> Path:
-    """Simulate the dataset described by ``cfg`` into the folder ``out`` (written atomically; replaced if present).
+def simulate(out: str | Path, cfg: SimConfig = SimConfig(), progress: bool = True, *, force: bool = False) -> Path:
+    """Simulate the dataset described by ``cfg`` into the folder ``out``, written atomically.
 
-    Returns the folder. ``cfg.workers`` > 1 renders (patient, sweep) units in that many processes; the result does
+    ``out`` follows the output policy (sonoshift.outputs): the same simulation already there is reused,
+    ``force`` replaces an earlier simulation, anything else at ``out`` is refused. Returns the folder. ``cfg.workers`` > 1 renders (patient, sweep) units in that many processes; the result does
     not depend on it.
     """
+    from sonoshift.outputs import Stamp, claim_folder, settings_key, write_stamp
+
     check_config(cfg)
     profiles = resolve_profiles(cfg)
     out = Path(out)
+    settings = {k: v for k, v in to_dict(cfg).items() if k != "workers"}  # the result does not depend on workers
+    key = settings_key({"config": settings, "profiles": [to_dict(p) for p in profiles]})
+    legacy = (lambda p: Stamp("simulation", None) if (p / "simulation.json").is_file() else None)  # noqa: E731
+    if claim_folder(out, "simulation", key, force=force, legacy=legacy) == "reuse":
+        return out
     units = [(i, j) for i in range(cfg.patients) for j in range(len(cfg.sweeps))]
     with atomic_dir(out) as root:
+        write_stamp(root, "simulation", key)
         for sub in ["videos", "planes", "aligned/label_map", *[f"aligned/gt_{p.name}" for p in profiles]]:
             (root / sub).mkdir(parents=True, exist_ok=True)
         results: dict[tuple[int, int], list[dict]] = {}

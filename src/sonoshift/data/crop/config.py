@@ -4,13 +4,15 @@ the crop package (every other module of it imports this one, this one imports no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
+from sonoshift.config import NonNegInt, PosInt, Range, UnitFloat, Validated
+
 
 @dataclass(frozen=True)
-class CropConfig:
+class CropConfig(Validated):
     """Field-of-view crop settings. Radii are fractions of the shorter frame side; thresholds are gray levels.
 
     "shape" settings apply to the frame of a single image and to the maximum projection of a video.
@@ -40,34 +42,34 @@ class CropConfig:
     """
 
     method: Literal["auto", "video", "image", "none"] = "auto"
-    video_frames: int = 32
-    change_threshold: int = 8
-    signal_threshold: int = 2
-    close_radius: float = 0.01
-    image_close_radius: float = 0.004
-    open_radius: float = 0.012
-    min_area_fraction: float = 0.02
-    min_change_fraction: float = 0.01
+    video_frames: PosInt = 32
+    change_threshold: Annotated[int, Range(0, 255)] = 8
+    signal_threshold: Annotated[int, Range(0, 255)] = 2
+    close_radius: UnitFloat = 0.01
+    image_close_radius: UnitFloat = 0.004
+    open_radius: UnitFloat = 0.012
+    min_area_fraction: UnitFloat = 0.02
+    min_change_fraction: UnitFloat = 0.01
     convex: bool = True
-    margin: int = 1
-    min_component_fraction: float = 0.03
+    margin: NonNegInt = 1
+    min_component_fraction: UnitFloat = 0.03
     remove_text: bool = True
-    text_zone_top: float = 0.25
-    text_zone_bottom: float = 0.12
-    text_zone_side: float = 0.3
-    text_stroke_radius: float = 0.006
-    text_contrast: int = 60
-    text_min_level: int = 90
-    text_dark_level: int = 40
-    text_gap: float = 0.008
-    text_max_height: float = 0.035
-    text_pad: float = 0.004
-    text_min_pixels: int = 30
-    text_min_glyphs: int = 4
+    text_zone_top: UnitFloat = 0.25
+    text_zone_bottom: UnitFloat = 0.12
+    text_zone_side: UnitFloat = 0.3
+    text_stroke_radius: UnitFloat = 0.006
+    text_contrast: Annotated[int, Range(0, 255)] = 60
+    text_min_level: Annotated[int, Range(0, 255)] = 90
+    text_dark_level: Annotated[int, Range(0, 255)] = 40
+    text_gap: UnitFloat = 0.008
+    text_max_height: UnitFloat = 0.035
+    text_pad: UnitFloat = 0.004
+    text_min_pixels: NonNegInt = 30
+    text_min_glyphs: NonNegInt = 4
     remove_bars: bool = True
-    bar_run: int = 5
-    bar_band: float = 0.08
-    bar_min_height: float = 0.05
+    bar_run: PosInt = 5
+    bar_band: UnitFloat = 0.08
+    bar_min_height: UnitFloat = 0.05
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,17 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.io.images import write_png
 
 
-def find_fov(frames: np.ndarray, *, config: CropConfig | None = None, name: str | Path | None = None) -> CropResult:
+def find_fov(
+    frames: np.ndarray, *, config: CropConfig | None = None, name: str | Path | None = None,
+    hint: str = "use crop.method=none to keep whole frames",
+) -> CropResult:
     """Find the ultrasound field of view of an item.
 
     frames: uint8 (T, H, W) or (H, W). T > 1 uses the temporal-change method (grown by the shape-based region
     of the maximum projection that touches it), T == 1 the single-image method (``config.method`` can force
     either, or "none" for the whole frame). Text blocks and grey bars found on the (projected) frame are cut
     out in both cases.
-    name: the item's file, used only in error messages.
+    name: the item's file, used only in error messages; hint: how the caller's user keeps whole frames.
     Returns a CropResult. Raises SonoshiftError when no field of view of at least ``min_area_fraction`` of the
     frame is found (e.g. a blank frame).
     """
@@ -63,7 +66,7 @@ def find_fov(frames: np.ndarray, *, config: CropConfig | None = None, name: str 
     if mask.sum() < max(cfg.min_area_fraction * area, 1):
         raise SonoshiftError(
             f"{label}: no ultrasound field of view covering {cfg.min_area_fraction:.0%} of the frame was found "
-            "(blank or overlay-only frames?); use crop.method=none to keep whole frames."
+            f"(blank or overlay-only frames?); {hint}."
         )
     return crop_from_mask(mask, method)
 
