@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sonoshift.config import from_dict, to_dict
+from sonoshift.config import NonNegFloat, PosFloat, PosInt, Validated, from_dict, to_dict
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
 from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
@@ -37,7 +37,7 @@ from sonoshift.seeding import make_generator
 
 
 @dataclass(frozen=True)
-class StudentModel:
+class StudentModel(Validated):
     """The student generator and its discriminator. arch "mobile_unet" (default): MobileUNet(ch, n_blocks);
     "resnet": ResnetGenerator(ngf=ch, n_blocks, upsample). PatchGAN width ``ndf``, ``d_layers`` stride-2 layers.
 
@@ -46,36 +46,36 @@ class StudentModel:
     teacher it matched the teacher's GT PSNR better (docs/deploy.md §5)."""
 
     arch: Literal["resnet", "mobile_unet"] = "mobile_unet"
-    ch: int = 16
-    n_blocks: int = 4
+    ch: PosInt = 16
+    n_blocks: PosInt = 4
     upsample: Literal["transpose", "resize"] = "resize"
-    ndf: int = 16
-    d_layers: int = 3
-    init_gain: float = 0.02
+    ndf: PosInt = 16
+    d_layers: PosInt = 3
+    init_gain: PosFloat = 0.02
 
 
 @dataclass(frozen=True)
-class StudentLoss:
+class StudentLoss(Validated):
     """Weights: L1 to the teacher, LSGAN of the student against target frames, and the discriminator's loss."""
 
-    distill: float = 10.0
-    adversarial: float = 1.0
-    discriminator: float = 0.5
+    distill: NonNegFloat = 10.0
+    adversarial: NonNegFloat = 1.0
+    discriminator: NonNegFloat = 0.5
 
 
 @dataclass(frozen=True)
-class StudentData:
+class StudentData(Validated):
     """Which frames: the teacher's domains, ``split``, ``size`` (None: prepared size); teacher_samples K: a
     stochastic teacher's target is the mean of K samples (1: one sample); teacher_batch: frames per teacher pass."""
 
     split: str = "train"
-    size: int | None = None
-    teacher_samples: int = 1
-    teacher_batch: int = 8
+    size: PosInt | None = None
+    teacher_samples: PosInt = 1
+    teacher_batch: PosInt = 8
 
 
 @dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(Validated):
     """The distillation run (YAML: configs/cpu/student.yaml). ``teacher``: the trained translator to distil."""
 
     name: str = "student"
