@@ -53,7 +53,7 @@ def test_study_budgets_are_one_mapping_keyed_by_method() -> None:
     from sonoshift.pipeline.demo import DemoConfig
 
     cfg = load_config(DemoConfig, None, ["study.steps.cyclegan=300", "study.configs.ddgan=configs/paper/x.yaml"])
-    assert cfg.study.steps == {"ddgan": 400, "cascade": 400, "cyclegan": 300}  # the demo's own budgets stay
+    assert cfg.study.steps == {"ddgan": 300, "cascade": 300, "cyclegan": 300}  # the demo's own budgets stay
     assert cfg.study.configs == {"ddgan": "configs/paper/x.yaml"}
     with pytest.raises(SonoshiftError, match="study.steps.cyclegan"):
         load_config(DemoConfig, None, ["study.steps.cyclegan=many"])

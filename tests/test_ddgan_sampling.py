@@ -12,7 +12,10 @@ from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
 from sonoshift.diffusion.sampler import sample, sample_with_uncertainty
 from sonoshift.diffusion import ScheduleConfig, schedule_from_config
 
-TINY_G = UNetConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), nz=4, z_emb_dim=8, t_emb_dim=8)
+# zero_init off: the sampler tests need an untrained generator whose output depends on z and x_t.
+TINY_G = UNetConfig(
+    ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), nz=4, z_emb_dim=8, t_emb_dim=8, zero_init=False
+)
 
 
 class OracleG(nn.Module):

@@ -33,7 +33,8 @@ def sample(
     for i in reversed(range(s.num_steps)):
         t = torch.full((b,), i, dtype=torch.long, device=cond.device)
         z = torch.randn((b, G.cfg.nz), generator=generator, device=cond.device, dtype=cond.dtype)
-        x0_pred = G(torch.cat([x, cond], dim=1), t, z)
+        # Clip x_0 (a residual generator's condition + correction may leave [-1, 1]; tanh ones never do).
+        x0_pred = G(torch.cat([x, cond], dim=1), t, z).clamp(-1.0, 1.0)
         x = sample_posterior(s, x0_pred, x, t, generator)
     return x.clamp(-1.0, 1.0)
 

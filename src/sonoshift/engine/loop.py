@@ -62,6 +62,7 @@ class EngineConfig(Validated):
     beta2: Annotated[float, Range(0, 1, hi_open=True)] = 0.999
     grad_clip: NonNegFloat = 0.0
     ema_decay: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
+    ema_warmup: bool = False
     checkpoint_every: NonNegInt = 500
     keep_last: NonNegInt = 3
     log_every: PosInt = 10
@@ -311,6 +312,7 @@ def _restore(method: Method, ckpt_dir: Path, scaler: torch.amp.GradScaler | None
         ckpt_io.load_module(fake, name, m, prefer_ema=False)
     for name, e in method.ema.items():
         e.load_state_dict(fake.module_state(name, prefer_ema=True))
+        e.num_updates = int(state.get("step", 0))  # one EMA update per step: the warm-up resumes exactly
     for name, opt in method.optimizers.items():
         ckpt_io.optimizer_from_saved(name, opt, train, state["optimizers"][name])
     if scaler is not None and state.get("scaler"):

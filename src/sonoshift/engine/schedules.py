@@ -39,10 +39,12 @@ def decay_steps(total_steps: int, epochs: int, decay_epochs: int) -> int:
 
 def lr_factor(
     schedule: Schedule, step: int, total_steps: int, *, epochs: int = 1, decay_epochs: int = 0,
-    min_ratio: float = 0.0,
+    min_ratio: float = 0.0, decay_start: float = 0.0,
 ) -> float:
     """The factor of ``schedule`` at ``step``: "constant_then_linear" decays over the last ``decay_epochs`` of
-    ``epochs``; "cosine" decays from 1 to ``min_ratio`` over the whole run."""
+    ``epochs``; "cosine" holds 1 for the first fraction ``decay_start`` of the run, then decays from 1 to
+    ``min_ratio`` over the rest (``decay_start`` 0: over the whole run)."""
     if schedule == "cosine":
-        return cosine_factor(step, total_steps, min_ratio)
+        start = round(decay_start * total_steps)
+        return cosine_factor(step - start, total_steps - start, min_ratio)
     return constant_then_linear(step, total_steps, decay_steps(total_steps, epochs, decay_epochs))

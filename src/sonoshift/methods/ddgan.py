@@ -43,17 +43,21 @@ from sonoshift.seeding import make_generator
 
 @dataclass(frozen=True)
 class DDGANLoss(Validated):
-    """R1 weight gamma on real pairs, applied every ``lazy_reg`` steps (0 disables R1)."""
+    """R1 weight gamma on real pairs, applied every ``lazy_reg`` steps (0 disables R1); ``l1_x0``: weight of
+    SynDiff's L1 term between the predicted x_0 and x_0 in the generator loss (SynDiff uses 0.5; 0 = the DDGAN's
+    adversarial-only loss)."""
 
     r1_gamma: NonNegFloat = 0.02
     lazy_reg: PosInt = 10
+    l1_x0: NonNegFloat = 0.0
 
 
 @dataclass(frozen=True)
 class DDGANOptim(Validated):
     """Adam for the generator and the discriminator, with their own learning rates (``train.lr`` and
     ``train.beta1/2`` are not used by this method). ``lr_schedule``: "cosine" decays both rates from their base to
-    ``lr_min_ratio`` x base over the run; "constant_then_linear" follows ``train.decay_epochs`` like CycleGAN."""
+    ``lr_min_ratio`` x base over the run, starting after the fraction ``decay_start`` of it (0 = from the first
+    step; 0.5 keeps the full rate until mid-run); "constant_then_linear" follows ``train.decay_epochs``."""
 
     lr_g: PosFloat = 1.6e-4
     lr_d: PosFloat = 1.25e-4
@@ -61,6 +65,7 @@ class DDGANOptim(Validated):
     beta2: Annotated[float, Range(0, 1, hi_open=True)] = 0.9
     lr_schedule: Literal["cosine", "constant_then_linear"] = "cosine"
     lr_min_ratio: UnitFloat = 0.0
+    decay_start: UnitFloat = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class DDGANConfig(Validated):
 
     cyclegan: the trained CycleGAN checkpoint (run folder, checkpoint folder or model.safetensors) whose
     target -> source generator makes the training condition y_s = G_{T->S}(x_0); it stays frozen.
+    condition_noise: std ([-1, 1] units) of Gaussian noise added to y_s in training (0 = none), so the generator
+    cannot rely on the low-amplitude detail in which a CycleGAN hides its inverse, and learns from what a real
+    source frame also shows (the cascade's counterpart is ``round_trip_noise``).
     """
 
     name: str = "ddgan"
@@ -80,6 +88,7 @@ class DDGANConfig(Validated):
     loss: DDGANLoss = field(default_factory=DDGANLoss)
     optim: DDGANOptim = field(default_factory=DDGANOptim)
     train: EngineConfig = field(default_factory=lambda: EngineConfig(ema_decay=0.999))
+    condition_noise: NonNegFloat = 0.0
 
 
 @dataclass
@@ -156,14 +165,21 @@ class DDGAN(MethodBase):
             "G": torch.optim.Adam(G.parameters(), o.lr_g, betas=(o.beta1, o.beta2)),
             "D": torch.optim.Adam(D.parameters(), o.lr_d, betas=(o.beta1, o.beta2)),
         }
-        self.ema = {"G": EMA(G, t.ema_decay)} if t.ema_decay > 0 else {}
+        self.ema = {"G": EMA(G, t.ema_decay, warmup=t.ema_warmup)} if t.ema_decay > 0 else {}
         self.gen = make_generator(t.seed, 3000 + rank, device=device)
 
     # -- the condition ------------------------------------------------------------------------------------
-    def condition(self, x0: torch.Tensor) -> torch.Tensor:
-        """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0), no grad."""
+    def condition(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0), no grad.
+        (``generator``: the noise of ``condition_noise``, default the step generator.)"""
         with torch.no_grad():
-            return self.cyclegan.G_ba(x0)
+            y_s = self.cyclegan.G_ba(x0)
+            sigma = self.cfg.condition_noise
+            if sigma > 0:
+                g = self.gen if generator is None else generator
+                noise = torch.randn(y_s.shape, generator=g, device=y_s.device, dtype=y_s.dtype)
+                y_s = (y_s + sigma * noise).clamp(-1.0, 1.0)
+            return y_s
 
     # -- one step -----------------------------------------------------------------------------------------
     def _r1_gamma(self, step: int) -> float:
@@ -188,9 +204,12 @@ class DDGAN(MethodBase):
         try:
             for mb, cond in zip(micro, conds):
                 with ctx.autocast():
-                    loss_g, _ = generator_loss(G, D, self.schedule, mb["target"], cond, self.gen)
+                    loss_g, p = generator_loss(
+                        G, D, self.schedule, mb["target"], cond, self.gen, l1_weight=self.cfg.loss.l1_x0
+                    )
                 ctx.backward(loss_g)
                 logs.setdefault("loss_G", []).append(loss_g.item())
+                logs.setdefault("l1_x0", []).append(p["l1"].item())
         finally:
             self.modules["D"].requires_grad_(True)
         ctx.optimizer_step("G")
@@ -200,7 +219,7 @@ class DDGAN(MethodBase):
         """Cosine decay of both learning rates (or CycleGAN-style constant-then-linear, see ``DDGANOptim``)."""
         o, t = self.cfg.optim, self.cfg.train
         f = lr_factor(o.lr_schedule, step, total_steps, epochs=t.epochs, decay_epochs=t.decay_epochs,
-                      min_ratio=o.lr_min_ratio)
+                      min_ratio=o.lr_min_ratio, decay_start=o.decay_start)
         return {"G": f, "D": f}
 
     # -- inference pieces ---------------------------------------------------------------------------------
@@ -212,8 +231,8 @@ class DDGAN(MethodBase):
     def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """TensorBoard rows: target, its training condition, one sample from that condition (B,1,H,W, [-1,1])."""
         x0 = batch["target"]
-        cond = self.condition(x0)
         g = make_generator(0, device=x0.device)
+        cond = self.condition(x0, g)
         x_init = self.partial_init(cond) if self.cfg.schedule.start == "partial" else None
         G = self.sampling_generator()
         was_training = G.training

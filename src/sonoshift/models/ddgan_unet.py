@@ -4,7 +4,15 @@ Input: x_{t+1} concatenated with the conditioning image (2 channels, [-1, 1]), t
 latent z ~ N(0, I). The time enters through a sinusoidal embedding added inside every residual block; the latent
 is pixel-normalised, mapped by an MLP and drives an adaptive group norm (per-channel scale and shift) in every
 block, which is what makes the generator's output a distribution rather than a point. Self-attention runs at the
-low resolutions listed in ``attn_resolutions``. Output: x_0 in [-1, 1] (tanh), 1 channel.
+low resolutions listed in ``attn_resolutions``. Output: x_0, 1 channel, in one of two parametrizations
+(``output``): "tanh", x_0 = tanh(head(h)) as in the DDGAN reference; or "residual", x_0 = condition + head(h),
+so that with the zero-initialized head (``zero_init``) an untrained generator returns its condition exactly
+and training can only add a correction to it (the condition is the second input channel).
+
+As in the reference (NVlabs/denoising-diffusion-gan, score_sde's NCSN++), ``zero_init`` zeroes the output conv,
+the last conv of every residual block and the attention output projection, so every block starts as its skip
+path; group norms use min(ch // 4, 32) groups (``group_norm: reference``). ``group_norm: max`` is the former
+choice (as many groups as divide ch, up to 32: instance norm at widths <= 32), kept for the ablation.
 
 Sizes come from ``UNetConfig``: the defaults are a compact CPU variant; ``PAPER_UNET`` is the paper-scale one for
 256x256 on a GPU.
@@ -12,9 +20,9 @@ Sizes come from ``UNetConfig``: the defaults are a compact CPU variant; ``PAPER_
 
 from __future__ import annotations
 
-from typing import Annotated
 import math
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +39,10 @@ class UNetConfig(Validated):
     in_channels: x_{t+1} plus the condition (2). ch: base width; ch_mult: width multiplier per resolution (one
     2x downsampling between consecutive entries); num_res_blocks per resolution; attn_resolutions: feature-map
     sizes in pixels (at the training image size) where self-attention runs; nz: latent size; z_emb_dim, n_mlp:
-    the latent mapping MLP; t_emb_dim: time-embedding width; dropout in residual blocks.
+    the latent mapping MLP; t_emb_dim: time-embedding width; dropout in residual blocks. output: "tanh" (x_0 =
+    tanh(head)) or "residual" (x_0 = condition + head); zero_init: the reference's zero init of the output conv,
+    each residual block's last conv and the attention projection; group_norm: "reference" (min(ch // 4, 32)
+    groups) or "max" (the most groups <= 32 that divide ch).
     """
 
     in_channels: PosInt = 2
@@ -45,6 +56,9 @@ class UNetConfig(Validated):
     n_mlp: PosInt = 2
     t_emb_dim: PosInt = 64
     dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
+    output: Literal["tanh", "residual"] = "tanh"
+    zero_init: bool = True
+    group_norm: Literal["reference", "max"] = "reference"
 
 
 # The paper-scale variant (256x256, GPU): the widths and depths of the DDGAN image generators.
@@ -69,9 +83,26 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0
     return F.pad(emb, (0, dim % 2))
 
 
-def _groups(ch: int, max_groups: int = 32) -> int:
-    """Largest group count <= max_groups that divides ``ch`` (keeps tiny test widths valid)."""
-    return next(g for g in range(min(max_groups, ch), 0, -1) if ch % g == 0)
+def _largest_divisor(ch: int, at_most: int) -> int:
+    return next(g for g in range(max(min(at_most, ch), 1), 0, -1) if ch % g == 0)
+
+
+def group_count(ch: int, kind: str = "reference") -> int:
+    """Group-norm groups for ``ch`` channels. "reference": min(ch // 4, 32) as the DDGAN reference (4 channels per
+    group at small widths, so a channel's global level survives), lowered to a divisor of ch when it is not one;
+    "max": the most groups <= 32 that divide ch (instance norm at widths <= 32)."""
+    if kind == "reference":
+        return _largest_divisor(ch, max(min(ch // 4, 32), 1))
+    if kind == "max":
+        return _largest_divisor(ch, 32)
+    raise SonoshiftError(f"generator.group_norm must be 'reference' or 'max', got {kind!r}.")
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    nn.init.zeros_(module.weight)
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
+    return module
 
 
 class PixelNorm(nn.Module):
@@ -98,9 +129,9 @@ class LatentMapping(nn.Module):
 class AdaptiveGroupNorm(nn.Module):
     """Group norm without affine parameters, then (1 + gamma(style)) * x + beta(style) per channel."""
 
-    def __init__(self, ch: int, style_dim: int) -> None:
+    def __init__(self, ch: int, style_dim: int, groups: str = "reference") -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(ch), ch, affine=False)
+        self.norm = nn.GroupNorm(group_count(ch, groups), ch, affine=False)
         self.style = nn.Linear(style_dim, 2 * ch)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -111,14 +142,19 @@ class AdaptiveGroupNorm(nn.Module):
 class ResBlock(nn.Module):
     """Two 3x3 convs with adaptive group norm (latent) and an added time embedding; residual sum / sqrt(2)."""
 
-    def __init__(self, cin: int, cout: int, t_dim: int, style_dim: int, dropout: float) -> None:
+    def __init__(
+        self, cin: int, cout: int, t_dim: int, style_dim: int, dropout: float, groups: str = "reference",
+        zero_init: bool = True,
+    ) -> None:
         super().__init__()
-        self.norm1 = AdaptiveGroupNorm(cin, style_dim)
+        self.norm1 = AdaptiveGroupNorm(cin, style_dim, groups)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.temb = nn.Linear(t_dim, cout)
-        self.norm2 = AdaptiveGroupNorm(cout, style_dim)
+        self.norm2 = AdaptiveGroupNorm(cout, style_dim, groups)
         self.drop = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        if zero_init:
+            _zero(self.conv2)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -131,11 +167,13 @@ class ResBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over all positions of a (low-resolution) feature map, residual."""
 
-    def __init__(self, ch: int) -> None:
+    def __init__(self, ch: int, groups: str = "reference", zero_init: bool = True) -> None:
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.norm = nn.GroupNorm(group_count(ch, groups), ch)
         self.qkv = nn.Conv2d(ch, 3 * ch, 1)
         self.proj = nn.Conv2d(ch, ch, 1)
+        if zero_init:
+            _zero(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -145,7 +183,8 @@ class AttnBlock(nn.Module):
 
 
 class DDGANUNet(nn.Module):
-    """Conditional U-Net generator: ``forward(x, t, z)`` -> predicted x_0 (B, 1, H, W) in [-1, 1].
+    """Conditional U-Net generator: ``forward(x, t, z)`` -> predicted x_0 (B, 1, H, W), in [-1, 1] for
+    ``output: tanh``; for ``output: residual`` the condition plus a correction (the sampler clips it).
 
     ``image_size`` (pixels, the training size) decides at which levels self-attention is built: those whose
     feature maps are ``attn_resolutions`` pixels wide at that size. Other sizes still run (same layers).
@@ -159,6 +198,17 @@ class DDGANUNet(nn.Module):
         self.cfg = cfg
         self.image_size = image_size
         t_dim, s_dim = cfg.t_emb_dim, cfg.z_emb_dim
+        if cfg.output not in ("tanh", "residual"):
+            raise SonoshiftError(f"generator.output must be 'tanh' or 'residual', got {cfg.output!r}.")
+        if cfg.output == "residual" and (cfg.in_channels < 2 or cfg.out_channels != 1):
+            raise SonoshiftError("generator.output 'residual' needs the condition as input channel 2 and 1 output.")
+        gn, zi = cfg.group_norm, cfg.zero_init
+
+        def res(cin: int, cout: int) -> ResBlock:
+            return ResBlock(cin, cout, t_dim, s_dim, cfg.dropout, gn, zi)
+
+        def attn(ch: int) -> AttnBlock:
+            return AttnBlock(ch, gn, zi)
         self.t_mlp = nn.Sequential(nn.Linear(t_dim, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
         self.z_map = LatentMapping(cfg.nz, s_dim, cfg.n_mlp)
         self.stem = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
@@ -172,8 +222,8 @@ class DDGANUNet(nn.Module):
             blocks, attns = nn.ModuleList(), nn.ModuleList()
             use_attn = (image_size >> level) in cfg.attn_resolutions
             for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock(cur, w, t_dim, s_dim, cfg.dropout))
-                attns.append(AttnBlock(w) if use_attn else nn.Identity())
+                blocks.append(res(cur, w))
+                attns.append(attn(w) if use_attn else nn.Identity())
                 cur = w
                 skips.append(cur)
             self.down.append(blocks)
@@ -181,9 +231,9 @@ class DDGANUNet(nn.Module):
             if level < len(widths) - 1:
                 self.downsample.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
                 skips.append(cur)
-        self.mid1 = ResBlock(cur, cur, t_dim, s_dim, cfg.dropout)
-        self.mid_attn = AttnBlock(cur)
-        self.mid2 = ResBlock(cur, cur, t_dim, s_dim, cfg.dropout)
+        self.mid1 = res(cur, cur)
+        self.mid_attn = attn(cur)
+        self.mid2 = res(cur, cur)
         self.up = nn.ModuleList()
         self.up_attn = nn.ModuleList()
         self.upsample = nn.ModuleList()
@@ -192,15 +242,17 @@ class DDGANUNet(nn.Module):
             blocks, attns = nn.ModuleList(), nn.ModuleList()
             use_attn = (image_size >> level) in cfg.attn_resolutions
             for _ in range(cfg.num_res_blocks + 1):
-                blocks.append(ResBlock(cur + skips.pop(), w, t_dim, s_dim, cfg.dropout))
-                attns.append(AttnBlock(w) if use_attn else nn.Identity())
+                blocks.append(res(cur + skips.pop(), w))
+                attns.append(attn(w) if use_attn else nn.Identity())
                 cur = w
             self.up.append(blocks)
             self.up_attn.append(attns)
             if level > 0:
                 self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
-        self.head_norm = nn.GroupNorm(_groups(cur), cur)
+        self.head_norm = nn.GroupNorm(group_count(cur, gn), cur)
         self.head = nn.Conv2d(cur, cfg.out_channels, 3, padding=1)
+        if zi:
+            _zero(self.head)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -227,4 +279,9 @@ class DDGANUNet(nn.Module):
                 h = attn(block(torch.cat([h, hs.pop()], dim=1), temb, style))
             if k < len(self.upsample):
                 h = self.upsample[k](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return torch.tanh(self.head(F.silu(self.head_norm(h))))
+        out = self.head(F.silu(self.head_norm(h)))
+        if cfg.output == "residual":
+            # x_0 = condition + correction: unclamped, so the correction keeps its gradient at the black (-1)
+            # background; the sampler clips each x_0 prediction to [-1, 1].
+            return x[:, 1:2] + out
+        return torch.tanh(out)

@@ -99,11 +99,15 @@ def generator_loss(
     x0: torch.Tensor,
     cond: torch.Tensor,
     generator: torch.Generator | None,
+    l1_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The generator's non-saturating loss on one batch; returns (loss, the ``generate_pair`` tensors)."""
+    """The generator's loss on one batch: non-saturating GAN loss + ``l1_weight`` x mean |x0_pred - x0| (SynDiff's
+    L1 anchor, weight 0.5 there). Returns (loss, the ``generate_pair`` tensors plus "l1", the unweighted L1)."""
     p = generate_pair(G, s, x0, cond, generator)
     fake = D(p["x_t_fake"], p["x_next"], p["t"], cond if D.cfg.see_condition else None)
-    return g_nonsaturating_loss(fake), p
+    p["l1"] = (p["x0_pred"] - x0).abs().mean()
+    loss = g_nonsaturating_loss(fake)
+    return (loss + l1_weight * p["l1"] if l1_weight else loss), p
 
 
 # -- content loss of the cascade's joint fine-tuning ----------------------------------------------------------

@@ -23,18 +23,26 @@ from sonoshift.progress import console
 class DemoConfig(Validated):
     """The demo on simulated data, sized to finish in minutes on 2 CPU cores.
 
-    patients / frames_per_sweep / sim_size: the simulated dataset (every VSI sweep, both profiles of the study);
-    steps_segmenter: NonNegInt = its config's); study: what is trained and scored.
+    patients / sweeps / frames_per_sweep / sim_size / GA range: the simulated dataset (both profiles of the
+    study). The data must carry the measurements: 24 patients with gestational ages stratified over 16-40 weeks,
+    split 12 / 4 / 8 (train / val / test, by patient), one blind VSI sweep and the three targeted standard-plane
+    sweeps per patient, so head, abdomen and femur planes are each about a quarter of the frames.
+    steps_segmenter: target-domain segmenter steps (0 = its config's); study: what is trained and scored.
     """
 
-    patients: PosInt = 12
-    frames_per_sweep: PosInt = 32
+    patients: PosInt = 24
+    sweeps: tuple[str, ...] = ("tr-mid", "std-head", "std-abdomen", "std-femur")
+    frames_per_sweep: PosInt = 20
     sim_size: Annotated[int, Range(32)] = 160
+    ga_min_weeks: Annotated[float, Range(12, 42)] = 16.0
+    ga_max_weeks: Annotated[float, Range(12, 42)] = 40.0
+    split_fractions: tuple[float, float, float] = (0.5, 0.15, 0.35)
     workers: PosInt = 2
     segmenter_config: str = "configs/cpu/segmenter.yaml"
     steps_segmenter: NonNegInt = 0
-    # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter.
-    study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 400, "cascade": 400}))
+    # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter;
+    # both start from their input (residual generator), so a short run can only add to it.
+    study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 300, "cascade": 300}))
 
 
 def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool) -> dict[str, Any]:
@@ -73,13 +81,20 @@ def run_demo(
         seed=study.seed,
         size=cfg.sim_size,
         frames_per_sweep=cfg.frames_per_sweep,
+        sweeps=cfg.sweeps,
+        ga_min_weeks=cfg.ga_min_weeks,
+        ga_max_weeks=cfg.ga_max_weeks,
+        ga_spread="stratified",
         workers=cfg.workers,
     )
     run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress, force=True)),
               force=force, log=log)
 
+    from sonoshift.data.splits import SplitConfig
+
     prep_cfg = PrepareConfig(
-        resize=ResizeConfig(size=study.size), source_domain=study.source, target_domain=study.target
+        resize=ResizeConfig(size=study.size), source_domain=study.source, target_domain=study.target,
+        split=SplitConfig(fractions=cfg.split_fractions),
     )
 
     def _prepare() -> str:
@@ -96,6 +111,14 @@ def run_demo(
         "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir, force=True) / "index.html"), force=True,
         log=log,
     )
+    # Every table with a bootstrap interval over patients and the texture check (report/table_ci.md).
+    from sonoshift.metrics.ci_table import ci_table
+
+    def _ci() -> str:
+        atomic_write_text(report_dir / "table_ci.md", ci_table(runs))
+        return str(report_dir / "table_ci.md")
+
+    run_stage("table with patient intervals", root, to_dict(cfg), _ci, force=force, log=log)
     summary = {
         "report": report,
         "stages": log.entries,

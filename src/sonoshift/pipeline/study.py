@@ -17,6 +17,8 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
 BASELINE = "untranslated"  # the raw source frames, scored like a method: the row every harmonizer must beat
+# Cheap tricks a method must also beat (sonoshift.baselines); cyclegan_blur needs the trained CycleGAN.
+CHEAP_BASELINES = ("histogram_match", "cyclegan_blur")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,7 @@ class StudyConfig(Validated):
     configs: dict[str, str] = dataclasses.field(default_factory=dict)
     split: str = "test"
     batch_size: PosInt = 32
+    baselines: tuple[str, ...] = CHEAP_BASELINES
 
 
 def study_methods(cfg: StudyConfig) -> list[str]:
@@ -112,6 +115,10 @@ def harmonize_and_score(
     if method == BASELINE:
         model: Any = Untranslated(cfg.source, cfg.target, (cfg.size, cfg.size))
         config = "raw source frames"
+    elif method in CHEAP_BASELINES:
+        from sonoshift.baselines import make_baseline
+
+        model, config = make_baseline(method, data, cfg.source, cfg.target, models)
     else:
         model, config = models / method, registry.config_label(method_config(cfg, method))
     harmonize_dataset(
@@ -150,7 +157,10 @@ def run_study(
             shutil.rmtree(models / method, ignore_errors=True)
         run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress), force=force, log=log)
     runs = []
-    for method in (BASELINE, *names):
+    from sonoshift.baselines import applicable
+
+    baselines = [b for b in cfg.baselines if applicable(b, data, cfg.source, cfg.target, tuple(names))]
+    for method in (BASELINE, *baselines, *names):
         run_dir = root / "harmonized" / method
         run_stage(
             f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method,

@@ -14,7 +14,7 @@ Output folder (paths relative to it):
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 import csv
 import io
 import json
@@ -39,6 +39,7 @@ from sonoshift.sim.profiles import Profile, load_profile
 from sonoshift.sim.render import FrameKey, render_slice, slice_view
 from sonoshift.sim.scan_convert import View, make_view
 from sonoshift.sim.speckle import ScattererBank, make_bank
+from sonoshift.sim.standard_planes import STANDARD_SWEEPS
 from sonoshift.sim.sweeps import SWEEPS, sweep_planes
 from sonoshift.sim.tissues import LABEL_NAMES
 from sonoshift.io.video import write_mp4
@@ -46,7 +47,10 @@ from sonoshift.io.video import write_mp4
 
 @dataclass(frozen=True)
 class SimConfig(Validated):
-    """What to simulate. Profiles are built-in names or YAML paths; GA is drawn uniformly in [ga_min, ga_max]."""
+    """What to simulate. Profiles are built-in names or YAML paths; GA is drawn uniformly in [ga_min, ga_max]
+    (``ga_spread: uniform``), or one patient per equal stratum of that range (``stratified``: patient i in the
+    i-th of ``patients`` strata), so that any split of the patients covers the range. ``sweeps``: the six VSI
+    sweeps and/or the targeted standard-plane sweeps ``std-head``, ``std-abdomen``, ``std-femur``."""
 
     patients: PosInt = 4
     profiles: tuple[str, ...] = ("handheld", "cart")
@@ -55,6 +59,7 @@ class SimConfig(Validated):
     frames_per_sweep: PosInt = 32
     ga_min_weeks: Annotated[float, Range(12, 42)] = 18.0
     ga_max_weeks: Annotated[float, Range(12, 42)] = 38.0
+    ga_spread: Literal["uniform", "stratified"] = "uniform"
     sweeps: tuple[str, ...] = SWEEPS
     fps: PosInt = 10
     scatterer_spacing_cm: PosFloat = 0.04
@@ -82,9 +87,12 @@ def check_config(cfg: SimConfig) -> None:
         raise SonoshiftError(f"simulate --size must be an even number >= 32, got {cfg.size}.")
     if not (12.0 <= cfg.ga_min_weeks <= cfg.ga_max_weeks <= 42.0):
         raise SonoshiftError(f"gestational age range [{cfg.ga_min_weeks}, {cfg.ga_max_weeks}] must lie in 12-42 weeks.")
-    bad = [s for s in cfg.sweeps if s not in SWEEPS]
+    if cfg.ga_spread not in ("uniform", "stratified"):
+        raise SonoshiftError(f"ga_spread must be 'uniform' or 'stratified', got {cfg.ga_spread!r}.")
+    known = SWEEPS + STANDARD_SWEEPS
+    bad = [s for s in cfg.sweeps if s not in known]
     if bad:
-        raise SonoshiftError(f"unknown sweep '{bad[0]}' (known: {', '.join(SWEEPS)}).")
+        raise SonoshiftError(f"unknown sweep '{bad[0]}' (known: {', '.join(known)}).")
 
 
 def resolve_profiles(cfg: SimConfig) -> list[Profile]:
@@ -106,6 +114,10 @@ def patient_phantom(cfg: SimConfig, index: int) -> Phantom:
     """Patient ``index``'s phantom: GA uniform in the configured range, pose from the patient's generator."""
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, index, 0]))
     ga = float(rng.uniform(cfg.ga_min_weeks, cfg.ga_max_weeks))
+    if cfg.ga_spread == "stratified":
+        span = cfg.ga_max_weeks - cfg.ga_min_weeks
+        u = (ga - cfg.ga_min_weeks) / span if span > 0 else 0.5  # the same draw, as a position in the stratum
+        ga = cfg.ga_min_weeks + span * (index + u) / cfg.patients
     return build_phantom(ga, rng)
 
 

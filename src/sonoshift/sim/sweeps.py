@@ -38,6 +38,10 @@ def _rotate(v: np.ndarray, axis: np.ndarray, angle: float) -> np.ndarray:
 
 def sweep_planes(phantom: Phantom, sweep: str, n_frames: int, rng: np.random.Generator) -> list[Plane]:
     """The probe plane of each of ``n_frames`` frames of ``sweep`` (one of SWEEPS) over ``phantom``."""
+    if sweep.startswith("std-"):  # a targeted acquisition of a standard plane (sim.standard_planes)
+        from sonoshift.sim.standard_planes import standard_sweep_planes
+
+        return standard_sweep_planes(phantom, sweep, n_frames, rng)
     if sweep not in SWEEPS:
         raise ValueError(f"unknown sweep {sweep!r}; known: {SWEEPS}")
     uc = phantom.landmarks["uterus_center"]

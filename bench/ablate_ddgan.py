@@ -1,0 +1,194 @@
+"""Ablation of the DDGAN / cascade design (issue 12) from one command, with the baselines every method must beat.
+
+    python bench/ablate_ddgan.py --data runs/demo/data --cyclegan runs/demo/models/cyclegan --out runs/ablate \
+        --steps 200 --frames 12 [--only ddgan,ddgan-l1,...] [--list]
+
+Rows: untranslated, histogram matching, CycleGAN, CycleGAN + best blur (sigma on val), then each variant trained
+for ``--steps`` steps on the train split (configs/cpu/ddgan.yaml or cascade.yaml plus the variant's overrides)
+and sampled once (seed 0) on the test split. Every test patient is kept; ``--frames`` evenly spaced frames per
+patient. Scores against the simulator ground truth, inside the field of view: PSNR, SSIM, LNCC, BC, and the
+texture check (RMS distance of log radial power spectra to the ground truth's, dB, lower is better); PSNR and
+LNCC with a 95% bootstrap interval over patients. Trained variants are kept under OUT/<variant>/ and reused when
+OUT/<variant>/done exists. Writes OUT/ablation.md and OUT/ablation.csv. Set OMP_NUM_THREADS=1 on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sonoshift.config import load_config  # noqa: E402
+from sonoshift.metrics import pair_metrics  # noqa: E402
+from sonoshift.metrics.bootstrap import patient_bootstrap  # noqa: E402
+from sonoshift.metrics.spectrum import spectrum_distance  # noqa: E402
+
+# The design changes of issue 12 and what turns each one off in the anchored CPU configs.
+OFF = {
+    "residual": ["generator.output=tanh"],
+    "l1": ["loss.l1_x0=0.0"],
+    "zero_init": ["generator.zero_init=false"],
+    "gn_ref": ["generator.group_norm=max"],
+    "ema_warmup": ["train.ema_warmup=false"],
+    "lr_hold": ["optim.decay_start=0.0"],
+}
+ALL_OFF = [o for v in OFF.values() for o in v]
+
+VARIANTS: dict[str, tuple[str, list[str], str]] = {
+    # name: (method, overrides on configs/cpu/<method>.yaml, what it tests)
+    "ddgan": ("ddgan", [], "anchored design, all changes on"),
+    **{f"ddgan-{k}": ("ddgan", v, f"anchored design without {k}") for k, v in OFF.items()},
+    "ddgan+cn0.1": ("ddgan", ["condition_noise=0.1"], "anchored + noise 0.1 on the synthetic source condition"),
+    "ddgan+see_cond": ("ddgan", ["discriminator.see_condition=true"], "anchored + condition shown to D"),
+    "ddgan-old": ("ddgan", ALL_OFF, "former design (all changes off)"),
+    "ddgan-t170": ("ddgan", ["schedule.stride=170"], "reading 1: step size 170 on a 1000 grid (6 steps)"),
+    "ddgan-t250partial": ("ddgan", ["schedule.t_max=0.25", "schedule.start=partial"],
+                          "reading 2: partial start at t = 250 (4 steps)"),
+    "cascade": ("cascade", [], "anchored, degraded round trips (noise 0.1)"),
+    "cascade-rt": ("cascade", ["round_trip_noise=0.0"], "anchored, plain round trips"),
+    "cascade-rt0.2": ("cascade", ["round_trip_noise=0.2"], "anchored, degraded round trips (noise 0.2)"),
+    "cascade-old": ("cascade", [*ALL_OFF, "round_trip_noise=0.0"], "former design (all changes off)"),
+    "cascade-t170": ("cascade", ["schedule.stride=170"], "reading 1: step size 170 (6 steps)"),
+    "cascade-t250partial": ("cascade", ["schedule.t_max=0.25", "schedule.start=partial"],
+                            "reading 2: partial start at t = 250 (4 steps)"),
+    "cascade-joint": ("cascade", ["joint.enabled=true", "joint.content=mse_ssim"],
+                      "anchored + joint fine-tuning with the content loss"),
+}
+
+
+def test_frames(data: Path, source: str, target: str, per_patient: int) -> dict[str, np.ndarray]:
+    """Every test patient, ``per_patient`` evenly spaced source frames each: frames, truth, masks, patient ids."""
+    cache = data / "cache" / "test"
+    frames = np.load(cache / f"{source}.npy")
+    truth = np.load(cache / f"{source}.gt_{target}.npy")
+    masks = np.load(cache / f"{source}.mask.npy") > 0
+    with open(data / "manifest_test.csv") as f:
+        patients = np.array([r["patient_id"] for r in csv.DictReader(f) if r["domain"] == source])
+    assert len(patients) == len(frames), "manifest and cache disagree"
+    keep = []
+    for p in np.unique(patients):
+        idx = np.nonzero(patients == p)[0]
+        keep += list(idx[np.linspace(0, len(idx) - 1, min(per_patient, len(idx))).round().astype(int)])
+    keep = np.array(sorted(set(keep)))
+    return {"x": frames[keep], "gt": truth[keep], "mask": masks[keep], "patient": patients[keep]}
+
+
+def translate(tr, x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """uint8 frames -> translated uint8 frames (as `harmonize` writes them), one seeded generator."""
+    from sonoshift.inference.translate import to_signed, to_uint8
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.inference_mode():
+        out = [to_uint8(tr(to_signed(x[i : i + 32]), generator=g)) for i in range(0, len(x), 32)]
+    return np.concatenate(out)
+
+
+def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], seconds: float) -> dict[str, object]:
+    a = torch.from_numpy(out.astype(np.float32) / 255)[:, None]
+    b = torch.from_numpy(t["gt"].astype(np.float32) / 255)[:, None]
+    m = torch.from_numpy(t["mask"])[:, None]
+    vals = pair_metrics(a, b, m)
+    spec = spectrum_distance(a * m, b * m)
+    row: dict[str, object] = {"row": name, "what": desc, "seconds": round(seconds, 1)}
+    for k in ("psnr", "lncc"):
+        iv = patient_bootstrap(vals[k].numpy(), t["patient"], seed=0)
+        row[k], row[f"{k}_ci"] = iv.mean, f"[{iv.low:.3f}, {iv.high:.3f}]"
+    row["ssim"] = float(vals["ssim"].mean())
+    row["bc"] = float(vals["bc"].mean())
+    row["spectrum_db"] = float(spec.mean())
+    return row
+
+
+def train_variant(name: str, data: Path, cyclegan: Path, out: Path, steps: int, seed: int) -> Path:
+    method, extra, _ = VARIANTS[name]
+    run = out / name
+    if (run / "done").is_file():
+        return run
+    if method == "ddgan":
+        from sonoshift.methods.ddgan import DDGANConfig as Cfg
+        from sonoshift.methods.ddgan import train_ddgan as train
+    else:
+        from sonoshift.methods.cascade import CascadeConfig as Cfg  # type: ignore[assignment]
+        from sonoshift.methods.cascade import train_cascade as train  # type: ignore[assignment]
+    overrides = [f"cyclegan={cyclegan}", f"train.max_steps={steps}", f"train.seed={seed}", "train.threads=1",
+                 "train.tensorboard=false", "train.image_every=0", f"train.checkpoint_every={steps}", *extra]
+    cfg = load_config(Cfg, ROOT / "configs" / "cpu" / f"{method}.yaml", overrides)
+    train(data, cfg, run, progress=False)
+    (run / "done").write_text("ok\n")
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("runs/demo/data"))
+    ap.add_argument("--cyclegan", type=Path, default=Path("runs/demo/models/cyclegan"))
+    ap.add_argument("--out", type=Path, default=Path("runs/ablate"))
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--frames", type=int, default=12, help="test frames per patient (every patient is kept)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", default="", help="comma-separated variants (default all); baselines always run")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+    if args.list:
+        for k, (m, o, d) in VARIANTS.items():
+            print(f"{k:<22} {m:<8} {d}  {' '.join(o)}")
+        return
+    torch.set_num_threads(1)
+    from sonoshift.baselines import Blurred, choose_sigma, fit_histogram_match
+    from sonoshift.methods import load_translator
+    from sonoshift.inference.translate import Untranslated
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    cg = load_translator(args.cyclegan)
+    src, tgt = cg.source_domain, cg.target_domain
+    t = test_frames(args.data, src, tgt, args.frames)
+    print(f"test: {len(t['x'])} frames from {len(np.unique(t['patient']))} patients", flush=True)
+    rows = []
+
+    def add(name: str, desc: str, tr, seconds: float = 0.0) -> None:
+        rows.append(score(name, desc, translate(tr, t["x"]), t, seconds))
+        r = rows[-1]
+        print(f"{name:<22} PSNR {r['psnr']:.2f} {r['psnr_ci']}  LNCC {r['lncc']:.3f} {r['lncc_ci']}  "
+              f"SSIM {r['ssim']:.3f}  BC {r['bc']:.3f}  spec {r['spectrum_db']:.2f} dB", flush=True)
+
+    add("untranslated", "raw source frames", Untranslated(src, tgt, cg.image_size))
+    add("histogram_match", "histogram matching to target train frames", fit_histogram_match(args.data, src, tgt))
+    add("cyclegan", "CycleGAN", cg)
+    sigma, _ = choose_sigma(cg, args.data)
+    add("cyclegan_blur", f"CycleGAN + blur sigma {sigma:g} (best on val)", Blurred(cg, sigma))
+    names = [n for n in args.only.split(",") if n] or list(VARIANTS)
+    for name in names:
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; --list shows them")
+        t0 = time.perf_counter()
+        run = train_variant(name, args.data, args.cyclegan, args.out, args.steps, args.seed)
+        add(name, VARIANTS[name][2], load_translator(run), time.perf_counter() - t0)
+        write(rows, args)
+    write(rows, args)
+
+
+def write(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
+    cols = ["row", "psnr", "psnr_ci", "lncc", "lncc_ci", "ssim", "bc", "spectrum_db", "seconds", "what"]
+    with open(args.out / "ablation.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    lines = [f"Ablation at {args.steps} steps, seed {args.seed}, test frames vs simulator ground truth "
+             f"(PSNR/LNCC: mean [95% patient bootstrap]; spectrum: dB to GT, lower = closer texture).", "",
+             "| row | GT PSNR dB | LNCC | SSIM | BC | spectrum dB | what |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['row']} | {r['psnr']:.2f} {r['psnr_ci']} | {r['lncc']:.3f} {r['lncc_ci']} | "
+                     f"{r['ssim']:.3f} | {r['bc']:.3f} | {r['spectrum_db']:.2f} | {r['what']} |")
+    (args.out / "ablation.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

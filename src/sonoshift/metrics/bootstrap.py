@@ -1,0 +1,61 @@
+"""Bootstrap confidence intervals over patients (the unit that was sampled), for every table of results.
+
+Frames of one patient are correlated; resampling frames would pretend there are hundreds of independent samples
+when there are a handful of patients. ``patient_bootstrap`` resamples patients with replacement and recomputes
+the frame-weighted mean over the resampled patients' frames (a cluster bootstrap; percentile interval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Interval:
+    """mean over all frames, percentile interval [low, high] at ``level``, number of patients resampled."""
+
+    mean: float
+    low: float
+    high: float
+    level: float
+    patients: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+
+def patient_bootstrap(
+    values: Sequence[float] | np.ndarray,
+    patients: Sequence[str] | np.ndarray,
+    *,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """Mean of ``values`` (one per frame; NaN frames are ignored) with a patient-level bootstrap interval.
+
+    ``patients``: the patient id of each frame. Each replicate draws as many patients as there are, with
+    replacement, and takes the mean over all their frames. With one patient the interval is [mean, mean].
+    """
+    v = np.asarray(values, dtype=np.float64)
+    p = np.asarray(patients)
+    if v.shape != p.shape:
+        raise ValueError(f"values and patients must have the same length, got {v.shape} and {p.shape}")
+    ok = ~np.isnan(v)
+    v, p = v[ok], p[ok]
+    if v.size == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), level, 0)
+    ids, inverse = np.unique(p, return_inverse=True)
+    sums = np.bincount(inverse, weights=v)
+    counts = np.bincount(inverse).astype(np.float64)
+    mean = float(sums.sum() / counts.sum())
+    if len(ids) == 1:
+        return Interval(mean, mean, mean, level, 1)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(ids), size=(n_boot, len(ids)))
+    boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(mean, float(lo), float(hi), level, len(ids))
