@@ -93,7 +93,7 @@ class UnrolledSampler(nn.Module):
             x_t = q_sample(s, cond, torch.full((1,), n, dtype=torch.long), x_t)
         for k, i in enumerate(reversed(range(n))):
             t = torch.full((1,), i, dtype=torch.long)
-            x0 = self.G(torch.cat([x_t, cond], dim=1), t, z[:, k])
+            x0 = self.G(torch.cat([x_t, cond], dim=1), t, z[:, k]).clamp(-1.0, 1.0)  # as diffusion.sampler
             mean, var = posterior_mean_var(s, x0, x_t, t)
             x_t = mean + var.sqrt() * noise[:, k + 1 : k + 2] if i > 0 else mean
         return x_t.clamp(-1.0, 1.0)
