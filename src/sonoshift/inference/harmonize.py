@@ -28,6 +28,7 @@ from sonoshift.data.cache import has_cache, load_cache
 from sonoshift.data.manifests import read_manifest, read_pairs
 from sonoshift.data.readers import read_stack
 from sonoshift.data.resize import ResizeConfig
+from sonoshift.deploy.runtime import load_runtime_translator
 from sonoshift.errors import SonoshiftError
 from sonoshift.inference.sampling import MeanOfSamples, uncertainty_to_uint8
 from sonoshift.inference.translate import (
@@ -41,7 +42,6 @@ from sonoshift.inference.translate import (
 )
 from sonoshift.io.images import read_gray, write_png
 from sonoshift.io.video import write_mp4
-from sonoshift.methods import load_translator
 from sonoshift.outputs import Batch, Stamp, all_or_nothing, claim_entries, claim_folder, record_entries, settings_key
 from sonoshift.outputs import write_stamp
 from sonoshift.progress import track
@@ -79,11 +79,13 @@ def harmonize_inputs(
     progress: bool = True,
     samples: int = 1,
     force: bool = False,
+    runtime: str = "torch",
     **translator_options: Any,
 ) -> list[Path]:
     """Harmonize each input with the model at ``model`` into folder ``out``; returns the written paths.
 
-    Videos keep their frame rate (25 fps when the input has none); ``paste_back`` writes full-size frames with
+    ``runtime`` "torch" (a checkpoint) or "onnx" (an exported .onnx file, or a checkpoint exported in memory; ONNX
+    Runtime on the CPU). Videos keep their frame rate (25 fps when the input has none); ``paste_back`` writes full-size frames with
     the harmonized field of view pasted in; ``crop=False`` feeds whole frames. ``device`` None = auto.
     ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std of the K
     samples, in grey levels of the 0..255 output (0 outside the field of view), is written in the same geometry
@@ -93,16 +95,15 @@ def harmonize_inputs(
     unless it is an earlier result of harmonize (then it is reused when model, input and settings are the same,
     or replaced with ``force``). All inputs succeed or nothing is written.
     """
-    from sonoshift.engine.checkpoint import read_model
     from sonoshift.engine.device import select_device
 
     if not inputs:
         raise SonoshiftError("harmonize needs at least one input (or --dataset).")
     dev = select_device(device or "auto")
-    translator = load_translator(model, device=dev, **translator_options)
+    translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
     if samples != 1:
         MeanOfSamples(translator, samples)  # a deterministic model (or K < 1) stops here, before any input is read
-    geo = _geometry(translator, read_model(model), crop)
+    geo = _geometry(translator, ckpt, crop)
     out = Path(out)
     stems = [Path(p).stem if Path(p).suffix else Path(p).name for p in inputs]
     dup = {s for s in stems if stems.count(s) > 1}
@@ -112,7 +113,7 @@ def harmonize_inputs(
         raise SonoshiftError("an input named 'uncertainty' would overwrite the uncertainty/ folder of --samples; "
                              "rename it or harmonize it into another folder.")
     settings = {"model": model_identity(model), "crop": crop, "paste_back": paste_back, "samples": samples,
-                "options": translator_options}
+                "options": translator_options, "runtime": runtime}
     keys = {stem: settings_key({**settings, "input": input_identity(p)}) for p, stem in zip(inputs, stems)}
     # Every name an input may produce (.png for a single image, .mp4 for a stack) is checked before any work.
     for stem in stems:
@@ -162,7 +163,7 @@ def model_identity(model: Any) -> Any:
 
     if not isinstance(model, (str, Path)):
         return [type(model).__name__, repr(model)]
-    found = find_checkpoint(model)
+    found = Path(model) if Path(model).suffix == ".onnx" and Path(model).is_file() else find_checkpoint(model)
     f = found if found.is_file() else found / MODEL_FILE
     st = f.stat()
     return [str(f.resolve()), st.st_size, st.st_mtime_ns]
@@ -216,12 +217,14 @@ def harmonize_dataset(
     samples: int = 1,
     force: bool = False,
     allow_leakage: bool = False,
+    runtime: str = "torch",
     **translator_options: Any,
 ) -> Path:
     """Translate the source-domain frames of ``split`` of the prepared dataset into the run folder ``out``
     (docs/formats.md §3). Each output row names its source frame, its paired target (pairs_<split>.csv), its
     ground truth (manifest column ``gt_<target>_path``), mask and label map when present. Returns ``out``.
-    ``model``: a checkpoint/run folder, or a translator object (e.g. ``Untranslated`` for the baseline).
+    ``model``: a checkpoint/run folder (or an exported .onnx file with ``runtime`` "onnx"), or a translator object
+    (e.g. ``Untranslated`` for the baseline).
     ``samples`` K > 1 (stochastic models): each output is the mean of K samples, and the per-pixel std (grey levels)
     is written under ``uncertainty/`` with an ``uncertainty_path`` column.
     ``out`` follows the output policy (sonoshift.outputs): the same run already there is reused, ``force``
@@ -237,17 +240,18 @@ def harmonize_dataset(
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
     from sonoshift.leakage import check_model_split
 
-    state = read_model(model).state if isinstance(model, (str, Path)) else None
+    # an exported .onnx file does not carry its training split: only checkpoints are checked for leakage
+    is_ckpt = isinstance(model, (str, Path)) and Path(model).suffix != ".onnx"
+    state = read_model(model).state if is_ckpt else None
     leakage = check_model_split(state, root, split, allow=allow_leakage, model=f"model {model}")
     key = settings_key({"model": model_identity(model), "dataset": _dataset_identity(root), "split": split,
                         "samples": samples, "options": translator_options, "config_name": config_name,
-                        "leakage": leakage})
+                        "leakage": leakage, "runtime": runtime})
     if claim_folder(out, RUN, key, force=force, legacy=_legacy_run) == "reuse":
         return Path(out)
     dev = select_device(device or "auto")
     if isinstance(model, (str, Path)):
-        ckpt = read_model(model)
-        translator = load_translator(model, device=dev, **translator_options)
+        translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
         checkpoint, step = str(Path(ckpt.path).resolve()), ckpt.state.get("step")
         saved_config = (ckpt.state.get("metadata") or {}).get("config_name")
     else:  # a translator object, e.g. sonoshift.inference.translate.Untranslated for the no-translation baseline

@@ -42,8 +42,11 @@ from sonoshift.seeding import make_generator
 class CycleGANModel(Validated):
     """Generator width/blocks/upsampling and PatchGAN width/depth (reference: 64, 9, transpose, 64, 3).
     ``fast_conv`` has no effect: it selected a Winograd 3x3 convolution that measured slower than PyTorch's own
-    and was removed; the key stays so that configs and checkpoints that set it still load."""
+    and was removed; the key stays so that configs and checkpoints that set it still load.
+    ``arch``: "resnet" (reference) or "mobile_unet" (models/mobile_unet.py, width ngf, n_blocks blocks; the
+    distilled student's network, trained here without a teacher as its baseline)."""
 
+    arch: Literal["resnet", "mobile_unet"] = "resnet"
     ngf: PosInt = 64
     n_blocks: NonNegInt = 9
     upsample: Literal["transpose", "resize"] = "transpose"
@@ -74,8 +77,12 @@ class CycleGANConfig(Validated):
     train: EngineConfig = field(default_factory=EngineConfig)
 
 
-def build_generator(m: CycleGANModel) -> ResnetGenerator:
-    """A one-channel ResNet generator for the model settings ``m`` (not yet initialised)."""
+def build_generator(m: CycleGANModel) -> nn.Module:
+    """A one-channel generator for the model settings ``m`` (not yet initialised)."""
+    if m.arch == "mobile_unet":
+        from sonoshift.models.mobile_unet import MobileUNet
+
+        return MobileUNet(m.ngf, m.n_blocks)
     return ResnetGenerator(1, 1, ngf=m.ngf, n_blocks=m.n_blocks, upsample=m.upsample)
 
 

@@ -1,0 +1,198 @@
+"""Real-time harmonization on a laptop CPU: speed and quality of teacher and student, PyTorch and ONNX Runtime.
+
+Side by side in one process (torch and ORT on the same thread count), batch 1, at ``--size`` (256):
+- speed: frames/s (1 / mean latency) and p50/p99 latency for the teacher in eager PyTorch and in ONNX Runtime,
+  the student in eager PyTorch and in ONNX Runtime fp32 and int8 (static, calibrated), plus the two student
+  architectures (small ResNet, mobile U-Net) in ORT, the measured reason for the student's design. Calls are
+  interleaved (one frame per variant in turn), so load from other processes hits all variants alike, and the
+  ratios (ORT / eager for the same network) are the robust result;
+- quality (with ``--data`` and trained runs): GT PSNR / SSIM (inside the field of view) of each variant on the
+  test split against the simulator ground truth, next to the untranslated frames and a student-sized network
+  trained without a teacher (``--baseline``, e.g. `train cyclegan -c configs/cpu/cyclegan.yaml`).
+Without runs, networks are randomly initialised (the paper-size teacher, ngf 64 / 9 blocks; the default student):
+speed does not depend on the weights.
+
+    python bench/realtime.py --threads 2 --frames 40
+    python bench/realtime.py --teacher runs/teacher --student runs/student --baseline runs/cg_small --data runs/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from sonoshift.deploy.export import graph_bytes, translator_metadata, with_metadata
+from sonoshift.deploy.graphs import translator_graph
+from sonoshift.deploy.quantize import quantize_bytes
+from sonoshift.deploy.runtime import OnnxTranslator
+from sonoshift.methods import load_translator
+from sonoshift.methods.cyclegan import CycleGANTranslator
+from sonoshift.methods.student import StudentModel, StudentTranslator, build_student
+from sonoshift.models import ResnetGenerator, init_normal
+
+
+def onnx_of(translator: Any, size: int, threads: int, int8_frames: np.ndarray | None = None) -> OnnxTranslator:
+    """The translator exported (traced at ``size``) and loaded in ORT; int8 static when frames are given."""
+    module, spec = translator_graph(translator)
+    data = with_metadata(graph_bytes(module, spec, (size, size)), translator_metadata(translator, {}, spec, "bench"))
+    if int8_frames is not None:
+        data = quantize_bytes(data, "static", int8_frames)
+    return OnnxTranslator(data, threads=threads)
+
+
+def random_translator(net: torch.nn.Module, size: int, student: bool = False) -> Any:
+    init_normal(net, torch.Generator().manual_seed(0), 0.02)
+    cls = StudentTranslator if student else CycleGANTranslator
+    return cls(net, (size, size), "handheld", "cart")
+
+
+def time_variants(variants: dict[str, Any], size: int, frames: int, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Interleaved batch-1 calls: per variant frames/s (1 / mean latency), p50 and p99 latency (ms)."""
+    g = torch.Generator().manual_seed(seed)
+    xs = [torch.rand(1, 1, size, size, generator=g) * 2 - 1 for _ in range(frames)]
+    with torch.inference_mode():
+        for fn in variants.values():  # warm-up: first-call allocations, ORT's graph preparation
+            for _ in range(2):
+                fn(xs[0])
+        lat: dict[str, list[float]] = {k: [] for k in variants}
+        for x in xs:
+            for name, fn in variants.items():
+                t = time.perf_counter()
+                fn(x)
+                lat[name].append(time.perf_counter() - t)
+    return {k: {"fps": 1.0 / statistics.mean(v), "p50_ms": 1e3 * float(np.percentile(v, 50)),
+                "p99_ms": 1e3 * float(np.percentile(v, 99)), "n": len(v)} for k, v in lat.items()}
+
+
+def quality(variants: dict[str, Any], data: str, split: str = "test") -> dict[str, dict[str, float]]:
+    """GT PSNR / SSIM (mean over the split's source frames, inside the field of view) of each translator."""
+    from sonoshift.data.cache import load_cache
+    from sonoshift.metrics.pixel import psnr
+    from sonoshift.metrics.ssim import ssim
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
+
+    any_tr = next(iter(variants.values()))
+    src, tgt = any_tr.source_domain, any_tr.target_domain
+    frames = np.asarray(load_cache(data, split, src))
+    gt = torch.from_numpy(np.array(load_cache(data, split, src, f"gt_{tgt}"))).float()[:, None] / 255
+    mask = torch.from_numpy(np.array(load_cache(data, split, src, "mask")) > 0)[:, None]
+    out = {}
+    for name, tr in variants.items():
+        y = to_uint8(run_translator(tr, to_signed(frames), batch_size=8, generator=torch.Generator().manual_seed(0)))
+        y = torch.from_numpy(y).float()[:, None] / 255 * mask
+        out[name] = {"gt_psnr": float(psnr(y, gt, mask).mean()), "gt_ssim": float(ssim(y, gt, mask).mean())}
+    return out
+
+
+class Untranslated:
+    method, image_size, source_domain, target_domain = "untranslated", (0, 0), "", ""
+
+    def __init__(self, like: Any) -> None:
+        self.source_domain, self.target_domain = like.source_domain, like.target_domain
+        self.image_size = like.image_size
+
+    def __call__(self, x: torch.Tensor, generator: Any = None) -> torch.Tensor:
+        return x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frames", type=int, default=40, help="timed frames per variant (after a warm-up)")
+    ap.add_argument("--teacher", default=None, help="trained teacher run (default: random paper-size CycleGAN G)")
+    ap.add_argument("--student", default=None, help="trained student run (default: random configs/cpu/student.yaml)")
+    ap.add_argument("--baseline", default=None, help="student-sized network trained without a teacher (quality)")
+    ap.add_argument("--data", default=None, help="prepared dataset with ground truth: quality + int8 calibration")
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
+    size = args.size
+
+    teacher = (load_translator(args.teacher, device="cpu") if args.teacher
+               else random_translator(ResnetGenerator(ngf=64, n_blocks=9), size))
+    student = (load_translator(args.student, device="cpu") if args.student
+               else random_translator(build_student(StudentModel()), size, student=True))
+    cal = None
+    if args.data:
+        from sonoshift.data.cache import load_cache
+
+        cal = np.asarray(load_cache(args.data, "train", teacher.source_domain))[:32]
+    else:
+        cal = (torch.rand(8, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    mobile = random_translator(build_student(StudentModel(arch="mobile_unet")), size, student=True)
+    resnet = random_translator(build_student(StudentModel(arch="resnet")), size, student=True)
+    onnx = {
+        "teacher ORT": onnx_of(teacher, size, args.threads),
+        "student ORT fp32": onnx_of(student, size, args.threads),
+        "student ORT int8": onnx_of(student, size, args.threads, cal),
+    }
+    speed_variants = {
+        "teacher eager": teacher, "teacher ORT": onnx["teacher ORT"],
+        "student eager": student, "student ORT fp32": onnx["student ORT fp32"],
+        "student ORT int8": onnx["student ORT int8"],
+        "arch resnet16x4 ORT": onnx_of(resnet, size, args.threads),
+        "arch mobile_unet16x4 ORT": onnx_of(mobile, size, args.threads),
+    }
+    speed = time_variants(speed_variants, size, args.frames)
+    results: dict[str, Any] = {"threads": args.threads, "size": size, "batch": 1, "speed": speed,
+                               "loadavg_start": load_start, "teacher": args.teacher or "random ngf64/9",
+                               "student": args.student or "random default student"}
+    print(f"\nthreads {args.threads}, {size}x{size}, batch 1; load average at start {load_start[0]:.1f}, "
+          f"at end {os.getloadavg()[0]:.1f} (2 cores: numbers above ~2 mean other processes share them)")
+    print("| variant | frames/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|")
+    for k, v in speed.items():
+        print(f"| {k} | {v['fps']:.1f} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} |")
+    ratios = {
+        "teacher ORT / eager": speed["teacher ORT"]["fps"] / speed["teacher eager"]["fps"],
+        "student ORT / eager": speed["student ORT fp32"]["fps"] / speed["student eager"]["fps"],
+        "student int8 / fp32 (ORT)": speed["student ORT int8"]["fps"] / speed["student ORT fp32"]["fps"],
+        "student ORT / teacher eager": speed["student ORT fp32"]["fps"] / speed["teacher eager"]["fps"],
+        "mobile_unet / resnet student arch (ORT)": (speed["arch mobile_unet16x4 ORT"]["fps"]
+                                                    / speed["arch resnet16x4 ORT"]["fps"]),
+    }
+    results["ratios"] = ratios
+    print("\n| ratio (same process, interleaved) | value |\n|---|---|")
+    for k, v in ratios.items():
+        print(f"| {k} | {v:.2f}x |")
+
+    if args.data and args.teacher and args.student:
+        qv: dict[str, Any] = {"untranslated": Untranslated(teacher), "teacher eager": teacher,
+                              "teacher ORT": onnx_of(teacher, teacher.image_size[0], args.threads),
+                              "student eager": student,
+                              "student ORT fp32": onnx_of(student, student.image_size[0], args.threads),
+                              "student ORT int8": onnx_of(student, student.image_size[0], args.threads, cal)}
+        if args.baseline:
+            qv["no-teacher baseline eager"] = load_translator(args.baseline, device="cpu")
+        q = quality(qv, args.data)
+        results["quality"] = q
+        print(f"\n| quality on {args.data} test (vs simulator GT, inside the FOV) | GT PSNR dB | GT SSIM |")
+        print("|---|---|---|")
+        for k, v in q.items():
+            print(f"| {k} | {v['gt_psnr']:.2f} | {v['gt_ssim']:.4f} |")
+        gap = q["teacher eager"]["gt_psnr"] - q["student eager"]["gt_psnr"]
+        print(f"\nstudent vs teacher: {-gap:+.2f} dB GT PSNR (target: within 0.5 dB)")
+        if "no-teacher baseline eager" in q:
+            print(f"student vs no-teacher baseline: "
+                  f"{q['student eager']['gt_psnr'] - q['no-teacher baseline eager']['gt_psnr']:+.2f} dB")
+        print(f"int8 cost: {q['student ORT int8']['gt_psnr'] - q['student ORT fp32']['gt_psnr']:+.2f} dB")
+    s = speed["student ORT fp32"]
+    print(f"\ntargets: student ORT {s['fps']:.1f} frames/s (>= 30), p99 {s['p99_ms']:.1f} ms (<= 40); "
+          f"ORT/eager teacher {ratios['teacher ORT / eager']:.2f}x, student {ratios['student ORT / eager']:.2f}x "
+          "(>= 1.5x)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""A compact student distilled from any trained translator (engine method "student" and its translator).
+
+Training (``sonoshift distill TEACHER -o STUDENT``): the teacher (CycleGAN, DDGAN, cascade, another student)
+translates every source-domain training frame once, before the first step (stochastic teachers: one seeded
+sample, or the mean of ``data.teacher_samples`` samples); the student learns
+
+    loss_G = distill * L1(S(x), T(x)) + adversarial * LSGAN(D_b(S(x)), real)
+    loss_D = discriminator * (LSGAN(D_b(y), real) + LSGAN(D_b(S(x)), fake))     y: an unpaired target frame
+
+so it reproduces the teacher on the source distribution while a PatchGAN against real target frames keeps its
+outputs on the target domain where it cannot match the teacher exactly. The student network is a small ResNet
+generator (``model.arch: resnet``, the CycleGAN generator with fewer channels and blocks) or a mobile U-Net
+(``mobile_unet``); `bench/realtime.py` measures both in ONNX Runtime at 256x256, batch 1, 2 threads.
+The checkpoint is self-contained: the translator needs no teacher file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sonoshift.config import NonNegFloat, PosFloat, PosInt, Validated, from_dict, to_dict
+from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
+from sonoshift.engine.ema import EMA
+from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import MethodSpec, TranslatorBase, register, train_method
+from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
+from sonoshift.objectives.cyclegan import lsgan
+from sonoshift.seeding import make_generator
+
+
+@dataclass(frozen=True)
+class StudentModel(Validated):
+    """The student generator and its discriminator. arch "mobile_unet" (default): MobileUNet(ch, n_blocks);
+    "resnet": ResnetGenerator(ngf=ch, n_blocks, upsample). PatchGAN width ``ndf``, ``d_layers`` stride-2 layers.
+
+    Why the mobile U-Net: in ONNX Runtime at batch 1 on 2 threads it ran 2.7x faster than the small ResNet
+    generator (ch 16, 4 blocks) side by side (bench/realtime.py, 64 and 128 px), and distilled from the same
+    teacher it matched the teacher's GT PSNR better (docs/deploy.md §5)."""
+
+    arch: Literal["resnet", "mobile_unet"] = "mobile_unet"
+    ch: PosInt = 16
+    n_blocks: PosInt = 4
+    upsample: Literal["transpose", "resize"] = "resize"
+    ndf: PosInt = 16
+    d_layers: PosInt = 3
+    init_gain: PosFloat = 0.02
+
+
+@dataclass(frozen=True)
+class StudentLoss(Validated):
+    """Weights: L1 to the teacher, LSGAN of the student against target frames, and the discriminator's loss."""
+
+    distill: NonNegFloat = 10.0
+    adversarial: NonNegFloat = 1.0
+    discriminator: NonNegFloat = 0.5
+
+
+@dataclass(frozen=True)
+class StudentData(Validated):
+    """Which frames: the teacher's domains, ``split``, ``size`` (None: prepared size); teacher_samples K: a
+    stochastic teacher's target is the mean of K samples (1: one sample); teacher_batch: frames per teacher pass."""
+
+    split: str = "train"
+    size: PosInt | None = None
+    teacher_samples: PosInt = 1
+    teacher_batch: PosInt = 8
+
+
+@dataclass(frozen=True)
+class StudentConfig(Validated):
+    """The distillation run (YAML: configs/cpu/student.yaml). ``teacher``: the trained translator to distil."""
+
+    name: str = "student"
+    teacher: str = ""
+    data: StudentData = field(default_factory=StudentData)
+    model: StudentModel = field(default_factory=StudentModel)
+    loss: StudentLoss = field(default_factory=StudentLoss)
+    train: EngineConfig = field(default_factory=EngineConfig)
+
+
+def build_student(m: StudentModel) -> nn.Module:
+    """The student generator for ``m`` (not yet initialised)."""
+    if m.arch == "resnet":
+        return ResnetGenerator(1, 1, ngf=m.ch, n_blocks=m.n_blocks, upsample=m.upsample)
+    if m.arch == "mobile_unet":
+        from sonoshift.models.mobile_unet import MobileUNet
+
+        return MobileUNet(m.ch, m.n_blocks)
+    raise SonoshiftError(f"unknown student arch '{m.arch}'; choose resnet or mobile_unet.")
+
+
+class DistillFrames(torch.utils.data.Dataset):
+    """Source frames with their teacher translation and an unpaired target frame: items {"source", "teacher",
+    "target": float32 (1, H, W) in [-1, 1]} (``teacher``: uint8 (N, H, W) aligned with the source frames)."""
+
+    def __init__(self, frames: Any, teacher: np.ndarray) -> None:
+        if len(teacher) != frames.n_source:
+            raise SonoshiftError(f"teacher targets ({len(teacher)}) do not match the source frames ({frames.n_source}).")
+        self.frames, self.teacher = frames, teacher
+        self.teacher_info: dict[str, Any] = {}  # what the checkpoint records about the teacher
+
+    def set_epoch(self, epoch: int) -> None:
+        self.frames.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.frames[i]
+        t = torch.from_numpy(np.array(self.teacher[item["source_index"]], dtype=np.float32)) / 127.5 - 1.0
+        t = t[None]
+        if t.shape[-2:] != item["source"].shape[-2:]:
+            t = F.interpolate(t[None], size=item["source"].shape[-2:], mode="bilinear", align_corners=False,
+                              antialias=True)[0]
+        return {"source": item["source"], "target": item["target"], "teacher": t}
+
+
+class Student(MethodBase):
+    """The distillation method: generator ``G`` (the student), discriminator ``D`` (target domain), optimisers
+    "G" and "D" (Adam), optional EMA of G. ``image_size`` and the domains are recorded in checkpoints."""
+
+    name = "student"
+
+    def __init__(self, cfg: StudentConfig, device: torch.device, image_size: tuple[int, int], source: str,
+                 target: str) -> None:
+        self.cfg = cfg
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        if self.image_size[0] % 4 or self.image_size[1] % 4:
+            raise SonoshiftError(f"the student needs image sides divisible by 4, got {self.image_size}.")
+        self.source_domain, self.target_domain = source, target
+        m, t = cfg.model, cfg.train
+        g = make_generator(t.seed)
+        self.modules: dict[str, nn.Module] = {
+            "G": init_normal(build_student(m), g, m.init_gain).to(device).train(),
+            "D": init_normal(PatchGAN(1, ndf=m.ndf, n_layers=m.d_layers), g, m.init_gain).to(device).train(),
+        }
+        betas = (t.beta1, t.beta2)
+        self.optimizers = {k: torch.optim.Adam(v.parameters(), t.lr, betas) for k, v in self.modules.items()}
+        self.ema = {"G": EMA(self.modules["G"], t.ema_decay)} if t.ema_decay > 0 else {}
+        self.teacher_info: dict[str, Any] = {}
+
+    def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
+        """One student update (distillation + adversarial), then one discriminator update."""
+        G, D = self.modules["G"], self.modules["D"]
+        w = self.cfg.loss
+        micro = ctx.micro_batches(batch)
+        logs: dict[str, list[float]] = {}
+        fakes = []
+        D.requires_grad_(False)
+        try:
+            for mb in micro:
+                with ctx.autocast():
+                    fake = G(mb["source"])
+                    l1 = (fake - mb["teacher"]).abs().mean()
+                    adv = lsgan(D(fake), True)
+                    loss = w.distill * l1 + w.adversarial * adv
+                ctx.backward(loss)
+                fakes.append(fake.detach())
+                for k, v in (("loss_G", loss), ("distill_l1", l1), ("G_adv", adv)):
+                    logs.setdefault(k, []).append(v.item())
+        finally:
+            D.requires_grad_(True)
+        ctx.optimizer_step("G")
+        for mb, fake in zip(micro, fakes):
+            with ctx.autocast():
+                n = fake.shape[0]
+                p = D(torch.cat([mb["target"], fake]))
+                loss_d = w.discriminator * (lsgan(p[:n], True) + lsgan(p[n:], False))
+            ctx.backward(loss_d)
+            logs.setdefault("loss_D", []).append(loss_d.item())
+        ctx.optimizer_step("D")
+        return {k: sum(v) / len(v) for k, v in logs.items()}
+
+    @torch.no_grad()
+    def sample(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """TensorBoard rows: source, teacher translation, student translation (B, 1, H, W) in [-1, 1]."""
+        G = self.modules["G"]
+        G.eval()
+        out = {"source": batch["source"], "teacher": batch["teacher"], "student": G(batch["source"])}
+        G.train()
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """Inference facts (the engine adds the dataset stamp): domains, image size, architecture, teacher."""
+        return {
+            "source_domain": self.source_domain,
+            "target_domain": self.target_domain,
+            "image_size": list(self.image_size),
+            "student_model": to_dict(self.cfg.model),
+            "teacher": self.teacher_info,
+        }
+
+
+def build(cfg: StudentConfig, dataset: Any, device: torch.device, rank: int = 0) -> Student:
+    """A student for ``dataset`` (a DistillFrames) on ``device``."""
+    first = dataset[0]["source"]
+    frames = dataset.frames
+    method = Student(cfg, device, tuple(first.shape[-2:]), frames.source_domain, frames.target_domain)
+    method.teacher_info = dataset.teacher_info
+    return method
+
+
+def teacher_targets(
+    teacher: Any, frames: np.ndarray, *, samples: int = 1, batch_size: int = 8, seed: int = 0,
+    device: torch.device | None = None, progress: bool = False,
+) -> np.ndarray:
+    """The teacher's translation of uint8 source frames (N, H, W) -> uint8 (N, H, W) (at the frames' size).
+
+    Stochastic teachers draw from a generator seeded by ``seed`` (K > 1: the mean of K samples per frame)."""
+    from sonoshift.inference.sampling import MeanOfSamples
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
+
+    g = make_generator(seed, 5000)
+    model = MeanOfSamples(teacher, samples) if samples > 1 else teacher
+    y = run_translator(model, to_signed(np.asarray(frames)), batch_size=batch_size, device=device,
+                       generator=g if teacher.stochastic else None, progress=progress, description="teacher targets")
+    return to_uint8(y)
+
+
+def training_data(data: Path, cfg: StudentConfig) -> DistillFrames:
+    """The distillation dataset: the teacher's domains in ``data``, each source frame with the teacher's
+    translation (computed here, once per run, at the teacher's size; seeded, so a resumed run gets the same)."""
+    from sonoshift.data.cache import load_cache
+    from sonoshift.data.datasets import UnpairedDataset
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.engine.device import select_device
+    from sonoshift.inference.translate import resize_batch, to_signed, to_uint8
+    from sonoshift.methods import load_translator
+
+    if not cfg.teacher:
+        raise SonoshiftError("config key 'teacher' is empty: give the trained translator to distil (--teacher RUN).")
+    ckpt = read_model(cfg.teacher)
+    device = select_device(cfg.train.device)
+    tr = load_translator(cfg.teacher, device=device)
+    d = cfg.data
+    frames = UnpairedDataset(data, d.split, tr.source_domain, tr.target_domain, seed=cfg.train.seed, size=d.size)
+    source = np.asarray(load_cache(data, d.split, tr.source_domain))
+    if tuple(source.shape[-2:]) != tuple(tr.image_size):
+        source = to_uint8(resize_batch(to_signed(source), tuple(tr.image_size)))
+    targets = teacher_targets(tr, source, samples=d.teacher_samples, batch_size=d.teacher_batch, seed=cfg.train.seed,
+                              device=device)
+    ds = DistillFrames(frames, targets)
+    ds.teacher_info = {"path": str(Path(ckpt.path).resolve()), "method": ckpt.method, "step": ckpt.state.get("step"),
+                       "samples": d.teacher_samples}
+    return ds
+
+
+def distill(
+    teacher: str | Path, data: str | Path, cfg: StudentConfig, out: str | Path, *, resume: bool = False,
+    progress: bool = True, config_name: str | None = None,
+) -> TrainResult:
+    """Distil the translator ``teacher`` (checkpoint/run folder) into a student trained on the prepared dataset
+    ``data`` into the run folder ``out`` (API of `sonoshift distill`, i.e. `sonoshift train student --teacher`)."""
+    from dataclasses import replace
+
+    return train_method("student", data, out, cfg=replace(cfg, teacher=str(teacher)), resume=resume,
+                        progress=progress, config_name=config_name)
+
+
+class StudentTranslator(TranslatorBase):
+    """The student generator as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's device."""
+
+    method = "student"
+
+    def __init__(self, net: nn.Module, image_size: tuple[int, int], source: str, target: str) -> None:
+        self.net = net.eval().requires_grad_(False)
+        self.image_size = image_size
+        self.source_domain, self.target_domain = source, target
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
+        p = next(self.net.parameters())
+        if p.device != x.device:
+            self.net.to(x.device)
+        with torch.no_grad():
+            return self.net(x.to(p.dtype)).to(x.dtype)
+
+
+def load_translator(ckpt: ModelCheckpoint, device: torch.device | None = None, *, use_ema: bool = True
+                    ) -> StudentTranslator:
+    """The student of a distillation checkpoint."""
+    meta = ckpt.state.get("metadata", {})
+    m = from_dict(StudentModel, meta.get("student_model") or {})
+    net = load_module(ckpt, "G", build_student(m), prefer_ema=use_ema)
+    if device is not None:
+        net.to(device)
+    size = tuple(int(v) for v in meta.get("image_size", (256, 256)))
+    return StudentTranslator(net, size, meta["source_domain"], meta["target_domain"])  # type: ignore[arg-type]
+
+
+SPEC = register(MethodSpec(
+    name="student", kind="translator", config=StudentConfig, dataset=training_data, build=build,
+    load=load_translator, summary="Distil a trained translator into a compact student (L1 to the teacher + GAN).",
+    default_config="configs/cpu/student.yaml", needs={"teacher": "cascade"},
+))
+
+__all__ = ["DistillFrames", "Student", "StudentConfig", "StudentTranslator", "build", "build_student", "distill",
+           "load_translator", "teacher_targets", "training_data"]
