@@ -97,7 +97,7 @@ def default(cls: type):
 
 def test_the_sweep_finds_the_config_classes() -> None:
     names = {c.__name__ for c in config_classes()}
-    assert {"TrainConfig", "PrepareConfig", "CycleGANConfig", "DDGANConfig", "CascadeConfig", "SimConfig",
+    assert {"SegmenterTrainConfig", "ClassifierTrainConfig", "PrepareConfig", "CycleGANConfig", "DDGANConfig", "CascadeConfig", "SimConfig",
             "EvaluateConfig", "ReportConfig", "CropConfig", "Profile", "Chain"} <= names
     assert len(numeric_fields()) > 100
 

@@ -21,7 +21,7 @@ from sonoshift.downstream.hc18 import (
     train_hc18_segmenter,
 )
 from sonoshift.downstream.head_eval import evaluate_heads_fpdb, evaluate_heads_run, fpdb_transthalamic, summarize_heads
-from sonoshift.downstream.segmenter import ModelConfig, TrainConfig, load_segmenter
+from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig, load_segmenter
 from sonoshift.downstream.synthetic import ellipse_images
 from sonoshift.errors import SonoshiftError
 from sonoshift.io.labels import read_labels
@@ -75,7 +75,7 @@ def test_train_hc18_segmenter_validates_dice_and_hc(tmp_path):
     cfg = Hc18Config(
         data_dir=str(make_hc18(tmp_path / "hc18")), image_size=32, val_fraction=0.25,
         model=ModelConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=0),
-        train=TrainConfig(steps=40, batch_size=4, lr=5e-3, noise_std=0.0, intensity_jitter=0.05),
+        train=SegmenterTrainConfig(steps=40, batch_size=4, lr=5e-3, noise_std=0.0, intensity_jitter=0.05),
     )
     seg, val = train_hc18_segmenter(cfg, tmp_path / "ckpt", progress=False)
     assert len(val) == 6 and set(val["filename"]) == set(seg.info["val_files"])
@@ -113,7 +113,7 @@ def head_seg(tmp_path_factory):
     base = tmp_path_factory.mktemp("heads")
     cfg = Hc18Config(data_dir=str(make_hc18(base / "hc18")), image_size=32, val_fraction=0.0,
                      model=ModelConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=0),
-                     train=TrainConfig(steps=30, batch_size=4, lr=5e-3, noise_std=0.0))
+                     train=SegmenterTrainConfig(steps=30, batch_size=4, lr=5e-3, noise_std=0.0))
     train_hc18_segmenter(cfg, base / "ckpt", progress=False)
     return base / "ckpt"
 

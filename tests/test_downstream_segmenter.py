@@ -11,7 +11,7 @@ import torch
 
 from sonoshift.downstream.segmenter import (
     ModelConfig,
-    TrainConfig,
+    SegmenterTrainConfig,
     augment,
     frames_to_input,
     labels_to_target,
@@ -26,7 +26,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.metrics.segmentation import dice_per_class
 
 TINY = ModelConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=0)
-FAST = TrainConfig(steps=40, batch_size=4, lr=5e-3, intensity_jitter=0.05, noise_std=0.0)
+FAST = SegmenterTrainConfig(steps=40, batch_size=4, lr=5e-3, intensity_jitter=0.05, noise_std=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +65,10 @@ def test_training_beats_trivial_baselines(data, trained):
 def test_same_seed_same_weights_and_different_seed_differs(data):
     imgs, masks, _, _ = data
     x, y = frames_to_input(imgs[:8], 32), labels_to_target(masks[:8], 32)
-    cfg = TrainConfig(steps=3, batch_size=4, seed=7)
+    cfg = SegmenterTrainConfig(steps=3, batch_size=4, seed=7)
     a = train_segmenter(x, y, ("bg", "head"), TINY, cfg, progress=False)
     b = train_segmenter(x, y, ("bg", "head"), TINY, cfg, progress=False)
-    c = train_segmenter(x, y, ("bg", "head"), TINY, TrainConfig(steps=3, batch_size=4, seed=8), progress=False)
+    c = train_segmenter(x, y, ("bg", "head"), TINY, SegmenterTrainConfig(steps=3, batch_size=4, seed=8), progress=False)
     sa, sb, sc = a.model.state_dict(), b.model.state_dict(), c.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
@@ -80,7 +80,7 @@ def test_training_leaves_global_rng_alone(data):
     expected = torch.rand(3)
     torch.manual_seed(123)
     train_segmenter(frames_to_input(imgs[:4], 32), labels_to_target(masks[:4], 32), ("bg", "head"), TINY,
-                    TrainConfig(steps=1, batch_size=2), progress=False)
+                    SegmenterTrainConfig(steps=1, batch_size=2), progress=False)
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -138,11 +138,11 @@ def test_augment_keeps_images_and_labels_aligned():
     y = torch.zeros(16, 8, 8, dtype=torch.long)
     y[:, 1:4, 2:7] = 1
     x = (y[:, None].float() * 2 - 1) * 0.5
-    cfg = TrainConfig(hflip=True, vflip=True, intensity_jitter=0.0, noise_std=0.0)
+    cfg = SegmenterTrainConfig(hflip=True, vflip=True, intensity_jitter=0.0, noise_std=0.0)
     xa, ya = augment(x, y, cfg, g)
     assert torch.equal((xa[:, 0] > 0).long(), ya)
     assert not torch.equal(ya, y)  # some flips happened (16 draws)
-    cfg = TrainConfig(hflip=False, intensity_jitter=0.5, noise_std=0.3)
+    cfg = SegmenterTrainConfig(hflip=False, intensity_jitter=0.5, noise_std=0.3)
     xa, ya = augment(x, y, cfg, g)
     assert torch.equal(ya, y) and xa.min() >= -1 and xa.max() <= 1
 

@@ -173,12 +173,12 @@ def test_run_head_table_paths_do_not_depend_on_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
-    from sonoshift.downstream.segmenter import ModelConfig, TrainConfig
+    from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
     from test_downstream_hc18 import make_hc18
 
     cfg = Hc18Config(data_dir=str(make_hc18(tmp_path / "hc18", n=8)), image_size=16, val_fraction=0.0,
                      model=ModelConfig(channels=(4, 8), strides=(2,), num_res_units=0),
-                     train=TrainConfig(steps=2, batch_size=4, noise_std=0.0))  # fmt: skip
+                     train=SegmenterTrainConfig(steps=2, batch_size=4, noise_std=0.0))  # fmt: skip
     train_hc18_segmenter(cfg, tmp_path / "seg", progress=False)
     prepared, run = tmp_path / "work" / "prepared", tmp_path / "work" / "run"
     (prepared / "frames").mkdir(parents=True)

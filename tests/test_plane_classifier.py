@@ -22,11 +22,11 @@ from sonoshift.judges.plane.checkpoint import load_classifier
 from sonoshift.judges.plane.cv import patient_folds
 from sonoshift.judges.plane.data import encode, load_samples, resolve_classes, to_input
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
-from sonoshift.judges.plane.train import ClassifierConfig, TrainConfig, predict_proba
+from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig, predict_proba
 
 TINY = ClassifierConfig(
     image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
-    train=TrainConfig(steps=120, batch_size=12, lr=3e-3, eval_every=20, patience=3, seed=0),
+    train=ClassifierTrainConfig(steps=120, batch_size=12, lr=3e-3, eval_every=20, patience=3, seed=0),
     augment=AugmentConfig(enabled=False),
 )
 
@@ -104,7 +104,7 @@ def test_training_is_reproducible(prepared, trained):
     tr = load_samples(prepared, ["train"], 32)
     va = load_samples(prepared, ["val"], 32)
     cfg = ClassifierConfig(image_size=32, net=TINY.net, augment=AugmentConfig(),
-                           train=TrainConfig(steps=6, batch_size=8, eval_every=3, seed=5))
+                           train=ClassifierTrainConfig(steps=6, batch_size=8, eval_every=3, seed=5))
     a, b = fit(tr, va, cfg, progress=False), fit(tr, va, cfg, progress=False)
     for (k, va_), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(va_, vb), k
@@ -112,7 +112,7 @@ def test_training_is_reproducible(prepared, trained):
 
 def test_early_stopping_stops_before_the_step_budget(prepared, tmp_path):
     cfg = ClassifierConfig(image_size=32, net=TINY.net, augment=AugmentConfig(enabled=False),
-                           train=TrainConfig(steps=2000, batch_size=12, lr=3e-3, eval_every=10, patience=2))
+                           train=ClassifierTrainConfig(steps=2000, batch_size=12, lr=3e-3, eval_every=10, patience=2))
     clf = train_on_dataset(prepared, tmp_path / "c", cfg, progress=False)
     assert clf.info["steps_run"] < 2000
     hist = clf.info["history"]

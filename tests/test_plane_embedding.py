@@ -16,7 +16,7 @@ from sonoshift.judges.plane.augment import AugmentConfig
 from sonoshift.judges.plane.data import load_samples
 from sonoshift.judges.plane.embedding import PlaneFeatures, PlanePerceptualDistance, load_plane_extractor
 from sonoshift.judges.plane.net import NetConfig
-from sonoshift.judges.plane.train import ClassifierConfig, TrainConfig
+from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig
 from sonoshift.metrics.fid import fid_kid
 
 
@@ -25,7 +25,7 @@ def clf_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("emb")
     data = make_prepared(root / "data")
     cfg = ClassifierConfig(image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
-                           train=TrainConfig(steps=80, batch_size=12, lr=3e-3, eval_every=20, patience=3),
+                           train=ClassifierTrainConfig(steps=80, batch_size=12, lr=3e-3, eval_every=20, patience=3),
                            augment=AugmentConfig(enabled=False))
     train_on_dataset(data, root / "clf", cfg, progress=False)
     return root / "clf", data

@@ -29,7 +29,7 @@ from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import (
     ModelConfig,
     Segmenter,
-    TrainConfig,
+    SegmenterTrainConfig,
     frames_to_input,
     labels_to_target,
     predict,
@@ -52,7 +52,7 @@ class Hc18Config(Validated):
     split_seed: Seed = 0
     max_images: NonNegInt = 0  # 0 = all; else the first N subjects' images in file order (quick runs and tests)
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
 
 
 def load_hc18_table(data_dir: str | Path) -> pd.DataFrame:

@@ -42,7 +42,7 @@ class ModelConfig(Validated):
 
 
 @dataclass(frozen=True)
-class TrainConfig(Validated):
+class SegmenterTrainConfig(Validated):
     """The training loop: Adam on Dice + cross-entropy, random flips and intensity jitter."""
 
     steps: PosInt = 600
@@ -121,7 +121,7 @@ def labels_to_target(labels: Sequence[np.ndarray] | np.ndarray, size: int) -> to
 
 
 def augment(
-    x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
+    x: torch.Tensor, y: torch.Tensor, cfg: SegmenterTrainConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random flips (same for image and labels), contrast/brightness jitter and noise; images stay in [-1, 1].
 
@@ -150,7 +150,7 @@ def augment(
 
 
 def _affine(
-    x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, generator: torch.Generator
+    x: torch.Tensor, y: torch.Tensor, cfg: SegmenterTrainConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One random rotation / zoom / shift per sample, bilinear for images (outside = -1), nearest for labels
     (outside = 0, background)."""
@@ -172,7 +172,7 @@ def train_segmenter(
     labels: torch.Tensor,
     classes: Sequence[str],
     model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
+    train_cfg: SegmenterTrainConfig,
     *,
     config: dict[str, Any] | None = None,
     progress: bool = True,

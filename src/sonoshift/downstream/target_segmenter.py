@@ -25,7 +25,7 @@ from sonoshift.downstream.labels import class_lookup, find_labels_json, read_lab
 from sonoshift.downstream.segmenter import (
     ModelConfig,
     Segmenter,
-    TrainConfig,
+    SegmenterTrainConfig,
     frames_to_input,
     labels_to_target,
     predict,
@@ -59,7 +59,7 @@ class SegmenterConfig(Validated):
     labels_json: str = ""  # "" = look in the dataset (and the folders its dataset.json names)
     classes: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_GROUPS))
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
 
 
 def read_manifest(dataset_dir: str | Path, split: str) -> pd.DataFrame:

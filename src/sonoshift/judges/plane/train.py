@@ -19,7 +19,7 @@ from sonoshift.progress import make_progress
 
 
 @dataclass(frozen=True)
-class TrainConfig(Validated):
+class ClassifierTrainConfig(Validated):
     """Adam steps (at most ``steps``), evaluation every ``eval_every`` steps, stop after ``patience`` evaluations
     without a better validation macro-F1. ``balance``: draw every class equally often."""
 
@@ -43,7 +43,7 @@ class ClassifierConfig(Validated):
     classes: tuple[str, ...] = ()  # empty: every label of the training frames (sorted)
     domains: tuple[str, ...] = ()  # empty: every domain of the dataset
     net: NetConfig = field(default_factory=NetConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
