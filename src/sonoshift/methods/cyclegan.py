@@ -27,7 +27,7 @@ from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
-from sonoshift.methods.kinds import TranslatorBase
+from sonoshift.methods.kinds import GeneratorTranslator
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives import (
     CycleGANLossWeights,
@@ -260,24 +260,10 @@ def build(cfg: CycleGANConfig, dataset: Any, device: torch.device, rank: int = 0
     return CycleGAN(cfg, device, tuple(first.shape[-2:]), rank=rank)
 
 
-class CycleGANTranslator(TranslatorBase):
+class CycleGANTranslator(GeneratorTranslator):
     """One CycleGAN generator as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's device."""
 
     method = "cyclegan"
-
-    def __init__(self, net: nn.Module, image_size: tuple[int, int], source: str, target: str) -> None:
-        self.net = net.eval().requires_grad_(False)
-        self.image_size = image_size
-        self.source_domain, self.target_domain = source, target
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 1:
-            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
-        p = next(self.net.parameters())
-        if p.device != x.device:
-            self.net.to(x.device)
-        with torch.no_grad():
-            return self.net(x.to(p.dtype)).to(x.dtype)
 
 
 def load_translator(

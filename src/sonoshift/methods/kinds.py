@@ -53,6 +53,26 @@ class TranslatorBase:
         raise SonoshiftError(f"K samples per frame need a stochastic model; '{self.method}' is deterministic.")
 
 
+class GeneratorTranslator(TranslatorBase):
+    """One feed-forward generator network as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's
+    device. Methods whose inference is a single generator pass (CycleGAN, distilled students) subclass it and set
+    ``method``."""
+
+    def __init__(self, net: torch.nn.Module, image_size: tuple[int, int], source: str, target: str) -> None:
+        self.net = net.eval().requires_grad_(False)
+        self.image_size = image_size
+        self.source_domain, self.target_domain = source, target
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
+        p = next(self.net.parameters())
+        if p.device != x.device:
+            self.net.to(x.device)
+        with torch.no_grad():
+            return self.net(x.to(p.dtype)).to(x.dtype)
+
+
 @runtime_checkable
 class Synthesizer(Protocol):
     """A trained conditional generator: ``conditions`` (name -> (B,) tensor, e.g. plane ids, GA in weeks) ->
@@ -93,4 +113,4 @@ class JudgeBase:
 
 KINDS: dict[str, Any] = {"translator": Translator, "synthesizer": Synthesizer, "judge": Judge}
 
-__all__ = ["KINDS", "Judge", "JudgeBase", "Synthesizer", "Translator", "TranslatorBase"]
+__all__ = ["KINDS", "GeneratorTranslator", "Judge", "JudgeBase", "Synthesizer", "Translator", "TranslatorBase"]

@@ -30,7 +30,8 @@ from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
 from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
-from sonoshift.methods import MethodSpec, TranslatorBase, register, train_method
+from sonoshift.methods import MethodSpec, register, train_method
+from sonoshift.methods.kinds import GeneratorTranslator
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives.cyclegan import lsgan
 from sonoshift.seeding import make_generator
@@ -265,24 +266,10 @@ def distill(
                         progress=progress, config_name=config_name)
 
 
-class StudentTranslator(TranslatorBase):
+class StudentTranslator(GeneratorTranslator):
     """The student generator as a translator: (B,1,H,W) in [-1,1] -> same; follows the input's device."""
 
     method = "student"
-
-    def __init__(self, net: nn.Module, image_size: tuple[int, int], source: str, target: str) -> None:
-        self.net = net.eval().requires_grad_(False)
-        self.image_size = image_size
-        self.source_domain, self.target_domain = source, target
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 1:
-            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
-        p = next(self.net.parameters())
-        if p.device != x.device:
-            self.net.to(x.device)
-        with torch.no_grad():
-            return self.net(x.to(p.dtype)).to(x.dtype)
 
 
 def load_translator(ckpt: ModelCheckpoint, device: torch.device | None = None, *, use_ema: bool = True
