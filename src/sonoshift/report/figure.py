@@ -9,6 +9,7 @@ segmenter's prediction on that panel (outer edge) with its Dice. The untranslate
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,7 +157,7 @@ def draw_figure(c: FigureContent) -> plt.Figure:
     for j, p in enumerate(c.panels):
         ax = fig.add_subplot(grid[0, j])
         im = ax.imshow(upsample(p.gray, c.scale), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title(p.title, fontsize=9)
+        ax.set_title("\n".join(textwrap.fill(line, 26) for line in p.title.split("\n")), fontsize=9)
         ax.set_xlabel(p.caption, fontsize=8)
         _bare(ax)
         if j == 0:
