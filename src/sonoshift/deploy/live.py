@@ -95,13 +95,13 @@ def harmonize_live(
 ) -> StreamStats:
     """Harmonize the live ``source`` (capture device number, file, or an object with ``read() -> (ok, frame)``)
     with ``model`` into ``out/live.mp4`` and ``out/live.json``; returns the stream statistics."""
-    from sonoshift.inference.harmonize import _geometry
+    from sonoshift.inference.harmonize import translation_geometry
 
     from sonoshift.engine.device import select_device
 
     dev = select_device(device or "auto") if runtime == "torch" else None
     translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
-    geo = _geometry(translator, ckpt, crop)  # the training crop/size, exactly as `harmonize` uses them
+    geo = translation_geometry(translator, ckpt, crop)  # the training crop/size, exactly as `harmonize` uses them
     window = WindowSink() if show else None
     src = source if hasattr(source, "read") else open_source(source, pace=pace)
     fps = float(getattr(src, "fps", None) or DEFAULT_FPS)

@@ -53,7 +53,7 @@ OUTPUT_COLUMNS = ["output_path", "source_path", "target_path", "gt_path", "mask_
                   "video_id", "frame_index"]
 
 
-def _geometry(translator: Any, ckpt: Any, crop: bool) -> Geometry:
+def translation_geometry(translator: Any, ckpt: Any, crop: bool) -> Geometry:
     from dataclasses import replace
 
     trained_geometry = geometry_from_checkpoint
@@ -103,7 +103,7 @@ def harmonize_inputs(
     translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
     if samples != 1:
         MeanOfSamples(translator, samples)  # a deterministic model (or K < 1) stops here, before any input is read
-    geo = _geometry(translator, ckpt, crop)
+    geo = translation_geometry(translator, ckpt, crop)
     out = Path(out)
     stems = [Path(p).stem if Path(p).suffix else Path(p).name for p in inputs]
     dup = {s for s in stems if stems.count(s) > 1}
@@ -340,4 +340,4 @@ def _legacy_run(out: Path) -> Stamp | None:
     return Stamp(RUN, None) if isinstance(run, dict) and "sonoshift_version" in run else None
 
 
-__all__ = ["harmonize_dataset", "harmonize_inputs"]
+__all__ = ["harmonize_dataset", "harmonize_inputs", "translation_geometry"]
