@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
+from sonoshift.cli.overrides import OVERRIDES_HELP, SET_HELP, merge_overrides
+
 classify_app = typer.Typer(
     help="Plane classifier: train on a prepared labelled dataset, evaluate per domain, predict image files.",
     no_args_is_help=True,
 )
 
 CONFIG_HELP = "YAML config (ClassifierConfig fields); defaults are the CPU settings."
-SET_HELP = "Dotted override key=value, repeatable (e.g. --set train.steps=300 --set augment.enabled=false)."
 
 
 def _show(df) -> None:
@@ -30,15 +31,16 @@ def _config(config: Path | None, overrides: list[str]):
 @classify_app.command("train")
 def train_cmd(
     dataset: Path = typer.Argument(..., help="Prepared dataset with a plane label (output of `sonoshift prepare`)."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Classifier folder to write."),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     device: str = typer.Option("cpu", help="cpu, cuda[:i] or mps."),
 ) -> None:
     """Train on the train split, early-stop on validation macro-F1, write a self-describing checkpoint."""
     from sonoshift.judges.plane.api import train_on_dataset
 
-    clf = train_on_dataset(dataset, out, _config(config, overrides), device=device)
+    clf = train_on_dataset(dataset, out, _config(config, merge_overrides(overrides, legacy)), device=device)
     v = clf.info.get("validation")
     typer.echo(f"plane classifier ({', '.join(clf.classes)}) written to {out}")
     if v:
@@ -80,16 +82,18 @@ def predict_cmd(
 @classify_app.command("cv")
 def cv_cmd(
     dataset: Path = typer.Argument(..., help="Prepared dataset (all its splits are pooled, then folded by patient)."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for pooled predictions, summary, folds.csv."),
     folds: int = typer.Option(5, help="Number of patient-wise folds."),
     seed: int = typer.Option(0, help="Fold seed."),
     config: Path | None = typer.Option(None, "--config", "-c", help=CONFIG_HELP),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
 ) -> None:
     """In-domain patient-wise K-fold cross-validation: pooled accuracy / macro-F1 per domain and overall."""
     from sonoshift.judges.plane.cv import cross_validate
 
-    summary, per_fold = cross_validate(dataset, out, _config(config, overrides), k=folds, seed=seed)
+    cfg = _config(config, merge_overrides(overrides, legacy))
+    summary, per_fold = cross_validate(dataset, out, cfg, k=folds, seed=seed)
     _show(summary)
     typer.echo(f"per fold: accuracy {per_fold['accuracy'].mean():.3f} +- {per_fold['accuracy'].std(ddof=0):.3f}, "
                f"macro-F1 {per_fold['macro_f1'].mean():.3f} +- {per_fold['macro_f1'].std(ddof=0):.3f}")
@@ -99,17 +103,18 @@ def cv_cmd(
 def spain_africa_cmd(
     source: Path = typer.Argument(..., help="Prepared FETAL_PLANES_DB (`prepare --public fetal_planes_db`)."),
     target: Path = typer.Argument(..., help="Prepared African planes (`prepare --public african_planes`)."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP + " Keys start with classifier."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     translator: Path | None = typer.Option(None, "--translator", help="Also score after harmonizing with this run."),
     classifier: Path | None = typer.Option(None, "--classifier", help="Use this classifier instead of training."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with a CrossDomainConfig."),
-    overrides: list[str] = typer.Option([], "--set", "-s", help=SET_HELP + " Keys start with classifier."),
+    legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
 ) -> None:
     """Train on Spanish FETAL_PLANES_DB labels only (four shared planes), test on the African test part."""
     from sonoshift.config import load_config
     from sonoshift.judges.plane.cross_domain import CrossDomainConfig, spain_to_africa
 
-    cfg = load_config(CrossDomainConfig, config, overrides)
+    cfg = load_config(CrossDomainConfig, config, merge_overrides(overrides, legacy))
     _show(spain_to_africa(source, target, out, cfg, translator=translator, classifier=classifier))
     typer.echo(f"cross_domain.csv, per-variant tables and confusion PNGs in {out}")
 

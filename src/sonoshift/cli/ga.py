@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from sonoshift.cli.overrides import OVERRIDES_HELP, SET_HELP, merge_overrides
+
 from sonoshift.errors import SonoshiftError
 
 ga_app = typer.Typer(
@@ -50,7 +52,8 @@ def build_cmd(
 def train_hc18_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML Hc18Config (configs/cpu/hc18_head_ga.yaml)."),
-    overrides: list[str] = typer.Option([], "--set", "-s", help="Dotted override key=value, repeatable."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Train the HC18 head segmenter, then build the GA estimator from it (= segment train-hc18 + ga build)."""
@@ -60,7 +63,7 @@ def train_hc18_cmd(
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
     from sonoshift.judges.ga.hc18_report import build_estimator
 
-    cfg = load_config(Hc18Config, config, [*overrides, f"data_dir={data_root / 'hc18'}"])
+    cfg = load_config(Hc18Config, config, [*merge_overrides(overrides, legacy), f"data_dir={data_root / 'hc18'}"])
     with tempfile.TemporaryDirectory() as tmp:
         train_hc18_segmenter(cfg, Path(tmp) / "seg")
         est = build_estimator(Path(tmp) / "seg", data_root / "hc18", out)
@@ -121,14 +124,15 @@ def predict_cmd(
 def train_regressor_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Regressor folder to write."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML RegressorConfig."),
-    overrides: list[str] = typer.Option([], "--set", "-s", help="Dotted override key=value, repeatable."),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Direct image -> GA regressor on HC18 (no pixel size needed): GA error per trimester, valid prediction rate."""
     from sonoshift.config import load_config
     from sonoshift.judges.ga.regressor import RegressorConfig, train_regressor
 
-    cfg = load_config(RegressorConfig, config, [*overrides, f"data_dir={data_root / 'hc18'}"])
+    cfg = load_config(RegressorConfig, config, [*merge_overrides(overrides, legacy), f"data_dir={data_root / 'hc18'}"])
     s = train_regressor(cfg, out)
     typer.echo(f"GA regressor written to {out}")
     if s:

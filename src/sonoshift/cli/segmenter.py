@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from sonoshift.cli.overrides import OVERRIDES_HELP, SET_HELP, merge_overrides
 from sonoshift.errors import SonoshiftError
 
 segment_app = typer.Typer(
@@ -14,17 +15,6 @@ segment_app = typer.Typer(
 )
 
 CONFIG_HELP = "YAML config (frozen dataclass fields); defaults are the CPU settings."
-OVERRIDES_HELP = "key=value config overrides, e.g. train.steps=200 (as every sonoshift command)."
-SET_HELP = "Deprecated spelling of a key=value override (give overrides as plain arguments)."
-
-
-def _overrides(positional: list[str] | None, legacy: list[str]) -> list[str]:
-    """Positional ``key=value`` overrides, then the deprecated ``--set key=value`` ones (a note on stderr)."""
-    if legacy:
-        typer.echo("note: --set is deprecated; give key=value overrides as plain arguments.", err=True)
-    return [*(positional or []), *legacy]
-
-
 def _device(spec: str):
     try:
         from sonoshift.engine.device import select_device
@@ -66,7 +56,7 @@ def train_cmd(
     from sonoshift.config import load_config
     from sonoshift.downstream.target_segmenter import SegmenterConfig, train_target_segmenter
 
-    cfg = load_config(SegmenterConfig, config, _overrides(overrides, legacy))
+    cfg = load_config(SegmenterConfig, config, merge_overrides(overrides, legacy))
     _claim(out, "segmenter", "", force, "segmenter.json")
     seg = train_target_segmenter(dataset, out, cfg, device=_device(device))
     val = seg.info.get("val_dice", {})
@@ -105,7 +95,7 @@ def train_hc18_cmd(
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
 
     extra = [f"data_dir={data_root / 'hc18'}"] if data_root is not None else []
-    cfg = load_config(Hc18Config, config, [*_overrides(overrides, legacy), *extra])
+    cfg = load_config(Hc18Config, config, [*merge_overrides(overrides, legacy), *extra])
     _claim(out, "segmenter", "", force, "segmenter.json")
     seg, _ = train_hc18_segmenter(cfg, out, device=_device(device))
     v = seg.info.get("validation")
