@@ -83,15 +83,20 @@ def _save_models(m: Models, folder: Path) -> None:
     _save_net(m.ga, folder / "ga.safetensors")
 
 
-def _load_models(folder: Path, cfg: DifusalConfig) -> Models:
+def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "") -> tuple[PlaneNet, GaRegressorNet | None]:
+    """The plane net and, when saved, the GA net (``<prefix>plane|ga.safetensors``), in eval mode."""
     plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
-    plane.load_state_dict(load_file(str(folder / "plane.safetensors")))
+    plane.load_state_dict(load_file(str(folder / f"{prefix}plane.safetensors")))
     ga = None
-    if (folder / "ga.safetensors").is_file():
+    if (folder / f"{prefix}ga.safetensors").is_file():
         ga = GaRegressorNet(_net_cfg(cfg.downstream))
-        ga.load_state_dict(load_file(str(folder / "ga.safetensors")))
+        ga.load_state_dict(load_file(str(folder / f"{prefix}ga.safetensors")))
         ga.eval()
-    return Models(plane.eval(), ga)
+    return plane.eval(), ga
+
+
+def _load_models(folder: Path, cfg: DifusalConfig) -> Models:
+    return Models(*_load_nets(folder, cfg))
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -156,15 +161,9 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
 
 def _load_critics(cfg: DifusalConfig, folder: Path) -> Critics:
     s = json.loads((folder / "setup.json").read_text())
-    plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
-    plane.load_state_dict(load_file(str(folder / "critic_plane.safetensors")))
-    ga = None
-    if (folder / "critic_ga.safetensors").is_file():
-        ga = GaRegressorNet(_net_cfg(cfg.downstream))
-        ga.load_state_dict(load_file(str(folder / "critic_ga.safetensors")))
-        ga.eval()
+    plane, ga = _load_nets(folder, cfg, prefix="critic_")
     t = load_file(str(folder / "critic_embedding.safetensors"))
-    return Critics(plane.eval(), ga, t["train_emb"], s["realism_threshold"], s["memo_threshold"], cfg.critics,
+    return Critics(plane, ga, t["train_emb"], s["realism_threshold"], s["memo_threshold"], cfg.critics,
                    t["train_hist"], s["histogram_bc_threshold"])
 
 
