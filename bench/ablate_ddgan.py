@@ -1,7 +1,7 @@
 """Ablation of the DDGAN / cascade design (issue 12) from one command, with the baselines every method must beat.
 
     python bench/ablate_ddgan.py --data runs/demo/data --cyclegan runs/demo/models/cyclegan --out runs/ablate \
-        --steps 200 --frames 12 [--only ddgan,ddgan-l1,...] [--list]
+        --steps 200 --frames 12 [--only ddgan,ddgan-l1,...] [--every 100] [--list]
 
 Rows: untranslated, histogram matching, CycleGAN, CycleGAN + best blur (sigma on val), then each variant trained
 for ``--steps`` steps on the train split (configs/cpu/ddgan.yaml or cascade.yaml plus the variant's overrides)
@@ -9,7 +9,9 @@ and sampled once (seed 0) on the test split. Every test patient is kept; ``--fra
 patient. Scores against the simulator ground truth, inside the field of view: PSNR, SSIM, LNCC, BC, and the
 texture check (RMS distance of log radial power spectra to the ground truth's, dB, lower is better); PSNR and
 LNCC with a 95% bootstrap interval over patients. Trained variants are kept under OUT/<variant>/ and reused when
-OUT/<variant>/done exists. Writes OUT/ablation.md and OUT/ablation.csv. Set OMP_NUM_THREADS=1 on a shared machine.
+OUT/<variant>/done exists. ``--every K`` keeps a checkpoint every K steps and scores each one (rows
+``variant@K``): a learning curve from one training run. Writes OUT/ablation.md and OUT/ablation.csv. Set
+OMP_NUM_THREADS=1 on a shared machine.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ OFF = {
     "lr_hold": ["optim.decay_start=0.0"],
 }
 ALL_OFF = [o for v in OFF.values() for o in v]
+HM = ["anchor=histogram_match"]
+HM_CASCADE = [*HM, "generator.in_channels=3"]  # x_t, hm(source), CycleGAN output
+STRUCT = ["loss.structure=1.0"]
 
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (method, overrides on configs/cpu/<method>.yaml, what it tests)
@@ -61,6 +66,22 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                             "reading 2: partial start at t = 250 (4 steps)"),
     "cascade-joint": ("cascade", ["joint.enabled=true", "joint.content=mse_ssim"],
                       "anchored + joint fine-tuning with the content loss"),
+    # The histogram anchor (x_0 = hm(source) + correction) and the structure (1 - LNCC) content anchor.
+    "ddgan+hm": ("ddgan", HM, "residual anchored at the histogram-matched source"),
+    "ddgan+struct": ("ddgan", STRUCT, "anchored at the source + structure loss (1 - LNCC to the anchor)"),
+    "ddgan+hm+struct": ("ddgan", [*HM, *STRUCT], "histogram anchor + structure loss"),
+    "cascade+hm": ("cascade", HM_CASCADE, "refiner sees the CycleGAN output, anchored at hm(source)"),
+    "cascade+struct": ("cascade", STRUCT, "anchored at the CycleGAN output + structure loss"),
+    "cascade+hm+struct": ("cascade", [*HM_CASCADE, *STRUCT], "histogram anchor + structure loss"),
+    "cascade+hm-t170": ("cascade", [*HM_CASCADE, "schedule.stride=170"],
+                        "histogram anchor, reading 1: step size 170 (6 steps)"),
+    "cascade+hm-t250partial": ("cascade", [*HM_CASCADE, "schedule.t_max=0.25", "schedule.start=partial"],
+                               "histogram anchor, reading 2: partial start at t = 250"),
+    "cascade+hm-t170partial": ("cascade", [*HM_CASCADE, "schedule.t_max=0.17", "schedule.start=partial"],
+                               "histogram anchor, reading 2: partial start at t = 170"),
+    "ddgan+hm-t170": ("ddgan", [*HM, "schedule.stride=170"], "histogram anchor, reading 1: step size 170"),
+    "ddgan+hm-t250partial": ("ddgan", [*HM, "schedule.t_max=0.25", "schedule.start=partial"],
+                             "histogram anchor, reading 2: partial start at t = 250"),
 }
 
 
@@ -107,7 +128,7 @@ def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], secon
     return row
 
 
-def train_variant(name: str, data: Path, cyclegan: Path, out: Path, steps: int, seed: int) -> Path:
+def train_variant(name: str, data: Path, cyclegan: Path, out: Path, steps: int, seed: int, every: int = 0) -> Path:
     method, extra, _ = VARIANTS[name]
     run = out / name
     if (run / "done").is_file():
@@ -119,7 +140,8 @@ def train_variant(name: str, data: Path, cyclegan: Path, out: Path, steps: int, 
         from sonoshift.methods.cascade import CascadeConfig as Cfg  # type: ignore[assignment]
         from sonoshift.methods.cascade import train_cascade as train  # type: ignore[assignment]
     overrides = [f"cyclegan={cyclegan}", f"train.max_steps={steps}", f"train.seed={seed}", "train.threads=1",
-                 "train.tensorboard=false", "train.image_every=0", f"train.checkpoint_every={steps}", *extra]
+                 "train.tensorboard=false", "train.image_every=0", f"train.checkpoint_every={every or steps}",
+                 *(["train.keep_last=0"] if every else []), *extra]
     cfg = load_config(Cfg, ROOT / "configs" / "cpu" / f"{method}.yaml", overrides)
     train(data, cfg, run, progress=False)
     (run / "done").write_text("ok\n")
@@ -135,6 +157,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12, help="test frames per patient (every patient is kept)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="comma-separated variants (default all); baselines always run")
+    ap.add_argument("--every", type=int, default=0, help="also score the checkpoints every K steps (learning curve)")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
     if args.list:
@@ -169,8 +192,14 @@ def main() -> None:
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; --list shows them")
         t0 = time.perf_counter()
-        run = train_variant(name, args.data, args.cyclegan, args.out, args.steps, args.seed)
-        add(name, VARIANTS[name][2], load_translator(run), time.perf_counter() - t0)
+        run = train_variant(name, args.data, args.cyclegan, args.out, args.steps, args.seed, args.every)
+        seconds = time.perf_counter() - t0
+        if args.every:
+            for k in range(args.every, args.steps, args.every):
+                ckpt = run / "checkpoints" / f"step_{k:08d}"
+                if ckpt.is_dir():
+                    add(f"{name}@{k}", VARIANTS[name][2], load_translator(ckpt))
+        add(name, VARIANTS[name][2], load_translator(run), seconds)
         write(rows, args)
     write(rows, args)
 

@@ -108,6 +108,9 @@ def translator_graph(translator: Any) -> tuple[nn.Module, NoiseSpec]:
     """
     if hasattr(translator, "net"):
         return plain_layers(translator.net).cpu().float(), NoiseSpec()
+    if getattr(translator, "anchor", None) is not None:
+        raise SonoshiftError("histogram-anchored diffusion translators (anchor: histogram_match) cannot be exported "
+                             "to ONNX yet: the histogram map is not a network.")
     if all(hasattr(translator, k) for k in ("G", "schedule", "start")):
         G = plain_layers(translator.G).cpu().float()
         pre = getattr(translator, "pre", None)

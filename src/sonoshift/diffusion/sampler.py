@@ -24,11 +24,11 @@ def sample(
 ) -> torch.Tensor:
     """One sample per condition image: (B, 1, H, W) in [-1, 1] on ``cond``'s device.
 
-    G: the generator (``G(x, t, z)``, ``G.cfg.nz``); s: the schedule it was trained with; cond: (B, 1, H, W) in
-    [-1, 1]; generator: the only source of randomness (on ``cond``'s device); x_init: optional (B, 1, H, W) image
+    G: the generator (``G(x, t, z)``, ``G.cfg.nz``); s: the schedule it was trained with; cond: (B, C, H, W) in
+    [-1, 1] (C = 1, or 2 for the histogram-anchored cascade: hm(source), CycleGAN output); generator: the only source of randomness (on ``cond``'s device); x_init: optional (B, 1, H, W) image
     for the partial-noising start (the chain then begins at that image noised to level N instead of N(0, I)).
     """
-    x = start_sample(s, cond, generator, x_init)
+    x = start_sample(s, cond[:, :1], generator, x_init)  # one image channel, whatever the condition's width
     b = cond.shape[0]
     for i in reversed(range(s.num_steps)):
         t = torch.full((b,), i, dtype=torch.long, device=cond.device)

@@ -41,9 +41,12 @@ from sonoshift.methods.ddgan import (
     DDGANTranslator,
     FrozenCycleGAN,
     TargetFrames,
+    fitted_anchor,
     load_cyclegan,
     rebuild_generator,
 )
+from sonoshift.baselines.histogram_match import HistogramMatch
+from sonoshift.methods.anchor import anchor_from_metadata, anchored_condition
 from sonoshift.models import PatchGAN, init_normal
 from sonoshift.objectives import CycleGANLossWeights, ImagePool
 from sonoshift.objectives.ddgan import (
@@ -51,6 +54,7 @@ from sonoshift.objectives.ddgan import (
     discriminator_loss,
     g_nonsaturating_loss,
     generate_pair,
+    structure_loss,
 )
 from sonoshift.seeding import make_generator
 
@@ -121,9 +125,9 @@ class Cascade(DDGAN):
 
     def __init__(
         self, cfg: CascadeConfig, device: torch.device, image_size: tuple[int, int], cyclegan: FrozenCycleGAN,
-        rank: int = 0,
+        rank: int = 0, hm: HistogramMatch | None = None,
     ) -> None:
-        super().__init__(cfg, device, image_size, cyclegan, rank)
+        super().__init__(cfg, device, image_size, cyclegan, rank, hm=hm)
         j = cfg.joint
         self.modules["G_ab"], self.modules["G_ba"] = cyclegan.G_ab, cyclegan.G_ba
         self.content: ContentLoss | None = None
@@ -147,9 +151,14 @@ class Cascade(DDGAN):
         }
         self.content = ContentLoss(j.content, j.lpips_net, j.lpips_weights).to(device)
 
+    def condition_channels(self) -> int:
+        """1 (the CycleGAN output), or 2 with the histogram anchor (hm(source), the CycleGAN output)."""
+        return 1 if self.hm is None else 2
+
     def condition(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The round trip G_{S->T}(G_{T->S}(x0)) of clean targets (the synthetic source degraded by
-        ``round_trip_noise`` when set, noise from the step generator), no grad."""
+        ``round_trip_noise`` when set, noise from the step generator), no grad. With ``anchor:
+        histogram_match``: [hm(synthetic source), round trip] (2 channels)."""
         with torch.no_grad():
             y_s = self.modules["G_ba"](x0)
             sigma = self.cfg.round_trip_noise
@@ -157,7 +166,7 @@ class Cascade(DDGAN):
                 g = self.gen if generator is None else generator
                 noise = torch.randn(y_s.shape, generator=g, device=y_s.device, dtype=y_s.dtype)
                 y_s = (y_s + sigma * noise).clamp(-1.0, 1.0)
-            return self.modules["G_ab"](y_s).clamp(-1.0, 1.0)
+            return anchored_condition(self.hm, y_s, self.modules["G_ab"](y_s).clamp(-1.0, 1.0))
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """Frozen: the DDGAN step on the round-trip condition. Joint: see :meth:`_joint_step`."""
@@ -197,11 +206,14 @@ class Cascade(DDGAN):
                 with ctx.autocast():
                     g = generator_pass(G_ab, G_ba, D_a, D_b, mb["source"], b, self.cg_weights)
                     # rec_b = G_ab(G_ba(b)) is the refiner's condition, with gradients into both generators.
-                    p = generate_pair(G, self.schedule, b, g.rec_b, self.gen)
-                    d_cond = g.rec_b if D.cfg.see_condition else None
+                    cond = anchored_condition(self.hm, g.fake_a.detach(), g.rec_b)
+                    p = generate_pair(G, self.schedule, b, cond, self.gen)
+                    d_cond = cond if D.cfg.see_condition else None
                     loss_gan = g_nonsaturating_loss(D(p["x_t_fake"], p["x_next"], p["t"], d_cond))
                     loss_content = self.content(p["x0_pred"], b)
                     loss = loss_gan + j.content_weight * loss_content + j.cyclegan_weight * g.loss
+                    if self.cfg.loss.structure:
+                        loss = loss + self.cfg.loss.structure * structure_loss(p["x0_pred"], cond[:, :1])
                 ctx.backward(loss)
                 fakes.append((g.fake_a.detach(), g.fake_b.detach()))
                 log(loss_G=loss_gan.item(), content=loss_content.item(), loss_CG=g.loss.item(),
@@ -222,8 +234,9 @@ class Cascade(DDGAN):
         return {name: f for name in self.optimizers}
 
     def partial_init(self, cond: torch.Tensor) -> torch.Tensor:
-        """At inference the partial start noises the CycleGAN output; in training its stand-in is the condition."""
-        return cond
+        """At inference the partial start noises the residual's base (the CycleGAN output, or hm(source)); in
+        training its stand-in is the first condition channel."""
+        return cond[:, :1]
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The step generator and, in joint mode, the fake pools."""
@@ -256,7 +269,7 @@ def build(cfg: CascadeConfig, dataset: Any, device: torch.device, rank: int = 0)
     if cfg.joint.enabled and "source" not in dataset[0]:
         raise SonoshiftError("joint cascade fine-tuning needs a dataset with source and target frames.")
     size = tuple(dataset[0]["target"].shape[-2:])
-    return Cascade(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank)
+    return Cascade(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank, hm=fitted_anchor(cfg, dataset))
 
 
 class CascadeTranslator(DDGANTranslator):
@@ -277,10 +290,10 @@ def load_translator(
     if device is not None:
         G.to(device)
         G_ab.to(device)
+    src, tgt = meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain)
     return CascadeTranslator(
-        G, schedule_from_config(cfg.schedule), cfg.schedule.start, size,
-        meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain),
-        pre=G_ab,
+        G, schedule_from_config(cfg.schedule), cfg.schedule.start, size, src, tgt, pre=G_ab,
+        anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size),
     )
 
 

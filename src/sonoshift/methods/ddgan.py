@@ -31,9 +31,11 @@ from sonoshift.engine.checkpoint import ModelCheckpoint, load_module, read_model
 from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.engine.schedules import lr_factor
+from sonoshift.baselines.histogram_match import HistogramMatch
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
 from sonoshift.methods.cyclegan import CycleGANConfig, build_generator
+from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, anchored_condition, fit_anchor
 from sonoshift.methods.kinds import TranslatorBase
 from sonoshift.models.ddgan_disc import DDGANDiscriminator, DiscConfig
 from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
@@ -45,11 +47,14 @@ from sonoshift.seeding import make_generator
 class DDGANLoss(Validated):
     """R1 weight gamma on real pairs, applied every ``lazy_reg`` steps (0 disables R1); ``l1_x0``: weight of
     SynDiff's L1 term between the predicted x_0 and x_0 in the generator loss (SynDiff uses 0.5; 0 = the DDGAN's
-    adversarial-only loss)."""
+    adversarial-only loss); ``structure``: weight of the content anchor 1 - LNCC(predicted x_0, anchor image)
+    (9x9 windows; the anchor is the residual's base, the first condition channel): it keeps the source's local
+    structure while leaving local grey levels free (0 = off)."""
 
     r1_gamma: NonNegFloat = 0.02
     lazy_reg: PosInt = 10
     l1_x0: NonNegFloat = 0.0
+    structure: NonNegFloat = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,10 @@ class DDGANConfig(Validated):
     condition_noise: std ([-1, 1] units) of Gaussian noise added to y_s in training (0 = none), so the generator
     cannot rely on the low-amplitude detail in which a CycleGAN hides its inverse, and learns from what a real
     source frame also shows (the cascade's counterpart is ``round_trip_noise``).
+    anchor: the residual generator's base image. "condition": the condition itself (DDGAN: the source frame;
+    cascade: the CycleGAN output). "histogram_match": the source frame histogram-matched to the target training
+    frames (``sonoshift.methods.anchor``), so an untrained translator equals the histogram-matching baseline; the
+    cascade then sees the CycleGAN output as a second condition channel (``generator.in_channels: 3``).
     """
 
     name: str = "ddgan"
@@ -89,6 +98,7 @@ class DDGANConfig(Validated):
     optim: DDGANOptim = field(default_factory=DDGANOptim)
     train: EngineConfig = field(default_factory=lambda: EngineConfig(ema_decay=0.999))
     condition_noise: NonNegFloat = 0.0
+    anchor: Literal["condition", "histogram_match"] = "condition"
 
 
 @dataclass
@@ -141,7 +151,8 @@ class DDGAN(MethodBase):
 
     ``image_size`` (H, W) is recorded in checkpoints. Networks are initialised from ``cfg.train.seed``
     (identical on every rank); the step's randomness (t, pairs, z, posterior noise) comes from a generator on
-    the training device seeded by seed + 3000 + rank, saved in checkpoints for exact resume.
+    the training device seeded by seed + 3000 + rank, saved in checkpoints for exact resume. ``hm``: the fitted
+    histogram anchor, required when ``cfg.anchor`` is "histogram_match" (``build`` fits it on the dataset).
     """
 
     name = "ddgan"
@@ -149,9 +160,21 @@ class DDGAN(MethodBase):
 
     def __init__(
         self, cfg: DDGANConfig, device: torch.device, image_size: tuple[int, int], cyclegan: FrozenCycleGAN,
-        rank: int = 0,
+        rank: int = 0, hm: HistogramMatch | None = None,
     ) -> None:
         self.cfg = cfg
+        if (cfg.anchor == "histogram_match") != (hm is not None):
+            raise SonoshiftError(f"anchor '{cfg.anchor}' needs {'a' if hm is None else 'no'} fitted histogram map.")
+        self.hm = hm
+        need = 1 + self.condition_channels()
+        if cfg.generator.in_channels != need:
+            raise SonoshiftError(
+                f"generator.in_channels must be {need} for a {self.name} with anchor '{cfg.anchor}' (x_t and "
+                f"{need - 1} condition channel(s)), got {cfg.generator.in_channels}."
+            )
+        if cfg.discriminator.see_condition and need != 2:
+            raise SonoshiftError("discriminator.see_condition needs a one-channel condition; "
+                                 f"anchor '{cfg.anchor}' gives {need - 1}.")
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.schedule: Schedule = schedule_from_config(cfg.schedule)
         self.cyclegan = cyclegan
@@ -169,9 +192,14 @@ class DDGAN(MethodBase):
         self.gen = make_generator(t.seed, 3000 + rank, device=device)
 
     # -- the condition ------------------------------------------------------------------------------------
+    def condition_channels(self) -> int:
+        """Channels of the condition: 1 (the source, or its histogram-matched version)."""
+        return 1
+
     def condition(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0), no grad.
-        (``generator``: the noise of ``condition_noise``, default the step generator.)"""
+        """The training condition for clean targets ``x0``: the synthetic source G_{T->S}(x0) (histogram-matched
+        with ``anchor: histogram_match``), no grad. (``generator``: the noise of ``condition_noise``, default the
+        step generator.)"""
         with torch.no_grad():
             y_s = self.cyclegan.G_ba(x0)
             sigma = self.cfg.condition_noise
@@ -179,7 +207,7 @@ class DDGAN(MethodBase):
                 g = self.gen if generator is None else generator
                 noise = torch.randn(y_s.shape, generator=g, device=y_s.device, dtype=y_s.dtype)
                 y_s = (y_s + sigma * noise).clamp(-1.0, 1.0)
-            return y_s
+            return anchored_condition(self.hm, y_s, None)
 
     # -- one step -----------------------------------------------------------------------------------------
     def _r1_gamma(self, step: int) -> float:
@@ -205,11 +233,14 @@ class DDGAN(MethodBase):
             for mb, cond in zip(micro, conds):
                 with ctx.autocast():
                     loss_g, p = generator_loss(
-                        G, D, self.schedule, mb["target"], cond, self.gen, l1_weight=self.cfg.loss.l1_x0
+                        G, D, self.schedule, mb["target"], cond, self.gen, l1_weight=self.cfg.loss.l1_x0,
+                        structure_weight=self.cfg.loss.structure,
                     )
                 ctx.backward(loss_g)
                 logs.setdefault("loss_G", []).append(loss_g.item())
                 logs.setdefault("l1_x0", []).append(p["l1"].item())
+                if "structure" in p:
+                    logs.setdefault("structure", []).append(p["structure"].item())
         finally:
             self.modules["D"].requires_grad_(True)
         ctx.optimizer_step("G")
@@ -242,8 +273,8 @@ class DDGAN(MethodBase):
         return {"target": x0, "condition": cond, "sample": out}
 
     def partial_init(self, cond: torch.Tensor) -> torch.Tensor:
-        """The image the partial-noising start noises: for the plain DDGAN, the condition itself."""
-        return cond
+        """The image the partial-noising start noises: the residual's base, the first condition channel."""
+        return cond[:, :1]
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The step generator's state, for exact resume."""
@@ -262,6 +293,7 @@ class DDGAN(MethodBase):
             "schedule": describe(self.cfg.schedule),
             "condition": self.condition_kind,
             "cyclegan": self.cyclegan.path,
+            "anchor": anchor_metadata(self.hm),
         }
 
 
@@ -285,14 +317,22 @@ class TargetFrames(torch.utils.data.Dataset):
 def build(cfg: DDGANConfig, dataset: Any, device: torch.device, rank: int = 0) -> DDGAN:
     """A DDGAN for ``dataset`` (items with "target" (1,H,W)) on ``device``; loads the frozen CycleGAN."""
     size = tuple(dataset[0]["target"].shape[-2:])
-    return DDGAN(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank)
+    return DDGAN(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank, hm=fitted_anchor(cfg, dataset))
+
+
+def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> HistogramMatch | None:
+    """The histogram anchor fitted on ``dataset``'s target frames, or None for ``anchor: condition``."""
+    if cfg.anchor != "histogram_match":
+        return None
+    return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 
 class DDGANTranslator(TranslatorBase):
     """A trained DDGAN as a translator: source (B,1,H,W) in [-1,1] -> one sample in [-1,1], same device.
 
     ``prepare(x)`` makes (condition, partial-start image) from the source frame: the source itself for the plain
-    DDGAN; the cascade passes it through the CycleGAN first. Randomness only from ``generator``; without one,
+    DDGAN; the cascade passes it through the CycleGAN first (``pre``). With a histogram ``anchor`` the condition
+    starts with the histogram-matched source (``sonoshift.methods.anchor.anchored_condition``). Randomness only from ``generator``; without one,
     from the translator's own generator, seeded 0 when the translator is made and continued from call to call
     (so successive batches get fresh noise, and the same sequence of calls gives the same outputs).
     ``uncertainty(x, k, generator)`` returns the mean of K samples and the per-pixel std (uncertainty map).
@@ -303,9 +343,10 @@ class DDGANTranslator(TranslatorBase):
 
     def __init__(
         self, G: nn.Module, schedule: Schedule, start: str, image_size: tuple[int, int], source: str, target: str,
-        pre: nn.Module | None = None,
+        pre: nn.Module | None = None, anchor: HistogramMatch | None = None,
     ) -> None:
         self.G = G.eval().requires_grad_(False)
+        self.anchor = anchor
         self.pre = None if pre is None else pre.eval().requires_grad_(False)
         self.schedule, self.start = schedule, start
         self.image_size = image_size
@@ -319,8 +360,9 @@ class DDGANTranslator(TranslatorBase):
             if net is not None and next(net.parameters()).device != x.device:
                 net.to(x.device)
         with torch.no_grad():
-            cond = x if self.pre is None else self.pre(x).clamp(-1, 1)
-        return cond, (cond if self.start == "partial" else None)
+            base = None if self.pre is None else self.pre(x).clamp(-1, 1)
+            cond = anchored_condition(self.anchor, x, base)
+        return cond, (cond[:, :1] if self.start == "partial" else None)
 
     def _gen(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Generator:
         if generator is not None:
@@ -359,9 +401,10 @@ def load_translator(
     if device is not None:
         G.to(device)
     meta = ckpt.state.get("metadata", {})
+    src, tgt = meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain)
     return DDGANTranslator(
-        G, schedule_from_config(cfg.schedule), cfg.schedule.start, size,
-        meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain),
+        G, schedule_from_config(cfg.schedule), cfg.schedule.start, size, src, tgt,
+        anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size),
     )
 
 

@@ -100,14 +100,34 @@ def generator_loss(
     cond: torch.Tensor,
     generator: torch.Generator | None,
     l1_weight: float = 0.0,
+    structure_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The generator's loss on one batch: non-saturating GAN loss + ``l1_weight`` x mean |x0_pred - x0| (SynDiff's
-    L1 anchor, weight 0.5 there). Returns (loss, the ``generate_pair`` tensors plus "l1", the unweighted L1)."""
+    L1 anchor, weight 0.5 there) + ``structure_weight`` x :func:`structure_loss` between x0_pred and the first
+    condition channel (the residual's base). Returns (loss, the ``generate_pair`` tensors plus "l1", the
+    unweighted L1, and "structure" when its weight is set)."""
     p = generate_pair(G, s, x0, cond, generator)
     fake = D(p["x_t_fake"], p["x_next"], p["t"], cond if D.cfg.see_condition else None)
     p["l1"] = (p["x0_pred"] - x0).abs().mean()
     loss = g_nonsaturating_loss(fake)
-    return (loss + l1_weight * p["l1"] if l1_weight else loss), p
+    if l1_weight:
+        loss = loss + l1_weight * p["l1"]
+    if structure_weight:
+        p["structure"] = structure_loss(p["x0_pred"], cond[:, :1])
+        loss = loss + structure_weight * p["structure"]
+    return loss, p
+
+
+def structure_loss(pred: torch.Tensor, anchor: torch.Tensor, window: int = 9, eps: float = 1e-4) -> torch.Tensor:
+    """Content anchor 1 - mean LNCC(pred, anchor) over ``window`` x ``window`` box windows (valid positions,
+    population statistics, (cov + eps) / sqrt((var_a + eps)(var_b + eps))), differentiable; images (B, 1, H, W)
+    in [-1, 1]. 0 when pred is a local affine grey map of the anchor (LNCC ignores local brightness and contrast),
+    up to 2 for anti-correlated structure. Scalar."""
+    x = torch.cat([pred.float(), anchor.float()], dim=1)
+    mom = F.avg_pool2d(torch.cat([x, x * x, (pred * anchor).float()], dim=1), window, stride=1)
+    mu_a, mu_b, aa, bb, ab = mom.unbind(1)
+    va, vb, cov = (aa - mu_a * mu_a).clamp_min(0), (bb - mu_b * mu_b).clamp_min(0), ab - mu_a * mu_b
+    return 1.0 - ((cov + eps) / ((va + eps) * (vb + eps)).sqrt()).mean()
 
 
 # -- content loss of the cascade's joint fine-tuning ----------------------------------------------------------
