@@ -46,6 +46,7 @@ ALL_OFF = [o for v in OFF.values() for o in v]
 HM = ["anchor=histogram_match"]
 HM_CASCADE = [*HM, "generator.in_channels=3"]  # x_t, hm(source), CycleGAN output
 STRUCT = ["loss.structure=1.0"]
+SMOOTH = ["generator.correction_sigma=3.0"]
 
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (method, overrides on configs/cpu/<method>.yaml, what it tests)
@@ -79,6 +80,9 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
                                "histogram anchor, reading 2: partial start at t = 250"),
     "cascade+hm-t170partial": ("cascade", [*HM_CASCADE, "schedule.t_max=0.17", "schedule.start=partial"],
                                "histogram anchor, reading 2: partial start at t = 170"),
+    "ddgan+hm+smooth": ("ddgan", [*HM, *SMOOTH], "histogram anchor + smooth correction (low-pass sigma 3 px)"),
+    "ddgan+smooth": ("ddgan", SMOOTH, "anchored at the source + smooth correction (sigma 3 px)"),
+    "cascade+hm+smooth": ("cascade", [*HM_CASCADE, *SMOOTH], "histogram anchor + smooth correction (sigma 3 px)"),
     "ddgan+hm-t170": ("ddgan", [*HM, "schedule.stride=170"], "histogram anchor, reading 1: step size 170"),
     "ddgan+hm-t250partial": ("ddgan", [*HM, "schedule.t_max=0.25", "schedule.start=partial"],
                              "histogram anchor, reading 2: partial start at t = 250"),

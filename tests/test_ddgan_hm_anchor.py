@@ -169,3 +169,28 @@ def test_generator_loss_adds_the_structure_term_with_its_weight():
     loss, p = generator_loss(Half(), ZeroD(), s, cond, flipped, torch.Generator().manual_seed(0), structure_weight=2.0)
     assert float(p["structure"]) == pytest.approx(2.0, abs=5e-3)
     assert float(loss) == pytest.approx(np.log(2.0) + 2.0 * float(p["structure"]), abs=1e-5)
+
+
+def test_smooth_correction_is_the_gaussian_filtered_correction():
+    from scipy.ndimage import gaussian_filter
+
+    raw_cfg = dataclasses.replace(RES, zero_init=False)
+    torch.manual_seed(7)
+    raw = DDGANUNet(raw_cfg, image_size=16)
+    smooth = DDGANUNet(dataclasses.replace(raw_cfg, correction_sigma=2.0), image_size=16)
+    smooth.load_state_dict(raw.state_dict())  # same weights: the low-pass is not a parameter
+    g = torch.Generator().manual_seed(8)
+    x, t, z = torch.randn(2, 2, 16, 16, generator=g), torch.tensor([0, 3]), torch.randn(2, 4, generator=g)
+    with torch.no_grad():
+        d_raw = (raw(x, t, z) - x[:, 1:2]).numpy()
+        d_smooth = (smooth(x, t, z) - x[:, 1:2]).numpy()
+    # scipy: radius int(3 sigma + 0.5) = 6, edge-replicating padding
+    expect = np.stack([gaussian_filter(d, 2.0, mode="nearest", truncate=3.0) for d in d_raw[:, 0]])[:, None]
+    np.testing.assert_allclose(d_smooth, expect, atol=1e-5)
+    assert np.abs(np.diff(d_smooth, axis=-1)).mean() < 0.5 * np.abs(np.diff(d_raw, axis=-1)).mean()
+    # zero-initialized: still returns its condition exactly
+    zero = DDGANUNet(dataclasses.replace(RES, correction_sigma=2.0), image_size=16)
+    with torch.no_grad():
+        torch.testing.assert_close(zero(x, t, z), x[:, 1:2], rtol=0, atol=0)
+    with pytest.raises(SonoshiftError, match="residual"):
+        DDGANUNet(dataclasses.replace(RES, output="tanh", correction_sigma=2.0), image_size=16)

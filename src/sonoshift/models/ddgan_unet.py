@@ -42,7 +42,9 @@ class UNetConfig(Validated):
     the latent mapping MLP; t_emb_dim: time-embedding width; dropout in residual blocks. output: "tanh" (x_0 =
     tanh(head)) or "residual" (x_0 = condition + head); zero_init: the reference's zero init of the output conv,
     each residual block's last conv and the attention projection; group_norm: "reference" (min(ch // 4, 32)
-    groups) or "max" (the most groups <= 32 that divide ch).
+    groups) or "max" (the most groups <= 32 that divide ch). correction_sigma: std in pixels of a Gaussian
+    low-pass applied to the residual correction (0 = none; needs ``output: residual``): a smooth correction
+    moves local grey levels (gain, depth profile) but cannot draw speckle or structure of its own.
     """
 
     in_channels: PosInt = 2
@@ -59,6 +61,7 @@ class UNetConfig(Validated):
     output: Literal["tanh", "residual"] = "tanh"
     zero_init: bool = True
     group_norm: Literal["reference", "max"] = "reference"
+    correction_sigma: Annotated[float, Range(0, 64)] = 0.0
 
 
 # The paper-scale variant (256x256, GPU): the widths and depths of the DDGAN image generators.
@@ -96,6 +99,23 @@ def group_count(ch: int, kind: str = "reference") -> int:
     if kind == "max":
         return _largest_divisor(ch, 32)
     raise SonoshiftError(f"generator.group_norm must be 'reference' or 'max', got {kind!r}.")
+
+
+def gaussian_taps(sigma: float) -> torch.Tensor:
+    """Normalized 1-D Gaussian taps of std ``sigma`` px, radius round(3 sigma) (at least 1)."""
+    r = max(int(3.0 * sigma + 0.5), 1)
+    k = torch.arange(-r, r + 1, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (k / sigma) ** 2)
+    return (taps / taps.sum()).float()
+
+
+def lowpass(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) filtered by the separable kernel ``taps`` along both axes, replicate padding (any size)."""
+    r = (taps.numel() - 1) // 2
+    c = x.shape[1]
+    k = taps.to(x.dtype)
+    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def _zero(module: nn.Module) -> nn.Module:
@@ -202,7 +222,12 @@ class DDGANUNet(nn.Module):
             raise SonoshiftError(f"generator.output must be 'tanh' or 'residual', got {cfg.output!r}.")
         if cfg.output == "residual" and (cfg.in_channels < 2 or cfg.out_channels != 1):
             raise SonoshiftError("generator.output 'residual' needs the condition as input channel 2 and 1 output.")
+        if cfg.correction_sigma > 0 and cfg.output != "residual":
+            raise SonoshiftError("generator.correction_sigma needs generator.output 'residual'.")
         gn, zi = cfg.group_norm, cfg.zero_init
+        # not a parameter and not saved: rebuilt from the config
+        self.register_buffer("taps", gaussian_taps(cfg.correction_sigma) if cfg.correction_sigma > 0 else None,
+                             persistent=False)
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, cout, t_dim, s_dim, cfg.dropout, gn, zi)
@@ -282,6 +307,9 @@ class DDGANUNet(nn.Module):
         out = self.head(F.silu(self.head_norm(h)))
         if cfg.output == "residual":
             # x_0 = condition + correction: unclamped, so the correction keeps its gradient at the black (-1)
-            # background; the sampler clips each x_0 prediction to [-1, 1].
+            # background; the sampler clips each x_0 prediction to [-1, 1]. A low-passed correction changes
+            # local grey levels only.
+            if self.taps is not None:
+                out = lowpass(out, self.taps)
             return x[:, 1:2] + out
         return torch.tanh(out)
