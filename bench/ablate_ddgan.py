@@ -10,7 +10,10 @@ patient. Scores against the simulator ground truth, inside the field of view: PS
 texture check (RMS distance of log radial power spectra to the ground truth's, dB, lower is better); PSNR and
 LNCC with a 95% bootstrap interval over patients. Trained variants are kept under OUT/<variant>/ and reused when
 OUT/<variant>/done exists. ``--every K`` keeps a checkpoint every K steps and scores each one (rows
-``variant@K``): a learning curve from one training run. Writes OUT/ablation.md and OUT/ablation.csv. Set
+``variant@K``): a learning curve from one training run. ``--segmenter RUN/models/segmenter`` adds the
+downstream Dice of the frozen target-domain segmenter on each row's outputs (vs the source label maps, inside the
+field of view; mean over classes present, then over frames, with the patient interval) and the ground truth's
+Dice (the ceiling) in the header. Writes OUT/ablation.md and OUT/ablation.csv. Set
 OMP_NUM_THREADS=1 on a shared machine.
 """
 
@@ -81,8 +84,18 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     "cascade+hm-t170partial": ("cascade", [*HM_CASCADE, "schedule.t_max=0.17", "schedule.start=partial"],
                                "histogram anchor, reading 2: partial start at t = 170"),
     "ddgan+hm+smooth": ("ddgan", [*HM, *SMOOTH], "histogram anchor + smooth correction (low-pass sigma 3 px)"),
+    "ddgan+hm+smooth+struct": ("ddgan", [*HM, *SMOOTH, *STRUCT], "histogram anchor + smooth correction + structure loss"),
+    "cascade+hm+smooth+struct": ("cascade", [*HM_CASCADE, *SMOOTH, *STRUCT],
+                                 "histogram anchor + smooth correction + structure loss"),
+    "ddgan+hm+smooth6": ("ddgan", [*HM, "generator.correction_sigma=6.0"],
+                         "histogram anchor + smooth correction (sigma 6 px)"),
     "ddgan+smooth": ("ddgan", SMOOTH, "anchored at the source + smooth correction (sigma 3 px)"),
     "cascade+hm+smooth": ("cascade", [*HM_CASCADE, *SMOOTH], "histogram anchor + smooth correction (sigma 3 px)"),
+    "cascade+hm+smooth-t170": ("cascade", [*HM_CASCADE, *SMOOTH, "schedule.stride=170"],
+                               "histogram anchor + smooth correction, reading 1: step size 170 (6 steps)"),
+    "cascade+hm+smooth-t250partial": ("cascade", [*HM_CASCADE, *SMOOTH, "schedule.t_max=0.25",
+                                                  "schedule.start=partial"],
+                                      "histogram anchor + smooth correction, reading 2: partial start at t = 250"),
     "ddgan+hm-t170": ("ddgan", [*HM, "schedule.stride=170"], "histogram anchor, reading 1: step size 170"),
     "ddgan+hm-t250partial": ("ddgan", [*HM, "schedule.t_max=0.25", "schedule.start=partial"],
                              "histogram anchor, reading 2: partial start at t = 250"),
@@ -103,7 +116,24 @@ def test_frames(data: Path, source: str, target: str, per_patient: int) -> dict[
         idx = np.nonzero(patients == p)[0]
         keep += list(idx[np.linspace(0, len(idx) - 1, min(per_patient, len(idx))).round().astype(int)])
     keep = np.array(sorted(set(keep)))
-    return {"x": frames[keep], "gt": truth[keep], "mask": masks[keep], "patient": patients[keep]}
+    labels = np.load(cache / f"{source}.label_map.npy", mmap_mode="r")
+    return {"x": frames[keep], "gt": truth[keep], "mask": masks[keep], "patient": patients[keep],
+            "label": np.asarray(labels[keep])}
+
+
+def dice(seg, frames: np.ndarray, t: dict[str, np.ndarray]) -> np.ndarray:
+    """Per-frame mean Dice (classes present in prediction or reference) of ``seg`` on uint8 ``frames``."""
+    from sonoshift.downstream.evaluate_seg import _label_lut
+    from sonoshift.downstream.segmenter import predict
+    from sonoshift.metrics.segmentation import dice_per_class
+
+    lut = _label_lut(seg)
+    preds = predict(seg, list(frames))
+    out = []
+    for pred, lab, fov in zip(preds, t["label"], t["mask"]):
+        d = dice_per_class(np.where(fov, pred, 0).astype(np.uint8), lut[lab], seg.num_classes)
+        out.append(float(np.nanmean(d)) if np.isfinite(d).any() else np.nan)
+    return np.array(out)
 
 
 def translate(tr, x: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -116,7 +146,7 @@ def translate(tr, x: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.concatenate(out)
 
 
-def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], seconds: float) -> dict[str, object]:
+def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], seconds: float, seg=None) -> dict[str, object]:
     a = torch.from_numpy(out.astype(np.float32) / 255)[:, None]
     b = torch.from_numpy(t["gt"].astype(np.float32) / 255)[:, None]
     m = torch.from_numpy(t["mask"])[:, None]
@@ -129,6 +159,9 @@ def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], secon
     row["ssim"] = float(vals["ssim"].mean())
     row["bc"] = float(vals["bc"].mean())
     row["spectrum_db"] = float(spec.mean())
+    if seg is not None:
+        iv = patient_bootstrap(dice(seg, out, t), t["patient"], seed=0)
+        row["dice"], row["dice_ci"] = iv.mean, f"[{iv.low:.3f}, {iv.high:.3f}]"
     return row
 
 
@@ -161,6 +194,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=12, help="test frames per patient (every patient is kept)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", default="", help="comma-separated variants (default all); baselines always run")
+    ap.add_argument("--segmenter", type=Path, default=None, help="frozen target-domain segmenter: adds Dice")
     ap.add_argument("--every", type=int, default=0, help="also score the checkpoints every K steps (learning curve)")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
@@ -178,13 +212,22 @@ def main() -> None:
     src, tgt = cg.source_domain, cg.target_domain
     t = test_frames(args.data, src, tgt, args.frames)
     print(f"test: {len(t['x'])} frames from {len(np.unique(t['patient']))} patients", flush=True)
+    seg = None
+    if args.segmenter is not None:
+        from sonoshift.downstream.segmenter import load_segmenter
+
+        seg = load_segmenter(args.segmenter)
+        iv = patient_bootstrap(dice(seg, t["gt"], t), t["patient"], seed=0)
+        args.dice_ceiling = f"{iv.mean:.3f} [{iv.low:.3f}, {iv.high:.3f}]"
+        print(f"ground-truth Dice (ceiling) {args.dice_ceiling}", flush=True)
     rows = []
 
     def add(name: str, desc: str, tr, seconds: float = 0.0) -> None:
-        rows.append(score(name, desc, translate(tr, t["x"]), t, seconds))
+        rows.append(score(name, desc, translate(tr, t["x"]), t, seconds, seg))
         r = rows[-1]
+        extra = f"  Dice {r['dice']:.3f} {r['dice_ci']}" if seg is not None else ""
         print(f"{name:<22} PSNR {r['psnr']:.2f} {r['psnr_ci']}  LNCC {r['lncc']:.3f} {r['lncc_ci']}  "
-              f"SSIM {r['ssim']:.3f}  BC {r['bc']:.3f}  spec {r['spectrum_db']:.2f} dB", flush=True)
+              f"SSIM {r['ssim']:.3f}  BC {r['bc']:.3f}  spec {r['spectrum_db']:.2f} dB{extra}", flush=True)
 
     add("untranslated", "raw source frames", Untranslated(src, tgt, cg.image_size))
     add("histogram_match", "histogram matching to target train frames", fit_histogram_match(args.data, src, tgt))
@@ -209,17 +252,22 @@ def main() -> None:
 
 
 def write(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
-    cols = ["row", "psnr", "psnr_ci", "lncc", "lncc_ci", "ssim", "bc", "spectrum_db", "seconds", "what"]
+    with_dice = "dice" in rows[0] if rows else False
+    cols = ["row", "psnr", "psnr_ci", "lncc", "lncc_ci", "ssim", "bc", "spectrum_db",
+            *(["dice", "dice_ci"] if with_dice else []), "seconds", "what"]
     with open(args.out / "ablation.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
     lines = [f"Ablation at {args.steps} steps, seed {args.seed}, test frames vs simulator ground truth "
-             f"(PSNR/LNCC: mean [95% patient bootstrap]; spectrum: dB to GT, lower = closer texture).", "",
-             "| row | GT PSNR dB | LNCC | SSIM | BC | spectrum dB | what |", "|---|---|---|---|---|---|---|"]
+             f"(PSNR/LNCC: mean [95% patient bootstrap]; spectrum: dB to GT, lower = closer texture"
+             + (f"; Dice: frozen target segmenter, ground truth {args.dice_ceiling}" if with_dice else "") + ").", "",
+             "| row | GT PSNR dB | LNCC | SSIM | BC | spectrum dB |" + (" Dice |" if with_dice else "") + " what |",
+             "|---|---|---|---|---|---|" + ("---|" if with_dice else "") + "---|"]
     for r in rows:
+        d = f" {r['dice']:.3f} {r['dice_ci']} |" if with_dice else ""
         lines.append(f"| {r['row']} | {r['psnr']:.2f} {r['psnr_ci']} | {r['lncc']:.3f} {r['lncc_ci']} | "
-                     f"{r['ssim']:.3f} | {r['bc']:.3f} | {r['spectrum_db']:.2f} | {r['what']} |")
+                     f"{r['ssim']:.3f} | {r['bc']:.3f} | {r['spectrum_db']:.2f} |{d} {r['what']} |")
     (args.out / "ablation.md").write_text("\n".join(lines) + "\n")
 
 
