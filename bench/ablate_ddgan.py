@@ -36,9 +36,13 @@ from sonoshift.metrics import pair_metrics  # noqa: E402
 from sonoshift.metrics.bootstrap import patient_bootstrap  # noqa: E402
 from sonoshift.metrics.spectrum import spectrum_distance  # noqa: E402
 
-# The design changes of issue 12 and what turns each one off in the anchored CPU configs.
+# The design changes of issue 12 and what turns each one off in the CPU configs (configs/cpu/ddgan.yaml,
+# cascade.yaml): "-x" removes change x from the CPU config, "+x" adds x to it.
+SRC = ["anchor=condition"]  # residual base = the condition itself (DDGAN: source; cascade: CycleGAN output)
+SRC_CASCADE = [*SRC, "generator.in_channels=2"]  # x_t and the CycleGAN output only
+NO_SMOOTH = ["generator.correction_sigma=0.0"]
 OFF = {
-    "residual": ["generator.output=tanh"],
+    "residual": ["generator.output=tanh", *NO_SMOOTH],
     "l1": ["loss.l1_x0=0.0"],
     "zero_init": ["generator.zero_init=false"],
     "gn_ref": ["generator.group_norm=max"],
@@ -46,59 +50,40 @@ OFF = {
     "lr_hold": ["optim.decay_start=0.0"],
 }
 ALL_OFF = [o for v in OFF.values() for o in v]
-HM = ["anchor=histogram_match"]
-HM_CASCADE = [*HM, "generator.in_channels=3"]  # x_t, hm(source), CycleGAN output
 STRUCT = ["loss.structure=1.0"]
-SMOOTH = ["generator.correction_sigma=3.0"]
+T170 = ["schedule.stride=170"]
+T250P = ["schedule.t_max=0.25", "schedule.start=partial"]
+
+
+def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
+    """The ablation rows of one method (``src``: what moves its residual base back to the condition)."""
+    m = method
+    return {
+        m: (m, [], "CPU config: histogram anchor + smooth correction (sigma 3 px) + all anchored changes"),
+        f"{m}-smooth": (m, NO_SMOOTH, "histogram anchor, full-resolution correction"),
+        f"{m}-hm": (m, src, "residual base = the condition (the former anchored design) + smooth correction"),
+        f"{m}-hm-smooth": (m, [*src, *NO_SMOOTH], "the former anchored design (base = the condition)"),
+        **{f"{m}-{k}": (m, v, f"CPU config without {k}") for k, v in OFF.items()},
+        f"{m}-old": (m, [*src, *ALL_OFF, *(["round_trip_noise=0.0"] if m == "cascade" else [])],
+                     "the original design (every issue-12 change off)"),
+        f"{m}+struct": (m, STRUCT, "CPU config + structure loss (1 - LNCC to the anchor, weight 1)"),
+        f"{m}-t170": (m, T170, "reading 1 of 't = 170': step size 170 on a 1000 grid (6 steps from noise)"),
+        f"{m}-t250partial": (m, T250P, "reading 2 of 't = 250': partial start at t = 0.25 (4 steps)"),
+        f"{m}-t170partial": (m, ["schedule.t_max=0.17", "schedule.start=partial"],
+                             "reading 2 of 't = 170': partial start at t = 0.17 (4 steps)"),
+    }
+
 
 VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (method, overrides on configs/cpu/<method>.yaml, what it tests)
-    "ddgan": ("ddgan", [], "anchored design, all changes on"),
-    **{f"ddgan-{k}": ("ddgan", v, f"anchored design without {k}") for k, v in OFF.items()},
-    "ddgan+cn0.1": ("ddgan", ["condition_noise=0.1"], "anchored + noise 0.1 on the synthetic source condition"),
-    "ddgan+see_cond": ("ddgan", ["discriminator.see_condition=true"], "anchored + condition shown to D"),
-    "ddgan-old": ("ddgan", ALL_OFF, "former design (all changes off)"),
-    "ddgan-t170": ("ddgan", ["schedule.stride=170"], "reading 1: step size 170 on a 1000 grid (6 steps)"),
-    "ddgan-t250partial": ("ddgan", ["schedule.t_max=0.25", "schedule.start=partial"],
-                          "reading 2: partial start at t = 250 (4 steps)"),
-    "cascade": ("cascade", [], "anchored, degraded round trips (noise 0.1)"),
-    "cascade-rt": ("cascade", ["round_trip_noise=0.0"], "anchored, plain round trips"),
-    "cascade-rt0.2": ("cascade", ["round_trip_noise=0.2"], "anchored, degraded round trips (noise 0.2)"),
-    "cascade-old": ("cascade", [*ALL_OFF, "round_trip_noise=0.0"], "former design (all changes off)"),
-    "cascade-t170": ("cascade", ["schedule.stride=170"], "reading 1: step size 170 (6 steps)"),
-    "cascade-t250partial": ("cascade", ["schedule.t_max=0.25", "schedule.start=partial"],
-                            "reading 2: partial start at t = 250 (4 steps)"),
+    **_rows("ddgan", SRC),
+    "ddgan+cn0.1": ("ddgan", ["condition_noise=0.1"], "CPU config + noise 0.1 on the synthetic source condition"),
+    "ddgan+see_cond": ("ddgan", [*SRC, "discriminator.see_condition=true"],
+                       "former anchored design + condition shown to D"),
+    **_rows("cascade", SRC_CASCADE),
+    "cascade-rt": ("cascade", ["round_trip_noise=0.0"], "CPU config, plain round trips"),
     "cascade-joint": ("cascade", ["joint.enabled=true", "joint.content=mse_ssim"],
-                      "anchored + joint fine-tuning with the content loss"),
-    # The histogram anchor (x_0 = hm(source) + correction) and the structure (1 - LNCC) content anchor.
-    "ddgan+hm": ("ddgan", HM, "residual anchored at the histogram-matched source"),
-    "ddgan+struct": ("ddgan", STRUCT, "anchored at the source + structure loss (1 - LNCC to the anchor)"),
-    "ddgan+hm+struct": ("ddgan", [*HM, *STRUCT], "histogram anchor + structure loss"),
-    "cascade+hm": ("cascade", HM_CASCADE, "refiner sees the CycleGAN output, anchored at hm(source)"),
-    "cascade+struct": ("cascade", STRUCT, "anchored at the CycleGAN output + structure loss"),
-    "cascade+hm+struct": ("cascade", [*HM_CASCADE, *STRUCT], "histogram anchor + structure loss"),
-    "cascade+hm-t170": ("cascade", [*HM_CASCADE, "schedule.stride=170"],
-                        "histogram anchor, reading 1: step size 170 (6 steps)"),
-    "cascade+hm-t250partial": ("cascade", [*HM_CASCADE, "schedule.t_max=0.25", "schedule.start=partial"],
-                               "histogram anchor, reading 2: partial start at t = 250"),
-    "cascade+hm-t170partial": ("cascade", [*HM_CASCADE, "schedule.t_max=0.17", "schedule.start=partial"],
-                               "histogram anchor, reading 2: partial start at t = 170"),
-    "ddgan+hm+smooth": ("ddgan", [*HM, *SMOOTH], "histogram anchor + smooth correction (low-pass sigma 3 px)"),
-    "ddgan+hm+smooth+struct": ("ddgan", [*HM, *SMOOTH, *STRUCT], "histogram anchor + smooth correction + structure loss"),
-    "cascade+hm+smooth+struct": ("cascade", [*HM_CASCADE, *SMOOTH, *STRUCT],
-                                 "histogram anchor + smooth correction + structure loss"),
-    "ddgan+hm+smooth6": ("ddgan", [*HM, "generator.correction_sigma=6.0"],
-                         "histogram anchor + smooth correction (sigma 6 px)"),
-    "ddgan+smooth": ("ddgan", SMOOTH, "anchored at the source + smooth correction (sigma 3 px)"),
-    "cascade+hm+smooth": ("cascade", [*HM_CASCADE, *SMOOTH], "histogram anchor + smooth correction (sigma 3 px)"),
-    "cascade+hm+smooth-t170": ("cascade", [*HM_CASCADE, *SMOOTH, "schedule.stride=170"],
-                               "histogram anchor + smooth correction, reading 1: step size 170 (6 steps)"),
-    "cascade+hm+smooth-t250partial": ("cascade", [*HM_CASCADE, *SMOOTH, "schedule.t_max=0.25",
-                                                  "schedule.start=partial"],
-                                      "histogram anchor + smooth correction, reading 2: partial start at t = 250"),
-    "ddgan+hm-t170": ("ddgan", [*HM, "schedule.stride=170"], "histogram anchor, reading 1: step size 170"),
-    "ddgan+hm-t250partial": ("ddgan", [*HM, "schedule.t_max=0.25", "schedule.start=partial"],
-                             "histogram anchor, reading 2: partial start at t = 250"),
+                      "CPU config + joint fine-tuning with the content loss"),
 }
 
 
