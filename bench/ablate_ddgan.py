@@ -41,6 +41,7 @@ from sonoshift.metrics.spectrum import spectrum_distance  # noqa: E402
 SRC = ["anchor=condition"]  # residual base = the condition itself (DDGAN: source; cascade: CycleGAN output)
 SRC_CASCADE = [*SRC, "generator.in_channels=2"]  # x_t and the CycleGAN output only
 NO_SMOOTH = ["generator.correction_sigma=0.0"]
+NO_STRUCT = ["loss.structure=0.0"]
 OFF = {
     "residual": ["generator.output=tanh", *NO_SMOOTH],
     "l1": ["loss.l1_x0=0.0"],
@@ -50,7 +51,6 @@ OFF = {
     "lr_hold": ["optim.decay_start=0.0"],
 }
 ALL_OFF = [o for v in OFF.values() for o in v]
-STRUCT = ["loss.structure=1.0"]
 T170 = ["schedule.stride=170"]
 T250P = ["schedule.t_max=0.25", "schedule.start=partial"]
 
@@ -59,14 +59,17 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
     """The ablation rows of one method (``src``: what moves its residual base back to the condition)."""
     m = method
     return {
-        m: (m, [], "CPU config: histogram anchor + smooth correction (sigma 3 px) + all anchored changes"),
-        f"{m}-smooth": (m, NO_SMOOTH, "histogram anchor, full-resolution correction"),
-        f"{m}-hm": (m, src, "residual base = the condition (the former anchored design) + smooth correction"),
-        f"{m}-hm-smooth": (m, [*src, *NO_SMOOTH], "the former anchored design (base = the condition)"),
+        m: (m, [], "CPU config: histogram anchor + smooth correction (3 px) + structure loss (weight 1)"),
+        f"{m}-struct": (m, NO_STRUCT, "without the structure loss"),
+        f"{m}-smooth": (m, NO_SMOOTH, "with a full-resolution correction"),
+        f"{m}-struct-smooth": (m, [*NO_STRUCT, *NO_SMOOTH], "histogram anchor only"),
+        f"{m}-hm": (m, src, "residual base = the condition + smooth correction + structure loss"),
+        f"{m}-hm-smooth-struct": (m, [*src, *NO_SMOOTH, *NO_STRUCT],
+                                  "the former anchored design (base = the condition)"),
         **{f"{m}-{k}": (m, v, f"CPU config without {k}") for k, v in OFF.items()},
-        f"{m}-old": (m, [*src, *ALL_OFF, *(["round_trip_noise=0.0"] if m == "cascade" else [])],
+        f"{m}-old": (m, [*src, *NO_STRUCT, *ALL_OFF, *(["round_trip_noise=0.0"] if m == "cascade" else [])],
                      "the original design (every issue-12 change off)"),
-        f"{m}+struct": (m, STRUCT, "CPU config + structure loss (1 - LNCC to the anchor, weight 1)"),
+        f"{m}+struct3": (m, ["loss.structure=3.0"], "structure loss weight 3"),
         f"{m}-t170": (m, T170, "reading 1 of 't = 170': step size 170 on a 1000 grid (6 steps from noise)"),
         f"{m}-t250partial": (m, T250P, "reading 2 of 't = 250': partial start at t = 0.25 (4 steps)"),
         f"{m}-t170partial": (m, ["schedule.t_max=0.17", "schedule.start=partial"],
@@ -78,7 +81,7 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
     # name: (method, overrides on configs/cpu/<method>.yaml, what it tests)
     **_rows("ddgan", SRC),
     "ddgan+cn0.1": ("ddgan", ["condition_noise=0.1"], "CPU config + noise 0.1 on the synthetic source condition"),
-    "ddgan+see_cond": ("ddgan", [*SRC, "discriminator.see_condition=true"],
+    "ddgan+see_cond": ("ddgan", [*SRC, *NO_SMOOTH, *NO_STRUCT, "discriminator.see_condition=true"],
                        "former anchored design + condition shown to D"),
     **_rows("cascade", SRC_CASCADE),
     "cascade-rt": ("cascade", ["round_trip_noise=0.0"], "CPU config, plain round trips"),
