@@ -42,6 +42,7 @@ SRC = ["anchor=condition"]  # residual base = the condition itself (DDGAN: sourc
 SRC_CASCADE = [*SRC, "generator.in_channels=2"]  # x_t and the CycleGAN output only
 NO_SMOOTH = ["generator.correction_sigma=0.0"]
 NO_STRUCT = ["loss.structure=0.0"]
+STRUCTURE_WEIGHT = {"ddgan": 3, "cascade": 1}  # loss.structure in the CPU configs
 OFF = {
     "residual": ["generator.output=tanh", *NO_SMOOTH],
     "l1": ["loss.l1_x0=0.0"],
@@ -58,8 +59,9 @@ T250P = ["schedule.t_max=0.25", "schedule.start=partial"]
 def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
     """The ablation rows of one method (``src``: what moves its residual base back to the condition)."""
     m = method
+    w = STRUCTURE_WEIGHT[m]
     return {
-        m: (m, [], "CPU config: histogram anchor + smooth correction (3 px) + structure loss (weight 1)"),
+        m: (m, [], f"CPU config: histogram anchor + smooth correction (3 px) + structure loss (weight {w})"),
         f"{m}-struct": (m, NO_STRUCT, "without the structure loss"),
         f"{m}-smooth": (m, NO_SMOOTH, "with a full-resolution correction"),
         f"{m}-struct-smooth": (m, [*NO_STRUCT, *NO_SMOOTH], "histogram anchor only"),
@@ -69,7 +71,7 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         **{f"{m}-{k}": (m, v, f"CPU config without {k}") for k, v in OFF.items()},
         f"{m}-old": (m, [*src, *NO_STRUCT, *ALL_OFF, *(["round_trip_noise=0.0"] if m == "cascade" else [])],
                      "the original design (every issue-12 change off)"),
-        f"{m}+struct3": (m, ["loss.structure=3.0"], "structure loss weight 3"),
+        **{f"{m}+struct{k}": (m, [f"loss.structure={k}.0"], f"structure loss weight {k}") for k in (1, 3) if k != w},
         f"{m}-t170": (m, T170, "reading 1 of 't = 170': step size 170 on a 1000 grid (6 steps from noise)"),
         f"{m}-t250partial": (m, T250P, "reading 2 of 't = 250': partial start at t = 0.25 (4 steps)"),
         f"{m}-t170partial": (m, ["schedule.t_max=0.17", "schedule.start=partial"],
