@@ -123,3 +123,27 @@ def test_regressor_trains_saves_and_scores(fake_hc18, tmp_path):
     assert t["ga_err_days"].tolist() == pytest.approx([0.0, 56.0])
     assert t["valid"].tolist() == [True, False]
     assert predict_ga(model, torch.zeros(2, 1, 32, 32)).shape == (2,)
+
+
+def test_measure_files_streams_batches_in_order(tmp_path):
+    # more files than one batch, sizes and pixel sizes differing per file, one without a head: every row must be
+    # the analytic perimeter of its own drawn ellipse, in the order given
+    from sonoshift.judges.ga.estimator import measure_files
+
+    est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64), offset_px=0.0, tta=False)
+    specs = [(270, 400, 150.0, 110.0, 15.0), (200, 200, 80.0, 60.0, 70.0), None, (300, 260, 100.0, 90.0, 0.0),
+             (240, 320, 120.0, 70.0, 120.0)]
+    paths, px, expected = [], [], []
+    for i, spec in enumerate(specs):
+        img = np.full((120, 150), 30, np.uint8) if spec is None else head_image(*spec)
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(img).save(paths[-1])
+        px.append(0.1 * (i + 1))
+        expected.append(math.nan if spec is None else ellipse_perimeter(spec[2], spec[3]) * px[-1])
+    df = measure_files(est, paths, px, batch_size=2, workers=2)
+    assert list(df["name"]) == [str(p) for p in paths]
+    assert df["head_found"].tolist() == [True, True, False, True, True]
+    got = df["hc_mm"].to_numpy()
+    assert np.isnan(got[2])
+    keep = [0, 1, 3, 4]
+    assert got[keep] == pytest.approx(np.array(expected)[keep], rel=0.01)

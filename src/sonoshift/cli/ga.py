@@ -97,8 +97,7 @@ def predict_cmd(
     import pandas as pd
 
     from sonoshift.atomic import atomic_write_text
-    from sonoshift.io.images import read_gray
-    from sonoshift.judges.ga.estimator import load_ga_estimator, measure
+    from sonoshift.judges.ga.estimator import load_ga_estimator, measure_files
     from sonoshift.judges.plane.api import list_images
 
     files = list_images(images)
@@ -110,7 +109,7 @@ def predict_cmd(
         sizes = {str(k): float(v) for k, v in zip(table["filename"], table["pixel_size_mm"])}
     px = [sizes.get(f.name, pixel_size) for f in files]
     est = load_ga_estimator(estimator)
-    df = measure(est, [read_gray(f) for f in files], px, names=[str(f) for f in files])
+    df = measure_files(est, files, px)
     atomic_write_text(out, df.to_csv(index=False))
     missing = df[~df["head_found"]]
     for n in missing["name"]:

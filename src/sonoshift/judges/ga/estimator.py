@@ -53,21 +53,27 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)))
 
 
+def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
+    """One uint8 (H, W) frame -> (size, size) float32 in [-1, 1] (INTER_AREA: each model pixel averages the native
+    pixels it covers, so the map stays exact to the sub-pixel level)."""
+    r = cv2.resize(np.asarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+    return r.astype(np.float32) / 127.5 - 1.0
+
+
 def frames_to_batch(frames: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 frames of any size -> (N, 1, size, size) float32 in [-1, 1] (INTER_AREA)."""
     out = np.empty((len(frames), 1, size, size), np.float32)
     for i, f in enumerate(frames):
-        out[i, 0] = cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(out).div_(127.5).sub_(1.0)
+        out[i, 0] = frame_to_input(f, size)
+    return torch.from_numpy(out)
 
 
 @torch.inference_mode()
-def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-    """Head probability maps (N, S, S) float32 at the model size, one per uint8 frame."""
+def batch_probabilities(est: GaEstimator, x: torch.Tensor, batch_size: int = 32) -> np.ndarray:
+    """Head probability maps (N, S, S) float32 for model inputs ``x`` (N, 1, S, S) in [-1, 1]."""
     model = est.segmenter.model
     dev = next(model.parameters()).device
     model.eval()
-    x = frames_to_batch(frames, est.segmenter.image_size)
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(dev)
@@ -78,26 +84,26 @@ def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_siz
     return torch.cat(out).numpy() if out else np.zeros((0,) * 3, np.float32)
 
 
+def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """Head probability maps (N, S, S) float32 at the model size, one per uint8 frame."""
+    return batch_probabilities(est, frames_to_batch(frames, est.segmenter.image_size), batch_size)
+
+
 def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> list[HeadFit]:
     """One HeadFit per frame (native pixel coordinates)."""
     probs = head_probabilities(est, frames, batch_size)
     return [fit_head(p, np.asarray(f).shape) for p, f in zip(probs, frames)]
 
 
-def measure(
-    est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
-    names: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction, ellipse.
-
-    ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
-    the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""
-    names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
+def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
     for n, px in zip(names, pixel_size_mm):
         if px is None or not np.isfinite(px) or px <= 0:
             raise SonoshiftError(f"{n} has no pixel size: HC in mm needs one (give --pixel-size MM or a CSV).")
+
+
+def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) -> list[dict]:
     recs = []
-    for n, fit, px in zip(names, fits_for(est, frames, batch_size), pixel_size_mm):
+    for n, fit, px in zip(names, fits, pixel_size_mm):
         hc_px = fit.hc_px(est.offset_px)
         hc_mm = hc_px * float(px)
         e = fit.ellipse
@@ -111,4 +117,52 @@ def measure(
             "a_px": e.a + est.offset_px if e else math.nan, "b_px": e.b + est.offset_px if e else math.nan,
             "angle": e.angle if e else math.nan,
         })
+    return recs
+
+
+def measure(
+    est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction, ellipse.
+
+    ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
+    the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""
+    names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
+    _check_pixel_sizes(names, pixel_size_mm)
+    return pd.DataFrame.from_records(_records(est, names, fits_for(est, frames, batch_size), pixel_size_mm))
+
+
+def measure_files(
+    est: GaEstimator, paths: Sequence[str | Path], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
+    workers: int = 2, names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """``measure`` for image files, streamed: ``workers`` threads decode and resize the next batch while the
+    network runs on this one (PNG decoding and OpenCV release the GIL), so only one batch of native frames is
+    ever held. Same table as ``measure``; names default to the paths."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sonoshift.io.images import read_gray
+
+    paths, pixel_size_mm = [Path(p) for p in paths], list(pixel_size_mm)
+    names = list(names) if names is not None else [str(p) for p in paths]
+    _check_pixel_sizes(names, pixel_size_mm)
+    size = est.segmenter.image_size
+
+    def load(path: Path) -> tuple[tuple[int, int], np.ndarray]:
+        f = read_gray(path)
+        return f.shape, frame_to_input(f, size)
+
+    recs: list[dict] = []
+    starts = range(0, len(paths), batch_size)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending = [pool.submit(load, p) for p in paths[:batch_size]]
+        for i in starts:
+            loaded = [f.result() for f in pending]
+            pending = [pool.submit(load, p) for p in paths[i + batch_size : i + 2 * batch_size]]
+            x = torch.from_numpy(np.stack([a for _, a in loaded])[:, None])
+            probs = batch_probabilities(est, x, batch_size)
+            fits = [fit_head(p, shape) for p, (shape, _) in zip(probs, loaded)]
+            j = slice(i, i + batch_size)
+            recs += _records(est, names[j], fits, pixel_size_mm[j])
     return pd.DataFrame.from_records(recs)

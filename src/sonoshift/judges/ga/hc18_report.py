@@ -18,12 +18,11 @@ import pandas as pd
 from sonoshift.atomic import atomic_dir, atomic_write_text
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
 from sonoshift.downstream.hc18 import load_hc18_table, split_subjects
-from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure
+from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure_files
 from sonoshift.judges.ga.head_fit import calibrate_offset
 
 TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0))
@@ -64,8 +63,8 @@ def build_estimator(segmenter: str | Path, data_dir: str | Path, out: str | Path
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
     """Per HC18 row: measured HC/GA next to the official HC and the GA each formula gives for it."""
-    frames = [read_gray(p) for p in rows["image_path"]]
-    m = measure(est, frames, list(rows["pixel_size_mm"]), batch_size, names=list(rows["filename"]))
+    m = measure_files(est, list(rows["image_path"]), list(rows["pixel_size_mm"]), batch_size,
+                      names=list(rows["filename"]))
     m["hc_true_mm"] = rows["hc_mm"].to_numpy()
     m["hc_abs_err_mm"] = (m["hc_mm"] - m["hc_true_mm"]).abs()
     m["ga_true_hadlock_weeks"] = hadlock_ga_from_hc(m["hc_true_mm"].to_numpy())

@@ -4,8 +4,9 @@ The map's largest component above 0.5 is kept, its 0.5 iso-contour is traced wit
 (marching squares), mapped to native pixel coordinates, points on the image border are dropped (a head cut by
 the border keeps only its true outline), and a direct least-squares ellipse (Fitzgibbon, always an ellipse) is
 fitted through the rest. The fit is then trimmed: contour points further from the ellipse than ``trim_k`` robust
-standard deviations (and more than one model pixel) are dropped and the ellipse refitted, a few times over, so a
-segmentation that leaks into a neighbouring structure or misses a stretch of skull bends the ellipse less.
+standard deviations (and more than one model pixel) are dropped and the ellipse refitted until the kept points
+settle (at most ``trim_iters`` times), so a segmentation that leaks into a neighbouring structure or misses a
+stretch of skull bends the ellipse less.
 Semi-axes then grow by ``offset_px`` native pixels: HC18's reference ellipse runs along the drawn outline, about
 one pixel inside the edge of the filled annotation mask, so the offset is calibrated on training masks.
 """
@@ -73,12 +74,14 @@ def _trimmed_fit(pts: np.ndarray, scale: float, k: float, iters: int):
         return None
     if not _valid(box):
         return None
+    kept = np.ones(len(pts), bool)
     for _ in range(iters):
         r = ellipse_residuals(pts, box)
         sigma = 1.4826 * np.median(np.abs(r - np.median(r)))
         keep = np.abs(r) <= max(k * sigma, scale)
-        if keep.all() or keep.sum() < 6:
+        if (keep == kept).all() or keep.sum() < 6:
             break
+        kept = keep
         new = cv2.fitEllipseDirect(pts[keep])
         if not _valid(new):
             break
@@ -87,7 +90,7 @@ def _trimmed_fit(pts: np.ndarray, scale: float, k: float, iters: int):
 
 
 def fit_head(
-    prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20, trim_k: float = 2.0, trim_iters: int = 3,
+    prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20, trim_k: float = 2.0, trim_iters: int = 10,
 ) -> HeadFit:
     """Fit the head ellipse from ``prob`` (S_h, S_w) float in [0, 1], a map of the whole image resized to the
     model size, for an image of ``native_shape`` (H, W). Returns HeadFit (ellipse in native pixel coordinates,
