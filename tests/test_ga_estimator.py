@@ -147,3 +147,20 @@ def test_measure_files_streams_batches_in_order(tmp_path):
     assert np.isnan(got[2])
     keep = [0, 1, 3, 4]
     assert got[keep] == pytest.approx(np.array(expected)[keep], rel=0.01)
+
+
+def test_worst_cases_png_draws_reference_and_estimate(fake_hc18, tmp_path):
+    from sonoshift.downstream.hc18 import load_hc18_table
+    from sonoshift.judges.ga.hc18_figure import worst_cases_png
+
+    rows = load_hc18_table(fake_hc18).head(3)
+    table = pd.DataFrame({"name": rows["filename"], "head_found": [True, False, True],
+                          "hc_abs_err_mm": [1.0, math.nan, 3.0], "hc_mm": [10.0, math.nan, 12.0],
+                          "hc_true_mm": [9.0, 9.0, 9.0], "cx": [48.0, math.nan, 48.0], "cy": [40.0, math.nan, 40.0],
+                          "a_px": [20.0, math.nan, 25.0], "b_px": [15.0, math.nan, 18.0], "angle": [0.0, math.nan, 0.0]})
+    out = worst_cases_png(table, rows, tmp_path / "w.png", n=3, width=200)
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert img.shape == (2 * round(80 * 200 / 96), 400, 3)  # 3 panels -> 2 lines of 2, 200 px wide each
+    red = (img[..., 0] > 180) & (img[..., 1] < 90) & (img[..., 2] < 90)
+    green = (img[..., 1] > 180) & (img[..., 0] < 90) & (img[..., 2] < 90)
+    assert red.sum() > 50 and green.sum() > 50

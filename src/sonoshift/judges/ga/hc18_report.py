@@ -23,6 +23,7 @@ from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segme
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure_files
+from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
 
 TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0))
@@ -112,7 +113,8 @@ def report_table(summary: dict) -> pd.DataFrame:
 
 
 def evaluate_estimator(est: GaEstimator, data_dir: str | Path, out: str | Path) -> dict:
-    """Evaluate on the estimator's held-out HC18 images; writes per_image.csv, summary.json-like CSV, GA table."""
+    """Evaluate on the estimator's held-out HC18 images; writes per_image.csv, summary.csv (one row), ga_error.csv
+    (GA error per formula and trimester) and worst_cases.png (the 8 largest errors, reference vs estimate)."""
     _, val = heldout_rows(est.segmenter, data_dir)
     if val.empty:
         raise SonoshiftError("this estimator's segmenter has no held-out HC18 images to evaluate on.")
@@ -122,4 +124,5 @@ def evaluate_estimator(est: GaEstimator, data_dir: str | Path, out: str | Path) 
         (tmp / "per_image.csv").write_text(table.to_csv(index=False), encoding="utf-8")
         (tmp / "summary.csv").write_text(pd.DataFrame([s]).to_csv(index=False), encoding="utf-8")
         (tmp / "ga_error.csv").write_text(report_table(s).to_csv(index=False), encoding="utf-8")
+        worst_cases_png(table, val, tmp / "worst_cases.png")
     return s
