@@ -32,7 +32,8 @@ def _print_summary(s: dict) -> None:
 
 @ga_app.command("build")
 def build_cmd(
-    segmenter: Path = typer.Option(..., "--segmenter", help="HC18 head segmenter (`sonoshift segment train-hc18`)."),
+    segmenter: list[Path] = typer.Option(..., "--segmenter", help="HC18 head segmenter (`sonoshift segment "
+                                         "train-hc18`); give it several times for an ensemble (maps averaged)."),
     out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
     tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
@@ -42,8 +43,8 @@ def build_cmd(
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta)
     meta = est.segmenter.info["ga_estimator"]
-    typer.echo(f"GA estimator written to {out} (ellipse offset {meta['offset_px']:+.2f} px, calibrated on "
-               f"{meta['calibrated_on']} training masks)")
+    typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
+               f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
     if meta["validation"]:
         _print_summary(meta["validation"])
 
