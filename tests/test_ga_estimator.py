@@ -164,3 +164,48 @@ def test_worst_cases_png_draws_reference_and_estimate(fake_hc18, tmp_path):
     red = (img[..., 0] > 180) & (img[..., 1] < 90) & (img[..., 2] < 90)
     green = (img[..., 1] > 180) & (img[..., 0] < 90) & (img[..., 2] < 90)
     assert red.sum() > 50 and green.sum() > 50
+
+
+class DarkIsHead(BrightIsHead):
+    """The opposite of BrightIsHead: averaged with it, every pixel is 50/50 (no head anywhere)."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), -self.k * x], 1)
+
+
+def test_ensemble_averages_member_maps_across_sizes():
+    img = head_image(270, 400, 150.0, 110.0, 15.0)
+    a = Segmenter(BrightIsHead(), ("background", "head"), 64)
+    b = Segmenter(BrightIsHead(), ("background", "head"), 48)
+    ens = GaEstimator(a, 0.0, True, (b,))
+    assert ens.input_sizes == (64, 48)
+    df = measure(ens, [img], [0.5])
+    assert df.iloc[0]["hc_mm"] == pytest.approx(ellipse_perimeter(150, 110) * 0.5, rel=0.01)
+    from sonoshift.judges.ga.estimator import head_probabilities
+
+    # opposite members on a bright frame: each alone is sure (~1 and ~0), their mean is exactly undecided
+    bright = np.full((270, 400), 200, np.uint8)
+    dark = Segmenter(DarkIsHead(), ("background", "head"), 48)
+    assert head_probabilities(GaEstimator(a, 0.0, False), [bright]).min() > 0.99
+    p = head_probabilities(GaEstimator(a, 0.0, False, (dark,)), [bright])
+    assert p.shape == (1, 64, 64) and np.allclose(p, 0.5, atol=1e-4)
+
+
+def test_build_ensemble_saves_members_and_refuses_other_splits(fake_hc18, tmp_path):
+    from sonoshift.downstream.segmenter import save_segmenter
+    from sonoshift.judges.ga.hc18_report import build_estimator
+
+    from sonoshift.downstream.segmenter import ModelConfig, build_unet
+
+    tiny = ModelConfig(channels=(4, 8), strides=(2,))
+    cfg = {"val_fraction": 0.25, "split_seed": 0, "model": {"channels": [4, 8], "strides": [2]}}
+    for name, size, seed in (("a", 32, 0), ("b", 24, 0), ("c", 24, 1)):
+        seg = Segmenter(build_unet(tiny, 2), ("background", "head"), size, config={**cfg, "split_seed": seed})
+        save_segmenter(seg, tmp_path / name)
+    with pytest.raises(SonoshiftError, match="other HC18 images"):
+        build_estimator([tmp_path / "a", tmp_path / "c"], fake_hc18, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    build_estimator([tmp_path / "a", tmp_path / "b"], fake_hc18, tmp_path / "ens")
+    est = load_ga_estimator(tmp_path / "ens")
+    assert [s.image_size for s in est.segmenters] == [32, 24]
+    assert len(pd.read_csv(tmp_path / "ens" / "hc18_validation.csv")) == 3
