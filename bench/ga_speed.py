@@ -19,6 +19,7 @@ about twice it when both cores are busy with useful work.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.downstream.hc18 import head_mask, load_hc18_table
 from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
-from sonoshift.judges.ga.estimator import GaEstimator, head_probabilities, measure_files
+from sonoshift.judges.ga.estimator import GaEstimator, head_probabilities, load_ga_estimator, measure_files
 from sonoshift.judges.ga.head_fit import fit_head
 
 
@@ -54,7 +55,10 @@ def main() -> None:
     cv2.setNumThreads(a.threads)
     rows = load_hc18_table(a.data).iloc[: a.n]
     seg = load_segmenter(a.segmenter)
-    est = GaEstimator(seg, float(seg.info.get("ga_estimator", {}).get("offset_px", 0.0)), tta=not a.no_tta)
+    if "ga_estimator" in seg.info:  # a built estimator (maybe an ensemble): its own members and calibration
+        est = dataclasses.replace(load_ga_estimator(a.segmenter), tta=not a.no_tta)
+    else:
+        est = GaEstimator(seg, 0.0, tta=not a.no_tta)
     paths, px = list(rows["image_path"]), list(rows["pixel_size_mm"])
 
     def current():
@@ -69,7 +73,7 @@ def main() -> None:
     hc_new, w_new, c_new = _timed(new)
     n = len(paths)
     print(f"{n} HC18 images, {a.threads} torch threads, {a.workers} decode threads, decode included, "
-          f"model {seg.image_size}x{seg.image_size}, tta={est.tta}")
+          f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}")
     print(f"current predictor : {n / w_old:7.1f} images/s wall, {n / c_old:7.1f} images/s per CPU-second")
     print(f"GA estimator      : {n / w_new:7.1f} images/s wall, {n / c_new:7.1f} images/s per CPU-second")
     print(f"ratio (estimator / current): wall {w_old / w_new:.1f}x, CPU {c_old / c_new:.1f}x")
