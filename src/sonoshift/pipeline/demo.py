@@ -111,14 +111,6 @@ def run_demo(
         "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir, force=True) / "index.html"), force=True,
         log=log,
     )
-    # Every table with a bootstrap interval over patients and the texture check (report/table_ci.md).
-    from sonoshift.metrics.ci_table import ci_table
-
-    def _ci() -> str:
-        atomic_write_text(report_dir / "table_ci.md", ci_table(runs))
-        return str(report_dir / "table_ci.md")
-
-    run_stage("table with patient intervals", root, to_dict(cfg), _ci, force=force, log=log)
     summary = {
         "report": report,
         "stages": log.entries,
