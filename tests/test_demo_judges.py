@@ -76,6 +76,8 @@ def test_summary_judges_are_the_hand_computed_scores(runs: list[Path]) -> None:
     assert f1.harmonized["cyclegan (cpu/cg)"] == pytest.approx((1 + 2 / 3 + 0) / 3)
     assert ga.raw == pytest.approx(15.0) and ga.harmonized["cyclegan (cpu/cg)"] == pytest.approx(6.0)
     assert ga.ceiling == pytest.approx(2.0)
+    found = scores["Head found (GA)"]  # shown next to the GA error, which counts found heads only
+    assert found.raw == pytest.approx(2 / 3) and found.harmonized["cyclegan (cpu/cg)"] == pytest.approx(1.0)
 
 
 def test_judges_table_in_the_report(runs: list[Path], tmp_path: Path) -> None:

@@ -76,10 +76,12 @@ def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: li
 
     scores = {}
     for run in runs:
+        # A run harmonized again has new metrics (its digest changes the key); one whose judge files are gone
+        # (re-harmonized into the same bytes) is judged again too.
         done = all((run / f).is_file() for f in ("planes.csv", "ga.csv"))
-        key = [plane_key, _without_judges(cfg), path_key(run, root), file_digest(run / "metrics.csv"), done]
+        key = [plane_key, _without_judges(cfg), path_key(run, root), file_digest(run / "metrics.csv")]
         scores[run.name] = run_stage(f"judge planes + GA {run.name}", root, key,
-                                     lambda r=run: judge_run(r, _judges(), data), force=force, log=log)
+                                     lambda r=run: judge_run(r, _judges(), data), force=force or not done, log=log)
     return scores
 
 

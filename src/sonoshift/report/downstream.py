@@ -39,6 +39,7 @@ JUDGES: tuple[Judge, ...] = (
     Judge("segmentation.csv", "hd95_mean", "HD95", False, 1, "px"),
     Judge("planes.csv", "correct", "Plane accuracy", True, 2),
     Judge("planes.csv", "pred", "Plane macro-F1", True, 2, aggregate="macro_f1"),
+    Judge("ga.csv", "head_found", "Head found (GA)", True, 2),  # the GA error below counts found heads only
     Judge("ga.csv", "ga_abs_error_days", "GA error", False, 1, "days"),
 )
 
