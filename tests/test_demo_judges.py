@@ -190,3 +190,19 @@ def test_spain_africa_datasets_follow_the_african_rule(shared_data: Path) -> Non
     tspec = african_test_spec(shared_data)
     assert {it.patient_id for it in tspec.items} == test
     assert all(it.labels["plane"] in SHARED_PLANES for it in tspec.items)
+
+
+@pytest.mark.slow
+def test_spain_africa_stage_scores_the_test_part_raw_and_harmonized(shared_data: Path, tmp_path: Path) -> None:
+    from sonoshift.judges.plane.african import african_part
+    from sonoshift.pipeline.spain_africa import SpainAfricaConfig, african_test_spec, run_spain_africa
+    from sonoshift.pipeline.stages import StageLog
+
+    cfg = SpainAfricaConfig(size=32, steps_cyclegan=2, steps_classifier=5)
+    res = run_spain_africa(tmp_path, shared_data, cfg, log=StageLog(), force=False, progress=False)
+    table = pd.read_csv(res["table"])
+    assert list(table["variant"].unique()) == ["raw", "harmonized"]
+    n_test = len(african_test_spec(shared_data).items)
+    assert (table[table["domain"] == "all"]["n"] == n_test).all()
+    pred = pd.read_csv(tmp_path / "planes" / "harmonized" / "predictions.csv", dtype={"patient_id": str})
+    assert set(pred["patient_id"]) <= african_part("test")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from sonoshift.config import NonNegInt, PosInt, Validated, load_config, to_dict
+from sonoshift.config import NonNegInt, PosInt, Seed, Validated, load_config, to_dict
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 
 SPAIN, AFRICA = "spain", "africa"
@@ -30,14 +30,16 @@ SPAIN, AFRICA = "spain", "africa"
 class SpainAfricaConfig(Validated):
     """enabled: run the stage; size: frame side (px) of the prepared data, translator and classifier;
     cyclegan_config / steps_cyclegan: the translator (0 steps = the config's budget); classifier_config: the
-    plane classifier's YAML (its ``classes`` are set to the four shared planes, ``image_size`` to ``size``)."""
+    plane classifier's YAML (its ``classes`` are set to the four shared planes, ``image_size`` to ``size``);
+    steps_classifier: at most this many classifier steps (0 = the config's)."""
 
     enabled: bool = True
     size: PosInt = 64
     cyclegan_config: str = "configs/cpu/cyclegan.yaml"
     steps_cyclegan: NonNegInt = 1000
     classifier_config: str = "configs/cpu/plane_classifier.yaml"
-    seed: int = 0
+    steps_classifier: NonNegInt = 0
+    seed: Seed = 0
 
 
 def translation_spec(data_root: Path, split: dict | None = None) -> Any:
@@ -102,7 +104,8 @@ def run_spain_africa(
     run_stage("spain-africa: train cyclegan africa -> spain", root, [base, overrides, cfg.cyclegan_config],
               _train, force=force, log=log)
     ccfg = load_config(ClassifierConfig, config_path(cfg.classifier_config),
-                       [f"image_size={cfg.size}", f"train.seed={cfg.seed}"])
+                       [f"image_size={cfg.size}", f"train.seed={cfg.seed}"]
+                       + ([f"train.steps={cfg.steps_classifier}"] if cfg.steps_classifier else []))
     ccfg = dataclasses.replace(ccfg, classes=SHARED_PLANES)
     out = root / "planes"
 
