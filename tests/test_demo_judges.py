@@ -206,3 +206,13 @@ def test_spain_africa_stage_scores_the_test_part_raw_and_harmonized(shared_data:
     assert (table[table["domain"] == "all"]["n"] == n_test).all()
     pred = pd.read_csv(tmp_path / "planes" / "harmonized" / "predictions.csv", dtype={"patient_id": str})
     assert set(pred["patient_id"]) <= african_part("test")
+
+
+def test_real_run_african_study_sees_only_the_adaptation_part(shared_data: Path) -> None:
+    from sonoshift.judges.plane.african import african_part
+    from sonoshift.pipeline.real import OTHER_CENTRES, RealConfig, _african_spec
+
+    spec = _african_spec(RealConfig(), shared_data)
+    pats = {it.patient_id for it in spec.items}
+    assert pats and pats <= african_part("adaptation") and not pats & african_part("test")
+    assert {it.domain for it in spec.items} == {OTHER_CENTRES, RealConfig().african_target}
