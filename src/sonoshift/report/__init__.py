@@ -109,7 +109,7 @@ def _interval_section(runs: list[RunResult]) -> list[ExtraSection]:
 
 
 def _report_key(runs: list[RunResult], cfg: ReportConfig, extra: list[ExtraSection]) -> str:
-    files = ("metrics.csv", "metrics.json", "metrics_dataset.csv", "segmentation.csv")
+    files = ("metrics.csv", "metrics.json", "metrics_dataset.csv", "segmentation.csv", "planes.csv", "ga.csv")
     return settings_key({
         "config": repr(cfg),
         "runs": [[str(r.run_dir.resolve()), {f: file_digest(r.run_dir / f) for f in files if (r.run_dir / f).is_file()}]
