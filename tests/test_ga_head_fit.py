@@ -99,3 +99,19 @@ def test_residuals_are_signed_distances():
     box = ((50.0, 40.0), (60.0, 40.0), 0.0)  # semi-axes 30 (x) and 20 (y)
     pts = np.array([[80.0, 40.0], [85.0, 40.0], [50.0, 55.0], [50.0, 40.0 - 20.0]], np.float32)
     assert ellipse_residuals(pts, box) == pytest.approx([0.0, 5.0, -5.0, 0.0], abs=1e-5)
+
+
+def test_ga_ensemble_configs_load_and_share_one_split():
+    from pathlib import Path
+
+    from sonoshift.config import load_config
+    from sonoshift.downstream.hc18 import Hc18Config
+    from sonoshift.downstream.segmenter import SegmenterTrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "cpu"
+    a = load_config(Hc18Config, root / "hc18_head_ga.yaml", [])
+    b = load_config(Hc18Config, root / "hc18_head_ga_deep.yaml", [])
+    assert (a.val_fraction, a.split_seed) == (b.val_fraction, b.split_seed)  # ga build refuses other splits
+    assert b.train.lr_schedule == "cosine" and b.image_size % 2 ** len(b.model.strides) == 0
+    with pytest.raises(Exception, match="lr_schedule"):
+        SegmenterTrainConfig(lr_schedule="linear")
