@@ -108,6 +108,11 @@ class DistillFrames(torch.utils.data.Dataset):
         self.frames, self.teacher = frames, teacher
         self.teacher_info: dict[str, Any] = {}  # what the checkpoint records about the teacher
 
+    @property
+    def split_record(self) -> dict[str, Any] | None:
+        """The training-split record of the frames (the engine stores it in every checkpoint for leakage checks)."""
+        return getattr(self.frames, "split_record", None)
+
     def set_epoch(self, epoch: int) -> None:
         self.frames.set_epoch(epoch)
 
