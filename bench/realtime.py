@@ -81,26 +81,33 @@ def quality_table(args: argparse.Namespace, teacher: Any, student: Any, cal: np.
     from sonoshift.deploy.quality import SplitReference, split_quality
     from sonoshift.inference.sampling import MeanOfSamples
 
-    ref = SplitReference.load(args.data, args.split, teacher.source_domain, teacher.target_domain, args.segmenter)
-    qv: dict[str, Any] = {"untranslated": Untranslated(teacher), "teacher eager": teacher,
-                          "teacher ORT": onnx_of(teacher, teacher.image_size[0], args.threads)}
+    ref = SplitReference.load(args.data, args.split, teacher.source_domain, teacher.target_domain, args.segmenter,
+                              stride=args.stride)
+    qv: dict[str, Any] = {"untranslated": Untranslated(teacher), "teacher eager": teacher}
+    if not args.no_ort:
+        qv["teacher ORT"] = onnx_of(teacher, teacher.image_size[0], args.threads)
     if getattr(teacher, "stochastic", False) and args.teacher_samples > 1:
         qv[f"teacher eager, mean of {args.teacher_samples}"] = MeanOfSamples(teacher, args.teacher_samples)
-    qv.update({"student eager": student,
-               "student ORT fp32": onnx_of(student, student.image_size[0], args.threads),
-               "student ORT int8": onnx_of(student, student.image_size[0], args.threads, cal)})
+    qv["student eager"] = student
+    if not args.no_ort:
+        qv["student ORT fp32"] = onnx_of(student, student.image_size[0], args.threads)
+    if not args.no_int8:
+        qv["student ORT int8"] = onnx_of(student, student.image_size[0], args.threads, cal)
     if args.baseline:
         qv["no-teacher baseline eager"] = load_translator(args.baseline, device="cpu")
     for item in args.also:
         label, _, run = item.partition("=")
         qv[label] = load_translator(run, device="cpu")
-    q = split_quality(qv, ref)
     dice = ref.segmenter is not None
-    print(f"\n| quality on {args.data} {args.split}, {len(ref.frames)} frames (vs simulator GT, inside the FOV) | "
-          f"GT PSNR dB | GT SSIM |" + (" Dice |" if dice else ""))
-    print("|---|---|---|" + ("---|" if dice else ""))
-    for k, v in q.items():
-        print(f"| {k} | {v['gt_psnr']:.2f} | {v['gt_ssim']:.4f} |" + (f" {v['dice']:.4f} |" if dice else ""))
+    print(f"\n| quality on {args.data} {args.split}, {len(ref.frames)} frames (stride {args.stride}; vs simulator GT, "
+          "inside the FOV) | GT PSNR dB | GT SSIM |" + (" Dice |" if dice else ""))
+    print("|---|---|---|" + ("---|" if dice else ""), flush=True)
+
+    def row(k: str, v: dict[str, float]) -> None:
+        print(f"| {k} | {v['gt_psnr']:.2f} | {v['gt_ssim']:.4f} |" + (f" {v['dice']:.4f} |" if dice else ""),
+              flush=True)
+
+    q = split_quality(qv, ref, on_row=row)
     t, st = q["teacher eager"], q["student eager"]
     print(f"\nstudent vs teacher: {st['gt_psnr'] - t['gt_psnr']:+.2f} dB GT PSNR (target: within 0.5 dB)"
           + (f", Dice {st['dice'] - t['dice']:+.4f} (target: within 0.02)" if dice else ""))
@@ -108,9 +115,10 @@ def quality_table(args: argparse.Namespace, teacher: Any, student: Any, cal: np.
         b = q["no-teacher baseline eager"]
         print(f"student vs no-teacher baseline: {st['gt_psnr'] - b['gt_psnr']:+.2f} dB"
               + (f", Dice {st['dice'] - b['dice']:+.4f}" if dice else ""))
-    i8, f32 = q["student ORT int8"], q["student ORT fp32"]
-    print(f"int8 cost: {i8['gt_psnr'] - f32['gt_psnr']:+.2f} dB" + (f", Dice {i8['dice'] - f32['dice']:+.4f}" if dice
-                                                                   else ""))
+    if "student ORT int8" in q:
+        i8, f32 = q["student ORT int8"], q.get("student ORT fp32", st)
+        print(f"int8 cost: {i8['gt_psnr'] - f32['gt_psnr']:+.2f} dB"
+              + (f", Dice {i8['dice'] - f32['dice']:+.4f}" if dice else ""))
     return q
 
 
@@ -138,6 +146,10 @@ def main() -> None:
     ap.add_argument("--teacher-samples", type=int, default=4, help="stochastic teacher: also the mean of K samples")
     ap.add_argument("--also", action="append", default=[], metavar="LABEL=RUN", help="another run in the quality table")
     ap.add_argument("--split", default="test", help="split scored for quality")
+    ap.add_argument("--stride", type=int, default=1, help="quality on every N-th frame of the split")
+    ap.add_argument("--no-int8", action="store_true", help="quality: leave out the int8 student")
+    ap.add_argument("--no-ort", action="store_true", help="quality: leave out the ORT rows (equal to eager within "
+                    "1e-3, tested)")
     ap.add_argument("--skip-speed", action="store_true", help="quality only (no timing)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args()

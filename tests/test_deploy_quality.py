@@ -102,6 +102,9 @@ def test_load_reads_the_caches_and_refuses_a_dataset_without_ground_truth(tmp_pa
     np.testing.assert_array_equal(got.gt, ref.gt)
     np.testing.assert_array_equal(got.fov, ref.fov)
     assert got.segmenter is None and got.labels is None
+    every2 = SplitReference.load(tmp_path, "test", "handheld", "cart", stride=2)
+    np.testing.assert_array_equal(every2.frames, ref.frames[::2])
+    np.testing.assert_array_equal(every2.gt, ref.gt[::2])
 
 
 def test_load_maps_label_ids_through_the_segmenters_lut(tmp_path: Path) -> None:

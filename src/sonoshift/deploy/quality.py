@@ -14,6 +14,7 @@ all in memory, on the same frames:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +38,26 @@ class SplitReference:
 
     @classmethod
     def load(cls, data: str | Path, split: str, source: str, target: str,
-             segmenter: str | Path | None = None) -> SplitReference:
+             segmenter: str | Path | None = None, stride: int = 1) -> SplitReference:
         """Read the packed caches of ``split`` (source frames, ``gt_<target>``, field-of-view masks and, with a
-        segmenter checkpoint, the label maps) of the prepared dataset ``data``."""
-        from sonoshift.data.cache import has_cache, load_cache
+        segmenter checkpoint, the label maps) of the prepared dataset ``data``; every ``stride``-th frame (cine
+        frames next to each other are nearly alike: a stride keeps every patient and sweep at a fraction of the
+        cost)."""
+        from sonoshift.data.cache import has_cache
 
-        frames = np.asarray(load_cache(data, split, source))
+        def load_cache(*args: str) -> np.ndarray:
+            from sonoshift.data.cache import load_cache as read
+
+            return np.array(read(data, *args)[::stride])  # a writable copy
+
+        if stride < 1:
+            raise SonoshiftError(f"the frame stride must be at least 1, got {stride}.")
+        frames = load_cache(split, source)
         if not has_cache(data, split, source, f"gt_{target}"):
             raise SonoshiftError(f"{data} has no ground truth gt_{target} for the {split} {source} frames (quality "
                                  "needs a simulated dataset).")
-        gt = np.asarray(load_cache(data, split, source, f"gt_{target}"))
-        fov = np.asarray(load_cache(data, split, source, "mask")) > 0
+        gt = load_cache(split, source, f"gt_{target}")
+        fov = load_cache(split, source, "mask") > 0
         if segmenter is None:
             return cls(frames, gt, fov)
         from sonoshift.downstream.evaluate_seg import label_lut
@@ -56,7 +66,7 @@ class SplitReference:
         seg = load_segmenter(segmenter)
         if not has_cache(data, split, source, "label_map"):
             raise SonoshiftError(f"{data} has no label maps for the {split} {source} frames (Dice needs them).")
-        labels = label_lut(seg)[np.asarray(load_cache(data, split, source, "label_map"))]
+        labels = label_lut(seg)[load_cache(split, source, "label_map")]
         return cls(frames, gt, fov, labels, seg)
 
 
@@ -103,14 +113,18 @@ def translate_split(translator: Any, ref: SplitReference, *, batch_size: int = 8
     return to_uint8(run_translator(translator, to_signed(ref.frames), batch_size=batch_size, generator=g))
 
 
-def split_quality(translators: dict[str, Any], ref: SplitReference, *, batch_size: int = 8, seed: int = 0
-                  ) -> dict[str, dict[str, float]]:
+def split_quality(translators: dict[str, Any], ref: SplitReference, *, batch_size: int = 8, seed: int = 0,
+                  on_row: Callable[[str, dict[str, float]], None] | None = None) -> dict[str, dict[str, float]]:
     """:func:`score_frames` of each named translator on ``ref``'s frames, plus "ground truth (upper bound)" (the
-    ground-truth frames themselves: PSNR inf, SSIM 1, the segmenter's best Dice) when a segmenter is given."""
-    out = {name: score_frames(translate_split(tr, ref, batch_size=batch_size, seed=seed), ref)
-           for name, tr in translators.items()}
-    if ref.segmenter is not None:
-        out["ground truth (upper bound)"] = score_frames(ref.gt, ref)
+    ground-truth frames themselves: PSNR inf, SSIM 1, the segmenter's best Dice) when a segmenter is given.
+    ``on_row(name, scores)`` is called as each row is ready (long runs show results as they come)."""
+    out: dict[str, dict[str, float]] = {}
+    rows = list(translators.items()) + ([("ground truth (upper bound)", None)] if ref.segmenter is not None else [])
+    for name, tr in rows:
+        images = ref.gt if tr is None else translate_split(tr, ref, batch_size=batch_size, seed=seed)
+        out[name] = score_frames(images, ref)
+        if on_row is not None:
+            on_row(name, out[name])
     return out
 
 
