@@ -6,14 +6,19 @@ Side by side in one process (torch and ORT on the same thread count), batch 1, a
   architectures (small ResNet, mobile U-Net) in ORT, the measured reason for the student's design. Calls are
   interleaved (one frame per variant in turn), so load from other processes hits all variants alike, and the
   ratios (ORT / eager for the same network) are the robust result;
-- quality (with ``--data`` and trained runs): GT PSNR / SSIM (inside the field of view) of each variant on the
-  test split against the simulator ground truth, next to the untranslated frames and a student-sized network
-  trained without a teacher (``--baseline``, e.g. `train cyclegan -c configs/cpu/cyclegan.yaml`).
+- quality (with ``--data`` and trained ``--teacher`` / ``--student`` runs; ``deploy.quality``): GT PSNR / SSIM
+  (inside the field of view) against the simulator ground truth and downstream Dice (the frozen target-domain
+  segmenter ``--segmenter``, e.g. the demo's ``runs/demo/models/segmenter``, with its ground-truth upper bound)
+  of every variant on the test split: untranslated frames, teacher eager / ORT (and the mean of
+  ``--teacher-samples`` samples for a stochastic teacher), student eager / ORT fp32 / ORT int8, a student-sized
+  network trained without a teacher (``--baseline``, e.g. `train cyclegan -c configs/cpu/cyclegan.yaml
+  model.arch=mobile_unet`) and any other run (``--also LABEL=RUN``, repeatable).
 Without runs, networks are randomly initialised (the paper-size teacher, ngf 64 / 9 blocks; the default student):
-speed does not depend on the weights.
+speed does not depend on the weights. ``--skip-speed`` measures quality only.
 
     python bench/realtime.py --threads 2 --frames 40
-    python bench/realtime.py --teacher runs/teacher --student runs/student --baseline runs/cg_small --data runs/data
+    python bench/realtime.py --teacher runs/teacher --student runs/student --baseline runs/cg_small --data runs/data \
+        --segmenter runs/demo/models/segmenter --skip-speed
 """
 
 from __future__ import annotations
@@ -71,24 +76,50 @@ def time_variants(variants: dict[str, Any], size: int, frames: int, seed: int = 
                 "p99_ms": 1e3 * float(np.percentile(v, 99)), "n": len(v)} for k, v in lat.items()}
 
 
-def quality(variants: dict[str, Any], data: str, split: str = "test") -> dict[str, dict[str, float]]:
-    """GT PSNR / SSIM (mean over the split's source frames, inside the field of view) of each translator."""
-    from sonoshift.data.cache import load_cache
-    from sonoshift.metrics.pixel import psnr
-    from sonoshift.metrics.ssim import ssim
-    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
+def quality_table(args: argparse.Namespace, teacher: Any, student: Any, cal: np.ndarray) -> dict[str, Any]:
+    """GT PSNR / SSIM / downstream Dice of every variant on ``args.split`` (printed as a Markdown table)."""
+    from sonoshift.deploy.quality import SplitReference, split_quality
+    from sonoshift.inference.sampling import MeanOfSamples
 
-    any_tr = next(iter(variants.values()))
-    src, tgt = any_tr.source_domain, any_tr.target_domain
-    frames = np.asarray(load_cache(data, split, src))
-    gt = torch.from_numpy(np.array(load_cache(data, split, src, f"gt_{tgt}"))).float()[:, None] / 255
-    mask = torch.from_numpy(np.array(load_cache(data, split, src, "mask")) > 0)[:, None]
-    out = {}
-    for name, tr in variants.items():
-        y = to_uint8(run_translator(tr, to_signed(frames), batch_size=8, generator=torch.Generator().manual_seed(0)))
-        y = torch.from_numpy(y).float()[:, None] / 255 * mask
-        out[name] = {"gt_psnr": float(psnr(y, gt, mask).mean()), "gt_ssim": float(ssim(y, gt, mask).mean())}
-    return out
+    ref = SplitReference.load(args.data, args.split, teacher.source_domain, teacher.target_domain, args.segmenter,
+                              stride=args.stride)
+    qv: dict[str, Any] = {"untranslated": Untranslated(teacher), "teacher eager": teacher}
+    if not args.no_ort:
+        qv["teacher ORT"] = onnx_of(teacher, teacher.image_size[0], args.threads)
+    if getattr(teacher, "stochastic", False) and args.teacher_samples > 1:
+        qv[f"teacher eager, mean of {args.teacher_samples}"] = MeanOfSamples(teacher, args.teacher_samples)
+    qv["student eager"] = student
+    if not args.no_ort:
+        qv["student ORT fp32"] = onnx_of(student, student.image_size[0], args.threads)
+    if not args.no_int8:
+        qv["student ORT int8"] = onnx_of(student, student.image_size[0], args.threads, cal)
+    if args.baseline:
+        qv["no-teacher baseline eager"] = load_translator(args.baseline, device="cpu")
+    for item in args.also:
+        label, _, run = item.partition("=")
+        qv[label] = load_translator(run, device="cpu")
+    dice = ref.segmenter is not None
+    print(f"\n| quality on {args.data} {args.split}, {len(ref.frames)} frames (stride {args.stride}; vs simulator GT, "
+          "inside the FOV) | GT PSNR dB | GT SSIM |" + (" Dice |" if dice else ""))
+    print("|---|---|---|" + ("---|" if dice else ""), flush=True)
+
+    def row(k: str, v: dict[str, float]) -> None:
+        print(f"| {k} | {v['gt_psnr']:.2f} | {v['gt_ssim']:.4f} |" + (f" {v['dice']:.4f} |" if dice else ""),
+              flush=True)
+
+    q = split_quality(qv, ref, on_row=row)
+    t, st = q["teacher eager"], q["student eager"]
+    print(f"\nstudent vs teacher: {st['gt_psnr'] - t['gt_psnr']:+.2f} dB GT PSNR (target: within 0.5 dB)"
+          + (f", Dice {st['dice'] - t['dice']:+.4f} (target: within 0.02)" if dice else ""))
+    if "no-teacher baseline eager" in q:
+        b = q["no-teacher baseline eager"]
+        print(f"student vs no-teacher baseline: {st['gt_psnr'] - b['gt_psnr']:+.2f} dB"
+              + (f", Dice {st['dice'] - b['dice']:+.4f}" if dice else ""))
+    if "student ORT int8" in q:
+        i8, f32 = q["student ORT int8"], q.get("student ORT fp32", st)
+        print(f"int8 cost: {i8['gt_psnr'] - f32['gt_psnr']:+.2f} dB"
+              + (f", Dice {i8['dice'] - f32['dice']:+.4f}" if dice else ""))
+    return q
 
 
 class Untranslated:
@@ -111,6 +142,15 @@ def main() -> None:
     ap.add_argument("--student", default=None, help="trained student run (default: random configs/cpu/student.yaml)")
     ap.add_argument("--baseline", default=None, help="student-sized network trained without a teacher (quality)")
     ap.add_argument("--data", default=None, help="prepared dataset with ground truth: quality + int8 calibration")
+    ap.add_argument("--segmenter", default=None, help="frozen target-domain segmenter: downstream Dice (quality)")
+    ap.add_argument("--teacher-samples", type=int, default=4, help="stochastic teacher: also the mean of K samples")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=RUN", help="another run in the quality table")
+    ap.add_argument("--split", default="test", help="split scored for quality")
+    ap.add_argument("--stride", type=int, default=1, help="quality on every N-th frame of the split")
+    ap.add_argument("--no-int8", action="store_true", help="quality: leave out the int8 student")
+    ap.add_argument("--no-ort", action="store_true", help="quality: leave out the ORT rows (equal to eager within "
+                    "1e-3, tested)")
+    ap.add_argument("--skip-speed", action="store_true", help="quality only (no timing)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -128,67 +168,52 @@ def main() -> None:
         cal = np.asarray(load_cache(args.data, "train", teacher.source_domain))[:32]
     else:
         cal = (torch.rand(8, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
-    mobile = random_translator(build_student(StudentModel(arch="mobile_unet")), size, student=True)
-    resnet = random_translator(build_student(StudentModel(arch="resnet")), size, student=True)
-    onnx = {
-        "teacher ORT": onnx_of(teacher, size, args.threads),
-        "student ORT fp32": onnx_of(student, size, args.threads),
-        "student ORT int8": onnx_of(student, size, args.threads, cal),
-    }
-    speed_variants = {
-        "teacher eager": teacher, "teacher ORT": onnx["teacher ORT"],
-        "student eager": student, "student ORT fp32": onnx["student ORT fp32"],
-        "student ORT int8": onnx["student ORT int8"],
-        "arch resnet16x4 ORT": onnx_of(resnet, size, args.threads),
-        "arch mobile_unet16x4 ORT": onnx_of(mobile, size, args.threads),
-    }
-    speed = time_variants(speed_variants, size, args.frames)
-    results: dict[str, Any] = {"threads": args.threads, "size": size, "batch": 1, "speed": speed,
-                               "loadavg_start": load_start, "teacher": args.teacher or "random ngf64/9",
+    results: dict[str, Any] = {"threads": args.threads, "size": size, "batch": 1, "loadavg_start": load_start,
+                               "teacher": args.teacher or "random ngf64/9",
                                "student": args.student or "random default student"}
-    print(f"\nthreads {args.threads}, {size}x{size}, batch 1; load average at start {load_start[0]:.1f}, "
-          f"at end {os.getloadavg()[0]:.1f} (2 cores: numbers above ~2 mean other processes share them)")
-    print("| variant | frames/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|")
-    for k, v in speed.items():
-        print(f"| {k} | {v['fps']:.1f} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} |")
-    ratios = {
-        "teacher ORT / eager": speed["teacher ORT"]["fps"] / speed["teacher eager"]["fps"],
-        "student ORT / eager": speed["student ORT fp32"]["fps"] / speed["student eager"]["fps"],
-        "student int8 / fp32 (ORT)": speed["student ORT int8"]["fps"] / speed["student ORT fp32"]["fps"],
-        "student ORT / teacher eager": speed["student ORT fp32"]["fps"] / speed["teacher eager"]["fps"],
-        "mobile_unet / resnet student arch (ORT)": (speed["arch mobile_unet16x4 ORT"]["fps"]
-                                                    / speed["arch resnet16x4 ORT"]["fps"]),
-    }
-    results["ratios"] = ratios
-    print("\n| ratio (same process, interleaved) | value |\n|---|---|")
-    for k, v in ratios.items():
-        print(f"| {k} | {v:.2f}x |")
+    if not args.skip_speed:
+        mobile = random_translator(build_student(StudentModel(arch="mobile_unet")), size, student=True)
+        resnet = random_translator(build_student(StudentModel(arch="resnet")), size, student=True)
+        onnx = {
+            "teacher ORT": onnx_of(teacher, size, args.threads),
+            "student ORT fp32": onnx_of(student, size, args.threads),
+            "student ORT int8": onnx_of(student, size, args.threads, cal),
+        }
+        speed_variants = {
+            "teacher eager": teacher, "teacher ORT": onnx["teacher ORT"],
+            "student eager": student, "student ORT fp32": onnx["student ORT fp32"],
+            "student ORT int8": onnx["student ORT int8"],
+            "arch resnet16x4 ORT": onnx_of(resnet, size, args.threads),
+            "arch mobile_unet16x4 ORT": onnx_of(mobile, size, args.threads),
+        }
+        speed = time_variants(speed_variants, size, args.frames)
+        results["speed"] = speed
+        print(f"\nthreads {args.threads}, {size}x{size}, batch 1; load average at start {load_start[0]:.1f}, "
+              f"at end {os.getloadavg()[0]:.1f} (2 cores: numbers above ~2 mean other processes share them)")
+        print("| variant | frames/s | p50 ms | p99 ms |")
+        print("|---|---|---|---|")
+        for k, v in speed.items():
+            print(f"| {k} | {v['fps']:.1f} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} |")
+        ratios = {
+            "teacher ORT / eager": speed["teacher ORT"]["fps"] / speed["teacher eager"]["fps"],
+            "student ORT / eager": speed["student ORT fp32"]["fps"] / speed["student eager"]["fps"],
+            "student int8 / fp32 (ORT)": speed["student ORT int8"]["fps"] / speed["student ORT fp32"]["fps"],
+            "student ORT / teacher eager": speed["student ORT fp32"]["fps"] / speed["teacher eager"]["fps"],
+            "mobile_unet / resnet student arch (ORT)": (speed["arch mobile_unet16x4 ORT"]["fps"]
+                                                        / speed["arch resnet16x4 ORT"]["fps"]),
+        }
+        results["ratios"] = ratios
+        print("\n| ratio (same process, interleaved) | value |\n|---|---|")
+        for k, v in ratios.items():
+            print(f"| {k} | {v:.2f}x |")
 
     if args.data and args.teacher and args.student:
-        qv: dict[str, Any] = {"untranslated": Untranslated(teacher), "teacher eager": teacher,
-                              "teacher ORT": onnx_of(teacher, teacher.image_size[0], args.threads),
-                              "student eager": student,
-                              "student ORT fp32": onnx_of(student, student.image_size[0], args.threads),
-                              "student ORT int8": onnx_of(student, student.image_size[0], args.threads, cal)}
-        if args.baseline:
-            qv["no-teacher baseline eager"] = load_translator(args.baseline, device="cpu")
-        q = quality(qv, args.data)
-        results["quality"] = q
-        print(f"\n| quality on {args.data} test (vs simulator GT, inside the FOV) | GT PSNR dB | GT SSIM |")
-        print("|---|---|---|")
-        for k, v in q.items():
-            print(f"| {k} | {v['gt_psnr']:.2f} | {v['gt_ssim']:.4f} |")
-        gap = q["teacher eager"]["gt_psnr"] - q["student eager"]["gt_psnr"]
-        print(f"\nstudent vs teacher: {-gap:+.2f} dB GT PSNR (target: within 0.5 dB)")
-        if "no-teacher baseline eager" in q:
-            print(f"student vs no-teacher baseline: "
-                  f"{q['student eager']['gt_psnr'] - q['no-teacher baseline eager']['gt_psnr']:+.2f} dB")
-        print(f"int8 cost: {q['student ORT int8']['gt_psnr'] - q['student ORT fp32']['gt_psnr']:+.2f} dB")
-    s = speed["student ORT fp32"]
-    print(f"\ntargets: student ORT {s['fps']:.1f} frames/s (>= 30), p99 {s['p99_ms']:.1f} ms (<= 40); "
-          f"ORT/eager teacher {ratios['teacher ORT / eager']:.2f}x, student {ratios['student ORT / eager']:.2f}x "
-          "(>= 1.5x)")
+        results["quality"] = quality_table(args, teacher, student, cal)
+    if not args.skip_speed:
+        s = speed["student ORT fp32"]
+        print(f"\ntargets: student ORT {s['fps']:.1f} frames/s (>= 30), p99 {s['p99_ms']:.1f} ms (<= 40); "
+              f"ORT/eager teacher {ratios['teacher ORT / eager']:.2f}x, student {ratios['student ORT / eager']:.2f}x "
+              "(>= 1.5x)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

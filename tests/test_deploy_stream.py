@@ -154,6 +154,30 @@ def test_harmonize_live_writes_video_and_stats(model_dir: Path, tmp_path: Path) 
     assert not (tmp_path / "empty" / "live.mp4").exists()
 
 
+def test_live_follows_the_output_policy(model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    """OUT may hold other files; an earlier live result is replaced only with force; a user's live.mp4 never."""
+    frames = cine(t=6, h=40, w=48)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    harmonize_live(model_dir, FakeCapture(frames), out)
+    first = (out / "live.json").read_bytes()
+    ledger = json.loads((out / ".sonoshift-outputs.json").read_text())["outputs"]
+    assert set(ledger) == {"live.mp4", "live.json"} and (out / "notes.txt").read_text() == "mine"
+    with pytest.raises(SonoshiftError, match="already holds a live result"):
+        harmonize_live(model_dir, FakeCapture(frames), out)  # same settings: still refused (never the same twice)
+    assert (out / "live.json").read_bytes() == first
+    harmonize_live(model_dir, FakeCapture(frames[:4]), out, force=True)
+    assert json.loads((out / "live.json").read_text())["read"] == 4 and (out / "notes.txt").read_text() == "mine"
+    user = tmp_path / "u"
+    user.mkdir()
+    (user / "live.mp4").write_bytes(b"a user's video")
+    with pytest.raises(SonoshiftError, match="not written by sonoshift"):
+        harmonize_live(model_dir, FakeCapture(frames), user, force=True)
+    assert (user / "live.mp4").read_bytes() == b"a user's video" and not (user / "live.json").exists()
+    assert sorted(p.name for p in user.iterdir()) == ["live.mp4"]  # no temporaries left behind
+
+
 def test_cli_live_on_a_video_file(model_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     video = tmp_path / "sweep.mp4"
     write_mp4(video, cine(t=12, h=40, w=48), fps=200.0)  # played at 200 fps: faster than real time

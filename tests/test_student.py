@@ -114,3 +114,24 @@ def test_cyclegan_with_the_student_network_is_the_no_teacher_baseline() -> None:
     student = build_student(load_config(StudentConfig, None, ["model.ch=4", "model.n_blocks=2"]).model)
     assert isinstance(net, MobileUNet) and set(net.state_dict()) == set(student.state_dict())
     assert all(net.state_dict()[k].shape == v.shape for k, v in student.state_dict().items())
+
+
+def test_teacher_targets_are_kept_and_reused_only_for_the_same_teacher_and_settings(
+        tiny_run, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+    import sonoshift.methods.student as student_mod
+
+    kept = tmp_path / "targets.npy"
+    cfg = load_config(StudentConfig, None, [*TINY_STUDENT, f"data.targets_file={kept}"])
+    distill(tiny_run["cg"], tiny_run["data"], cfg, tmp_path / "a", progress=False)
+    frames = np.asarray(load_cache(tiny_run["data"], "train", "handheld"))
+    np.testing.assert_array_equal(np.load(kept), teacher_targets(load_translator(tiny_run["cg"]), frames))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the kept targets should have been reused")
+
+    monkeypatch.setattr(student_mod, "teacher_targets", refuse)
+    ablation = load_config(StudentConfig, None, [*TINY_STUDENT, f"data.targets_file={kept}", "loss.adversarial=0"])
+    assert distill(tiny_run["cg"], tiny_run["data"], ablation, tmp_path / "b", progress=False).step == 2
+    other_seed = load_config(StudentConfig, None, [*TINY_STUDENT, f"data.targets_file={kept}", "train.seed=5"])
+    with pytest.raises(AssertionError, match="should have been reused"):  # another seed: recomputed, not reused
+        distill(tiny_run["cg"], tiny_run["data"], other_seed, tmp_path / "c", progress=False)

@@ -3,7 +3,8 @@
 Checkpoints record the split they were trained on (``state["training_split"]``: the hash of the dataset's
 patient lists and the hashed ids of the training patients, see :func:`sonoshift.data.splits.split_record`).
 A model that builds on another one (the cascade and the diffusion GAN use a trained CycleGAN, named by the
-``cyclegan`` key of their config) has seen that model's training patients too.
+``cyclegan`` key of their config; a distilled student its ``teacher``) has seen that model's training patients
+too. An exported .onnx model carries all these records (``state["training_splits"]``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ def training_records(state: dict[str, Any], depth: int = 0) -> list[dict[str, An
     from sonoshift.engine.checkpoint import read_model
 
     out = [state["training_split"]] if isinstance(state.get("training_split"), dict) else []
-    base = (state.get("config") or {}).get("cyclegan")
+    out += [r for r in state.get("training_splits") or [] if isinstance(r, dict)]  # an exported model's records
+    config = state.get("config") or {}
+    base = config.get("cyclegan") or config.get("teacher")  # a distilled student has seen its teacher's patients
     if base and depth < 3:
         try:
             out += training_records(read_model(base).state, depth + 1)

@@ -50,7 +50,8 @@ def harmonize_cmd(
         if inputs or dataset is not None:
             raise SonoshiftError("give either --live SOURCE or inputs/--dataset, not both.")
         stats = harmonize_live(model, live, out, runtime=runtime, device=device, queue_size=queue,
-                               max_frames=max_frames, show=show, paste_back=paste_back, crop=not no_crop, **options)
+                               max_frames=max_frames, show=show, paste_back=paste_back, crop=not no_crop, force=force,
+                               **options)
         typer.echo(f"{stats.summary()}; wrote {out / 'live.mp4'} and {out / 'live.json'}")
         return
     if dataset is not None:

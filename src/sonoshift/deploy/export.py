@@ -5,7 +5,9 @@ student models, the sampler unrolled over its N steps with the noise as inputs f
 Batch, height and width are dynamic (H and W must suit the network: multiples of 4 for the ResNet generator, of
 2^(levels - 1) for the U-Net). ``metadata_props`` carry what inference needs besides the weights (keys
 ``sonoshift.*``, values JSON): method, domains, training image size, the crop/resize geometry of the dataset it
-was trained on, the noise spec, checkpoint and step, the sonoshift version, and the quantization.
+was trained on, the noise spec, checkpoint and step, the sonoshift version, the quantization, and ``training_split``: the training-split records of the model and of
+the models it builds on (hash of the dataset's patient lists + hashed training patients, as checkpoints record
+them), so `harmonize --dataset` can refuse an exported model on a split it was trained on.
 """
 
 from __future__ import annotations
@@ -74,8 +76,10 @@ def read_metadata(props: dict[str, str]) -> dict[str, Any]:
 
 
 def translator_metadata(translator: Any, state: dict[str, Any], spec: NoiseSpec, checkpoint: str) -> dict[str, Any]:
-    """What travels with the exported graph: method, domains, sizes, geometry, noise spec, provenance."""
+    """What travels with the exported graph: method, domains, sizes, geometry, noise spec, provenance, and the
+    training-split records (``leakage.training_records`` of ``state``: its own and those of the models it builds on)."""
     from sonoshift.inference.translate import geometry_from_checkpoint
+    from sonoshift.leakage import training_records
 
     size = [int(v) for v in translator.image_size]
     try:
@@ -98,6 +102,7 @@ def translator_metadata(translator: Any, state: dict[str, Any], spec: NoiseSpec,
         "config_name": meta.get("config_name"),
         "sonoshift_version": sonoshift.__version__,
         "quantization": "none",
+        "training_split": training_records(state),
     }
 
 

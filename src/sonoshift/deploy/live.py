@@ -3,10 +3,16 @@
 Harmonized frames are written as they come to ``OUT/live.mp4`` (each at its source frame's time stamp, so a
 dropped frame shows as the previous one held) and shown in a window with ``show`` (needs an OpenCV build with
 a GUI); ``OUT/live.json`` records the stream's statistics and which source frames were harmonized.
+
+Output policy (sonoshift.outputs, as `harmonize` on files): ``OUT`` may hold other files; ``live.mp4`` and
+``live.json`` appear together or not at all and are recorded in OUT's ledger. A live stream is never the same
+twice (which frames are dropped depends on timing), so an earlier live result at ``OUT`` is never reused: it is
+replaced with ``force`` and refused otherwise; files sonoshift did not write are refused even with ``force``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -14,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from sonoshift.atomic import atomic_file, atomic_write_text
 from sonoshift.deploy.runtime import load_runtime_translator
 from sonoshift.deploy.stream import LiveFrame, StreamHarmonizer, StreamStats, open_source
 from sonoshift.errors import SonoshiftError
+from sonoshift.outputs import all_or_nothing, claim_entries, record_entries, settings_key
 
 DEFAULT_FPS = 25.0
+LIVE = "live harmonization"
+OUTPUT_NAMES = ("live.mp4", "live.json")
 
 
 class Mp4Sink:
@@ -91,14 +99,26 @@ def harmonize_live(
     paste_back: bool = False,
     crop: bool = True,
     pace: bool = True,
+    force: bool = False,
     **translator_options: Any,
 ) -> StreamStats:
     """Harmonize the live ``source`` (capture device number, file, or an object with ``read() -> (ok, frame)``)
-    with ``model`` into ``out/live.mp4`` and ``out/live.json``; returns the stream statistics."""
-    from sonoshift.inference.harmonize import translation_geometry
+    with ``model`` into ``out/live.mp4`` and ``out/live.json``; returns the stream statistics.
 
+    An earlier live result in ``out`` is replaced only with ``force`` (module docstring); the check runs before
+    the model is loaded or the source opened."""
     from sonoshift.engine.device import select_device
+    from sonoshift.inference.harmonize import model_identity, translation_geometry
 
+    out = Path(out)
+    described = type(source).__name__ if hasattr(source, "read") else str(source)  # a capture object: its kind
+    settings = {"model": model_identity(model), "source": described, "runtime": runtime, "queue_size": queue_size,
+                "paste_back": paste_back, "crop": crop, "options": translator_options}
+    key = settings_key(settings)
+    actions = claim_entries(out, dict.fromkeys(OUTPUT_NAMES, key), LIVE, force=force)
+    if not force and "reuse" in actions.values():
+        raise SonoshiftError(f"{out} already holds a live result (a live stream is never the same twice); pass "
+                             "--force to replace it or choose another --out.")
     dev = select_device(device or "auto") if runtime == "torch" else None
     translator, ckpt = load_runtime_translator(model, runtime, dev, **translator_options)
     geo = translation_geometry(translator, ckpt, crop)  # the training crop/size, exactly as `harmonize` uses them
@@ -107,24 +127,32 @@ def harmonize_live(
     fps = float(getattr(src, "fps", None) or DEFAULT_FPS)
     harmonizer = StreamHarmonizer(translator, geo, queue_size=queue_size, paste_back=paste_back,
                                   device=dev)
-    out = Path(out)
-    with atomic_file(out / "live.mp4", "wb") as f:
-        sink = Mp4Sink(f, fps)
+    existed = out.exists()
+    try:
+        with all_or_nothing() as batch:
+            with open(batch.path(out / "live.mp4"), "wb") as f:
+                sink = Mp4Sink(f, fps)
 
-        def emit(frame: LiveFrame) -> None:
-            sink(frame)
-            if window is not None:
-                window(frame)
+                def emit(frame: LiveFrame) -> None:
+                    sink(frame)
+                    if window is not None:
+                        window(frame)
 
-        try:
-            stats = harmonizer.run(src, emit, max_frames=max_frames)
-        finally:
-            sink.close()
-        if not sink.indices:  # raised inside: nothing is left behind
-            raise SonoshiftError(f"live source {source} delivered no frame.")
-    info = {"source": str(source), "model": str(Path(ckpt.path).resolve()), "runtime": runtime, "fps": fps, "queue_size": queue_size,
-            **stats.as_dict(), "harmonized_indices": sink.indices}
-    atomic_write_text(out / "live.json", json.dumps(info, indent=1) + "\n")
+                try:
+                    stats = harmonizer.run(src, emit, max_frames=max_frames)
+                finally:
+                    sink.close()
+            if not sink.indices:  # raised inside the batch: nothing is left behind
+                raise SonoshiftError(f"live source {source} delivered no frame.")
+            info = {"source": str(source), "model": str(Path(ckpt.path).resolve()), "runtime": runtime, "fps": fps,
+                    "queue_size": queue_size, **stats.as_dict(), "harmonized_indices": sink.indices}
+            batch.path(out / "live.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+            batch.after_commit(lambda: record_entries(out, dict.fromkeys(OUTPUT_NAMES, key), LIVE))
+    except BaseException:
+        if not existed:  # leave no empty folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return stats
 
 

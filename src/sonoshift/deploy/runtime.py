@@ -23,6 +23,31 @@ from sonoshift.methods.kinds import TranslatorBase
 RUNTIMES = ("torch", "onnx")
 
 
+def exported_state(meta: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint-like state from an exported model's ``sonoshift.*`` metadata: ``metadata`` (config name, image
+    size and, when known, the crop/resize geometry as ``prepare``), ``step``, ``sonoshift_version`` and
+    ``training_splits`` (the training-split records, read by ``leakage.training_records``)."""
+    info: dict[str, Any] = {"config_name": meta.get("config_name"), "image_size": list(meta.get("image_size") or [])}
+    if meta.get("geometry") is not None:  # None: exported from a model that does not know its training crop
+        info["prepare"] = meta["geometry"]
+    return {"metadata": info, "step": meta.get("step"), "sonoshift_version": meta.get("sonoshift_version"),
+            "training_splits": list(meta.get("training_split") or [])}
+
+
+def read_exported_state(path: str | Path) -> dict[str, Any]:
+    """:func:`exported_state` of the .onnx file ``path`` (its metadata only; no inference session is made)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 (onnx raises protobuf's private error types)
+        raise SonoshiftError(f"{path} is not a loadable ONNX model ({e.__class__.__name__}).") from None
+    meta = read_metadata({p.key: p.value for p in model.metadata_props})
+    if meta.get("format") != 1:
+        raise SonoshiftError(f"ONNX model {path} was not exported by `sonoshift export onnx` (no sonoshift metadata).")
+    return exported_state(meta)
+
+
 def session_options(threads: int | None = None) -> Any:
     """ORT options for low-latency CPU inference: ``threads`` intra-op threads (default: torch's count), one
     inter-op thread, sequential execution, all graph optimizations."""
@@ -77,10 +102,7 @@ class OnnxTranslator(TranslatorBase):
         self.image_size = tuple(int(v) for v in meta["image_size"])
         self.source_domain, self.target_domain = meta["source_domain"], meta["target_domain"]
         self.noise = NoiseSpec(int(meta["noise"]["steps"]), int(meta["noise"]["nz"]))
-        info = {"config_name": meta.get("config_name"), "image_size": list(self.image_size)}
-        if meta.get("geometry") is not None:  # None: exported from a model that does not know its training crop
-            info["prepare"] = meta["geometry"]
-        self.state = {"metadata": info, "step": meta.get("step"), "sonoshift_version": meta.get("sonoshift_version")}
+        self.state = exported_state(meta)
         self._default_gen: torch.Generator | None = None
 
     @property
@@ -149,4 +171,5 @@ def load_runtime_translator(
     return OnnxTranslator(export_bytes(model, **options), threads=threads), read_model(model)
 
 
-__all__ = ["ExportedModel", "OnnxTranslator", "RUNTIMES", "load_runtime_translator", "session_options"]
+__all__ = ["ExportedModel", "OnnxTranslator", "RUNTIMES", "exported_state", "load_runtime_translator",
+           "read_exported_state", "session_options"]

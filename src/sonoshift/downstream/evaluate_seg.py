@@ -38,7 +38,8 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], pd.DataFrame, Path]:
     return folder.info, folder.outputs_frame(("output_path", "source_path", "label_path")), folder.dataset_root
 
 
-def _label_lut(seg: Segmenter) -> np.ndarray:
+def label_lut(seg: Segmenter) -> np.ndarray:
+    """(256,) uint8: label-map id -> the segmenter's class id (its training ``label_lut``; else ids clipped)."""
     lut = seg.info.get("label_lut")
     if lut is None:  # a segmenter trained on labels that already are class ids
         return np.minimum(np.arange(256), seg.num_classes - 1).astype(np.uint8)
@@ -76,7 +77,7 @@ def evaluate_segmentation(
     run = Path(run_dir)
     meta, df, data_root = read_run(run)
     seg = load_segmenter(segmenter_ckpt)
-    lut = _label_lut(seg)
+    lut = label_lut(seg)
     out_csv = Path(out_csv) if out_csv is not None else run / "segmentation.csv"
     mask_root = out_csv.parent / f"{out_csv.stem}_masks"
     fg = seg.classes[1:]

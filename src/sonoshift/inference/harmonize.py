@@ -240,9 +240,11 @@ def harmonize_dataset(
         raise SonoshiftError(f"{root} is not a prepared dataset with a {split} split (no dataset.json or {manifest.name}).")
     from sonoshift.leakage import check_model_split
 
-    # an exported .onnx file does not carry its training split: only checkpoints are checked for leakage
-    is_ckpt = isinstance(model, (str, Path)) and Path(model).suffix != ".onnx"
-    state = read_model(model).state if is_ckpt else None
+    state = None  # a translator object (e.g. the untranslated baseline) has no training split
+    if isinstance(model, (str, Path)):  # an exported .onnx file carries its training-split records too
+        from sonoshift.deploy.runtime import read_exported_state
+
+        state = read_exported_state(model) if Path(model).suffix == ".onnx" else read_model(model).state
     leakage = check_model_split(state, root, split, allow=allow_leakage, model=f"model {model}")
     key = settings_key({"model": model_identity(model), "dataset": _dataset_identity(root), "split": split,
                         "samples": samples, "options": translator_options, "config_name": config_name,
