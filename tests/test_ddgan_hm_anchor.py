@@ -194,3 +194,15 @@ def test_smooth_correction_is_the_gaussian_filtered_correction():
         torch.testing.assert_close(zero(x, t, z), x[:, 1:2], rtol=0, atol=0)
     with pytest.raises(SonoshiftError, match="residual"):
         DDGANUNet(dataclasses.replace(RES, output="tanh", correction_sigma=2.0), image_size=16)
+
+
+def test_histogram_match_module_equals_the_numpy_map():
+    """The traceable tensor-op map (ONNX export) against the numpy np.unique/np.interp map, frame by frame."""
+    ref, src = _uint8_frames(4, 6, 90, 250), _uint8_frames(5, 3, 10, 120)
+    src[:, :4] = 0  # black outside the fan stays black
+    for levels, quantiles in (reference_from_frames(ref), ((77.0,), (1.0,))):  # also a one-level target
+        hm = HistogramMatch(levels, quantiles, "handheld", "cart", (16, 16))
+        expect = np.stack([hm.map_frame(f) for f in src]) / 127.5 - 1.0
+        got = hm.module()(_signed(src))[:, 0].double().numpy()
+        np.testing.assert_allclose(got, expect, rtol=0, atol=1e-5)
+        assert (got[:, :4] == -1).all()

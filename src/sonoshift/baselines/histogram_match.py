@@ -54,6 +54,10 @@ class HistogramMatch(TranslatorBase):
         out = np.stack([self.map_frame(f) for f in levels])
         return torch.from_numpy(out / 127.5 - 1.0).to(x.dtype).to(x.device)[:, None]
 
+    def module(self) -> "HistogramMatchNet":
+        """The same map as a torch module of plain tensor ops (traceable: ONNX export of anchored translators)."""
+        return HistogramMatchNet(self.levels, self.quantiles)
+
     def save(self, path: str | Path) -> Path:
         """Write the fitted map as JSON (``load_histogram_match`` reads it back)."""
         p = Path(path)
@@ -61,6 +65,35 @@ class HistogramMatch(TranslatorBase):
                                  "source_domain": self.source_domain, "target_domain": self.target_domain,
                                  "image_size": list(self.image_size)}))
         return p
+
+
+class HistogramMatchNet(torch.nn.Module):
+    """:meth:`HistogramMatch.__call__` in tensor ops only (scatter-add histogram, cumulative sum, a broadcast
+    piecewise-linear interpolation into the target quantile function, a gather), so that it traces to ONNX:
+    (B, 1, H, W) in [-1, 1] -> same. Level 0 stays 0, as in the numpy map."""
+
+    def __init__(self, levels: tuple[float, ...], quantiles: tuple[float, ...]) -> None:
+        super().__init__()
+        lv = torch.tensor(levels, dtype=torch.float32)
+        q = torch.tensor(quantiles, dtype=torch.float32)
+        if len(lv) == 1:  # one target level: every foreground level maps to it
+            lv, q = lv.repeat(2), torch.tensor([0.0, 1.0])
+        self.register_buffer("levels", lv)
+        self.register_buffer("quantiles", q)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = x.shape[0]
+        level = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.int64).reshape(b, -1)  # (B, HW)
+        counts = torch.zeros(b, 256, dtype=torch.float32).scatter_add(1, level, torch.ones_like(level, dtype=torch.float32))
+        counts = counts * (torch.arange(256) > 0).to(torch.float32)  # level 0 is left alone
+        cdf = counts.cumsum(1) / counts.sum(1, keepdim=True).clamp_min(1.0)  # (B, 256): source quantile of a level
+        q, lv = self.quantiles, self.levels
+        j = ((q[None, None, :] <= cdf[..., None]).to(torch.int64).sum(-1) - 1).clamp(0, q.shape[0] - 2)
+        q0, q1, l0, l1 = q[j], q[j + 1], lv[j], lv[j + 1]
+        t = ((cdf - q0) / (q1 - q0)).clamp(0.0, 1.0)  # np.interp clamps to the end values outside [q0, q_last]
+        mapped = l0 + t * (l1 - l0)
+        out = torch.gather(mapped, 1, level) * (level > 0).to(torch.float32)
+        return (out / 127.5 - 1.0).reshape(x.shape).to(x.dtype)
 
 
 def reference_from_frames(frames: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -77,20 +77,27 @@ class UnrolledSampler(nn.Module):
     the source first (the cascade's CycleGAN), whose clamped output is the condition.
     """
 
-    def __init__(self, G: nn.Module, schedule: Schedule, start: str, pre: nn.Module | None = None) -> None:
+    def __init__(self, G: nn.Module, schedule: Schedule, start: str, pre: nn.Module | None = None,
+                 anchor: nn.Module | None = None) -> None:
         super().__init__()
         self.G = G
         self.pre = pre
+        self.anchor = anchor
         self.schedule = schedule
         self.start = start
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         s = self.schedule
         n = s.num_steps
-        cond = x if self.pre is None else self.pre(x).clamp(-1.0, 1.0)
+        base = None if self.pre is None else self.pre(x).clamp(-1.0, 1.0)
+        if self.anchor is None:  # as methods.anchor.anchored_condition
+            cond = x if base is None else base
+        else:
+            a = self.anchor(x)
+            cond = a if base is None else torch.cat([a, base], dim=1)
         x_t = noise[:, :1]
         if self.start == "partial":
-            x_t = q_sample(s, cond, torch.full((1,), n, dtype=torch.long), x_t)
+            x_t = q_sample(s, cond[:, :1], torch.full((1,), n, dtype=torch.long), x_t)
         for k, i in enumerate(reversed(range(n))):
             t = torch.full((1,), i, dtype=torch.long)
             x0 = self.G(torch.cat([x_t, cond], dim=1), t, z[:, k]).clamp(-1.0, 1.0)  # as diffusion.sampler
@@ -108,15 +115,14 @@ def translator_graph(translator: Any) -> tuple[nn.Module, NoiseSpec]:
     """
     if hasattr(translator, "net"):
         return plain_layers(translator.net).cpu().float(), NoiseSpec()
-    if getattr(translator, "anchor", None) is not None:
-        raise SonoshiftError("histogram-anchored diffusion translators (anchor: histogram_match) cannot be exported "
-                             "to ONNX yet: the histogram map is not a network.")
     if all(hasattr(translator, k) for k in ("G", "schedule", "start")):
         G = plain_layers(translator.G).cpu().float()
         pre = getattr(translator, "pre", None)
         pre = None if pre is None else plain_layers(pre).cpu().float()
         spec = NoiseSpec(translator.schedule.num_steps, int(G.cfg.nz))
-        return UnrolledSampler(G, translator.schedule, translator.start, pre).eval(), spec
+        hm = getattr(translator, "anchor", None)
+        anchor = None if hm is None else hm.module()
+        return UnrolledSampler(G, translator.schedule, translator.start, pre, anchor).eval(), spec
     raise SonoshiftError(f"'{getattr(translator, 'method', type(translator).__name__)}' translators cannot be "
                          "exported to ONNX (no generator network found).")
 
