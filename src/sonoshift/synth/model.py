@@ -66,6 +66,7 @@ class SynthUNet(nn.Module):
             norm_num_groups=m.norm_num_groups,
             dropout=m.dropout,
             class_embed_type="identity",
+            resnet_time_scale_shift=m.time_norm,
         )
         dim = m.block_out_channels[0] * 4
         self.cond = ConditionEmbedding(n_planes, n_scanners, dim, m.block_out_channels[0], m.ga_scale)
