@@ -21,7 +21,7 @@ from sonoshift.seeding import make_generator
 from sonoshift.synth.config import SynthConfig
 from sonoshift.synth.dataset import Vocab
 from sonoshift.synth.model import SynthUNet
-from sonoshift.synth.schedulers import training_scheduler
+from sonoshift.synth.schedulers import loss_weights, training_scheduler
 
 
 def drop_conditions(
@@ -87,10 +87,7 @@ class Synth(MethodBase):
         with ctx.autocast():
             pred = self.net(xt, t, plane, ga, scanner)
         per = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
-        if d.loss_weight == "min_snr":
-            snr = (a / (1 - a)).view(b).float()
-            per = per * snr.clamp(max=d.min_snr_gamma) / (snr if d.prediction == "epsilon" else snr + 1)
-        return per.mean()
+        return (per * loss_weights(a.view(b).float(), d.prediction, d.loss_weight, d.min_snr_gamma)).mean()
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """One optimiser step over the micro-batches of ``batch``; returns {"loss": mean MSE}."""
