@@ -160,16 +160,17 @@ def test_lr_warmup_then_cosine() -> None:
     assert Synth.lr_factors(plain, 5, 100) is None       # no warm-up, constant: the engine's own schedule
 
 
-def test_scale_shift_conditioning_changes_the_output() -> None:
+def test_plane_conditioning_is_strong_at_init() -> None:
     from sonoshift.synth.config import SynthModel
 
     m = SynthModel(block_out_channels=(8, 16), attention=(False, True), attention_head_dim=8, norm_num_groups=4,
                    patch=4, time_norm="scale_shift")
     torch.manual_seed(0)
     net = SynthUNet(m, channels=1, sample_size=16, n_planes=3, n_scanners=1).eval()
-    torch.nn.init.normal_(net.cond.plane.weight, std=1.0)
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([500, 500])
     with torch.no_grad():
         a = net(x, t, torch.tensor([1, 1]), torch.tensor([25.0, 25.0]), torch.tensor([0, 0]))
         b = net(x, t, torch.tensor([2, 2]), torch.tensor([25.0, 25.0]), torch.tensor([0, 0]))
-    assert a.shape == x.shape and not torch.allclose(a, b)
+    assert a.shape == x.shape
+    # At initialisation already, the plane moves the output by a large fraction (~0.5; ~0.01 at std 0.02).
+    assert float((a - b).abs().mean() / a.abs().mean()) > 0.1
