@@ -10,6 +10,7 @@ import pytest
 
 from sonoshift.cli.main import main
 from sonoshift.pipeline.demo import DemoConfig, run_demo
+from sonoshift.pipeline.judges import JudgesConfig
 from sonoshift.pipeline.study import StudyConfig
 
 TINY = DemoConfig(
@@ -19,6 +20,7 @@ TINY = DemoConfig(
     workers=1,
     steps_segmenter=3,
     study=StudyConfig(size=32, steps={"cyclegan": 3, "ddgan": 3, "cascade": 3}, batch_size=16),
+    judges=JudgesConfig(plane_image_size=32, steps_plane=10),
 )
 
 
@@ -40,6 +42,7 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
         assert len(rows) == 3 * len(outputs)
         assert all(-1.0 <= float(r["ssim"]) <= 1.0 and 0.0 <= float(r["bc"]) <= 1.0 for r in rows)
         assert (run / "segmentation.csv").is_file()
+    _check_judges(out, html)
     table = (out / "report" / "table.md").read_text(encoding="utf-8")
     assert "| cyclegan |" in table and "| cascade |" in table and "| untranslated |" in table
     # the baseline run is the source frames themselves: identical to its source inside the field of view
@@ -52,6 +55,45 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
     assert statuses.pop("report") == "ran"  # the report is always rewritten
     assert set(statuses.values()) == {"reused"}
     assert json.loads((out / "summary.json").read_text())["report"] == summary["report"]
+
+
+def _check_judges(out: Path, html: str) -> None:
+    """Every run was judged by the frozen plane classifier and GA estimator: one row per test frame and variant,
+    the truth from the manifest, the same source / ground-truth predictions in every run."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from sonoshift import methods
+
+    manifest = {r["path"]: r for r in csv.DictReader((out / "data" / "manifest_test.csv").open())}
+    judge = methods.load_model(out / "models" / "plane_classifier", kind="judge")
+    source_preds = []
+    for method in ("untranslated", "cyclegan", "cascade"):
+        run = out / "harmonized" / method
+        outputs = pd.read_csv(run / "outputs.csv", dtype=str)
+        planes = pd.read_csv(run / "planes.csv", dtype={"patient_id": str})
+        assert sorted(planes["variant"].unique()) == ["ground_truth", "harmonized", "source"]
+        assert (planes.groupby("variant").size() == len(outputs)).all()
+        assert (planes["correct"] == (planes["pred"] == planes["truth"]).astype(int)).all()
+        truth = [manifest[p]["plane"] for p in outputs["source_path"]]
+        src = planes[planes["variant"] == "source"]
+        assert list(src["truth"]) == truth
+        source_preds.append(list(src["pred"]))
+        # the registry's judge on the same source frames gives the same predictions
+        from PIL import Image
+
+        x = torch.tensor(np.stack([np.asarray(Image.open(out / "data" / p)) for p in outputs["source_path"]]))
+        probs = judge(x.float().div(127.5).sub(1)[:, None])
+        assert [judge.classes[i] for i in probs.argmax(1)] == list(src["pred"])
+        ga = pd.read_csv(run / "ga.csv")
+        heads = sum(t == "head" for t in truth)
+        assert heads and (ga.groupby("variant").size() == heads).all()
+        found = ga[ga["head_found"] == 1]
+        np.testing.assert_allclose(found["ga_abs_error_days"], (found["ga_hadlock_weeks"] - found["ga_weeks"]).abs() * 7)
+        assert ga[ga["head_found"] == 0]["ga_abs_error_days"].isna().all()
+    assert source_preds[0] == source_preds[1] == source_preds[2]
+    assert "Downstream plane classification and gestational age" in html and "Plane macro-F1" in html
 
 
 def test_demo_bad_override_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

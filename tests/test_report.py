@@ -122,3 +122,24 @@ def test_downstream_segmentation_table(runs: list[Path], tmp_path: Path) -> None
     md = (out / "table.md").read_text()
     assert "Downstream segmentation" in md and "**0.8500 ± 0.0500**" in md
     assert "Downstream segmentation" in (out / "index.html").read_text()
+
+
+def test_interval_section_holds_the_gt_means_and_a_patient_interval(runs: list[Path], tmp_path: Path) -> None:
+    out = make_report(runs, tmp_path / "report", ReportConfig(grid_frames=0, violins=False, figure=False))
+    (csv_path,) = (out / "sections").glob("*intervals_over_patients*.csv")
+    section = pd.read_csv(csv_path).set_index("method")
+    html = (out / "index.html").read_text()
+    assert "Intervals over patients and the texture check (gt)" in html
+    for run in runs:
+        m = pd.read_csv(run / "metrics.csv")
+        sub = m[m["reference"] == "gt"]
+        cell = section.loc[sub["method"].iloc[0], "PSNR"]
+        mean, low, high = (float(x) for x in re.findall(r"-?\d+\.\d+", cell))
+        assert mean == pytest.approx(sub["psnr"].mean(), abs=5e-4)
+        # the interval resamples patients: it spans the lowest and highest per-patient means at most
+        per_patient = sub.groupby("patient_id")["psnr"].mean()
+        assert per_patient.min() - 1e-3 <= low <= mean <= high <= per_patient.max() + 1e-3
+    off = make_report(runs, tmp_path / "plain", ReportConfig(grid_frames=0, violins=False, figure=False,
+                                                             intervals=False))
+    assert not list(off.glob("sections/*intervals*")) and not (off / "table_ci.md").exists()
+    assert (out / "table_ci.md").read_text().startswith("| method | PSNR | SSIM | LNCC | BC |")

@@ -95,7 +95,7 @@ class MethodGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         from sonoshift.methods import available
 
-        return [s.name for s in available()]
+        return [s.name for s in available() if not s.trainer]  # judges with their own command are left out
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         from sonoshift.methods import get

@@ -39,19 +39,23 @@ class MethodSpec:
     default_config: repository-relative YAML the study pipeline trains with;
     needs: config key -> method whose trained run that key names (``{"cyclegan": "cyclegan"}`` for the DDGAN,
         whose condition comes from a trained CycleGAN); the CLI offers ``--<key>``, the study fills it in;
-    study_order: position in the default study (None: not trained by default).
+    study_order: position in the default study (None: not trained by default);
+    trainer: for a method trained by its own command instead of the shared engine (the plane classifier's
+        early stopping on validation macro-F1), that command; ``dataset`` and ``build`` are then None and
+        `sonoshift train` does not list it, but ``load_model`` loads it like any other.
     """
 
     name: str
     kind: str
     config: type
-    dataset: Callable[[Path, Any], Any]
-    build: Callable[[Any, Any, torch.device, int], Any]
+    dataset: Callable[[Path, Any], Any] | None
+    build: Callable[[Any, Any, torch.device, int], Any] | None
     load: Callable[..., Any]
     summary: str = ""
     default_config: str = ""
     needs: Mapping[str, str] = field(default_factory=dict)
     study_order: int | None = None
+    trainer: str = ""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -150,6 +154,8 @@ def train_method(
     from sonoshift.engine.run import run_training
 
     spec = get(name)
+    if spec.trainer or spec.build is None or spec.dataset is None:
+        raise SonoshiftError(f"method '{name}' is not trained by the shared engine: use `{spec.trainer or '?'}`.")
     if cfg is None:
         cfg = load_config(spec.config, config, overrides)
     for key, needed in spec.needs.items():  # e.g. the diffusion GAN's CycleGAN: say what it is and how to give it
@@ -160,6 +166,22 @@ def train_method(
                                  f"{needed}` and pass its run folder with --{key.replace('_', '-')} RUN{where}.")
     label = config_name if config_name is not None else config_label(config)
     return run_training(spec, data, cfg, out, resume=resume, progress=progress, config_name=label)
+
+
+def _segmenter_folder(path: str | Path) -> tuple[Path, bool] | None:
+    """(folder, calibrated for GA) when ``path`` is a segmenter checkpoint folder, else None."""
+    import json
+
+    from sonoshift.downstream.segmenter import META_NAME
+
+    meta = Path(path) / META_NAME
+    if not meta.is_file():
+        return None
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8")).get("info") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise SonoshiftError(f"segmenter checkpoint {meta} is not valid JSON.") from None
+    return Path(path), isinstance(info, dict) and "ga_estimator" in info
 
 
 def load_model(
@@ -173,8 +195,13 @@ def load_model(
 
     from sonoshift.engine.checkpoint import read_model
 
-    ckpt = read_model(path)
-    spec = get(ckpt.method)
+    ckpt: Any = _segmenter_folder(path)
+    if ckpt is not None:  # `sonoshift segment` / `sonoshift ga build` folders: their own format, their own loader
+        spec = get("ga_head" if ckpt[1] else "unet_segmenter")
+        ckpt = ckpt[0]
+    else:
+        ckpt = read_model(path)
+        spec = get(ckpt.method)
     if kind is not None and spec.kind != kind:
         raise SonoshiftError(f"model {path} is a {spec.kind} ('{spec.name}'), not a {kind}.")
     dev = None if device is None else torch.device(device)

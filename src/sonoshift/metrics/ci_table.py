@@ -13,12 +13,14 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from sonoshift.metrics.bootstrap import patient_bootstrap
 from sonoshift.metrics.spectrum import spectrum_distance
 
 METRICS: tuple[str, ...] = ("psnr", "ssim", "lncc", "bc")
+TEXTURE = "spectrum dB (lower = closer texture)"
 
 
 def _spectrum(run: Path, rows: list[dict[str, str]], reference: str) -> np.ndarray:
@@ -43,11 +45,12 @@ def _spectrum(run: Path, rows: list[dict[str, str]], reference: str) -> np.ndarr
     return np.array(out)
 
 
-def ci_table(runs: list[Path], reference: str = "gt", metrics: tuple[str, ...] = METRICS, texture: bool = True,
-             seed: int = 0) -> str:
-    """A Markdown table: one row per run with mean [95% patient bootstrap] per metric (and the texture check)."""
-    head = ["method", *[m.upper() for m in metrics]] + (["spectrum dB (lower = closer texture)"] if texture else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def ci_frame(runs: list[Path], reference: str = "gt", metrics: tuple[str, ...] = METRICS, texture: bool = True,
+             seed: int = 0) -> tuple[pd.DataFrame, int]:
+    """One row per scored run: the method, then "mean [lo, hi]" (95% patient bootstrap) per metric (and the
+    texture check); also the largest number of patients behind a row. Runs without ``reference`` rows are left out."""
+    head = ["method", *[m.upper() for m in metrics]] + ([TEXTURE] if texture else [])
+    table: list[list[str]] = []
     n_pat = 0
     for run in runs:
         path = Path(run) / "metrics.csv"
@@ -65,7 +68,20 @@ def ci_table(runs: list[Path], reference: str = "gt", metrics: tuple[str, ...] =
             cells.append(str(patient_bootstrap(vals, patients, seed=seed)))
         if texture:
             cells.append(str(patient_bootstrap(_spectrum(Path(run), rows, reference), patients, seed=seed)))
-        lines.append("| " + " | ".join(cells) + " |")
-    note = (f"\nMean over frames [95% bootstrap interval over {n_pat} patients], reference: {reference}; "
-            "the interval resamples patients, not frames.\n")
-    return "\n".join(lines) + "\n" + note
+        table.append(cells)
+    return pd.DataFrame(table, columns=head), n_pat
+
+
+def ci_note(n_patients: int, reference: str) -> str:
+    """The sentence under every interval table."""
+    return (f"Mean over frames [95% bootstrap interval over {n_patients} patients], reference: {reference}; "
+            "the interval resamples patients, not frames.")
+
+
+def ci_table(runs: list[Path], reference: str = "gt", metrics: tuple[str, ...] = METRICS, texture: bool = True,
+             seed: int = 0) -> str:
+    """A Markdown table: one row per run with mean [95% patient bootstrap] per metric (and the texture check)."""
+    from sonoshift.report.sections import frame_markdown
+
+    frame, n_pat = ci_frame(runs, reference, metrics, texture, seed)
+    return frame_markdown(frame) + "\n" + ci_note(n_pat, reference) + "\n"

@@ -1,4 +1,5 @@
-"""The main job: simulate -> prepare -> train (CycleGAN, DDGAN, cascade, segmenter) -> harmonize -> evaluate -> report.
+"""The main job: simulate -> prepare -> train (CycleGAN, DDGAN, cascade, segmenter) -> harmonize -> evaluate ->
+judge (plane classifier, GA estimator) -> report.
 
 Every stage writes files under one folder (default ``runs/demo``) and is skipped on the next run when it finished
 with the same settings (``force=True`` redoes everything). ``run_demo`` is the API; ``sonoshift demo`` the CLI.
@@ -14,7 +15,8 @@ from typing import Annotated, Any
 
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, to_dict
-from sonoshift.pipeline.stages import StageLog, run_stage
+from sonoshift.pipeline.judges import JudgesConfig
+from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
 from sonoshift.progress import console
 
@@ -27,7 +29,8 @@ class DemoConfig(Validated):
     study). The data must carry the measurements: 24 patients with gestational ages stratified over 16-40 weeks,
     split 12 / 4 / 8 (train / val / test, by patient), one blind VSI sweep and the three targeted standard-plane
     sweeps per patient, so head, abdomen and femur planes are each about a quarter of the frames.
-    steps_segmenter: target-domain segmenter steps (0 = its config's); study: what is trained and scored.
+    steps_segmenter: target-domain segmenter steps (0 = its config's); study: what is trained and scored;
+    judges: the plane classifier and GA estimator that judge every run (``sonoshift.pipeline.judges``).
     """
 
     patients: PosInt = 24
@@ -43,6 +46,43 @@ class DemoConfig(Validated):
     # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter;
     # both start from their input (residual generator), so a short run can only add to it.
     study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 300, "cascade": 300}))
+    judges: JudgesConfig = dataclasses.field(default_factory=JudgesConfig)
+
+
+def _without_judges(cfg: DemoConfig) -> dict[str, Any]:
+    """The demo settings the stages before the judges depend on (changing a judge retrains nothing else)."""
+    return {k: v for k, v in to_dict(cfg).items() if k != "judges"}
+
+
+def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: list[Path], data_key: Any,
+                log: StageLog, force: bool, progress: bool) -> dict[str, Any]:
+    """Train the plane classifier (target domain, frozen) and judge every run: RUN/planes.csv and RUN/ga.csv.
+    Returns {method: {variant: scores}}."""
+    from sonoshift.outputs import file_digest
+    from sonoshift.pipeline.judges import RunJudges, judge_run, train_plane_judge
+
+    study, jcfg = cfg.study, cfg.judges
+    plane_dir = root / "models" / "plane_classifier"
+    plane_key = [to_dict(jcfg), data_key, study.target, study.seed, "plane classifier"]
+    run_stage("train plane classifier", root, plane_key,
+              lambda: train_plane_judge(data, plane_dir, jcfg, domain=study.target, seed=study.seed,
+                                        progress=progress), force=force, log=log)  # fmt: skip
+    loaded: list[RunJudges] = []  # loaded once, on first use; source and ground-truth frames are judged once
+
+    def _judges() -> RunJudges:
+        if not loaded:
+            loaded.append(RunJudges.load(plane_dir, seg_dir, jcfg.ga_plane))
+        return loaded[0]
+
+    scores = {}
+    for run in runs:
+        # A run harmonized again has new metrics (its digest changes the key); one whose judge files are gone
+        # (re-harmonized into the same bytes) is judged again too.
+        done = all((run / f).is_file() for f in ("planes.csv", "ga.csv"))
+        key = [plane_key, _without_judges(cfg), path_key(run, root), file_digest(run / "metrics.csv")]
+        scores[run.name] = run_stage(f"judge planes + GA {run.name}", root, key,
+                                     lambda r=run: judge_run(r, _judges(), data), force=force or not done, log=log)
+    return scores
 
 
 def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool) -> dict[str, Any]:
@@ -103,25 +143,20 @@ def run_demo(
         return str(prepare([sim_dir], data, prep_cfg, progress=progress).out)
 
     run_stage("prepare", root, [to_dict(prep_cfg), to_dict(sim_cfg)], _prepare, force=force, log=log)
-    run_stage("train segmenter", root, [to_dict(cfg), "segmenter"],
+    run_stage("train segmenter", root, [_without_judges(cfg), "segmenter"],
               lambda: _train_segmenter(cfg, data, seg_dir, progress), force=force, log=log)
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
+    judged = (_judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log, force, progress)
+              if cfg.judges.enabled else {})  # fmt: skip
     # The report is cheap and reads every run: always rewritten.
     report = run_stage(
         "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir, force=True) / "index.html"), force=True,
         log=log,
     )
-    # Every table with a bootstrap interval over patients and the texture check (report/table_ci.md).
-    from sonoshift.metrics.ci_table import ci_table
-
-    def _ci() -> str:
-        atomic_write_text(report_dir / "table_ci.md", ci_table(runs))
-        return str(report_dir / "table_ci.md")
-
-    run_stage("table with patient intervals", root, to_dict(cfg), _ci, force=force, log=log)
     summary = {
         "report": report,
         "stages": log.entries,
+        "judges": judged,
         "paths": {
             "simulated data": str(sim_dir),
             "prepared data": str(data),
@@ -139,6 +174,16 @@ def print_summary(summary: dict[str, Any], title: str = "sonoshift demo: done") 
     console.rule(f"[bold]{title}")
     for name, entry in summary["stages"].items():
         console.print(f"  {name:<40} {entry['status']:<7} {entry['seconds']:7.1f} s")
+    judged = summary.get("judges") or {}
+    if judged:
+        console.print("\n  downstream judges: plane accuracy / macro-F1, GA |error| (days) — raw, harmonized, ground truth")
+        for method, v in judged.items():
+            cells = []
+            for variant in ("source", "harmonized", "ground_truth"):
+                s = v.get(variant, {})
+                cells.append(f"{s.get('plane_accuracy', float('nan')):.2f} / {s.get('plane_macro_f1', float('nan')):.2f}, "
+                             f"{s.get('ga_abs_error_days', float('nan')):.1f} d")
+            console.print(f"  {method:<18} " + "  |  ".join(cells))
     console.print("")
     for key, value in summary["paths"].items():
         console.print(f"  {key:<18} {value}")

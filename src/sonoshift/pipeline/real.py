@@ -3,7 +3,11 @@
 Same stages and report as the simulated demo, on the public data in ``../shared/data`` (read in place, never
 copied). Real data has no ground truth, so frames are scored against their paired target-domain frame (the
 paper's protocol: a different patient) and against their own source (structure kept). A fetal-head segmenter
-trained on HC18 measures trans-thalamic heads before and after harmonization.
+trained on HC18 measures trans-thalamic heads before and after harmonization, and as the GA estimator it is
+scored on HC18's held-out images (HC error, GA error per trimester). The downstream plane check: a classifier
+trained on Spanish FETAL_PLANES_DB labels only, tested on the African test part raw and harmonized
+(``pipeline.spain_africa``). The African images follow the African rule (``judges.plane.african``): translators
+see the adaptation part only; the test part is only ever scored.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, Validated, load_config, to_dict
 from sonoshift.errors import SonoshiftError
+from sonoshift.pipeline.spain_africa import SpainAfricaConfig
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
 
@@ -28,8 +33,9 @@ if TYPE_CHECKING:
 @dataclasses.dataclass(frozen=True)
 class RealConfig(Validated):
     """The real-data run. african_target: the centre the others are harmonized toward (the other centres are
-    pooled into one source domain ``other_centres``); study: methods, size and step budgets (domains are set
-    per dataset); hc18_config / steps_hc18: the head segmenter."""
+    pooled into one source domain ``other_centres``; the adaptation part of the African rule only); study:
+    methods, size and step budgets (domains are set per dataset); hc18_config / steps_hc18: the head segmenter
+    (also the GA estimator scored on HC18); spain_africa: the Spain -> Africa plane check."""
 
     data_root: str = "../shared/data"
     fpdb_source: str = "Aloka"
@@ -40,9 +46,15 @@ class RealConfig(Validated):
     study: StudyConfig = dataclasses.field(
         default_factory=lambda: StudyConfig(size=64, steps={"cyclegan": 800, "ddgan": 250, "cascade": 250})
     )
+    spain_africa: SpainAfricaConfig = dataclasses.field(default_factory=SpainAfricaConfig)
 
 
 OTHER_CENTRES = "other_centres"
+
+
+def _settings(cfg: RealConfig) -> dict[str, Any]:
+    """The settings the studies and the head stages depend on (the Spain -> Africa stage keys its own)."""
+    return {k: v for k, v in to_dict(cfg).items() if k != "spain_africa"}
 
 
 def find_data_root(data_root: str | Path) -> Path:
@@ -70,14 +82,17 @@ def _fpdb_spec(cfg: RealConfig, root: Path) -> Any:
 def _african_spec(cfg: RealConfig, root: Path) -> Any:
     from sonoshift.data.public import african_planes_spec
 
+    from sonoshift.judges.plane.african import in_part
+
     spec = african_planes_spec(root)
     centres = sorted({it.domain for it in spec.items})
     if cfg.african_target not in centres:
         raise SonoshiftError(f"african_target '{cfg.african_target}' is not a centre (centres: {', '.join(centres)}).")
+    adaptation = in_part([it.patient_id for it in spec.items], "adaptation")  # the African rule: never the test part
     items = tuple(
         it if it.domain == cfg.african_target
         else dataclasses.replace(it, domain=OTHER_CENTRES, labels={**it.labels, "centre": it.domain})
-        for it in spec.items
+        for it, keep in zip(spec.items, adaptation) if keep
     )
     return dataclasses.replace(spec, items=items)
 
@@ -112,6 +127,52 @@ def _heads(cfg: RealConfig, root: Path, data_root: Path, fpdb_runs: list[Path], 
     dice = float(val["dice"].mean()) if "dice" in val else float("nan")
     return {"segmenter": str(seg_dir), "hc18_val_dice": dice, "summary": str(root / "heads" / "heads_summary.csv"),
             "original": str(root / "heads" / "fpdb_original.csv"), "runs": runs}
+
+
+def _hc18_ga(root: Path, data_root: Path, seg_dir: Path) -> dict[str, Any]:
+    """The head segmenter as the GA estimator (ellipse calibrated on its HC18 training masks), scored on its
+    held-out HC18 images: the HC18 summary and per-trimester GA table (CSV paths)."""
+    from sonoshift.judges.ga.hc18_report import build_estimator, report_table
+
+    out = root / "models" / "ga_estimator"
+    est = build_estimator(seg_dir, data_root / "hc18", out)
+    s = est.segmenter.info["ga_estimator"]["validation"]
+    if not s:
+        raise SonoshiftError(f"the HC18 segmenter {seg_dir} has no held-out HC18 images to score the GA estimator on.")
+    hc = pd.DataFrame([{"images": s["images"], "hc_abs_err_mm_mean": s["hc_abs_err_mm_mean"],
+                        "hc_abs_err_mm_median": s["hc_abs_err_mm_median"], "hc_abs_err_mm_p95": s["hc_abs_err_mm_p95"],
+                        "hc_signed_err_mm_mean": s["hc_signed_err_mm_mean"], "no_head_found": s["no_head_found"]}])
+    paths = {"estimator": str(out), "hc": str(root / "hc18" / "hc_error.csv"), "ga": str(root / "hc18" / "ga_error.csv")}
+    atomic_write_text(Path(paths["hc"]), hc.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(Path(paths["ga"]), report_table(s).to_csv(index=False, lineterminator="\n"))
+    return paths
+
+
+def _hc18_section(hc18: dict[str, Any]) -> ExtraSection:
+    from sonoshift.report import ExtraSection
+
+    hc = pd.read_csv(hc18["hc"]).iloc[0]
+    ga = pd.read_csv(hc18["ga"])
+    caption = (f"The HC18 head segmenter as the GA estimator (head -> one ellipse -> HC -> GA by Hadlock and "
+               f"INTERGROWTH-21st) on its {int(hc['images'])} held-out HC18 images: HC |error| mean "
+               f"{hc['hc_abs_err_mm_mean']:.2f} mm, median {hc['hc_abs_err_mm_median']:.2f}, 95th percentile "
+               f"{hc['hc_abs_err_mm_p95']:.2f}, signed mean {hc['hc_signed_err_mm_mean']:+.2f}; no head found in "
+               f"{int(hc['no_head_found'])}. On HC18 GA comes from HC by a formula, so the GA error (days, per "
+               "trimester of the reference GA; |error| mean and std, signed mean) is the HC error in days.")
+    return ExtraSection(title="HC18: HC and GA error of the GA estimator", caption=caption, table=ga)
+
+
+def _spain_africa_section(result: dict[str, Any]) -> ExtraSection:
+    from sonoshift.pipeline.spain_africa import spain_africa_table
+    from sonoshift.report import ExtraSection
+
+    table = spain_africa_table(result["table"])
+    caption = ("A plane classifier trained on Spanish FETAL_PLANES_DB labels only (the four planes the African set "
+               "shares), tested on the African test part (never trained, tuned or selected on): raw, and after a "
+               "CycleGAN trained on the Spanish images and the unlabelled African adaptation part maps the test "
+               "frames toward the Spanish images. Accuracy and macro-F1 per centre and over all (all). The "
+               "classifier, the translator and the frames share one frame size.")
+    return ExtraSection(title="Spain -> Africa plane classification, raw vs harmonized", caption=caption, table=table)
 
 
 def _method(run: Path) -> str:
@@ -151,6 +212,7 @@ def run_real(
     """Run both real-data studies and the head evaluation into ``out``; return the summary (report paths...)."""
     from sonoshift.data.prepare import PrepareConfig, prepare
     from sonoshift.data.resize import ResizeConfig
+    from sonoshift.pipeline.spain_africa import run_spain_africa
     from sonoshift.report import make_report
 
     root = Path(out)
@@ -174,8 +236,13 @@ def run_real(
         study_runs[name] = run_study(sub / "data", sub, study, log=log, force=force, progress=progress,
                                      prefix=f"{name}: ")  # fmt: skip
     heads = run_stage("heads: HC18 segmenter on FETAL_PLANES_DB", root,
-                      [to_dict(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}"],
+                      [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}"],
                       lambda: _heads(cfg, root, data_root, study_runs["fpdb"], progress), force=force, log=log)
+    hc18 = run_stage("hc18: GA estimator on held-out HC18", root,
+                     [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}", "hc18 v1"],
+                     lambda: _hc18_ga(root, data_root, Path(heads["segmenter"])), force=force, log=log)
+    spain = (run_spain_africa(root / "spain_africa", data_root, cfg.spain_africa, log=log, force=force,
+                              progress=progress) if cfg.spain_africa.enabled else None)  # fmt: skip
     figure = root / "heads" / "heads_outlines.png"
     # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.
     for name, source, target, _ in studies:
@@ -183,7 +250,8 @@ def run_real(
         study = dataclasses.replace(cfg.study, source=source, target=target)
 
         def _report(r: list[Path] = study_runs[name], o: Path = sub / "report", n: str = name) -> str:
-            extra = [_heads_section(heads, figure)] if n == "fpdb" else []
+            extra = ([_heads_section(heads, figure), _hc18_section(hc18)] if n == "fpdb"
+                     else [_spain_africa_section(spain)] if spain else [])  # fmt: skip
             return str(make_report(r, o, extra_sections=extra, force=True) / "index.html")
 
         reports[name] = run_stage(f"{name}: report", sub, to_dict(study), _report, force=True, log=log)
@@ -191,7 +259,7 @@ def run_real(
         "report": reports.get("fpdb", ""),
         "stages": log.entries,
         "paths": {**{f"{k} report": v for k, v in reports.items()}, "heads": heads["summary"],
-                  "heads figure": str(figure)},
+                  "heads figure": str(figure), "hc18 GA": hc18["ga"], **({"spain->africa": spain["table"]} if spain else {})},
     }
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

@@ -16,7 +16,7 @@ from sonoshift.report.figure import qualitative_figure
 from sonoshift.report.grid import qualitative_grid
 from sonoshift.report.html import render_html
 from sonoshift.report.load import RunResult, load_runs, metric_order, modes_of
-from sonoshift.report.sections import ExtraSection, check_sections, write_sections
+from sonoshift.report.sections import ExtraSection, check_sections, frame_markdown, write_sections
 from sonoshift.report.summary import build_summary, summary_markdown
 from sonoshift.report.table import build_tables, segmentation_frame, to_csv, to_latex, to_markdown
 from sonoshift.report.violin import violins
@@ -33,6 +33,7 @@ class ReportConfig(Validated):
     grid_panel_px: PosInt = 256  # grid panels are upsampled (nearest, integer factor) to about this many pixels
     violins: bool = True
     violin_metrics: tuple[str, ...] = ()  # metrics that get violin plots; empty = every metric column
+    intervals: bool = True  # a table with a 95% bootstrap interval over patients and the texture check per method
 
 
 def make_report(
@@ -78,14 +79,37 @@ def make_report(
                 if cfg.grid_frames > 0 else None)  # fmt: skip
         figure = (qualitative_figure(runs, tmp / "figure.png", cfg.overlays, cfg.figure_panel_px)
                   if cfg.figure else None)  # fmt: skip
+        if cfg.intervals:
+            intervals = _interval_section(runs)
+            for section in intervals:
+                (tmp / "table_ci.md").write_text(frame_markdown(section.table) + "\n" + section.caption + "\n",
+                                                 encoding="utf-8")
+            extra = [*intervals, *extra]
         copied = write_sections(extra, tmp / "sections")
         page = render_html(runs, tables, figs, grid, list(zip(extra, copied)), summary, figure)
         (tmp / "index.html").write_text(page, encoding="utf-8")
     return Path(out)
 
 
+def _interval_section(runs: list[RunResult]) -> list[ExtraSection]:
+    """The results with a patient bootstrap interval and the texture check, against the ground truth when the runs
+    have it (else their first reference mode); nothing when no run has patient ids."""
+    from sonoshift.metrics.ci_table import ci_frame, ci_note
+
+    modes = modes_of(runs)
+    if not modes:
+        return []
+    reference = "gt" if "gt" in modes else modes[0]
+    frame, n_patients = ci_frame([r.run_dir for r in runs], reference)
+    if frame.empty:
+        return []
+    return [ExtraSection(title=f"Intervals over patients and the texture check ({reference})", table=frame,
+                         caption=ci_note(n_patients, reference) + " The texture column is the mean distance between "
+                         "the radially averaged log power spectra of output and reference inside the field of view.")]
+
+
 def _report_key(runs: list[RunResult], cfg: ReportConfig, extra: list[ExtraSection]) -> str:
-    files = ("metrics.csv", "metrics.json", "metrics_dataset.csv", "segmentation.csv")
+    files = ("metrics.csv", "metrics.json", "metrics_dataset.csv", "segmentation.csv", "planes.csv", "ga.csv")
     return settings_key({
         "config": repr(cfg),
         "runs": [[str(r.run_dir.resolve()), {f: file_digest(r.run_dir / f) for f in files if (r.run_dir / f).is_file()}]

@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from sonoshift.report.downstream import judges_frame
 from sonoshift.report.load import RunResult
 from sonoshift.report.sections import IMAGE_SUFFIXES, ExtraSection, section_html
 from sonoshift.report.summary import MIXED, MODE_SHORT, NO, NO_GAIN_MODES, YES, Summary, better
@@ -16,6 +17,8 @@ from sonoshift.report.table import (
     MODE_TITLE,
     Table,
     _cell_text,
+    _judge_cell,
+    _judge_num,
     _pm,
     arrow,
     display,
@@ -173,6 +176,27 @@ def _tables_html(runs: list[RunResult], tables: list[Table]) -> list[str]:
                          f"</td><td>{d['n']}</td>{''.join(cells)}</tr>")  # fmt: skip
         parts.append("</table><p class='note'>Target-domain segmenter applied to the source frame, the harmonized "
                      "output and the ground truth; scored against the source frame's label map.</p>")  # fmt: skip
+    jf = judges_frame(runs)
+    if not jf.empty:
+        parts.append("<h3>Downstream plane classification and gestational age</h3><table><tr><th class='l'>Run</th>"
+                     "<th class='l'>Input</th><th>n</th><th>Plane accuracy ↑</th><th>Plane macro-F1 ↑</th>"
+                     "<th>head frames</th><th>head found</th><th>GA error (days) ↓</th></tr>")  # fmt: skip
+        for _, d in jf.iterrows():
+            cells = []
+            for col, digits in (("plane_accuracy", 3), ("plane_macro_f1", 3)):
+                cls = ' class="best"' if d[f"{col}_best"] else ""
+                cells.append(f"<td{cls}>{_judge_cell(d, col, digits, bold=False)}</td>")
+            n = lambda v: "–" if math.isnan(float(v)) else str(int(v))  # noqa: E731
+            cls = ' class="best"' if d["ga_mean_best"] else ""
+            parts.append(f"<tr><td class='l'>{html.escape(d['label'])}</td><td class='l'>{html.escape(d['variant'])}"
+                         f"</td><td>{n(d['plane_n'])}</td>{''.join(cells)}<td>{n(d['ga_n'])}</td>"
+                         f"<td>{_judge_num(d['head_found'], 2)}</td>"
+                         f"<td{cls}>{html.escape(_judge_cell(d, 'ga_mean', 1, bold=False))}</td></tr>")  # fmt: skip
+        parts.append("</table><p class='note'>A plane classifier and a GA estimator trained on the target domain "
+                     "only (frozen) judge the source frame, the harmonized output and the ground truth. Macro-F1 "
+                     "next to accuracy: the classes are unbalanced. GA: head-plane frames; the head segmented, an "
+                     "ellipse fitted, HC (mm) -> GA by Hadlock; |error| in days over the frames with a head found "
+                     "(mean ± std).</p>")  # fmt: skip
     dist = distribution_frame(runs)
     if not dist.empty:
         parts.append("<h3>Distribution level</h3><table><tr><th class='l'>Run</th><th class='l'>Reference</th>"

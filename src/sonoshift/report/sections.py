@@ -90,3 +90,10 @@ def section_html(section: ExtraSection, images_html: list[str]) -> str:
     if section.table is not None and not section.table.empty:
         parts.append(table_html(section.table))
     return "\n".join(parts)
+
+
+def frame_markdown(df: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (cells as in the HTML table)."""
+    lines = ["| " + " | ".join(str(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sonoshift.metrics import REGISTRY, higher_is_better
+from sonoshift.report.downstream import judges_frame
 from sonoshift.report.load import RunResult, metric_order, modes_of
 
 MODE_TITLE = {
@@ -151,6 +152,16 @@ def to_markdown(tables: list[Table], runs: list[RunResult], lead: list[str] | tu
                          f"{_pm('dice', d['dice_mean'], d['dice_std'], d['dice_best'])} | "
                          f"{_pm('hd95', d['hd95_mean'], d['hd95_std'], d['hd95_best'])} |")  # fmt: skip
         lines.append("")
+    jf = judges_frame(runs)
+    if not jf.empty:
+        lines += ["## Downstream plane classification and gestational age (target-domain judges)", ""]
+        lines += ["| Method | Config | Input | n | Plane accuracy ↑ | Plane macro-F1 ↑ | head frames | head found | "
+                  "GA error (days) ↓ |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        for _, d in jf.iterrows():
+            lines.append(f"| {d['method']} | {d['config'] or '–'} | {d['variant']} | {_int(d['plane_n'])} | "
+                         f"{_judge_cell(d, 'plane_accuracy', 3)} | {_judge_cell(d, 'plane_macro_f1', 3)} | "
+                         f"{_int(d['ga_n'])} | {_judge_num(d['head_found'], 2)} | {_judge_cell(d, 'ga_mean', 1)} |")
+        lines.append("")
     dist = distribution_frame(runs)
     if not dist.empty:
         lines += ["## Distribution level", ""]
@@ -231,6 +242,22 @@ def distribution_frame(runs: list[RunResult]) -> pd.DataFrame:
 def _pm(metric: str, mean: float, std: float, best: bool) -> str:
     s = fmt(metric, mean) if math.isnan(std) else f"{fmt(metric, mean)} ± {fmt(metric, std)}"
     return f"**{s}**" if best else s
+
+
+def _int(v: object) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(int(v))
+
+
+def _judge_num(v: float, digits: int) -> str:
+    return "–" if v is None or math.isnan(float(v)) else f"{float(v):.{digits}f}"
+
+
+def _judge_cell(d: pd.Series, col: str, digits: int, bold: bool = True) -> str:
+    """A judges-table cell: value (± std for the GA error), bold when best."""
+    s = _judge_num(d[col], digits)
+    if col == "ga_mean" and s != "–" and not math.isnan(float(d["ga_std"])):
+        s += f" ± {float(d['ga_std']):.{digits}f}"
+    return f"**{s}**" if bold and bool(d.get(f"{col}_best", False)) else s
 
 
 def segmentation_frame(runs: list[RunResult]) -> pd.DataFrame:

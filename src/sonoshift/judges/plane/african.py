@@ -83,3 +83,17 @@ def in_part(patients: Iterable[str], part: str, split: dict | None = None) -> np
     """Boolean mask: which of ``patients`` belong to ``part``."""
     keep = african_part(part, split)
     return np.array([str(p) in keep for p in patients], dtype=bool)
+
+
+def without_test_part(samples, what: str, split: dict | None = None):
+    """``samples`` (judges.plane.data.Samples) without the frames of African test-part patients, saying how many
+    were left out (one console line; nothing said when there are none). Every training or selection path of the
+    plane classifier goes through this: the African test part is only ever scored."""
+    from sonoshift.progress import console
+
+    test = in_part(samples.patients, "test", split)
+    if test.any():
+        console.print(f"{what}: {int(test.sum())} frames of {len(set(np.array(samples.patients)[test]))} African "
+                      "test-part patients left out (the African rule: the test part is never trained, tuned or "
+                      "selected on).")
+    return samples.subset(~test)

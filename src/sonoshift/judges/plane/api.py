@@ -41,10 +41,15 @@ def train_on_dataset(
     dataset: str | Path, out: str | Path, cfg: ClassifierConfig, *, progress: bool = True,
     device: str | torch.device = "cpu",
 ) -> PlaneClassifier:
-    """Train on the prepared dataset's train split, early-stop on its val split, write the checkpoint to ``out``."""
+    """Train on the prepared dataset's train split, early-stop on its val split, write the checkpoint to ``out``.
+    African test-part patients are left out of both (the African rule, ``african.py``)."""
+    from sonoshift.judges.plane.african import without_test_part
+
     doms = cfg.domains or None
-    train = load_samples(dataset, ["train"], cfg.image_size, label=cfg.label, domains=doms)
-    val = load_samples(dataset, ["val"], cfg.image_size, label=cfg.label, domains=doms)
+    train = without_test_part(load_samples(dataset, ["train"], cfg.image_size, label=cfg.label, domains=doms),
+                              f"training split of {dataset}")
+    val = without_test_part(load_samples(dataset, ["val"], cfg.image_size, label=cfg.label, domains=doms),
+                            f"validation split of {dataset}")
     if len(train) == 0:
         raise SonoshiftError(f"prepared dataset {dataset} has no training frame with a {cfg.label!r} label.")
     clf = fit(train, val, cfg, data_info={"dataset": str(Path(dataset).resolve()), "splits": "train / val"},

@@ -12,7 +12,7 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import Validated
 from sonoshift.errors import SonoshiftError
-from sonoshift.judges.plane.african import in_part
+from sonoshift.judges.plane.african import in_part, without_test_part
 from sonoshift.judges.plane.api import fit, harmonize_samples
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier, save_classifier
 from sonoshift.judges.plane.data import load_samples
@@ -45,8 +45,10 @@ def spain_to_africa(
     if classifier is not None:
         clf: PlaneClassifier = load_classifier(classifier)
     else:
-        train = load_samples(source, ["train"], ccfg.image_size, label=ccfg.label)
-        val = load_samples(source, ["val"], ccfg.image_size, label=ccfg.label)
+        train = without_test_part(load_samples(source, ["train"], ccfg.image_size, label=ccfg.label),
+                                  f"training split of {source}", african)
+        val = without_test_part(load_samples(source, ["val"], ccfg.image_size, label=ccfg.label),
+                                f"validation split of {source}", african)
         if len(train) == 0:
             raise SonoshiftError(f"source dataset {source} has no labelled training frame.")
         clf = fit(train, val, ccfg, data_info={"dataset": str(Path(source).resolve()), "protocol": "spain_to_africa"},

@@ -3,7 +3,8 @@
 Inside each domain the sorted patient ids are shuffled by ``numpy.random.default_rng([seed, *domain bytes])``
 and dealt round-robin into ``k`` folds. Fold f is the test part, fold (f + 1) mod k the validation part (early
 stopping), the rest trains. Each fold's assignment passes the data pipeline's leakage check. Predictions of the
-k test parts are pooled: every frame is scored once, by a model that never saw its patient.
+k test parts are pooled: every frame is scored once, by a model that never saw its patient. African test-part
+patients (``african.py``) are left out before folding: on the African set the CV runs inside the adaptation part.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.data.splits import check_leakage
 from sonoshift.errors import SonoshiftError
+from sonoshift.judges.plane.african import without_test_part
 from sonoshift.judges.plane.api import fit
 from sonoshift.judges.plane.checkpoint import PlaneClassifier
 from sonoshift.judges.plane.data import Samples, load_samples
@@ -46,15 +48,17 @@ def _check(samples: Samples, parts: dict[str, np.ndarray]) -> None:
 
 def cross_validate(
     dataset: str | Path, out: str | Path, cfg: ClassifierConfig, *, k: int = 5, seed: int = 0,
-    progress: bool = True,
+    progress: bool = True, african: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run k-fold patient-wise CV; writes predictions.csv, summary.csv, confusion.png and folds.csv to ``out``.
 
-    Returns (pooled summary per domain + ``all``, per-fold accuracy / macro-F1 table)."""
+    Returns (pooled summary per domain + ``all``, per-fold accuracy / macro-F1 table). ``african``: the
+    adaptation/test rule whose test part is left out (default: the project's ``african_split.json``)."""
     samples = load_samples(dataset, ["train", "val", "test"], cfg.image_size, label=cfg.label,
                            domains=cfg.domains or None)
     if cfg.classes:
         samples = samples.subset([l in cfg.classes for l in samples.labels])
+    samples = without_test_part(samples, f"cross-validation on {dataset}", african)
     if len(samples) == 0:
         raise SonoshiftError(f"prepared dataset {dataset} has no frame with a {cfg.label!r} label.")
     folds = patient_folds(samples.domains, samples.patients, k, seed)
