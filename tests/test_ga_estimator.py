@@ -123,3 +123,89 @@ def test_regressor_trains_saves_and_scores(fake_hc18, tmp_path):
     assert t["ga_err_days"].tolist() == pytest.approx([0.0, 56.0])
     assert t["valid"].tolist() == [True, False]
     assert predict_ga(model, torch.zeros(2, 1, 32, 32)).shape == (2,)
+
+
+def test_measure_files_streams_batches_in_order(tmp_path):
+    # more files than one batch, sizes and pixel sizes differing per file, one without a head: every row must be
+    # the analytic perimeter of its own drawn ellipse, in the order given
+    from sonoshift.judges.ga.estimator import measure_files
+
+    est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64), offset_px=0.0, tta=False)
+    specs = [(270, 400, 150.0, 110.0, 15.0), (200, 200, 80.0, 60.0, 70.0), None, (300, 260, 100.0, 90.0, 0.0),
+             (240, 320, 120.0, 70.0, 120.0)]
+    paths, px, expected = [], [], []
+    for i, spec in enumerate(specs):
+        img = np.full((120, 150), 30, np.uint8) if spec is None else head_image(*spec)
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(img).save(paths[-1])
+        px.append(0.1 * (i + 1))
+        expected.append(math.nan if spec is None else ellipse_perimeter(spec[2], spec[3]) * px[-1])
+    df = measure_files(est, paths, px, batch_size=2, workers=2)
+    assert list(df["name"]) == [str(p) for p in paths]
+    assert df["head_found"].tolist() == [True, True, False, True, True]
+    got = df["hc_mm"].to_numpy()
+    assert np.isnan(got[2])
+    keep = [0, 1, 3, 4]
+    assert got[keep] == pytest.approx(np.array(expected)[keep], rel=0.01)
+
+
+def test_worst_cases_png_draws_reference_and_estimate(fake_hc18, tmp_path):
+    from sonoshift.downstream.hc18 import load_hc18_table
+    from sonoshift.judges.ga.hc18_figure import worst_cases_png
+
+    rows = load_hc18_table(fake_hc18).head(3)
+    table = pd.DataFrame({"name": rows["filename"], "head_found": [True, False, True],
+                          "hc_abs_err_mm": [1.0, math.nan, 3.0], "hc_mm": [10.0, math.nan, 12.0],
+                          "hc_true_mm": [9.0, 9.0, 9.0], "cx": [48.0, math.nan, 48.0], "cy": [40.0, math.nan, 40.0],
+                          "a_px": [20.0, math.nan, 25.0], "b_px": [15.0, math.nan, 18.0], "angle": [0.0, math.nan, 0.0]})
+    out = worst_cases_png(table, rows, tmp_path / "w.png", n=3, width=200)
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert img.shape == (2 * round(80 * 200 / 96), 400, 3)  # 3 panels -> 2 lines of 2, 200 px wide each
+    red = (img[..., 0] > 180) & (img[..., 1] < 90) & (img[..., 2] < 90)
+    green = (img[..., 1] > 180) & (img[..., 0] < 90) & (img[..., 2] < 90)
+    assert red.sum() > 50 and green.sum() > 50
+
+
+class DarkIsHead(BrightIsHead):
+    """The opposite of BrightIsHead: averaged with it, every pixel is 50/50 (no head anywhere)."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), -self.k * x], 1)
+
+
+def test_ensemble_averages_member_maps_across_sizes():
+    img = head_image(270, 400, 150.0, 110.0, 15.0)
+    a = Segmenter(BrightIsHead(), ("background", "head"), 64)
+    b = Segmenter(BrightIsHead(), ("background", "head"), 48)
+    ens = GaEstimator(a, 0.0, True, (b,))
+    assert ens.input_sizes == (64, 48)
+    df = measure(ens, [img], [0.5])
+    assert df.iloc[0]["hc_mm"] == pytest.approx(ellipse_perimeter(150, 110) * 0.5, rel=0.01)
+    from sonoshift.judges.ga.estimator import head_probabilities
+
+    # opposite members on a bright frame: each alone is sure (~1 and ~0), their mean is exactly undecided
+    bright = np.full((270, 400), 200, np.uint8)
+    dark = Segmenter(DarkIsHead(), ("background", "head"), 48)
+    assert head_probabilities(GaEstimator(a, 0.0, False), [bright]).min() > 0.99
+    p = head_probabilities(GaEstimator(a, 0.0, False, (dark,)), [bright])
+    assert p.shape == (1, 64, 64) and np.allclose(p, 0.5, atol=1e-4)
+
+
+def test_build_ensemble_saves_members_and_refuses_other_splits(fake_hc18, tmp_path):
+    from sonoshift.downstream.segmenter import save_segmenter
+    from sonoshift.judges.ga.hc18_report import build_estimator
+
+    from sonoshift.downstream.segmenter import ModelConfig, build_unet
+
+    tiny = ModelConfig(channels=(4, 8), strides=(2,))
+    cfg = {"val_fraction": 0.25, "split_seed": 0, "model": {"channels": [4, 8], "strides": [2]}}
+    for name, size, seed in (("a", 32, 0), ("b", 24, 0), ("c", 24, 1)):
+        seg = Segmenter(build_unet(tiny, 2), ("background", "head"), size, config={**cfg, "split_seed": seed})
+        save_segmenter(seg, tmp_path / name)
+    with pytest.raises(SonoshiftError, match="other HC18 images"):
+        build_estimator([tmp_path / "a", tmp_path / "c"], fake_hc18, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    build_estimator([tmp_path / "a", tmp_path / "b"], fake_hc18, tmp_path / "ens")
+    est = load_ga_estimator(tmp_path / "ens")
+    assert [s.image_size for s in est.segmenters] == [32, 24]
+    assert len(pd.read_csv(tmp_path / "ens" / "hc18_validation.csv")) == 3

@@ -62,3 +62,56 @@ def test_offset_calibration_recovers_a_known_outline_offset():
         masks.append(drawn((200, 200), 100.0, 100.0, a, b, 10.0) > 0.5)
         refs.append(ellipse_perimeter(a - 1.5, b - 1.5))
     assert calibrate_offset(masks, refs) == pytest.approx(-1.5, abs=0.1)
+
+
+def test_trimmed_fit_resists_a_leak_into_a_neighbouring_structure():
+    # a head with a blob stuck to its side (segmentation leaking into the placenta, say): the plain fit through
+    # every contour point is pulled outwards; the trimmed refit follows the head's own outline
+    prob = drawn((240, 320), 160.0, 120.0, 90.0, 70.0, 0.0)
+    blob = drawn((240, 320), 250.0, 120.0, 25.0, 35.0, 0.0)
+    prob = np.maximum(prob, blob)
+    true = ellipse_perimeter(90, 70)
+    plain = fit_head(prob, prob.shape, trim_iters=0).hc_px()
+    trimmed = fit_head(prob, prob.shape).hc_px()
+    assert abs(plain - true) / true > 0.02
+    assert trimmed == pytest.approx(true, rel=0.005)
+
+
+def test_trimmed_fit_keeps_a_clean_ellipse_exact_and_a_border_cut_head_too():
+    # trimming must not bias a clean outline (points are dropped only beyond one model pixel), nor a cut head
+    for prob in (drawn((200, 260), 130.0, 100.0, 80.0, 55.0, 40.0), drawn((200, 200), 100.0, 30.0, 90.0, 70.0, 0.0)):
+        a, b = (80, 55) if prob.shape == (200, 260) else (90, 70)
+        assert fit_head(prob, prob.shape).hc_px() == pytest.approx(ellipse_perimeter(a, b), rel=0.005)
+
+
+def test_head_cut_by_the_border_at_model_size():
+    # a large head running off the bottom of a 540x800 frame, seen through a 192x192 map as the estimator does
+    native = drawn((540, 800), 400.0, 380.0, 300.0, 220.0, 10.0, upsample=2)
+    small = cv2.resize(native, (192, 192), interpolation=cv2.INTER_AREA)
+    fit = fit_head(small, native.shape)
+    assert fit.border_fraction > 0.1
+    assert fit.hc_px() == pytest.approx(ellipse_perimeter(300, 220), rel=0.01)
+
+
+def test_residuals_are_signed_distances():
+    from sonoshift.judges.ga.head_fit import ellipse_residuals
+
+    box = ((50.0, 40.0), (60.0, 40.0), 0.0)  # semi-axes 30 (x) and 20 (y)
+    pts = np.array([[80.0, 40.0], [85.0, 40.0], [50.0, 55.0], [50.0, 40.0 - 20.0]], np.float32)
+    assert ellipse_residuals(pts, box) == pytest.approx([0.0, 5.0, -5.0, 0.0], abs=1e-5)
+
+
+def test_ga_ensemble_configs_load_and_share_one_split():
+    from pathlib import Path
+
+    from sonoshift.config import load_config
+    from sonoshift.downstream.hc18 import Hc18Config
+    from sonoshift.downstream.segmenter import SegmenterTrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "cpu"
+    a = load_config(Hc18Config, root / "hc18_head_ga.yaml", [])
+    b = load_config(Hc18Config, root / "hc18_head_ga_deep.yaml", [])
+    assert (a.val_fraction, a.split_seed) == (b.val_fraction, b.split_seed)  # ga build refuses other splits
+    assert b.train.lr_schedule == "cosine" and b.image_size % 2 ** len(b.model.strides) == 0
+    with pytest.raises(Exception, match="lr_schedule"):
+        SegmenterTrainConfig(lr_schedule="linear")

@@ -32,7 +32,8 @@ def _print_summary(s: dict) -> None:
 
 @ga_app.command("build")
 def build_cmd(
-    segmenter: Path = typer.Option(..., "--segmenter", help="HC18 head segmenter (`sonoshift segment train-hc18`)."),
+    segmenter: list[Path] = typer.Option(..., "--segmenter", help="HC18 head segmenter (`sonoshift segment "
+                                         "train-hc18`); give it several times for an ensemble (maps averaged)."),
     out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
     tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
@@ -42,8 +43,8 @@ def build_cmd(
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta)
     meta = est.segmenter.info["ga_estimator"]
-    typer.echo(f"GA estimator written to {out} (ellipse offset {meta['offset_px']:+.2f} px, calibrated on "
-               f"{meta['calibrated_on']} training masks)")
+    typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
+               f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
     if meta["validation"]:
         _print_summary(meta["validation"])
 
@@ -97,8 +98,7 @@ def predict_cmd(
     import pandas as pd
 
     from sonoshift.atomic import atomic_write_text
-    from sonoshift.io.images import read_gray
-    from sonoshift.judges.ga.estimator import load_ga_estimator, measure
+    from sonoshift.judges.ga.estimator import load_ga_estimator, measure_files
     from sonoshift.judges.plane.api import list_images
 
     files = list_images(images)
@@ -110,7 +110,7 @@ def predict_cmd(
         sizes = {str(k): float(v) for k, v in zip(table["filename"], table["pixel_size_mm"])}
     px = [sizes.get(f.name, pixel_size) for f in files]
     est = load_ga_estimator(estimator)
-    df = measure(est, [read_gray(f) for f in files], px, names=[str(f) for f in files])
+    df = measure_files(est, files, px)
     atomic_write_text(out, df.to_csv(index=False))
     missing = df[~df["head_found"]]
     for n in missing["name"]:

@@ -13,7 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ from torch import nn
 import sonoshift
 from sonoshift.atomic import atomic_dir
 from sonoshift.engine.checkpoint import file_digest
+from sonoshift.engine.schedules import cosine_factor
 from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, Validated, from_dict, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
@@ -57,6 +58,7 @@ class SegmenterTrainConfig(Validated):
     rotate_deg: NonNegFloat = 0.0  # random rotation in [-rotate_deg, rotate_deg] (image and labels alike)
     scale: NonNegFloat = 0.0  # random zoom in [1 - scale, 1 + scale]
     translate: NonNegFloat = 0.0  # random shift, fraction of the side
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr decays to 0 at the last step
     log_every: PosInt = 25
 
 
@@ -224,6 +226,9 @@ def train_segmenter(
                 order, pos = torch.randperm(n, generator=g), 0
             idx = order[pos : pos + bs].to(device)
             pos += bs
+            if train_cfg.lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = train_cfg.lr * cosine_factor(step, train_cfg.steps)
             x, y = augment(images[idx], labels[idx], train_cfg, g)
             loss = loss_fn(model(x), y[:, None])
             opt.zero_grad(set_to_none=True)

@@ -1,9 +1,10 @@
 """The GA estimator: a head segmenter + the calibrated ellipse fit -> HC (mm) -> GA (Hadlock, INTERGROWTH-21st).
 
 Frames are resized to the segmenter's square size in one batch, head probabilities come from the network (the
-mean with its horizontally flipped twin when ``tta``), and each map gives one ellipse (head_fit.py) measured in
-the frame's native pixels; the pixel size (mm) turns it into an HC. The checkpoint is the segmenter's folder
-(``model.safetensors`` + ``segmenter.json``) whose ``info.ga_estimator`` holds the calibration.
+mean with its horizontally flipped twin when ``tta``; the mean over the members of an ensemble), and each map
+gives one ellipse (head_fit.py) measured in the frame's native pixels; the pixel size (mm) turns it into an HC.
+The checkpoint is the (first) segmenter's folder (``model.safetensors`` + ``segmenter.json``) whose
+``info.ga_estimator`` holds the calibration; further ensemble members are segmenter folders inside it.
 """
 
 from __future__ import annotations
@@ -29,53 +30,92 @@ KEY = "ga_estimator"
 
 @dataclass(frozen=True)
 class GaEstimator:
-    """Segmenter, semi-axis offset (native pixels, calibrated on training masks) and flip test-time averaging."""
+    """Segmenter, semi-axis offset (native pixels, calibrated on training masks), flip test-time averaging, and
+    optional further segmenters (``members``) whose head maps are averaged with the first's (an ensemble; maps
+    of different sizes meet, bilinearly resized, at the largest member's size)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
     tta: bool = True
+    members: tuple[Segmenter, ...] = ()
+
+    @property
+    def segmenters(self) -> tuple[Segmenter, ...]:
+        return (self.segmenter, *self.members)
 
     @property
     def head_class(self) -> int:
-        classes = self.segmenter.classes
-        for name in ("head", "fetal_head"):
-            if name in classes:
-                return classes.index(name)
-        return 1
+        return _head_class(self.segmenter)
+
+    @property
+    def input_sizes(self) -> tuple[int, ...]:
+        """The distinct model input sizes, in member order."""
+        return tuple(dict.fromkeys(s.image_size for s in self.segmenters))
+
+
+def _head_class(seg: Segmenter) -> int:
+    for name in ("head", "fetal_head"):
+        if name in seg.classes:
+            return seg.classes.index(name)
+    return 1
 
 
 def load_ga_estimator(path: str | Path, device: str | torch.device | None = None) -> GaEstimator:
-    """A GA estimator folder (``sonoshift ga build``); a plain segmenter checkpoint is refused (not calibrated)."""
+    """A GA estimator folder (``sonoshift ga build``); a plain segmenter checkpoint is refused (not calibrated).
+    Ensemble members live in sub-folders named in ``info.ga_estimator.members``."""
     seg = load_segmenter(path, device)
     meta = seg.info.get(KEY)
     if not isinstance(meta, dict) or "offset_px" not in meta:
         raise SonoshiftError(f"{path} is a segmenter without GA calibration; run `sonoshift ga build` on it first.")
-    return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)))
+    members = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("members", []))
+    return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)), members)
+
+
+def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
+    """One uint8 (H, W) frame -> (size, size) float32 in [-1, 1] (INTER_AREA: each model pixel averages the native
+    pixels it covers, so the map stays exact to the sub-pixel level)."""
+    r = cv2.resize(np.asarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+    return r.astype(np.float32) / 127.5 - 1.0
 
 
 def frames_to_batch(frames: Sequence[np.ndarray], size: int) -> torch.Tensor:
     """uint8 frames of any size -> (N, 1, size, size) float32 in [-1, 1] (INTER_AREA)."""
     out = np.empty((len(frames), 1, size, size), np.float32)
     for i, f in enumerate(frames):
-        out[i, 0] = cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
-    return torch.from_numpy(out).div_(127.5).sub_(1.0)
+        out[i, 0] = frame_to_input(f, size)
+    return torch.from_numpy(out)
 
 
 @torch.inference_mode()
-def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
-    """Head probability maps (N, S, S) float32 at the model size, one per uint8 frame."""
-    model = est.segmenter.model
-    dev = next(model.parameters()).device
-    model.eval()
-    x = frames_to_batch(frames, est.segmenter.image_size)
+def batch_probabilities(
+    est: GaEstimator, x: torch.Tensor | dict[int, torch.Tensor], batch_size: int = 32,
+) -> np.ndarray:
+    """Head probability maps (N, S, S) float32 for model inputs in [-1, 1]: ``x`` (N, 1, s, s) for one input
+    size, or {size: inputs} covering ``est.input_sizes``. S is the largest member's size."""
+    xs = x if isinstance(x, dict) else {int(x.shape[-1]): x}
+    out_size = max(s.image_size for s in est.segmenters)
+    n = len(next(iter(xs.values())))
     out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(dev)
-        p = torch.softmax(model(xb).float(), 1)[:, est.head_class]
-        if est.tta:
-            p = 0.5 * (p + torch.softmax(model(xb.flip(-1)).float(), 1)[:, est.head_class].flip(-1))
-        out.append(p.cpu())
+    for i in range(0, n, batch_size):
+        acc = None
+        for seg in est.segmenters:
+            model = seg.model.eval()
+            xb = xs[seg.image_size][i : i + batch_size].to(next(model.parameters()).device)
+            k = _head_class(seg)
+            p = torch.softmax(model(xb).float(), 1)[:, k]
+            if est.tta:
+                p = 0.5 * (p + torch.softmax(model(xb.flip(-1)).float(), 1)[:, k].flip(-1))
+            if seg.image_size != out_size:
+                p = torch.nn.functional.interpolate(p[:, None], size=(out_size, out_size), mode="bilinear",
+                                                    align_corners=False)[:, 0]
+            acc = p if acc is None else acc + p
+        out.append((acc / len(est.segmenters)).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0,) * 3, np.float32)
+
+
+def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """Head probability maps (N, S, S) float32 at the (largest) model size, one per uint8 frame."""
+    return batch_probabilities(est, {s: frames_to_batch(frames, s) for s in est.input_sizes}, batch_size)
 
 
 def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> list[HeadFit]:
@@ -84,20 +124,15 @@ def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 3
     return [fit_head(p, np.asarray(f).shape) for p, f in zip(probs, frames)]
 
 
-def measure(
-    est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
-    names: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction, ellipse.
-
-    ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
-    the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""
-    names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
+def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
     for n, px in zip(names, pixel_size_mm):
         if px is None or not np.isfinite(px) or px <= 0:
             raise SonoshiftError(f"{n} has no pixel size: HC in mm needs one (give --pixel-size MM or a CSV).")
+
+
+def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) -> list[dict]:
     recs = []
-    for n, fit, px in zip(names, fits_for(est, frames, batch_size), pixel_size_mm):
+    for n, fit, px in zip(names, fits, pixel_size_mm):
         hc_px = fit.hc_px(est.offset_px)
         hc_mm = hc_px * float(px)
         e = fit.ellipse
@@ -111,4 +146,52 @@ def measure(
             "a_px": e.a + est.offset_px if e else math.nan, "b_px": e.b + est.offset_px if e else math.nan,
             "angle": e.angle if e else math.nan,
         })
+    return recs
+
+
+def measure(
+    est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction, ellipse.
+
+    ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
+    the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""
+    names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
+    _check_pixel_sizes(names, pixel_size_mm)
+    return pd.DataFrame.from_records(_records(est, names, fits_for(est, frames, batch_size), pixel_size_mm))
+
+
+def measure_files(
+    est: GaEstimator, paths: Sequence[str | Path], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
+    workers: int = 2, names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """``measure`` for image files, streamed: ``workers`` threads decode and resize the next batch while the
+    network runs on this one (PNG decoding and OpenCV release the GIL), so only one batch of native frames is
+    ever held. Same table as ``measure``; names default to the paths."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sonoshift.io.images import read_gray
+
+    paths, pixel_size_mm = [Path(p) for p in paths], list(pixel_size_mm)
+    names = list(names) if names is not None else [str(p) for p in paths]
+    _check_pixel_sizes(names, pixel_size_mm)
+    sizes = est.input_sizes
+
+    def load(path: Path) -> tuple[tuple[int, int], list[np.ndarray]]:
+        f = read_gray(path)
+        return f.shape, [frame_to_input(f, s) for s in sizes]
+
+    recs: list[dict] = []
+    starts = range(0, len(paths), batch_size)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        pending = [pool.submit(load, p) for p in paths[:batch_size]]
+        for i in starts:
+            loaded = [f.result() for f in pending]
+            pending = [pool.submit(load, p) for p in paths[i + batch_size : i + 2 * batch_size]]
+            x = {s: torch.from_numpy(np.stack([a[j] for _, a in loaded])[:, None]) for j, s in enumerate(sizes)}
+            probs = batch_probabilities(est, x, batch_size)
+            fits = [fit_head(p, shape) for p, (shape, _) in zip(probs, loaded)]
+            j = slice(i, i + batch_size)
+            recs += _records(est, names[j], fits, pixel_size_mm[j])
     return pd.DataFrame.from_records(recs)

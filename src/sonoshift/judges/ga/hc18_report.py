@@ -10,20 +10,21 @@ second 14-28, third >= 28.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sonoshift.atomic import atomic_dir, atomic_write_text
+from sonoshift.atomic import atomic_dir
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
 from sonoshift.downstream.hc18 import load_hc18_table, split_subjects
-from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure
+from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure_files
+from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
 
 TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0))
@@ -42,30 +43,45 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
     return rows[~is_val].reset_index(drop=True), rows[is_val].reset_index(drop=True)
 
 
-def build_estimator(segmenter: str | Path, data_dir: str | Path, out: str | Path, *, tta: bool = True) -> GaEstimator:
+def build_estimator(
+    segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *, tta: bool = True,
+) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
-    and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``)."""
-    seg = load_segmenter(segmenter)
-    train, val = heldout_rows(seg, data_dir)
+    and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
+    Several segmenters make an ensemble (their head maps averaged); they must share one held-out split, and
+    every one after the first is stored in a sub-folder ``member_<i>``."""
+    paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
+    segs = [load_segmenter(p) for p in paths]
+    train, val = heldout_rows(segs[0], data_dir)
+    for p, other in zip(paths[1:], segs[1:]):
+        if set(heldout_rows(other, data_dir)[1]["filename"]) != set(val["filename"]):
+            raise SonoshiftError(f"segmenter {p} was held out on other HC18 images than {paths[0]}: an ensemble "
+                                 "needs one split (same val_fraction and split_seed).")
+    seg = segs[0]
     masks = [read_labels(p) > 127 for p in train["mask_path"]]
     offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
-    est = GaEstimator(seg, offset, tta)
+    est = GaEstimator(seg, offset, tta, tuple(segs[1:]))
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
+    member_names = [f"member_{i}" for i in range(1, len(segs))]
     info[KEY] = {"offset_px": offset, "tta": tta, "calibrated_on": int(len(train)),
-                 "formulas": ["hadlock_1984", "intergrowth21_2016"],
+                 "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names,
+                 "member_image_sizes": [s.image_size for s in segs],
                  "validation": summarize(table) if len(table) else {}}
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
-    save_segmenter(out_seg, out)
-    if len(table):
-        atomic_write_text(Path(out) / "hc18_validation.csv", table.to_csv(index=False))
-    return GaEstimator(out_seg, offset, tta)
+    with atomic_dir(out) as tmp:
+        save_segmenter(out_seg, tmp)
+        for name, member in zip(member_names, segs[1:]):
+            save_segmenter(member, tmp / name)
+        if len(table):
+            (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
+    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]))
 
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
     """Per HC18 row: measured HC/GA next to the official HC and the GA each formula gives for it."""
-    frames = [read_gray(p) for p in rows["image_path"]]
-    m = measure(est, frames, list(rows["pixel_size_mm"]), batch_size, names=list(rows["filename"]))
+    m = measure_files(est, list(rows["image_path"]), list(rows["pixel_size_mm"]), batch_size,
+                      names=list(rows["filename"]))
     m["hc_true_mm"] = rows["hc_mm"].to_numpy()
     m["hc_abs_err_mm"] = (m["hc_mm"] - m["hc_true_mm"]).abs()
     m["ga_true_hadlock_weeks"] = hadlock_ga_from_hc(m["hc_true_mm"].to_numpy())
@@ -113,7 +129,8 @@ def report_table(summary: dict) -> pd.DataFrame:
 
 
 def evaluate_estimator(est: GaEstimator, data_dir: str | Path, out: str | Path) -> dict:
-    """Evaluate on the estimator's held-out HC18 images; writes per_image.csv, summary.json-like CSV, GA table."""
+    """Evaluate on the estimator's held-out HC18 images; writes per_image.csv, summary.csv (one row), ga_error.csv
+    (GA error per formula and trimester) and worst_cases.png (the 8 largest errors, reference vs estimate)."""
     _, val = heldout_rows(est.segmenter, data_dir)
     if val.empty:
         raise SonoshiftError("this estimator's segmenter has no held-out HC18 images to evaluate on.")
@@ -123,4 +140,5 @@ def evaluate_estimator(est: GaEstimator, data_dir: str | Path, out: str | Path) 
         (tmp / "per_image.csv").write_text(table.to_csv(index=False), encoding="utf-8")
         (tmp / "summary.csv").write_text(pd.DataFrame([s]).to_csv(index=False), encoding="utf-8")
         (tmp / "ga_error.csv").write_text(report_table(s).to_csv(index=False), encoding="utf-8")
+        worst_cases_png(table, val, tmp / "worst_cases.png")
     return s

@@ -2,7 +2,11 @@
 
 The map's largest component above 0.5 is kept, its 0.5 iso-contour is traced with sub-pixel precision
 (marching squares), mapped to native pixel coordinates, points on the image border are dropped (a head cut by
-the border keeps only its true outline), and OpenCV's least-squares ellipse is fitted through the rest.
+the border keeps only its true outline), and a direct least-squares ellipse (Fitzgibbon, always an ellipse) is
+fitted through the rest. The fit is then trimmed: contour points further from the ellipse than ``trim_k`` robust
+standard deviations (and more than one model pixel) are dropped and the ellipse refitted until the kept points
+settle (at most ``trim_iters`` times), so a segmentation that leaks into a neighbouring structure or misses a
+stretch of skull bends the ellipse less.
 Semi-axes then grow by ``offset_px`` native pixels: HC18's reference ellipse runs along the drawn outline, about
 one pixel inside the edge of the filled annotation mask, so the offset is calibrated on training masks.
 """
@@ -45,10 +49,52 @@ def _largest(mask: np.ndarray) -> np.ndarray:
     return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
-def fit_head(prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20) -> HeadFit:
+def _valid(box) -> bool:
+    (cx, cy), (d1, d2), _ = box
+    return bool(np.isfinite([cx, cy, d1, d2]).all() and min(d1, d2) > 0)
+
+
+def ellipse_residuals(pts: np.ndarray, box) -> np.ndarray:
+    """Signed distance (pixels, + outside) of points (N, 2) x, y from an OpenCV ellipse box, measured along the
+    ray from the centre (close to the true normal distance for head-like ellipses near their outline)."""
+    (cx, cy), (d1, d2), angle = box
+    t = math.radians(angle)
+    c, s = math.cos(t), math.sin(t)
+    dx, dy = pts[:, 0] - cx, pts[:, 1] - cy
+    u, v = dx * c + dy * s, -dx * s + dy * c
+    r = np.sqrt((u / (d1 / 2)) ** 2 + (v / (d2 / 2)) ** 2)
+    return (r - 1) * np.hypot(u, v) / np.maximum(r, 1e-9)
+
+
+def _trimmed_fit(pts: np.ndarray, scale: float, k: float, iters: int):
+    """Direct ellipse fit, refitted ``iters`` times without the points beyond max(k robust sigma, ``scale``)."""
+    try:
+        box = cv2.fitEllipseDirect(pts)
+    except cv2.error:
+        return None
+    if not _valid(box):
+        return None
+    kept = np.ones(len(pts), bool)
+    for _ in range(iters):
+        r = ellipse_residuals(pts, box)
+        sigma = 1.4826 * np.median(np.abs(r - np.median(r)))
+        keep = np.abs(r) <= max(k * sigma, scale)
+        if (keep == kept).all() or keep.sum() < 6:
+            break
+        kept = keep
+        new = cv2.fitEllipseDirect(pts[keep])
+        if not _valid(new):
+            break
+        box = new
+    return box
+
+
+def fit_head(
+    prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20, trim_k: float = 2.0, trim_iters: int = 10,
+) -> HeadFit:
     """Fit the head ellipse from ``prob`` (S_h, S_w) float in [0, 1], a map of the whole image resized to the
     model size, for an image of ``native_shape`` (H, W). Returns HeadFit (ellipse in native pixel coordinates,
-    pixel centres at integers)."""
+    pixel centres at integers). ``trim_iters`` 0 keeps the plain fit through every contour point."""
     sh, sw = prob.shape
     comp = _largest(prob > 0.5)
     if comp.sum() < min_area:
@@ -74,9 +120,10 @@ def fit_head(prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20
     pts = np.stack([xs[inside], ys[inside]], 1).astype(np.float32)
     if len(pts) < 6:
         return HeadFit(None, border_fraction)
-    (cx, cy), (d1, d2), angle = cv2.fitEllipse(pts)
-    if not (np.isfinite(d1) and np.isfinite(d2)) or min(d1, d2) <= 0:
+    box = _trimmed_fit(pts, 0.5 * (mx + my), trim_k, trim_iters)
+    if box is None:
         return HeadFit(None, border_fraction)
+    (cx, cy), (d1, d2), angle = box
     ell = EllipseFit(cx=cx, cy=cy, a=max(d1, d2) / 2, b=min(d1, d2) / 2, angle=angle if d1 >= d2 else angle + 90)
     return HeadFit(ell, border_fraction)
 
