@@ -3,8 +3,8 @@
 For one trained run, each sampler makes the same fixed number of images (same conditions: planes cycled, GA
 evenly spaced over the range, same per-image seeds), in one process, one after the other. Printed per sampler:
 frames/s (process CPU time is printed too, since wall time on a shared machine is distorted by other jobs) and
-KID with a 95% bootstrap interval in the ultrasound-domain embedding against held-out real frames (val + test of
-the training data). Goal: DPM-Solver++ 20 >= 40x faster than DDPM 1000 with its KID inside DDPM's interval.
+KID with a 95% bootstrap interval in the ultrasound-domain embedding (the project's plane classifier) against
+held-out real frames (the test split of the training data). Goal: DPM-Solver++ 20 >= 40x faster than DDPM 1000 with its KID inside DDPM's interval.
 
     python bench/synth.py --model runs/synth48 --n 64                  # judges trained here on the real frames
     python bench/synth.py --model runs/synth48 --judges runs/eval48/judges --n 64 --threads 1
@@ -45,14 +45,15 @@ def main() -> None:
     pipe = load_synthesizer(args.model, args.device)
     real = pipe.metadata["datasets"]
     size = pipe.size
-    held = load_images(real, ["val", "test"], size)
+    held = load_images(real, ["test"], size)
     if args.judges:
         judges = load_judges(args.judges)
     else:
-        train = load_images(real, ["train"], size)
+        train, val = load_images(real, ["train"], size), load_images(real, ["val"], size)
         planes = tuple(sorted({p for p in train.plane if p}))
-        pidx = torch.tensor([planes.index(p) if p in planes else -1 for p in train.plane])
-        judges = train_judges(train.x, pidx, torch.tensor(train.ga, dtype=torch.float32), planes, progress=False)
+        enc = lambda s: torch.tensor([planes.index(p) if p in planes else -1 for p in s.plane])  # noqa: E731
+        judges = train_judges(train.x, enc(train), torch.tensor(train.ga, dtype=torch.float32), planes,
+                              val_images=val.x, val_plane=enc(val), progress=False)
     f_held = judges.embed(held.x)
     ga_known = held.ga[np.isfinite(held.ga)]
     ga_text = args.ga or (f"{ga_known.min():.1f}:{ga_known.max():.1f}" if len(ga_known) else "")

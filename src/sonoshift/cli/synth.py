@@ -44,8 +44,10 @@ def evaluate_synth_cmd(
     synthetic: Path = typer.Argument(..., help="Folder written by `sonoshift synthesize`."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (metrics.json/csv, summary.md, PNGs)."),
     real: list[Path] = typer.Option(None, "--real", help="Real prepared dataset(s); default: the training data."),
-    judges: Path | None = typer.Option(None, "--judges", help="Judges folder from an earlier evaluate-synth."),
-    judge_steps: int = typer.Option(800, "--judge-steps", help="Training steps of the judges trained here."),
+    judges: Path | None = typer.Option(None, "--judges", help="Judges folder from an earlier evaluate-synth, or a "
+                                       "plane classifier run (sonoshift classify train)."),
+    judge_steps: int = typer.Option(0, "--judge-steps", help="Step budget of the plane classifier trained here "
+                                    "(0 = configs/cpu/plane_classifier.yaml's)."),
     cas_steps: int = typer.Option(400, "--cas-steps", help="Training steps of the synthetic-only classifier."),
     lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with AlexNet + LPIPS heads."),
     seed: int = typer.Option(0, "--seed", help="Seed of judges, bootstrap and planted copies."),

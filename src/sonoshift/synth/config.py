@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sonoshift.config import NonNegFloat, PosFloat, PosInt, UnitFloat, Validated
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, UnitFloat, Validated
 from sonoshift.engine.loop import EngineConfig
 
 # Plane names of the simulator and the public sets mapped to one vocabulary (FETAL_PLANES_DB "Fetal brain",
@@ -51,7 +51,9 @@ class SynthModel(Validated):
     """The denoiser: a one-channel diffusers UNet2DModel in pixel space. ``attention``: per resolution level, whether its blocks carry self-attention. ``ga_scale``
     multiplies GA in weeks before its sinusoidal embedding (10: 0.1-week steps are like one diffusion step).
     ``patch``: the U-Net sees ``patch`` x ``patch`` pixel blocks as channels (pixel unshuffle; 2 makes a 64 px
-    model run at 32 x 32 with 4 channels, about 4x cheaper on a CPU; 1 = plain pixels)."""
+    model run at 32 x 32 with 4 channels, about 4x cheaper on a CPU; 1 = plain pixels). ``time_norm``: how the
+    time + condition embedding enters each ResNet block: "default" adds it, "scale_shift" scales and shifts the
+    normalised features with it (FiLM; stronger conditioning)."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: PosInt = 1
@@ -61,6 +63,7 @@ class SynthModel(Validated):
     norm_num_groups: PosInt = 8
     dropout: UnitFloat = 0.0
     ga_scale: PosFloat = 10.0
+    time_norm: Literal["default", "scale_shift"] = "default"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class SynthDiffusion(Validated):
 
     prediction: what the network predicts ("epsilon" or "v_prediction"); beta_schedule: diffusers name.
     sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults.
+    loss_weight: "none" (plain MSE) or "min_snr" (Min-SNR-gamma, Hang et al. 2023: each time step's loss weighted
+    so that the implied x0 error has weight min(SNR, gamma); faster convergence). lr_warmup_steps: linear LR
+    warm-up; lr_schedule: "constant" after it, or "cosine" decay to 0 at the last step.
     """
 
     num_train_timesteps: PosInt = 1000
@@ -77,6 +83,10 @@ class SynthDiffusion(Validated):
     sampler: Literal["dpmpp", "ddim", "unipc", "ddpm"] = "dpmpp"
     steps: PosInt = 20
     guidance: NonNegFloat = 2.0
+    loss_weight: Literal["none", "min_snr"] = "none"
+    min_snr_gamma: PosFloat = 5.0
+    lr_warmup_steps: NonNegInt = 0
+    lr_schedule: Literal["constant", "cosine"] = "constant"
 
 
 @dataclass(frozen=True)

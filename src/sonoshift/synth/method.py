@@ -21,7 +21,7 @@ from sonoshift.seeding import make_generator
 from sonoshift.synth.config import SynthConfig
 from sonoshift.synth.dataset import Vocab
 from sonoshift.synth.model import SynthUNet
-from sonoshift.synth.schedulers import training_scheduler
+from sonoshift.synth.schedulers import loss_weights, training_scheduler
 
 
 def drop_conditions(
@@ -60,7 +60,7 @@ class Synth(MethodBase):
         self.modules: dict[str, nn.Module] = {"unet": net}
         self.net = torch.compile(net) if t.compile else net
         self.optimizers = {"unet": torch.optim.AdamW(net.parameters(), t.lr, (t.beta1, t.beta2), weight_decay=0.0)}
-        self.ema = {"unet": EMA(net, t.ema_decay)} if t.ema_decay > 0 else {}
+        self.ema = {"unet": EMA(net, t.ema_decay, t.ema_warmup)} if t.ema_decay > 0 else {}
         self.noise = training_scheduler(cfg.diffusion)
         self.alphas = self.noise.alphas_cumprod.to(device)
         self.gen = make_generator(t.seed, 3000 + rank, device)
@@ -79,13 +79,15 @@ class Synth(MethodBase):
         eps = torch.randn(x0.shape, generator=g, device=g.device).to(x0.device)
         a = self.alphas[t].view(b, 1, 1, 1).to(x0.dtype)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        target = eps if self.cfg.diffusion.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
+        d = self.cfg.diffusion
+        target = eps if d.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
         c = self.cfg.condition
         plane, ga, scanner = drop_conditions(batch["plane"], batch["ga"], batch["scanner"], c.drop_all,
                                              c.drop_each, g)
         with ctx.autocast():
             pred = self.net(xt, t, plane, ga, scanner)
-        return F.mse_loss(pred.float(), target.float())
+        per = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+        return (per * loss_weights(a.view(b).float(), d.prediction, d.loss_weight, d.min_snr_gamma)).mean()
 
     def train_step(self, batch: dict[str, Any], ctx: StepContext) -> dict[str, float]:
         """One optimiser step over the micro-batches of ``batch``; returns {"loss": mean MSE}."""
@@ -96,6 +98,16 @@ class Synth(MethodBase):
             total += float(loss.detach()) / ctx.accum_steps
         ctx.optimizer_step("unet")
         return {"loss": total}
+
+    def lr_factors(self, step: int, total_steps: int) -> dict[str, float] | None:
+        """Linear warm-up over ``diffusion.lr_warmup_steps``, then constant or cosine decay to 0 at the end."""
+        d = self.cfg.diffusion
+        if d.lr_warmup_steps == 0 and d.lr_schedule == "constant":
+            return None  # the engine's schedule (train.decay_epochs)
+        f = min(1.0, (step + 1) / d.lr_warmup_steps) if d.lr_warmup_steps > 0 else 1.0
+        if d.lr_schedule == "cosine" and total_steps > 0:
+            f *= 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        return {"unet": f}
 
     def extra_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The noise generator's state, for exact resume."""

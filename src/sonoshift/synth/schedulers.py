@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from diffusers import (
     DDIMScheduler,
     DDPMScheduler,
@@ -60,4 +62,19 @@ def sampling_scheduler(name: str, d: SynthDiffusion):
     raise SonoshiftError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)}).")
 
 
-__all__ = ["SAMPLERS", "sampling_scheduler", "training_scheduler"]
+def loss_weights(alpha_bar: torch.Tensor, prediction: str, kind: str, gamma: float = 5.0) -> torch.Tensor:
+    """Per-sample weights of the MSE on the network's target at noise levels ``alpha_bar`` (B,).
+
+    "none": 1. "min_snr" (Min-SNR-gamma, Hang et al. 2023): the loss on the implied clean image weighted by
+    min(SNR, gamma), SNR = alpha_bar / (1 - alpha_bar); since the epsilon MSE is the x0 MSE times SNR and the v
+    MSE is it times (SNR + 1), the weight is min(SNR, gamma) / SNR for "epsilon" and min(SNR, gamma) / (SNR + 1)
+    for "v_prediction"."""
+    if kind == "none":
+        return torch.ones_like(alpha_bar)
+    if kind != "min_snr":
+        raise SonoshiftError(f"unknown loss weighting {kind!r} (known: none, min_snr).")
+    snr = alpha_bar / (1 - alpha_bar)
+    return snr.clamp(max=gamma) / (snr if prediction == "epsilon" else snr + 1)
+
+
+__all__ = ["SAMPLERS", "loss_weights", "sampling_scheduler", "training_scheduler"]

@@ -1,8 +1,9 @@
 """``evaluate_synth``: score a folder written by ``sonoshift synthesize`` against real prepared datasets.
 
 Real images: the ``train`` split of each real dataset (what the synthesizer saw: memorization guard, nearest
-real image, judges' training) and the ``val`` + ``test`` splits (held out: FID/KID, the judges' own accuracy,
-the classification accuracy score). Outputs in ``out``: ``metrics.json`` (everything), ``metrics.csv`` (one row
+real image, judges' training), the ``val`` split (the judges' early stopping only) and the ``test`` split (held
+out: FID/KID, the judges' own accuracy, the classification accuracy score; ``val`` stands in when a dataset has
+no test frames). The judges are the project's plane classifier and GA regressor (judges.py). Outputs in ``out``: ``metrics.json`` (everything), ``metrics.csv`` (one row
 per number: group, metric, value, ci_lo, ci_hi, n, note), ``summary.md`` (the tables a person reads, trivial
 baselines first), ``nearest_copies.png`` (the synthetic images closest to a training image, side by side with
 it) and ``judges/`` (the judges used, reusable with ``--judges``).
@@ -28,7 +29,7 @@ from sonoshift.synth.config import SynthData
 from sonoshift.synth.dataset import SynthDataset
 from sonoshift.synth.evaluation.fidelity import ga_agreement, macro_f1, plane_predictions
 from sonoshift.synth.evaluation.judges import load_judges, train_judges
-from sonoshift.synth.evaluation.memorization import calibrate_threshold, nearest, normalise, perturb
+from sonoshift.synth.evaluation.memorization import CopyGuard, nearest, normalise, perturb
 from sonoshift.synth.evaluation.perceptual import try_lpips, us_perceptual
 from sonoshift.synth.evaluation.realism import fid_kid_bootstrap
 
@@ -38,10 +39,13 @@ class EvalSynthConfig:
     """Settings of the synthesis evaluation (sizes, seeds, bootstrap and calibration choices)."""
 
     size: int = 64
-    judge_steps: int = 800
+    judge_steps: int = 0      # plane classifier step budget; 0 = configs/cpu/plane_classifier.yaml's
+    ga_steps: int = 600
     cas_steps: int = 400
     n_boot: int = 200
     percentile: float = 1.0
+    copy_size: int = 32       # memorization guard: pixels compared at this size, shifts up to copy_shift px
+    copy_shift: int = 1
     planted: int = 200
     head_plane: str = "brain"
     max_real: int = 0
@@ -119,7 +123,16 @@ def evaluate_synth(
     g = torch.Generator().manual_seed(cfg.seed)
     syn = load_images([str(synth_dir)], [syn_meta.get("split", "train")], cfg.size)
     train = load_images(real, ["train"], cfg.size, limit=cfg.max_real, seed=cfg.seed)
-    held = load_images(real, ["val", "test"], cfg.size, limit=cfg.max_real, seed=cfg.seed)
+    try:
+        val = load_images(real, ["val"], cfg.size, limit=cfg.max_real, seed=cfg.seed)
+    except SonoshiftError:
+        val = None
+    try:
+        held = load_images(real, ["test"], cfg.size, limit=cfg.max_real, seed=cfg.seed)
+    except SonoshiftError:
+        if val is None:
+            raise
+        held = val
     planes = tuple(sorted({p for p in train.plane if p}))
     rows: list[dict[str, Any]] = []
     res: dict[str, Any] = {"synthetic": str(synth_dir), "real": real, "n_synthetic": len(syn.x),
@@ -130,9 +143,12 @@ def evaluate_synth(
         judges = load_judges(judges_dir)
     trained_here = judges is None
     if judges is None:
-        pidx = torch.tensor([planes.index(p) if p in planes else -1 for p in train.plane])
-        judges = train_judges(train.x, pidx, torch.tensor(train.ga, dtype=torch.float32), planes,
-                              steps=cfg.judge_steps, seed=cfg.seed, progress=progress)
+        enc = lambda s: torch.tensor([planes.index(p) if p in planes else -1 for p in s.plane])  # noqa: E731
+        use_val = val is not None and val is not held
+        judges = train_judges(train.x, enc(train), torch.tensor(train.ga, dtype=torch.float32), planes,
+                              val_images=val.x if use_val else None, val_plane=enc(val) if use_val else None,
+                              head_plane=cfg.head_plane, plane_steps=cfg.judge_steps, ga_steps=cfg.ga_steps,
+                              seed=cfg.seed, progress=progress)
     res["judges"] = {"label": judges.label, "trained_here": trained_here, "planes": list(judges.planes)}
 
     f_syn, f_train, f_held = (judges.embed(s.x) for s in (syn, train, held))
@@ -146,25 +162,32 @@ def evaluate_synth(
         rows.append(_row("realism", f"fid {name}", r["fid"], r["fid_lo"], r["fid_hi"], r["n_a"], "us-embedding"))
         rows.append(_row("realism", f"kid {name}", r["kid"], r["kid_lo"], r["kid_hi"], r["n_a"], "us-embedding"))
 
-    # Memorization guard.
-    zt, zs = normalise(f_train), normalise(f_syn)
-    cal = calibrate_threshold(zt, train.patient, percentile=cfg.percentile)
-    thr = cal["threshold"]
-    d_syn, nn_idx = nearest(zs, zt)
+    # Memorization guard: shift-tolerant pixel distance (memorization.py says why not the judges' embedding).
+    guard = CopyGuard(train.x, train.patient, size=cfg.copy_size, max_shift=cfg.copy_shift,
+                      percentile=cfg.percentile)
+    cal, thr = guard.calibration, guard.threshold
+    d_syn, copy_idx = guard.nearest(syn.x)
     flagged = d_syn < thr
     k = min(cfg.planted, len(train.x))
     pick = torch.randperm(len(train.x), generator=g)[:k]
     planted = perturb(train.x[pick], g)
-    d_pl, nn_pl = nearest(normalise(judges.embed(planted)), zt)
+    d_pl, nn_pl = guard.nearest(planted)
     planted_flag = float((d_pl < thr).float().mean())
+    own = float(np.mean(train.patient[nn_pl.numpy()] == train.patient[pick.numpy()]))
+    real_flag = float((guard.nearest(held.x)[0] < thr).float().mean())  # held-out patients: the false alarms
     res["memorization"] = {**cal, "near_copy_rate": float(flagged.float().mean()), "n_flagged": int(flagged.sum()),
-                           "planted_flagged": planted_flag, "planted_to_own_source": float((nn_pl == pick).float().mean()),
+                           "planted_flagged": planted_flag, "planted_nearest_is_own_patient": own,
+                           "heldout_real_flagged (baseline)": real_flag,
                            "n_planted": k, "planted_perturbation": "Gaussian noise std 0.02 ([-1,1] units) + shift <= 1 px"}
     rows.append(_row("memorization", "near_copy_rate", res["memorization"]["near_copy_rate"], n=n,
                      note=f"threshold {thr:.4f} = {cfg.percentile} percentile of cross-patient NN distances"))
     rows.append(_row("memorization", "planted_copies_flagged", planted_flag, n=k, note="target >= 0.95"))
+    rows.append(_row("memorization", "heldout_real_flagged (baseline)", real_flag, n=len(held.x),
+                     note="real frames of unseen patients closer than the threshold"))
     order = torch.argsort(d_syn)[:8]
-    sheet = _side_by_side(syn.x[order], train.x[nn_idx[order]], d_syn[order].numpy())
+    sheet = _side_by_side(syn.x[order], train.x[copy_idx[order]], d_syn[order].numpy())
+    # The nearest real training image in the judges' embedding (for the perceptual pairing below).
+    _, nn_idx = nearest(normalise(f_syn), normalise(f_train))
 
     # Perceptual distances (lower = more similar).
     perc: dict[str, Any] = {}
@@ -242,7 +265,7 @@ def evaluate_synth(
         if len(cas_planes) >= 2:
             sx = syn.x[torch.from_numpy(known)]
             sp = torch.tensor([cas_planes.index(p) for p in syn.plane[known]])
-            cas = train_judges(sx, sp, torch.full((len(sx),), math.nan), cas_planes, steps=cfg.cas_steps,
+            cas = train_judges(sx, sp, torch.full((len(sx),), math.nan), cas_planes, plane_steps=cfg.cas_steps,
                                seed=cfg.seed + 1, progress=progress)
             m = np.asarray([p in cas_planes for p in held.plane])
             if m.any():
@@ -253,7 +276,7 @@ def evaluate_synth(
                 rm = np.nonzero(np.isin(train.plane, cas_planes))[0]
                 sel = rng.choice(rm, min(len(rm), len(sx)), replace=False)
                 base = train_judges(train.x[sel], torch.tensor([cas_planes.index(p) for p in train.plane[sel]]),
-                                    torch.full((len(sel),), math.nan), cas_planes, steps=cfg.cas_steps,
+                                    torch.full((len(sel),), math.nan), cas_planes, plane_steps=cfg.cas_steps,
                                     seed=cfg.seed + 1, progress=progress)
                 pb = plane_predictions(base, held.x[torch.from_numpy(m)])
                 fid["real_trained_same_count_macro_f1_real_heldout (baseline)"] = macro_f1(held.plane[m], pb)
@@ -307,8 +330,9 @@ def summary_markdown(res: dict[str, Any]) -> str:
     m = res["memorization"]
     L += ["", f"Memorization: near-copy rate {_f(m['near_copy_rate'])} ({m['n_flagged']} of {res['n_synthetic']}); "
           f"threshold {_f(m['threshold'], 4)} = {m['percentile']} percentile of cross-patient nearest-neighbour "
-          f"distances of {m['n_images']} real training frames; planted copies flagged {_f(m['planted_flagged'])} "
-          f"({m['n_planted']}, {m['planted_perturbation']}).", "", "Perceptual (lower = more similar):", ""]
+          f"distances of {m['n_images']} real training frames ({m['distance']}); planted copies flagged {_f(m['planted_flagged'])} "
+          f"({m['n_planted']}, {m['planted_perturbation']}); held-out real frames flagged "
+          f"{_f(m['heldout_real_flagged (baseline)'])} (baseline).", "", "Perceptual (lower = more similar):", ""]
     for k, v in res["perceptual"].items():
         L.append(f"- {k}: {v if not isinstance(v, list) else f'{v[0]:.4f} +- {v[1]:.4f}'}")
     L += ["", "Condition fidelity:", ""]

@@ -1,15 +1,17 @@
-"""The judges the synthesis evaluation needs, behind one small protocol, and a stand-in that it can train.
+"""The judges of the synthesis evaluation: the project's downstream models (docs/judges.md) behind one protocol.
 
 ``Judges``: ``embed(x)`` (an ultrasound-domain embedding, (N, D)), ``feature_maps(x)`` (conv feature maps for a
 perceptual distance), ``plane_logits(x)`` over ``planes``, ``ga_weeks(x)`` (GA read off the image), all on
-images (N, 1, H, W) in [-1, 1]. Any object with these members plugs in (the project's plane classifier and GA
-estimator, when they land, through a thin adapter).
+images (N, 1, H, W) in [-1, 1]. Any object with these members plugs in.
 
-``SmallJudges`` is the stand-in used until then, trained by :func:`train_judges` inside the evaluation only: a
-4-level CNN on 64 x 64 frames with two heads on its pooled 128-d penultimate features: plane (cross-entropy,
-planes drawn equally often) and GA (L1 on weeks, only on frames whose GA is known). Its penultimate features are
-the embedding. GA of a synthetic image is read by this direct image -> GA regressor trained on REAL frames
-(not on synthetic ones), so it judges the synthesizer rather than learning from it.
+``ProjectJudges`` is that protocol over the issue-14 models: the plane classifier
+(``sonoshift.judges.plane``: PlaneNet, class-balanced batches, classical augmentation, early stopping on the
+validation macro-F1; recipe ``configs/cpu/plane_classifier.yaml`` at the evaluation size) and the direct
+image -> GA regressor (``sonoshift.judges.ga.regressor.GaRegressorNet``, L1 on weeks, no zoom augmentation). The
+classifier's penultimate features are the embedding, its stage outputs the perceptual feature maps. Both are
+trained by :func:`train_judges` on REAL frames only (the regressor on head-plane frames with a known GA), so
+they judge the synthesizer rather than learn from it. Saved as a ``plane/`` classifier checkpoint (readable by
+``sonoshift classify``) and a ``ga/`` regressor checkpoint (``load_regressor``).
 """
 
 from __future__ import annotations
@@ -17,16 +19,29 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+import sonoshift
+from sonoshift.atomic import atomic_write_text
+from sonoshift.config import from_dict, load_config, to_dict
+from sonoshift.engine.checkpoint import module_tensors, write_checkpoint
 from sonoshift.errors import SonoshiftError
+from sonoshift.judges.ga.regressor import METHOD as GA_METHOD
+from sonoshift.judges.ga.regressor import GaRegressorNet, RegressorConfig, load_regressor, predict_ga
+from sonoshift.judges.plane.augment import augment
+from sonoshift.judges.plane.checkpoint import PlaneClassifier, config_dict, load_classifier, save_classifier
+from sonoshift.judges.plane.net import NetConfig
+from sonoshift.judges.plane.train import ClassifierConfig, train_classifier
 from sonoshift.progress import make_progress
+
+PLANE_RECIPE = "cpu/plane_classifier"
 
 
 class Judges(Protocol):
@@ -44,149 +59,139 @@ class Judges(Protocol):
     def ga_weeks(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
-class JudgeNet(nn.Module):
-    """(N, 1, S, S) in [-1, 1] -> feature maps of 4 stride-2 conv blocks; pooled 128-d features; two heads."""
-
-    def __init__(self, n_planes: int, width: int = 32) -> None:
-        super().__init__()
-        chans = [1, width, 2 * width, 4 * width, 4 * width]
-        self.blocks = nn.ModuleList(
-            nn.Sequential(
-                nn.Conv2d(chans[i], chans[i + 1], 3, stride=2, padding=1), nn.GroupNorm(8, chans[i + 1]), nn.SiLU(),
-                nn.Conv2d(chans[i + 1], chans[i + 1], 3, padding=1), nn.GroupNorm(8, chans[i + 1]), nn.SiLU(),
-            )
-            for i in range(4)
-        )
-        self.plane = nn.Linear(chans[-1], n_planes)
-        self.ga = nn.Linear(chans[-1], 1)
-
-    def maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = []
-        for b in self.blocks:
-            x = b(x)
-            out.append(x)
-        return out
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        f = self.maps(x)[-1].mean(dim=(2, 3))
-        return f, self.plane(f), self.ga(f)[:, 0]
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    x = x.float()
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x
 
 
-class SmallJudges:
-    """A trained :class:`JudgeNet` as :class:`Judges`. GA head outputs (weeks - ga_mean) / ga_std."""
+class ProjectJudges:
+    """A trained plane classifier (and optionally a GA regressor with its input size) as :class:`Judges`."""
 
-    def __init__(self, net: JudgeNet, planes: Sequence[str], size: int, ga_mean: float, ga_std: float) -> None:
-        self.net = net.eval().requires_grad_(False)
-        self.planes, self.size = tuple(planes), int(size)
-        self.ga_mean, self.ga_std = float(ga_mean), float(ga_std)
-        self.label = "sonoshift SmallJudges (plane + GA CNN trained on the real training frames by evaluate-synth)"
-
-    def _prep(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        if x.shape[-1] != self.size:
-            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
-        return x
+    def __init__(self, plane: PlaneClassifier, ga: GaRegressorNet | None = None, ga_size: int = 0) -> None:
+        self.clf = plane
+        self.net = plane.model.eval().requires_grad_(False)
+        self.ga = ga.eval().requires_grad_(False) if ga is not None else None
+        self.ga_size = int(ga_size or plane.image_size)
+        self.planes = tuple(plane.classes)
+        self.size = int(plane.image_size)
+        self.label = ("sonoshift plane classifier (judges.plane PlaneNet) + direct image -> GA regressor "
+                      "(judges.ga GaRegressorNet), trained on real frames")
 
     @torch.no_grad()
-    def _run(self, x: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        outs = [self.net(self._prep(x[i:i + batch])) for i in range(0, x.shape[0], batch)]
-        return tuple(torch.cat([o[k] for o in outs]) for k in range(3))  # type: ignore[return-value]
+    def _batched(self, fn, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        return torch.cat([fn(_resize(x[i:i + batch], self.size)) for i in range(0, x.shape[0], batch)])
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x)[0]
+        return self._batched(self.net.features, x)
 
     @torch.no_grad()
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.net.maps(self._prep(x))
+        """The stem's and every stage's output (each ends in a ``nn.Sequential`` of the classifier body)."""
+        outs, h = [], _resize(x, self.size)
+        for layer in self.net.body:
+            h = layer(h)
+            if isinstance(layer, nn.Sequential):
+                outs.append(h)
+        return outs
 
     def plane_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x)[1]
+        return self._batched(self.net, x)
 
     def ga_weeks(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x)[2] * self.ga_std + self.ga_mean
+        """GA in weeks (flip-averaged, as ``predict_ga``); NaN everywhere without a regressor."""
+        if self.ga is None:
+            return torch.full((x.shape[0],), math.nan)
+        return torch.from_numpy(predict_ga(self.ga, _resize(x, self.ga_size))).float()
 
     def save(self, folder: str | Path) -> None:
-        """``judges.safetensors`` + ``judges.json`` in ``folder``."""
+        """``plane/`` (classifier checkpoint) and, with a regressor, ``ga/`` (regressor checkpoint)."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(folder / "judges.safetensors"))
-        meta = {"planes": list(self.planes), "size": self.size, "ga_mean": self.ga_mean, "ga_std": self.ga_std,
-                "width": self.net.blocks[0][0].out_channels}
-        (folder / "judges.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        save_classifier(self.clf, folder / "plane")
+        if self.ga is not None:
+            net = from_dict(ClassifierConfig, self.clf.config).net  # the regressor shares the classifier's shape
+            cfg = RegressorConfig(image_size=self.ga_size, net=net)
+            state = {"method": GA_METHOD, "sonoshift_version": sonoshift.__version__, "image_size": self.ga_size,
+                     "input_range": [-1.0, 1.0], "output": "GA weeks", "config": to_dict(cfg),
+                     "info": {"trained_by": "sonoshift evaluate-synth on real frames"}, "step": 0}
+            write_checkpoint(folder / "ga", 0, model=module_tensors("model/regressor", self.ga.state_dict()),
+                             train={}, state=state, keep_last=1)
+            atomic_write_text(folder / "ga" / "regressor.json", json.dumps(state, indent=2) + "\n")
 
 
-def load_judges(folder: str | Path) -> SmallJudges:
-    """Judges saved by :meth:`SmallJudges.save`."""
+def load_judges(folder: str | Path) -> ProjectJudges:
+    """Judges saved by :meth:`ProjectJudges.save`, or a plane-classifier run (``sonoshift classify train``)
+    given directly (then without GA)."""
     folder = Path(folder)
-    if not (folder / "judges.json").is_file():
-        raise SonoshiftError(f"{folder} holds no judges (judges.json); train them with evaluate-synth first.")
-    meta = json.loads((folder / "judges.json").read_text(encoding="utf-8"))
-    net = JudgeNet(len(meta["planes"]), meta["width"])
-    net.load_state_dict(load_file(str(folder / "judges.safetensors")))
-    return SmallJudges(net, meta["planes"], meta["size"], meta["ga_mean"], meta["ga_std"])
+    plane_dir = folder / "plane" if (folder / "plane").is_dir() else folder
+    try:
+        clf = load_classifier(plane_dir)
+    except SonoshiftError as e:
+        raise SonoshiftError(f"{folder} holds no plane classifier judges ({e})") from None
+    ga, size = (None, 0)
+    if (folder / "ga").is_dir():
+        ga, size = load_regressor(folder / "ga")
+    return ProjectJudges(clf, ga, size)
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to 4 px and a gain of 0.9-1.1 (both per image), so the judges do not key on exact
-    pixel positions or grey levels."""
-    n = x.shape[0]
-    shifts = torch.randint(-4, 5, (n, 2), generator=g)
-    gain = 0.9 + 0.2 * torch.rand(n, generator=g)
-    out = torch.empty_like(x)
-    for i in range(n):
-        out[i] = torch.roll(x[i], shifts=(int(shifts[i, 0]), int(shifts[i, 1])), dims=(-2, -1))
-    return ((out + 1) * gain.view(n, 1, 1, 1) - 1).clamp(-1, 1)
-
-
-def train_judges(
-    images: torch.Tensor, plane: torch.Tensor, ga: torch.Tensor, planes: Sequence[str], *, steps: int = 800,
-    batch: int = 32, lr: float = 2e-3, width: int = 32, seed: int = 0, progress: bool = True,
-) -> SmallJudges:
-    """Train :class:`SmallJudges` on REAL frames: images (N, 1, S, S) in [-1, 1], plane (N,) index into
-    ``planes`` (-1 unknown), ga (N,) weeks (NaN unknown). Planes are drawn equally often; GA loss only where
-    known. Deterministic for a given ``seed``."""
-    known = plane >= 0
-    if int(known.sum()) == 0:
-        raise SonoshiftError("the judges need frames with plane labels.")
+def train_ga_regressor(
+    images: torch.Tensor, ga: torch.Tensor, *, net: NetConfig, steps: int = 600, batch: int = 16,
+    lr: float = 2e-3, seed: int = 0, progress: bool = True,
+) -> GaRegressorNet:
+    """``GaRegressorNet`` trained with the HC18 regressor's recipe (AdamW, cosine LR, L1 on weeks, rotation and
+    flip/gamma/speckle augmentation but no zoom: size is the GA signal) on images (N, 1, S, S) in [-1, 1]."""
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = JudgeNet(len(planes), width)
-    has_ga = torch.isfinite(ga)
-    ga_mean = float(ga[has_ga].mean()) if has_ga.any() else 0.0
-    ga_std = float(ga[has_ga].std()) if int(has_ga.sum()) > 1 else 1.0
-    groups = [torch.nonzero(plane == k)[:, 0] for k in range(len(planes))]
-    groups = [grp for grp in groups if len(grp)]
-    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
-    bar = make_progress() if progress else None
-    net.train()
-    with bar if bar is not None else _Null():
-        task = bar.add_task("judges", total=steps, info="") if bar is not None else None
-        for step in range(steps):
-            for grp_lr in opt.param_groups:
-                grp_lr["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            which = torch.randint(0, len(groups), (batch,), generator=g)
-            idx = torch.stack([groups[w][torch.randint(0, len(groups[w]), (1,), generator=g)][0] for w in which])
-            x = _augment(images[idx].float(), g)
-            _, logits, ga_pred = net(x)
-            loss = F.cross_entropy(logits, plane[idx])
-            m = has_ga[idx]
-            if m.any():
-                loss = loss + F.l1_loss(ga_pred[m], (ga[idx][m] - ga_mean) / ga_std)
+        model = GaRegressorNet(net)
+    aug = RegressorConfig().augment
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    model.train()
+    with make_progress() as p:
+        task = p.add_task("train GA judge", total=steps, info="", visible=progress)
+        for _ in range(steps):
+            idx = torch.randint(len(ga), (min(batch, len(ga)),), generator=g)
+            loss = F.l1_loss(model(augment(images[idx], aug, g)), ga[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            if bar is not None:
-                bar.update(task, completed=step + 1, info=f"loss={float(loss):.3f}")
-    return SmallJudges(net, planes, images.shape[-1], ga_mean, ga_std)
+            sched.step()
+            p.advance(task)
+    return model.eval()
 
 
-class _Null:
-    def __enter__(self) -> None:
-        return None
+def train_judges(
+    images: torch.Tensor, plane: torch.Tensor, ga: torch.Tensor, planes: Sequence[str], *,
+    val_images: torch.Tensor | None = None, val_plane: torch.Tensor | None = None, head_plane: str = "brain",
+    plane_steps: int = 0, ga_steps: int = 600, seed: int = 0, progress: bool = True,
+) -> ProjectJudges:
+    """Train the judges on REAL frames: images (N, 1, S, S) in [-1, 1], plane (N,) index into ``planes`` (-1
+    unknown), ga (N,) weeks (NaN unknown). The classifier follows ``configs/cpu/plane_classifier.yaml`` at size S
+    (``plane_steps`` > 0 replaces its step budget) with early stopping on ``val_*`` when given; the GA regressor
+    trains on the ``head_plane`` frames with a known GA (none when fewer than 4). Deterministic for a seed."""
+    known = plane >= 0
+    if int(known.sum()) == 0:
+        raise SonoshiftError("the judges need frames with plane labels.")
+    size = int(images.shape[-1])
+    over = [f"image_size={size}", f"train.seed={seed}"] + ([f"train.steps={plane_steps}"] if plane_steps else [])
+    cfg = load_config(ClassifierConfig, PLANE_RECIPE, over)
+    cfg = replace(cfg, classes=tuple(planes))
+    y = plane[known].numpy().astype(np.int64)
+    xv = yv = None
+    if val_images is not None and val_plane is not None and int((val_plane >= 0).sum()):
+        vk = val_plane >= 0
+        xv, yv = val_images[vk], val_plane[vk].numpy().astype(np.int64)
+    model, info = train_classifier(images[known], y, tuple(planes), cfg, xv, yv, progress=progress)
+    clf = PlaneClassifier(model=model, classes=tuple(planes), image_size=size, label="plane",
+                          config=config_dict(cfg), info={**info, "data": {"trained_by": "evaluate-synth"}})
+    head = head_plane in planes and (plane == list(planes).index(head_plane)) & torch.isfinite(ga)
+    reg = None
+    if head is not False and int(head.sum()) >= 4:
+        reg = train_ga_regressor(images[head], ga[head].float(), net=cfg.net, steps=ga_steps, seed=seed + 1,
+                                 progress=progress)
+    return ProjectJudges(clf, reg, size)
 
-    def __exit__(self, *exc: object) -> None:
-        return None
 
-
-__all__ = ["JudgeNet", "Judges", "SmallJudges", "load_judges", "train_judges"]
+__all__ = ["Judges", "ProjectJudges", "load_judges", "train_ga_regressor", "train_judges"]
