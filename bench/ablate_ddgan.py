@@ -113,17 +113,10 @@ def test_frames(data: Path, source: str, target: str, per_patient: int) -> dict[
 
 def dice(seg, frames: np.ndarray, t: dict[str, np.ndarray]) -> np.ndarray:
     """Per-frame mean Dice (classes present in prediction or reference) of ``seg`` on uint8 ``frames``."""
-    from sonoshift.downstream.evaluate_seg import _label_lut
-    from sonoshift.downstream.segmenter import predict
-    from sonoshift.metrics.segmentation import dice_per_class
+    from sonoshift.deploy.quality import frame_dice
+    from sonoshift.downstream.evaluate_seg import label_lut
 
-    lut = _label_lut(seg)
-    preds = predict(seg, list(frames))
-    out = []
-    for pred, lab, fov in zip(preds, t["label"], t["mask"]):
-        d = dice_per_class(np.where(fov, pred, 0).astype(np.uint8), lut[lab], seg.num_classes)
-        out.append(float(np.nanmean(d)) if np.isfinite(d).any() else np.nan)
-    return np.array(out)
+    return frame_dice(seg, frames, label_lut(seg)[t["label"]], t["mask"])
 
 
 def translate(tr, x: np.ndarray, seed: int = 0) -> np.ndarray:
