@@ -4,7 +4,7 @@ are declared here, before the run; the run folder keeps a copy (RUN/config.yaml)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Literal
 
 from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, Validated
 
@@ -44,17 +44,27 @@ class Downstream(Validated):
 @dataclass(frozen=True)
 class Generator(Validated):
     """The conditional diffusion generator (sonoshift.synth's U-Net), trained on the regime's labelled frames,
-    then fine-tuned on each round's accepted images mixed half and half with real ones."""
+    then fine-tuned on each round's accepted images mixed half and half with real ones. The recipe follows
+    configs/cpu/synth.yaml: FiLM conditioning (time_norm "scale_shift"), v-prediction with Min-SNR weighting,
+    linear LR warm-up then cosine decay within each training call, an EMA of the weights (ema_decay; 0 = none)
+    that is what samples, and classifier-free guidance 7."""
 
-    block_out_channels: tuple[int, ...] = (16, 32)
-    attention: tuple[bool, ...] = (False, False)
+    block_out_channels: tuple[int, ...] = (32, 64, 128)
+    attention: tuple[bool, ...] = (False, False, True)
     patch: PosInt = 2
-    pretrain_steps: NonNegInt = 300
-    finetune_steps: NonNegInt = 60
+    time_norm: Literal["default", "scale_shift"] = "scale_shift"
+    prediction: Literal["epsilon", "v_prediction"] = "v_prediction"
+    loss_weight: Literal["none", "min_snr"] = "min_snr"
+    min_snr_gamma: PosFloat = 5.0
+    warmup_steps: NonNegInt = 100
+    ema_decay: UnitFloat = 0.995
+    pretrain_steps: NonNegInt = 1200
+    finetune_steps: NonNegInt = 100
     batch_size: PosInt = 16
     lr: PosFloat = 1e-3
-    sample_steps: PosInt = 10
-    guidance: NonNegFloat = 2.0
+    finetune_lr: PosFloat = 2e-4
+    sample_steps: PosInt = 20
+    guidance: NonNegFloat = 7.0
     probe: PosInt = 32
 
 

@@ -9,8 +9,13 @@
   Bhattacharyya coefficient of the image's intensity histogram with the pooled real training histogram (a plane
   classifier trained on a few dozen frames can embed pure speckle-like noise near real frames; the histogram
   cannot be fooled that way).
-- memorization guard: distance to the nearest training frame below sonoshift.synth's near-copy threshold
-  (1st percentile of nearest-other-patient distances among real training frames).
+- memorization guard: sonoshift.synth's ``CopyGuard`` over the regime's real training frames (the generator's
+  training images): shift-tolerant pixel distance at 32 px (up to 1 px shift), threshold = the
+  ``memo_percentile`` of every training frame's nearest distance to frames of OTHER patients (of other videos
+  when the regime holds one patient only). The critic embedding is not used for it: trained to forget
+  everything but the plane, it places mildly perturbed copies as far from their source as other patients'
+  frames (issue 15). The guard holds no learned state: it is rebuilt from the regime's frames when a run
+  resumes, and its threshold must equal the one written at setup.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from sonoshift.difusal.data import Frames
 from sonoshift.difusal.downstream import ga_of, plane_probs, train_ga, train_plane
 from sonoshift.judges.ga.regressor import GaRegressorNet
 from sonoshift.judges.plane.net import PlaneNet
+from sonoshift.metrics.fid import fid_from_features, kid_from_features
 from sonoshift.metrics.histogram import bc_from_counts, histograms
-from sonoshift.synth.evaluation.memorization import calibrate_threshold, nearest, normalise
+from sonoshift.synth.evaluation.memorization import CopyGuard, normalise
 
 
 def ga_band(ga_weeks: np.ndarray, band: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -73,10 +79,14 @@ class Critics:
     ga: GaRegressorNet | None
     train_emb: torch.Tensor
     realism_threshold: float
-    memo_threshold: float
+    guard: CopyGuard
     cfg: CriticCfg
     train_hist: torch.Tensor
     hist_threshold: float
+
+    @property
+    def memo_threshold(self) -> float:
+        return float(self.guard.threshold)
 
     def score(self, x: torch.Tensor, plane_ids: np.ndarray, ga_cond: np.ndarray, head: int) -> pd.DataFrame:
         """One row per candidate: critic plane confidence, GA estimate and band, realism and nearest-copy
@@ -88,7 +98,8 @@ class Critics:
         is_head = plane_ids == head
         emb = embed(self.plane, x)
         realism = knn_distance(emb, self.train_emb, self.cfg.knn)
-        nn_d = nearest(emb, self.train_emb)[0].double().numpy()
+        nn_d, nn_i = self.guard.nearest(x)
+        nn_d = nn_d.double().numpy()
         hbc = hist_bc(x, self.train_hist)
         ga_ok = ~is_head | (np.isnan(ga_est) | ((ga_est >= lo) & (ga_est <= hi)))
         return pd.DataFrame({
@@ -97,7 +108,7 @@ class Critics:
             "ga_band_hi": np.where(is_head, hi, np.nan), "ga_ok": ga_ok,
             "realism_knn": realism, "histogram_bc": hbc,
             "realism_ok": (realism <= self.realism_threshold) & (hbc >= self.hist_threshold),
-            "nearest_train": nn_d, "near_copy": nn_d < self.memo_threshold,
+            "nearest_train": nn_d, "nearest_train_index": nn_i.numpy(), "near_copy": nn_d < self.memo_threshold,
         })
 
 
@@ -109,16 +120,36 @@ def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downst
     ga = train_ga(train, head, d, seed + 100)
     train_emb = embed(plane, train.x)
     val_d = knn_distance(embed(plane, val.x), train_emb, cfg.knn)
-    memo = calibrate_threshold(train_emb, list(train.patients), percentile=cfg.memo_percentile)["threshold"]
     train_hist = intensity_hist(train.x, cfg.hist_bins).sum(0)
     hist_thr = float(np.percentile(hist_bc(val.x, train_hist), 100 - cfg.realism_percentile))
-    return Critics(plane, ga, train_emb, float(np.percentile(val_d, cfg.realism_percentile)), float(memo), cfg,
-                   train_hist, hist_thr)
+    return Critics(plane, ga, train_emb, float(np.percentile(val_d, cfg.realism_percentile)),
+                   copy_guard(train, cfg), cfg, train_hist, hist_thr)
+
+
+def fidelity(critics: Critics, x: torch.Tensor) -> dict[str, float]:
+    """FID and KID of images ``x`` against the regime's real training frames in the frozen critic's embedding
+    (its penultimate features, L2-normalised; no ImageNet network is available offline); NaN below 2 images."""
+    if x.shape[0] < 2:
+        return {"fid": float("nan"), "kid": float("nan")}
+    f, ref = embed(critics.plane, x).double(), critics.train_emb.double()
+    n = min(f.shape[0], ref.shape[0])
+    return {"fid": fid_from_features(f, ref), "kid": kid_from_features(f, ref, subsets=1, subset_size=n)[0]}
+
+
+def copy_guard(train: Frames, cfg: CriticCfg) -> CopyGuard:
+    """The memorization guard over ``train``'s images; neighbours of the same patient (with one patient only:
+    of the same video) do not calibrate the threshold."""
+    groups = train.patients
+    if len(np.unique(groups)) < 2:
+        if train.videos is None or len(np.unique(train.videos)) < 2:
+            raise ValueError("the memorization guard needs frames of at least two patients or two videos")
+        groups = train.videos
+    return CopyGuard(train.x, list(groups), percentile=cfg.memo_percentile)
 
 
 def near_copy_rate(critics: Critics, x: torch.Tensor) -> float:
-    """Share of images whose nearest training frame (critic embedding) is closer than the near-copy threshold."""
-    return float((nearest(embed(critics.plane, x), critics.train_emb)[0] < critics.memo_threshold).float().mean())
+    """Share of images whose nearest training frame (shift-tolerant pixels) is closer than the guard's threshold."""
+    return float((critics.guard.nearest(x)[0] < critics.memo_threshold).float().mean())
 
 
-__all__ = ["Critics", "embed", "fit_critics", "ga_band", "hist_bc", "knn_distance", "near_copy_rate"]
+__all__ = ["Critics", "copy_guard", "embed", "fidelity", "fit_critics", "ga_band", "hist_bc", "knn_distance", "near_copy_rate"]

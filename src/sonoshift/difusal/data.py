@@ -22,19 +22,22 @@ from sonoshift.errors import SonoshiftError
 
 @dataclass(frozen=True)
 class Frames:
-    """x: float (N, 1, S, S) in [-1, 1]; y: plane ids (N,); ga: weeks (N,), NaN = unknown; patients (N,)."""
+    """x: float (N, 1, S, S) in [-1, 1]; y: plane ids (N,); ga: weeks (N,), NaN = unknown; patients (N,);
+    videos (N,): "domain/video_id" of each real frame (None for synthetic sets)."""
 
     x: torch.Tensor
     y: np.ndarray
     ga: np.ndarray
     patients: np.ndarray
+    videos: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def take(self, idx: np.ndarray) -> Frames:
         idx = np.asarray(idx, dtype=np.int64)
-        return Frames(self.x[torch.from_numpy(idx)], self.y[idx], self.ga[idx], self.patients[idx])
+        return Frames(self.x[torch.from_numpy(idx)], self.y[idx], self.ga[idx], self.patients[idx],
+                      None if self.videos is None else self.videos[idx])
 
     @staticmethod
     def concat(parts: list[Frames]) -> Frames:
@@ -42,8 +45,9 @@ class Frames:
         if not full:
             return parts[0]
         parts = full
+        videos = None if any(p.videos is None for p in parts) else np.concatenate([p.videos for p in parts])
         return Frames(torch.cat([p.x for p in parts]), np.concatenate([p.y for p in parts]),
-                      np.concatenate([p.ga for p in parts]), np.concatenate([p.patients for p in parts]))
+                      np.concatenate([p.ga for p in parts]), np.concatenate([p.patients for p in parts]), videos)
 
 
 def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int) -> Frames:
@@ -57,7 +61,7 @@ def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: i
     man = root / f"manifest_{split}.csv"
     if not man.is_file():
         raise SonoshiftError(f"{man} is missing: the loop needs train, val and test manifests.")
-    xs, ys, gas, pats = [], [], [], []
+    xs, ys, gas, pats, vids = [], [], [], [], []
     for row in read_manifest(man):
         plane = (row.get("plane") or "").strip()
         if plane not in planes:
@@ -70,10 +74,11 @@ def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: i
         g = (row.get("ga_weeks") or "").strip()
         gas.append(float(g) if g else math.nan)
         pats.append(row["patient_id"])
+        vids.append(f"{row.get('domain') or ''}/{row.get('video_id') or row['path']}")
     if not xs:
         raise SonoshiftError(f"{man} has no frame of the planes {', '.join(planes)}.")
     x = torch.from_numpy(np.stack(xs)).float().div(127.5).sub(1.0).unsqueeze(1)
-    return Frames(x, np.asarray(ys, np.int64), np.asarray(gas, np.float64), np.asarray(pats))
+    return Frames(x, np.asarray(ys, np.int64), np.asarray(gas, np.float64), np.asarray(pats), np.asarray(vids))
 
 
 def cap_per_class(f: Frames, cap: int, n_classes: int, rng: np.random.Generator) -> Frames:

@@ -1,18 +1,21 @@
 """The loop's generator: sonoshift.synth's conditional U-Net and sampling pipeline, trained here on in-memory
 frames so that it sees only the label regime's frames (label hygiene), and fine-tuned on accepted images.
 
-Training is sonoshift.synth's DDPM objective (noise prediction on its cosine schedule, condition dropout for
-classifier-free guidance via ``drop_conditions``) written as a short loop; a fine-tuning batch is half
-accepted synthetic, half real frames, so the generator does not drift onto its own outputs alone.
+Training is sonoshift.synth's DDPM objective with the recipe of configs/cpu/synth.yaml (FiLM conditioning,
+v-prediction with Min-SNR weighting via ``synth.schedulers.loss_weights``, condition dropout for classifier-free
+guidance via ``drop_conditions``, warm-up + cosine LR, an EMA with warm-up) written as a short in-memory loop;
+after each call the pipeline holds the EMA weights, which are what samples and what is saved. A fine-tuning
+batch is half accepted synthetic, half real frames, so the generator does not drift onto its own outputs alone.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from sonoshift.difusal.config import Generator
@@ -22,15 +25,17 @@ from sonoshift.synth.dataset import Vocab
 from sonoshift.synth.method import drop_conditions
 from sonoshift.synth.model import SynthUNet
 from sonoshift.synth.pipeline import SynthPipeline
-from sonoshift.synth.schedulers import training_scheduler
+from sonoshift.engine.ema import EMA
+from sonoshift.synth.schedulers import loss_weights, training_scheduler
 
 
 def build(g: Generator, planes: tuple[str, ...], size: int, seed: int) -> SynthPipeline:
     """A fresh (untrained) pipeline for ``planes`` at ``size`` px, weights initialised from ``seed``."""
     cfg = SynthConfig(
         model=SynthModel(block_out_channels=tuple(g.block_out_channels), attention=tuple(g.attention),
-                         patch=g.patch, attention_head_dim=8, norm_num_groups=8),
-        diffusion=SynthDiffusion(steps=g.sample_steps, guidance=g.guidance),
+                         patch=g.patch, attention_head_dim=8, norm_num_groups=8, time_norm=g.time_norm),
+        diffusion=SynthDiffusion(steps=g.sample_steps, guidance=g.guidance, prediction=g.prediction,
+                                 loss_weight=g.loss_weight, min_snr_gamma=g.min_snr_gamma),
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -39,15 +44,21 @@ def build(g: Generator, planes: tuple[str, ...], size: int, seed: int) -> SynthP
 
 
 def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int,
-          extra: Frames | None = None) -> None:
+          extra: Frames | None = None, lr: float | None = None) -> None:
     """``steps`` DDPM steps on ``real`` (plane-balanced draws); with ``extra`` (accepted images) half of every
-    batch comes from it. Plane ids become vocabulary indices (id + 1); an unknown GA is the null GA."""
+    batch comes from it. Plane ids become vocabulary indices (id + 1); an unknown GA is the null GA. ``lr``
+    (default ``g.lr``) warms up over ``g.warmup_steps`` (at most a tenth of ``steps``) and decays to 0 on a cosine.
+    Afterwards the pipeline's U-Net holds the EMA of the weights (``g.ema_decay`` > 0)."""
     if steps <= 0:
         return
     gen = torch.Generator().manual_seed(seed)
     net = pipe.unet.train().requires_grad_(True)
-    opt = torch.optim.AdamW(net.parameters(), lr=g.lr, weight_decay=0.0)
-    alphas = training_scheduler(pipe.cfg.diffusion).alphas_cumprod
+    base_lr = g.lr if lr is None else float(lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=0.0)
+    ema = EMA(net, g.ema_decay, warmup=True) if g.ema_decay > 0 else None
+    warm = min(g.warmup_steps, max(1, steps // 10))
+    d = pipe.cfg.diffusion
+    alphas = training_scheduler(d).alphas_cumprod
     c = pipe.cfg.condition
 
     def weights(f: Frames) -> torch.Tensor:
@@ -56,7 +67,10 @@ def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int
 
     w_real = weights(real)
     w_extra = weights(extra) if extra is not None and len(extra) else None
-    for _ in range(steps):
+    for step in range(steps):
+        f = min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for group in opt.param_groups:
+            group["lr"] = base_lr * f
         parts = []
         n_real = g.batch_size if w_extra is None else g.batch_size // 2
         for f, w, n in ((real, w_real, n_real), (extra, w_extra, g.batch_size - n_real)):
@@ -71,12 +85,18 @@ def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int
         eps = torch.randn(x0.shape, generator=gen)
         a = alphas[t].view(b, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        target = eps if d.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
         plane, ga, scanner = drop_conditions(plane, ga, torch.zeros_like(plane), c.drop_all, c.drop_each, gen)
-        loss = F.mse_loss(net(xt, t, plane, ga, scanner), eps)
+        per = (net(xt, t, plane, ga, scanner) - target).pow(2).mean(dim=(1, 2, 3))
+        loss = (per * loss_weights(a.view(b), d.prediction, d.loss_weight, d.min_snr_gamma)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
+        if ema is not None:
+            ema.update(net)
+    if ema is not None:
+        net.load_state_dict(ema.state_dict())
     net.eval().requires_grad_(False)
 
 

@@ -12,6 +12,7 @@ fine-tuned on this round's accepted images, memorization guard re-checked on fre
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from sonoshift.difusal import generator as gen_mod
 from sonoshift.difusal.allocation import allocate, uniform
 from sonoshift.difusal.arms import ARMS, Arm, run_order
 from sonoshift.difusal.config import KNOWN_ARMS, DifusalConfig
-from sonoshift.difusal.critics import Critics, fit_critics, near_copy_rate
+from sonoshift.difusal.critics import Critics, copy_guard, fidelity, fit_critics, near_copy_rate
 from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_train
 from sonoshift.difusal.downstream import Models, _net_cfg, ga_of, plane_probs, train_models
 from sonoshift.difusal.evaluation import evaluate
@@ -47,6 +48,9 @@ class Regime:
     train: Frames
     val: Frames
     test: Frames
+
+
+PREDICTIONS = "test_predictions.npz"
 
 
 def regime_name(fraction: float) -> str:
@@ -156,14 +160,22 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
             "train_patients": sorted(set(reg.train.patients.tolist())),
             "realism_threshold": critics.realism_threshold, "memo_threshold": critics.memo_threshold,
             "histogram_bc_threshold": critics.hist_threshold,
+            "memo_calibration": critics.guard.calibration,
+            "fid_real_val": fidelity(critics, reg.val.x)["fid"], "kid_real_val": fidelity(critics, reg.val.x)["kid"],
             "near_copy_rate_generator": probe_rate})
 
 
-def _load_critics(cfg: DifusalConfig, folder: Path) -> Critics:
+def _load_critics(cfg: DifusalConfig, folder: Path, reg: Regime) -> Critics:
+    """The frozen critics written at setup; the memorization guard (no learned state) is rebuilt from the
+    regime's frames and must reproduce the threshold written then (else the data changed under the run)."""
     s = json.loads((folder / "setup.json").read_text())
     plane, ga = _load_nets(folder, cfg, prefix="critic_")
     t = load_file(str(folder / "critic_embedding.safetensors"))
-    return Critics(plane, ga, t["train_emb"], s["realism_threshold"], s["memo_threshold"], cfg.critics,
+    guard = copy_guard(reg.train, cfg.critics)
+    if abs(guard.threshold - s["memo_threshold"]) > 1e-5:
+        raise SonoshiftError(f"the regime's training frames differ from those {folder} was set up with "
+                             "(memorization threshold changed); the data changed under this run, use a new -o folder.")
+    return Critics(plane, ga, t["train_emb"], s["realism_threshold"], guard, cfg.critics,
                    t["train_hist"], s["histogram_bc_threshold"])
 
 
@@ -190,7 +202,7 @@ def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path
             (tmp / "generator.safetensors").write_bytes((setup / "generator.safetensors").read_bytes())
         save_set(tmp / "synthetic_cumulative.npz", torch.zeros(0, 1, cfg.data.size, cfg.data.size),
                  np.zeros(0, np.int64), np.zeros(0))
-        _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head), "round": 0, "n_synthetic": 0})
+        _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head, tmp / PREDICTIONS), "round": 0, "n_synthetic": 0})
 
 
 def conditions_for(alloc: np.ndarray, edges: tuple[float, ...], rng: np.random.Generator
@@ -210,7 +222,7 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
     planes = tuple(cfg.data.planes)
     n, head, lp = len(planes), planes.index(cfg.data.head_plane), cfg.loop
     models = _load_models(prev, cfg)
-    critics = _load_critics(cfg, setup)
+    critics = _load_critics(cfg, setup, reg)
     pipe = gen_mod.load_into(gen_mod.build(cfg.generator, planes, cfg.data.size, cfg.seed), prev / "generator.safetensors")
     with atomic_dir(folder) as tmp:
         # (1) weakness on the regime's validation frames
@@ -245,11 +257,14 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
         # (5) retrain downstream on real + all accepted so far; fine-tune the generator; re-check memorization
         new = load_set(tmp / "accepted.npz")
         cum = Frames.concat([load_set(prev / "synthetic_cumulative.npz"), new])
+        fc, fa = fidelity(critics, x), fidelity(critics, x[torch.from_numpy(acc)])
         _finish(cfg, reg, arm, k, tmp, cum, seed, extra={
             "n_candidates": len(p_ids), "n_accepted": int(acc.sum()),
+            "fid_candidates": fc["fid"], "kid_candidates": fc["kid"], "fid_accepted": fa["fid"],
+            "kid_accepted": fa["kid"],
             **{f"rejected_{r}": int((scores["reason"] == r).sum()) for r in REASONS}})
         gen_mod.train(pipe, reg.train, cfg.generator.finetune_steps if len(new) else 0, cfg.generator, seed + 1,
-                      extra=new)
+                      extra=new, lr=cfg.generator.finetune_lr)
         gen_mod.save(pipe, tmp / "generator.safetensors")
         m = json.loads((tmp / "metrics.json").read_text())
         m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2)
@@ -276,7 +291,7 @@ def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: F
     models = train_models(Frames.concat([reg.train, cum]) if len(cum) else reg.train, n, head, cfg.downstream,
                           cfg.seed, classical_aug=arm.classical_aug)
     _save_models(models, tmp)
-    _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head), "round": k,
+    _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head, tmp / PREDICTIONS), "round": k,
                                        "n_synthetic": len(cum), **extra})
 
 
@@ -320,6 +335,7 @@ def run_difusal(cfg: DifusalConfig, data: str | Path, out: str | Path, *, progre
     regimes = {r.name: r for r in load_regimes(cfg, data)} if todo else {}
     done = []
     for regime, arm_name, k in track(todo, "DiFUSAL stages", disable=not progress):
+        t0, c0 = time.perf_counter(), time.process_time()
         reg, folder = regimes[regime], stage_dir(out, regime, arm_name, k)
         setup = stage_dir(out, regime, "setup", 0)
         seed = cfg.seed + 1000 * k + 17 * cfg.label_fractions.index(reg.fraction)
@@ -335,6 +351,11 @@ def run_difusal(cfg: DifusalConfig, data: str | Path, out: str | Path, *, progre
             else:
                 _borrow_round(cfg, reg, arm, k, folder, prev, stage_dir(out, regime, arm.borrows, k), seed)
         done.append((regime, arm_name, k))
+        log = out / "stage_seconds.csv"
+        with log.open("a") as fh:  # one line per finished stage (a resumed run appends)
+            if fh.tell() == 0:
+                fh.write("regime,arm,round,seconds,cpu_seconds\n")
+            fh.write(f"{regime},{arm_name},{k},{time.perf_counter() - t0:.1f},{time.process_time() - c0:.1f}\n")
     collect_metrics(cfg, out)
     return done
 
