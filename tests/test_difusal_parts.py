@@ -124,3 +124,68 @@ def test_histogram_realism_by_hand():
     x = torch.cat([same, torch.full((1, 1, 2, 2), 1.0)])   # second image: all pixels in the last bin
     # all mass in bin 0 against p = (0.5, 0.5, 0, 0): sqrt(1 * 0.5); no overlap: 0
     np.testing.assert_allclose(hist_bc(x, ref), [math.sqrt(0.5), 0.0], atol=1e-9)
+
+
+def _frames(n_patients: int, per: int, size: int = 32, seed: int = 0):
+    """Frames of smooth random blobs, ``per`` per patient, two videos per patient."""
+    import torch
+
+    from sonoshift.difusal.data import Frames
+
+    g = torch.Generator().manual_seed(seed)
+    n = n_patients * per
+    x = torch.nn.functional.interpolate(torch.rand((n, 1, 8, 8), generator=g), size=(size, size), mode="bilinear")
+    x = (x * 2 - 1).clamp(-1, 1)
+    pats = np.repeat([f"P{i}" for i in range(n_patients)], per)
+    vids = np.array([f"{p}/v{j % 2}" for j, p in enumerate(pats)])
+    return Frames(x, np.zeros(n, np.int64), np.full(n, 25.0), pats, vids)
+
+
+def test_the_loop_guard_flags_planted_copies_and_not_new_images():
+    import torch
+
+    from sonoshift.difusal.config import Critics as CriticCfg
+    from sonoshift.difusal.critics import copy_guard
+    from sonoshift.synth.evaluation.memorization import perturb
+
+    train, fresh = _frames(4, 10), _frames(4, 10, seed=1)
+    guard = copy_guard(train, CriticCfg())
+    copies = perturb(train.x, torch.Generator().manual_seed(2))  # 1% noise + up to 1 px shift
+    d, idx = guard.nearest(copies)
+    assert (d < guard.threshold).all() and (idx.numpy() == np.arange(len(train))).all()
+    assert (guard.nearest(fresh.x)[0] >= guard.threshold).float().mean() > 0.9
+
+
+def test_the_loop_guard_calibrates_on_videos_when_a_regime_holds_one_patient():
+    from sonoshift.difusal.config import Critics as CriticCfg
+    from sonoshift.difusal.critics import copy_guard
+
+    one = _frames(1, 12)
+    guard = copy_guard(one, CriticCfg())
+    assert guard.calibration["n_images"] == 12  # every frame has a frame of the other video to compare with
+    with pytest.raises(ValueError):
+        copy_guard(one.take(np.arange(0, 12, 2)), CriticCfg())  # one patient, one video: nothing to calibrate on
+
+
+def test_cluster_bootstrap_resamples_whole_patients_and_brackets_the_point_value():
+    from sonoshift.difusal.intervals import bootstrap, interval, measures, resamples
+
+    pats = np.array(["a"] * 3 + ["b"] * 2 + ["c"] * 5)
+    sets = resamples(pats, 200, seed=0)
+    for s in sets:
+        drawn = pats[s]
+        # every drawn patient comes with all of its frames (a multiple of its frame count)
+        for p, n in (("a", 3), ("b", 2), ("c", 5)):
+            assert (drawn == p).sum() % n == 0
+        assert len(np.unique(drawn)) >= 1
+    y = np.array([0, 0, 1, 1, 1, 0, 1, 0, 1, 1])
+    pred = np.array([0, 1, 1, 1, 0, 0, 1, 0, 1, 0])
+    ga = np.array([20.0, 20, 20, 30, 30, np.nan, 25, 25, 25, 25])
+    est = np.array([21.0, 22, 20, 29, 33, np.nan, 25, 25, 27, 26])
+    p = {"y": y, "pred": pred, "ga": ga, "ga_est": est}
+    f1, mae = measures(p, np.arange(10), 2)
+    # hand: class 0 TP 3 FP 2 FN 1 -> F1 6/9; class 1 TP 4 FP 1 FN 2 -> 8/11; GA errors (weeks)
+    assert f1 == pytest.approx((6 / 9 + 8 / 11) / 2)
+    assert mae == pytest.approx(np.mean([1, 2, 0, 1, 3, 0, 0, 2, 1]) * 7)
+    lo, hi = interval(bootstrap(p, sets, 2)[:, 0])
+    assert lo <= f1 <= hi and lo < hi

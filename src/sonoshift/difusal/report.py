@@ -42,6 +42,9 @@ def verdict(table: pd.DataFrame, rounds: int) -> list[str]:
             u = s.loc["unfiltered", "macro_f1"]
             msg += (f"; vs unfiltered {u:.3f} ({100 * (d['macro_f1'] - u):+.1f}; target +{100 * TARGET_UNFILTERED:.0f}: "
                     f"{'met' if d['macro_f1'] - u >= TARGET_UNFILTERED else 'NOT met'})")
+        if "uniform" in s.index:
+            u = s.loc["uniform", "macro_f1"]
+            msg += f"; vs uniform allocation {u:.3f} ({100 * (d['macro_f1'] - u):+.1f})"
         if "real" in s.index and np.isfinite(d["ga_mae_days"]):
             r = s.loc["real", "ga_mae_days"]
             msg += (f"; GA MAE {d['ga_mae_days']:.1f} d vs real-only {r:.1f} d "
@@ -114,8 +117,50 @@ def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, pat
     return True
 
 
+def interval_tables(run: Path, cfg: DifusalConfig, regime: str, k: int, n_boot: int = 1000
+                    ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """At round ``k``: every arm's macro-F1 and GA MAE with 95% patient-cluster bootstrap intervals, and the
+    paired differences DiFUSAL - arm (same resamples); None when a stage has no saved test predictions."""
+    from sonoshift.difusal.arms import ARMS
+    from sonoshift.difusal.intervals import bootstrap, interval, load_predictions, measures, resamples
+    from sonoshift.difusal.rounds import PREDICTIONS
+
+    preds = {}
+    for a in cfg.arms:
+        f = stage_dir(run, regime, a, k if ARMS[a].per_round else 0) / PREDICTIONS
+        if not f.is_file():
+            return None
+        preds[a] = load_predictions(f)
+    n = len(cfg.data.planes)
+    sets = resamples(next(iter(preds.values()))["patients"], n_boot, seed=cfg.seed)
+    boots = {a: bootstrap(p, sets, n) for a, p in preds.items()}
+    rows = []
+    for a, p in preds.items():
+        f1, mae = measures(p, np.arange(len(p["y"])), n)
+        (fl, fh), (ml, mh) = interval(boots[a][:, 0]), interval(boots[a][:, 1])
+        rows.append({"arm": a, "macro_f1": f1, "macro_f1 95% CI": f"{fl:.3f} - {fh:.3f}", "ga_mae_days": mae,
+                     "GA MAE 95% CI": f"{ml:.1f} - {mh:.1f}"})
+    diffs = []
+    if "difusal" in preds:
+        for a in preds:
+            if a == "difusal":
+                continue
+            d = boots["difusal"] - boots[a]
+            (fl, fh), (ml, mh) = interval(d[:, 0]), interval(d[:, 1])
+            diffs.append({"DiFUSAL minus": a, "macro-F1 points": 100 * float(np.nanmean(d[:, 0])),
+                          "95% CI (points)": f"{100 * fl:+.1f} .. {100 * fh:+.1f}",
+                          "P(DiFUSAL better)": float(np.mean(d[:, 0] > 0)),
+                          "GA MAE days": float(np.nanmean(d[:, 1])), "GA 95% CI": f"{ml:+.1f} .. {mh:+.1f}"})
+    return pd.DataFrame(rows), pd.DataFrame(diffs)
+
+
 def _table_html(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-", border=0)
+
+
+def _setup_value(run: Path, regime: str, key: str) -> str:
+    v = json.loads((stage_dir(run, regime, "setup", 0) / "setup.json").read_text()).get(key)
+    return "-" if v is None else f"{v:.3f}"
 
 
 def write_report(run: str | Path) -> Path:
@@ -125,7 +170,11 @@ def write_report(run: str | Path) -> Path:
         raise SonoshiftError(f"{run} has no metrics.csv: run `sonoshift difusal` into it first.")
     cfg = from_dict(DifusalConfig, read_yaml(run / "config.yaml"))
     table = pd.read_csv(run / "metrics.csv")
-    for col in ["n_candidates", "n_accepted", "near_copy_rate_after_finetune"] + [f"rejected_{r}" for r in REASONS]:
+    for col in ("n_candidates", "n_accepted", "n_synthetic") + tuple(f"rejected_{r}" for r in REASONS):
+        if col in table:
+            table[col] = table[col].astype("Int64")
+    for col in ["n_candidates", "n_accepted", "near_copy_rate_after_finetune", "fid_candidates", "kid_candidates",
+                "fid_accepted", "kid_accepted"] + [f"rejected_{r}" for r in REASONS]:
         if col not in table:
             table[col] = np.nan
     figs = run / "report"
@@ -133,6 +182,15 @@ def write_report(run: str | Path) -> Path:
     R = cfg.loop.rounds
     parts = ["<h1>DiFUSAL: self-improving synthesis loop</h1>", "<h2>Verdict</h2><ul>"]
     parts += [f"<li>{html.escape(v)}</li>" for v in verdict(table, R)] or ["<li>no finished round yet</li>"]
+    for frac in cfg.label_fractions:
+        rg = regime_name(frac)
+        tabs = interval_tables(run, cfg, rg, R) if rg in set(table["regime"]) else None
+        if tabs is not None and len(tabs[1]):
+            sig = [f"{r['DiFUSAL minus']} {r['macro-F1 points']:+.1f} ({r['95% CI (points)']})"
+                   for _, r in tabs[1].iterrows()]
+            parts.append(f"<li>{rg}, macro-F1 points DiFUSAL minus each arm with 95% paired intervals over test "
+                         f"patients: {html.escape('; '.join(sig))}. An interval that contains 0 is no evidence "
+                         "either way.</li>")
     parts.append("</ul>")
     head = table[table["round"] == table["round"].max()][["regime", "arm", "round", "macro_f1", "accuracy",
                                                           "ga_mae_days", "n_synthetic"]]
@@ -144,8 +202,23 @@ def write_report(run: str | Path) -> Path:
             continue
         curves_png(table, rg, figs / f"{rg}_curves.png")
         reasons_png(table, rg, figs / f"{rg}_reasons.png")
-        parts += [f"<h2>{rg} ({100 * frac:.0f}% of the training labels)</h2>",
-                  f'<img src="report/{rg}_curves.png"><br><img src="report/{rg}_reasons.png">']
+        parts.append(f"<h2>{rg} ({100 * frac:.0f}% of the training labels)</h2>")
+        k_last = int(table[table["regime"] == rg]["round"].max())
+        tabs = interval_tables(run, cfg, rg, k_last)
+        if tabs is not None:
+            parts += [f"<h3>Round {k_last}: headline with 95% intervals (bootstrap over test patients, "
+                      "paired across arms)</h3>", _table_html(tabs[0]), _table_html(tabs[1])]
+        parts.append(f'<img src="report/{rg}_curves.png"><br><img src="report/{rg}_reasons.png">')
+        fid = table[(table["regime"] == rg) & table["fid_candidates"].notna()][
+            ["arm", "round", "n_candidates", "n_accepted", "fid_candidates", "fid_accepted", "kid_candidates",
+             "kid_accepted"]]
+        if len(fid):
+            parts += ["<h3>Fidelity of each round's candidates and accepted set</h3>",
+                      "<p>FID / KID against the regime's real training frames in the frozen critic classifier's "
+                      "embedding (no ImageNet network offline, so no Inception FID and no LPIPS); real validation "
+                      f"frames score FID {_setup_value(run, rg, 'fid_real_val')} / KID "
+                      f"{_setup_value(run, rg, 'kid_real_val')} (the floor). Lower = closer to real.</p>",
+                      _table_html(fid)]
         last = max((k for k in range(1, R + 1) if (stage_dir(run, rg, "difusal", k) / "scores.csv").is_file()),
                    default=None)
         if last is not None:
@@ -159,10 +232,18 @@ def write_report(run: str | Path) -> Path:
         memo = table[(table["regime"] == rg) & table["near_copy_rate_after_finetune"].notna()][
             ["arm", "round", "near_copy_rate_after_finetune", "rejected_near_copy"]]
         parts += ["<h3>Memorization check</h3>",
-                  f"<p>near-copy threshold {setup['memo_threshold']:.4f} (1st percentile of nearest other-patient "
-                  f"distances among the regime's real training frames, critic embedding); near-copy rate of the "
-                  f"generator before the loop: {setup['near_copy_rate_generator']:.3f}; after each fine-tuning:</p>",
+                  f"<p>near-copy threshold {setup['memo_threshold']:.4f} (sonoshift.synth's CopyGuard: "
+                  f"shift-tolerant pixel distance at 32 px; percentile {cfg.critics.memo_percentile:g} of every "
+                  f"real training frame's nearest distance to frames of other patients, or other videos when the "
+                  f"regime holds one patient); near-copy rate of fresh samples of the pretrained generator: "
+                  f"{setup['near_copy_rate_generator']:.3f}; after each fine-tuning (fresh samples), and candidates "
+                  f"rejected as near-copies:</p>",
                   _table_html(memo)]
+    if (run / "stage_seconds.csv").is_file():
+        sec = pd.read_csv(run / "stage_seconds.csv")
+        parts += [f"<h2>Stage seconds</h2><p>{sec['seconds'].sum():.0f} s wall, {sec['cpu_seconds'].sum():.0f} s "
+                  f"CPU over {len(sec)} stages (this process; shared machines stretch the wall time).</p>",
+                  _table_html(sec)]
     parts += ["<h2>All rounds</h2>", _table_html(table)]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>DiFUSAL report</title><style>"
             "body{font-family:sans-serif;margin:2em;max-width:1300px} table{border-collapse:collapse;font-size:12px}"
