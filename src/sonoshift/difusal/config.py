@@ -44,7 +44,7 @@ class Downstream(Validated):
 @dataclass(frozen=True)
 class Generator(Validated):
     """The conditional diffusion generator (sonoshift.synth's U-Net), trained on the regime's labelled frames,
-    then fine-tuned on each round's accepted images mixed half and half with real ones. The recipe follows
+    then fine-tuned after every round that accepts images on real + every image accepted so far. The recipe follows
     configs/cpu/synth.yaml: FiLM conditioning (time_norm "scale_shift"), v-prediction with Min-SNR weighting,
     linear LR warm-up then cosine decay within each training call, an EMA of the weights (ema_decay; 0 = none)
     that is what samples, and classifier-free guidance 7."""

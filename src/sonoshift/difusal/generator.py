@@ -4,8 +4,11 @@ frames so that it sees only the label regime's frames (label hygiene), and fine-
 Training is sonoshift.synth's DDPM objective with the recipe of configs/cpu/synth.yaml (FiLM conditioning,
 v-prediction with Min-SNR weighting via ``synth.schedulers.loss_weights``, condition dropout for classifier-free
 guidance via ``drop_conditions``, warm-up + cosine LR, an EMA with warm-up) written as a short in-memory loop;
-after each call the pipeline holds the EMA weights, which are what samples and what is saved. A fine-tuning
-batch is half accepted synthetic, half real frames, so the generator does not drift onto its own outputs alone.
+after each call the pipeline holds the EMA weights, which are what samples and what is saved. Fine-tuning draws
+from the pool of real frames + accepted images, each image as likely as a real frame of its plane: a first
+version gave the accepted images half of every batch, and with 2-7 accepted images per round 100 steps fitted
+the generator onto them (simulator, 10% labels: the median histogram coefficient of the next round's candidates
+fell from 0.947 to 0.914 and 85-91 of 96 were rejected as unrealistic, against 47 before).
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ def build(g: Generator, planes: tuple[str, ...], size: int, seed: int) -> SynthP
 
 def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int,
           extra: Frames | None = None, lr: float | None = None) -> None:
-    """``steps`` DDPM steps on ``real`` (plane-balanced draws); with ``extra`` (accepted images) half of every
-    batch comes from it. Plane ids become vocabulary indices (id + 1); an unknown GA is the null GA. ``lr``
+    """``steps`` DDPM steps on ``real`` (plane-balanced draws); with ``extra`` (accepted images) the draws come
+    from real + extra, an accepted image as likely as a real frame of its plane. Plane ids become vocabulary indices (id + 1); an unknown GA is the null GA. ``lr``
     (default ``g.lr``) warms up over ``g.warmup_steps`` (at most a tenth of ``steps``) and decays to 0 on a cosine.
     Afterwards the pipeline's U-Net holds the EMA of the weights (``g.ema_decay`` > 0)."""
     if steps <= 0:
@@ -65,21 +68,16 @@ def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int
         counts = np.bincount(f.y, minlength=int(f.y.max()) + 1).astype(np.float64)
         return torch.from_numpy(1.0 / counts[f.y])
 
-    w_real = weights(real)
-    w_extra = weights(extra) if extra is not None and len(extra) else None
+    pool = Frames.concat([real, extra]) if extra is not None and len(extra) else real
+    w = weights(pool)
     for step in range(steps):
-        f = min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        factor = min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in opt.param_groups:
-            group["lr"] = base_lr * f
-        parts = []
-        n_real = g.batch_size if w_extra is None else g.batch_size // 2
-        for f, w, n in ((real, w_real, n_real), (extra, w_extra, g.batch_size - n_real)):
-            if w is not None and n > 0:
-                idx = torch.multinomial(w, n, replacement=True, generator=gen)
-                parts.append((f.x[idx], torch.from_numpy(f.y[idx.numpy()] + 1), torch.from_numpy(f.ga[idx.numpy()])))
-        x0 = torch.cat([p[0] for p in parts])
-        plane = torch.cat([p[1] for p in parts])
-        ga = torch.cat([p[2] for p in parts]).float()
+            group["lr"] = base_lr * factor
+        idx = torch.multinomial(w, g.batch_size, replacement=True, generator=gen)
+        x0 = pool.x[idx]
+        plane = torch.from_numpy(pool.y[idx.numpy()] + 1)
+        ga = torch.from_numpy(pool.ga[idx.numpy()]).float()
         b = x0.shape[0]
         t = torch.randint(0, pipe.cfg.diffusion.num_train_timesteps, (b,), generator=gen)
         eps = torch.randn(x0.shape, generator=gen)
