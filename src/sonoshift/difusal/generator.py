@@ -47,18 +47,22 @@ def build(g: Generator, planes: tuple[str, ...], size: int, seed: int) -> SynthP
 
 
 def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int,
-          extra: Frames | None = None, lr: float | None = None) -> None:
+          extra: Frames | None = None, lr: float | None = None, fresh: bool = True) -> None:
     """``steps`` DDPM steps on ``real`` (plane-balanced draws); with ``extra`` (accepted images) the draws come
     from real + extra, an accepted image as likely as a real frame of its plane. Plane ids become vocabulary indices (id + 1); an unknown GA is the null GA. ``lr``
     (default ``g.lr``) warms up over ``g.warmup_steps`` (at most a tenth of ``steps``) and decays to 0 on a cosine.
-    Afterwards the pipeline's U-Net holds the EMA of the weights (``g.ema_decay`` > 0)."""
+    Afterwards the pipeline's U-Net holds the EMA of the weights (``g.ema_decay`` > 0). ``fresh``: the EMA
+    warms up (training from scratch); otherwise (fine-tuning) it continues from the current weights at the full
+    decay, so a short fine-tuning moves the sampled weights as far as the same steps of pretraining would: with a
+    warmed-up EMA, 100 fine-tuning steps left the noisy online weights in charge and the next round's candidates
+    got less realistic (median histogram coefficient 0.947 -> 0.927, 74 of 96 rejected as unrealistic vs 47)."""
     if steps <= 0:
         return
     gen = torch.Generator().manual_seed(seed)
     net = pipe.unet.train().requires_grad_(True)
     base_lr = g.lr if lr is None else float(lr)
     opt = torch.optim.AdamW(net.parameters(), lr=base_lr, weight_decay=0.0)
-    ema = EMA(net, g.ema_decay, warmup=True) if g.ema_decay > 0 else None
+    ema = EMA(net, g.ema_decay, warmup=fresh) if g.ema_decay > 0 else None
     warm = min(g.warmup_steps, max(1, steps // 10))
     d = pipe.cfg.diffusion
     alphas = training_scheduler(d).alphas_cumprod

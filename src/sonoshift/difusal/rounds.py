@@ -264,7 +264,7 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
             "kid_accepted": fa["kid"],
             **{f"rejected_{r}": int((scores["reason"] == r).sum()) for r in REASONS}})
         gen_mod.train(pipe, reg.train, cfg.generator.finetune_steps if len(new) else 0, cfg.generator, seed + 1,
-                      extra=cum, lr=cfg.generator.finetune_lr)
+                      extra=cum, lr=cfg.generator.finetune_lr, fresh=False)
         gen_mod.save(pipe, tmp / "generator.safetensors")
         m = json.loads((tmp / "metrics.json").read_text())
         m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2)
