@@ -49,8 +49,8 @@ def build(g: Generator, planes: tuple[str, ...], size: int, seed: int) -> SynthP
 def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int,
           extra: Frames | None = None, lr: float | None = None, fresh: bool = True) -> None:
     """``steps`` DDPM steps on ``real`` (plane-balanced draws); with ``extra`` (accepted images) the draws come
-    from real + extra, an accepted image as likely as a real frame of its plane. Plane ids become vocabulary indices (id + 1); an unknown GA is the null GA. ``lr``
-    (default ``g.lr``) warms up over ``g.warmup_steps`` (at most a tenth of ``steps``) and decays to 0 on a cosine.
+    from real + extra, an accepted image as likely as a real frame of its plane. Plane ids become vocabulary
+    indices (id + 1); an unknown GA is the null GA. ``lr`` (default ``g.lr``) warms up over ``g.warmup_steps`` (at most a tenth of ``steps``) and decays to 0 on a cosine.
     Afterwards the pipeline's U-Net holds the EMA of the weights (``g.ema_decay`` > 0). ``fresh``: the EMA
     warms up (training from scratch); otherwise (fine-tuning) it continues from the current weights at the full
     decay, so a short fine-tuning moves the sampled weights as far as the same steps of pretraining would: with a
