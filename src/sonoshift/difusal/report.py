@@ -190,7 +190,8 @@ def write_report(run: str | Path) -> Path:
                    for _, r in tabs[1].iterrows()]
             parts.append(f"<li>{rg}, macro-F1 points DiFUSAL minus each arm with 95% paired intervals over test "
                          f"patients: {html.escape('; '.join(sig))}. An interval that contains 0 is no evidence "
-                         "either way.</li>")
+                         "either way. These intervals cover the test sample only, not the training seed of the downstream "
+                         "models (small nets, 150 steps: their seed alone moves macro-F1 by several points).</li>")
     parts.append("</ul>")
     head = table[table["round"] == table["round"].max()][["regime", "arm", "round", "macro_f1", "accuracy",
                                                           "ga_mae_days", "n_synthetic"]]
@@ -216,8 +217,9 @@ def write_report(run: str | Path) -> Path:
             parts += ["<h3>Fidelity of each round's candidates and accepted set</h3>",
                       "<p>FID / KID against the regime's real training frames in the frozen critic classifier's "
                       "embedding (no ImageNet network offline, so no Inception FID and no LPIPS); real validation "
-                      f"frames score FID {_setup_value(run, rg, 'fid_real_val')} / KID "
-                      f"{_setup_value(run, rg, 'kid_real_val')} (the floor). Lower = closer to real.</p>",
+                      f"frames (patients the generator never saw) score FID {_setup_value(run, rg, 'fid_real_val')} / KID "
+                      f"{_setup_value(run, rg, 'kid_real_val')}: candidates far below that are close to the few "
+                      "training patients, not better than real. Lower = closer to the training frames.</p>",
                       _table_html(fid)]
         last = max((k for k in range(1, R + 1) if (stage_dir(run, rg, "difusal", k) / "scores.csv").is_file()),
                    default=None)
@@ -240,7 +242,7 @@ def write_report(run: str | Path) -> Path:
                   f"rejected as near-copies:</p>",
                   _table_html(memo)]
     if (run / "stage_seconds.csv").is_file():
-        sec = pd.read_csv(run / "stage_seconds.csv")
+        sec = pd.read_csv(run / "stage_seconds.csv").drop_duplicates(["regime", "arm", "round"], keep="last")
         parts += [f"<h2>Stage seconds</h2><p>{sec['seconds'].sum():.0f} s wall, {sec['cpu_seconds'].sum():.0f} s "
                   f"CPU over {len(sec)} stages (this process; shared machines stretch the wall time).</p>",
                   _table_html(sec)]
