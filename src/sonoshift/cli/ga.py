@@ -86,6 +86,29 @@ def evaluate_cmd(
     _print_summary(evaluate_estimator(load_ga_estimator(estimator), data_root / "hc18", out))
 
 
+@ga_app.command("cv-hc18")
+def cv_cmd(
+    config: list[Path] = typer.Option(..., "--config", "-c", help="YAML Hc18Config of a member segmenter; give it "
+                                      "several times for an ensemble (configs/cpu/hc18_head_ga_deep.yaml, "
+                                      "configs/cpu/hc18_head_ga.yaml)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the folds, per_image.csv, summary.csv, "
+                             "ga_error.csv, folds.csv, worst_cases.png (rerun to resume)."),
+    folds: int = typer.Option(5, min=2, help="Number of subject-wise folds."),
+    tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+) -> None:
+    """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
+    from sonoshift.config import load_config
+    from sonoshift.downstream.hc18 import Hc18Config
+    from sonoshift.judges.ga.hc18_cv import cross_validate
+
+    cfgs = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}"]) for c in config]
+    s = cross_validate(cfgs, out, folds, tta)
+    typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
+               + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
+    _print_summary(s)
+
+
 @ga_app.command("predict")
 def predict_cmd(
     estimator: Path = typer.Argument(..., help="GA estimator folder."),
