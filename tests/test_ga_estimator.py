@@ -97,6 +97,10 @@ def test_build_train_and_predict_cli(fake_hc18, tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(tmp_path / "p.csv")
     assert list(df["pixel_size_mm"]) == [0.2]
+    r = runner.invoke(app, ["ga", "predict", str(out), str(imgs / "000_HC.png"), "-o", str(tmp_path / "o.csv"),
+                            "--pixel-size", "0.2", "--runtime", "onnx"])
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(tmp_path / "o.csv")["hc_mm"].to_numpy() == pytest.approx(df["hc_mm"].to_numpy(), abs=1e-3)
 
 
 def test_regressor_trains_saves_and_scores(fake_hc18, tmp_path):
@@ -248,3 +252,23 @@ def test_cross_validation_measures_every_image_once_and_resumes(fake_hc18, tmp_p
     before = (tmp_path / "cv" / "fold_0" / "segmenter_0" / "model.safetensors").stat().st_mtime_ns
     cross_validate([cfg, cfg], tmp_path / "cv", folds=3, progress=False)
     assert (tmp_path / "cv" / "fold_0" / "segmenter_0" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_onnx_runtime_gives_the_torch_head_maps():
+    from sonoshift.downstream.segmenter import ModelConfig, build_unet
+    from sonoshift.judges.ga.estimator import head_probabilities
+    from sonoshift.judges.ga.onnx_net import with_runtime
+
+    torch.manual_seed(0)
+    segs = [Segmenter(build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2).eval(), ("background", "head"), s)
+            for s in (32, 24)]
+    est = GaEstimator(segs[0], 0.0, True, (segs[1],))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (40 + 3 * i, 50), dtype=np.uint8) for i in range(3)]
+    ref = head_probabilities(est, frames, batch_size=2)
+    got = head_probabilities(with_runtime(est, "onnx", threads=1), frames, batch_size=2)
+    assert got.shape == ref.shape == (3, 32, 32)
+    assert np.abs(got - ref).max() < 1e-4 and ref.std() > 1e-3  # the maps are not trivially flat
+    assert with_runtime(est, "torch") is est
+    with pytest.raises(SonoshiftError, match="unknown runtime"):
+        with_runtime(est, "tensorrt")
