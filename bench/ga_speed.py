@@ -93,11 +93,16 @@ def main() -> None:
           f"max {np.nanmax(np.abs(hc_ort - hc_new)):.4f} mm")
     # where the estimator's time goes (CPU seconds per image)
     frames, _, c_dec = _timed(lambda: [read_gray(p) for p in paths])
-    probs, _, c_net = _timed(lambda: head_probabilities(est, frames, a.batch))
-    _, _, c_ort = _timed(lambda: head_probabilities(est_ort, frames, a.batch))
+    nets = {"torch": [], "onnx": []}
+    for _ in range(3):  # alternating repeats, median: the two runtimes see the same load
+        for name, e in (("torch", est), ("onnx", est_ort)):
+            probs, _, c = _timed(lambda e=e: head_probabilities(e, frames, a.batch))
+            nets[name].append(c)
+    c_net, c_ort = float(np.median(nets["torch"])), float(np.median(nets["onnx"]))
     _, _, c_fit = _timed(lambda: [fit_head(p, f.shape) for p, f in zip(probs, frames)])
     print(f"estimator per image (CPU ms, one after the other): decode {1e3 * c_dec / n:.1f}, resize + network "
-          f"{1e3 * c_net / n:.1f} torch / {1e3 * c_ort / n:.1f} ORT (tta={est.tta}), ellipse fit {1e3 * c_fit / n:.1f}")
+          f"{1e3 * c_net / n:.1f} torch / {1e3 * c_ort / n:.1f} ORT ({c_net / c_ort:.2f}x; median of 3, tta={est.tta}), "
+          f"ellipse fit {1e3 * c_fit / n:.1f}")
 
 
 if __name__ == "__main__":
