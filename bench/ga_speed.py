@@ -7,9 +7,11 @@ segmenter weights:
 - estimator: ``judges.ga.estimator.measure_files`` (``--workers`` threads decode and resize the next batch while
   the network runs on this one; batched forward at the model size, flip test-time averaging unless --no-tta,
   sub-pixel contour ellipse at the model size mapped to native pixels, trimmed refit).
-Prints images/s of each (wall and per CPU-second), the ratio, and how far the two HC values are apart.
+- estimator (onnx): the same with every member network in ONNX Runtime (``judges.ga.onnx_net``).
+Prints images/s of each (wall and per CPU-second), the ratios, how far the HC values are apart, and the load
+average before and after (other jobs on the machine distort the wall numbers).
 
-    python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2]
+    python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
 
 On a machine shared with other jobs the wall time mostly measures the other jobs: compare the ratio. Images per
 CPU-second (all threads' CPU time counted) does not depend on the load; on two idle cores the wall rate can reach
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +36,7 @@ from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
 from sonoshift.judges.ga.estimator import GaEstimator, head_probabilities, load_ga_estimator, measure_files
 from sonoshift.judges.ga.head_fit import fit_head
+from sonoshift.judges.ga.onnx_net import with_runtime
 
 
 def _timed(fn):
@@ -65,26 +69,40 @@ def main() -> None:
         frames = [read_gray(p) for p in paths]
         return [head_measurements(head_mask(seg, m), s)["hc_mm"] for m, s in zip(predict(seg, frames, 16), px)]
 
-    def new():
-        return measure_files(est, paths, px, a.batch, a.workers)["hc_mm"].to_numpy()
+    est_ort = with_runtime(est, "onnx", threads=a.threads)
 
-    new()  # warm-up (allocator, first-call overheads) for both paths alike
+    def new(e=est):
+        return measure_files(e, paths, px, a.batch, a.workers)["hc_mm"].to_numpy()
+
+    load0 = os.getloadavg()
+    new(), new(est_ort)  # warm-up (allocator, first-call overheads) for every path alike
     hc_old, w_old, c_old = _timed(current)
     hc_new, w_new, c_new = _timed(new)
+    hc_ort, w_ort, c_ort = _timed(lambda: new(est_ort))
     n = len(paths)
-    print(f"{n} HC18 images, {a.threads} torch threads, {a.workers} decode threads, decode included, "
+    print(f"{n} HC18 images, {a.threads} torch/ORT threads, {a.workers} decode threads, decode included, "
           f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}")
+    print(f"load average (1 min) {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     print(f"current predictor : {n / w_old:7.1f} images/s wall, {n / c_old:7.1f} images/s per CPU-second")
     print(f"GA estimator      : {n / w_new:7.1f} images/s wall, {n / c_new:7.1f} images/s per CPU-second")
-    print(f"ratio (estimator / current): wall {w_old / w_new:.1f}x, CPU {c_old / c_new:.1f}x")
+    print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second")
+    print(f"ratio (estimator / current): wall {w_old / w_new:.2f}x, CPU {c_old / c_new:.2f}x")
+    print(f"ratio (ORT / torch estimator): wall {w_new / w_ort:.2f}x, CPU {c_new / c_ort:.2f}x")
     diff = np.abs(np.array(hc_old) - hc_new)
-    print(f"HC difference between the two paths: median {np.nanmedian(diff):.2f} mm")
+    print(f"HC difference between the two paths: median {np.nanmedian(diff):.2f} mm; ORT vs torch estimator: "
+          f"max {np.nanmax(np.abs(hc_ort - hc_new)):.4f} mm")
     # where the estimator's time goes (CPU seconds per image)
     frames, _, c_dec = _timed(lambda: [read_gray(p) for p in paths])
-    probs, _, c_net = _timed(lambda: head_probabilities(est, frames, a.batch))
+    nets = {"torch": [], "onnx": []}
+    for _ in range(3):  # alternating repeats, median: the two runtimes see the same load
+        for name, e in (("torch", est), ("onnx", est_ort)):
+            probs, _, c = _timed(lambda e=e: head_probabilities(e, frames, a.batch))
+            nets[name].append(c)
+    c_net, c_ort = float(np.median(nets["torch"])), float(np.median(nets["onnx"]))
     _, _, c_fit = _timed(lambda: [fit_head(p, f.shape) for p, f in zip(probs, frames)])
     print(f"estimator per image (CPU ms, one after the other): decode {1e3 * c_dec / n:.1f}, resize + network "
-          f"{1e3 * c_net / n:.1f} (tta={est.tta}), ellipse fit {1e3 * c_fit / n:.1f}")
+          f"{1e3 * c_net / n:.1f} torch / {1e3 * c_ort / n:.1f} ORT ({c_net / c_ort:.2f}x; median of 3, tta={est.tta}), "
+          f"ellipse fit {1e3 * c_fit / n:.1f}")
 
 
 if __name__ == "__main__":

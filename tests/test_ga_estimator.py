@@ -97,6 +97,10 @@ def test_build_train_and_predict_cli(fake_hc18, tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(tmp_path / "p.csv")
     assert list(df["pixel_size_mm"]) == [0.2]
+    r = runner.invoke(app, ["ga", "predict", str(out), str(imgs / "000_HC.png"), "-o", str(tmp_path / "o.csv"),
+                            "--pixel-size", "0.2", "--runtime", "onnx"])
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(tmp_path / "o.csv")["hc_mm"].to_numpy() == pytest.approx(df["hc_mm"].to_numpy(), abs=1e-3)
 
 
 def test_regressor_trains_saves_and_scores(fake_hc18, tmp_path):
@@ -209,3 +213,62 @@ def test_build_ensemble_saves_members_and_refuses_other_splits(fake_hc18, tmp_pa
     est = load_ga_estimator(tmp_path / "ens")
     assert [s.image_size for s in est.segmenters] == [32, 24]
     assert len(pd.read_csv(tmp_path / "ens" / "hc18_validation.csv")) == 3
+
+
+def test_folds_partition_subjects_and_bad_fold_is_refused():
+    from sonoshift.config import ConfigValueError
+    from sonoshift.downstream.hc18 import Hc18Config, split_subjects
+
+    subjects = pd.Series([f"{i // 2:03d}" for i in range(23)])  # 12 subjects, two images each (one has one)
+    masks = [split_subjects(subjects, 0.2, 3, folds=5, fold=k) for k in range(5)]
+    assert (np.sum(masks, 0) == 1).all()  # every image held out exactly once
+    for m in masks:  # a subject's images stay together
+        assert not set(subjects[m]) & set(subjects[~m])
+        assert 2 <= subjects[m].nunique() <= 3  # 12 subjects in 5 near-equal groups
+    with pytest.raises(ConfigValueError, match="fold"):
+        Hc18Config(folds=5, fold=5)
+    with pytest.raises(ConfigValueError, match="folds"):
+        Hc18Config(folds=1)
+
+
+@pytest.mark.slow
+def test_cross_validation_measures_every_image_once_and_resumes(fake_hc18, tmp_path):
+    from sonoshift.downstream.hc18 import Hc18Config
+    from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
+    from sonoshift.judges.ga.hc18_cv import cross_validate
+
+    cfg = Hc18Config(data_dir=str(fake_hc18), image_size=32, model=ModelConfig(channels=(4, 8), strides=(2,)),
+                     train=SegmenterTrainConfig(steps=40, batch_size=4))
+    s = cross_validate([cfg, cfg], tmp_path / "cv", folds=3, progress=False)
+    table = pd.read_csv(tmp_path / "cv" / "per_image.csv")
+    assert sorted(table["name"]) == sorted(f"{i:03d}_HC.png" for i in range(12))  # each image once
+    assert s["images"] == 12 and len(s["fold_hc_abs_err_mm_mean"]) == 3
+    for k in range(3):  # the fold's estimator never trained on its held-out images
+        held = set(table.loc[table["fold"] == k, "name"])
+        seg = load_ga_estimator(tmp_path / "cv" / f"fold_{k}" / "estimator").segmenter
+        assert set(seg.info["val_files"]) == held and seg.info["train_images"] == 12 - len(held)
+    assert (tmp_path / "cv" / "worst_cases.png").is_file()
+    # a rerun reuses the finished folds (no retraining: the member weights stay the same files)
+    before = (tmp_path / "cv" / "fold_0" / "segmenter_0" / "model.safetensors").stat().st_mtime_ns
+    cross_validate([cfg, cfg], tmp_path / "cv", folds=3, progress=False)
+    assert (tmp_path / "cv" / "fold_0" / "segmenter_0" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_onnx_runtime_gives_the_torch_head_maps():
+    from sonoshift.downstream.segmenter import ModelConfig, build_unet
+    from sonoshift.judges.ga.estimator import head_probabilities
+    from sonoshift.judges.ga.onnx_net import with_runtime
+
+    torch.manual_seed(0)
+    segs = [Segmenter(build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2).eval(), ("background", "head"), s)
+            for s in (32, 24)]
+    est = GaEstimator(segs[0], 0.0, True, (segs[1],))
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (40 + 3 * i, 50), dtype=np.uint8) for i in range(3)]
+    ref = head_probabilities(est, frames, batch_size=2)
+    got = head_probabilities(with_runtime(est, "onnx", threads=1), frames, batch_size=2)
+    assert got.shape == ref.shape == (3, 32, 32)
+    assert np.abs(got - ref).max() < 1e-4 and ref.std() > 1e-3  # the maps are not trivially flat
+    assert with_runtime(est, "torch") is est
+    with pytest.raises(SonoshiftError, match="unknown runtime"):
+        with_runtime(est, "tensorrt")

@@ -115,3 +115,16 @@ def test_ga_ensemble_configs_load_and_share_one_split():
     assert b.train.lr_schedule == "cosine" and b.image_size % 2 ** len(b.model.strides) == 0
     with pytest.raises(Exception, match="lr_schedule"):
         SegmenterTrainConfig(lr_schedule="linear")
+
+
+def test_map_closed_short_of_the_border_is_not_fitted():
+    # a head running off the bottom of the frame whose map the network closes 1-3 model pixels above the border
+    # (raggedly, as on HC18 heads cut by the image border): those points are dropped, not fitted as skull
+    native = drawn((540, 800), 400.0, 380.0, 300.0, 220.0, 10.0, upsample=2)
+    small = cv2.resize(native, (192, 192), interpolation=cv2.INTER_AREA)
+    rows = np.arange(192)[:, None]
+    short = 189 - (np.arange(192) % 3)[None, :]  # the map ends 1-3 px above the bottom row
+    closed = np.where(rows >= short, 0.0, small).astype(np.float32)
+    truth = ellipse_perimeter(300, 220)
+    assert fit_head(closed, native.shape).hc_px() == pytest.approx(truth, rel=0.01)
+    assert abs(fit_head(closed, native.shape, border_margin=0.5).hc_px() / truth - 1) > 0.01  # the old margin

@@ -17,6 +17,16 @@ ga_app = typer.Typer(
 )
 
 
+RUNTIME_HELP = "Run the segmenters in torch or onnx (ONNX Runtime, CPU: same numbers, less CPU per image)."
+
+
+def _load(path: Path, runtime: str):
+    from sonoshift.judges.ga.estimator import load_ga_estimator
+    from sonoshift.judges.ga.onnx_net import with_runtime
+
+    return with_runtime(load_ga_estimator(path), runtime)
+
+
 def _print_summary(s: dict) -> None:
     typer.echo(
         f"{s['images']} held-out HC18 images: HC abs error mean {s['hc_abs_err_mm_mean']:.2f} mm, median "
@@ -78,12 +88,35 @@ def evaluate_cmd(
     estimator: Path = typer.Argument(..., help="GA estimator folder."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for per_image.csv, summary.csv, ga_error.csv."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
 ) -> None:
     """HC error (mm) and GA error per trimester (days) on the estimator's held-out HC18 images."""
-    from sonoshift.judges.ga.estimator import load_ga_estimator
     from sonoshift.judges.ga.hc18_report import evaluate_estimator
 
-    _print_summary(evaluate_estimator(load_ga_estimator(estimator), data_root / "hc18", out))
+    _print_summary(evaluate_estimator(_load(estimator, runtime), data_root / "hc18", out))
+
+
+@ga_app.command("cv-hc18")
+def cv_cmd(
+    config: list[Path] = typer.Option(..., "--config", "-c", help="YAML Hc18Config of a member segmenter; give it "
+                                      "several times for an ensemble (configs/cpu/hc18_head_ga_deep.yaml, "
+                                      "configs/cpu/hc18_head_ga.yaml)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the folds, per_image.csv, summary.csv, "
+                             "ga_error.csv, folds.csv, worst_cases.png (rerun to resume)."),
+    folds: int = typer.Option(5, min=2, help="Number of subject-wise folds."),
+    tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
+    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
+) -> None:
+    """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
+    from sonoshift.config import load_config
+    from sonoshift.downstream.hc18 import Hc18Config
+    from sonoshift.judges.ga.hc18_cv import cross_validate
+
+    cfgs = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}"]) for c in config]
+    s = cross_validate(cfgs, out, folds, tta)
+    typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
+               + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
+    _print_summary(s)
 
 
 @ga_app.command("predict")
@@ -93,12 +126,13 @@ def predict_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write."),
     pixel_size: float | None = typer.Option(None, help="mm per pixel for every image."),
     pixel_csv: Path | None = typer.Option(None, help="CSV with columns filename, pixel_size_mm (per image)."),
+    runtime: str = typer.Option("torch", help=RUNTIME_HELP),
 ) -> None:
     """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image as a CSV; needs each image's pixel size."""
     import pandas as pd
 
     from sonoshift.atomic import atomic_write_text
-    from sonoshift.judges.ga.estimator import load_ga_estimator, measure_files
+    from sonoshift.judges.ga.estimator import measure_files
     from sonoshift.judges.plane.api import list_images
 
     files = list_images(images)
@@ -109,8 +143,7 @@ def predict_cmd(
             raise SonoshiftError(f"pixel size table {pixel_csv} needs the columns filename and pixel_size_mm.")
         sizes = {str(k): float(v) for k, v in zip(table["filename"], table["pixel_size_mm"])}
     px = [sizes.get(f.name, pixel_size) for f in files]
-    est = load_ga_estimator(estimator)
-    df = measure_files(est, files, px)
+    df = measure_files(_load(estimator, runtime), files, px)
     atomic_write_text(out, df.to_csv(index=False))
     missing = df[~df["head_found"]]
     for n in missing["name"]:

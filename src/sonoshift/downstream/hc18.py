@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import NonNegInt, PosInt, Range, Seed, Validated, to_dict
+from sonoshift.config import ConfigValueError, NonNegInt, PosInt, Range, Seed, Validated, to_dict
 from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
@@ -51,8 +51,19 @@ class Hc18Config(Validated):
     val_fraction: Annotated[float, Range(0, 1, hi_open=True)] = 0.2
     split_seed: Seed = 0
     max_images: NonNegInt = 0  # 0 = all; else the first N subjects' images in file order (quick runs and tests)
+    # k-fold cross-validation: folds > 0 holds out the fold-th of ``folds`` near-equal subject groups (seeded by
+    # split_seed) instead of a val_fraction share
+    folds: NonNegInt = 0
+    fold: NonNegInt = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     train: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.folds and self.fold >= self.folds:
+            raise ConfigValueError("fold", f"must be below folds ({self.folds}), got {self.fold}")
+        if self.folds == 1:
+            raise ConfigValueError("folds", "must be 0 (no cross-validation) or at least 2, got 1")
 
 
 def load_hc18_table(data_dir: str | Path) -> pd.DataFrame:
@@ -89,9 +100,14 @@ def load_hc18_table(data_dir: str | Path) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def split_subjects(subjects: pd.Series, val_fraction: float, seed: int) -> np.ndarray:
-    """Boolean array, True for validation rows: a seeded ``val_fraction`` of the distinct subjects (>= 1)."""
+def split_subjects(subjects: pd.Series, val_fraction: float, seed: int, folds: int = 0, fold: int = 0) -> np.ndarray:
+    """Boolean array, True for validation rows: a seeded ``val_fraction`` of the distinct subjects (>= 1); with
+    ``folds`` > 0 instead the ``fold``-th of ``folds`` near-equal groups of the seeded subject permutation (the
+    folds partition the subjects)."""
     uniq = np.array(sorted(set(subjects)))
+    if folds:
+        val = set(np.array_split(numpy_rng(seed).permutation(uniq), folds)[fold])
+        return np.array([s in val for s in subjects])
     n_val = max(1, round(len(uniq) * val_fraction)) if val_fraction > 0 else 0
     val = set(numpy_rng(seed).permutation(uniq)[:n_val])
     return np.array([s in val for s in subjects])
@@ -158,7 +174,7 @@ def train_hc18_segmenter(
     rows = load_hc18_table(cfg.data_dir)
     if cfg.max_images:
         rows = rows.iloc[: cfg.max_images].reset_index(drop=True)
-    is_val = split_subjects(rows["subject"], cfg.val_fraction, cfg.split_seed)
+    is_val = split_subjects(rows["subject"], cfg.val_fraction, cfg.split_seed, cfg.folds, cfg.fold)
     train_rows, val_rows = rows[~is_val], rows[is_val]
     if train_rows.empty:
         raise SonoshiftError(f"HC18 folder {cfg.data_dir}: no training images left after the validation split.")

@@ -39,7 +39,8 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
         is_val = rows["filename"].isin(set(val_files)).to_numpy()
     else:
         c = seg.config
-        is_val = split_subjects(rows["subject"], float(c.get("val_fraction", 0.2)), int(c.get("split_seed", 0)))
+        is_val = split_subjects(rows["subject"], float(c.get("val_fraction", 0.2)), int(c.get("split_seed", 0)),
+                                int(c.get("folds", 0)), int(c.get("fold", 0)))
     return rows[~is_val].reset_index(drop=True), rows[is_val].reset_index(drop=True)
 
 

@@ -1,0 +1,64 @@
+"""The GA estimator's segmenters run by ONNX Runtime (CPU) instead of PyTorch: the same numbers (to float
+rounding), less CPU per image (bench/ga_speed.py --runtime onnx prints the ratio).
+
+Each member network is exported in memory when the estimator is converted (a few seconds, no file written) and
+wrapped as an ``nn.Module`` with the torch call signature, so ``batch_probabilities`` and ``measure_files`` use it
+unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from sonoshift.judges.ga.estimator import GaEstimator
+
+RUNTIMES = ("torch", "onnx")
+
+
+class OrtNet(nn.Module):
+    """A network exported to ONNX and run by ONNX Runtime: (N, C, S, S) float -> its output, on the input's
+    device (inference runs on the CPU). ``threads``: intra-op threads (default: torch's count)."""
+
+    def __init__(self, model: nn.Module, size: int, in_channels: int = 1, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        from sonoshift.deploy.runtime import session_options
+
+        buf = io.BytesIO()
+        x = torch.zeros(2, in_channels, size, size)
+        was_training = model.training
+        model.eval()
+        with warnings.catch_warnings():  # the exporter's deprecation and instance-norm notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model.cpu(), x, buf, input_names=["x"], output_names=["y"],
+                              dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
+        model.train(was_training)
+        self.session = ort.InferenceSession(buf.getvalue(), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self._anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # so parameters() names a device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.session.run(None, {"x": np.ascontiguousarray(x.detach().float().cpu().numpy())})[0]
+        return torch.from_numpy(y).to(x.device)
+
+
+def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None = None) -> GaEstimator:
+    """``est`` unchanged for "torch"; for "onnx" the same estimator with every member network in ONNX Runtime."""
+    if runtime not in RUNTIMES:
+        from sonoshift.errors import SonoshiftError
+
+        raise SonoshiftError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    if runtime == "torch":
+        return est
+
+    def convert(seg):
+        return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads=threads))
+
+    return dataclasses.replace(est, segmenter=convert(est.segmenter), members=tuple(convert(m) for m in est.members))
