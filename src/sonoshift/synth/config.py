@@ -53,7 +53,15 @@ class SynthModel(Validated):
     ``patch``: the U-Net sees ``patch`` x ``patch`` pixel blocks as channels (pixel unshuffle; 2 makes a 64 px
     model run at 32 x 32 with 4 channels, about 4x cheaper on a CPU; 1 = plain pixels). ``time_norm``: how the
     time + condition embedding enters each ResNet block: "default" adds it, "scale_shift" scales and shifts the
-    normalised features with it (FiLM; stronger conditioning)."""
+    normalised features with it (FiLM; stronger conditioning).
+
+    ``ga_embedding``: "sinusoidal" (time-step sinusoid of ``ga * ga_scale``, then an MLP) or "fourier" (GA mapped
+    linearly from ``ga_range`` weeks to [0, 1], then ``ga_frequencies`` low sine/cosine pairs (periods 2 to
+    2 / ``ga_frequencies`` of the range) and the value itself, then an MLP): smooth in GA, so GAs between the few
+    training patients' values interpolate instead of being read as arbitrary codes. ``condition_norm``: each
+    condition's embedding (plane row, scanner row, GA MLP output) is RMS-normalised to 1 before the sum, so no
+    condition drowns the others (at N(0, 1) plane rows the untuned GA MLP output was ~10x smaller and GA was
+    ignored)."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: PosInt = 1
@@ -64,6 +72,10 @@ class SynthModel(Validated):
     dropout: UnitFloat = 0.0
     ga_scale: PosFloat = 10.0
     time_norm: Literal["default", "scale_shift"] = "default"
+    ga_embedding: Literal["sinusoidal", "fourier"] = "sinusoidal"
+    ga_range: tuple[float, float] = (16.0, 40.0)
+    ga_frequencies: PosInt = 8
+    condition_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,10 +105,14 @@ class SynthDiffusion(Validated):
 class SynthCondition(Validated):
     """Condition dropout for classifier-free guidance: all conditions are replaced by their null tokens with
     probability ``drop_all``; otherwise each one independently with ``drop_each`` (so partial conditions,
-    e.g. plane without GA, are learned too)."""
+    e.g. plane without GA, are learned too). ``drop_plane`` / ``drop_ga`` / ``drop_scanner`` replace
+    ``drop_each`` for one condition when set."""
 
     drop_all: UnitFloat = 0.1
     drop_each: UnitFloat = 0.1
+    drop_plane: UnitFloat | None = None
+    drop_ga: UnitFloat | None = None
+    drop_scanner: UnitFloat | None = None
 
 
 @dataclass(frozen=True)

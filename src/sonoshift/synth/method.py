@@ -26,15 +26,21 @@ from sonoshift.synth.schedulers import loss_weights, training_scheduler
 
 def drop_conditions(
     plane: torch.Tensor, ga: torch.Tensor, scanner: torch.Tensor, drop_all: float, drop_each: float,
-    generator: torch.Generator,
+    generator: torch.Generator, *, drop_plane: float | None = None, drop_ga: float | None = None,
+    drop_scanner: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace conditions by their null tokens (0 / NaN): all of a sample's with probability ``drop_all``,
-    else each independently with ``drop_each``. Draws 4 uniforms per sample from ``generator``."""
+    else each independently with ``drop_each`` (or its own ``drop_plane`` / ``drop_ga`` / ``drop_scanner``).
+    Draws 4 uniforms per sample from ``generator``."""
     u = torch.rand((plane.shape[0], 4), generator=generator, device=generator.device).to(plane.device)
     every = u[:, 0] < drop_all
-    keep_p = ~(every | (u[:, 1] < drop_each))
-    keep_g = ~(every | (u[:, 2] < drop_each))
-    keep_s = ~(every | (u[:, 3] < drop_each))
+
+    def own(v: float | None) -> float:
+        return drop_each if v is None else v
+
+    keep_p = ~(every | (u[:, 1] < own(drop_plane)))
+    keep_g = ~(every | (u[:, 2] < own(drop_ga)))
+    keep_s = ~(every | (u[:, 3] < own(drop_scanner)))
     return (
         torch.where(keep_p, plane, torch.zeros_like(plane)),
         torch.where(keep_g, ga, torch.full_like(ga, math.nan)),
@@ -83,7 +89,8 @@ class Synth(MethodBase):
         target = eps if d.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
         c = self.cfg.condition
         plane, ga, scanner = drop_conditions(batch["plane"], batch["ga"], batch["scanner"], c.drop_all,
-                                             c.drop_each, g)
+                                             c.drop_each, g, drop_plane=c.drop_plane, drop_ga=c.drop_ga,
+                                             drop_scanner=c.drop_scanner)
         with ctx.autocast():
             pred = self.net(xt, t, plane, ga, scanner)
         per = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
