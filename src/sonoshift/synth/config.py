@@ -116,6 +116,25 @@ class SynthCondition(Validated):
 
 
 @dataclass(frozen=True)
+class SynthLatent(Validated):
+    """The latent variant (``enabled``): the first ``autoencoder_steps`` steps of the run train a small autoencoder
+    (``synth/latent.py``: diffusers' VAE encoder/decoder with ``block_out_channels`` per level, downsampling by
+    2^(levels - 1), ``channels`` latent channels, mid-block attention when ``attention``) with L1 reconstruction
+    at learning rate ``lr`` and latent noise ``noise``; the remaining ``train.max_steps - autoencoder_steps``
+    steps train the diffusion model on its frozen latents. Off by default (pixel space)."""
+
+    enabled: bool = False
+    channels: PosInt = 4
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: PosInt = 1
+    norm_num_groups: PosInt = 8
+    attention: bool = False
+    autoencoder_steps: NonNegInt = 1000
+    lr: PosFloat = 1.0e-3
+    noise: NonNegFloat = 0.1
+
+
+@dataclass(frozen=True)
 class SynthConfig(Validated):
     """The full synthesizer run configuration."""
 
@@ -124,7 +143,8 @@ class SynthConfig(Validated):
     model: SynthModel = field(default_factory=SynthModel)
     diffusion: SynthDiffusion = field(default_factory=SynthDiffusion)
     condition: SynthCondition = field(default_factory=SynthCondition)
+    latent: SynthLatent = field(default_factory=SynthLatent)
     train: EngineConfig = field(default_factory=EngineConfig)
 
 
-__all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthModel"]
+__all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthLatent", "SynthModel"]

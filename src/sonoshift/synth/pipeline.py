@@ -5,6 +5,8 @@ float (n, 1, H, W) in [-1, 1]. Classifier-free guidance: eps = eps_null + w (eps
 null branch has every condition replaced by its null token; w = 1 is the plain conditional model, w = 0 the
 unconditional one. The sampler (DPM-Solver++, DDIM, UniPC, DDPM) and step count can be chosen per call.
 Randomness comes only from ``generator`` (one generator, or one per image so each image is reproducible alone).
+In the latent variant the sampler runs on the autoencoder's latents and the result is decoded (after the
+latent is renormalised to the unit scale the decoder was trained on).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sonoshift.config import from_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.synth.config import SynthConfig
 from sonoshift.synth.dataset import Vocab
+from sonoshift.synth.latent import LatentAutoencoder, normalise_latent
 from sonoshift.synth.model import SynthUNet
 from sonoshift.synth.schedulers import SAMPLERS, sampling_scheduler
 
@@ -40,7 +43,7 @@ def _as_list(value: Any, n: int, what: str) -> list[Any]:
 
 class SynthPipeline:
     """A trained synthesizer. ``planes`` / ``scanners``: the names it knows; ``size``: output side
-    (``image_size`` = (size, size)).
+    (``image_size`` = (size, size)); ``autoencoder``: the latent variant's autoencoder (None: pixel space).
 
     Besides names, it can be called with a mapping of condition tensors (the model registry's Synthesizer
     form): ``pipeline({"plane": (B,) indices, "ga": (B,) weeks, "scanner": (B,) indices}, generator=g)``, where
@@ -52,9 +55,10 @@ class SynthPipeline:
 
     def __init__(
         self, unet: SynthUNet, cfg: SynthConfig, vocab: Vocab, *, image_size: int,
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, autoencoder: LatentAutoencoder | None = None,
     ) -> None:
         self.unet = unet
+        self.autoencoder = autoencoder
         self.cfg, self.vocab, self.size = cfg, vocab, int(image_size)
         self.image_size = (self.size, self.size)
         self.metadata = metadata or {}
@@ -67,6 +71,8 @@ class SynthPipeline:
     def to(self, device: str | torch.device) -> SynthPipeline:
         """Move the networks to ``device``; returns self."""
         self.unet.to(device)
+        if self.autoencoder is not None:
+            self.autoencoder.to(device)
         return self
 
     @torch.no_grad()
@@ -94,7 +100,9 @@ class SynthPipeline:
         sched = sampling_scheduler(sampler, d)
         sched.set_timesteps(steps, device=dev)
         dtype = next(self.unet.parameters()).dtype
-        x = randn_tensor((n, 1, self.size, self.size), generator=generator, device=dev, dtype=dtype)
+        ae = self.autoencoder
+        shape = (n, *ae.latent_shape(self.size)) if ae is not None else (n, 1, self.size, self.size)
+        x = randn_tensor(shape, generator=generator, device=dev, dtype=dtype)
         x = x * sched.init_noise_sigma
         guided = guidance != 1.0
         if guided:
@@ -117,6 +125,8 @@ class SynthPipeline:
                 progress(i + 1, total)
         if was_training:
             self.unet.train()
+        if ae is not None:
+            x = ae.decode(normalise_latent(x.to(next(ae.parameters()).dtype)))
         return x.float().clamp(-1, 1)
 
     def conditions(
@@ -173,8 +183,13 @@ def pipeline_from_checkpoint(ckpt, device: torch.device | None = None, *, use_em
     net = SynthUNet(cfg.model, channels=int(meta.get("channels", 1)), sample_size=int(meta["sample_size"]),
                     n_planes=len(vocab.planes), n_scanners=len(vocab.scanners))
     net = load_module(ckpt, "unet", net, prefer_ema=use_ema).eval().requires_grad_(False)
+    ae = None
+    if cfg.latent.enabled:
+        ae = load_module(ckpt, "autoencoder", LatentAutoencoder(cfg.latent), prefer_ema=use_ema)
+        ae = ae.eval().requires_grad_(False)
     pipe = SynthPipeline(net, cfg, vocab, image_size=int(meta["image_size"][0]),
-                         metadata={**meta, "checkpoint": str(ckpt.path), "step": ckpt.state.get("step")})
+                         metadata={**meta, "checkpoint": str(ckpt.path), "step": ckpt.state.get("step")},
+                         autoencoder=ae)
     return pipe.to(device or "cpu")
 
 
