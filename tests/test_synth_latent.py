@@ -107,3 +107,24 @@ def test_exact_resume_across_the_phase_switch(data: Path, tmp_path: Path) -> Non
     with pytest.raises(SonoshiftError, match="max_steps"):
         train_synth(data, load_config(SynthConfig, None, [*TINY, "train.max_steps=4"]), tmp_path / "bad",
                     progress=False)
+
+
+def test_named_latent_configs_fit_their_sizes() -> None:
+    from sonoshift.synth.model import SynthUNet
+
+    root = Path(__file__).resolve().parents[1]
+    for path, size, grid in (("configs/cpu/synth_latent.yaml", 64, 16), ("configs/gpu/synth_latent_256.yaml", 256, 32)):
+        cfg = load_config(SynthConfig, root / path, [])
+        lat, m = cfg.latent, cfg.model
+        assert lat.enabled and cfg.data.size == size
+        assert size // 2 ** (len(lat.block_out_channels) - 1) == grid
+        assert grid % (m.patch * 2 ** (len(m.block_out_channels) - 1)) == 0
+        assert all(c % lat.norm_num_groups == 0 for c in lat.block_out_channels)
+        assert cfg.train.max_steps > lat.autoencoder_steps
+    cfg = load_config(SynthConfig, root / "configs/cpu/synth_latent.yaml", [])
+    ae = LatentAutoencoder(cfg.latent)
+    net = SynthUNet(cfg.model, channels=cfg.latent.channels, sample_size=16, n_planes=4, n_scanners=2)
+    with torch.no_grad():
+        z = ae.encode(torch.zeros(1, 1, 64, 64))
+        y = net(z, torch.tensor([10]), torch.tensor([1]), torch.tensor([25.0]), torch.tensor([1]))
+    assert z.shape == y.shape == (1, 4, 16, 16) and ae.decode(y).shape == (1, 1, 64, 64)
