@@ -83,7 +83,8 @@ class SynthDiffusion(Validated):
     """Training noise schedule (DDPM) and the default sampler.
 
     prediction: what the network predicts ("epsilon" or "v_prediction"); beta_schedule: diffusers name.
-    sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults.
+    sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults;
+    ga_guidance: GA's own guidance scale (None: one joint scale for all conditions; see ``synth/pipeline.py``).
     loss_weight: "none" (plain MSE) or "min_snr" (Min-SNR-gamma, Hang et al. 2023: each time step's loss weighted
     so that the implied x0 error has weight min(SNR, gamma); faster convergence). lr_warmup_steps: linear LR
     warm-up; lr_schedule: "constant" after it, or "cosine" decay to 0 at the last step.
@@ -95,6 +96,7 @@ class SynthDiffusion(Validated):
     sampler: Literal["dpmpp", "ddim", "unipc", "ddpm"] = "dpmpp"
     steps: PosInt = 20
     guidance: NonNegFloat = 2.0
+    ga_guidance: NonNegFloat | None = None
     loss_weight: Literal["none", "min_snr"] = "none"
     min_snr_gamma: PosFloat = 5.0
     lr_warmup_steps: NonNegInt = 0

@@ -3,7 +3,10 @@
 ``pipeline = load_synthesizer(RUN); images = pipeline(plane="brain", ga=24.0, n=8, generator=g)`` returns
 float (n, 1, H, W) in [-1, 1]. Classifier-free guidance: eps = eps_null + w (eps_cond - eps_null), where the
 null branch has every condition replaced by its null token; w = 1 is the plain conditional model, w = 0 the
-unconditional one. The sampler (DPM-Solver++, DDIM, UniPC, DDPM) and step count can be chosen per call.
+unconditional one. With a separate GA scale w_ga (``ga_guidance``) the guidance is split by condition:
+eps = eps_null + w (eps_plane,scanner - eps_null) + w_ga (eps_all - eps_plane,scanner), three network passes
+per step (w_ga = w is the joint form above). The sampler (DPM-Solver++, DDIM, UniPC, DDPM) and step count can be
+chosen per call.
 Randomness comes only from ``generator`` (one generator, or one per image so each image is reproducible alone).
 In the latent variant the sampler runs on the autoencoder's latents and the result is decoded (after the
 latent is renormalised to the unit scale the decoder was trained on).
@@ -79,12 +82,15 @@ class SynthPipeline:
     def sample_indices(
         self, plane: torch.Tensor, ga: torch.Tensor, scanner: torch.Tensor, *, generator: Generator = None,
         guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
-        progress: Any = None,
+        progress: Any = None, ga_guidance: float | None = None,
     ) -> torch.Tensor:
         """Samples for condition tensors (B,) (plane / scanner indices, 0 = unknown; GA weeks, NaN = unknown)
-        -> (B, 1, H, W) in [-1, 1]. ``progress(i, total)`` is called after every step when given."""
+        -> (B, 1, H, W) in [-1, 1]. ``progress(i, total)`` is called after every step when given.
+        ``ga_guidance``: GA's own guidance scale (default ``diffusion.ga_guidance``; None = joint guidance)."""
         d = self.cfg.diffusion
         guidance = d.guidance if guidance is None else float(guidance)
+        ga_guidance = d.ga_guidance if ga_guidance is None else float(ga_guidance)
+        split = ga_guidance is not None and ga_guidance != guidance
         steps = d.steps if steps is None else int(steps)
         sampler = sampler or d.sampler
         if sampler not in SAMPLERS:
@@ -104,17 +110,22 @@ class SynthPipeline:
         shape = (n, *ae.latent_shape(self.size)) if ae is not None else (n, 1, self.size, self.size)
         x = randn_tensor(shape, generator=generator, device=dev, dtype=dtype)
         x = x * sched.init_noise_sigma
-        guided = guidance != 1.0
-        if guided:
-            plane2 = torch.cat([torch.zeros_like(plane), plane])
-            ga2 = torch.cat([torch.full_like(ga, math.nan), ga])
-            scanner2 = torch.cat([torch.zeros_like(scanner), scanner])
+        guided = guidance != 1.0 or split
+        k = 3 if split else 2
+        if guided:  # branches: all null, [plane + scanner with GA null,] all conditions
+            nan = torch.full_like(ga, math.nan)
+            plane2 = torch.cat([torch.zeros_like(plane), *([plane] if split else []), plane])
+            ga2 = torch.cat([nan, *([nan] if split else []), ga])
+            scanner2 = torch.cat([torch.zeros_like(scanner), *([scanner] if split else []), scanner])
         total = len(sched.timesteps)
         step_kw = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
         for i, t in enumerate(sched.timesteps):
             inp = sched.scale_model_input(x, t)
-            tt = t.expand(2 * n if guided else n).to(dev)
-            if guided:
+            tt = t.expand(k * n if guided else n).to(dev)
+            if guided and split:
+                out_null, out_ps, out_all = self.unet(torch.cat([inp] * 3), tt, plane2, ga2, scanner2).chunk(3)
+                out = out_null + guidance * (out_ps - out_null) + ga_guidance * (out_all - out_ps)
+            elif guided:
                 out = self.unet(torch.cat([inp, inp]), tt, plane2, ga2, scanner2)
                 out_null, out_cond = out.chunk(2)
                 out = out_null + guidance * (out_cond - out_null)
@@ -143,7 +154,7 @@ class SynthPipeline:
         self, plane: str | Sequence[str | None] | None = None, ga: float | Sequence[float] | None = None,
         n: int = 1, *, scanner: str | Sequence[str | None] | None = None, generator: Generator = None,
         guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
-        batch_size: int = 64, progress: Any = None,
+        batch_size: int = 64, progress: Any = None, ga_guidance: float | None = None,
     ) -> torch.Tensor:
         """``n`` images (n, 1, H, W) in [-1, 1] for the conditions (None = unknown). ``generator``: one
         torch.Generator, or a list of ``n`` (one per image: image i depends only on generator i)."""
@@ -154,7 +165,8 @@ class SynthPipeline:
                 torch.as_tensor(cond.get("plane", torch.zeros(b)), dtype=torch.int64),
                 torch.as_tensor(cond.get("ga", torch.full((b,), math.nan)), dtype=torch.float32),
                 torch.as_tensor(cond.get("scanner", torch.zeros(b)), dtype=torch.int64),
-                generator=generator, guidance=guidance, steps=steps, sampler=sampler, progress=progress)
+                generator=generator, guidance=guidance, steps=steps, sampler=sampler, progress=progress,
+                ga_guidance=ga_guidance)
         if n < 1:
             raise SonoshiftError(f"n must be >= 1, got {n}.")
         p, g, s = self.conditions(n, plane, ga, scanner)
@@ -168,7 +180,8 @@ class SynthPipeline:
             hi = min(n, lo + batch_size)
             gen = list(generator[lo:hi]) if per_image else generator
             out.append(self.sample_indices(p[lo:hi], g[lo:hi], s[lo:hi], generator=gen, guidance=guidance,
-                                           steps=steps, sampler=sampler, progress=progress))
+                                           steps=steps, sampler=sampler, progress=progress,
+                                           ga_guidance=ga_guidance))
         return torch.cat(out)
 
 
