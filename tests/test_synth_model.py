@@ -151,13 +151,23 @@ def test_lr_warmup_then_cosine() -> None:
     from sonoshift.synth.method import Synth
 
     cfg = SynthConfig(diffusion=SynthDiffusion(lr_warmup_steps=10, lr_schedule="cosine"))
-    fake = SimpleNamespace(cfg=cfg)
+    fake = SimpleNamespace(cfg=cfg, ae=None)
     f = lambda step: Synth.lr_factors(fake, step, 100)["unet"]  # noqa: E731
     assert f(0) == pytest.approx(0.1 * 1.0)
     assert f(9) == pytest.approx(1.0 * 0.5 * (1 + math.cos(math.pi * 0.09)))
     assert f(50) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
-    plain = SimpleNamespace(cfg=SynthConfig())
+    plain = SimpleNamespace(cfg=SynthConfig(), ae=None)
     assert Synth.lr_factors(plain, 5, 100) is None       # no warm-up, constant: the engine's own schedule
+    # Latent variant: the denoiser's schedule starts after the 20 autoencoder steps (over the 80 left); the
+    # autoencoder's LR follows a cosine over its own 20 steps.
+    from sonoshift.synth.config import SynthLatent
+
+    lat = SimpleNamespace(cfg=SynthConfig(diffusion=cfg.diffusion, latent=SynthLatent(enabled=True,
+                                                                                      autoencoder_steps=20)), ae=1)
+    assert Synth.lr_factors(lat, 20, 100)["unet"] == pytest.approx(0.1)
+    assert Synth.lr_factors(lat, 60, 100)["unet"] == pytest.approx(0.5)
+    assert Synth.lr_factors(lat, 0, 100)["autoencoder"] == pytest.approx(1.0)
+    assert Synth.lr_factors(lat, 10, 100)["autoencoder"] == pytest.approx(0.5)
 
 
 def test_plane_conditioning_is_strong_at_init() -> None:
