@@ -24,16 +24,17 @@ from sonoshift.errors import SonoshiftError
 ANCHORS: tuple[str, ...] = ("condition", "histogram_match")
 
 
-def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000) -> HistogramMatch:
+def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, key: str = "target") -> HistogramMatch:
     """The histogram anchor fitted on a training dataset (items {"target": (1, H, W) in [-1, 1]}): the pooled
     grey-level histogram of up to ``max_frames`` evenly spaced target frames, quantized to uint8 levels as the
-    harmonize command writes them."""
+    harmonize command writes them. ``key="source"``: pooled from the items' source frames (the anchor of a
+    target -> source generator, e.g. an anchored CycleGAN's G_ba)."""
     n = len(dataset)
     if n == 0:
         raise SonoshiftError("the histogram anchor needs target training frames, and the dataset is empty.")
     idx = np.linspace(0, n - 1, min(n, max_frames)).round().astype(int)
     frames = np.stack([
-        ((dataset[int(i)]["target"][0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+        ((dataset[int(i)][key][0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
         for i in idx
     ])
     levels, quantiles = reference_from_frames(frames)
