@@ -151,13 +151,23 @@ def test_lr_warmup_then_cosine() -> None:
     from sonoshift.synth.method import Synth
 
     cfg = SynthConfig(diffusion=SynthDiffusion(lr_warmup_steps=10, lr_schedule="cosine"))
-    fake = SimpleNamespace(cfg=cfg)
+    fake = SimpleNamespace(cfg=cfg, ae=None)
     f = lambda step: Synth.lr_factors(fake, step, 100)["unet"]  # noqa: E731
     assert f(0) == pytest.approx(0.1 * 1.0)
     assert f(9) == pytest.approx(1.0 * 0.5 * (1 + math.cos(math.pi * 0.09)))
     assert f(50) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
-    plain = SimpleNamespace(cfg=SynthConfig())
+    plain = SimpleNamespace(cfg=SynthConfig(), ae=None)
     assert Synth.lr_factors(plain, 5, 100) is None       # no warm-up, constant: the engine's own schedule
+    # Latent variant: the denoiser's schedule starts after the 20 autoencoder steps (over the 80 left); the
+    # autoencoder's LR follows a cosine over its own 20 steps.
+    from sonoshift.synth.config import SynthLatent
+
+    lat = SimpleNamespace(cfg=SynthConfig(diffusion=cfg.diffusion, latent=SynthLatent(enabled=True,
+                                                                                      autoencoder_steps=20)), ae=1)
+    assert Synth.lr_factors(lat, 20, 100)["unet"] == pytest.approx(0.1)
+    assert Synth.lr_factors(lat, 60, 100)["unet"] == pytest.approx(0.5)
+    assert Synth.lr_factors(lat, 0, 100)["autoencoder"] == pytest.approx(1.0)
+    assert Synth.lr_factors(lat, 10, 100)["autoencoder"] == pytest.approx(0.5)
 
 
 def test_plane_conditioning_is_strong_at_init() -> None:
@@ -174,3 +184,59 @@ def test_plane_conditioning_is_strong_at_init() -> None:
     assert a.shape == x.shape
     # At initialisation already, the plane moves the output by a large fraction (~0.5; ~0.01 at std 0.02).
     assert float((a - b).abs().mean() / a.abs().mean()) > 0.1
+
+
+def test_fourier_ga_features_hand_values() -> None:
+    from sonoshift.synth.model import FourierGA
+
+    f = FourierGA((16.0, 40.0), 2)
+    out = f(torch.tensor([16.0, 28.0, 40.0]))
+    # u = (ga - 16) / 24 -> 0, 0.5, 1; features [u, sin(pi u), sin(2 pi u), cos(pi u), cos(2 pi u)].
+    expect = torch.tensor([[0.0, 0.0, 0.0, 1.0, 1.0],
+                           [0.5, 1.0, 0.0, 0.0, -1.0],
+                           [1.0, 0.0, 0.0, -1.0, 1.0]])
+    torch.testing.assert_close(out, expect, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="ga_range"):
+        FourierGA((30.0, 20.0), 2)
+
+
+def test_condition_norm_gives_ga_the_plane_scale() -> None:
+    def spread(**kw) -> tuple[float, float]:
+        torch.manual_seed(0)
+        emb = ConditionEmbedding(n_planes=2, n_scanners=1, dim=64, proj_dim=32, ga_scale=10.0, **kw)
+        one = torch.ones(2, dtype=torch.int64)
+        with torch.no_grad():
+            by_ga = emb(one, torch.tensor([20.0, 36.0]), one)
+            by_plane = emb(torch.tensor([1, 2]), torch.tensor([20.0, 20.0]), one)
+        return float((by_ga[0] - by_ga[1]).norm()), float((by_plane[0] - by_plane[1]).norm())
+
+    ga_old, plane_old = spread()
+    assert ga_old < 0.3 * plane_old            # the untuned GA MLP is drowned by N(0, 1) plane rows
+    ga_new, plane_new = spread(ga_embedding="fourier", condition_norm=True)
+    assert 0.4 < ga_new / plane_new < 2.5      # 16 weeks apart move the embedding as much as a plane change
+    torch.manual_seed(0)
+    emb = ConditionEmbedding(n_planes=2, n_scanners=1, dim=64, proj_dim=32, ga_scale=10.0, ga_embedding="fourier",
+                             condition_norm=True)
+    z = torch.zeros(3, dtype=torch.int64)
+    with torch.no_grad():
+        e = emb(z, torch.tensor([20.0, math.nan, 30.0]), z)
+        # Every known condition vector has RMS 1; the GA null token is used as it is.
+        p0 = emb.plane.weight[0] / emb.plane.weight[0].pow(2).mean().sqrt()
+        s0 = emb.scanner.weight[0] / emb.scanner.weight[0].pow(2).mean().sqrt()
+        torch.testing.assert_close(e[1], p0 + s0 + emb.ga_null, atol=1e-4, rtol=0)
+        ga_part = e[0] - p0 - s0
+        assert abs(float(ga_part.pow(2).mean().sqrt()) - 1.0) < 1e-3
+        # Smooth in GA: a quarter week moves the embedding far less than ten weeks.
+        near = emb(z[:2], torch.tensor([24.0, 24.25]), z[:2])
+        assert (near[0] - near[1]).norm() < 0.1 * (e[0] - e[2]).norm()
+
+
+def test_per_condition_drop_rates() -> None:
+    n = 20000
+    plane, scanner = torch.ones(n, dtype=torch.int64), torch.full((n,), 2, dtype=torch.int64)
+    ga = torch.full((n,), 25.0)
+    g = torch.Generator().manual_seed(1)
+    p, a, s = drop_conditions(plane, ga, scanner, 0.0, 0.1, g, drop_ga=0.5, drop_scanner=0.0)
+    assert abs(float((p == 0).float().mean()) - 0.1) < 0.015
+    assert abs(float(torch.isnan(a).float().mean()) - 0.5) < 0.015
+    assert not bool((s == 0).any())

@@ -139,6 +139,20 @@ def test_same_seed_same_samples_and_guidance(run: Path) -> None:
     torch.testing.assert_close(by_index, a, rtol=0, atol=0)
 
 
+def test_guidance_split_by_condition(run: Path) -> None:
+    pipe = load_synthesizer(run)
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    kw = dict(plane="brain", scanner="cart", n=2)
+    # The three-branch form with GA's scale equal to the joint scale is the joint form (continuity at w_ga = w).
+    joint = pipe(ga=30.0, generator=g(4), guidance=3.0, **kw)
+    split = pipe(ga=30.0, generator=g(4), guidance=3.0, ga_guidance=3.0 + 1e-6, **kw)
+    torch.testing.assert_close(split, joint, rtol=1e-4, atol=1e-4)
+    # w = 1, w_ga = 0: the GA term vanishes, leaving the plane + scanner model with GA unknown.
+    no_ga = pipe(ga=30.0, generator=g(5), guidance=1.0, ga_guidance=0.0, **kw)
+    torch.testing.assert_close(no_ga, pipe(ga=None, generator=g(5), guidance=1.0, **kw), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(no_ga, pipe(ga=30.0, generator=g(5), guidance=1.0, **kw), atol=1e-3)
+
+
 def test_synthesize_writes_a_prepared_dataset(run: Path, tmp_path: Path) -> None:
     pipe = load_synthesizer(run)
     out = synthesize(pipe, tmp_path / "syn", SynthesisRequest(plane="brain", ga="20:30", n=5, scanner="cart",

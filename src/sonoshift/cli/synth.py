@@ -15,6 +15,8 @@ def synthesize_cmd(
     n: int = typer.Option(16, "--n", help="Number of images."),
     scanner: str = typer.Option("", "--scanner", help="Scanner (a training domain, e.g. handheld); '' unknown."),
     guidance: float | None = typer.Option(None, "--guidance", help="Classifier-free guidance scale (1 = none)."),
+    ga_guidance: float | None = typer.Option(None, "--ga-guidance", help="GA's own guidance scale (default: one "
+                                             "joint scale, or the model config's diffusion.ga_guidance)."),
     steps: int | None = typer.Option(None, "--steps", help="Sampling steps (default: the model's config)."),
     sampler: str | None = typer.Option(None, "--sampler", help="dpmpp | ddim | unipc | ddpm."),
     seed: int = typer.Option(0, "--seed", help="Image i uses a generator seeded seed + i."),
@@ -34,8 +36,8 @@ def synthesize_cmd(
     if threads > 0:
         torch.set_num_threads(threads)
     pipe = load_synthesizer(model, select_device(device))
-    req = SynthesisRequest(plane=plane, ga=ga, n=n, scanner=scanner, guidance=guidance, steps=steps,
-                           sampler=sampler, seed=seed, split=split, batch_size=batch_size)
+    req = SynthesisRequest(plane=plane, ga=ga, n=n, scanner=scanner, guidance=guidance, ga_guidance=ga_guidance,
+                           steps=steps, sampler=sampler, seed=seed, split=split, batch_size=batch_size)
     path = synthesize(pipe, out, req, progress=not quiet)
     typer.echo(f"wrote {n} synthetic frames to {path} (manifest_{split}.csv, contact_sheet.png)")
 

@@ -53,7 +53,15 @@ class SynthModel(Validated):
     ``patch``: the U-Net sees ``patch`` x ``patch`` pixel blocks as channels (pixel unshuffle; 2 makes a 64 px
     model run at 32 x 32 with 4 channels, about 4x cheaper on a CPU; 1 = plain pixels). ``time_norm``: how the
     time + condition embedding enters each ResNet block: "default" adds it, "scale_shift" scales and shifts the
-    normalised features with it (FiLM; stronger conditioning)."""
+    normalised features with it (FiLM; stronger conditioning).
+
+    ``ga_embedding``: "sinusoidal" (time-step sinusoid of ``ga * ga_scale``, then an MLP) or "fourier" (GA mapped
+    linearly from ``ga_range`` weeks to [0, 1], then ``ga_frequencies`` low sine/cosine pairs (periods 2 to
+    2 / ``ga_frequencies`` of the range) and the value itself, then an MLP): smooth in GA, so GAs between the few
+    training patients' values interpolate instead of being read as arbitrary codes. ``condition_norm``: each
+    condition's embedding (plane row, scanner row, GA MLP output) is RMS-normalised to 1 before the sum, so no
+    condition drowns the others (at N(0, 1) plane rows the untuned GA MLP output was ~10x smaller and GA was
+    ignored)."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     layers_per_block: PosInt = 1
@@ -64,6 +72,10 @@ class SynthModel(Validated):
     dropout: UnitFloat = 0.0
     ga_scale: PosFloat = 10.0
     time_norm: Literal["default", "scale_shift"] = "default"
+    ga_embedding: Literal["sinusoidal", "fourier"] = "sinusoidal"
+    ga_range: tuple[float, float] = (16.0, 40.0)
+    ga_frequencies: PosInt = 8
+    condition_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,7 +83,8 @@ class SynthDiffusion(Validated):
     """Training noise schedule (DDPM) and the default sampler.
 
     prediction: what the network predicts ("epsilon" or "v_prediction"); beta_schedule: diffusers name.
-    sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults.
+    sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults;
+    ga_guidance: GA's own guidance scale (None: one joint scale for all conditions; see ``synth/pipeline.py``).
     loss_weight: "none" (plain MSE) or "min_snr" (Min-SNR-gamma, Hang et al. 2023: each time step's loss weighted
     so that the implied x0 error has weight min(SNR, gamma); faster convergence). lr_warmup_steps: linear LR
     warm-up; lr_schedule: "constant" after it, or "cosine" decay to 0 at the last step.
@@ -83,6 +96,7 @@ class SynthDiffusion(Validated):
     sampler: Literal["dpmpp", "ddim", "unipc", "ddpm"] = "dpmpp"
     steps: PosInt = 20
     guidance: NonNegFloat = 2.0
+    ga_guidance: NonNegFloat | None = None
     loss_weight: Literal["none", "min_snr"] = "none"
     min_snr_gamma: PosFloat = 5.0
     lr_warmup_steps: NonNegInt = 0
@@ -93,10 +107,33 @@ class SynthDiffusion(Validated):
 class SynthCondition(Validated):
     """Condition dropout for classifier-free guidance: all conditions are replaced by their null tokens with
     probability ``drop_all``; otherwise each one independently with ``drop_each`` (so partial conditions,
-    e.g. plane without GA, are learned too)."""
+    e.g. plane without GA, are learned too). ``drop_plane`` / ``drop_ga`` / ``drop_scanner`` replace
+    ``drop_each`` for one condition when set."""
 
     drop_all: UnitFloat = 0.1
     drop_each: UnitFloat = 0.1
+    drop_plane: UnitFloat | None = None
+    drop_ga: UnitFloat | None = None
+    drop_scanner: UnitFloat | None = None
+
+
+@dataclass(frozen=True)
+class SynthLatent(Validated):
+    """The latent variant (``enabled``): the first ``autoencoder_steps`` steps of the run train a small autoencoder
+    (``synth/latent.py``: diffusers' VAE encoder/decoder with ``block_out_channels`` per level, downsampling by
+    2^(levels - 1), ``channels`` latent channels, mid-block attention when ``attention``) with L1 reconstruction
+    at learning rate ``lr`` and latent noise ``noise``; the remaining ``train.max_steps - autoencoder_steps``
+    steps train the diffusion model on its frozen latents. Off by default (pixel space)."""
+
+    enabled: bool = False
+    channels: PosInt = 4
+    block_out_channels: tuple[int, ...] = (32, 64, 64)
+    layers_per_block: PosInt = 1
+    norm_num_groups: PosInt = 8
+    attention: bool = False
+    autoencoder_steps: NonNegInt = 1000
+    lr: PosFloat = 1.0e-3
+    noise: NonNegFloat = 0.1
 
 
 @dataclass(frozen=True)
@@ -108,7 +145,8 @@ class SynthConfig(Validated):
     model: SynthModel = field(default_factory=SynthModel)
     diffusion: SynthDiffusion = field(default_factory=SynthDiffusion)
     condition: SynthCondition = field(default_factory=SynthCondition)
+    latent: SynthLatent = field(default_factory=SynthLatent)
     train: EngineConfig = field(default_factory=EngineConfig)
 
 
-__all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthModel"]
+__all__ = ["DEFAULT_PLANE_ALIASES", "SynthCondition", "SynthConfig", "SynthData", "SynthDiffusion", "SynthLatent", "SynthModel"]

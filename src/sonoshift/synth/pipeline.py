@@ -3,8 +3,13 @@
 ``pipeline = load_synthesizer(RUN); images = pipeline(plane="brain", ga=24.0, n=8, generator=g)`` returns
 float (n, 1, H, W) in [-1, 1]. Classifier-free guidance: eps = eps_null + w (eps_cond - eps_null), where the
 null branch has every condition replaced by its null token; w = 1 is the plain conditional model, w = 0 the
-unconditional one. The sampler (DPM-Solver++, DDIM, UniPC, DDPM) and step count can be chosen per call.
+unconditional one. With a separate GA scale w_ga (``ga_guidance``) the guidance is split by condition:
+eps = eps_null + w (eps_plane,scanner - eps_null) + w_ga (eps_all - eps_plane,scanner), three network passes
+per step (w_ga = w is the joint form above). The sampler (DPM-Solver++, DDIM, UniPC, DDPM) and step count can be
+chosen per call.
 Randomness comes only from ``generator`` (one generator, or one per image so each image is reproducible alone).
+In the latent variant the sampler runs on the autoencoder's latents and the result is decoded (after the
+latent is renormalised to the unit scale the decoder was trained on).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from sonoshift.config import from_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.synth.config import SynthConfig
 from sonoshift.synth.dataset import Vocab
+from sonoshift.synth.latent import LatentAutoencoder, normalise_latent
 from sonoshift.synth.model import SynthUNet
 from sonoshift.synth.schedulers import SAMPLERS, sampling_scheduler
 
@@ -40,7 +46,7 @@ def _as_list(value: Any, n: int, what: str) -> list[Any]:
 
 class SynthPipeline:
     """A trained synthesizer. ``planes`` / ``scanners``: the names it knows; ``size``: output side
-    (``image_size`` = (size, size)).
+    (``image_size`` = (size, size)); ``autoencoder``: the latent variant's autoencoder (None: pixel space).
 
     Besides names, it can be called with a mapping of condition tensors (the model registry's Synthesizer
     form): ``pipeline({"plane": (B,) indices, "ga": (B,) weeks, "scanner": (B,) indices}, generator=g)``, where
@@ -52,9 +58,10 @@ class SynthPipeline:
 
     def __init__(
         self, unet: SynthUNet, cfg: SynthConfig, vocab: Vocab, *, image_size: int,
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, autoencoder: LatentAutoencoder | None = None,
     ) -> None:
         self.unet = unet
+        self.autoencoder = autoencoder
         self.cfg, self.vocab, self.size = cfg, vocab, int(image_size)
         self.image_size = (self.size, self.size)
         self.metadata = metadata or {}
@@ -67,18 +74,23 @@ class SynthPipeline:
     def to(self, device: str | torch.device) -> SynthPipeline:
         """Move the networks to ``device``; returns self."""
         self.unet.to(device)
+        if self.autoencoder is not None:
+            self.autoencoder.to(device)
         return self
 
     @torch.no_grad()
     def sample_indices(
         self, plane: torch.Tensor, ga: torch.Tensor, scanner: torch.Tensor, *, generator: Generator = None,
         guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
-        progress: Any = None,
+        progress: Any = None, ga_guidance: float | None = None,
     ) -> torch.Tensor:
         """Samples for condition tensors (B,) (plane / scanner indices, 0 = unknown; GA weeks, NaN = unknown)
-        -> (B, 1, H, W) in [-1, 1]. ``progress(i, total)`` is called after every step when given."""
+        -> (B, 1, H, W) in [-1, 1]. ``progress(i, total)`` is called after every step when given.
+        ``ga_guidance``: GA's own guidance scale (default ``diffusion.ga_guidance``; None = joint guidance)."""
         d = self.cfg.diffusion
         guidance = d.guidance if guidance is None else float(guidance)
+        ga_guidance = d.ga_guidance if ga_guidance is None else float(ga_guidance)
+        split = ga_guidance is not None and ga_guidance != guidance
         steps = d.steps if steps is None else int(steps)
         sampler = sampler or d.sampler
         if sampler not in SAMPLERS:
@@ -94,19 +106,26 @@ class SynthPipeline:
         sched = sampling_scheduler(sampler, d)
         sched.set_timesteps(steps, device=dev)
         dtype = next(self.unet.parameters()).dtype
-        x = randn_tensor((n, 1, self.size, self.size), generator=generator, device=dev, dtype=dtype)
+        ae = self.autoencoder
+        shape = (n, *ae.latent_shape(self.size)) if ae is not None else (n, 1, self.size, self.size)
+        x = randn_tensor(shape, generator=generator, device=dev, dtype=dtype)
         x = x * sched.init_noise_sigma
-        guided = guidance != 1.0
-        if guided:
-            plane2 = torch.cat([torch.zeros_like(plane), plane])
-            ga2 = torch.cat([torch.full_like(ga, math.nan), ga])
-            scanner2 = torch.cat([torch.zeros_like(scanner), scanner])
+        guided = guidance != 1.0 or split
+        k = 3 if split else 2
+        if guided:  # branches: all null, [plane + scanner with GA null,] all conditions
+            nan = torch.full_like(ga, math.nan)
+            plane2 = torch.cat([torch.zeros_like(plane), *([plane] if split else []), plane])
+            ga2 = torch.cat([nan, *([nan] if split else []), ga])
+            scanner2 = torch.cat([torch.zeros_like(scanner), *([scanner] if split else []), scanner])
         total = len(sched.timesteps)
         step_kw = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
         for i, t in enumerate(sched.timesteps):
             inp = sched.scale_model_input(x, t)
-            tt = t.expand(2 * n if guided else n).to(dev)
-            if guided:
+            tt = t.expand(k * n if guided else n).to(dev)
+            if guided and split:
+                out_null, out_ps, out_all = self.unet(torch.cat([inp] * 3), tt, plane2, ga2, scanner2).chunk(3)
+                out = out_null + guidance * (out_ps - out_null) + ga_guidance * (out_all - out_ps)
+            elif guided:
                 out = self.unet(torch.cat([inp, inp]), tt, plane2, ga2, scanner2)
                 out_null, out_cond = out.chunk(2)
                 out = out_null + guidance * (out_cond - out_null)
@@ -117,6 +136,8 @@ class SynthPipeline:
                 progress(i + 1, total)
         if was_training:
             self.unet.train()
+        if ae is not None:
+            x = ae.decode(normalise_latent(x.to(next(ae.parameters()).dtype)))
         return x.float().clamp(-1, 1)
 
     def conditions(
@@ -133,7 +154,7 @@ class SynthPipeline:
         self, plane: str | Sequence[str | None] | None = None, ga: float | Sequence[float] | None = None,
         n: int = 1, *, scanner: str | Sequence[str | None] | None = None, generator: Generator = None,
         guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
-        batch_size: int = 64, progress: Any = None,
+        batch_size: int = 64, progress: Any = None, ga_guidance: float | None = None,
     ) -> torch.Tensor:
         """``n`` images (n, 1, H, W) in [-1, 1] for the conditions (None = unknown). ``generator``: one
         torch.Generator, or a list of ``n`` (one per image: image i depends only on generator i)."""
@@ -144,7 +165,8 @@ class SynthPipeline:
                 torch.as_tensor(cond.get("plane", torch.zeros(b)), dtype=torch.int64),
                 torch.as_tensor(cond.get("ga", torch.full((b,), math.nan)), dtype=torch.float32),
                 torch.as_tensor(cond.get("scanner", torch.zeros(b)), dtype=torch.int64),
-                generator=generator, guidance=guidance, steps=steps, sampler=sampler, progress=progress)
+                generator=generator, guidance=guidance, steps=steps, sampler=sampler, progress=progress,
+                ga_guidance=ga_guidance)
         if n < 1:
             raise SonoshiftError(f"n must be >= 1, got {n}.")
         p, g, s = self.conditions(n, plane, ga, scanner)
@@ -158,7 +180,8 @@ class SynthPipeline:
             hi = min(n, lo + batch_size)
             gen = list(generator[lo:hi]) if per_image else generator
             out.append(self.sample_indices(p[lo:hi], g[lo:hi], s[lo:hi], generator=gen, guidance=guidance,
-                                           steps=steps, sampler=sampler, progress=progress))
+                                           steps=steps, sampler=sampler, progress=progress,
+                                           ga_guidance=ga_guidance))
         return torch.cat(out)
 
 
@@ -173,8 +196,13 @@ def pipeline_from_checkpoint(ckpt, device: torch.device | None = None, *, use_em
     net = SynthUNet(cfg.model, channels=int(meta.get("channels", 1)), sample_size=int(meta["sample_size"]),
                     n_planes=len(vocab.planes), n_scanners=len(vocab.scanners))
     net = load_module(ckpt, "unet", net, prefer_ema=use_ema).eval().requires_grad_(False)
+    ae = None
+    if cfg.latent.enabled:
+        ae = load_module(ckpt, "autoencoder", LatentAutoencoder(cfg.latent), prefer_ema=use_ema)
+        ae = ae.eval().requires_grad_(False)
     pipe = SynthPipeline(net, cfg, vocab, image_size=int(meta["image_size"][0]),
-                         metadata={**meta, "checkpoint": str(ckpt.path), "step": ckpt.state.get("step")})
+                         metadata={**meta, "checkpoint": str(ckpt.path), "step": ckpt.state.get("step")},
+                         autoencoder=ae)
     return pipe.to(device or "cpu")
 
 

@@ -43,6 +43,7 @@ class SynthesisRequest:
     n: int = 16
     scanner: str = ""
     guidance: float | None = None
+    ga_guidance: float | None = None
     steps: int | None = None
     sampler: str | None = None
     seed: int = 0
@@ -85,7 +86,8 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def contact_sheet(pipe: SynthPipeline, planes: list[str], gas: list[float], *, scanner: str | None, seed: int,
-                  guidance: float | None, steps: int | None, sampler: str | None, scale: int = 2) -> np.ndarray:
+                  guidance: float | None, steps: int | None, sampler: str | None, scale: int = 2,
+                  ga_guidance: float | None = None) -> np.ndarray:
     """A BGR grid: one row per plane, one column per GA, captions on the margins; cell (r, c) uses the
     generator seeded ``seed + c`` so a column shares its noise and only the condition changes down it."""
     n_r, n_c = len(planes), len(gas)
@@ -93,7 +95,7 @@ def contact_sheet(pipe: SynthPipeline, planes: list[str], gas: list[float], *, s
     ga = [g for _ in planes for g in gas]
     gens = [make_generator(seed + c, device=pipe.device) for _ in planes for c in range(n_c)]
     imgs = _to_uint8(pipe(plane=plane, ga=ga, n=len(plane), scanner=scanner, generator=gens, guidance=guidance,
-                          steps=steps, sampler=sampler, batch_size=32)[:, 0])
+                          steps=steps, sampler=sampler, batch_size=32, ga_guidance=ga_guidance)[:, 0])
     s = imgs.shape[-1] * scale
     left, top = 90, 24
     sheet = np.full((top + n_r * s, left + n_c * s, 3), 255, np.uint8)
@@ -123,6 +125,7 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
     meta = pipe.metadata
     d = pipe.cfg.diffusion
     guidance = d.guidance if req.guidance is None else req.guidance
+    ga_guidance = d.ga_guidance if req.ga_guidance is None else req.ga_guidance
     steps = d.steps if req.steps is None else req.steps
     sampler = req.sampler or d.sampler
     domain = scanner or "synthetic"
@@ -140,7 +143,8 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
                 hi = min(req.n, lo + req.batch_size)
                 gens = [make_generator(req.seed + i, device=pipe.device) for i in range(lo, hi)]
                 x = pipe(plane=planes[lo:hi], ga=gas[lo:hi], n=hi - lo, scanner=scanner, generator=gens,
-                         guidance=guidance, steps=steps, sampler=sampler, batch_size=hi - lo)
+                         guidance=guidance, steps=steps, sampler=sampler, batch_size=hi - lo,
+                         ga_guidance=ga_guidance)
                 imgs = _to_uint8(x[:, 0])
                 for k, img in enumerate(imgs):
                     i = lo + k
@@ -169,7 +173,7 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
         write_splits(tmp / "splits.json",
                      {domain: {s: (pids if s == req.split else []) for s in SPLITS}, "seed": req.seed})
         settings = {"plane": req.plane, "ga": req.ga, "n": req.n, "scanner": scanner, "guidance": guidance,
-                    "steps": steps, "sampler": sampler, "seed": req.seed, "split": req.split}
+                    "ga_guidance": ga_guidance, "steps": steps, "sampler": sampler, "seed": req.seed, "split": req.split}
         info = {
             "name": "synthetic", "synthetic": True, "sonoshift_version": sonoshift.__version__,
             "source": meta.get("checkpoint", ""), "domains": [domain],
@@ -188,7 +192,8 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
             sheet_gas = (list(np.linspace(min(lo_hi), max(lo_hi), 6)) if lo_hi and max(lo_hi) > min(lo_hi)
                          else (lo_hi[:1] or [24.0]) if lo_hi else [20.0, 24.0, 28.0, 32.0, 36.0])
             sheet = contact_sheet(pipe, sheet_planes, [float(g) for g in sheet_gas], scanner=scanner,
-                                  seed=req.seed, guidance=guidance, steps=steps, sampler=sampler)
+                                  seed=req.seed, guidance=guidance, steps=steps, sampler=sampler,
+                                  ga_guidance=ga_guidance)
             cv2.imwrite(str(tmp / "contact_sheet.png"), sheet)
     return out
 
