@@ -76,6 +76,7 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         f"{m}-t250partial": (m, T250P, "reading 2 of 't = 250': partial start at t = 0.25 (4 steps)"),
         f"{m}-t170partial": (m, ["schedule.t_max=0.17", "schedule.start=partial"],
                              "reading 2 of 't = 170': partial start at t = 0.17 (4 steps)"),
+        f"{m}+affine": (m, ["anchor=affine"], "CPU config with the affine anchor (global linear grey map)"),
     }
 
 

@@ -1,0 +1,94 @@
+"""The affine anchor of the diffusion translators (x_0 = a(source) + correction, a global linear grey map fitted on
+the training split): its statistics against numpy, its map, its exact structure keeping, and that it travels in
+checkpoints (issue 12)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_ddgan_method import TINY_DDGAN, tiny_run  # noqa: F401  (the fixture is re-exported)
+
+from sonoshift.config import load_config
+from sonoshift.diffusion import ScheduleConfig, schedule_from_config
+from sonoshift.diffusion.sampler import sample
+from sonoshift.engine.checkpoint import read_model
+from sonoshift.errors import SonoshiftError
+from sonoshift.methods import load_translator
+from sonoshift.methods.anchor import AffineMatch
+from sonoshift.methods.ddgan import DDGANConfig, DDGANTranslator, TargetFrames, build, train_ddgan
+from sonoshift.metrics import lncc
+from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
+
+RES = UNetConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), nz=4, z_emb_dim=8, t_emb_dim=8,
+                 output="residual")
+AFFINE = ["generator.zero_init=true", "generator.output=residual", "anchor=affine"]
+
+
+def _signed(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames.astype(np.float32) / 127.5 - 1)[:, None]
+
+
+def _frames(seed: int, n: int, lo: int, hi: int) -> np.ndarray:
+    f = np.random.default_rng(seed).integers(lo, hi, (n, 16, 16)).astype(np.uint8)
+    f[:, :, :3] = 0  # the black outside the fan
+    return f
+
+
+def test_affine_map_moves_the_foreground_moments_and_leaves_black_alone():
+    src = _frames(0, 4, 20, 140)
+    a = AffineMatch(80.0, 30.0, 60.0, 45.0)
+    y = ((a(_signed(src))[:, 0].double().numpy() + 1) * 127.5)
+    fg = src > 0
+    expect = np.clip((src.astype(np.float64) - 80.0) * 1.5 + 60.0, 0, 255)
+    np.testing.assert_allclose(y[fg], expect[fg], atol=1e-3)
+    assert (y[~fg] == 0).all()
+    # a map fitted on these very frames gives them the target's foreground mean and std (up to clipping)
+    fit = AffineMatch(src[fg].mean(), src[fg].std(), 120.0, 20.0)
+    z = (fit(_signed(src))[:, 0].double().numpy() + 1) * 127.5
+    assert z[fg].mean() == pytest.approx(120.0, abs=0.01) and z[fg].std() == pytest.approx(20.0, abs=0.01)
+    with pytest.raises(SonoshiftError, match="spread"):
+        AffineMatch(80.0, 0.0, 60.0, 45.0)
+
+
+def test_affine_anchor_keeps_local_structure_where_histogram_matching_does_not():
+    from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames
+
+    rng = np.random.default_rng(1)
+    src = rng.gamma(2.0, 20.0, (4, 32, 32)).clip(1, 150).astype(np.uint8)  # speckle-like, skewed
+    ref = rng.integers(1, 256, (4, 32, 32)).astype(np.uint8)  # a flat target histogram: a strongly curved map
+    x = _signed(src)
+    aff = AffineMatch(float(src.mean()), float(src.std()), 90.0, 30.0)(x)  # no clipping: 1..150 -> 40..160
+    hm = HistogramMatch(*reference_from_frames(ref), "a", "b", (32, 32))(x)
+    keep_aff = float(lncc((aff + 1) / 2, (x + 1) / 2).mean())
+    keep_hm = float(lncc((hm + 1) / 2, (x + 1) / 2).mean())
+    assert keep_aff > 0.999 and keep_hm < keep_aff - 0.01
+
+
+def test_untrained_affine_anchored_ddgan_returns_the_affine_map():
+    src = _frames(2, 3, 10, 120)
+    a = AffineMatch(60.0, 30.0, 100.0, 50.0)
+    torch.manual_seed(0)
+    tr = DDGANTranslator(DDGANUNet(RES, image_size=16), schedule_from_config(ScheduleConfig(num_steps=4)), "noise",
+                         (16, 16), "handheld", "cart", anchor=a)
+    y = tr(_signed(src), generator=torch.Generator().manual_seed(0))
+    expect = np.where(src > 0, np.clip((src - 60.0) * (50 / 30) + 100.0, 0, 255), 0) / 127.5 - 1
+    torch.testing.assert_close(y, torch.from_numpy(expect).float()[:, None], rtol=0, atol=1e-5)
+
+
+def test_fitted_affine_anchor_is_the_pooled_source_and_target_moments_and_travels_in_the_checkpoint(tiny_run):
+    cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}", *AFFINE, "train.max_steps=1"])
+    ds = TargetFrames(tiny_run["data"], cfg.data)
+    method = build(cfg, ds, torch.device("cpu"))
+    cache = tiny_run["data"] / "cache" / "train"
+    s, t = (np.load(cache / f"{d}.npy") for d in ("handheld", "cart"))
+    s, t = s[s > 0].astype(np.float64), t[t > 0].astype(np.float64)
+    assert method.hm.stats == pytest.approx((s.mean(), s.std(), t.mean(), t.std()), rel=1e-6)
+    out = tiny_run["root"] / "dd_affine"
+    train_ddgan(tiny_run["data"], cfg, out, progress=False)
+    assert read_model(out).state["metadata"]["anchor"]["kind"] == "affine"
+    tr = load_translator(out)
+    assert tr.anchor.stats == pytest.approx(method.hm.stats)
+    x = torch.stack([ds[i]["target"] for i in range(2)])
+    ref = sample(tr.G, schedule_from_config(cfg.schedule), method.hm(x), torch.Generator().manual_seed(4))
+    torch.testing.assert_close(tr(x, generator=torch.Generator().manual_seed(4)), ref)
