@@ -3,7 +3,7 @@
     python bench/ablate_ddgan.py --data runs/demo/data --cyclegan runs/demo/models/cyclegan --out runs/ablate \
         --steps 200 --frames 12 [--only ddgan,ddgan-l1,...] [--every 100] [--list]
 
-Rows: untranslated, histogram matching, CycleGAN, CycleGAN + best blur (sigma on val), then each variant trained
+Rows: untranslated, histogram matching, the affine and depth-affine anchors alone, CycleGAN, CycleGAN + best blur (sigma on val), then each variant trained
 for ``--steps`` steps on the train split (configs/cpu/ddgan.yaml or cascade.yaml plus the variant's overrides)
 and sampled once (seed 0) on the test split. Every test patient is kept; ``--frames`` evenly spaced frames per
 patient. Scores against the simulator ground truth, inside the field of view: PSNR, SSIM, LNCC, BC, and the
@@ -77,6 +77,8 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         f"{m}-t170partial": (m, ["schedule.t_max=0.17", "schedule.start=partial"],
                              "reading 2 of 't = 170': partial start at t = 0.17 (4 steps)"),
         f"{m}+affine": (m, ["anchor=affine"], "CPU config with the affine anchor (global linear grey map)"),
+        f"{m}+depth": (m, ["anchor=depth_affine"],
+                       "CPU config with the depth anchor (one linear grey map per image row)"),
     }
 
 
@@ -149,6 +151,14 @@ def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], secon
     return row
 
 
+def no_learning_anchor(data: Path, cyclegan: Path, kind: str):
+    """The ``kind`` anchor of configs/cpu/ddgan.yaml fitted on the train split, as a translator."""
+    from sonoshift.methods.ddgan import DDGANConfig, fitted_anchor, training_data
+
+    cfg = load_config(DDGANConfig, ROOT / "configs" / "cpu" / "ddgan.yaml", [f"cyclegan={cyclegan}", f"anchor={kind}"])
+    return fitted_anchor(cfg, training_data(data, cfg))
+
+
 def train_variant(name: str, data: Path, cyclegan: Path, out: Path, steps: int, seed: int, every: int = 0) -> Path:
     method, extra, _ = VARIANTS[name]
     run = out / name
@@ -215,6 +225,8 @@ def main() -> None:
 
     add("untranslated", "raw source frames", Untranslated(src, tgt, cg.image_size))
     add("histogram_match", "histogram matching to target train frames", fit_histogram_match(args.data, src, tgt))
+    for kind in ("affine", "depth_affine"):  # the affine anchors alone (no learning), fitted on the train split
+        add(kind, f"the {kind} anchor alone (no learning)", no_learning_anchor(args.data, args.cyclegan, kind))
     add("cyclegan", "CycleGAN", cg)
     sigma, _ = choose_sigma(cg, args.data)
     add("cyclegan_blur", f"CycleGAN + blur sigma {sigma:g} (best on val)", Blurred(cg, sigma))

@@ -27,38 +27,71 @@ import torch
 from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames
 from sonoshift.errors import SonoshiftError
 
-ANCHORS: tuple[str, ...] = ("condition", "histogram_match", "affine")
+ANCHORS: tuple[str, ...] = ("condition", "histogram_match", "affine", "depth_affine")
 
 
 class AffineMatch(torch.nn.Module):
-    """The affine anchor: (B, 1, H, W) in [-1, 1] -> same, grey level v (0..255) of every foreground pixel
-    (level >= 0.5) -> (v - mean_s) * std_t / std_s + mean_t, clipped to 0..255; level 0 stays 0. Plain tensor ops
-    (traceable to ONNX: it is its own :meth:`module`)."""
+    """The affine anchors: (B, 1, H, W) in [-1, 1] -> same, grey level v (0..255) of every foreground pixel
+    (level >= 0.5) in row r -> (v - mean_s[r]) * std_t[r] / std_s[r] + mean_t[r], clipped to 0..255; level 0
+    stays 0. ``profiles``: the four statistics, each one value (one global map, ``anchor: affine``) or one per
+    image row (a depth-dependent map, ``anchor: depth_affine``: scanners differ in time-gain compensation, so the
+    grey levels of the two domains drift apart with depth). Row profiles are linearly resampled to the input's
+    height when it differs. Plain tensor ops (traceable to ONNX: it is its own :meth:`module`)."""
 
-    def __init__(self, mean_s: float, std_s: float, mean_t: float, std_t: float) -> None:
+    def __init__(self, mean_s, std_s, mean_t, std_t) -> None:  # each a float or a sequence of per-row values
         super().__init__()
-        if not (std_s > 0 and std_t > 0):
+        rows = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (mean_s, std_s, mean_t, std_t)]
+        if len({len(r) for r in rows}) != 1:
+            raise SonoshiftError("the affine anchor's four statistics must have the same number of rows.")
+        if not all((r > 0).all() for r in rows[1::2]):
             raise SonoshiftError("the affine anchor needs frames with some grey-level spread in both domains.")
-        self.stats = (float(mean_s), float(std_s), float(mean_t), float(std_t))
+        self.stats = tuple(tuple(float(v) for v in r) for r in rows)
+        self.register_buffer("profiles", torch.tensor(np.stack(rows), dtype=torch.float32), persistent=False)
+
+    @property
+    def kind(self) -> str:
+        return "affine" if self.profiles.shape[1] == 1 else "depth_affine"
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 1:
             raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
-        mean_s, std_s, mean_t, std_t = self.stats
-        v = (x.clamp(-1, 1) + 1) * 127.5
+        p = self.profiles.to(device=x.device, dtype=torch.float32)
+        if p.shape[1] not in (1, x.shape[2]):
+            p = torch.nn.functional.interpolate(p[None], size=x.shape[2], mode="linear", align_corners=True)[0]
+        mean_s, std_s, mean_t, std_t = (r.reshape(1, 1, -1, 1) for r in p.unbind(0))
+        v = (x.float().clamp(-1, 1) + 1) * 127.5
         out = ((v - mean_s) * (std_t / std_s) + mean_t).clamp(0.0, 255.0)
-        return torch.where(v >= 0.5, out, torch.zeros_like(out)) / 127.5 - 1.0
+        return (torch.where(v >= 0.5, out, torch.zeros_like(out)) / 127.5 - 1.0).to(x.dtype)
 
     def module(self) -> "AffineMatch":
         return self
 
 
-def _foreground_stats(frames: np.ndarray) -> tuple[float, float]:
-    """Mean and std of the foreground levels (>= 1) of uint8 frames."""
-    fg = frames[frames > 0].astype(np.float64)
-    if fg.size == 0:
+DEPTH_SIGMA = 0.1  # the depth anchor's row statistics are Gaussian-smoothed over this fraction of the height
+
+
+def _foreground_stats(frames: np.ndarray, depth: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the foreground levels (>= 1) of uint8 frames (N, H, W): one value each, or with ``depth``
+    one per row from moments smoothed over rows (Gaussian, DEPTH_SIGMA x H), rows with no foreground within reach
+    taking the global values; std floored at one grey level."""
+    f = frames.astype(np.float64)
+    fg = frames > 0
+    if not fg.any():
         raise SonoshiftError("the affine anchor needs frames with a foreground (levels above 0), and got none.")
-    return float(fg.mean()), float(fg.std())
+    n, s1, s2 = fg.sum(), f[fg].sum(), (f[fg] ** 2).sum()
+    mu = np.array([s1 / n])
+    sd = np.sqrt(np.maximum(np.array([s2 / n]) - mu**2, 1.0))
+    if not depth:
+        return mu, sd
+    from scipy.ndimage import gaussian_filter1d
+
+    sigma = DEPTH_SIGMA * frames.shape[1]
+    rn, r1, r2 = (gaussian_filter1d(a, sigma, mode="nearest") for a in
+                  (fg.sum((0, 2)).astype(np.float64), (f * fg).sum((0, 2)), (f * f * fg).sum((0, 2))))
+    ok = rn >= 1.0
+    rmu = np.where(ok, r1 / np.maximum(rn, 1e-9), mu[0])
+    rsd = np.where(ok, np.sqrt(np.maximum(r2 / np.maximum(rn, 1e-9) - rmu**2, 1.0)), sd[0])
+    return rmu, rsd
 
 
 def _levels(dataset: Any, key: str, max_frames: int) -> np.ndarray:
@@ -72,11 +105,16 @@ def _levels(dataset: Any, key: str, max_frames: int) -> np.ndarray:
     ])
 
 
-def fit_affine(targets: Any, sources: Any, max_frames: int = 2000) -> AffineMatch:
+def fit_affine(targets: Any, sources: Any, depth: bool = False, max_frames: int = 2000) -> AffineMatch:
     """The affine anchor from datasets of target frames (items "target") and source frames (items "source"), both
-    (1, H, W) in [-1, 1]: pooled foreground mean and std of up to ``max_frames`` evenly spaced frames of each."""
-    return AffineMatch(*_foreground_stats(_levels(sources, "source", max_frames)),
-                       *_foreground_stats(_levels(targets, "target", max_frames)))
+    (1, H, W) in [-1, 1]: pooled foreground mean and std of up to ``max_frames`` evenly spaced frames of each
+    (with ``depth``: per image row, see ``_foreground_stats``)."""
+    s_mu, s_sd = _foreground_stats(_levels(sources, "source", max_frames), depth)
+    t_mu, t_sd = _foreground_stats(_levels(targets, "target", max_frames), depth)
+    if len(s_mu) != len(t_mu):
+        raise SonoshiftError(f"the depth anchor needs frames of one height in both domains, got {len(s_mu)} "
+                             f"and {len(t_mu)} rows.")
+    return AffineMatch(s_mu, s_sd, t_mu, t_sd)
 
 
 def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000) -> HistogramMatch:
@@ -96,7 +134,7 @@ def anchor_metadata(hm: Anchor | None) -> dict[str, Any] | None:
     if hm is None:
         return None
     if isinstance(hm, AffineMatch):
-        return {"kind": "affine", "stats": list(hm.stats)}
+        return {"kind": hm.kind, "stats": [list(r) for r in hm.stats]}
     return {"kind": "histogram_match", "levels": list(hm.levels), "quantiles": list(hm.quantiles)}
 
 
@@ -105,7 +143,7 @@ def anchor_from_metadata(meta: dict[str, Any] | None, source: str, target: str,
     """The anchor of a checkpoint's metadata entry ``anchor`` (None when the run had none)."""
     if not meta:
         return None
-    if meta.get("kind") == "affine":
+    if meta.get("kind") in ("affine", "depth_affine"):
         return AffineMatch(*meta["stats"])
     if meta.get("kind") != "histogram_match":
         raise SonoshiftError(f"unknown translator anchor {meta.get('kind')!r} in the checkpoint metadata.")
@@ -125,5 +163,5 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 __all__ = [
     "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "fit_affine",
-    "fit_anchor",
+    "fit_anchor", "DEPTH_SIGMA",
 ]

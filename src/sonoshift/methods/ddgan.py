@@ -93,7 +93,8 @@ class DDGANConfig(Validated):
     frames (``sonoshift.methods.anchor``), so an untrained translator equals the histogram-matching baseline; the
     cascade then sees the CycleGAN output as a second condition channel (``generator.in_channels: 3``).
     "affine": the same with a global linear grey map that gives the real source training frames' foreground
-    mean and std those of the target training frames (keeps local structure exactly; see ``methods.anchor``).
+    mean and std those of the target training frames (keeps local structure exactly; see ``methods.anchor``);
+    "depth_affine": one such map per image row (depth), for scanners that differ in time-gain compensation.
     """
 
     name: str = "ddgan"
@@ -106,7 +107,7 @@ class DDGANConfig(Validated):
     optim: DDGANOptim = field(default_factory=DDGANOptim)
     train: EngineConfig = field(default_factory=lambda: EngineConfig(ema_decay=0.999))
     condition_noise: NonNegFloat = 0.0
-    anchor: Literal["condition", "histogram_match", "affine"] = "condition"
+    anchor: Literal["condition", "histogram_match", "affine", "depth_affine"] = "condition"
 
 
 @dataclass
@@ -334,7 +335,7 @@ def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
     same split: the dataset's own "source" items, or those of its prepared folder), or None for ``condition``."""
     if cfg.anchor == "condition":
         return None
-    if cfg.anchor == "affine":
+    if cfg.anchor in ("affine", "depth_affine"):
         if "source" in dataset[0]:
             sources = dataset
         else:
@@ -345,7 +346,7 @@ def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
                 raise SonoshiftError("the affine anchor needs the source training frames: give a dataset with "
                                      "'source' items or a prepared folder.")
             sources = UnpairedDataset(root, cfg.data.split, src, src, seed=cfg.train.seed, size=cfg.data.size)
-        return fit_affine(dataset, sources)
+        return fit_affine(dataset, sources, depth=cfg.anchor == "depth_affine")
     return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 
