@@ -81,6 +81,7 @@ def test_fitted_affine_anchor_is_the_pooled_source_and_target_moments_and_travel
     ds = TargetFrames(tiny_run["data"], cfg.data)
     method = build(cfg, ds, torch.device("cpu"))
     cache = tiny_run["data"] / "cache" / "train"
+    assert not (cache / "cart.mask.npy").exists()  # no masks: the non-black pixels are the field of view
     s, t = (np.load(cache / f"{d}.npy") for d in ("handheld", "cart"))
     s, t = s[s > 0].astype(np.float64), t[t > 0].astype(np.float64)
     assert np.ravel(method.hm.stats) == pytest.approx([s.mean(), s.std(), t.mean(), t.std()], rel=1e-6)
@@ -109,20 +110,12 @@ def test_depth_anchor_undoes_a_depth_gain_and_equals_the_row_moments():
     src = np.where(tgt > 0, np.clip(tgt * gain, 1, 255), 0).round().astype(np.uint8)
     tgt = tgt.astype(np.uint8)
 
-    class Items:
-        def __init__(self, frames, key):
-            self.frames, self.key = frames, key
-
-        def __len__(self):
-            return len(self.frames)
-
-        def __getitem__(self, i):
-            return {self.key: _signed(self.frames[i : i + 1])[0]}
-
-    depth = fit_affine(Items(tgt, "target"), Items(src, "source"), depth=True)
-    flat = fit_affine(Items(tgt, "target"), Items(src, "source"))
+    fov = np.ones(tgt.shape, bool)
+    fov[:, :, :4] = False
+    depth = fit_affine((src, fov), (tgt, fov), depth=True)
+    flat = fit_affine((src, fov), (tgt, fov))
     assert depth.kind == "depth_affine" and flat.kind == "affine" and len(depth.stats[0]) == h
-    f, fg = src.astype(np.float64), src > 0
+    f, fg = src.astype(np.float64), fov
     n, s1 = (gaussian_filter1d(a, DEPTH_SIGMA * h, mode="nearest") for a in (fg.sum((0, 2)) * 1.0, (f * fg).sum((0, 2))))
     np.testing.assert_allclose(depth.stats[0], s1 / n, rtol=1e-9)
     err = {k: float(np.abs((a(_signed(src))[:, 0].numpy() + 1) * 127.5 - tgt)[tgt > 0].mean())
@@ -130,3 +123,24 @@ def test_depth_anchor_undoes_a_depth_gain_and_equals_the_row_moments():
     assert err["depth"] < 0.5 * err["flat"]
     # a frame of another height: the row profiles are resampled, the map still runs
     assert depth(_signed(src[:2, ::2, ::2])).shape == (2, 1, h // 2, h // 2)
+
+
+def test_prepared_fit_counts_black_pixels_inside_the_field_of_view(tiny_run, tmp_path):
+    import shutil
+
+    from sonoshift.methods.anchor import fit_affine_prepared
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run["data"], data)
+    cache = data / "cache" / "train"
+    for d in ("handheld", "cart"):
+        frames = np.load(cache / f"{d}.npy")
+        fov = np.zeros(frames.shape, np.uint8)
+        fov[:, 2:, 1:-1] = 1
+        np.save(cache / f"{d}.mask.npy", fov)
+    a = fit_affine_prepared(data, "train", "handheld", "cart")
+    expect = []
+    for d in ("handheld", "cart"):
+        v = np.load(cache / f"{d}.npy")[:, 2:, 1:-1].astype(np.float64)
+        expect += [v.mean(), v.std()]
+    assert np.ravel(a.stats) == pytest.approx(expect, rel=1e-6)

@@ -19,6 +19,7 @@ synthetic source G_{T->S}(x_0) in training and the real source frame at inferenc
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,15 +71,15 @@ class AffineMatch(torch.nn.Module):
 DEPTH_SIGMA = 0.1  # the depth anchor's row statistics are Gaussian-smoothed over this fraction of the height
 
 
-def _foreground_stats(frames: np.ndarray, depth: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the foreground levels (>= 1) of uint8 frames (N, H, W): one value each, or with ``depth``
-    one per row from moments smoothed over rows (Gaussian, DEPTH_SIGMA x H), rows with no foreground within reach
-    taking the global values; std floored at one grey level."""
+def _foreground_stats(frames: np.ndarray, fov: np.ndarray, depth: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the grey levels of uint8 frames (N, H, W) inside their field of view ``fov`` (N, H, W) bool
+    (black anechoic pixels inside the fan count: one scanner clips more of them to 0 than another): one value
+    each, or with ``depth`` one per row from moments smoothed over rows (Gaussian, DEPTH_SIGMA x H), rows with no
+    field of view within reach taking the global values; std floored at one grey level."""
     f = frames.astype(np.float64)
-    fg = frames > 0
-    if not fg.any():
-        raise SonoshiftError("the affine anchor needs frames with a foreground (levels above 0), and got none.")
-    n, s1, s2 = fg.sum(), f[fg].sum(), (f[fg] ** 2).sum()
+    if not fov.any():
+        raise SonoshiftError("the affine anchor needs frames with a field of view, and got none.")
+    n, s1, s2 = fov.sum(), f[fov].sum(), (f[fov] ** 2).sum()
     mu = np.array([s1 / n])
     sd = np.sqrt(np.maximum(np.array([s2 / n]) - mu**2, 1.0))
     if not depth:
@@ -87,7 +88,7 @@ def _foreground_stats(frames: np.ndarray, depth: bool) -> tuple[np.ndarray, np.n
 
     sigma = DEPTH_SIGMA * frames.shape[1]
     rn, r1, r2 = (gaussian_filter1d(a, sigma, mode="nearest") for a in
-                  (fg.sum((0, 2)).astype(np.float64), (f * fg).sum((0, 2)), (f * f * fg).sum((0, 2))))
+                  (fov.sum((0, 2)).astype(np.float64), (f * fov).sum((0, 2)), (f * f * fov).sum((0, 2))))
     ok = rn >= 1.0
     rmu = np.where(ok, r1 / np.maximum(rn, 1e-9), mu[0])
     rsd = np.where(ok, np.sqrt(np.maximum(r2 / np.maximum(rn, 1e-9) - rmu**2, 1.0)), sd[0])
@@ -105,16 +106,34 @@ def _levels(dataset: Any, key: str, max_frames: int) -> np.ndarray:
     ])
 
 
-def fit_affine(targets: Any, sources: Any, depth: bool = False, max_frames: int = 2000) -> AffineMatch:
-    """The affine anchor from datasets of target frames (items "target") and source frames (items "source"), both
-    (1, H, W) in [-1, 1]: pooled foreground mean and std of up to ``max_frames`` evenly spaced frames of each
-    (with ``depth``: per image row, see ``_foreground_stats``)."""
-    s_mu, s_sd = _foreground_stats(_levels(sources, "source", max_frames), depth)
-    t_mu, t_sd = _foreground_stats(_levels(targets, "target", max_frames), depth)
-    if len(s_mu) != len(t_mu):
-        raise SonoshiftError(f"the depth anchor needs frames of one height in both domains, got {len(s_mu)} "
-                             f"and {len(t_mu)} rows.")
-    return AffineMatch(s_mu, s_sd, t_mu, t_sd)
+def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray], depth: bool = False,
+               max_frames: int = 2000) -> AffineMatch:
+    """The affine anchor from (frames, field-of-view masks) of the source and of the target domain, uint8 / bool
+    (N, H, W): mean and std of the levels inside the field of view of up to ``max_frames`` evenly spaced frames of
+    each, pooled (with ``depth``: per image row, see ``_foreground_stats``)."""
+    stats = []
+    for frames, fov in (source, target):
+        if len(frames) == 0:
+            raise SonoshiftError("the affine anchor needs training frames of both domains, and one is empty.")
+        idx = np.linspace(0, len(frames) - 1, min(len(frames), max_frames)).round().astype(int)
+        stats += _foreground_stats(np.asarray(frames[idx]), np.asarray(fov[idx]) > 0, depth)
+    if len(stats[0]) != len(stats[2]):
+        raise SonoshiftError(f"the depth anchor needs frames of one height in both domains, got {len(stats[0])} "
+                             f"and {len(stats[2])} rows.")
+    return AffineMatch(*stats)
+
+
+def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False) -> AffineMatch:
+    """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
+    domain without masks uses its non-black pixels (level > 0) as the field of view."""
+    from sonoshift.data.cache import cache_path, load_cache
+
+    pairs = []
+    for d in (source, target):
+        frames = load_cache(root, split, d)
+        fov = load_cache(root, split, d, "mask") if cache_path(root, split, d, "mask").is_file() else frames > 0
+        pairs.append((frames, fov))
+    return fit_affine(pairs[0], pairs[1], depth)
 
 
 def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000) -> HistogramMatch:
@@ -163,5 +182,5 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 __all__ = [
     "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "fit_affine",
-    "fit_anchor", "DEPTH_SIGMA",
+    "fit_affine_prepared", "fit_anchor", "DEPTH_SIGMA",
 ]

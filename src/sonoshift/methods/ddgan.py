@@ -39,7 +39,7 @@ from sonoshift.methods.anchor import (
     anchor_from_metadata,
     anchor_metadata,
     anchored_condition,
-    fit_affine,
+    fit_affine_prepared,
     fit_anchor,
 )
 from sonoshift.methods.kinds import TranslatorBase
@@ -313,7 +313,7 @@ class TargetFrames(torch.utils.data.Dataset):
         from sonoshift.data.datasets import UnpairedDataset
 
         # An unpaired dataset from the target domain to itself iterates over every target frame in order.
-        self.root, self.data, self.seed = Path(root), data, seed
+        self.root = Path(root)  # the affine anchors read their statistics from the prepared folder
         tgt = data.target_domain
         self.frames = UnpairedDataset(root, data.split, tgt, tgt, seed=seed, size=data.size)
 
@@ -331,22 +331,16 @@ def build(cfg: DDGANConfig, dataset: Any, device: torch.device, rank: int = 0) -
 
 
 def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
-    """The anchor fitted on ``dataset``'s target frames (and, for ``anchor: affine``, the real source frames of the
-    same split: the dataset's own "source" items, or those of its prepared folder), or None for ``condition``."""
+    """The anchor fitted on ``dataset``'s target frames (histogram matching), or on the source and target frames
+    and field-of-view masks of its prepared folder's split (affine anchors), or None for ``anchor: condition``."""
     if cfg.anchor == "condition":
         return None
     if cfg.anchor in ("affine", "depth_affine"):
-        if "source" in dataset[0]:
-            sources = dataset
-        else:
-            from sonoshift.data.datasets import UnpairedDataset
-
-            src, root = cfg.data.source_domain, getattr(dataset, "root", None)
-            if root is None:
-                raise SonoshiftError("the affine anchor needs the source training frames: give a dataset with "
-                                     "'source' items or a prepared folder.")
-            sources = UnpairedDataset(root, cfg.data.split, src, src, seed=cfg.train.seed, size=cfg.data.size)
-        return fit_affine(dataset, sources, depth=cfg.anchor == "depth_affine")
+        root = getattr(dataset, "root", None)
+        if root is None:
+            raise SonoshiftError("the affine anchors are fitted on a prepared dataset folder; this dataset has none.")
+        return fit_affine_prepared(root, cfg.data.split, cfg.data.source_domain, cfg.data.target_domain,
+                                   depth=cfg.anchor == "depth_affine")
     return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 
