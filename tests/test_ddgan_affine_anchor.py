@@ -144,3 +144,20 @@ def test_prepared_fit_counts_black_pixels_inside_the_field_of_view(tiny_run, tmp
         v = np.load(cache / f"{d}.npy")[:, 2:, 1:-1].astype(np.float64)
         expect += [v.mean(), v.std()]
     assert np.ravel(a.stats) == pytest.approx(expect, rel=1e-6)
+
+
+def test_depth_anchored_ddgan_exports_to_onnx_with_the_anchor_in_the_graph(tiny_run):
+    from sonoshift.deploy.export import export_onnx
+    from sonoshift.deploy.runtime import OnnxTranslator
+
+    cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}", "generator.zero_init=true",
+                                          "generator.output=residual", "anchor=depth_affine", "train.max_steps=2"])
+    out = tiny_run["root"] / "dd_depth"
+    train_ddgan(tiny_run["data"], cfg, out, progress=False)
+    torch_tr = load_translator(out)
+    assert torch_tr.anchor.kind == "depth_affine"
+    onnx_tr = OnnxTranslator(export_onnx(out, tiny_run["root"] / "dd_depth.onnx"))
+    for b, h, w in ((1, 16, 16), (2, 32, 24)):  # the row profiles are resampled to the input height in the graph
+        x = torch.rand(b, 1, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        y = torch_tr(x, generator=torch.Generator().manual_seed(7))
+        assert (y - onnx_tr(x, generator=torch.Generator().manual_seed(7))).abs().max().item() <= 1e-3

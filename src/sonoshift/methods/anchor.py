@@ -57,7 +57,7 @@ class AffineMatch(torch.nn.Module):
         if x.dim() != 4 or x.shape[1] != 1:
             raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
         p = self.profiles.to(device=x.device, dtype=torch.float32)
-        if p.shape[1] not in (1, x.shape[2]):
+        if p.shape[1] > 1:  # always resampled (the identity at the fitted height), so an ONNX trace stays dynamic
             p = torch.nn.functional.interpolate(p[None], size=x.shape[2], mode="linear", align_corners=True)[0]
         mean_s, std_s, mean_t, std_t = (r.reshape(1, 1, -1, 1) for r in p.unbind(0))
         v = (x.float().clamp(-1, 1) + 1) * 127.5
