@@ -7,8 +7,8 @@ DDGAN / cascade returns exactly its anchor, so these numbers are where a trained
 Prepares the two studies of `sonoshift demo --real` (FETAL_PLANES_DB Aloka -> Voluson E6; the African centres ->
 Malawi, adaptation part only) at 64 px under OUT (reused when present), fits each anchor on the train split
 (histogram matching: target frames; affine / depth-affine: source and target frames), and scores the
-source frames of the val and test splits (the real sets are small: tens of frames): SSIM to their own source inside the field of view (structure kept; the issue asks
->= 0.7), dataset-level BC of the grey-level histograms to the target domain's val + test frames, and KID to
+source frames of the val and test splits (the real sets are small: tens of frames): SSIM to their own source
+inside the field of view (structure kept; the issue asks >= 0.7), dataset-level BC of the grey-level histograms to the target domain's val + test frames, and KID to
 those frames in a feature space (the seeded random-conv extractor of ``sonoshift.metrics.fid``; with
 ``--plane-classifier``, also that classifier's features, an ultrasound embedding). Writes OUT/real_anchors.md.
 """
@@ -99,8 +99,8 @@ def main() -> None:
         from sonoshift.judges.plane.embedding import load_plane_extractor
 
         extractors["plane"] = load_plane_extractor(args.plane_classifier)[0].eval()
-    lines = ["Anchors on real val + test frames (64 px): SSIM to the own source frame (in the field of view), dataset BC "
-             "and KID to the target domain's val + test frames (lower KID = closer; few frames: noisy).", ""]
+    lines = ["Anchors on real val + test frames (64 px): SSIM to the own source frame (in the field of view), "
+             "dataset BC and KID to the target domain's val + test frames (lower KID = closer; few frames: noisy).", ""]
     for study in ("fpdb", "african"):
         data, source, target = prepared(study, args.out, args.data_root)
         rows = score(data, source, target, extractors)

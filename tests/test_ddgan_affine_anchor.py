@@ -116,7 +116,8 @@ def test_depth_anchor_undoes_a_depth_gain_and_equals_the_row_moments():
     flat = fit_affine((src, fov), (tgt, fov))
     assert depth.kind == "depth_affine" and flat.kind == "affine" and len(depth.stats[0]) == h
     f, fg = src.astype(np.float64), fov
-    n, s1 = (gaussian_filter1d(a, DEPTH_SIGMA * h, mode="nearest") for a in (fg.sum((0, 2)) * 1.0, (f * fg).sum((0, 2))))
+    n, s1 = (gaussian_filter1d(a, DEPTH_SIGMA * h, mode="nearest")
+             for a in (fg.sum((0, 2)) * 1.0, (f * fg).sum((0, 2))))
     np.testing.assert_allclose(depth.stats[0], s1 / n, rtol=1e-9)
     err = {k: float(np.abs((a(_signed(src))[:, 0].numpy() + 1) * 127.5 - tgt)[tgt > 0].mean())
            for k, a in (("depth", depth), ("flat", flat))}
