@@ -1,4 +1,4 @@
-"""Dice and HD95 (through MONAI) against hand-computed values and a brute-force numpy reference."""
+"""Dice and HD95 against hand-computed values and a brute-force numpy reference."""
 
 from __future__ import annotations
 

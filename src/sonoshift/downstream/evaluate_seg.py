@@ -53,6 +53,30 @@ def _frame_key(row: pd.Series, i: int) -> Path:
     return Path(*[p for p in parts if p and p != "nan"], name)
 
 
+def _read_row(row: pd.Series, i: int, run: Path, data_root: Path, lut: np.ndarray,
+              variants: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """One outputs.csv row -> its label map (segmenter class ids), field-of-view mask (or None) and the frames of
+    each variant at the label's size; None when the row has no label to score against."""
+    label_file = resolve(row["label_path"], data_root)
+    if label_file is None:
+        return None
+    label = lut[read_labels(label_file)]
+    fov_file = resolve(row.get("mask_path"), data_root)
+    fov = read_labels(fov_file) > 0 if fov_file is not None else None
+    if fov is not None and fov.shape != label.shape:
+        fov = cv2.resize(fov.astype(np.uint8), label.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+    frames = []
+    for variant, col in variants:
+        path = run / str(row[col]) if col == "output_path" else resolve(row[col], data_root)
+        if path is None or (col == "output_path" and pd.isna(row[col])):
+            continue
+        img = read_gray(path)
+        if img.shape != label.shape:
+            img = cv2.resize(img, label.shape[::-1], interpolation=cv2.INTER_AREA)
+        frames.append((variant, path, img))
+    return {"row": row, "index": i, "key": _frame_key(row, i), "label": label, "fov": fov, "frames": frames}
+
+
 def evaluate_segmentation(
     run_dir: str | Path,
     segmenter_ckpt: str | Path,
@@ -85,48 +109,35 @@ def evaluate_segmentation(
     records: list[dict[str, Any]] = []
     staged = contextlib.nullcontext(batch.path(mask_root, folder=True)) if batch is not None else None
     with staged or atomic_dir(mask_root) as tmp_masks:
-        for i, row in track(list(df.iterrows()), "segment run frames", disable=not progress):
-            label_file = resolve(row["label_path"], data_root)
-            if label_file is None:
-                continue
-            label = lut[read_labels(label_file)]
-            fov_file = resolve(row.get("mask_path"), data_root)
-            fov = read_labels(fov_file) > 0 if fov_file is not None else None
-            if fov is not None and fov.shape != label.shape:
-                fov = cv2.resize(fov.astype(np.uint8), label.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
-            frames, names = [], []
-            for variant, col in variants:
-                path = run / str(row[col]) if col == "output_path" else resolve(row[col], data_root)
-                if path is None or (col == "output_path" and pd.isna(row[col])):
-                    continue
-                img = read_gray(path)
-                if img.shape != label.shape:
-                    img = cv2.resize(img, label.shape[::-1], interpolation=cv2.INTER_AREA)
-                frames.append(img)
-                names.append((variant, path))
-            preds = predict(seg, frames, batch_size)
-            key = _frame_key(row, int(i))
-            for (variant, path), pred in zip(names, preds):
-                if fov is not None:
-                    pred = np.where(fov, pred, 0).astype(np.uint8)
-                d = dice_per_class(pred, label, seg.num_classes)
-                h = hd95_per_class(pred, label, seg.num_classes)
-                rel = Path(variant) / key
-                write_png(tmp_masks / rel, pred)
-                rec: dict[str, Any] = {
-                    "method": meta.get("method", ""),
-                    "variant": variant,
-                    "patient_id": row.get("patient_id", ""),
-                    "video_id": row.get("video_id", ""),
-                    "frame_index": row.get("frame_index", i),
-                    "image_path": str(path),
-                    "pred_path": (Path(mask_root.name) / rel).as_posix(),
-                    "dice_mean": float(np.nanmean(d)) if np.isfinite(d).any() else math.nan,
-                    "hd95_mean": float(np.nanmean(h)) if np.isfinite(h).any() else math.nan,
-                }
-                rec.update({f"dice_{c}": float(v) for c, v in zip(fg, d)})
-                rec.update({f"hd95_{c}": float(v) for c, v in zip(fg, h)})
-                records.append(rec)
+        rows = list(df.iterrows())
+        for start in track(range(0, len(rows), batch_size), "segment run frames", disable=not progress):
+            chunk = [_read_row(row, int(i), run, data_root, lut, variants) for i, row in rows[start : start + batch_size]]
+            chunk = [c for c in chunk if c is not None]
+            preds = iter(predict(seg, [img for c in chunk for _, _, img in c["frames"]], batch_size))
+            for c in chunk:
+                for variant, path, _ in c["frames"]:
+                    pred = next(preds)
+                    if c["fov"] is not None:
+                        pred = np.where(c["fov"], pred, 0).astype(np.uint8)
+                    d = dice_per_class(pred, c["label"], seg.num_classes)
+                    h = hd95_per_class(pred, c["label"], seg.num_classes)
+                    rel = Path(variant) / c["key"]
+                    write_png(tmp_masks / rel, pred)
+                    row = c["row"]
+                    rec: dict[str, Any] = {
+                        "method": meta.get("method", ""),
+                        "variant": variant,
+                        "patient_id": row.get("patient_id", ""),
+                        "video_id": row.get("video_id", ""),
+                        "frame_index": row.get("frame_index", c["index"]),
+                        "image_path": str(path),
+                        "pred_path": (Path(mask_root.name) / rel).as_posix(),
+                        "dice_mean": float(np.nanmean(d)) if np.isfinite(d).any() else math.nan,
+                        "hd95_mean": float(np.nanmean(h)) if np.isfinite(h).any() else math.nan,
+                    }
+                    rec.update({f"dice_{c_}": float(v) for c_, v in zip(fg, d)})
+                    rec.update({f"hd95_{c_}": float(v) for c_, v in zip(fg, h)})
+                    records.append(rec)
         if not records:
             raise SonoshiftError(f"translation run {run} has no frames with a label_path to score.")
     table = pd.DataFrame.from_records(records)
