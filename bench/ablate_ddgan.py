@@ -79,6 +79,7 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
                              "reading 2 of 't = 170': partial start at t = 0.17 (4 steps)"),
         f"{m}+affine": (m, ["anchor=affine"], "CPU config with the global affine anchor (one linear grey map)"),
         f"{m}+hm": (m, ["anchor=histogram_match"], "CPU config with the histogram anchor (the former CPU config)"),
+        f"{m}+smooth6": (m, ["generator.correction_sigma=6.0"], "CPU config with a coarser correction (6 px)"),
     }
 
 
