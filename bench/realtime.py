@@ -2,8 +2,9 @@
 
 Side by side in one process (torch and ORT on the same thread count), batch 1, at ``--size`` (256):
 - speed: frames/s (1 / mean latency) and p50/p99 latency for the teacher in eager PyTorch and in ONNX Runtime,
-  the student in eager PyTorch and in ONNX Runtime fp32 and int8 (static, calibrated), plus the two student
-  architectures (small ResNet, mobile U-Net) in ORT, the measured reason for the student's design. Calls are
+  the student in eager PyTorch and in ONNX Runtime fp32 and int8 (static, calibrated), plus the student
+  architectures (small ResNet, mobile U-Net, histogram-anchored mobile U-Net) in ORT, the measured reason for the
+  student's design. Calls are
   interleaved (one frame per variant in turn), so load from other processes hits all variants alike, and the
   ratios (ORT / eager for the same network) are the robust result;
 - quality (with ``--data`` and trained ``--teacher`` / ``--student`` runs; ``deploy.quality``): GT PSNR / SSIM
@@ -13,7 +14,8 @@ Side by side in one process (torch and ORT on the same thread count), batch 1, a
   ``--teacher-samples`` samples for a stochastic teacher), student eager / ORT fp32 / ORT int8, a student-sized
   network trained without a teacher (``--baseline``, e.g. `train cyclegan -c configs/cpu/cyclegan.yaml
   model.arch=mobile_unet`) and any other run (``--also LABEL=RUN``, repeatable).
-Without runs, networks are randomly initialised (the paper-size teacher, ngf 64 / 9 blocks; the default student):
+Without runs, networks are randomly initialised (the paper-size teacher, ngf 64 / 9 blocks; the histogram-anchored
+student of configs/cpu/student.yaml, its head random rather than zero, anchored on the calibration frames):
 speed does not depend on the weights. ``--skip-speed`` measures quality only.
 
     python bench/realtime.py --threads 2 --frames 40
@@ -53,7 +55,7 @@ def onnx_of(translator: Any, size: int, threads: int, int8_frames: np.ndarray | 
 
 
 def random_translator(net: torch.nn.Module, size: int, student: bool = False) -> Any:
-    init_normal(net, torch.Generator().manual_seed(0), 0.02)
+    init_normal(net, torch.Generator().manual_seed(0), 0.02)  # anchored nets keep a random head: full cost
     cls = StudentTranslator if student else CycleGANTranslator
     return cls(net, (size, size), "handheld", "cart")
 
@@ -122,6 +124,14 @@ def quality_table(args: argparse.Namespace, teacher: Any, student: Any, cal: np.
     return q
 
 
+def anchor_of(frames: np.ndarray, size: int) -> Any:
+    """A histogram map fitted on uint8 ``frames`` (the random anchored student's anchor; speed only)."""
+    from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames
+
+    levels, quantiles = reference_from_frames(frames)
+    return HistogramMatch(levels, quantiles, "handheld", "cart", (size, size))
+
+
 class Untranslated:
     method, image_size, source_domain, target_domain = "untranslated", (0, 0), "", ""
 
@@ -159,8 +169,6 @@ def main() -> None:
 
     teacher = (load_translator(args.teacher, device="cpu") if args.teacher
                else random_translator(ResnetGenerator(ngf=64, n_blocks=9), size))
-    student = (load_translator(args.student, device="cpu") if args.student
-               else random_translator(build_student(StudentModel()), size, student=True))
     cal = None
     if args.data:
         from sonoshift.data.cache import load_cache
@@ -168,11 +176,15 @@ def main() -> None:
         cal = np.asarray(load_cache(args.data, "train", teacher.source_domain))[:32]
     else:
         cal = (torch.rand(8, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    hm = anchor_of(cal, size)
+    student = (load_translator(args.student, device="cpu") if args.student
+               else random_translator(build_student(StudentModel(anchor="histogram_match"), hm), size, student=True))
     results: dict[str, Any] = {"threads": args.threads, "size": size, "batch": 1, "loadavg_start": load_start,
                                "teacher": args.teacher or "random ngf64/9",
                                "student": args.student or "random default student"}
     if not args.skip_speed:
         mobile = random_translator(build_student(StudentModel(arch="mobile_unet")), size, student=True)
+        anchored = random_translator(build_student(StudentModel(anchor="histogram_match"), hm), size, student=True)
         resnet = random_translator(build_student(StudentModel(arch="resnet")), size, student=True)
         onnx = {
             "teacher ORT": onnx_of(teacher, size, args.threads),
@@ -185,6 +197,7 @@ def main() -> None:
             "student ORT int8": onnx["student ORT int8"],
             "arch resnet16x4 ORT": onnx_of(resnet, size, args.threads),
             "arch mobile_unet16x4 ORT": onnx_of(mobile, size, args.threads),
+            "arch anchored mobile_unet16x4 ORT": onnx_of(anchored, size, args.threads),
         }
         speed = time_variants(speed_variants, size, args.frames)
         results["speed"] = speed
@@ -201,6 +214,8 @@ def main() -> None:
             "student ORT / teacher eager": speed["student ORT fp32"]["fps"] / speed["teacher eager"]["fps"],
             "mobile_unet / resnet student arch (ORT)": (speed["arch mobile_unet16x4 ORT"]["fps"]
                                                         / speed["arch resnet16x4 ORT"]["fps"]),
+            "anchored / plain mobile_unet (ORT)": (speed["arch anchored mobile_unet16x4 ORT"]["fps"]
+                                                   / speed["arch mobile_unet16x4 ORT"]["fps"]),
         }
         results["ratios"] = ratios
         print("\n| ratio (same process, interleaved) | value |\n|---|---|")

@@ -45,8 +45,10 @@ def runs(tiny_run) -> dict[str, Path]:  # noqa: F811
         cfg = load_config(CascadeConfig, None, [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}", "train.max_steps=1",
                                                 "schedule.start=partial", "schedule.t_max=0.5"])
         train_cascade(tiny_run["data"], cfg, cas, progress=False)
-    # histogram-anchored (x_0 = hm(source) + correction): the per-frame grey map is part of the exported graph
-    anchored = ["generator.zero_init=true", "generator.output=residual", "anchor=histogram_match"]
+    # histogram-anchored (x_0 = hm(source) + correction): the per-frame grey map is part of the exported graph;
+    # with a low-passed correction (generator.correction_sigma), as the demo's anchored DDGAN and cascade
+    anchored = ["generator.zero_init=true", "generator.output=residual", "anchor=histogram_match",
+                "generator.correction_sigma=1.0"]
     dd_hm, cas_hm = root / "onnx_dd_hm", root / "onnx_cas_hm"
     if not dd_hm.exists():
         cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, *anchored, f"cyclegan={tiny_run['cg']}",

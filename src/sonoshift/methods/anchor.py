@@ -136,11 +136,12 @@ def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, 
     return fit_affine(pairs[0], pairs[1], depth)
 
 
-def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000) -> HistogramMatch:
+def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, key: str = "target") -> HistogramMatch:
     """The histogram anchor fitted on a training dataset (items {"target": (1, H, W) in [-1, 1]}): the pooled
     grey-level histogram of up to ``max_frames`` evenly spaced target frames, quantized to uint8 levels as the
-    harmonize command writes them."""
-    frames = _levels(dataset, "target", max_frames)
+    harmonize command writes them. ``key="source"``: pooled from the items' source frames (the anchor of a
+    target -> source generator, e.g. an anchored CycleGAN's G_ba)."""
+    frames = _levels(dataset, key, max_frames)
     levels, quantiles = reference_from_frames(frames)
     return HistogramMatch(levels, quantiles, source, target, tuple(int(s) for s in frames.shape[-2:]))
 

@@ -27,6 +27,7 @@ from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
+from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, fit_anchor
 from sonoshift.methods.kinds import GeneratorTranslator
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives import (
@@ -44,9 +45,12 @@ class CycleGANModel(Validated):
     ``fast_conv`` has no effect: it selected a Winograd 3x3 convolution that measured slower than PyTorch's own
     and was removed; the key stays so that configs and checkpoints that set it still load.
     ``arch``: "resnet" (reference) or "mobile_unet" (models/mobile_unet.py, width ngf, n_blocks blocks; the
-    distilled student's network, trained here without a teacher as its baseline)."""
+    distilled student's network, trained here without a teacher as its baseline). ``anchor: histogram_match``
+    (mobile U-Net only): each generator is the histogram-anchored one of ``models/anchored.py`` (G_ab anchored on
+    the target frames' histogram, G_ba on the source frames'), the anchored student's network without a teacher."""
 
     arch: Literal["resnet", "mobile_unet"] = "resnet"
+    anchor: Literal["none", "histogram_match"] = "none"
     ngf: PosInt = 64
     n_blocks: NonNegInt = 9
     upsample: Literal["transpose", "resize"] = "transpose"
@@ -77,8 +81,13 @@ class CycleGANConfig(Validated):
     train: EngineConfig = field(default_factory=EngineConfig)
 
 
-def build_generator(m: CycleGANModel) -> nn.Module:
-    """A one-channel generator for the model settings ``m`` (not yet initialised)."""
+def build_generator(m: CycleGANModel, hm: Any = None) -> nn.Module:
+    """A one-channel generator for the model settings ``m`` (not yet initialised); ``hm``: its fitted histogram
+    map when ``m.anchor`` is "histogram_match"."""
+    if m.anchor == "histogram_match":
+        from sonoshift.methods.student import StudentModel, build_student
+
+        return build_student(StudentModel(arch=m.arch, anchor=m.anchor, ch=m.ngf, n_blocks=m.n_blocks), hm)
     if m.arch == "mobile_unet":
         from sonoshift.models.mobile_unet import MobileUNet
 
@@ -162,7 +171,8 @@ class CycleGAN(MethodBase):
 
     name = "cyclegan"
 
-    def __init__(self, cfg: CycleGANConfig, device: torch.device, image_size: tuple[int, int], rank: int = 0) -> None:
+    def __init__(self, cfg: CycleGANConfig, device: torch.device, image_size: tuple[int, int], rank: int = 0,
+                 anchors: tuple[Any, Any] = (None, None)) -> None:
         self.cfg = cfg
         self.image_size = (int(image_size[0]), int(image_size[1]))
         if self.image_size[0] % 4 or self.image_size[1] % 4:
@@ -170,13 +180,16 @@ class CycleGAN(MethodBase):
         m, t = cfg.model, cfg.train
         g = make_generator(t.seed)
         fmt = torch.channels_last if t.channels_last else torch.contiguous_format
+        self.anchors = anchors
         self.modules: dict[str, nn.Module] = {
-            "G_ab": init_normal(build_generator(m), g, m.init_gain),
-            "G_ba": init_normal(build_generator(m), g, m.init_gain),
+            "G_ab": init_normal(build_generator(m, anchors[0]), g, m.init_gain),
+            "G_ba": init_normal(build_generator(m, anchors[1]), g, m.init_gain),
             "D_a": init_normal(PatchGAN(1, ndf=m.ndf, n_layers=m.d_layers), g, m.init_gain),
             "D_b": init_normal(PatchGAN(1, ndf=m.ndf, n_layers=m.d_layers), g, m.init_gain),
         }
         for mod in self.modules.values():
+            if hasattr(mod, "zero_head"):  # anchored generators start as their histogram map
+                mod.zero_head()
             mod.to(device=device, memory_format=fmt).train()
         self.net = {k: (torch.compile(v) if t.compile else v) for k, v in self.modules.items()}
         betas = (t.beta1, t.beta2)
@@ -251,13 +264,20 @@ class CycleGAN(MethodBase):
             "source_domain": self.cfg.data.source_domain,
             "target_domain": self.cfg.data.target_domain,
             "image_size": list(self.image_size),
+            **({"anchor_ab": anchor_metadata(self.anchors[0]), "anchor_ba": anchor_metadata(self.anchors[1])}
+               if self.anchors[0] is not None else {}),
         }
 
 
 def build(cfg: CycleGANConfig, dataset: Any, device: torch.device, rank: int = 0) -> CycleGAN:
-    """A CycleGAN for ``dataset`` (items with "source" (1,H,W)), on ``device``."""
+    """A CycleGAN for ``dataset`` (items with "source" (1,H,W)), on ``device`` (anchored generators: their
+    histogram maps fitted on the dataset's target and source frames)."""
     first = dataset[0]["source"]
-    return CycleGAN(cfg, device, tuple(first.shape[-2:]), rank=rank)
+    anchors: tuple[Any, Any] = (None, None)
+    if cfg.model.anchor == "histogram_match":
+        src, tgt = cfg.data.source_domain, cfg.data.target_domain
+        anchors = (fit_anchor(dataset, src, tgt), fit_anchor(dataset, tgt, src, key="source"))
+    return CycleGAN(cfg, device, tuple(first.shape[-2:]), rank=rank, anchors=anchors)
 
 
 class CycleGANTranslator(GeneratorTranslator):
@@ -273,10 +293,12 @@ def load_translator(
     cfg = from_dict(CycleGANConfig, ckpt.state.get("config", {}))
     meta = ckpt.state.get("metadata", {})
     size = tuple(meta.get("image_size", (256, 256)))
-    net = load_module(ckpt, "G_ba" if reverse else "G_ab", build_generator(cfg.model), prefer_ema=use_ema)
+    src, tgt = meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain)
+    hm = anchor_from_metadata(meta.get("anchor_ba" if reverse else "anchor_ab"), tgt if reverse else src,
+                              src if reverse else tgt, size)
+    net = load_module(ckpt, "G_ba" if reverse else "G_ab", build_generator(cfg.model, hm), prefer_ema=use_ema)
     if device is not None:
         net.to(device)
-    src, tgt = meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain)
     return CycleGANTranslator(net, size, tgt if reverse else src, src if reverse else tgt)
 
 

@@ -33,6 +33,7 @@ from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
+from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, fit_anchor
 from sonoshift.methods.kinds import GeneratorTranslator
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives.cyclegan import lsgan
@@ -47,9 +48,15 @@ class StudentModel(Validated):
 
     Why the mobile U-Net: in ONNX Runtime at batch 1 on 2 threads it ran 2.7x faster than the small ResNet
     generator (ch 16, 4 blocks) side by side (bench/realtime.py, 64 and 128 px), and distilled from the same
-    teacher it matched the teacher's GT PSNR better (docs/deploy.md §5)."""
+    teacher it matched the teacher's GT PSNR better (docs/deploy.md §5).
+
+    ``anchor: histogram_match`` (mobile U-Net only): the student is ``models.anchored.AnchoredGenerator``, the
+    source frame histogram-matched to the target domain (pooled over the training target frames, stored in the
+    checkpoint) plus a correction from a mobile U-Net with a zero-initialized head: the anchor of the diffusion
+    teachers (``methods/anchor.py``), so an untrained student already equals the histogram-matching baseline."""
 
     arch: Literal["resnet", "mobile_unet"] = "mobile_unet"
+    anchor: Literal["none", "histogram_match"] = "none"
     ch: PosInt = 16
     n_blocks: PosInt = 4
     upsample: Literal["transpose", "resize"] = "resize"
@@ -96,8 +103,17 @@ class StudentConfig(Validated):
     train: EngineConfig = field(default_factory=EngineConfig)
 
 
-def build_student(m: StudentModel) -> nn.Module:
-    """The student generator for ``m`` (not yet initialised)."""
+def build_student(m: StudentModel, hm: Any = None) -> nn.Module:
+    """The student generator for ``m`` (not yet initialised); ``hm``: the fitted ``HistogramMatch`` an anchored
+    student needs (``m.anchor == "histogram_match"``)."""
+    if m.anchor == "histogram_match":
+        if m.arch != "mobile_unet":
+            raise SonoshiftError(f"the histogram anchor is built for the mobile U-Net student, not arch '{m.arch}'.")
+        if hm is None:
+            raise SonoshiftError("an anchored student needs its fitted histogram map (none was given).")
+        from sonoshift.models.anchored import anchored_mobile_unet
+
+        return anchored_mobile_unet(hm, m.ch, m.n_blocks)
     if m.arch == "resnet":
         return ResnetGenerator(1, 1, ngf=m.ch, n_blocks=m.n_blocks, upsample=m.upsample)
     if m.arch == "mobile_unet":
@@ -145,7 +161,7 @@ class Student(MethodBase):
     name = "student"
 
     def __init__(self, cfg: StudentConfig, device: torch.device, image_size: tuple[int, int], source: str,
-                 target: str) -> None:
+                 target: str, hm: Any = None) -> None:
         self.cfg = cfg
         self.image_size = (int(image_size[0]), int(image_size[1]))
         if self.image_size[0] % 4 or self.image_size[1] % 4:
@@ -153,8 +169,12 @@ class Student(MethodBase):
         self.source_domain, self.target_domain = source, target
         m, t = cfg.model, cfg.train
         g = make_generator(t.seed)
+        self.hm = hm
+        G = init_normal(build_student(m, hm), g, m.init_gain)
+        if hasattr(G, "zero_head"):  # anchored: starts as the histogram-matched frame
+            G.zero_head()
         self.modules: dict[str, nn.Module] = {
-            "G": init_normal(build_student(m), g, m.init_gain).to(device).train(),
+            "G": G.to(device).train(),
             "D": init_normal(PatchGAN(1, ndf=m.ndf, n_layers=m.d_layers), g, m.init_gain).to(device).train(),
         }
         betas = (t.beta1, t.beta2)
@@ -211,6 +231,7 @@ class Student(MethodBase):
             "image_size": list(self.image_size),
             "student_model": to_dict(self.cfg.model),
             "teacher": self.teacher_info,
+            "anchor": anchor_metadata(self.hm),
         }
 
 
@@ -218,7 +239,9 @@ def build(cfg: StudentConfig, dataset: Any, device: torch.device, rank: int = 0)
     """A student for ``dataset`` (a DistillFrames) on ``device``."""
     first = dataset[0]["source"]
     frames = dataset.frames
-    method = Student(cfg, device, tuple(first.shape[-2:]), frames.source_domain, frames.target_domain)
+    hm = (fit_anchor(dataset, frames.source_domain, frames.target_domain)
+          if cfg.model.anchor == "histogram_match" else None)
+    method = Student(cfg, device, tuple(first.shape[-2:]), frames.source_domain, frames.target_domain, hm)
     method.teacher_info = dataset.teacher_info
     return method
 
@@ -324,10 +347,11 @@ def load_translator(ckpt: ModelCheckpoint, device: torch.device | None = None, *
     """The student of a distillation checkpoint."""
     meta = ckpt.state.get("metadata", {})
     m = from_dict(StudentModel, meta.get("student_model") or {})
-    net = load_module(ckpt, "G", build_student(m), prefer_ema=use_ema)
+    size = tuple(int(v) for v in meta.get("image_size", (256, 256)))
+    hm = anchor_from_metadata(meta.get("anchor"), meta["source_domain"], meta["target_domain"], size)
+    net = load_module(ckpt, "G", build_student(m, hm), prefer_ema=use_ema)
     if device is not None:
         net.to(device)
-    size = tuple(int(v) for v in meta.get("image_size", (256, 256)))
     return StudentTranslator(net, size, meta["source_domain"], meta["target_domain"])  # type: ignore[arg-type]
 
 

@@ -110,12 +110,13 @@ def gaussian_taps(sigma: float) -> torch.Tensor:
 
 
 def lowpass(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) filtered by the separable kernel ``taps`` along both axes, replicate padding (any size)."""
+    """(B, C, H, W) filtered by the separable kernel ``taps`` along both axes, replicate padding (any size).
+    Channels are folded into the batch, so the kernel's shape is constant (ONNX export needs that)."""
     r = (taps.numel() - 1) // 2
-    c = x.shape[1]
     k = taps.to(x.dtype)
-    y = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    y = x.reshape(-1, 1, x.shape[-2], x.shape[-1])
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1)).reshape(x.shape)
 
 
 def _zero(module: nn.Module) -> nn.Module:

@@ -3,7 +3,9 @@
 (B, 1, H, W) in [-1, 1] -> (B, 1, H, W) in [-1, 1]; H and W multiples of 4. A 3x3 stem to ``ch`` channels, two
 stride-2 depthwise-separable downsamplings (ch -> 2ch -> 4ch), ``n_blocks`` residual separable blocks at the
 lowest resolution, nearest x2 upsamplings each followed by a 1x1 fusion of the skip and a separable block, and a
-3x3 head with tanh. Instance norm (group-norm kernel) after each convolution pair, as in the CycleGAN generator, so
+3x3 head with tanh
+(``tanh=False``: a linear head, for the correction of an anchored generator, ``models/anchored.py``; ``in_channels``
+more than 1: extra input channels, there the anchor image next to the frame). Instance norm (group-norm kernel) after each convolution pair, as in the CycleGAN generator, so
 the output does not depend on the batch. Candidate student for distillation (``methods/student.py``).
 """
 
@@ -34,9 +36,10 @@ class SeparableBlock(nn.Module):
 class MobileUNet(nn.Module):
     """The mobile U-Net (module docstring); ``ch`` base width, ``n_blocks`` separable blocks at 1/4 size."""
 
-    def __init__(self, ch: int = 16, n_blocks: int = 4) -> None:
+    def __init__(self, ch: int = 16, n_blocks: int = 4, in_channels: int = 1, tanh: bool = True) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, ch, 3, padding=1, padding_mode="reflect"), InstanceNorm(ch), nn.ReLU())
+        self.tanh = tanh
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, ch, 3, padding=1, padding_mode="reflect"), InstanceNorm(ch), nn.ReLU())
         self.down1 = SeparableBlock(ch, 2 * ch, stride=2)
         self.down2 = SeparableBlock(2 * ch, 4 * ch, stride=2)
         self.mid = nn.Sequential(*[SeparableBlock(4 * ch, 4 * ch) for _ in range(n_blocks)])
@@ -52,4 +55,5 @@ class MobileUNet(nn.Module):
         h = self.mid(self.down2(s1))
         h = self.up2(self.fuse2(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), s1], dim=1)))
         h = self.up1(self.fuse1(torch.cat([F.interpolate(h, scale_factor=2.0, mode="nearest"), s0], dim=1)))
-        return torch.tanh(self.head(h))
+        out = self.head(h)
+        return torch.tanh(out) if self.tanh else out
