@@ -3,8 +3,9 @@
     python bench/ablate_ddgan.py --data runs/demo/data --cyclegan runs/demo/models/cyclegan --out runs/ablate \
         --steps 200 --frames 12 [--only ddgan,ddgan-l1,...] [--every 100] [--list]
 
-Rows: untranslated, histogram matching, CycleGAN, CycleGAN + best blur (sigma on val), then each variant trained
-for ``--steps`` steps on the train split (configs/cpu/ddgan.yaml or cascade.yaml plus the variant's overrides)
+Rows: untranslated, histogram matching, the affine and depth-affine anchors alone (no learning), CycleGAN, CycleGAN
++ best blur (sigma on val), then each variant trained for ``--steps`` steps on the train split
+(configs/cpu/ddgan.yaml or cascade.yaml plus the variant's overrides)
 and sampled once (seed 0) on the test split. Every test patient is kept; ``--frames`` evenly spaced frames per
 patient. Scores against the simulator ground truth, inside the field of view: PSNR, SSIM, LNCC, BC, and the
 texture check (RMS distance of log radial power spectra to the ground truth's, dB, lower is better); PSNR and
@@ -61,10 +62,10 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
     m = method
     w = STRUCTURE_WEIGHT[m]
     return {
-        m: (m, [], f"CPU config: histogram anchor + smooth correction (3 px) + structure loss (weight {w})"),
+        m: (m, [], f"CPU config: depth anchor + smooth correction (3 px) + structure loss (weight {w})"),
         f"{m}-struct": (m, NO_STRUCT, "without the structure loss"),
         f"{m}-smooth": (m, NO_SMOOTH, "with a full-resolution correction"),
-        f"{m}-struct-smooth": (m, [*NO_STRUCT, *NO_SMOOTH], "histogram anchor only"),
+        f"{m}-struct-smooth": (m, [*NO_STRUCT, *NO_SMOOTH], "depth anchor only"),
         f"{m}-hm": (m, src, "residual base = the condition + smooth correction + structure loss"),
         f"{m}-hm-smooth-struct": (m, [*src, *NO_SMOOTH, *NO_STRUCT],
                                   "the former anchored design (base = the condition)"),
@@ -76,6 +77,9 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         f"{m}-t250partial": (m, T250P, "reading 2 of 't = 250': partial start at t = 0.25 (4 steps)"),
         f"{m}-t170partial": (m, ["schedule.t_max=0.17", "schedule.start=partial"],
                              "reading 2 of 't = 170': partial start at t = 0.17 (4 steps)"),
+        f"{m}+affine": (m, ["anchor=affine"], "CPU config with the global affine anchor (one linear grey map)"),
+        f"{m}+hm": (m, ["anchor=histogram_match"], "CPU config with the histogram anchor (the former CPU config)"),
+        f"{m}+smooth6": (m, ["generator.correction_sigma=6.0"], "CPU config with a coarser correction (6 px)"),
     }
 
 
@@ -148,6 +152,14 @@ def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], secon
     return row
 
 
+def no_learning_anchor(data: Path, cyclegan: Path, kind: str):
+    """The ``kind`` anchor of configs/cpu/ddgan.yaml fitted on the train split, as a translator."""
+    from sonoshift.methods.ddgan import DDGANConfig, fitted_anchor, training_data
+
+    cfg = load_config(DDGANConfig, ROOT / "configs" / "cpu" / "ddgan.yaml", [f"cyclegan={cyclegan}", f"anchor={kind}"])
+    return fitted_anchor(cfg, training_data(data, cfg))
+
+
 def train_variant(name: str, data: Path, cyclegan: Path, out: Path, steps: int, seed: int, every: int = 0) -> Path:
     method, extra, _ = VARIANTS[name]
     run = out / name
@@ -214,6 +226,8 @@ def main() -> None:
 
     add("untranslated", "raw source frames", Untranslated(src, tgt, cg.image_size))
     add("histogram_match", "histogram matching to target train frames", fit_histogram_match(args.data, src, tgt))
+    for kind in ("affine", "depth_affine"):  # the affine anchors alone (no learning), fitted on the train split
+        add(kind, f"the {kind} anchor alone (no learning)", no_learning_anchor(args.data, args.cyclegan, kind))
     add("cyclegan", "CycleGAN", cg)
     sigma, _ = choose_sigma(cg, args.data)
     add("cyclegan_blur", f"CycleGAN + blur sigma {sigma:g} (best on val)", Blurred(cg, sigma))

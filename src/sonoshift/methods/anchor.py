@@ -1,4 +1,10 @@
-"""The histogram anchor of the diffusion translators: x_0 = hm(source) + a zero-initialized correction.
+"""The anchors of the diffusion translators: x_0 = a(source) + a zero-initialized correction.
+
+Two anchors a: ``histogram_match`` (below) and ``affine``: one global linear grey map that gives the source
+domain's pooled foreground mean and standard deviation those of the target domain (level 0, the black outside the
+fan, stays 0). Both are fitted on the training split. The affine map keeps every local window's structure exactly
+(LNCC is invariant to it, up to clipping), where the histogram map's monotone curve flattens dark windows and
+leaves gaps in the histogram; on the demo data it is also as close to the ground truth (bench/ablate_ddgan.py).
 
 With ``anchor: histogram_match`` the residual generator's base image is the source frame histogram-matched to the
 target domain (the no-learning baseline of ``sonoshift.baselines.histogram_match``) instead of the source frame
@@ -13,6 +19,7 @@ synthetic source G_{T->S}(x_0) in training and the real source frame at inferenc
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +28,112 @@ import torch
 from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames
 from sonoshift.errors import SonoshiftError
 
-ANCHORS: tuple[str, ...] = ("condition", "histogram_match")
+ANCHORS: tuple[str, ...] = ("condition", "histogram_match", "affine", "depth_affine")
+
+
+class AffineMatch(torch.nn.Module):
+    """The affine anchors: (B, 1, H, W) in [-1, 1] -> same, grey level v (0..255) of every foreground pixel
+    (level >= 0.5) in row r -> (v - mean_s[r]) * std_t[r] / std_s[r] + mean_t[r], clipped to 0..255; level 0
+    stays 0. ``profiles``: the four statistics, each one value (one global map, ``anchor: affine``) or one per
+    image row (a depth-dependent map, ``anchor: depth_affine``: scanners differ in time-gain compensation, so the
+    grey levels of the two domains drift apart with depth). Row profiles are linearly resampled to the input's
+    height when it differs. Plain tensor ops (traceable to ONNX: it is its own :meth:`module`)."""
+
+    def __init__(self, mean_s, std_s, mean_t, std_t) -> None:  # each a float or a sequence of per-row values
+        super().__init__()
+        rows = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (mean_s, std_s, mean_t, std_t)]
+        if len({len(r) for r in rows}) != 1:
+            raise SonoshiftError("the affine anchor's four statistics must have the same number of rows.")
+        if not all((r > 0).all() for r in rows[1::2]):
+            raise SonoshiftError("the affine anchor needs frames with some grey-level spread in both domains.")
+        self.stats = tuple(tuple(float(v) for v in r) for r in rows)
+        self.register_buffer("profiles", torch.tensor(np.stack(rows), dtype=torch.float32), persistent=False)
+
+    @property
+    def kind(self) -> str:
+        return "affine" if self.profiles.shape[1] == 1 else "depth_affine"
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise SonoshiftError(f"translator input must be (B,1,H,W), got {tuple(x.shape)}.")
+        p = self.profiles.to(device=x.device, dtype=torch.float32)
+        if p.shape[1] > 1:  # always resampled (the identity at the fitted height), so an ONNX trace stays dynamic
+            p = torch.nn.functional.interpolate(p[None], size=x.shape[2], mode="linear", align_corners=True)[0]
+        mean_s, std_s, mean_t, std_t = (r.reshape(1, 1, -1, 1) for r in p.unbind(0))
+        v = (x.float().clamp(-1, 1) + 1) * 127.5
+        out = ((v - mean_s) * (std_t / std_s) + mean_t).clamp(0.0, 255.0)
+        return (torch.where(v >= 0.5, out, torch.zeros_like(out)) / 127.5 - 1.0).to(x.dtype)
+
+    def module(self) -> "AffineMatch":
+        return self
+
+
+DEPTH_SIGMA = 0.1  # the depth anchor's row statistics are Gaussian-smoothed over this fraction of the height
+
+
+def _foreground_stats(frames: np.ndarray, fov: np.ndarray, depth: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the grey levels of uint8 frames (N, H, W) inside their field of view ``fov`` (N, H, W) bool
+    (black anechoic pixels inside the fan count: one scanner clips more of them to 0 than another): one value
+    each, or with ``depth`` one per row from moments smoothed over rows (Gaussian, DEPTH_SIGMA x H), rows with no
+    field of view within reach taking the global values; std floored at one grey level."""
+    f = frames.astype(np.float64)
+    if not fov.any():
+        raise SonoshiftError("the affine anchor needs frames with a field of view, and got none.")
+    n, s1, s2 = fov.sum(), f[fov].sum(), (f[fov] ** 2).sum()
+    mu = np.array([s1 / n])
+    sd = np.sqrt(np.maximum(np.array([s2 / n]) - mu**2, 1.0))
+    if not depth:
+        return mu, sd
+    from scipy.ndimage import gaussian_filter1d
+
+    sigma = DEPTH_SIGMA * frames.shape[1]
+    rn, r1, r2 = (gaussian_filter1d(a, sigma, mode="nearest") for a in
+                  (fov.sum((0, 2)).astype(np.float64), (f * fov).sum((0, 2)), (f * f * fov).sum((0, 2))))
+    ok = rn >= 1.0
+    rmu = np.where(ok, r1 / np.maximum(rn, 1e-9), mu[0])
+    rsd = np.where(ok, np.sqrt(np.maximum(r2 / np.maximum(rn, 1e-9) - rmu**2, 1.0)), sd[0])
+    return rmu, rsd
+
+
+def _levels(dataset: Any, key: str, max_frames: int) -> np.ndarray:
+    """Up to ``max_frames`` evenly spaced frames ``key`` of ``dataset`` as uint8 levels (N, H, W)."""
+    n = len(dataset)
+    if n == 0:
+        raise SonoshiftError(f"the translator anchor needs {key} training frames, and the dataset is empty.")
+    idx = np.linspace(0, n - 1, min(n, max_frames)).round().astype(int)
+    return np.stack([
+        ((dataset[int(i)][key][0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy() for i in idx
+    ])
+
+
+def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, np.ndarray], depth: bool = False,
+               max_frames: int = 2000) -> AffineMatch:
+    """The affine anchor from (frames, field-of-view masks) of the source and of the target domain, uint8 / bool
+    (N, H, W): mean and std of the levels inside the field of view of up to ``max_frames`` evenly spaced frames of
+    each, pooled (with ``depth``: per image row, see ``_foreground_stats``)."""
+    stats = []
+    for frames, fov in (source, target):
+        if len(frames) == 0:
+            raise SonoshiftError("the affine anchor needs training frames of both domains, and one is empty.")
+        idx = np.linspace(0, len(frames) - 1, min(len(frames), max_frames)).round().astype(int)
+        stats += _foreground_stats(np.asarray(frames[idx]), np.asarray(fov[idx]) > 0, depth)
+    if len(stats[0]) != len(stats[2]):
+        raise SonoshiftError(f"the depth anchor needs frames of one height in both domains, got {len(stats[0])} "
+                             f"and {len(stats[2])} rows.")
+    return AffineMatch(*stats)
+
+
+def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False) -> AffineMatch:
+    """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
+    domain without masks uses its non-black pixels (level > 0) as the field of view."""
+    from sonoshift.data.cache import cache_path, load_cache
+
+    pairs = []
+    for d in (source, target):
+        frames = load_cache(root, split, d)
+        fov = load_cache(root, split, d, "mask") if cache_path(root, split, d, "mask").is_file() else frames > 0
+        pairs.append((frames, fov))
+    return fit_affine(pairs[0], pairs[1], depth)
 
 
 def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, key: str = "target") -> HistogramMatch:
@@ -29,39 +141,39 @@ def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, k
     grey-level histogram of up to ``max_frames`` evenly spaced target frames, quantized to uint8 levels as the
     harmonize command writes them. ``key="source"``: pooled from the items' source frames (the anchor of a
     target -> source generator, e.g. an anchored CycleGAN's G_ba)."""
-    n = len(dataset)
-    if n == 0:
-        raise SonoshiftError("the histogram anchor needs target training frames, and the dataset is empty.")
-    idx = np.linspace(0, n - 1, min(n, max_frames)).round().astype(int)
-    frames = np.stack([
-        ((dataset[int(i)][key][0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-        for i in idx
-    ])
+    frames = _levels(dataset, key, max_frames)
     levels, quantiles = reference_from_frames(frames)
     return HistogramMatch(levels, quantiles, source, target, tuple(int(s) for s in frames.shape[-2:]))
 
 
-def anchor_metadata(hm: HistogramMatch | None) -> dict[str, Any] | None:
+Anchor = HistogramMatch | AffineMatch
+
+
+def anchor_metadata(hm: Anchor | None) -> dict[str, Any] | None:
     """What the checkpoint stores to rebuild the anchor (None for ``anchor: condition``)."""
     if hm is None:
         return None
+    if isinstance(hm, AffineMatch):
+        return {"kind": hm.kind, "stats": [list(r) for r in hm.stats]}
     return {"kind": "histogram_match", "levels": list(hm.levels), "quantiles": list(hm.quantiles)}
 
 
 def anchor_from_metadata(meta: dict[str, Any] | None, source: str, target: str,
-                         size: tuple[int, int]) -> HistogramMatch | None:
+                         size: tuple[int, int]) -> Anchor | None:
     """The anchor of a checkpoint's metadata entry ``anchor`` (None when the run had none)."""
     if not meta:
         return None
+    if meta.get("kind") in ("affine", "depth_affine"):
+        return AffineMatch(*meta["stats"])
     if meta.get("kind") != "histogram_match":
         raise SonoshiftError(f"unknown translator anchor {meta.get('kind')!r} in the checkpoint metadata.")
     return HistogramMatch(tuple(meta["levels"]), tuple(meta["quantiles"]), source, target, size)
 
 
-def anchored_condition(hm: HistogramMatch | None, source: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
     """The generator's condition from the source frame (B, 1, H, W) and ``base``, the CycleGAN output for the
-    cascade or None for the DDGAN. No anchor: ``base``, or the source when there is none. Histogram anchor:
-    hm(source), followed by ``base`` as a second channel when there is one."""
+    cascade or None for the DDGAN. No anchor: ``base``, or the source when there is none. Histogram or affine
+    anchor: hm(source), followed by ``base`` as a second channel when there is one."""
     if hm is None:
         return source if base is None else base
     with torch.no_grad():
@@ -69,4 +181,7 @@ def anchored_condition(hm: HistogramMatch | None, source: torch.Tensor, base: to
     return a if base is None else torch.cat([a, base], dim=1)
 
 
-__all__ = ["ANCHORS", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "fit_anchor"]
+__all__ = [
+    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "fit_affine",
+    "fit_affine_prepared", "fit_anchor", "DEPTH_SIGMA",
+]

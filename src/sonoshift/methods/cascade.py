@@ -45,8 +45,7 @@ from sonoshift.methods.ddgan import (
     load_cyclegan,
     rebuild_generator,
 )
-from sonoshift.baselines.histogram_match import HistogramMatch
-from sonoshift.methods.anchor import anchor_from_metadata, anchored_condition
+from sonoshift.methods.anchor import Anchor, anchor_from_metadata, anchored_condition
 from sonoshift.models import PatchGAN, init_normal
 from sonoshift.objectives import CycleGANLossWeights, ImagePool
 from sonoshift.objectives.ddgan import (
@@ -125,7 +124,7 @@ class Cascade(DDGAN):
 
     def __init__(
         self, cfg: CascadeConfig, device: torch.device, image_size: tuple[int, int], cyclegan: FrozenCycleGAN,
-        rank: int = 0, hm: HistogramMatch | None = None,
+        rank: int = 0, hm: Anchor | None = None,
     ) -> None:
         super().__init__(cfg, device, image_size, cyclegan, rank, hm=hm)
         j = cfg.joint

@@ -31,11 +31,17 @@ from sonoshift.engine.checkpoint import ModelCheckpoint, load_module, read_model
 from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.engine.schedules import lr_factor
-from sonoshift.baselines.histogram_match import HistogramMatch
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
 from sonoshift.methods.cyclegan import CycleGANConfig, build_generator
-from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, anchored_condition, fit_anchor
+from sonoshift.methods.anchor import (
+    Anchor,
+    anchor_from_metadata,
+    anchor_metadata,
+    anchored_condition,
+    fit_affine_prepared,
+    fit_anchor,
+)
 from sonoshift.methods.kinds import TranslatorBase
 from sonoshift.models.ddgan_disc import DDGANDiscriminator, DiscConfig
 from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
@@ -86,6 +92,9 @@ class DDGANConfig(Validated):
     cascade: the CycleGAN output). "histogram_match": the source frame histogram-matched to the target training
     frames (``sonoshift.methods.anchor``), so an untrained translator equals the histogram-matching baseline; the
     cascade then sees the CycleGAN output as a second condition channel (``generator.in_channels: 3``).
+    "affine": the same with a global linear grey map that gives the real source training frames' foreground
+    mean and std those of the target training frames (keeps local structure exactly; see ``methods.anchor``);
+    "depth_affine": one such map per image row (depth), for scanners that differ in time-gain compensation.
     """
 
     name: str = "ddgan"
@@ -98,7 +107,7 @@ class DDGANConfig(Validated):
     optim: DDGANOptim = field(default_factory=DDGANOptim)
     train: EngineConfig = field(default_factory=lambda: EngineConfig(ema_decay=0.999))
     condition_noise: NonNegFloat = 0.0
-    anchor: Literal["condition", "histogram_match"] = "condition"
+    anchor: Literal["condition", "histogram_match", "affine", "depth_affine"] = "condition"
 
 
 @dataclass
@@ -160,11 +169,11 @@ class DDGAN(MethodBase):
 
     def __init__(
         self, cfg: DDGANConfig, device: torch.device, image_size: tuple[int, int], cyclegan: FrozenCycleGAN,
-        rank: int = 0, hm: HistogramMatch | None = None,
+        rank: int = 0, hm: Anchor | None = None,
     ) -> None:
         self.cfg = cfg
-        if (cfg.anchor == "histogram_match") != (hm is not None):
-            raise SonoshiftError(f"anchor '{cfg.anchor}' needs {'a' if hm is None else 'no'} fitted histogram map.")
+        if (cfg.anchor != "condition") != (hm is not None):
+            raise SonoshiftError(f"anchor '{cfg.anchor}' needs {'a' if hm is None else 'no'} fitted anchor map.")
         self.hm = hm
         need = 1 + self.condition_channels()
         if cfg.generator.in_channels != need:
@@ -304,6 +313,7 @@ class TargetFrames(torch.utils.data.Dataset):
         from sonoshift.data.datasets import UnpairedDataset
 
         # An unpaired dataset from the target domain to itself iterates over every target frame in order.
+        self.root = Path(root)  # the affine anchors read their statistics from the prepared folder
         tgt = data.target_domain
         self.frames = UnpairedDataset(root, data.split, tgt, tgt, seed=seed, size=data.size)
 
@@ -320,10 +330,17 @@ def build(cfg: DDGANConfig, dataset: Any, device: torch.device, rank: int = 0) -
     return DDGAN(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank, hm=fitted_anchor(cfg, dataset))
 
 
-def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> HistogramMatch | None:
-    """The histogram anchor fitted on ``dataset``'s target frames, or None for ``anchor: condition``."""
-    if cfg.anchor != "histogram_match":
+def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
+    """The anchor fitted on ``dataset``'s target frames (histogram matching), or on the source and target frames
+    and field-of-view masks of its prepared folder's split (affine anchors), or None for ``anchor: condition``."""
+    if cfg.anchor == "condition":
         return None
+    if cfg.anchor in ("affine", "depth_affine"):
+        root = getattr(dataset, "root", None)
+        if root is None:
+            raise SonoshiftError("the affine anchors are fitted on a prepared dataset folder; this dataset has none.")
+        return fit_affine_prepared(root, cfg.data.split, cfg.data.source_domain, cfg.data.target_domain,
+                                   depth=cfg.anchor == "depth_affine")
     return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 
@@ -343,7 +360,7 @@ class DDGANTranslator(TranslatorBase):
 
     def __init__(
         self, G: nn.Module, schedule: Schedule, start: str, image_size: tuple[int, int], source: str, target: str,
-        pre: nn.Module | None = None, anchor: HistogramMatch | None = None,
+        pre: nn.Module | None = None, anchor: Anchor | None = None,
     ) -> None:
         self.G = G.eval().requires_grad_(False)
         self.anchor = anchor
