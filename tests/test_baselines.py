@@ -60,6 +60,34 @@ def test_fitted_histogram_match_moves_the_histogram_to_the_target(tmp_path):
     torch.testing.assert_close(again(_signed(src)), out)
 
 
+def test_depth_affine_baseline_undoes_a_depth_gain_of_the_target_scanner(tmp_path):
+    from sonoshift.baselines import make_baseline
+
+    rng = np.random.default_rng(5)
+    h = 40
+    source = rng.integers(60, 200, (30, h, 32)).astype(np.float64)
+    gain = np.linspace(1.2, 0.3, h)[None, :, None]  # the target scanner darkens with depth
+    target = np.clip(source * gain, 1, 255)
+    source[:, :, :3] = target[:, :, :3] = 0  # black margin outside the field of view
+    cache = tmp_path / "data" / "cache" / "train"
+    cache.mkdir(parents=True)
+    np.save(cache / "handheld.npy", source.round().astype(np.uint8))
+    np.save(cache / "cart.npy", target.round().astype(np.uint8))
+    tr, label = make_baseline("depth_affine", tmp_path / "data", "handheld", "cart", tmp_path)
+    assert tr.method == "depth_affine" and tr.image_size == (h, 32) and "depth" in label
+    test = rng.integers(60, 200, (6, h, 32)).astype(np.float64)
+    test[:, :, :3] = 0
+    out = _levels(tr(_signed(test.astype(np.uint8))))
+    fg = test > 0
+    assert (out[~fg] == 0).all()
+    # per-row foreground means follow the target scanner's depth profile (numpy, independent of the fit)
+    rows_out = np.array([out[:, r][fg[:, r]].mean() for r in range(h)])
+    rows_want = np.array([np.clip(test[:, r][fg[:, r]] * gain[0, r, 0], 1, 255).mean() for r in range(h)])
+    assert np.abs(rows_out - rows_want).max() < 0.06 * 255
+    rows_raw = np.array([test[:, r][fg[:, r]].mean() for r in range(h)])
+    assert np.abs(rows_raw - rows_want).max() > 0.25 * 255  # the check above is not met by the raw frames
+
+
 def test_gaussian_blur_matches_scipy_and_sigma_zero_is_a_copy():
     x = torch.rand(2, 1, 20, 20, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     ref = np.stack([gaussian_filter(a[0].numpy(), 1.25, mode="mirror", truncate=3.0) for a in x])

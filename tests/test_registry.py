@@ -107,8 +107,8 @@ def test_the_study_pipeline_trains_a_registered_method_it_was_never_told_about(d
     cfg_file.write_text("train:\n  device: cpu\n  tensorboard: false\n")
     cfg = StudyConfig(size=32, methods=("toy_affine",), steps={"toy_affine": 3}, configs={"toy_affine": str(cfg_file)})
     runs = run_study(data, tmp_path / "study", cfg, log=StageLog(), force=False, progress=False)
-    # histogram matching is a baseline row of every study (the blurred CycleGAN needs a CycleGAN among the methods)
-    assert [r.name for r in runs] == ["untranslated", "histogram_match", "toy_affine"]
+    # the no-learning baselines are rows of every study (the blurred CycleGAN needs a CycleGAN among the methods)
+    assert [r.name for r in runs] == ["untranslated", "histogram_match", "depth_affine", "toy_affine"]
     assert all((r / "metrics.csv").is_file() for r in runs)
     assert json.loads((tmp_path / "study" / "models" / "toy_affine" / "checkpoints" / "step_00000003" /
                        "state.json").read_text())["step"] == 3

@@ -1,6 +1,7 @@
 """Baselines that need no (or no new) learning, as translators usable wherever methods are (harmonize, study):
-``histogram_match`` (each source frame's histogram mapped onto the target domain's) and ``cyclegan_blur`` (the
-trained CycleGAN followed by the Gaussian blur that is best on the validation split)."""
+``histogram_match`` (each source frame's histogram mapped onto the target domain's), ``depth_affine`` (one linear
+grey map per image row, the diffusion translators' anchor alone) and ``cyclegan_blur`` (the trained CycleGAN
+followed by the Gaussian blur that is best on the validation split)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sonoshift.baselines.blur import Blurred, choose_sigma, gaussian_blur
 from sonoshift.baselines.histogram_match import HistogramMatch, fit_histogram_match, load_histogram_match
 from sonoshift.errors import SonoshiftError
 
-BASELINES: tuple[str, ...] = ("histogram_match", "cyclegan_blur")
+BASELINES: tuple[str, ...] = ("histogram_match", "depth_affine", "cyclegan_blur")
 
 
 def applicable(name: str, data: str | Path, source: str, target: str, methods: tuple[str, ...]) -> bool:
@@ -27,6 +28,10 @@ def make_baseline(name: str, data: str | Path, source: str, target: str, models:
     ``models``: the folder holding the trained ``cyclegan`` run (for ``cyclegan_blur``)."""
     if name == "histogram_match":
         return fit_histogram_match(data, source, target), "histogram matching to the target training frames"
+    if name == "depth_affine":
+        from sonoshift.baselines.depth_affine import fit_depth_affine
+
+        return fit_depth_affine(data, source, target), "depth-dependent linear grey map (the diffusion anchor alone)"
     if name == "cyclegan_blur":
         from sonoshift.methods import load_translator
 

@@ -18,7 +18,7 @@ from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
 BASELINE = "untranslated"  # the raw source frames, scored like a method: the row every harmonizer must beat
 # Cheap tricks a method must also beat (sonoshift.baselines); cyclegan_blur needs the trained CycleGAN.
-CHEAP_BASELINES = ("histogram_match", "cyclegan_blur")
+CHEAP_BASELINES = ("histogram_match", "depth_affine", "cyclegan_blur")
 
 
 @dataclasses.dataclass(frozen=True)
