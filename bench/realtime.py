@@ -60,8 +60,13 @@ def random_translator(net: torch.nn.Module, size: int, student: bool = False) ->
     return cls(net, (size, size), "handheld", "cart")
 
 
-def time_variants(variants: dict[str, Any], size: int, frames: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Interleaved batch-1 calls: per variant frames/s (1 / mean latency), p50 and p99 latency (ms)."""
+def time_variants(variants: dict[str, Any], size: int, frames: int, seed: int = 0,
+                  block: int = 10) -> dict[str, dict[str, float]]:
+    """Batch-1 calls interleaved in blocks: each variant runs ``block`` frames in turn (the first one untimed), so
+    load from other processes hits all variants alike while one ORT session's worker threads, which spin for a
+    while after each run, do not steal the cores from the next variant's timed calls (with one-frame interleaving
+    the later sessions measured up to 2x slower than the same network alone). Returns per variant frames/s
+    (1 / mean latency), p50 and p99 latency (ms)."""
     g = torch.Generator().manual_seed(seed)
     xs = [torch.rand(1, 1, size, size, generator=g) * 2 - 1 for _ in range(frames)]
     with torch.inference_mode():
@@ -69,11 +74,14 @@ def time_variants(variants: dict[str, Any], size: int, frames: int, seed: int = 
             for _ in range(2):
                 fn(xs[0])
         lat: dict[str, list[float]] = {k: [] for k in variants}
-        for x in xs:
+        for start in range(0, frames, block):
+            chunk = xs[start : start + block]
             for name, fn in variants.items():
-                t = time.perf_counter()
-                fn(x)
-                lat[name].append(time.perf_counter() - t)
+                fn(chunk[0])  # untimed: the previous variant's threads settle
+                for x in chunk:
+                    t = time.perf_counter()
+                    fn(x)
+                    lat[name].append(time.perf_counter() - t)
     return {k: {"fps": 1.0 / statistics.mean(v), "p50_ms": 1e3 * float(np.percentile(v, 50)),
                 "p99_ms": 1e3 * float(np.percentile(v, 99)), "n": len(v)} for k, v in lat.items()}
 
