@@ -52,3 +52,15 @@ def make_prepared(root: Path, *, name: str = "toy", domains: tuple[str, ...] = (
     cfg = load_config(PrepareConfig, None, [f"resize.size={size}", "crop.method=none"])
     prepare([root / "spec.yaml"], out, cfg, progress=False)
     return out
+
+
+def assert_same_weights(run_a: Path, run_b: Path, step: int) -> None:
+    """The two runs' checkpoints at ``step`` hold the same tensors, bit for bit (exact resume)."""
+    import torch
+    from safetensors.torch import load_file
+
+    name = f"checkpoints/step_{step:08d}/model.safetensors"
+    a, b = load_file(str(run_a / name)), load_file(str(run_b / name))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from synth_data import make_prepared
+from synth_data import assert_same_weights, make_prepared
 from sonoshift.config import load_config
 from sonoshift.errors import SonoshiftError
 from sonoshift.synth import load_synthesizer
@@ -99,11 +99,7 @@ def test_exact_resume_across_the_phase_switch(data: Path, tmp_path: Path) -> Non
                 progress=False)
     # max_steps 6 with 4 autoencoder steps stopped inside phase 2; resuming to 8 must match the straight run.
     train_synth(data, load_config(SynthConfig, None, TINY), tmp_path / "resumed", resume=True, progress=False)
-    a = load_file(str(tmp_path / "straight/checkpoints/step_00000008/model.safetensors"))
-    b = load_file(str(tmp_path / "resumed/checkpoints/step_00000008/model.safetensors"))
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed", 8)
     with pytest.raises(SonoshiftError, match="max_steps"):
         train_synth(data, load_config(SynthConfig, None, [*TINY, "train.max_steps=4"]), tmp_path / "bad",
                     progress=False)

@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from synth_data import make_prepared
+from synth_data import assert_same_weights, make_prepared
 from sonoshift.cli.main import app
 from sonoshift.config import load_config
 from sonoshift.data.datasets import FrameDataset
@@ -92,11 +91,7 @@ def test_exact_resume_and_registry(sets: dict[str, Path], tmp_path: Path) -> Non
     train_synth(data, load_config(SynthConfig, None, [*TINY, "train.max_steps=2"]), tmp_path / "resumed",
                 progress=False)
     train_synth(data, cfg, tmp_path / "resumed", resume=True, progress=False)
-    a = load_file(str(tmp_path / "straight/checkpoints/step_00000004/model.safetensors"))
-    b = load_file(str(tmp_path / "resumed/checkpoints/step_00000004/model.safetensors"))
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "straight", tmp_path / "resumed", 4)
     with pytest.raises(SonoshiftError, match="synthesizer"):
         load_translator(tmp_path / "straight")
 
