@@ -9,8 +9,6 @@ unchanged.
 from __future__ import annotations
 
 import dataclasses
-import io
-import warnings
 
 import numpy as np
 import torch
@@ -22,26 +20,22 @@ RUNTIMES = ("torch", "onnx")
 
 
 class OrtNet(nn.Module):
-    """A network exported to ONNX and run by ONNX Runtime: (N, C, S, S) float -> its output, on the input's
-    device (inference runs on the CPU). ``threads``: intra-op threads (default: torch's count)."""
+    """A network exported to ONNX (``deploy.export.graph_bytes``) and run by ONNX Runtime: (N, 1, S, S) float ->
+    its output, on the input's device (inference runs on the CPU). ``threads``: intra-op threads (default: torch's
+    count)."""
 
-    def __init__(self, model: nn.Module, size: int, in_channels: int = 1, threads: int | None = None) -> None:
+    def __init__(self, model: nn.Module, size: int, threads: int | None = None) -> None:
         super().__init__()
         import onnxruntime as ort
 
+        from sonoshift.deploy.export import graph_bytes
+        from sonoshift.deploy.graphs import NoiseSpec
         from sonoshift.deploy.runtime import session_options
 
-        buf = io.BytesIO()
-        x = torch.zeros(2, in_channels, size, size)
         was_training = model.training
-        model.eval()
-        with warnings.catch_warnings():  # the exporter's deprecation and instance-norm notes
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model.cpu(), x, buf, input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, opset_version=17, dynamo=False)
+        data = graph_bytes(model.cpu().eval(), NoiseSpec(), (size, size))  # one-channel input, dynamic batch
         model.train(was_training)
-        self.session = ort.InferenceSession(buf.getvalue(), session_options(threads),
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
         self._anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # so parameters() names a device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
