@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sonoshift.synth.config import SynthDiffusion, SynthModel
-from sonoshift.synth.method import drop_conditions
+from sonoshift.synth.method import drop_conditions, jitter_ga
 from sonoshift.synth.model import ConditionEmbedding, SynthUNet
 from sonoshift.synth.schedulers import SAMPLERS, sampling_scheduler, training_scheduler
 
@@ -240,3 +240,15 @@ def test_per_condition_drop_rates() -> None:
     assert abs(float((p == 0).float().mean()) - 0.1) < 0.015
     assert abs(float(torch.isnan(a).float().mean()) - 0.5) < 0.015
     assert not bool((s == 0).any())
+
+
+def test_ga_jitter_spreads_known_labels_only() -> None:
+    ga = torch.cat([torch.full((20000,), 25.0), torch.full((10,), math.nan)])
+    g = torch.Generator().manual_seed(3)
+    out = jitter_ga(ga, 0.5, g)
+    known = out[:20000]
+    assert abs(float(known.mean()) - 25.0) < 0.02 and abs(float(known.std()) - 0.5) < 0.02
+    assert bool(torch.isnan(out[20000:]).all())
+    g0 = torch.Generator().manual_seed(3)
+    state = g0.get_state()
+    assert torch.equal(jitter_ga(ga[:5], 0.0, g0), ga[:5]) and torch.equal(g0.get_state(), state)

@@ -108,13 +108,15 @@ class SynthCondition(Validated):
     """Condition dropout for classifier-free guidance: all conditions are replaced by their null tokens with
     probability ``drop_all``; otherwise each one independently with ``drop_each`` (so partial conditions,
     e.g. plane without GA, are learned too). ``drop_plane`` / ``drop_ga`` / ``drop_scanner`` replace
-    ``drop_each`` for one condition when set."""
+    ``drop_each`` for one condition when set. ``ga_jitter`` (weeks, 0 = off): Gaussian noise of that standard
+    deviation added to every known training GA label, so a few patients' GAs spread into a continuum."""
 
     drop_all: UnitFloat = 0.1
     drop_each: UnitFloat = 0.1
     drop_plane: UnitFloat | None = None
     drop_ga: UnitFloat | None = None
     drop_scanner: UnitFloat | None = None
+    ga_jitter: NonNegFloat = 0.0
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,15 @@ def drop_conditions(
     )
 
 
+def jitter_ga(ga: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """GA weeks (B,) plus N(0, std^2) noise where known (NaN stays NaN). ``std`` 0 returns ``ga`` unchanged and
+    draws nothing from ``generator`` (runs without jitter keep their random stream)."""
+    if std <= 0:
+        return ga
+    noise = torch.randn(ga.shape, generator=generator, device=generator.device).to(ga.device, ga.dtype)
+    return ga + std * noise
+
+
 class Synth(MethodBase):
     """Conditional DDPM training of a :class:`SynthUNet` in pixel space, or in the latent space of an
     autoencoder it trains first (``cfg.latent.enabled``)."""
@@ -111,9 +120,9 @@ class Synth(MethodBase):
         d = self.cfg.diffusion
         target = eps if d.prediction == "epsilon" else a.sqrt() * eps - (1 - a).sqrt() * x0
         c = self.cfg.condition
-        plane, ga, scanner = drop_conditions(batch["plane"], batch["ga"], batch["scanner"], c.drop_all,
-                                             c.drop_each, g, drop_plane=c.drop_plane, drop_ga=c.drop_ga,
-                                             drop_scanner=c.drop_scanner)
+        ga = jitter_ga(batch["ga"], c.ga_jitter, g)
+        plane, ga, scanner = drop_conditions(batch["plane"], ga, batch["scanner"], c.drop_all, c.drop_each, g,
+                                             drop_plane=c.drop_plane, drop_ga=c.drop_ga, drop_scanner=c.drop_scanner)
         with ctx.autocast():
             pred = self.net(xt, t, plane, ga, scanner)
         per = (pred.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
@@ -199,4 +208,4 @@ class Synth(MethodBase):
         }
 
 
-__all__ = ["Synth", "drop_conditions"]
+__all__ = ["Synth", "drop_conditions", "jitter_ga"]
