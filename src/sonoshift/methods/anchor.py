@@ -91,7 +91,7 @@ def masked_blur(v: torch.Tensor, fg: torch.Tensor, sigma: float) -> torch.Tensor
     return torch.where(fg, (num / den.clamp_min(1e-6)).unsqueeze(1), v)
 
 
-DESPECKLE_SIGMAS = tuple(round(0.05 * i, 2) for i in range(31))  # the grid fit_despeckle searches, px
+DESPECKLE_SIGMAS = tuple(round(0.1 * i, 1) for i in range(16))  # the grid fit_despeckle searches, px
 
 
 def high_frequency_share(levels: torch.Tensor, fov: torch.Tensor) -> float:
@@ -99,16 +99,16 @@ def high_frequency_share(levels: torch.Tensor, fov: torch.Tensor) -> float:
     shape): the energy of ``x - blur_1px(x)`` over the variance of ``x``, each frame's interior (pixels whose
     1-px neighbourhood is all field of view), averaged over frames."""
     x, m = levels.float(), fov.bool()
-    inner = masked_blur(m.float(), torch.ones_like(m), 1.0) > 0.999
+    inner = (masked_blur(m.float(), torch.ones_like(m), 1.0) > 0.999).float()
     d = x - masked_blur(x, m, 1.0)
-    shares = []
-    for xi, di, ki in zip(x, d, inner):
-        if ki.sum() < 2:
-            continue
-        shares.append(float((di[ki] ** 2).mean() / xi[ki].var(unbiased=False).clamp_min(1.0)))
-    if not shares:
+    n = inner.sum((1, 2, 3))
+    ok = n >= 2
+    if not ok.any():
         raise SonoshiftError("the despeckle fit needs frames with a field of view, and got none.")
-    return float(np.mean(shares))
+    mean = (x * inner).sum((1, 2, 3)) / n.clamp_min(1)
+    var = (((x - mean.view(-1, 1, 1, 1)) ** 2) * inner).sum((1, 2, 3)) / n.clamp_min(1)
+    share = ((d * d) * inner).sum((1, 2, 3)) / n.clamp_min(1) / var.clamp_min(1.0)
+    return float(share[ok].double().mean())
 
 
 def fit_despeckle(anchor: "AffineMatch", source: tuple[np.ndarray, np.ndarray],
@@ -187,7 +187,7 @@ def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
 
 
 def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False,
-                        despeckle: bool = False, max_frames: int = 400) -> AffineMatch:
+                        despeckle: bool = False, max_frames: int = 100) -> AffineMatch:
     """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
     domain without masks uses its non-black pixels (level > 0) as the field of view. ``despeckle``: also fit the
     despeckle sigma (:func:`fit_despeckle`, on up to ``max_frames`` evenly spaced frames of each domain)."""
