@@ -80,6 +80,8 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         f"{m}+affine": (m, ["anchor=affine"], "CPU config with the global affine anchor (one linear grey map)"),
         f"{m}+hm": (m, ["anchor=histogram_match"], "CPU config with the histogram anchor (the former CPU config)"),
         f"{m}+smooth6": (m, ["generator.correction_sigma=6.0"], "CPU config with a coarser correction (6 px)"),
+        f"{m}+despeckle": (m, ["anchor_despeckle=true"], "CPU config + the anchor's fitted despeckle"),
+        f"{m}-despeckle": (m, ["anchor_despeckle=false"], "CPU config without the anchor's despeckle"),
     }
 
 
@@ -153,11 +155,12 @@ def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], secon
     return row
 
 
-def no_learning_anchor(data: Path, cyclegan: Path, kind: str):
+def no_learning_anchor(data: Path, cyclegan: Path, kind: str, despeckle: bool = False):
     """The ``kind`` anchor of configs/cpu/ddgan.yaml fitted on the train split, as a translator."""
     from sonoshift.methods.ddgan import DDGANConfig, fitted_anchor, training_data
 
-    cfg = load_config(DDGANConfig, ROOT / "configs" / "cpu" / "ddgan.yaml", [f"cyclegan={cyclegan}", f"anchor={kind}"])
+    cfg = load_config(DDGANConfig, ROOT / "configs" / "cpu" / "ddgan.yaml",
+                      [f"cyclegan={cyclegan}", f"anchor={kind}", f"anchor_despeckle={str(despeckle).lower()}"])
     return fitted_anchor(cfg, training_data(data, cfg))
 
 
@@ -230,6 +233,8 @@ def main() -> None:
     add("histogram_match", "histogram matching to target train frames", fit_histogram_match(args.data, src, tgt))
     for kind in ("affine", "depth_affine"):  # the affine anchors alone (no learning), fitted on the train split
         add(kind, f"the {kind} anchor alone (no learning)", no_learning_anchor(args.data, args.cyclegan, kind))
+    add("depth_affine+despeckle", "the depth_affine anchor with its fitted despeckle alone (no learning)",
+        no_learning_anchor(args.data, args.cyclegan, "depth_affine", despeckle=True))
     add("cyclegan", "CycleGAN", cg)
     sigma, _ = choose_sigma(cg, args.data)
     add("cyclegan_blur", f"CycleGAN + blur sigma {sigma:g} (best on val)", Blurred(cg, sigma))

@@ -2,13 +2,13 @@
 it toward the target scanner, compared with histogram matching?
 
     python bench/real_anchors.py --data-root ../shared/data --out runs/real_anchors \
-        [--plane-classifier NAME=RUN ...] [--train] [--boot 500]
+        [--plane-classifier NAME=RUN ...] [--train [--steps cyclegan=800,ddgan=250]] [--boot 500]
 
 Prepares the two studies of `sonoshift demo --real` at 64 px under OUT (reused when present): FETAL_PLANES_DB
 Aloka -> Voluson E6, and the African centres -> Malawi. Fits each anchor on the train split (histogram matching:
 target frames; affine / depth-affine: source and target frames) and, with ``--train``, trains the CPU configs'
-CycleGAN (800 steps), anchored DDGAN and anchored cascade (250 steps each, as `sonoshift demo --real`) on the train
-split (under OUT/<study>/models, reused when finished). Scores:
+CycleGAN, anchored DDGAN and anchored cascade on the train split (``--steps``; default the budgets of `sonoshift
+demo --real`: 800 / 250 / 250; under OUT/<study>/models, reused when finished). Scores:
 - FETAL_PLANES_DB: the Aloka frames of the val and test splits, against the Voluson E6 frames of those splits.
 - African: the translators see the adaptation part only (the African rule, ``judges.plane.african``); they are
   scored on the source-centre frames of the African *test part* (never trained, tuned or selected on), against the
@@ -97,12 +97,13 @@ def eval_sets(study: str, data: Path, source: str, target: str, out: Path, data_
     return x, m, y
 
 
-def train_translators(data: Path, source: str, target: str, models: Path) -> dict[str, Path]:
-    """The CPU configs' CycleGAN, DDGAN and cascade trained on the train split (reused when finished)."""
+def train_translators(data: Path, source: str, target: str, models: Path, budget: dict[str, int]) -> dict[str, Path]:
+    """The CPU configs' CycleGAN, DDGAN and cascade (those in ``budget``: method -> steps) trained on the train
+    split (reused when finished)."""
     from sonoshift.methods import train_method
 
     runs = {}
-    for method, steps in STEPS.items():
+    for method, steps in budget.items():
         run = models / method
         if not (run / "done").is_file():
             overrides = [f"data.source_domain={source}", f"data.target_domain={target}", "data.size=64",
@@ -206,6 +207,8 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help="also train and score CycleGAN, DDGAN and cascade")
     ap.add_argument("--boot", type=int, default=500, help="bootstrap resamples of the KID intervals")
     ap.add_argument("--studies", default="fpdb,african")
+    ap.add_argument("--steps", default=",".join(f"{k}={v}" for k, v in STEPS.items()),
+                    help="with --train: the translators and their step budgets, e.g. cyclegan=300,ddgan=100")
     args = ap.parse_args()
     torch.set_num_threads(1)
     from sonoshift.judges.plane.embedding import load_plane_extractor
@@ -222,7 +225,8 @@ def main() -> None:
     all_rows = []
     for study in args.studies.split(","):
         data, source, target = prepared(study, args.out, args.data_root)
-        models = train_translators(data, source, target, args.out / study / "models") if args.train else {}
+        budget = {k: int(v) for k, v in (item.split("=") for item in args.steps.split(","))}
+        models = train_translators(data, source, target, args.out / study / "models", budget) if args.train else {}
         x, m, y = eval_sets(study, data, source, target, args.out, args.data_root)
         rows = score(x, m, y, translators(data, source, target, models), extractors, args.boot)
         all_rows += [{"study": study, **r} for r in rows]
