@@ -3,8 +3,10 @@
 Frames are resized to the segmenter's square size in one batch, head probabilities come from the network (the
 mean with its horizontally flipped twin when ``tta``; the mean over the members of an ensemble), and each map
 gives one ellipse (head_fit.py) measured in the frame's native pixels; the pixel size (mm) turns it into an HC.
+With crop refiners, each found head is looked at again in a head-centred native square (head_crop.py) at the
+refiners' model size, and the ellipse fitted to that map is the measurement.
 The checkpoint is the (first) segmenter's folder (``model.safetensors`` + ``segmenter.json``) whose
-``info.ga_estimator`` holds the calibration; further ensemble members are segmenter folders inside it.
+``info.ga_estimator`` holds the calibration; further ensemble members and refiners are segmenter folders inside it.
 """
 
 from __future__ import annotations
