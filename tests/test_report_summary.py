@@ -4,6 +4,7 @@ carries their file, notes said once, the page order, and the Figure-4 style figu
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -137,6 +138,21 @@ def test_figure_rows_share_one_grey_scale_and_show_each_run(runs: tuple[list[Pat
     fig = draw_figure(c)
     plain = [ax.images[0] for ax in fig.axes if ax.images and ax.images[0].get_array().ndim == 2]
     assert len(plain) == len(c.panels) and all(im.get_clim() == (0, 255) for im in plain)
+
+
+def test_long_column_titles_stay_inside_the_figure(runs: tuple[list[Path], list[dict]]) -> None:
+    dirs, _ = runs
+    c = figure_content(load_runs(dirs), overlays=True, panel_px=64)
+    long = "a row-wise linear grey map fitted inside the field of view on the training split of both domains"
+    c.panels[1] = dataclasses.replace(c.panels[1], title=f"depth_affine\n{long}")
+    fig = draw_figure(c)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    fig_box = fig.bbox
+    for ax in fig.axes[:-1]:
+        box = ax.title.get_window_extent(renderer)
+        if ax.get_title():
+            assert fig_box.y0 <= box.y0 and box.y1 <= fig_box.y1, ax.get_title()
 
 
 def test_wide_outlines_grow_inward_and_outward() -> None:

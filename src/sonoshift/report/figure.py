@@ -141,6 +141,10 @@ def _bare(ax: plt.Axes) -> None:
         s.set_visible(False)
 
 
+def _wrap_title(title: str, width: int = 26) -> str:
+    return "\n".join(textwrap.fill(line, width) for line in title.split("\n"))
+
+
 def draw_figure(c: FigureContent) -> plt.Figure:
     """Row 1: every plain panel with the same grey map, black = 0 and white = 255 (one colour bar for all); row 2
     (when ``c.outlines``): the outlined panels and a legend."""
@@ -148,16 +152,18 @@ def draw_figure(c: FigureContent) -> plt.Figure:
     n_rows, n_cols = (2 if c.outlines else 1), len(c.panels)
     ph, pw = h0 * c.scale / DPI, w0 * c.scale / DPI
     legend_h = 0.45 if c.outlines else 0.0
-    fig = plt.figure(figsize=(pw * n_cols + 1.3, (ph + 0.75) * n_rows + 0.2 + legend_h), dpi=DPI)
+    titles = [_wrap_title(p.title) for p in c.panels]
+    title_h = 0.17 * max(t.count("\n") + 1 for t in titles) + 0.2  # 9 pt lines; the figure grows with the longest
+    fig = plt.figure(figsize=(pw * n_cols + 1.3, (ph + 0.75) * n_rows + title_h - 0.35 + legend_h), dpi=DPI)
     grid = fig.add_gridspec(n_rows, n_cols + 1, width_ratios=[1] * n_cols + [0.06], wspace=0.05, hspace=0.25,
                             left=0.75 / fig.get_figwidth(), right=1 - 0.4 / fig.get_figwidth(),
-                            top=1 - 0.55 / fig.get_figheight(),
+                            top=1 - title_h / fig.get_figheight(),
                             bottom=(legend_h + 0.35) / fig.get_figheight())  # fmt: skip
     im = None
     for j, p in enumerate(c.panels):
         ax = fig.add_subplot(grid[0, j])
         im = ax.imshow(upsample(p.gray, c.scale), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax.set_title("\n".join(textwrap.fill(line, 26) for line in p.title.split("\n")), fontsize=9)
+        ax.set_title(titles[j], fontsize=9)
         ax.set_xlabel(p.caption, fontsize=8)
         _bare(ax)
         if j == 0:
