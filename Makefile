@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install chromium demo test test-slow test-all bench clean
+.PHONY: install chromium demo demo-full test test-slow test-all bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/sonoshift demo
+
+# The demo with 3 translator training seeds (same data and frozen judges): runs/demo-full/seeds.md, mean +- spread.
+demo-full: $(STAMP)
+	$(VENV)/bin/sonoshift demo --seeds 0,1,2 -o runs/demo-full
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

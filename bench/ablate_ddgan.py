@@ -80,6 +80,8 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         f"{m}+affine": (m, ["anchor=affine"], "CPU config with the global affine anchor (one linear grey map)"),
         f"{m}+hm": (m, ["anchor=histogram_match"], "CPU config with the histogram anchor (the former CPU config)"),
         f"{m}+smooth6": (m, ["generator.correction_sigma=6.0"], "CPU config with a coarser correction (6 px)"),
+        f"{m}+despeckle": (m, ["anchor_despeckle=true"], "CPU config + the anchor's fitted despeckle"),
+        f"{m}-despeckle": (m, ["anchor_despeckle=false"], "CPU config without the anchor's despeckle"),
     }
 
 
@@ -96,13 +98,14 @@ VARIANTS: dict[str, tuple[str, list[str], str]] = {
 }
 
 
-def test_frames(data: Path, source: str, target: str, per_patient: int) -> dict[str, np.ndarray]:
-    """Every test patient, ``per_patient`` evenly spaced source frames each: frames, truth, masks, patient ids."""
-    cache = data / "cache" / "test"
+def test_frames(data: Path, source: str, target: str, per_patient: int, split: str = "test") -> dict[str, np.ndarray]:
+    """Every patient of ``split``, ``per_patient`` evenly spaced source frames each: frames, truth, masks, patient
+    ids."""
+    cache = data / "cache" / split
     frames = np.load(cache / f"{source}.npy")
     truth = np.load(cache / f"{source}.gt_{target}.npy")
     masks = np.load(cache / f"{source}.mask.npy") > 0
-    with open(data / "manifest_test.csv") as f:
+    with open(data / f"manifest_{split}.csv") as f:
         patients = np.array([r["patient_id"] for r in csv.DictReader(f) if r["domain"] == source])
     assert len(patients) == len(frames), "manifest and cache disagree"
     keep = []
@@ -152,11 +155,12 @@ def score(name: str, desc: str, out: np.ndarray, t: dict[str, np.ndarray], secon
     return row
 
 
-def no_learning_anchor(data: Path, cyclegan: Path, kind: str):
+def no_learning_anchor(data: Path, cyclegan: Path, kind: str, despeckle: bool = False):
     """The ``kind`` anchor of configs/cpu/ddgan.yaml fitted on the train split, as a translator."""
     from sonoshift.methods.ddgan import DDGANConfig, fitted_anchor, training_data
 
-    cfg = load_config(DDGANConfig, ROOT / "configs" / "cpu" / "ddgan.yaml", [f"cyclegan={cyclegan}", f"anchor={kind}"])
+    cfg = load_config(DDGANConfig, ROOT / "configs" / "cpu" / "ddgan.yaml",
+                      [f"cyclegan={cyclegan}", f"anchor={kind}", f"anchor_despeckle={str(despeckle).lower()}"])
     return fitted_anchor(cfg, training_data(data, cfg))
 
 
@@ -188,6 +192,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--frames", type=int, default=12, help="test frames per patient (every patient is kept)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="test", help="the split scored (select designs on val, report on test)")
     ap.add_argument("--only", default="", help="comma-separated variants (default all); baselines always run")
     ap.add_argument("--segmenter", type=Path, default=None, help="frozen target-domain segmenter: adds Dice")
     ap.add_argument("--every", type=int, default=0, help="also score the checkpoints every K steps (learning curve)")
@@ -205,8 +210,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cg = load_translator(args.cyclegan)
     src, tgt = cg.source_domain, cg.target_domain
-    t = test_frames(args.data, src, tgt, args.frames)
-    print(f"test: {len(t['x'])} frames from {len(np.unique(t['patient']))} patients", flush=True)
+    t = test_frames(args.data, src, tgt, args.frames, args.split)
+    print(f"{args.split}: {len(t['x'])} frames from {len(np.unique(t['patient']))} patients", flush=True)
     seg = None
     if args.segmenter is not None:
         from sonoshift.downstream.segmenter import load_segmenter
@@ -228,6 +233,8 @@ def main() -> None:
     add("histogram_match", "histogram matching to target train frames", fit_histogram_match(args.data, src, tgt))
     for kind in ("affine", "depth_affine"):  # the affine anchors alone (no learning), fitted on the train split
         add(kind, f"the {kind} anchor alone (no learning)", no_learning_anchor(args.data, args.cyclegan, kind))
+    add("depth_affine+despeckle", "the depth_affine anchor with its fitted despeckle alone (no learning)",
+        no_learning_anchor(args.data, args.cyclegan, "depth_affine", despeckle=True))
     add("cyclegan", "CycleGAN", cg)
     sigma, _ = choose_sigma(cg, args.data)
     add("cyclegan_blur", f"CycleGAN + blur sigma {sigma:g} (best on val)", Blurred(cg, sigma))
@@ -256,7 +263,7 @@ def write(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    lines = [f"Ablation at {args.steps} steps, seed {args.seed}, test frames vs simulator ground truth "
+    lines = [f"Ablation at {args.steps} steps, seed {args.seed}, {args.split} frames vs simulator ground truth "
              f"(PSNR/LNCC: mean [95% patient bootstrap]; spectrum: dB to GT, lower = closer texture"
              + (f"; Dice: frozen target segmenter, ground truth {args.dice_ceiling}" if with_dice else "") + ").", "",
              "| row | GT PSNR dB | LNCC | SSIM | BC | spectrum dB |" + (" Dice |" if with_dice else "") + " what |",

@@ -34,7 +34,13 @@ from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.downstream.hc18 import head_mask, load_hc18_table
 from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
-from sonoshift.judges.ga.estimator import GaEstimator, head_probabilities, load_ga_estimator, measure_files
+from sonoshift.judges.ga.estimator import (
+    GaEstimator,
+    head_probabilities,
+    load_ga_estimator,
+    measure_files,
+    refine_fits,
+)
 from sonoshift.judges.ga.head_fit import fit_head
 from sonoshift.judges.ga.onnx_net import with_runtime
 
@@ -99,10 +105,14 @@ def main() -> None:
             probs, _, c = _timed(lambda e=e: head_probabilities(e, frames, a.batch))
             nets[name].append(c)
     c_net, c_ort = float(np.median(nets["torch"])), float(np.median(nets["onnx"]))
-    _, _, c_fit = _timed(lambda: [fit_head(p, f.shape) for p, f in zip(probs, frames)])
+    fits, _, c_fit = _timed(lambda: [fit_head(p, f.shape) for p, f in zip(probs, frames)])
+    refine = ""
+    if est.refiners:  # the crop refiners' second look: crops, their networks (ORT) and the second fit
+        _, _, c_ref = _timed(lambda: refine_fits(est_ort, frames, fits, a.batch))
+        refine = f", crop refiner (ORT, {len(est.refiners)} net(s)) {1e3 * c_ref / n:.1f}"
     print(f"estimator per image (CPU ms, one after the other): decode {1e3 * c_dec / n:.1f}, resize + network "
           f"{1e3 * c_net / n:.1f} torch / {1e3 * c_ort / n:.1f} ORT ({c_net / c_ort:.2f}x; median of 3, tta={est.tta}), "
-          f"ellipse fit {1e3 * c_fit / n:.1f}")
+          f"ellipse fit {1e3 * c_fit / n:.1f}{refine}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Side by side in one process (torch and ORT on the same thread count), batch 1, at ``--size`` (256):
 - speed: frames/s (1 / mean latency) and p50/p99 latency for the teacher in eager PyTorch and in ONNX Runtime,
   the student in eager PyTorch and in ONNX Runtime fp32 and int8 (static, calibrated), plus the student
-  architectures (small ResNet, mobile U-Net, histogram-anchored mobile U-Net) in ORT, the measured reason for the
+  architectures (small ResNet, mobile U-Net, histogram- and depth-affine-anchored mobile U-Net) in ORT, the measured reason for the
   student's design. Calls are
   interleaved (one frame per variant in turn), so load from other processes hits all variants alike, and the
   ratios (ORT / eager for the same network) are the robust result;
@@ -13,9 +13,12 @@ Side by side in one process (torch and ORT on the same thread count), batch 1, a
   of every variant on the test split: untranslated frames, teacher eager / ORT (and the mean of
   ``--teacher-samples`` samples for a stochastic teacher), student eager / ORT fp32 / ORT int8, a student-sized
   network trained without a teacher (``--baseline``, e.g. `train cyclegan -c configs/cpu/cyclegan.yaml
-  model.arch=mobile_unet`) and any other run (``--also LABEL=RUN``, repeatable).
-Without runs, networks are randomly initialised (the paper-size teacher, ngf 64 / 9 blocks; the histogram-anchored
-student of configs/cpu/student.yaml, its head random rather than zero, anchored on the calibration frames):
+  model.arch=mobile_unet`) and any other run (``--also LABEL=RUN``, repeatable; RUN ``depth_affine`` or
+  ``histogram_match``: that anchor alone, fitted on the training split). With the dataset's manifest, every row
+  also gets 95% patient bootstrap intervals, and the student its paired differences to the teacher and the
+  baseline (same frames); ``--json`` keeps the per-frame scores (``bench/student_seeds.py`` pools seeds).
+Without runs, networks are randomly initialised (the paper-size teacher, ngf 64 / 9 blocks; the student of
+configs/cpu/student.yaml with its anchor, its head random rather than zero, anchored on the calibration frames):
 speed does not depend on the weights. ``--skip-speed`` measures quality only.
 
     python bench/realtime.py --threads 2 --frames 40
@@ -107,7 +110,12 @@ def quality_table(args: argparse.Namespace, teacher: Any, student: Any, cal: np.
         qv["no-teacher baseline eager"] = load_translator(args.baseline, device="cpu")
     for item in args.also:
         label, _, run = item.partition("=")
-        qv[label] = load_translator(run, device="cpu")
+        if run in ("histogram_match", "depth_affine"):  # a no-learning baseline (an anchor alone), fitted on train
+            from sonoshift.baselines import make_baseline
+
+            qv[label] = make_baseline(run, args.data, teacher.source_domain, teacher.target_domain, "")[0]
+        else:
+            qv[label] = load_translator(run, device="cpu")
     dice = ref.segmenter is not None
     print(f"\n| quality on {args.data} {args.split}, {len(ref.frames)} frames (stride {args.stride}; vs simulator GT, "
           "inside the FOV) | GT PSNR dB | GT SSIM |" + (" Dice |" if dice else ""))
@@ -117,7 +125,12 @@ def quality_table(args: argparse.Namespace, teacher: Any, student: Any, cal: np.
         print(f"| {k} | {v['gt_psnr']:.2f} | {v['gt_ssim']:.4f} |" + (f" {v['dice']:.4f} |" if dice else ""),
               flush=True)
 
-    q = split_quality(qv, ref, on_row=row)
+    per_frame: dict[str, dict[str, np.ndarray]] = {}
+    q = split_quality(qv, ref, on_row=row, per_frame=per_frame)
+    if ref.patients is not None:
+        intervals(per_frame, ref.patients, "no-teacher baseline eager" in q)
+        q["per_frame"] = {k: {m: [float(x) for x in a] for m, a in v.items()} for k, v in per_frame.items()}
+        q["patients"] = [str(p) for p in ref.patients]
     t, st = q["teacher eager"], q["student eager"]
     print(f"\nstudent vs teacher: {st['gt_psnr'] - t['gt_psnr']:+.2f} dB GT PSNR (target: within 0.5 dB)"
           + (f", Dice {st['dice'] - t['dice']:+.4f} (target: within 0.02)" if dice else ""))
@@ -132,9 +145,41 @@ def quality_table(args: argparse.Namespace, teacher: Any, student: Any, cal: np.
     return q
 
 
-def anchor_of(frames: np.ndarray, size: int) -> Any:
-    """A histogram map fitted on uint8 ``frames`` (the random anchored student's anchor; speed only)."""
+def intervals(per_frame: dict[str, dict[str, np.ndarray]], patients: np.ndarray, baseline: bool) -> None:
+    """Print each row's means with 95% patient bootstrap intervals, and the paired differences (same frames) of
+    the student against the teacher and the no-teacher baseline, and of every other row against the teacher."""
+    from sonoshift.metrics.bootstrap import patient_bootstrap
+
+    metrics = [m for m in ("gt_psnr", "gt_ssim", "dice") if m in per_frame["student eager"]]
+    n = len(set(patients))
+    print(f"\n| 95% patient bootstrap intervals ({n} patients, 2000 resamples) | "
+          + " | ".join(metrics) + " |\n|---|" + "---|" * len(metrics))
+    for name, v in per_frame.items():
+        if not name.startswith("ground truth"):
+            print(f"| {name} | " + " | ".join(str(patient_bootstrap(v[m], patients)) for m in metrics) + " |")
+    pairs = [("student eager", "teacher eager")] + ([("student eager", "no-teacher baseline eager")] if baseline
+                                                      else [])
+    pairs += [(k, "teacher eager") for k in per_frame if k not in ("teacher eager", "student eager", "untranslated")
+              and not k.startswith(("ground truth", "teacher", "student"))]
+    print("\n| paired difference, same frames (95% patient bootstrap) | " + " | ".join(metrics) + " |\n|---|"
+          + "---|" * len(metrics))
+    for a, b in pairs:
+        print(f"| {a} - {b} | " + " | ".join(
+            str(patient_bootstrap(per_frame[a][m] - per_frame[b][m], patients)) for m in metrics) + " |")
+
+
+def anchor_of(frames: np.ndarray, size: int, kind: str = "histogram_match") -> Any:
+    """The anchor ``kind`` fitted on uint8 ``frames`` (N, H, W) (a random anchored student's anchor; speed only):
+    a histogram map to the frames' histogram, or a depth-wise affine map between them and themselves (the
+    identity map, at the cost of the real one), None for "none"."""
     from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames
+
+    if kind == "none":
+        return None
+    if kind == "depth_affine":
+        from sonoshift.methods.anchor import fit_affine
+
+        return fit_affine((frames, frames > 0), (frames, frames > 0), depth=True)
 
     levels, quantiles = reference_from_frames(frames)
     return HistogramMatch(levels, quantiles, "handheld", "cart", (size, size))
@@ -184,15 +229,22 @@ def main() -> None:
         cal = np.asarray(load_cache(args.data, "train", teacher.source_domain))[:32]
     else:
         cal = (torch.rand(8, 64, 64, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8).numpy()
+    from sonoshift.config import load_config
+    from sonoshift.methods.student import StudentConfig
+
+    default = load_config(StudentConfig, "cpu/student", []).model  # the shipped student
     hm = anchor_of(cal, size)
     student = (load_translator(args.student, device="cpu") if args.student
-               else random_translator(build_student(StudentModel(anchor="histogram_match"), hm), size, student=True))
+               else random_translator(build_student(default, anchor_of(cal, size, default.anchor)), size,
+                                      student=True))
     results: dict[str, Any] = {"threads": args.threads, "size": size, "batch": 1, "loadavg_start": load_start,
                                "teacher": args.teacher or "random ngf64/9",
                                "student": args.student or "random default student"}
     if not args.skip_speed:
         mobile = random_translator(build_student(StudentModel(arch="mobile_unet")), size, student=True)
         anchored = random_translator(build_student(StudentModel(anchor="histogram_match"), hm), size, student=True)
+        affine = random_translator(build_student(StudentModel(anchor="depth_affine"), anchor_of(cal, size,
+                                   "depth_affine")), size, student=True)
         resnet = random_translator(build_student(StudentModel(arch="resnet")), size, student=True)
         onnx = {
             "teacher ORT": onnx_of(teacher, size, args.threads),
@@ -206,6 +258,7 @@ def main() -> None:
             "arch resnet16x4 ORT": onnx_of(resnet, size, args.threads),
             "arch mobile_unet16x4 ORT": onnx_of(mobile, size, args.threads),
             "arch anchored mobile_unet16x4 ORT": onnx_of(anchored, size, args.threads),
+            "arch depth-affine anchored mobile_unet16x4 ORT": onnx_of(affine, size, args.threads),
         }
         speed = time_variants(speed_variants, size, args.frames)
         results["speed"] = speed
@@ -224,6 +277,8 @@ def main() -> None:
                                                         / speed["arch resnet16x4 ORT"]["fps"]),
             "anchored / plain mobile_unet (ORT)": (speed["arch anchored mobile_unet16x4 ORT"]["fps"]
                                                    / speed["arch mobile_unet16x4 ORT"]["fps"]),
+            "depth-affine anchored / plain mobile_unet (ORT)": (
+                speed["arch depth-affine anchored mobile_unet16x4 ORT"]["fps"] / speed["arch mobile_unet16x4 ORT"]["fps"]),
         }
         results["ratios"] = ratios
         print("\n| ratio (same process, interleaved) | value |\n|---|---|")

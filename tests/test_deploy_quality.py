@@ -125,3 +125,32 @@ def test_load_maps_label_ids_through_the_segmenters_lut(tmp_path: Path) -> None:
     got = SplitReference.load(tmp_path, "test", "handheld", "cart", segmenter=tmp_path / "seg")
     np.testing.assert_array_equal(got.labels, np.select([raw == 7, raw == 9], [1, 2], 0))
     assert got.segmenter.classes == ("background", "a", "b") and 0 <= score_frames(ref.frames, got)["dice"] <= 1
+
+
+def test_per_frame_scores_and_patients_for_bootstrap_intervals(tmp_path: Path) -> None:
+    from sonoshift.data.manifests import write_manifest
+    from sonoshift.deploy.quality import frame_scores
+
+    ref = reference()
+    y = np.random.default_rng(5).integers(0, 256, (N, S, S), dtype=np.uint8)
+    per = frame_scores(y, ref)
+    want = [10 * np.log10(1 / ((y[i][ref.fov[i]] / 255.0 - ref.gt[i][ref.fov[i]] / 255.0) ** 2).mean())
+            for i in range(N)]
+    np.testing.assert_allclose(per["gt_psnr"], want, atol=1e-4)  # one value per frame, numpy reference
+    np.testing.assert_allclose(per["dice"], frame_dice(ref.segmenter, y, ref.labels, ref.fov))
+    got: dict[str, dict[str, np.ndarray]] = {}
+    q = split_quality({"identity": Identity()}, ref, per_frame=got)
+    assert q["identity"]["gt_ssim"] == pytest.approx(got["identity"]["gt_ssim"].mean())
+    # patients: from the manifest's rows of the source domain, in cache order (a target-domain row in between)
+    cache = tmp_path / "cache" / "test"
+    cache.mkdir(parents=True)
+    for kind, arr in ((None, ref.frames), ("gt_cart", ref.gt), ("mask", ref.fov.astype(np.uint8))):
+        np.save(cache / ("handheld.npy" if kind is None else f"handheld.{kind}.npy"), arr)
+    assert SplitReference.load(tmp_path, "test", "handheld", "cart").patients is None  # no manifest
+    ids = ["P1", "P1", "P2", "P3", "P3"]
+    rows = [{"patient_id": p, "domain": "handheld", "video_id": f"{p}_v", "frame_index": i, "path": f"f{i}.png"}
+            for i, p in enumerate(ids)]
+    rows.insert(2, {"patient_id": "P9", "domain": "cart", "video_id": "P9_v", "frame_index": 0, "path": "c.png"})
+    write_manifest(tmp_path / "manifest_test.csv", rows)
+    assert list(SplitReference.load(tmp_path, "test", "handheld", "cart").patients) == ids
+    assert list(SplitReference.load(tmp_path, "test", "handheld", "cart", stride=2).patients) == ids[::2]

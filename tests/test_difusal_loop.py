@@ -19,7 +19,7 @@ from synth_data import make_prepared
 
 TINY = ["data.planes=[abdomen,head]", "data.size=16", "label_fractions=[0.5]", "loop.rounds=2", "loop.budget=12",
         "loop.floor=1", "loop.ga_edges=[19,25,31]", "downstream.steps=8", "downstream.ga_steps=8",
-        "downstream.batch_size=8", "generator.pretrain_steps=4", "generator.finetune_steps=2",
+        "downstream.batch_size=8", "downstream.seeds=2", "generator.pretrain_steps=4", "generator.finetune_steps=2",
         "generator.sample_steps=2", "generator.probe=2", "generator.batch_size=4",
         "critics.plane_conf=0.0", "critics.realism_percentile=100", "loop.easy_conf=1.0"]
 
@@ -56,6 +56,9 @@ def test_loop_end_to_end_and_resume(toy, tmp_path):
         m = json.loads((f / "metrics.json").read_text())
         assert m["n_accepted"] + sum(m[f"rejected_{r}"] for r in REASONS) == 12
         assert 0.0 <= m["near_copy_rate_after_finetune"] <= 1.0
+        # two training seeds: both saved, the scores are their mean, the predictions hold one row per seed
+        assert (f / "seed1_plane.safetensors").is_file() and m["n_seeds"] == 2
+        assert np.load(f / "test_predictions.npz")["pred"].shape[0] == 2
         # the unfiltered arm adds as many images as DiFUSAL accepted in that round
         u = stage_dir(run, "regime_050", "unfiltered", k)
         assert len(np.load(u / "accepted.npz")["plane"]) == m["n_accepted"]

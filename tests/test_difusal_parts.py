@@ -189,3 +189,72 @@ def test_cluster_bootstrap_resamples_whole_patients_and_brackets_the_point_value
     assert mae == pytest.approx(np.mean([1, 2, 0, 1, 3, 0, 0, 2, 1]) * 7)
     lo, hi = interval(bootstrap(p, sets, 2)[:, 0])
     assert lo <= f1 <= hi and lo < hi
+
+
+def test_selection_per_plane_cap_keeps_the_hardest():
+    rows = pd.DataFrame([_scores(down_conf=c) for c in (0.5, 0.2, 0.8, 0.3, 0.1)] + [_scores(realism_ok=False)])
+    planes = np.array([0, 0, 0, 0, 1, 0])
+    out = select(rows, easy_conf=0.9, ga_hard_weeks=1.5, plane_ids=planes, per_plane_cap=2)
+    # plane 0 has 4 valid-and-hard rows: the two least confident (0.2, 0.3) stay; plane 1's only row stays;
+    # a row rejected for another reason keeps that reason
+    assert list(out["reason"]) == ["over_quota", "accepted", "over_quota", "accepted", "accepted", "unrealistic"]
+    assert list(select(rows, 0.9, 1.5, planes, 0)["reason"]).count("accepted") == 5  # 0 = no cap
+
+
+def test_fan_mask_blackens_outside_the_matching_fan():
+    import torch
+
+    from sonoshift.difusal.data import Frames
+    from sonoshift.difusal.fan import apply_fan, fan_masks
+
+    s = 8
+    left = torch.zeros(s, s, dtype=torch.bool)
+    left[:, :4] = True
+    top = torch.zeros(s, s, dtype=torch.bool)
+    top[:3] = True
+    # two videos: frames bright inside their fan, black outside (one frame of each video has a dark hole)
+    frames = [torch.where(m, torch.tensor(0.5), torch.tensor(-1.0)) for m in (left, left, left, top, top, top)]
+    frames[0] = frames[0].clone()
+    frames[0][0, 0] = -1.0
+    f = Frames(torch.stack(frames).unsqueeze(1), np.zeros(6, np.int64), np.full(6, np.nan), np.array(["p"] * 6),
+               np.array(["a"] * 3 + ["b"] * 3))
+    masks = fan_masks(f)
+    assert masks.shape == (2, s, s)
+    assert torch.equal(masks[0], left) and torch.equal(masks[1], top)  # a hole in one of three frames stays on
+    # a sample: bright top rows, faint speckle everywhere else -> the top fan is chosen, the rest set to -1
+    g = torch.Generator().manual_seed(0)
+    x = -0.9 + 0.05 * torch.rand(1, 1, s, s, generator=g)
+    x[0, 0, :3] = 0.6
+    y = apply_fan(x, masks)
+    assert torch.equal(y[0, 0, :3], x[0, 0, :3]) and bool((y[0, 0, 3:] == -1).all())
+    assert apply_fan(x[:0], masks).shape == (0, 1, s, s)
+
+
+def test_measures_average_over_training_seeds():
+    from sonoshift.difusal.intervals import measures
+
+    y = np.array([0, 0, 1, 1])
+    pred = np.array([[0, 0, 1, 1], [1, 1, 1, 1]])  # seed 0 perfect; seed 1 calls everything class 1
+    ga = np.array([20.0, 30.0, np.nan, np.nan])
+    est = np.array([[21.0, 30.0, np.nan, np.nan], [20.0, 33.0, np.nan, np.nan]])
+    f1, mae = measures({"y": y, "pred": pred, "ga": ga, "ga_est": est}, np.arange(4), 2)
+    # seed 1: class 0 F1 0, class 1 TP 2 FP 2 -> 2/3; mean with seed 0's 1.0; GA: (0.5 + 1.5) / 2 weeks
+    assert f1 == pytest.approx((1.0 + (0 + 2 / 3) / 2) / 2)
+    assert mae == pytest.approx(1.0 * 7)
+
+
+def test_background_plane_gets_no_candidates():
+    from sonoshift.config import load_config
+    from sonoshift.difusal.arms import ARMS
+    from sonoshift.difusal.config import DifusalConfig
+    from sonoshift.difusal.rounds import allocation_for, check_config
+
+    cfg = load_config(DifusalConfig, None, ["data.background_plane=other", "loop.budget=30", "loop.floor=1"])
+    w = np.arange(12, dtype=float).reshape(4, 3)
+    for arm in ("difusal", "uniform"):
+        a = allocation_for(cfg, ARMS[arm], w)
+        assert a[3].sum() == 0 and a.sum() == 30 and a[:3].min() >= 1
+    np.testing.assert_array_equal(allocation_for(cfg, ARMS["uniform"], w)[:3], np.full((3, 3), 30 // 9) +
+                                  (np.arange(9).reshape(3, 3) < 30 % 9))
+    with pytest.raises(SonoshiftError, match="background_plane"):
+        check_config(load_config(DifusalConfig, None, ["data.background_plane=head"]))

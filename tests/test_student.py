@@ -132,6 +132,10 @@ def test_teacher_targets_are_kept_and_reused_only_for_the_same_teacher_and_setti
     monkeypatch.setattr(student_mod, "teacher_targets", refuse)
     ablation = load_config(StudentConfig, None, [*TINY_STUDENT, f"data.targets_file={kept}", "loss.adversarial=0"])
     assert distill(tiny_run["cg"], tiny_run["data"], ablation, tmp_path / "b", progress=False).step == 2
+    # another training seed with the teacher's seed fixed (students of several seeds, one set of targets): reused
+    fixed = load_config(StudentConfig, None, [*TINY_STUDENT, f"data.targets_file={kept}", "train.seed=5",
+                                              "data.teacher_seed=0"])
+    assert distill(tiny_run["cg"], tiny_run["data"], fixed, tmp_path / "d", progress=False).step == 2
     other_seed = load_config(StudentConfig, None, [*TINY_STUDENT, f"data.targets_file={kept}", "train.seed=5"])
     with pytest.raises(AssertionError, match="should have been reused"):  # another seed: recomputed, not reused
         distill(tiny_run["cg"], tiny_run["data"], other_seed, tmp_path / "c", progress=False)

@@ -10,6 +10,10 @@ all in memory, on the same frames:
   outside the field of view predicted as background; per frame the mean over foreground classes present in the
   prediction or the reference (as ``downstream.evaluate_seg``), then the mean over frames. The same segmenter on
   the ground-truth frames gives the upper bound a perfect harmonizer would reach.
+
+Every score is also kept per frame, with each frame's patient (``SplitReference.patients``), so that a table
+can carry patient bootstrap intervals (``metrics.bootstrap.patient_bootstrap``), of a mean or of the paired
+difference between two translators on the same frames.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ from sonoshift.errors import SonoshiftError
 @dataclass(frozen=True)
 class SplitReference:
     """The source frames of one split with what scores them: ``frames``, ``gt`` and ``fov`` (N, H, W) (uint8,
-    uint8, bool), ``labels`` (N, H, W) class ids of ``segmenter`` (None without one), and the ``segmenter``."""
+    uint8, bool), ``labels`` (N, H, W) class ids of ``segmenter`` (None without one), the ``segmenter``, and
+    ``patients`` (N,) the patient id of each frame (None when unknown)."""
 
     frames: np.ndarray
     gt: np.ndarray
     fov: np.ndarray
     labels: np.ndarray | None = None
     segmenter: Any = None
+    patients: np.ndarray | None = None
 
     @classmethod
     def load(cls, data: str | Path, split: str, source: str, target: str,
@@ -58,8 +64,12 @@ class SplitReference:
                                  "needs a simulated dataset).")
         gt = load_cache(split, source, f"gt_{target}")
         fov = load_cache(split, source, "mask") > 0
+        from sonoshift.data.cache import load_cache as read
+
+        patients = split_patients(data, split, source, len(read(data, split, source)))
+        patients = None if patients is None else patients[::stride]
         if segmenter is None:
-            return cls(frames, gt, fov)
+            return cls(frames, gt, fov, patients=patients)
         from sonoshift.downstream.evaluate_seg import label_lut
         from sonoshift.downstream.segmenter import load_segmenter
 
@@ -67,7 +77,19 @@ class SplitReference:
         if not has_cache(data, split, source, "label_map"):
             raise SonoshiftError(f"{data} has no label maps for the {split} {source} frames (Dice needs them).")
         labels = label_lut(seg)[load_cache(split, source, "label_map")]
-        return cls(frames, gt, fov, labels, seg)
+        return cls(frames, gt, fov, labels, seg, patients)
+
+
+def split_patients(data: str | Path, split: str, domain: str, n: int) -> np.ndarray | None:
+    """The patient id (N,) of each packed frame of ``domain`` in ``split`` (the cache is in manifest order for the
+    domain), read from ``manifest_<split>.csv``; None when there is no manifest or it does not list ``n`` frames."""
+    from sonoshift.data.manifests import read_manifest
+
+    path = Path(data) / f"manifest_{split}.csv"
+    if not path.is_file():
+        return None
+    ids = np.array([r["patient_id"] for r in read_manifest(path) if r["domain"] == domain])
+    return ids if len(ids) == n else None
 
 
 def frame_dice(seg: Any, images: np.ndarray, labels: np.ndarray, fov: np.ndarray, batch_size: int = 16
@@ -86,9 +108,9 @@ def frame_dice(seg: Any, images: np.ndarray, labels: np.ndarray, fov: np.ndarray
     return out
 
 
-def score_frames(images: np.ndarray, ref: SplitReference) -> dict[str, float]:
-    """Mean GT PSNR (dB), GT SSIM and (with a segmenter) downstream Dice of uint8 outputs (N, H, W) aligned with
-    ``ref.frames``; ``n`` frames."""
+def frame_scores(images: np.ndarray, ref: SplitReference) -> dict[str, np.ndarray]:
+    """Per-frame GT PSNR (dB), GT SSIM and (with a segmenter) downstream Dice (N,) of uint8 outputs (N, H, W)
+    aligned with ``ref.frames``."""
     from sonoshift.metrics.pixel import psnr
     from sonoshift.metrics.ssim import ssim
 
@@ -97,11 +119,20 @@ def score_frames(images: np.ndarray, ref: SplitReference) -> dict[str, float]:
     mask = torch.from_numpy(ref.fov)[:, None]
     y = torch.from_numpy(np.asarray(images)).float()[:, None] / 255 * mask
     gt = torch.from_numpy(ref.gt).float()[:, None] / 255 * mask
-    out = {"gt_psnr": float(psnr(y, gt, mask).mean()), "gt_ssim": float(ssim(y, gt, mask).mean()),
-           "n": int(len(images))}
+    out = {"gt_psnr": psnr(y, gt, mask).double().numpy(), "gt_ssim": ssim(y, gt, mask).double().numpy()}
     if ref.segmenter is not None:
-        out["dice"] = float(np.nanmean(frame_dice(ref.segmenter, np.asarray(images), ref.labels, ref.fov)))
+        out["dice"] = frame_dice(ref.segmenter, np.asarray(images), ref.labels, ref.fov)
     return out
+
+
+def score_frames(images: np.ndarray, ref: SplitReference,
+                 per_frame: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Mean GT PSNR (dB), GT SSIM and (with a segmenter) downstream Dice (NaN frames left out) of uint8 outputs
+    (N, H, W) aligned with ``ref.frames``; ``n`` frames. ``per_frame``: filled with :func:`frame_scores`."""
+    scores = frame_scores(images, ref)
+    if per_frame is not None:
+        per_frame.update(scores)
+    return {**{k: float(np.nanmean(v)) for k, v in scores.items()}, "n": int(len(images))}
 
 
 def translate_split(translator: Any, ref: SplitReference, *, batch_size: int = 8, seed: int = 0) -> np.ndarray:
@@ -114,18 +145,24 @@ def translate_split(translator: Any, ref: SplitReference, *, batch_size: int = 8
 
 
 def split_quality(translators: dict[str, Any], ref: SplitReference, *, batch_size: int = 8, seed: int = 0,
-                  on_row: Callable[[str, dict[str, float]], None] | None = None) -> dict[str, dict[str, float]]:
+                  on_row: Callable[[str, dict[str, float]], None] | None = None,
+                  per_frame: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, dict[str, float]]:
     """:func:`score_frames` of each named translator on ``ref``'s frames, plus "ground truth (upper bound)" (the
     ground-truth frames themselves: PSNR inf, SSIM 1, the segmenter's best Dice) when a segmenter is given.
-    ``on_row(name, scores)`` is called as each row is ready (long runs show results as they come)."""
+    ``on_row(name, scores)`` is called as each row is ready (long runs show results as they come);
+    ``per_frame`` is filled with each row's :func:`frame_scores` (for patient bootstrap intervals)."""
     out: dict[str, dict[str, float]] = {}
     rows = list(translators.items()) + ([("ground truth (upper bound)", None)] if ref.segmenter is not None else [])
     for name, tr in rows:
         images = ref.gt if tr is None else translate_split(tr, ref, batch_size=batch_size, seed=seed)
-        out[name] = score_frames(images, ref)
+        frames: dict[str, np.ndarray] = {}
+        out[name] = score_frames(images, ref, frames)
+        if per_frame is not None:
+            per_frame[name] = frames
         if on_row is not None:
             on_row(name, out[name])
     return out
 
 
-__all__ = ["SplitReference", "frame_dice", "score_frames", "split_quality", "translate_split"]
+__all__ = ["SplitReference", "frame_dice", "frame_scores", "score_frames", "split_patients", "split_quality",
+           "translate_split"]

@@ -2,7 +2,8 @@
 
 - "static": weights int8 per channel, activations uint8 with ranges calibrated (min/max) on real frames, in the
   QDQ format ORT fuses into int8 kernels; needs calibration frames (the source domain of a prepared dataset);
-- "dynamic": weights int8, activation ranges computed per call; needs no data (slower convolutions in ORT).
+- "dynamic": weights of convolutions and matrix products int8, activation ranges computed per call; needs no
+  data (slower convolutions in ORT).
 Its quality cost is measured by ``bench/realtime.py`` (GT PSNR/SSIM of the int8 model next to fp32).
 """
 
@@ -19,6 +20,10 @@ from onnxruntime.quantization import CalibrationDataReader
 from sonoshift.errors import SonoshiftError
 
 MODES = ("static", "dynamic")
+# dynamic mode quantizes only the weighted layers: left to its defaults ORT also turns the histogram anchor's
+# lookup tables (Gather on constant levels/quantiles) into int8, which merges neighbouring levels and made the
+# anchored student divide by zero (NaN in 0.5% of pixels)
+DYNAMIC_OPS = ("Conv", "MatMul")
 CALIBRATION_FRAMES = 32
 
 
@@ -89,7 +94,8 @@ def quantize_bytes(model_bytes: bytes, mode: str, calibration: Any = None) -> by
         src.write_bytes(model_bytes)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         if mode == "dynamic":
-            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=list(DYNAMIC_OPS))
         else:
             frames = calibration_frames(calibration, tuple(meta["image_size"]), meta["source_domain"])
             reader = _Reader(frames, int(meta["noise"]["steps"]), int(meta["noise"]["nz"]))
@@ -99,4 +105,4 @@ def quantize_bytes(model_bytes: bytes, mode: str, calibration: Any = None) -> by
     return with_metadata(data, {**meta, "quantization": f"int8-{mode}"})
 
 
-__all__ = ["MODES", "calibration_frames", "quantize_bytes"]
+__all__ = ["DYNAMIC_OPS", "MODES", "calibration_frames", "quantize_bytes"]

@@ -18,7 +18,8 @@ from sonoshift.judges.plane.scores import confusion, macro_f1
 def save_predictions(path: Path, y: np.ndarray, pred: np.ndarray, ga: np.ndarray, ga_est: np.ndarray,
                      patients: np.ndarray) -> None:
     """Per test frame: true and predicted plane id, true GA and the GA estimate (weeks; NaN off the head plane
-    or without an estimator), and the patient."""
+    or without an estimator), and the patient. ``pred`` and ``ga_est`` may be (seeds, N): one row per training
+    seed of the downstream models."""
     np.savez_compressed(path, y=y, pred=pred, ga=ga, ga_est=ga_est, patients=np.asarray(patients, dtype=str))
 
 
@@ -31,11 +32,16 @@ def resamples(patients: np.ndarray, n: int, seed: int) -> list[np.ndarray]:
 
 
 def measures(p: dict[str, np.ndarray], idx: np.ndarray, n_classes: int) -> tuple[float, float]:
-    """(macro-F1, GA MAE in days) on the frames ``idx`` of predictions ``p``."""
-    f1 = macro_f1(confusion(p["y"][idx], p["pred"][idx], n_classes))
-    e = np.abs(p["ga_est"][idx] - p["ga"][idx])
-    e = e[np.isfinite(e)]
-    return f1, float(e.mean() * 7.0) if len(e) else float("nan")
+    """(macro-F1, GA MAE in days) on the frames ``idx`` of predictions ``p``; predictions of several training
+    seeds (``pred`` and ``ga_est`` of shape (seeds, N)) give the mean of each measure over the seeds."""
+    pred, ga_est = np.atleast_2d(p["pred"]), np.atleast_2d(p["ga_est"])
+    f1s, maes = [], []
+    for s in range(pred.shape[0]):
+        f1s.append(macro_f1(confusion(p["y"][idx], pred[s][idx], n_classes)))
+        e = np.abs(ga_est[s][idx] - p["ga"][idx])
+        e = e[np.isfinite(e)]
+        maes.append(float(e.mean() * 7.0) if len(e) else float("nan"))
+    return float(np.mean(f1s)), float(np.mean(maes))
 
 
 def bootstrap(p: dict[str, np.ndarray], sets: list[np.ndarray], n_classes: int) -> np.ndarray:

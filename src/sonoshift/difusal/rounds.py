@@ -29,6 +29,7 @@ from sonoshift.difusal.arms import ARMS, Arm, run_order
 from sonoshift.difusal.config import KNOWN_ARMS, DifusalConfig
 from sonoshift.difusal.critics import Critics, copy_guard, fidelity, fit_critics, near_copy_rate
 from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_train
+from sonoshift.difusal.fan import apply_fan, fan_masks
 from sonoshift.difusal.downstream import Models, _net_cfg, ga_of, plane_probs, train_models
 from sonoshift.difusal.evaluation import evaluate
 from sonoshift.difusal.selection import REASONS, select
@@ -67,13 +68,31 @@ def check_config(cfg: DifusalConfig) -> None:
             raise SonoshiftError(f"arm {a!r} needs arm {ARMS[a].borrows!r} in arms: (it uses its candidates).")
     if cfg.data.head_plane not in cfg.data.planes:
         raise SonoshiftError(f"data.head_plane {cfg.data.head_plane!r} is not in data.planes.")
+    bg = cfg.data.background_plane
+    if bg and (bg not in cfg.data.planes or bg == cfg.data.head_plane or len(cfg.data.planes) < 2):
+        raise SonoshiftError(f"data.background_plane {bg!r} must be one of data.planes other than the head plane.")
     if cfg.loop.rounds < 1 or not cfg.label_fractions:
         raise SonoshiftError("loop.rounds must be >= 1 and label_fractions must not be empty.")
     if any(not 0 < f <= 1 for f in cfg.label_fractions):
         raise SonoshiftError(f"label_fractions must lie in (0, 1], got {list(cfg.label_fractions)}.")
-    n_cond = len(cfg.data.planes) * (len(cfg.loop.ga_edges) - 1)
+    n_cond = len(generated_planes(cfg)) * (len(cfg.loop.ga_edges) - 1)
     if cfg.loop.floor * n_cond > cfg.loop.budget:
         raise SonoshiftError(f"loop.budget {cfg.loop.budget} is below loop.floor x {n_cond} conditions.")
+
+
+def generated_planes(cfg: DifusalConfig) -> list[int]:
+    """Ids of the planes the loop generates candidates for (all but ``data.background_plane``)."""
+    return [i for i, p in enumerate(cfg.data.planes) if p != cfg.data.background_plane]
+
+
+def allocation_for(cfg: DifusalConfig, arm: Arm, w: np.ndarray) -> np.ndarray:
+    """Candidates per (plane, GA bin): the arm's rule over the generated planes, 0 for the background plane."""
+    rows = generated_planes(cfg)
+    out = np.zeros(w.shape, np.int64)
+    lp = cfg.loop
+    out[rows] = (allocate(w[rows], lp.budget, lp.floor) if arm.allocation == "weakness"
+                 else uniform(w[rows].shape, lp.budget))
+    return out
 
 
 # ---- saving and loading (safetensors weights, numpy image sets) ----
@@ -82,9 +101,15 @@ def _save_net(net: torch.nn.Module | None, path: Path) -> None:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
 
 
-def _save_models(m: Models, folder: Path) -> None:
-    _save_net(m.plane, folder / "plane.safetensors")
-    _save_net(m.ga, folder / "ga.safetensors")
+def _prefix(i: int) -> str:
+    return "" if i == 0 else f"seed{i}_"
+
+
+def _save_models(models: list[Models], folder: Path) -> None:
+    """Seed 0 as plane|ga.safetensors (the loop's current models), seed i > 0 as seed<i>_plane|ga.safetensors."""
+    for i, m in enumerate(models):
+        _save_net(m.plane, folder / f"{_prefix(i)}plane.safetensors")
+        _save_net(m.ga, folder / f"{_prefix(i)}ga.safetensors")
 
 
 def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "") -> tuple[PlaneNet, GaRegressorNet | None]:
@@ -99,8 +124,16 @@ def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "") -> tuple[Plan
     return plane.eval(), ga
 
 
-def _load_models(folder: Path, cfg: DifusalConfig) -> Models:
-    return Models(*_load_nets(folder, cfg))
+def _load_models(folder: Path, cfg: DifusalConfig) -> list[Models]:
+    """Every seed's models (seed 0 first)."""
+    return [Models(*_load_nets(folder, cfg, _prefix(i))) for i in range(cfg.downstream.seeds)]
+
+
+def _train_all(f: Frames, cfg: DifusalConfig, classical_aug: bool) -> list[Models]:
+    """The downstream models of every seed (seed i: ``cfg.seed + 7919 i``) on ``f``."""
+    n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
+    return [train_models(f, n, head, cfg.downstream, cfg.seed + 7919 * i, classical_aug=classical_aug)
+            for i in range(cfg.downstream.seeds)]
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -153,7 +186,7 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
         pipe = gen_mod.build(cfg.generator, tuple(cfg.data.planes), cfg.data.size, cfg.seed)
         gen_mod.train(pipe, reg.train, cfg.generator.pretrain_steps, cfg.generator, cfg.seed + 3)
         gen_mod.save(pipe, tmp / "generator.safetensors")
-        probe_rate = _probe(pipe, critics, cfg, cfg.seed + 9)
+        probe_rate = _probe(pipe, critics, cfg, cfg.seed + 9, fan_masks(reg.train))
         _write_json(tmp / "setup.json", {
             "n_train": len(reg.train), "n_val": len(reg.val), "n_test": len(reg.test),
             "train_per_plane": np.bincount(reg.train.y, minlength=n).tolist(),
@@ -179,13 +212,14 @@ def _load_critics(cfg: DifusalConfig, folder: Path, reg: Regime) -> Critics:
                    t["train_hist"], s["histogram_bc_threshold"])
 
 
-def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int) -> float:
-    """Near-copy rate of ``generator.probe`` fresh samples (planes in turn, GA uniform over the bins)."""
+def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int, masks: torch.Tensor) -> float:
+    """Near-copy rate of ``generator.probe`` fresh samples (generated planes in turn, GA uniform over the bins),
+    masked by the fan like every candidate."""
     n = cfg.generator.probe
     rng = np.random.default_rng(seed)
-    planes = np.arange(n) % len(cfg.data.planes)
+    planes = np.asarray(generated_planes(cfg))[np.arange(n) % len(generated_planes(cfg))]
     ga = rng.uniform(cfg.loop.ga_edges[0], cfg.loop.ga_edges[-1], n)
-    return near_copy_rate(critics, gen_mod.sample(pipe, planes, ga, seed))
+    return near_copy_rate(critics, apply_fan(gen_mod.sample(pipe, planes, ga, seed), masks))
 
 
 def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path, real: Path) -> None:
@@ -196,7 +230,7 @@ def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path
         if not arm.classical_aug and (real / "metrics.json").is_file():
             models = _load_models(real, cfg)
         else:
-            models = train_models(reg.train, n, head, cfg.downstream, cfg.seed, classical_aug=arm.classical_aug)
+            models = _train_all(reg.train, cfg, arm.classical_aug)
         _save_models(models, tmp)
         if arm.loop:
             (tmp / "generator.safetensors").write_bytes((setup / "generator.safetensors").read_bytes())
@@ -221,8 +255,9 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
                 seed: int) -> None:
     planes = tuple(cfg.data.planes)
     n, head, lp = len(planes), planes.index(cfg.data.head_plane), cfg.loop
-    models = _load_models(prev, cfg)
+    models = _load_models(prev, cfg)[0]  # the current models (seed 0) judge weakness and hardness
     critics = _load_critics(cfg, setup, reg)
+    masks = fan_masks(reg.train)
     pipe = gen_mod.load_into(gen_mod.build(cfg.generator, planes, cfg.data.size, cfg.seed), prev / "generator.safetensors")
     with atomic_dir(folder) as tmp:
         # (1) weakness on the regime's validation frames
@@ -232,20 +267,20 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
             np.zeros(len(lp.ga_edges) - 1)
         w = condition_weakness(err, ent, gw, head, lp.entropy_weight)
         # (2) allocation
-        alloc = allocate(w, lp.budget, lp.floor) if arm.allocation == "weakness" else uniform(w.shape, lp.budget)
+        alloc = allocation_for(cfg, arm, w)
         rows = [{"plane": planes[p], "ga_bin": f"{lp.ga_edges[b]:g}-{lp.ga_edges[b + 1]:g}",
                  "plane_error": err[p], "plane_entropy": ent[p], "ga_bin_error": gw[b] if p == head else 0.0,
                  "weakness": w[p, b], "allocated": int(alloc[p, b])} for p in range(n) for b in range(w.shape[1])]
         pd.DataFrame(rows).to_csv(tmp / "weakness.csv", index=False)
         # (3) candidates scored by the frozen critics
         p_ids, ga_c = conditions_for(alloc, lp.ga_edges, np.random.default_rng(seed))
-        x = gen_mod.sample(pipe, p_ids, ga_c, seed)
+        x = apply_fan(gen_mod.sample(pipe, p_ids, ga_c, seed), masks)
         scores = critics.score(x, p_ids, ga_c, head)
         # (4) hardness from the current models, then selection
         scores["down_conf"] = plane_probs(models.plane, x)[np.arange(len(p_ids)), p_ids]
         down_ga = ga_of(models.ga, x)
         scores["down_ga_err"] = np.where(p_ids == head, down_ga - ga_c, np.nan)
-        scores = select(scores, lp.easy_conf, lp.ga_hard_weeks)
+        scores = select(scores, lp.easy_conf, lp.ga_hard_weeks, p_ids, lp.per_plane_cap)
         scores.insert(0, "candidate", np.arange(len(p_ids)))
         scores.insert(1, "plane", [planes[p] for p in p_ids])
         scores.insert(2, "ga_weeks", ga_c)
@@ -267,7 +302,7 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
                       extra=cum, lr=cfg.generator.finetune_lr, fresh=False)
         gen_mod.save(pipe, tmp / "generator.safetensors")
         m = json.loads((tmp / "metrics.json").read_text())
-        m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2)
+        m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2, masks)
         _write_json(tmp / "metrics.json", m)
 
 
@@ -288,8 +323,7 @@ def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: F
             extra: dict) -> None:
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     save_set(tmp / "synthetic_cumulative.npz", cum.x, cum.y, cum.ga)
-    models = train_models(Frames.concat([reg.train, cum]) if len(cum) else reg.train, n, head, cfg.downstream,
-                          cfg.seed, classical_aug=arm.classical_aug)
+    models = _train_all(Frames.concat([reg.train, cum]) if len(cum) else reg.train, cfg, arm.classical_aug)
     _save_models(models, tmp)
     _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head, tmp / PREDICTIONS), "round": k,
                                        "n_synthetic": len(cum), **extra})

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import ConfigValueError, NonNegInt, PosInt, Range, Seed, Validated, to_dict
+from sonoshift.config import ConfigValueError, NonNegInt, PosFloat, PosInt, Range, Seed, Validated, to_dict
 from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
@@ -55,6 +55,13 @@ class Hc18Config(Validated):
     # split_seed) instead of a val_fraction share
     folds: NonNegInt = 0
     fold: NonNegInt = 0
+    # head_crops > 0 trains a crop refiner for the GA estimator (judges/ga/head_crop.py) instead of a whole-frame
+    # segmenter: that many random head-centred squares per training image, side 2 m a (m uniform in crop_margin,
+    # a the reference ellipse's long semi-axis), centre moved by up to crop_shift x side; used at inference with
+    # m = the middle of crop_margin around the first stage's ellipse
+    head_crops: NonNegInt = 0
+    crop_margin: tuple[PosFloat, PosFloat] = (1.15, 1.45)
+    crop_shift: Annotated[float, Range(0, 0.5)] = 0.05
     model: ModelConfig = field(default_factory=ModelConfig)
     train: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
 
@@ -64,6 +71,8 @@ class Hc18Config(Validated):
             raise ConfigValueError("fold", f"must be below folds ({self.folds}), got {self.fold}")
         if self.folds == 1:
             raise ConfigValueError("folds", "must be 0 (no cross-validation) or at least 2, got 1")
+        if not 1.0 <= self.crop_margin[0] <= self.crop_margin[1]:
+            raise ConfigValueError("crop_margin", f"must be (lo, hi) with 1 <= lo <= hi, got {self.crop_margin}")
 
 
 def load_hc18_table(data_dir: str | Path) -> pd.DataFrame:
@@ -180,13 +189,24 @@ def train_hc18_segmenter(
         raise SonoshiftError(f"HC18 folder {cfg.data_dir}: no training images left after the validation split.")
     frames = [read_gray(p) for p in train_rows["image_path"]]
     masks = [(read_labels(p) > 127).astype(np.uint8) for p in train_rows["mask_path"]]
-    x = frames_to_input(frames, cfg.image_size).to(device)
-    y = labels_to_target(masks, cfg.image_size).to(device)
+    if cfg.head_crops:
+        from sonoshift.judges.ga.head_crop import training_crops
+
+        g = torch.Generator().manual_seed(int(cfg.train.seed) + 1)
+        x, y = training_crops(frames, masks, cfg.image_size, cfg.head_crops, cfg.crop_margin, cfg.crop_shift, g)
+        x, y = x.to(device), y.to(device)
+    else:
+        x = frames_to_input(frames, cfg.image_size).to(device)
+        y = labels_to_target(masks, cfg.image_size).to(device)
     seg = train_segmenter(x, y, HEAD_CLASSES, cfg.model, cfg.train, config=to_dict(cfg), progress=progress,
-                          description="train HC18 head segmenter")
-    val = validate_hc18(seg, val_rows) if len(val_rows) else pd.DataFrame()
+                          description="train HC18 head " + ("crop refiner" if cfg.head_crops else "segmenter"))
+    # a crop refiner needs a first stage to place its crops: `ga build` validates it inside the GA estimator
+    val = validate_hc18(seg, val_rows) if len(val_rows) and not cfg.head_crops else pd.DataFrame()
     info = dict(seg.info, dataset="hc18", train_images=len(train_rows),
                 val_files=list(val_rows["filename"]), label_lut=[0] * 128 + [1] * 128)
+    if cfg.head_crops:
+        info["head_crop"] = {"margin": 0.5 * (cfg.crop_margin[0] + cfg.crop_margin[1]),
+                             "train_crops": int(len(x))}
     if len(val):
         info["validation"] = summarize_validation(val)
     seg = Segmenter(model=seg.model, classes=seg.classes, image_size=seg.image_size, config=seg.config, info=info)

@@ -37,10 +37,16 @@ class AffineMatch(torch.nn.Module):
     stays 0. ``profiles``: the four statistics, each one value (one global map, ``anchor: affine``) or one per
     image row (a depth-dependent map, ``anchor: depth_affine``: scanners differ in time-gain compensation, so the
     grey levels of the two domains drift apart with depth). Row profiles are linearly resampled to the input's
-    height when it differs. Plain tensor ops (traceable to ONNX: it is its own :meth:`module`)."""
+    height when it differs. ``sigma`` > 0 (pixels): the source levels are first smoothed by a Gaussian of that
+    width inside the foreground only (normalized convolution: the black outside the fan does not bleed in), a
+    despeckle for a source scanner with coarser speckle than the target (fitted by :func:`fit_despeckle`). Plain
+    tensor ops (traceable to ONNX: it is its own :meth:`module`)."""
 
-    def __init__(self, mean_s, std_s, mean_t, std_t) -> None:  # each a float or a sequence of per-row values
+    def __init__(self, mean_s, std_s, mean_t, std_t, sigma: float = 0.0) -> None:  # floats or per-row sequences
         super().__init__()
+        if not (sigma >= 0 and np.isfinite(sigma)):
+            raise SonoshiftError(f"the affine anchor's despeckle sigma must be >= 0, got {sigma}.")
+        self.sigma = float(sigma)
         rows = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (mean_s, std_s, mean_t, std_t)]
         if len({len(r) for r in rows}) != 1:
             raise SonoshiftError("the affine anchor's four statistics must have the same number of rows.")
@@ -61,11 +67,68 @@ class AffineMatch(torch.nn.Module):
             p = torch.nn.functional.interpolate(p[None], size=x.shape[2], mode="linear", align_corners=True)[0]
         mean_s, std_s, mean_t, std_t = (r.reshape(1, 1, -1, 1) for r in p.unbind(0))
         v = (x.float().clamp(-1, 1) + 1) * 127.5
+        fg = v >= 0.5
+        if self.sigma > 0:
+            v = masked_blur(v, fg, self.sigma)
         out = ((v - mean_s) * (std_t / std_s) + mean_t).clamp(0.0, 255.0)
-        return (torch.where(v >= 0.5, out, torch.zeros_like(out)) / 127.5 - 1.0).to(x.dtype)
+        return (torch.where(fg, out, torch.zeros_like(out)) / 127.5 - 1.0).to(x.dtype)
 
     def module(self) -> "AffineMatch":
         return self
+
+
+def masked_blur(v: torch.Tensor, fg: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (std ``sigma`` px, radius ceil(3 sigma), separable) of (B, 1, H, W) ``v`` over the pixels of
+    ``fg`` only: blur(v * fg) / blur(fg) on ``fg``, ``v`` elsewhere (zero padding)."""
+    r = max(1, int(np.ceil(3 * sigma)))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32, device=v.device) / sigma) ** 2)
+    k = k / k.sum()
+    m = fg.to(v.dtype)
+    both = torch.cat([v * m, m], dim=1)  # (B, 2, H, W): numerator and weight, one depthwise pass each way
+    both = torch.nn.functional.conv2d(both, k.view(1, 1, -1, 1).expand(2, 1, -1, 1), padding=(r, 0), groups=2)
+    both = torch.nn.functional.conv2d(both, k.view(1, 1, 1, -1).expand(2, 1, 1, -1), padding=(0, r), groups=2)
+    num, den = both.unbind(1)
+    return torch.where(fg, (num / den.clamp_min(1e-6)).unsqueeze(1), v)
+
+
+DESPECKLE_SIGMAS = tuple(round(0.1 * i, 1) for i in range(16))  # the grid fit_despeckle searches, px
+
+
+def high_frequency_share(levels: torch.Tensor, fov: torch.Tensor) -> float:
+    """Speckle fineness of frames (N, 1, H, W) (grey levels) inside their field of view ``fov`` (bool, same
+    shape): the energy of ``x - blur_1px(x)`` over the variance of ``x``, each frame's interior (pixels whose
+    1-px neighbourhood is all field of view), averaged over frames."""
+    x, m = levels.float(), fov.bool()
+    inner = (masked_blur(m.float(), torch.ones_like(m), 1.0) > 0.999).float()
+    d = x - masked_blur(x, m, 1.0)
+    n = inner.sum((1, 2, 3))
+    ok = n >= 2
+    if not ok.any():
+        raise SonoshiftError("the despeckle fit needs frames with a field of view, and got none.")
+    mean = (x * inner).sum((1, 2, 3)) / n.clamp_min(1)
+    var = (((x - mean.view(-1, 1, 1, 1)) ** 2) * inner).sum((1, 2, 3)) / n.clamp_min(1)
+    share = ((d * d) * inner).sum((1, 2, 3)) / n.clamp_min(1) / var.clamp_min(1.0)
+    return float(share[ok].double().mean())
+
+
+def fit_despeckle(anchor: "AffineMatch", source: tuple[np.ndarray, np.ndarray],
+                  target: tuple[np.ndarray, np.ndarray]) -> "AffineMatch":
+    """``anchor`` with the despeckle sigma (``DESPECKLE_SIGMAS``) that brings the high-frequency share of its
+    output on the source (frames, fov) closest to that of the target (frames, fov); uint8 / bool (N, H, W),
+    unpaired (no frame of one domain is matched to one of the other)."""
+    tf, tm = (torch.from_numpy(np.asarray(a)) for a in target)
+    want = high_frequency_share(tf[:, None].float(), tm[:, None] > 0)
+    sf = torch.from_numpy(np.asarray(source[0]))[:, None].float() / 127.5 - 1.0
+    sm = torch.from_numpy(np.asarray(source[1]))[:, None] > 0
+    best, best_err = 0.0, np.inf
+    for sigma in DESPECKLE_SIGMAS:
+        a = AffineMatch(*anchor.stats, sigma=sigma)
+        with torch.no_grad():
+            out = (a(sf) + 1) * 127.5
+        err = abs(high_frequency_share(out, sm) - want)
+        if err < best_err:
+            best, best_err = sigma, err
+    return AffineMatch(*anchor.stats, sigma=best)
 
 
 DEPTH_SIGMA = 0.1  # the depth anchor's row statistics are Gaussian-smoothed over this fraction of the height
@@ -123,9 +186,11 @@ def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
     return AffineMatch(*stats)
 
 
-def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False) -> AffineMatch:
+def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False,
+                        despeckle: bool = False, max_frames: int = 100) -> AffineMatch:
     """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
-    domain without masks uses its non-black pixels (level > 0) as the field of view."""
+    domain without masks uses its non-black pixels (level > 0) as the field of view. ``despeckle``: also fit the
+    despeckle sigma (:func:`fit_despeckle`, on up to ``max_frames`` evenly spaced frames of each domain)."""
     from sonoshift.data.cache import cache_path, load_cache
 
     pairs = []
@@ -133,7 +198,12 @@ def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, 
         frames = load_cache(root, split, d)
         fov = load_cache(root, split, d, "mask") if cache_path(root, split, d, "mask").is_file() else frames > 0
         pairs.append((frames, fov))
-    return fit_affine(pairs[0], pairs[1], depth)
+    anchor = fit_affine(pairs[0], pairs[1], depth)
+    if not despeckle:
+        return anchor
+    few = [tuple(np.asarray(a[np.linspace(0, len(a) - 1, min(len(a), max_frames)).round().astype(int)]) for a in p)
+           for p in pairs]
+    return fit_despeckle(anchor, few[0], few[1])
 
 
 def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, key: str = "target") -> HistogramMatch:
@@ -154,7 +224,7 @@ def anchor_metadata(hm: Anchor | None) -> dict[str, Any] | None:
     if hm is None:
         return None
     if isinstance(hm, AffineMatch):
-        return {"kind": hm.kind, "stats": [list(r) for r in hm.stats]}
+        return {"kind": hm.kind, "stats": [list(r) for r in hm.stats], **({"sigma": hm.sigma} if hm.sigma else {})}
     return {"kind": "histogram_match", "levels": list(hm.levels), "quantiles": list(hm.quantiles)}
 
 
@@ -164,7 +234,7 @@ def anchor_from_metadata(meta: dict[str, Any] | None, source: str, target: str,
     if not meta:
         return None
     if meta.get("kind") in ("affine", "depth_affine"):
-        return AffineMatch(*meta["stats"])
+        return AffineMatch(*meta["stats"], sigma=float(meta.get("sigma", 0.0)))
     if meta.get("kind") != "histogram_match":
         raise SonoshiftError(f"unknown translator anchor {meta.get('kind')!r} in the checkpoint metadata.")
     return HistogramMatch(tuple(meta["levels"]), tuple(meta["quantiles"]), source, target, size)
@@ -183,5 +253,5 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 __all__ = [
     "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "fit_affine",
-    "fit_affine_prepared", "fit_anchor", "DEPTH_SIGMA",
+    "fit_affine_prepared", "fit_anchor", "fit_despeckle", "high_frequency_share", "masked_blur", "DEPTH_SIGMA",
 ]

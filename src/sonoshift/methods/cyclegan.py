@@ -27,7 +27,7 @@ from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
-from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, fit_anchor
+from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata
 from sonoshift.methods.kinds import GeneratorTranslator
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives import (
@@ -45,12 +45,13 @@ class CycleGANModel(Validated):
     ``fast_conv`` has no effect: it selected a Winograd 3x3 convolution that measured slower than PyTorch's own
     and was removed; the key stays so that configs and checkpoints that set it still load.
     ``arch``: "resnet" (reference) or "mobile_unet" (models/mobile_unet.py, width ngf, n_blocks blocks; the
-    distilled student's network, trained here without a teacher as its baseline). ``anchor: histogram_match``
-    (mobile U-Net only): each generator is the histogram-anchored one of ``models/anchored.py`` (G_ab anchored on
-    the target frames' histogram, G_ba on the source frames'), the anchored student's network without a teacher."""
+    distilled student's network, trained here without a teacher as its baseline). ``anchor: histogram_match`` or
+    ``depth_affine`` (mobile U-Net only): each generator is the anchored one of ``models/anchored.py`` (G_ab
+    anchored on the map source -> target, G_ba on target -> source, fitted as the student's,
+    ``methods.student.fit_student_anchor``), the anchored student's network without a teacher."""
 
     arch: Literal["resnet", "mobile_unet"] = "resnet"
-    anchor: Literal["none", "histogram_match"] = "none"
+    anchor: Literal["none", "histogram_match", "depth_affine"] = "none"
     ngf: PosInt = 64
     n_blocks: NonNegInt = 9
     upsample: Literal["transpose", "resize"] = "transpose"
@@ -82,9 +83,9 @@ class CycleGANConfig(Validated):
 
 
 def build_generator(m: CycleGANModel, hm: Any = None) -> nn.Module:
-    """A one-channel generator for the model settings ``m`` (not yet initialised); ``hm``: its fitted histogram
-    map when ``m.anchor`` is "histogram_match"."""
-    if m.anchor == "histogram_match":
+    """A one-channel generator for the model settings ``m`` (not yet initialised); ``hm``: its fitted anchor
+    when ``m.anchor`` is not "none"."""
+    if m.anchor != "none":
         from sonoshift.methods.student import StudentModel, build_student
 
         return build_student(StudentModel(arch=m.arch, anchor=m.anchor, ch=m.ngf, n_blocks=m.n_blocks), hm)
@@ -271,12 +272,15 @@ class CycleGAN(MethodBase):
 
 def build(cfg: CycleGANConfig, dataset: Any, device: torch.device, rank: int = 0) -> CycleGAN:
     """A CycleGAN for ``dataset`` (items with "source" (1,H,W)), on ``device`` (anchored generators: their
-    histogram maps fitted on the dataset's target and source frames)."""
+    anchors fitted on the dataset's frames, as the student's)."""
+    from sonoshift.methods.student import fit_student_anchor
+
     first = dataset[0]["source"]
     anchors: tuple[Any, Any] = (None, None)
-    if cfg.model.anchor == "histogram_match":
+    if cfg.model.anchor != "none":
         src, tgt = cfg.data.source_domain, cfg.data.target_domain
-        anchors = (fit_anchor(dataset, src, tgt), fit_anchor(dataset, tgt, src, key="source"))
+        anchors = (fit_student_anchor(cfg.model.anchor, dataset, src, tgt),
+                   fit_student_anchor(cfg.model.anchor, dataset, tgt, src))
     return CycleGAN(cfg, device, tuple(first.shape[-2:]), rank=rank, anchors=anchors)
 
 

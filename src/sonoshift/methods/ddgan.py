@@ -95,6 +95,9 @@ class DDGANConfig(Validated):
     "affine": the same with a global linear grey map that gives the real source training frames' foreground
     mean and std those of the target training frames (keeps local structure exactly; see ``methods.anchor``);
     "depth_affine": one such map per image row (depth), for scanners that differ in time-gain compensation.
+    anchor_despeckle: with an affine anchor, also smooth the source inside the fan by a Gaussian whose width is
+    fitted on the training split so that the anchor's speckle is as fine as the target's
+    (``methods.anchor.fit_despeckle``; unpaired).
     """
 
     name: str = "ddgan"
@@ -108,6 +111,7 @@ class DDGANConfig(Validated):
     train: EngineConfig = field(default_factory=lambda: EngineConfig(ema_decay=0.999))
     condition_noise: NonNegFloat = 0.0
     anchor: Literal["condition", "histogram_match", "affine", "depth_affine"] = "condition"
+    anchor_despeckle: bool = False
 
 
 @dataclass
@@ -340,7 +344,7 @@ def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
         if root is None:
             raise SonoshiftError("the affine anchors are fitted on a prepared dataset folder; this dataset has none.")
         return fit_affine_prepared(root, cfg.data.split, cfg.data.source_domain, cfg.data.target_domain,
-                                   depth=cfg.anchor == "depth_affine")
+                                   depth=cfg.anchor == "depth_affine", despeckle=cfg.anchor_despeckle)
     return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 

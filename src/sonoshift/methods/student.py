@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sonoshift.config import NonNegFloat, PosFloat, PosInt, Validated, from_dict, to_dict
+from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Validated, from_dict, to_dict
 from sonoshift.engine.checkpoint import ModelCheckpoint, load_module
 from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
-from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, fit_anchor
+from sonoshift.methods.anchor import AffineMatch, anchor_from_metadata, anchor_metadata, fit_affine_prepared, fit_anchor
 from sonoshift.methods.kinds import GeneratorTranslator
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives.cyclegan import lsgan
@@ -50,13 +50,15 @@ class StudentModel(Validated):
     generator (ch 16, 4 blocks) side by side (bench/realtime.py, 64 and 128 px), and distilled from the same
     teacher it matched the teacher's GT PSNR better (docs/deploy.md §5).
 
-    ``anchor: histogram_match`` (mobile U-Net only): the student is ``models.anchored.AnchoredGenerator``, the
-    source frame histogram-matched to the target domain (pooled over the training target frames, stored in the
-    checkpoint) plus a correction from a mobile U-Net with a zero-initialized head: the anchor of the diffusion
-    teachers (``methods/anchor.py``), so an untrained student already equals the histogram-matching baseline."""
+    ``anchor`` (mobile U-Net only): the student is ``models.anchored.AnchoredGenerator``, a fixed grey map of the
+    source frame to the target domain plus a correction from a mobile U-Net with a zero-initialized head, so an
+    untrained student already equals that map. The anchors of the diffusion teachers (``methods/anchor.py``):
+    ``histogram_match`` (pooled over the training target frames) or ``depth_affine`` (one linear grey map per
+    image row, fitted on both domains' training frames and field-of-view masks of the prepared split); stored in
+    the checkpoint and part of the ONNX graph."""
 
     arch: Literal["resnet", "mobile_unet"] = "mobile_unet"
-    anchor: Literal["none", "histogram_match"] = "none"
+    anchor: Literal["none", "histogram_match", "depth_affine"] = "none"
     ch: PosInt = 16
     n_blocks: PosInt = 4
     upsample: Literal["transpose", "resize"] = "resize"
@@ -82,13 +84,16 @@ class StudentData(Validated):
     stochastic teacher's target is the mean of K samples (1: one sample); teacher_batch: frames per teacher pass;
     targets_file: where the teacher's translations are kept (a .npy, with a .json sidecar naming the teacher
     checkpoint, frames and settings): reused by a run with the same teacher, frames and settings (a resumed run,
-    an ablation of the student's losses), recomputed otherwise; "" = computed in memory, not kept."""
+    an ablation of the student's losses), recomputed otherwise; "" = computed in memory, not kept.
+    teacher_seed: seeds a stochastic teacher's samples (None: ``train.seed``); fixed, students of several
+    training seeds learn from the same targets (and reuse one ``targets_file``)."""
 
     split: str = "train"
     size: PosInt | None = None
     teacher_samples: PosInt = 1
     teacher_batch: PosInt = 8
     targets_file: str = ""
+    teacher_seed: NonNegInt | None = None
 
 
 @dataclass(frozen=True)
@@ -104,13 +109,16 @@ class StudentConfig(Validated):
 
 
 def build_student(m: StudentModel, hm: Any = None) -> nn.Module:
-    """The student generator for ``m`` (not yet initialised); ``hm``: the fitted ``HistogramMatch`` an anchored
-    student needs (``m.anchor == "histogram_match"``)."""
-    if m.anchor == "histogram_match":
+    """The student generator for ``m`` (not yet initialised); ``hm``: the fitted anchor an anchored student needs
+    (``HistogramMatch`` for ``m.anchor == "histogram_match"``, ``AffineMatch`` for "depth_affine")."""
+    if m.anchor != "none":
         if m.arch != "mobile_unet":
-            raise SonoshiftError(f"the histogram anchor is built for the mobile U-Net student, not arch '{m.arch}'.")
+            raise SonoshiftError(f"the {m.anchor} anchor is built for the mobile U-Net student, not arch '{m.arch}'.")
         if hm is None:
-            raise SonoshiftError("an anchored student needs its fitted histogram map (none was given).")
+            raise SonoshiftError(f"an anchored student needs its fitted {m.anchor} map (none was given).")
+        kind = "depth_affine" if isinstance(hm, AffineMatch) else "histogram_match"
+        if kind != m.anchor or (isinstance(hm, AffineMatch) and hm.kind != "depth_affine"):
+            raise SonoshiftError(f"the student's anchor is {m.anchor}, but the map given is {kind}.")
         from sonoshift.models.anchored import anchored_mobile_unet
 
         return anchored_mobile_unet(hm, m.ch, m.n_blocks)
@@ -171,7 +179,7 @@ class Student(MethodBase):
         g = make_generator(t.seed)
         self.hm = hm
         G = init_normal(build_student(m, hm), g, m.init_gain)
-        if hasattr(G, "zero_head"):  # anchored: starts as the histogram-matched frame
+        if hasattr(G, "zero_head"):  # anchored: starts as its anchor's grey map of the frame
             G.zero_head()
         self.modules: dict[str, nn.Module] = {
             "G": G.to(device).train(),
@@ -239,11 +247,29 @@ def build(cfg: StudentConfig, dataset: Any, device: torch.device, rank: int = 0)
     """A student for ``dataset`` (a DistillFrames) on ``device``."""
     first = dataset[0]["source"]
     frames = dataset.frames
-    hm = (fit_anchor(dataset, frames.source_domain, frames.target_domain)
-          if cfg.model.anchor == "histogram_match" else None)
+    hm = fit_student_anchor(cfg.model.anchor, dataset, frames.source_domain, frames.target_domain)
     method = Student(cfg, device, tuple(first.shape[-2:]), frames.source_domain, frames.target_domain, hm)
     method.teacher_info = dataset.teacher_info
     return method
+
+
+def fit_student_anchor(kind: str, dataset: Any, source: str, target: str) -> Any:
+    """The anchor ``kind`` of a generator source -> target, fitted on the training ``dataset`` (items with
+    "source" and "target" frames; a DistillFrames or an UnpairedDataset): None for "none"; the histogram map of
+    the ``target`` frames (taken from the items' "target", or "source" when ``target`` is the dataset's source
+    domain, as for a CycleGAN's G_ba); the depth-wise affine map from the prepared folder of the dataset's frames
+    (its ``root`` and ``split``: the same fit as the DDGAN/cascade teachers' ``anchor: depth_affine``)."""
+    if kind == "none":
+        return None
+    frames = getattr(dataset, "frames", dataset)
+    if kind == "histogram_match":
+        return fit_anchor(dataset, source, target, key="source" if target == frames.source_domain else "target")
+    if kind == "depth_affine":
+        root = getattr(frames, "root", None)
+        if root is None:
+            raise SonoshiftError("the depth_affine anchor is fitted on a prepared dataset folder; this dataset has none.")
+        return fit_affine_prepared(root, frames.split, source, target, depth=True)
+    raise SonoshiftError(f"unknown student anchor '{kind}'; choose none, histogram_match or depth_affine.")
 
 
 def teacher_targets(
@@ -308,19 +334,20 @@ def training_data(data: Path, cfg: StudentConfig) -> DistillFrames:
     source = np.asarray(load_cache(data, d.split, tr.source_domain))
     if tuple(source.shape[-2:]) != tuple(tr.image_size):
         source = to_uint8(resize_batch(to_signed(source), tuple(tr.image_size)))
+    seed = cfg.train.seed if d.teacher_seed is None else d.teacher_seed
     key = settings_key({"teacher": [str(Path(ckpt.path).resolve()), ckpt.state.get("step"),
                                     ckpt.state.get("checksums")],
                         "frames": hashlib.sha256(np.ascontiguousarray(source).tobytes()).hexdigest(),
-                        "shape": list(source.shape), "samples": d.teacher_samples, "seed": cfg.train.seed})
+                        "shape": list(source.shape), "samples": d.teacher_samples, "seed": seed})
     targets = _kept_targets(d.targets_file, key)
     if targets is None:
         targets = teacher_targets(tr, source, samples=d.teacher_samples, batch_size=d.teacher_batch,
-                                  seed=cfg.train.seed, device=device)
+                                  seed=seed, device=device)
         if d.targets_file:
             _keep_targets(d.targets_file, key, targets)
     ds = DistillFrames(frames, targets)
     ds.teacher_info = {"path": str(Path(ckpt.path).resolve()), "method": ckpt.method, "step": ckpt.state.get("step"),
-                       "samples": d.teacher_samples}
+                       "samples": d.teacher_samples, "seed": seed}
     return ds
 
 
@@ -362,4 +389,4 @@ SPEC = register(MethodSpec(
 ))
 
 __all__ = ["DistillFrames", "Student", "StudentConfig", "StudentTranslator", "build", "build_student", "distill",
-           "load_translator", "teacher_targets", "training_data"]
+           "fit_student_anchor", "load_translator", "teacher_targets", "training_data"]

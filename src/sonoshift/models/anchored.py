@@ -1,12 +1,13 @@
-"""A generator anchored on histogram matching: y = clamp(hm(x) + body(cat[x, hm(x)]), -1, 1).
+"""A generator anchored on a fixed grey map: y = clamp(a(x) + body(cat[x, a(x)]), -1, 1).
 
-``hm`` is the per-frame histogram map to a domain's pooled histogram (``baselines.histogram_match``, as tensor
-ops: :class:`HistogramMatchNet`, so the whole generator exports to ONNX), ``body`` a network with 2 input channels
-(the frame and its matched version) and a linear head whose weights start at zero (:meth:`zero_head`). An untrained
-anchored generator therefore returns exactly the histogram-matched frame, and training only learns a correction
-to it: the same anchor the diffusion translators use (``methods/anchor.py``), given to the compact student so that
-it starts where its anchored teacher starts. The anchor has no gradient (it quantizes to grey levels); gradients
-reach the input through the body's first channel.
+``a`` is the anchor of the diffusion translators (``methods/anchor.py``): the per-frame histogram map to a
+domain's pooled histogram (``baselines.histogram_match`` as tensor ops, :class:`HistogramMatchNet`) or the
+depth-wise linear grey map (``AffineMatch``); both are plain tensor ops, so the whole generator exports to ONNX.
+``body`` is a network with 2 input channels (the frame and its mapped version) and a linear head whose weights
+start at zero (:meth:`zero_head`). An untrained anchored generator therefore returns exactly the mapped frame, and
+training only learns a correction to it: the compact student starts where its anchored teacher starts. The anchor
+carries no gradient (the histogram map quantizes to grey levels; the affine map is fixed); gradients reach the
+input through the body's first channel.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sonoshift.baselines.histogram_match import HistogramMatch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sonoshift.baselines.histogram_match import HistogramMatch
+    from sonoshift.methods.anchor import AffineMatch
 
 
 class AnchoredGenerator(nn.Module):
@@ -39,8 +44,9 @@ class AnchoredGenerator(nn.Module):
         return self
 
 
-def anchored_mobile_unet(hm: HistogramMatch, ch: int, n_blocks: int) -> AnchoredGenerator:
-    """The mobile U-Net (width ``ch``, ``n_blocks``; 2 input channels, linear head) anchored on ``hm``."""
+def anchored_mobile_unet(hm: "HistogramMatch | AffineMatch", ch: int, n_blocks: int) -> AnchoredGenerator:
+    """The mobile U-Net (width ``ch``, ``n_blocks``; 2 input channels, linear head) anchored on ``hm`` (a
+    ``HistogramMatch`` or an ``AffineMatch``; its ``module()`` is the anchor inside the graph)."""
     from sonoshift.models.mobile_unet import MobileUNet
 
     return AnchoredGenerator(hm.module(), MobileUNet(ch, n_blocks, in_channels=2, tanh=False))

@@ -26,9 +26,11 @@ class StudyConfig(Validated):
     """What to train and score. methods: translator names (empty = the registry's default study, see
     ``sonoshift.methods.study_methods``); steps: optimisation steps per method (``steps.ddgan=400``; missing or
     0 = the config file's budget); configs: config file per method (relative to the repository, or absolute;
-    missing = the method's ``default_config``); size: training frame side in px."""
+    missing = the method's ``default_config``); size: training frame side in px; seed: data, split and judges;
+    train_seed: the translators' training seed (None = ``seed``; `sonoshift demo --seeds` varies it alone)."""
 
     seed: Seed = 0
+    train_seed: Seed | None = None
     source: str = "handheld"
     target: str = "cart"
     size: PosInt = 64
@@ -85,7 +87,7 @@ def _overrides(cfg: StudyConfig, name: str, models: Path) -> list[str]:
         f"data.source_domain={cfg.source}",
         f"data.target_domain={cfg.target}",
         f"data.size={cfg.size}",
-        f"train.seed={cfg.seed}",
+        f"train.seed={cfg.seed if cfg.train_seed is None else cfg.train_seed}",
     ]
     steps = int(cfg.steps.get(name, 0))
     out += [f"train.max_steps={steps}"] if steps else []

@@ -3,12 +3,15 @@
 Frames are resized to the segmenter's square size in one batch, head probabilities come from the network (the
 mean with its horizontally flipped twin when ``tta``; the mean over the members of an ensemble), and each map
 gives one ellipse (head_fit.py) measured in the frame's native pixels; the pixel size (mm) turns it into an HC.
+With crop refiners, each found head is looked at again in a head-centred native square (head_crop.py) at the
+refiners' model size, and the ellipse fitted to that map is the measurement.
 The checkpoint is the (first) segmenter's folder (``model.safetensors`` + ``segmenter.json``) whose
-``info.ga_estimator`` holds the calibration; further ensemble members are segmenter folders inside it.
+``info.ga_estimator`` holds the calibration; further ensemble members and refiners are segmenter folders inside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_we
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
+from sonoshift.judges.ga.head_crop import crop_box, crop_input
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 
 KEY = "ga_estimator"
@@ -32,12 +36,16 @@ KEY = "ga_estimator"
 class GaEstimator:
     """Segmenter, semi-axis offset (native pixels, calibrated on training masks), flip test-time averaging, and
     optional further segmenters (``members``) whose head maps are averaged with the first's (an ensemble; maps
-    of different sizes meet, bilinearly resized, at the largest member's size)."""
+    of different sizes meet, bilinearly resized, at the largest member's size). ``refiners`` (crop refiners,
+head_crop.py) take a second look at each found head in a square of side ``crop_margin`` x its long axis; their
+maps are averaged the same way and the ellipse fitted to them replaces the first one (kept where they find none)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
     tta: bool = True
     members: tuple[Segmenter, ...] = ()
+    refiners: tuple[Segmenter, ...] = ()
+    crop_margin: float = 1.3
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -68,7 +76,9 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     if not isinstance(meta, dict) or "offset_px" not in meta:
         raise SonoshiftError(f"{path} is a segmenter without GA calibration; run `sonoshift ga build` on it first.")
     members = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("members", []))
-    return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)), members)
+    refiners = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("refiners", []))
+    return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)), members, refiners,
+                       float(meta.get("crop_margin", 1.3)))
 
 
 def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
@@ -118,10 +128,30 @@ def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_siz
     return batch_probabilities(est, {s: frames_to_batch(frames, s) for s in est.input_sizes}, batch_size)
 
 
+def refine_fits(
+    est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int = 32,
+) -> list[HeadFit]:
+    """The crop refiners' fits for the found heads of ``fits`` (first-stage fits of ``frames``, uint8 (H, W));
+    ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop."""
+    out = list(fits)
+    todo = [i for i, f in enumerate(fits) if f.found]
+    if not est.refiners or not todo:
+        return out
+    boxes = {i: crop_box(fits[i].ellipse.cx, fits[i].ellipse.cy, fits[i].ellipse.a, est.crop_margin) for i in todo}
+    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=())
+    x = {s: torch.from_numpy(np.stack([crop_input(frames[i], boxes[i], s) for i in todo])[:, None])
+         for s in second.input_sizes}
+    for i, p in zip(todo, batch_probabilities(second, x, batch_size)):
+        fit = fit_head(p, np.asarray(frames[i]).shape, box=boxes[i])
+        if fit.found:
+            out[i] = fit
+    return out
+
+
 def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> list[HeadFit]:
     """One HeadFit per frame (native pixel coordinates)."""
     probs = head_probabilities(est, frames, batch_size)
-    return [fit_head(p, np.asarray(f).shape) for p, f in zip(probs, frames)]
+    return refine_fits(est, frames, [fit_head(p, np.asarray(f).shape) for p, f in zip(probs, frames)], batch_size)
 
 
 def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
@@ -178,9 +208,11 @@ def measure_files(
     _check_pixel_sizes(names, pixel_size_mm)
     sizes = est.input_sizes
 
-    def load(path: Path) -> tuple[tuple[int, int], list[np.ndarray]]:
+    keep = bool(est.refiners)  # crops need the native frame, once the first stage has placed them
+
+    def load(path: Path) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
         f = read_gray(path)
-        return f.shape, [frame_to_input(f, s) for s in sizes]
+        return (f if keep else f.shape), [frame_to_input(f, s) for s in sizes]
 
     recs: list[dict] = []
     starts = range(0, len(paths), batch_size)
@@ -191,7 +223,9 @@ def measure_files(
             pending = [pool.submit(load, p) for p in paths[i + batch_size : i + 2 * batch_size]]
             x = {s: torch.from_numpy(np.stack([a[j] for _, a in loaded])[:, None]) for j, s in enumerate(sizes)}
             probs = batch_probabilities(est, x, batch_size)
-            fits = [fit_head(p, shape) for p, (shape, _) in zip(probs, loaded)]
+            fits = [fit_head(p, np.shape(f) if keep else f) for p, (f, _) in zip(probs, loaded)]
+            if keep:
+                fits = refine_fits(est, [f for f, _ in loaded], fits, batch_size)
             j = slice(i, i + batch_size)
             recs += _records(est, names[j], fits, pixel_size_mm[j])
     return pd.DataFrame.from_records(recs)

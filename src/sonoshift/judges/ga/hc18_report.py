@@ -50,33 +50,44 @@ def build_estimator(
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
     Several segmenters make an ensemble (their head maps averaged); they must share one held-out split, and
-    every one after the first is stored in a sub-folder ``member_<i>``."""
+    every one after the first is stored in a sub-folder ``member_<i>``. Crop refiners (segmenters trained with
+    ``head_crops``) among them become the estimator's second stage, stored as ``refiner_<i>``."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
-    segs = [load_segmenter(p) for p in paths]
+    loaded = [load_segmenter(p) for p in paths]
+    # crop refiners (trained with head_crops > 0) take the second look; every other segmenter is a first-stage member
+    is_ref = [bool(s.info.get("head_crop")) for s in loaded]
+    segs = [s for s, r in zip(loaded, is_ref) if not r]
+    refiners = [s for s, r in zip(loaded, is_ref) if r]
+    if not segs:
+        raise SonoshiftError("a GA estimator needs at least one whole-frame segmenter; every one given is a crop "
+                             "refiner (trained with head_crops > 0).")
+    first = paths[is_ref.index(False)]
     train, val = heldout_rows(segs[0], data_dir)
-    for p, other in zip(paths[1:], segs[1:]):
-        if set(heldout_rows(other, data_dir)[1]["filename"]) != set(val["filename"]):
-            raise SonoshiftError(f"segmenter {p} was held out on other HC18 images than {paths[0]}: an ensemble "
+    for p, other in zip(paths, loaded):
+        if other is not segs[0] and set(heldout_rows(other, data_dir)[1]["filename"]) != set(val["filename"]):
+            raise SonoshiftError(f"segmenter {p} was held out on other HC18 images than {first}: an ensemble "
                                  "needs one split (same val_fraction and split_seed).")
     seg = segs[0]
     masks = [read_labels(p) > 127 for p in train["mask_path"]]
     offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
-    est = GaEstimator(seg, offset, tta, tuple(segs[1:]))
+    margin = float(refiners[0].info["head_crop"]["margin"]) if refiners else 1.3
+    est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
+    refiner_names = [f"refiner_{i}" for i in range(len(refiners))]
     info[KEY] = {"offset_px": offset, "tta": tta, "calibrated_on": int(len(train)),
                  "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names,
-                 "member_image_sizes": [s.image_size for s in segs],
-                 "validation": summarize(table) if len(table) else {}}
+                 "member_image_sizes": [s.image_size for s in segs], "refiners": refiner_names,
+                 "crop_margin": margin, "validation": summarize(table) if len(table) else {}}
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
-        for name, member in zip(member_names, segs[1:]):
+        for name, member in [*zip(member_names, segs[1:]), *zip(refiner_names, refiners)]:
             save_segmenter(member, tmp / name)
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
-    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]))
+    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin)
 
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from skimage.measure import find_contours
 
 from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.downstream.ellipse import EllipseFit
+from sonoshift.judges.ga.head_crop import box_to_native
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,17 @@ def _trimmed_fit(pts: np.ndarray, scale: float, k: float, iters: int):
 
 def fit_head(
     prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20, trim_k: float = 2.0, trim_iters: int = 10,
-    border_margin: float = 4.0,
+    border_margin: float = 4.0, box: tuple[int, int, int] | None = None,
 ) -> HeadFit:
     """Fit the head ellipse from ``prob`` (S_h, S_w) float in [0, 1], a map of the whole image resized to the
     model size, for an image of ``native_shape`` (H, W). Returns HeadFit (ellipse in native pixel coordinates,
     pixel centres at integers). ``trim_iters`` 0 keeps the plain fit through every contour point. Contour points
     within ``border_margin`` model pixels of the image border are dropped: where a head leaves the image the
     network closes its map a few pixels inside the border, raggedly (bench/ga_border.py: HC18 held-out heads cut
-    by 20 % of their width, mean error 14.2 mm with a 0.5 px margin, 12.0 with 4 px; uncut heads unchanged)."""
+    by 20 % of their width, mean error 14.2 mm with a 0.5 px margin, 12.0 with 4 px; uncut heads unchanged).
+
+    ``box`` (x0, y0, side): ``prob`` is a map of that native-pixel square (head_crop.py) instead of the whole
+    image; points near the crop's own edges are dropped too (a head larger than the crop leaves it there)."""
     sh, sw = prob.shape
     comp = _largest(prob > 0.5)
     if comp.sum() < min_area:
@@ -115,12 +119,18 @@ def fit_head(
         return HeadFit(None)
     c = max(contours, key=len) - 1.0  # (row, col) in model pixels, pixel centres at integers
     h, w = native_shape
-    ys = (c[:, 0] + 0.5) * h / sh - 0.5
-    xs = (c[:, 1] + 0.5) * w / sw - 0.5
-    # points near the image border belong to the border (or to the network's guess there), not to the head
-    mx, my = w / sw, h / sh
     bm = border_margin
-    inside = (xs > mx * bm) & (xs < w - 1 - mx * bm) & (ys > my * bm) & (ys < h - 1 - my * bm)
+    if box is None:
+        ys = (c[:, 0] + 0.5) * h / sh - 0.5
+        xs = (c[:, 1] + 0.5) * w / sw - 0.5
+        mx, my = w / sw, h / sh
+        in_crop = np.ones(len(c), bool)
+    else:
+        xs, ys = box_to_native(c[:, 0], c[:, 1], box, sh)
+        mx = my = box[2] / sh
+        in_crop = (c[:, 0] > bm) & (c[:, 0] < sh - 1 - bm) & (c[:, 1] > bm) & (c[:, 1] < sw - 1 - bm)
+    # points near the image border belong to the border (or to the network's guess there), not to the head
+    inside = in_crop & (xs > mx * bm) & (xs < w - 1 - mx * bm) & (ys > my * bm) & (ys < h - 1 - my * bm)
     border_fraction = float(1 - inside.mean())
     pts = np.stack([xs[inside], ys[inside]], 1).astype(np.float32)
     if len(pts) < 6:

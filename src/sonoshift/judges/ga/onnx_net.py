@@ -55,4 +55,5 @@ def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None =
     def convert(seg):
         return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads=threads))
 
-    return dataclasses.replace(est, segmenter=convert(est.segmenter), members=tuple(convert(m) for m in est.members))
+    return dataclasses.replace(est, segmenter=convert(est.segmenter), members=tuple(convert(m) for m in est.members),
+                               refiners=tuple(convert(m) for m in est.refiners))

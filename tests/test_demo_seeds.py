@@ -1,0 +1,55 @@
+"""`sonoshift demo --seeds` / `make demo-full`: only the translators' seed varies, and the aggregate over seeds is
+the mean and spread of each seed's test-frame means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from sonoshift.cli.main import app
+from sonoshift.pipeline.seeds import aggregate_seeds, seeds_markdown
+from sonoshift.pipeline.study import StudyConfig, _overrides
+
+
+def test_train_seed_reaches_the_translators_only() -> None:
+    assert "train.seed=0" in _overrides(StudyConfig(seed=0), "ddgan", Path("m"))
+    assert "train.seed=2" in _overrides(StudyConfig(seed=0, train_seed=2), "ddgan", Path("m"))
+
+
+def _fake_run(root: Path, method: str, psnr: list[float], dice: dict[str, list[float]]) -> None:
+    run = root / "harmonized" / method
+    run.mkdir(parents=True)
+    n = len(psnr)
+    rows = [{"reference": ref, "psnr": v + off, "ssim": 0.5, "lncc": 0.7, "bc": 0.9}
+            for ref, off in (("gt", 0.0), ("target", -5.0)) for v in psnr]  # "target" rows must be ignored
+    pd.DataFrame(rows).to_csv(run / "metrics.csv", index=False)
+    seg = [{"variant": variant, "dice_mean": d} for variant, ds in dice.items() for d in ds]
+    pd.DataFrame(seg).to_csv(run / "segmentation.csv", index=False)
+    assert n == len(dice["harmonized"])
+
+
+def test_aggregate_is_mean_and_sample_std_over_seed_means(tmp_path: Path) -> None:
+    # seed 0: PSNR frames 20, 22 -> 21; Dice 0.5, 0.7 -> 0.6, raw 0.2, GT 1.0 -> gap (0.6 - 0.2) / 0.8 = 0.5
+    _fake_run(tmp_path / "s0", "ddgan", [20.0, 22.0],
+              {"harmonized": [0.5, 0.7], "source": [0.2, 0.2], "ground_truth": [1.0, 1.0]})
+    # seed 1: PSNR 24, 26 -> 25; Dice 0.8 -> gap (0.8 - 0.2) / 0.8 = 0.75
+    _fake_run(tmp_path / "s1", "ddgan", [24.0, 26.0],
+              {"harmonized": [0.8, 0.8], "source": [0.2, 0.2], "ground_truth": [1.0, 1.0]})
+    t = aggregate_seeds({0: tmp_path / "s0", 1: tmp_path / "s1"}).set_index("metric")
+    assert t.loc["psnr", "mean"] == 23.0 and np.isclose(t.loc["psnr", "std"], np.sqrt(8.0))  # (21, 25): var 8
+    assert (t.loc["psnr", "min"], t.loc["psnr", "max"], t.loc["psnr", "n"]) == (21.0, 25.0, 2)
+    assert np.isclose(t.loc["dice", "mean"], 0.7) and np.isclose(t.loc["gap_recovered", "mean"], 0.625)
+    assert np.isclose(t.loc["gap_recovered", "std"], np.std([0.5, 0.75], ddof=1))
+    md = seeds_markdown(aggregate_seeds({0: tmp_path / "s0", 1: tmp_path / "s1"}))
+    assert "over 2 training seeds" in md and "| ddgan | 23.000 +- 2.828 [21.000, 25.000] |" in md
+
+
+def test_seeds_option_rejects_bad_values_before_running(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["demo", "--seeds", "0,x", "-o", str(tmp_path / "d")])
+    assert res.exit_code != 0 and "comma-separated integers" in res.output
+    res = CliRunner().invoke(app, ["demo", "--seeds", "1,1", "-o", str(tmp_path / "d")])
+    assert res.exit_code != 0 and "distinct" in str(res.exception)
+    assert not (tmp_path / "d").exists()

@@ -1,0 +1,116 @@
+"""Head crops: exact native geometry of a crop map, training crops that hold the head, and the two-stage estimator
+(a coarse whole-frame look, then a crop refiner) against analytic ellipse perimeters (Ramanujan)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sonoshift.biometry.ellipse import ellipse_perimeter
+from sonoshift.downstream.ellipse import fit_ellipse
+from sonoshift.downstream.segmenter import Segmenter
+from sonoshift.errors import SonoshiftError
+from sonoshift.judges.ga.estimator import GaEstimator, measure
+from sonoshift.judges.ga.head_crop import crop_box, crop_input, crop_labels, training_crops
+from sonoshift.judges.ga.head_fit import fit_head
+from test_ga_estimator import BrightIsHead, fake_hc18, head_image  # noqa: F401 (fixture)
+from test_ga_head_fit import drawn
+
+
+def test_box_is_a_centred_native_square():
+    x0, y0, side = crop_box(100.0, 50.0, 40.0, 1.25)
+    assert side == 100 and (x0 + (side - 1) / 2, y0 + (side - 1) / 2) == pytest.approx((100, 50), abs=0.5)
+    # outside the frame the crop is black (-1); inside it is the frame's own pixels
+    frame = np.full((60, 80), 255, np.uint8)
+    x = crop_input(frame, (-20, -10, 40), 40)
+    assert (x[:10] == -1).all() and (x[:, :20] == -1).all() and (x[10:, 20:] == 1).all()
+
+
+@pytest.mark.parametrize("angle", [0.0, 40.0])
+def test_fit_on_a_crop_map_measures_native_pixels(angle):
+    # a 540x800 frame, a mid-size head seen through a 128 px crop of 1.3x its long axis (offset on purpose)
+    native = drawn((540, 800), 300.3, 250.6, 90.0, 70.0, angle, upsample=4)
+    box = crop_box(306.0, 244.0, 86.0, 1.3)
+    prob = (crop_input(np.round(native * 255).astype(np.uint8), box, 128) + 1) / 2
+    fit = fit_head(prob, native.shape, box=box)
+    assert fit.hc_px() == pytest.approx(ellipse_perimeter(90, 70), rel=0.002)
+    assert (fit.ellipse.cx, fit.ellipse.cy) == pytest.approx((300.3, 250.6), abs=0.3)
+
+
+def test_fit_on_a_crop_drops_the_frame_border():
+    # the head leaves the frame at the top; the crop reaches past it: only the true outline is fitted
+    native = drawn((540, 800), 400.0, 60.0, 150.0, 120.0, 0.0, upsample=2)
+    box = crop_box(400.0, 60.0, 150.0, 1.3)
+    prob = (crop_input(np.round(native * 255).astype(np.uint8), box, 128) + 1) / 2
+    fit = fit_head(prob, native.shape, box=box)
+    assert fit.border_fraction > 0.2
+    assert fit.hc_px() == pytest.approx(ellipse_perimeter(150, 120), rel=0.005)
+
+
+def test_training_crops_hold_the_head_near_the_centre_at_one_scale():
+    frames, masks = [], []
+    for a, b in ((40.0, 30.0), (150.0, 110.0)):  # a small and a large head
+        img = head_image(540, 800, a, b, 20.0)
+        frames.append(img)
+        masks.append((img > 100).astype(np.uint8))
+    x, y = training_crops(frames, masks, 64, 5, (1.2, 1.4), 0.05, torch.Generator().manual_seed(0))
+    assert x.shape == (10, 1, 64, 64) and y.shape == (10, 64, 64)
+    assert set(np.unique(y.numpy())) <= {0, 1}
+    # the labels are the image's bright pixels, and the head's long axis spans 1 / margin of the crop
+    assert ((x[:, 0] > 0) == (y == 1)).float().mean() > 0.99
+    for lab in y.numpy():
+        e = fit_ellipse(lab > 0)
+        assert 1 / 1.4 - 0.03 < 2 * e.a / 64 < 1 / 1.2 + 0.03  # long axis = side / margin
+        assert abs(e.cx - 31.5) < 0.06 * 64 and abs(e.cy - 31.5) < 0.06 * 64  # shift <= 5 % of the side
+    # a crop of the mask alone gives the same labels as the training pair
+    box = crop_box(400, 270, 40, 1.3)
+    assert crop_labels(masks[0], box, 64).sum() == pytest.approx((crop_input(frames[0], box, 64) > 0).sum(), rel=0.02)
+
+
+def test_crop_refiner_corrects_a_coarse_first_stage():
+    # a small head (~7 model pixels across in a 48 px frame map), anti-aliased so its outline is exact
+    img = np.round(30 + 190 * drawn((540, 800), 390.2, 260.7, 60.0, 45.0, 30.0, upsample=4)).astype(np.uint8)
+    truth = ellipse_perimeter(60, 45)
+    coarse = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 48), tta=False)
+    refiner = Segmenter(BrightIsHead(), ("background", "head"), 64)
+    two = GaEstimator(coarse.segmenter, tta=False, refiners=(refiner,), crop_margin=1.3)
+    first = measure(coarse, [img], [1.0]).iloc[0]["hc_px"]
+    second = measure(two, [img], [1.0]).iloc[0]["hc_px"]
+    assert abs(second - truth) < 0.005 * truth
+    assert abs(first - truth) > 3 * abs(second - truth)
+
+
+def test_refiner_keeps_the_first_fit_when_it_finds_nothing():
+    class NothingIsHead(BrightIsHead):
+        def forward(self, x):
+            return torch.cat([torch.ones_like(x), -self.k * torch.ones_like(x)], 1)
+
+    img = head_image(270, 400, 100.0, 80.0)
+    first = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64), tta=False)
+    two = GaEstimator(first.segmenter, tta=False, refiners=(Segmenter(NothingIsHead(), ("background", "head"), 32),))
+    a, b = measure(first, [img], [1.0]).iloc[0], measure(two, [img], [1.0]).iloc[0]
+    assert b["head_found"] and b["hc_px"] == a["hc_px"]
+
+
+def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_hc18, tmp_path):
+    from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
+    from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
+    from sonoshift.judges.ga.estimator import load_ga_estimator
+    from sonoshift.judges.ga.hc18_report import build_estimator
+    from sonoshift.judges.ga.onnx_net import with_runtime
+
+    tiny = dict(data_dir=str(fake_hc18), image_size=32, val_fraction=0.25,
+                model=ModelConfig(channels=(4, 8), strides=(2,)), train=SegmenterTrainConfig(steps=4, batch_size=4))
+    train_hc18_segmenter(Hc18Config(**tiny), tmp_path / "frame", progress=False)
+    seg, val = train_hc18_segmenter(Hc18Config(**tiny, head_crops=3, crop_margin=(1.2, 1.4)), tmp_path / "crop",
+                                    progress=False)
+    assert seg.info["head_crop"] == {"margin": pytest.approx(1.3), "train_crops": 3 * seg.info["train_images"]}
+    assert val.empty  # a crop refiner is validated inside the estimator, behind a first stage
+    with pytest.raises(SonoshiftError, match="whole-frame segmenter"):
+        build_estimator([tmp_path / "crop"], fake_hc18, tmp_path / "none")
+    build_estimator([tmp_path / "crop", tmp_path / "frame"], fake_hc18, tmp_path / "est")
+    est = load_ga_estimator(tmp_path / "est")
+    assert [s.image_size for s in est.segmenters] == [32] and len(est.refiners) == 1
+    assert est.segmenter.info["ga_estimator"]["refiners"] == ["refiner_0"] and est.crop_margin == pytest.approx(1.3)
+    assert len(with_runtime(est, "onnx").refiners) == 1
