@@ -91,6 +91,11 @@ def masked_blur(v: torch.Tensor, fg: torch.Tensor, sigma: float) -> torch.Tensor
     return torch.where(fg, (num / den.clamp_min(1e-6)).unsqueeze(1), v)
 
 
+def _evenly(n: int, k: int) -> np.ndarray:
+    """Indices of up to ``k`` evenly spaced items of ``n``."""
+    return np.linspace(0, n - 1, min(n, k)).round().astype(int)
+
+
 DESPECKLE_SIGMAS = tuple(round(0.1 * i, 1) for i in range(16))  # the grid fit_despeckle searches, px
 
 
@@ -163,7 +168,7 @@ def _levels(dataset: Any, key: str, max_frames: int) -> np.ndarray:
     n = len(dataset)
     if n == 0:
         raise SonoshiftError(f"the translator anchor needs {key} training frames, and the dataset is empty.")
-    idx = np.linspace(0, n - 1, min(n, max_frames)).round().astype(int)
+    idx = _evenly(n, max_frames)
     return np.stack([
         ((dataset[int(i)][key][0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy() for i in idx
     ])
@@ -178,7 +183,7 @@ def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
     for frames, fov in (source, target):
         if len(frames) == 0:
             raise SonoshiftError("the affine anchor needs training frames of both domains, and one is empty.")
-        idx = np.linspace(0, len(frames) - 1, min(len(frames), max_frames)).round().astype(int)
+        idx = _evenly(len(frames), max_frames)
         stats += _foreground_stats(np.asarray(frames[idx]), np.asarray(fov[idx]) > 0, depth)
     if len(stats[0]) != len(stats[2]):
         raise SonoshiftError(f"the depth anchor needs frames of one height in both domains, got {len(stats[0])} "
@@ -201,9 +206,17 @@ def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, 
     anchor = fit_affine(pairs[0], pairs[1], depth)
     if not despeckle:
         return anchor
-    few = [tuple(np.asarray(a[np.linspace(0, len(a) - 1, min(len(a), max_frames)).round().astype(int)]) for a in p)
-           for p in pairs]
+    few = [tuple(np.asarray(a[_evenly(len(a), max_frames)]) for a in p) for p in pairs]
     return fit_despeckle(anchor, few[0], few[1])
+
+
+def fit_affine_dataset(dataset: Any, split: str, source: str, target: str, depth: bool = False,
+                       despeckle: bool = False) -> AffineMatch:
+    """:func:`fit_affine_prepared` on the prepared folder a training dataset was read from (its ``root``)."""
+    root = getattr(dataset, "root", None)
+    if root is None:
+        raise SonoshiftError("the affine anchors are fitted on a prepared dataset folder; this dataset has none.")
+    return fit_affine_prepared(root, split, source, target, depth=depth, despeckle=despeckle)
 
 
 def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, key: str = "target") -> HistogramMatch:
@@ -253,5 +266,6 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 __all__ = [
     "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "fit_affine",
-    "fit_affine_prepared", "fit_anchor", "fit_despeckle", "high_frequency_share", "masked_blur", "DEPTH_SIGMA",
+    "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "high_frequency_share",
+    "masked_blur", "DEPTH_SIGMA",
 ]

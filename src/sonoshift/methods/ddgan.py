@@ -39,7 +39,7 @@ from sonoshift.methods.anchor import (
     anchor_from_metadata,
     anchor_metadata,
     anchored_condition,
-    fit_affine_prepared,
+    fit_affine_dataset,
     fit_anchor,
 )
 from sonoshift.methods.kinds import TranslatorBase
@@ -340,11 +340,8 @@ def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
     if cfg.anchor == "condition":
         return None
     if cfg.anchor in ("affine", "depth_affine"):
-        root = getattr(dataset, "root", None)
-        if root is None:
-            raise SonoshiftError("the affine anchors are fitted on a prepared dataset folder; this dataset has none.")
-        return fit_affine_prepared(root, cfg.data.split, cfg.data.source_domain, cfg.data.target_domain,
-                                   depth=cfg.anchor == "depth_affine", despeckle=cfg.anchor_despeckle)
+        return fit_affine_dataset(dataset, cfg.data.split, cfg.data.source_domain, cfg.data.target_domain,
+                                  depth=cfg.anchor == "depth_affine", despeckle=cfg.anchor_despeckle)
     return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 

@@ -33,7 +33,7 @@ from sonoshift.engine.ema import EMA
 from sonoshift.engine.loop import EngineConfig, MethodBase, StepContext, TrainResult
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods import MethodSpec, register, train_method
-from sonoshift.methods.anchor import AffineMatch, anchor_from_metadata, anchor_metadata, fit_affine_prepared, fit_anchor
+from sonoshift.methods.anchor import AffineMatch, anchor_from_metadata, anchor_metadata, fit_affine_dataset, fit_anchor
 from sonoshift.methods.kinds import GeneratorTranslator
 from sonoshift.models import PatchGAN, ResnetGenerator, init_normal
 from sonoshift.objectives.cyclegan import lsgan
@@ -116,8 +116,8 @@ def build_student(m: StudentModel, hm: Any = None) -> nn.Module:
             raise SonoshiftError(f"the {m.anchor} anchor is built for the mobile U-Net student, not arch '{m.arch}'.")
         if hm is None:
             raise SonoshiftError(f"an anchored student needs its fitted {m.anchor} map (none was given).")
-        kind = "depth_affine" if isinstance(hm, AffineMatch) else "histogram_match"
-        if kind != m.anchor or (isinstance(hm, AffineMatch) and hm.kind != "depth_affine"):
+        kind = hm.kind if isinstance(hm, AffineMatch) else "histogram_match"
+        if kind != m.anchor:
             raise SonoshiftError(f"the student's anchor is {m.anchor}, but the map given is {kind}.")
         from sonoshift.models.anchored import anchored_mobile_unet
 
@@ -265,10 +265,7 @@ def fit_student_anchor(kind: str, dataset: Any, source: str, target: str) -> Any
     if kind == "histogram_match":
         return fit_anchor(dataset, source, target, key="source" if target == frames.source_domain else "target")
     if kind == "depth_affine":
-        root = getattr(frames, "root", None)
-        if root is None:
-            raise SonoshiftError("the depth_affine anchor is fitted on a prepared dataset folder; this dataset has none.")
-        return fit_affine_prepared(root, frames.split, source, target, depth=True)
+        return fit_affine_dataset(frames, getattr(frames, "split", ""), source, target, depth=True)
     raise SonoshiftError(f"unknown student anchor '{kind}'; choose none, histogram_match or depth_affine.")
 
 
