@@ -82,6 +82,7 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         f"{m}+smooth6": (m, ["generator.correction_sigma=6.0"], "CPU config with a coarser correction (6 px)"),
         f"{m}+despeckle": (m, ["anchor_despeckle=true"], "CPU config + the anchor's fitted despeckle"),
         f"{m}-despeckle": (m, ["anchor_despeckle=false"], "CPU config without the anchor's despeckle"),
+        f"{m}+gain": (m, ["generator.output=gain"], "CPU config with a multiplicative (gain) correction"),
     }
 
 

@@ -47,8 +47,9 @@ def runs(tiny_run) -> dict[str, Path]:  # noqa: F811
         train_cascade(tiny_run["data"], cfg, cas, progress=False)
     # histogram-anchored (x_0 = hm(source) + correction): the per-frame grey map is part of the exported graph;
     # with a low-passed correction (generator.correction_sigma), as the demo's anchored DDGAN and cascade
+    # and the sample re-applied to the anchor as a local gain (output_gain), as the CPU configs
     anchored = ["generator.zero_init=true", "generator.output=residual", "anchor=histogram_match",
-                "generator.correction_sigma=1.0"]
+                "generator.correction_sigma=1.0", "output_gain=1.5"]
     dd_hm, cas_hm = root / "onnx_dd_hm", root / "onnx_cas_hm"
     if not dd_hm.exists():
         cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, *anchored, f"cyclegan={tiny_run['cg']}",
@@ -87,6 +88,7 @@ def test_unrolled_sampler_equals_pytorch_sampler_with_the_same_seed(runs, method
     torch_tr, onnx_tr = load_translator(runs[method]), OnnxTranslator(runs[f"{method}.onnx"])
     assert onnx_tr.method == method.removesuffix("_hm") and onnx_tr.noise.steps == 2 and onnx_tr.stochastic
     assert (getattr(torch_tr, "anchor", None) is not None) == method.endswith("_hm")
+    assert torch_tr.output_gain == (1.5 if method.endswith("_hm") else 0.0)
     graph = onnx.load(str(runs[f"{method}.onnx"])).graph
     assert [i.name for i in graph.input] == ["x", "noise", "z"]
     for b, h, w in ((1, SIZE, SIZE), (2, 32, 24)):

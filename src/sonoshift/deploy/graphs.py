@@ -25,6 +25,7 @@ from torch import nn
 
 from sonoshift.errors import SonoshiftError
 from sonoshift.diffusion.schedule import Schedule, posterior_mean_var, q_sample
+from sonoshift.methods.anchor import apply_as_gain
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,14 @@ class UnrolledSampler(nn.Module):
 
     G: the x_0-predicting generator (``G(cat[x_t, cond], t, z)``); schedule: the one it was trained with; start:
     "noise" or "partial" (the chain starts at the condition noised to level N); pre: optional network applied to
-    the source first (the cascade's CycleGAN), whose clamped output is the condition.
+    the source first (the cascade's CycleGAN), whose clamped output is the condition; output_gain: the
+    translator's ``output_gain`` (``methods.anchor.apply_as_gain`` on the base image; 0 = off).
     """
 
     def __init__(self, G: nn.Module, schedule: Schedule, start: str, pre: nn.Module | None = None,
-                 anchor: nn.Module | None = None) -> None:
+                 anchor: nn.Module | None = None, output_gain: float = 0.0) -> None:
         super().__init__()
+        self.output_gain = float(output_gain)
         self.G = G
         self.pre = pre
         self.anchor = anchor
@@ -103,7 +106,8 @@ class UnrolledSampler(nn.Module):
             x0 = self.G(torch.cat([x_t, cond], dim=1), t, z[:, k]).clamp(-1.0, 1.0)  # as diffusion.sampler
             mean, var = posterior_mean_var(s, x0, x_t, t)
             x_t = mean + var.sqrt() * noise[:, k + 1 : k + 2] if i > 0 else mean
-        return x_t.clamp(-1.0, 1.0)
+        x_t = x_t.clamp(-1.0, 1.0)
+        return apply_as_gain(x_t, cond[:, :1], self.output_gain) if self.output_gain > 0 else x_t
 
 
 def translator_graph(translator: Any) -> tuple[nn.Module, NoiseSpec]:
@@ -122,7 +126,8 @@ def translator_graph(translator: Any) -> tuple[nn.Module, NoiseSpec]:
         spec = NoiseSpec(translator.schedule.num_steps, int(G.cfg.nz))
         hm = getattr(translator, "anchor", None)
         anchor = None if hm is None else hm.module()
-        return UnrolledSampler(G, translator.schedule, translator.start, pre, anchor).eval(), spec
+        gain = float(getattr(translator, "output_gain", 0.0))
+        return UnrolledSampler(G, translator.schedule, translator.start, pre, anchor, gain).eval(), spec
     raise SonoshiftError(f"'{getattr(translator, 'method', type(translator).__name__)}' translators cannot be "
                          "exported to ONNX (no generator network found).")
 

@@ -7,6 +7,8 @@ image and a per-pixel standard deviation (the uncertainty map).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -21,12 +23,14 @@ def sample(
     cond: torch.Tensor,
     generator: torch.Generator | None,
     x_init: torch.Tensor | None = None,
+    post: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """One sample per condition image: (B, 1, H, W) in [-1, 1] on ``cond``'s device.
 
     G: the generator (``G(x, t, z)``, ``G.cfg.nz``); s: the schedule it was trained with; cond: (B, C, H, W) in
     [-1, 1] (C = 1, or 2 for the histogram-anchored cascade: hm(source), CycleGAN output); generator: the only source of randomness (on ``cond``'s device); x_init: optional (B, 1, H, W) image
-    for the partial-noising start (the chain then begins at that image noised to level N instead of N(0, I)).
+    for the partial-noising start (the chain then begins at that image noised to level N instead of N(0, I));
+    post: optional map applied to the final sample (a translator's ``output_gain``).
     """
     x = start_sample(s, cond[:, :1], generator, x_init)  # one image channel, whatever the condition's width
     b = cond.shape[0]
@@ -36,7 +40,8 @@ def sample(
         # Clip x_0 (a residual generator's condition + correction may leave [-1, 1]; tanh ones never do).
         x0_pred = G(torch.cat([x, cond], dim=1), t, z).clamp(-1.0, 1.0)
         x = sample_posterior(s, x0_pred, x, t, generator)
-    return x.clamp(-1.0, 1.0)
+    x = x.clamp(-1.0, 1.0)
+    return x if post is None else post(x)
 
 
 @torch.no_grad()
@@ -47,6 +52,7 @@ def sample_with_uncertainty(
     k: int,
     generator: torch.Generator | None,
     x_init: torch.Tensor | None = None,
+    post: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """K independent samples per condition image -> (mean, std), both (B, 1, H, W).
 
@@ -56,5 +62,5 @@ def sample_with_uncertainty(
     """
     if k < 1:
         raise SonoshiftError(f"the number of samples per frame must be at least 1, got {k}.")
-    draws = torch.stack([sample(G, s, cond, generator, x_init) for _ in range(k)])
+    draws = torch.stack([sample(G, s, cond, generator, x_init, post) for _ in range(k)])
     return draws.mean(dim=0), draws.std(dim=0, correction=0)

@@ -91,6 +91,21 @@ def masked_blur(v: torch.Tensor, fg: torch.Tensor, sigma: float) -> torch.Tensor
     return torch.where(fg, (num / den.clamp_min(1e-6)).unsqueeze(1), v)
 
 
+def apply_as_gain(y: torch.Tensor, base: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A translator's output ``y`` re-applied to its base image (the anchor) as a smooth local gain: levels
+    base x blur(y) / blur(base), both blurs Gaussian (std ``sigma`` px) inside the base's foreground (level >= 0.5)
+    only, gain clipped to [0, 4]; black outside the foreground. (B, 1, H, W) tensors in [-1, 1]. Ultrasound
+    speckle is multiplicative: a brightness change applied as a gain keeps the base's speckle contrast, where the
+    same change added darkens the mean but leaves full-amplitude speckle over a black floor. Plain tensor ops
+    (traceable to ONNX)."""
+    a = (base.float().clamp(-1, 1) + 1) * 127.5
+    v = (y.float().clamp(-1, 1) + 1) * 127.5
+    fg = a >= 0.5
+    gain = (masked_blur(v, fg, sigma) / masked_blur(a, fg, sigma).clamp_min(1.0)).clamp(0.0, 4.0)
+    out = torch.where(fg, (a * gain).clamp(0.0, 255.0), torch.zeros_like(a))
+    return (out / 127.5 - 1.0).to(y.dtype)
+
+
 def _evenly(n: int, k: int) -> np.ndarray:
     """Indices of up to ``k`` evenly spaced items of ``n``."""
     return np.linspace(0, n - 1, min(n, k)).round().astype(int)
@@ -265,7 +280,7 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 
 __all__ = [
-    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "fit_affine",
+    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "apply_as_gain", "anchor_metadata", "anchored_condition", "fit_affine",
     "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "high_frequency_share",
     "masked_blur", "DEPTH_SIGMA",
 ]

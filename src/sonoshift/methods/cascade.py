@@ -292,7 +292,7 @@ def load_translator(
     src, tgt = meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain)
     return CascadeTranslator(
         G, schedule_from_config(cfg.schedule), cfg.schedule.start, size, src, tgt, pre=G_ab,
-        anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size),
+        anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size), output_gain=cfg.output_gain,
     )
 
 

@@ -39,6 +39,7 @@ from sonoshift.methods.anchor import (
     anchor_from_metadata,
     anchor_metadata,
     anchored_condition,
+    apply_as_gain,
     fit_affine_dataset,
     fit_anchor,
 )
@@ -98,6 +99,10 @@ class DDGANConfig(Validated):
     anchor_despeckle: with an affine anchor, also smooth the source inside the fan by a Gaussian whose width is
     fitted on the training split so that the anchor's speckle is as fine as the target's
     (``methods.anchor.fit_despeckle``; unpaired).
+    output_gain: at sampling only, re-apply the sampled image to the generator's base image (the anchor, first
+    condition channel) as a smooth local gain, base x blur(sample) / blur(base), Gaussian of this std in pixels
+    inside the fan (``methods.anchor.apply_as_gain``; 0 = off): the learned brightness change, applied the way
+    ultrasound speckle scales, without the additive correction's full-contrast speckle over a darkened floor.
     """
 
     name: str = "ddgan"
@@ -112,6 +117,7 @@ class DDGANConfig(Validated):
     condition_noise: NonNegFloat = 0.0
     anchor: Literal["condition", "histogram_match", "affine", "depth_affine"] = "condition"
     anchor_despeckle: bool = False
+    output_gain: Annotated[float, Range(0, 32)] = 0.0
 
 
 @dataclass
@@ -361,9 +367,10 @@ class DDGANTranslator(TranslatorBase):
 
     def __init__(
         self, G: nn.Module, schedule: Schedule, start: str, image_size: tuple[int, int], source: str, target: str,
-        pre: nn.Module | None = None, anchor: Anchor | None = None,
+        pre: nn.Module | None = None, anchor: Anchor | None = None, output_gain: float = 0.0,
     ) -> None:
         self.G = G.eval().requires_grad_(False)
+        self.output_gain = float(output_gain)
         self.anchor = anchor
         self.pre = None if pre is None else pre.eval().requires_grad_(False)
         self.schedule, self.start = schedule, start
@@ -389,16 +396,23 @@ class DDGANTranslator(TranslatorBase):
             self._default_gen = make_generator(0, device=x.device)
         return self._default_gen
 
+    def _post(self, cond: torch.Tensor):
+        """The sample's last step: ``apply_as_gain`` on the base image when ``output_gain`` > 0, else None."""
+        if self.output_gain <= 0:
+            return None
+        return lambda y: apply_as_gain(y, cond[:, :1], self.output_gain)
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         cond, x_init = self._prepare(x)
-        return sample(self.G, self.schedule, cond, self._gen(x, generator), x_init)
+        return sample(self.G, self.schedule, cond, self._gen(x, generator), x_init, post=self._post(cond))
 
     def uncertainty(
         self, x: torch.Tensor, k: int, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """K samples per frame -> (mean in [-1, 1], per-pixel std in [-1, 1] units), both (B, 1, H, W)."""
         cond, x_init = self._prepare(x)
-        return sample_with_uncertainty(self.G, self.schedule, cond, k, self._gen(x, generator), x_init)
+        return sample_with_uncertainty(self.G, self.schedule, cond, k, self._gen(x, generator), x_init,
+                                       post=self._post(cond))
 
 
 def rebuild_generator(
@@ -422,7 +436,7 @@ def load_translator(
     src, tgt = meta.get("source_domain", cfg.data.source_domain), meta.get("target_domain", cfg.data.target_domain)
     return DDGANTranslator(
         G, schedule_from_config(cfg.schedule), cfg.schedule.start, size, src, tgt,
-        anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size),
+        anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size), output_gain=cfg.output_gain,
     )
 
 

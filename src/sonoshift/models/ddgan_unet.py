@@ -40,10 +40,12 @@ class UNetConfig(Validated):
     2x downsampling between consecutive entries); num_res_blocks per resolution; attn_resolutions: feature-map
     sizes in pixels (at the training image size) where self-attention runs; nz: latent size; z_emb_dim, n_mlp:
     the latent mapping MLP; t_emb_dim: time-embedding width; dropout in residual blocks. output: "tanh" (x_0 =
-    tanh(head)) or "residual" (x_0 = condition + head); zero_init: the reference's zero init of the output conv,
+    tanh(head)), "residual" (x_0 = condition + head) or "gain" (x_0 + 1 = (condition + 1) exp(head): a multiplicative
+    correction in intensity, which scales the condition's speckle with its grey level instead of shifting it over a
+    black floor); zero_init: the reference's zero init of the output conv,
     each residual block's last conv and the attention projection; group_norm: "reference" (min(ch // 4, 32)
     groups) or "max" (the most groups <= 32 that divide ch). correction_sigma: std in pixels of a Gaussian
-    low-pass applied to the residual correction (0 = none; needs ``output: residual``): a smooth correction
+    low-pass applied to the residual or gain correction (0 = none; not with ``output: tanh``): a smooth correction
     moves local grey levels (gain, depth profile) but cannot draw speckle or structure of its own.
     """
 
@@ -58,7 +60,7 @@ class UNetConfig(Validated):
     n_mlp: PosInt = 2
     t_emb_dim: PosInt = 64
     dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
-    output: Literal["tanh", "residual"] = "tanh"
+    output: Literal["tanh", "residual", "gain"] = "tanh"
     zero_init: bool = True
     group_norm: Literal["reference", "max"] = "reference"
     correction_sigma: Annotated[float, Range(0, 64)] = 0.0
@@ -205,7 +207,8 @@ class AttnBlock(nn.Module):
 
 class DDGANUNet(nn.Module):
     """Conditional U-Net generator: ``forward(x, t, z)`` -> predicted x_0 (B, 1, H, W), in [-1, 1] for
-    ``output: tanh``; for ``output: residual`` the condition plus a correction (the sampler clips it).
+    ``output: tanh``; for ``output: residual`` / ``gain`` the condition plus / times a correction (the sampler
+    clips it).
 
     ``image_size`` (pixels, the training size) decides at which levels self-attention is built: those whose
     feature maps are ``attn_resolutions`` pixels wide at that size. Other sizes still run (same layers).
@@ -219,12 +222,13 @@ class DDGANUNet(nn.Module):
         self.cfg = cfg
         self.image_size = image_size
         t_dim, s_dim = cfg.t_emb_dim, cfg.z_emb_dim
-        if cfg.output not in ("tanh", "residual"):
-            raise SonoshiftError(f"generator.output must be 'tanh' or 'residual', got {cfg.output!r}.")
-        if cfg.output == "residual" and (cfg.in_channels < 2 or cfg.out_channels != 1):
-            raise SonoshiftError("generator.output 'residual' needs the condition as input channel 2 and 1 output.")
-        if cfg.correction_sigma > 0 and cfg.output != "residual":
-            raise SonoshiftError("generator.correction_sigma needs generator.output 'residual'.")
+        if cfg.output not in ("tanh", "residual", "gain"):
+            raise SonoshiftError(f"generator.output must be 'tanh', 'residual' or 'gain', got {cfg.output!r}.")
+        if cfg.output != "tanh" and (cfg.in_channels < 2 or cfg.out_channels != 1):
+            raise SonoshiftError(f"generator.output '{cfg.output}' needs the condition as input channel 2 and 1 "
+                                 "output.")
+        if cfg.correction_sigma > 0 and cfg.output == "tanh":
+            raise SonoshiftError("generator.correction_sigma needs generator.output 'residual' or 'gain'.")
         gn, zi = cfg.group_norm, cfg.zero_init
         # not a parameter and not saved: rebuilt from the config
         self.register_buffer("taps", gaussian_taps(cfg.correction_sigma) if cfg.correction_sigma > 0 else None,
@@ -306,11 +310,13 @@ class DDGANUNet(nn.Module):
             if k < len(self.upsample):
                 h = self.upsample[k](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         out = self.head(F.silu(self.head_norm(h)))
-        if cfg.output == "residual":
-            # x_0 = condition + correction: unclamped, so the correction keeps its gradient at the black (-1)
-            # background; the sampler clips each x_0 prediction to [-1, 1]. A low-passed correction changes
-            # local grey levels only.
-            if self.taps is not None:
-                out = lowpass(out, self.taps)
-            return x[:, 1:2] + out
-        return torch.tanh(out)
+        if cfg.output == "tanh":
+            return torch.tanh(out)
+        # x_0 = condition + correction (or times exp(correction) in intensity, condition + 1): unclamped, so the
+        # additive correction keeps its gradient at the black (-1) background; the sampler clips each x_0
+        # prediction to [-1, 1]. A low-passed correction changes local grey levels only.
+        if self.taps is not None:
+            out = lowpass(out, self.taps)
+        if cfg.output == "gain":
+            return (x[:, 1:2] + 1.0) * torch.exp(out) - 1.0
+        return x[:, 1:2] + out
