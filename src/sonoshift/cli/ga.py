@@ -100,7 +100,8 @@ def evaluate_cmd(
 def cv_cmd(
     config: list[Path] = typer.Option(..., "--config", "-c", help="YAML Hc18Config of a member segmenter; give it "
                                       "several times for an ensemble (configs/cpu/hc18_head_ga_deep.yaml, "
-                                      "configs/cpu/hc18_head_ga.yaml)."),
+                                      "configs/cpu/hc18_head_ga.yaml) and add a crop refiner "
+                                      "(configs/cpu/hc18_head_crop.yaml) to cross-validate the two-stage estimator."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the folds, per_image.csv, summary.csv, "
                              "ga_error.csv, folds.csv, worst_cases.png (rerun to resume)."),
     folds: int = typer.Option(5, min=2, help="Number of subject-wise folds."),
@@ -117,6 +118,11 @@ def cv_cmd(
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)
+    if "first_stage_hc_abs_err_mm_mean" in s:
+        typer.echo(f"without the crop refiner (same first-stage networks): HC abs error mean "
+                   f"{s['first_stage_hc_abs_err_mm_mean']:.2f} mm, median {s['first_stage_hc_abs_err_mm_median']:.2f}, "
+                   f"95th pct {s['first_stage_hc_abs_err_mm_p95']:.2f}; per fold "
+                   + ", ".join(f"{v:.2f}" for v in s["first_stage_fold_hc_abs_err_mm_mean"]))
 
 
 @ga_app.command("predict")
