@@ -44,3 +44,15 @@ def test_band_shift_corrects_each_band_by_its_own_median():
     y = x + np.where(x < 110, 2.0, np.where(x < 250, 0.0, -5.0))
     fold = np.repeat(np.arange(4), 6)
     np.testing.assert_allclose(cal.cross_fitted(x, y, fold, "band shift"), y)
+
+
+def test_growth_gate_is_chosen_on_the_other_folds():
+    y = np.full(40, 100.0)
+    first = y + 1.0
+    refined = y.copy()
+    refined[::5] = 130.0  # every fifth refinement grows a head by 1.29x: wrong
+    fold = np.tile(np.arange(4), 10)
+    hc, chosen = cal.cross_fitted_gate(first, refined, y, fold)
+    assert all(g < 1.29 for g in chosen)
+    np.testing.assert_allclose(hc, np.where(refined > 1.2 * first, first, refined))
+    np.testing.assert_allclose(cal.gated(first, refined, np.inf), refined)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -92,6 +93,28 @@ def test_refiner_keeps_the_first_fit_when_it_finds_nothing():
     a, b = measure(first, [img], [1.0]).iloc[0], measure(two, [img], [1.0]).iloc[0]
     assert b["head_found"] and b["hc_px"] == a["hc_px"]
 
+
+
+def test_refiner_that_grows_the_head_beyond_the_limit_is_not_taken():
+    class SacIsHead(BrightIsHead):  # dim pixels count too: the fluid sac around the head
+        def forward(self, x):
+            return torch.cat([torch.zeros_like(x), self.k * (x + 0.6)], 1)
+
+    img = np.full((400, 540), 30, np.uint8)
+    cv2.ellipse(img, ((270, 200), (220, 180), 0), 110, -1)  # sac, semi-axes 110 x 90
+    cv2.ellipse(img, ((270, 200), (200, 160), 0), 220, -1)  # head, semi-axes 100 x 80
+    first = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 128), tta=False)
+    sac = (Segmenter(SacIsHead(), ("background", "head"), 64),)
+    head_hc, sac_hc = ellipse_perimeter(100, 80), ellipse_perimeter(110, 90)
+    a = measure(first, [img], [1.0]).iloc[0]["hc_px"]
+    grown = measure(GaEstimator(first.segmenter, tta=False, refiners=sac), [img], [1.0]).iloc[0]["hc_px"]
+    kept = measure(GaEstimator(first.segmenter, tta=False, refiners=sac, refine_max_growth=1.05), [img],
+                   [1.0]).iloc[0]["hc_px"]
+    # (cv2.ellipse draws whole pixels: its outline lies up to a pixel outside the nominal ellipse)
+    assert abs(a - head_hc) < 0.03 * head_hc and abs(grown - sac_hc) < 0.03 * sac_hc  # the refiner took the sac
+    assert kept == a  # growth 1.1 > 1.05: the first fit stays
+    assert measure(GaEstimator(first.segmenter, tta=False, refiners=sac, refine_max_growth=1.2), [img],
+                   [1.0]).iloc[0]["hc_px"] == grown
 
 def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_hc18, tmp_path):
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
