@@ -136,6 +136,7 @@ def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_h
     est = load_ga_estimator(tmp_path / "est")
     assert [s.image_size for s in est.segmenters] == [32] and len(est.refiners) == 1
     assert est.segmenter.info["ga_estimator"]["refiners"] == ["refiner_0"] and est.crop_margin == pytest.approx(1.3)
+    assert est.refine_max_growth == est.segmenter.info["ga_estimator"]["refine_max_growth"] == 1.06
     assert len(with_runtime(est, "onnx").refiners) == 1
 
 

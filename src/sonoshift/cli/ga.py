@@ -47,17 +47,14 @@ def build_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
     tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
-    refine_max_growth: float | None = typer.Option(None, min=1.0, help="Keep the first-stage ellipse where the "
-                                                   "crop refiner's HC is more than this factor larger (default: "
-                                                   "no limit)."),
+    refine_max_growth: float = typer.Option(1.06, min=1.0, help="Keep the first-stage ellipse where the crop "
+                                            "refiner's HC is more than this factor larger (chosen by "
+                                            "cross-validation; a large value: no limit)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
-    import math
-
     from sonoshift.judges.ga.hc18_report import build_estimator
 
-    est = build_estimator(segmenter, data_root / "hc18", out, tta=tta,
-                          refine_max_growth=math.inf if refine_max_growth is None else refine_max_growth)
+    est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")

@@ -28,6 +28,9 @@ from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
 
 TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0))
+# a refined HC more than this factor above the first stage's is not taken (GaEstimator.refine_max_growth): the
+# factor chosen on the 5-fold CV's out-of-fold HCs (bench/ga_calibration_cv.py: 1.06 on every fold's complement)
+REFINE_MAX_GROWTH = 1.06
 
 
 def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -46,7 +49,7 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
 
 def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *, tta: bool = True,
-    refine_max_growth: float = math.inf,
+    refine_max_growth: float = REFINE_MAX_GROWTH,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
