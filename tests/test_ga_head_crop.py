@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -93,6 +94,28 @@ def test_refiner_keeps_the_first_fit_when_it_finds_nothing():
     assert b["head_found"] and b["hc_px"] == a["hc_px"]
 
 
+
+def test_refiner_that_grows_the_head_beyond_the_limit_is_not_taken():
+    class SacIsHead(BrightIsHead):  # dim pixels count too: the fluid sac around the head
+        def forward(self, x):
+            return torch.cat([torch.zeros_like(x), self.k * (x + 0.6)], 1)
+
+    img = np.full((400, 540), 30, np.uint8)
+    cv2.ellipse(img, ((270, 200), (220, 180), 0), 110, -1)  # sac, semi-axes 110 x 90
+    cv2.ellipse(img, ((270, 200), (200, 160), 0), 220, -1)  # head, semi-axes 100 x 80
+    first = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 128), tta=False)
+    sac = (Segmenter(SacIsHead(), ("background", "head"), 64),)
+    head_hc, sac_hc = ellipse_perimeter(100, 80), ellipse_perimeter(110, 90)
+    a = measure(first, [img], [1.0]).iloc[0]["hc_px"]
+    grown = measure(GaEstimator(first.segmenter, tta=False, refiners=sac), [img], [1.0]).iloc[0]["hc_px"]
+    kept = measure(GaEstimator(first.segmenter, tta=False, refiners=sac, refine_max_growth=1.05), [img],
+                   [1.0]).iloc[0]["hc_px"]
+    # (cv2.ellipse draws whole pixels: its outline lies up to a pixel outside the nominal ellipse)
+    assert abs(a - head_hc) < 0.03 * head_hc and abs(grown - sac_hc) < 0.03 * sac_hc  # the refiner took the sac
+    assert kept == a  # growth 1.1 > 1.05: the first fit stays
+    assert measure(GaEstimator(first.segmenter, tta=False, refiners=sac, refine_max_growth=1.2), [img],
+                   [1.0]).iloc[0]["hc_px"] == grown
+
 def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_hc18, tmp_path):
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
     from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
@@ -113,4 +136,39 @@ def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_h
     est = load_ga_estimator(tmp_path / "est")
     assert [s.image_size for s in est.segmenters] == [32] and len(est.refiners) == 1
     assert est.segmenter.info["ga_estimator"]["refiners"] == ["refiner_0"] and est.crop_margin == pytest.approx(1.3)
+    assert est.refine_max_growth == est.segmenter.info["ga_estimator"]["refine_max_growth"] == 1.06
     assert len(with_runtime(est, "onnx").refiners) == 1
+
+
+@pytest.mark.slow
+def test_cross_validation_of_the_two_stage_estimator(fake_hc18, tmp_path):
+    """A crop refiner config among the members: every fold's estimator is two-stage, neither stage saw the fold's
+    images, and the first-stage table equals an estimator built from the fold's whole-frame segmenter alone."""
+    import pandas as pd
+
+    from sonoshift.downstream.hc18 import Hc18Config
+    from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
+    from sonoshift.judges.ga.estimator import load_ga_estimator
+    from sonoshift.judges.ga.hc18_cv import cross_validate
+    from sonoshift.judges.ga.hc18_report import build_estimator, evaluate_rows, heldout_rows
+
+    tiny = dict(data_dir=str(fake_hc18), image_size=32, model=ModelConfig(channels=(4, 8), strides=(2,)),
+                train=SegmenterTrainConfig(steps=40, batch_size=4))
+    s = cross_validate([Hc18Config(**tiny), Hc18Config(**tiny, head_crops=2)], tmp_path / "cv", folds=3,
+                       progress=False)
+    table = pd.read_csv(tmp_path / "cv" / "per_image.csv")
+    first = pd.read_csv(tmp_path / "cv" / "per_image_first_stage.csv")
+    assert sorted(table["name"]) == sorted(first["name"]) == sorted(f"{i:03d}_HC.png" for i in range(12))
+    assert len(s["first_stage_fold_hc_abs_err_mm_mean"]) == len(s["fold_hc_abs_err_mm_mean"]) == 3
+    assert first["head_found"].all() and table["head_found"].all()
+    assert s["first_stage_hc_abs_err_mm_mean"] == pytest.approx(first["hc_abs_err_mm"].mean())
+    fold = tmp_path / "cv" / "fold_1"
+    est = load_ga_estimator(fold / "estimator")
+    held = set(table.loc[table["fold"] == 1, "name"])
+    assert len(est.refiners) == 1 and est.refiners[0].info["head_crop"]
+    for seg in (est.segmenter, est.refiners[0]):
+        assert set(seg.info["val_files"]) == held and seg.info["train_images"] == 12 - len(held)
+    alone = build_estimator([fold / "segmenter_0"], fake_hc18, tmp_path / "alone")
+    ref = evaluate_rows(alone, heldout_rows(alone.segmenter, fake_hc18)[1]).set_index("name")
+    got = first[first["fold"] == 1].set_index("name").loc[ref.index]
+    np.testing.assert_allclose(got["hc_mm"], ref["hc_mm"], rtol=1e-6)

@@ -47,11 +47,14 @@ def build_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
     tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
+    refine_max_growth: float = typer.Option(1.06, min=1.0, help="Keep the first-stage ellipse where the crop "
+                                            "refiner's HC is more than this factor larger (chosen by "
+                                            "cross-validation; a large value: no limit)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
-    est = build_estimator(segmenter, data_root / "hc18", out, tta=tta)
+    est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
@@ -100,7 +103,8 @@ def evaluate_cmd(
 def cv_cmd(
     config: list[Path] = typer.Option(..., "--config", "-c", help="YAML Hc18Config of a member segmenter; give it "
                                       "several times for an ensemble (configs/cpu/hc18_head_ga_deep.yaml, "
-                                      "configs/cpu/hc18_head_ga.yaml)."),
+                                      "configs/cpu/hc18_head_ga.yaml) and add a crop refiner "
+                                      "(configs/cpu/hc18_head_crop.yaml) to cross-validate the two-stage estimator."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the folds, per_image.csv, summary.csv, "
                              "ga_error.csv, folds.csv, worst_cases.png (rerun to resume)."),
     folds: int = typer.Option(5, min=2, help="Number of subject-wise folds."),
@@ -117,6 +121,11 @@ def cv_cmd(
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)
+    if "first_stage_hc_abs_err_mm_mean" in s:
+        typer.echo(f"without the crop refiner (same first-stage networks): HC abs error mean "
+                   f"{s['first_stage_hc_abs_err_mm_mean']:.2f} mm, median {s['first_stage_hc_abs_err_mm_median']:.2f}, "
+                   f"95th pct {s['first_stage_hc_abs_err_mm_p95']:.2f}; per fold "
+                   + ", ".join(f"{v:.2f}" for v in s["first_stage_fold_hc_abs_err_mm_mean"]))
 
 
 @ga_app.command("predict")

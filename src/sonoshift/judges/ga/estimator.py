@@ -38,7 +38,10 @@ class GaEstimator:
     optional further segmenters (``members``) whose head maps are averaged with the first's (an ensemble; maps
     of different sizes meet, bilinearly resized, at the largest member's size). ``refiners`` (crop refiners,
 head_crop.py) take a second look at each found head in a square of side ``crop_margin`` x its long axis; their
-maps are averaged the same way and the ellipse fitted to them replaces the first one (kept where they find none)."""
+maps are averaged the same way and the ellipse fitted to them replaces the first one (kept where they find none,
+and where the refined HC exceeds the first by more than the factor ``refine_max_growth``: a refiner, trained on
+crops that a head fills to about 1 / ``crop_margin``, segments the fluid sac around a small head whose first
+ellipse was already too large and grows it further)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -46,6 +49,7 @@ maps are averaged the same way and the ellipse fitted to them replaces the first
     members: tuple[Segmenter, ...] = ()
     refiners: tuple[Segmenter, ...] = ()
     crop_margin: float = 1.3
+    refine_max_growth: float = math.inf
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -78,7 +82,7 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     members = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("members", []))
     refiners = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("refiners", []))
     return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)), members, refiners,
-                       float(meta.get("crop_margin", 1.3)))
+                       float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)))
 
 
 def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
@@ -132,7 +136,8 @@ def refine_fits(
     est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int = 32,
 ) -> list[HeadFit]:
     """The crop refiners' fits for the found heads of ``fits`` (first-stage fits of ``frames``, uint8 (H, W));
-    ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop."""
+    ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
+    more than ``est.refine_max_growth``."""
     out = list(fits)
     todo = [i for i, f in enumerate(fits) if f.found]
     if not est.refiners or not todo:
@@ -143,7 +148,7 @@ def refine_fits(
          for s in second.input_sizes}
     for i, p in zip(todo, batch_probabilities(second, x, batch_size)):
         fit = fit_head(p, np.asarray(frames[i]).shape, box=boxes[i])
-        if fit.found:
+        if fit.found and fit.hc_px(est.offset_px) <= est.refine_max_growth * fits[i].hc_px(est.offset_px):
             out[i] = fit
     return out
 

@@ -6,6 +6,11 @@ them with ``build_estimator`` (ellipse offset calibrated on that fold's training
 held-out images. Each finished fold leaves ``fold_<k>/per_image.csv`` and its members on disk, so a rerun skips
 what is done. The pooled table of all folds gives the summary (HC error mean / median / 95th percentile over
 all images, no-head rate, GA error per trimester), per-fold means, and ``worst_cases.png``.
+
+Crop refiner configs (``head_crops`` > 0) among the members make the fold's estimator two-stage (whole-frame
+members, then the refiner), so the whole estimator is cross-validated. The same fold estimator is then also
+measured without its refiners (``fold_<k>/per_image_first_stage.csv``, pooled ``per_image_first_stage.csv``):
+the refiner's gain on the same images, from the same first-stage networks.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.downstream.hc18 import Hc18Config, load_hc18_table, train_hc18_segmenter
 from sonoshift.errors import SonoshiftError
+from sonoshift.judges.ga.estimator import load_ga_estimator
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.hc18_report import build_estimator, evaluate_rows, heldout_rows, report_table, summarize
 
@@ -43,7 +49,8 @@ def cross_validate(
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")
     out = Path(out)
-    tables = []
+    two_stage = any(c.head_crops for c in configs)
+    tables, first_tables = [], []
     for k in range(folds):
         fdir = out / f"fold_{k}"
         done = fdir / "per_image.csv"
@@ -58,15 +65,41 @@ def cross_validate(
             _, val = heldout_rows(est.segmenter, configs[0].data_dir)
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
         tables.append(pd.read_csv(done))
-    table = pd.concat(tables, ignore_index=True)
-    table["head_found"] = table["head_found"].astype(bool)
+        if two_stage:
+            first_tables.append(_first_stage_table(fdir, configs[0].data_dir, k))
+    table = _pooled(tables)
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
     s["folds"] = folds
     s["fold_hc_abs_err_mm_mean"] = [float(v) for v in per_fold["mean"]]
+    if two_stage:
+        first = _pooled(first_tables)
+        fs = summarize(first)
+        for key in ("hc_abs_err_mm_mean", "hc_abs_err_mm_median", "hc_abs_err_mm_p95", "no_head_found"):
+            s[f"first_stage_{key}"] = fs[key]
+        s["first_stage_fold_hc_abs_err_mm_mean"] = [float(v) for v in first.groupby("fold")["hc_abs_err_mm"].mean()]
+        per_fold["first_stage_mean"] = s["first_stage_fold_hc_abs_err_mm_mean"]
+        atomic_write_text(out / "per_image_first_stage.csv", first.to_csv(index=False))
     atomic_write_text(out / "per_image.csv", table.to_csv(index=False))
     atomic_write_text(out / "summary.csv", pd.DataFrame([{k: v for k, v in s.items() if np.isscalar(v)}]).to_csv(index=False))
     atomic_write_text(out / "ga_error.csv", report_table(s).to_csv(index=False))
     atomic_write_text(out / "folds.csv", per_fold.to_csv(index=False))
     worst_cases_png(table, load_hc18_table(configs[0].data_dir), out / "worst_cases.png")
     return s
+
+
+def _pooled(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    table = pd.concat(tables, ignore_index=True)
+    table["head_found"] = table["head_found"].astype(bool)
+    return table
+
+
+def _first_stage_table(fdir: Path, data_dir: str | Path, fold: int) -> pd.DataFrame:
+    """The fold's estimator measured without its crop refiners (cached in ``per_image_first_stage.csv``)."""
+    done = fdir / "per_image_first_stage.csv"
+    if not done.is_file():
+        est = load_ga_estimator(fdir / "estimator")
+        _, val = heldout_rows(est.segmenter, data_dir)
+        table = evaluate_rows(dataclasses.replace(est, refiners=()), val).assign(fold=fold)
+        atomic_write_text(done, table.to_csv(index=False))
+    return pd.read_csv(done)

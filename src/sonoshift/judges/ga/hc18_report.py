@@ -28,6 +28,9 @@ from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
 
 TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0))
+# a refined HC more than this factor above the first stage's is not taken (GaEstimator.refine_max_growth): the
+# factor chosen on the 5-fold CV's out-of-fold HCs (bench/ga_calibration_cv.py: 1.06 on every fold's complement)
+REFINE_MAX_GROWTH = 1.06
 
 
 def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -46,12 +49,14 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
 
 def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *, tta: bool = True,
+    refine_max_growth: float = REFINE_MAX_GROWTH,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
     Several segmenters make an ensemble (their head maps averaged); they must share one held-out split, and
     every one after the first is stored in a sub-folder ``member_<i>``. Crop refiners (segmenters trained with
-    ``head_crops``) among them become the estimator's second stage, stored as ``refiner_<i>``."""
+    ``head_crops``) among them become the estimator's second stage, stored as ``refiner_<i>``; a refined HC more
+    than ``refine_max_growth`` x the first-stage HC is not taken (``GaEstimator``)."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
     # crop refiners (trained with head_crops > 0) take the second look; every other segmenter is a first-stage member
@@ -71,7 +76,7 @@ def build_estimator(
     masks = [read_labels(p) > 127 for p in train["mask_path"]]
     offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
     margin = float(refiners[0].info["head_crop"]["margin"]) if refiners else 1.3
-    est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin)
+    est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -80,6 +85,8 @@ def build_estimator(
                  "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names,
                  "member_image_sizes": [s.image_size for s in segs], "refiners": refiner_names,
                  "crop_margin": margin, "validation": summarize(table) if len(table) else {}}
+    if math.isfinite(refine_max_growth):
+        info[KEY]["refine_max_growth"] = refine_max_growth
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
@@ -87,7 +94,7 @@ def build_estimator(
             save_segmenter(member, tmp / name)
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
-    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin)
+    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth)
 
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
