@@ -174,3 +174,24 @@ def test_project_judges_learn_plane_and_ga_from_real_frames(tmp_path: Path) -> N
     back = load_judges(tmp_path / "j")
     torch.testing.assert_close(back.plane_logits(te.x), j.plane_logits(te.x))
     torch.testing.assert_close(back.ga_weeks(te.x), j.ga_weeks(te.x))
+
+
+def test_train_judges_applies_plane_recipe_overrides(tmp_path: Path) -> None:
+    """``plane_overrides`` reach the classifier recipe: a stem of 8 channels gives a first conv with 8 filters
+    (the recipe's own stem is 16), and patience 1 with evaluations every 5 steps stops before the step budget
+    once the validation macro-F1 stops rising (or runs it out, never past it)."""
+    from sonoshift.synth.evaluation.judges import train_judges
+
+    data = make_prepared(tmp_path / "d", patients=6, size=32)
+    tr, va = load_images([str(data)], ["train"], 32), load_images([str(data)], ["test", "val"], 32)
+    planes = ("abdomen", "brain")
+    enc = lambda s: torch.tensor([planes.index(p) for p in s.plane])  # noqa: E731
+    j = train_judges(tr.x, enc(tr), torch.full((len(tr.x),), math.nan), planes, val_images=va.x,
+                     val_plane=enc(va), plane_steps=40, progress=False,
+                     plane_overrides=("net.stem=8", "train.eval_every=5", "train.patience=1"))
+    first = next(m for m in j.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.out_channels == 8
+    info = j.clf.info
+    assert [h["step"] for h in info["history"]] == list(range(5, info["steps_run"] + 1, 5))
+    f1 = [h["val_macro_f1"] for h in info["history"]]
+    assert info["steps_run"] == 40 or (len(f1) >= 2 and f1[-1] <= max(f1[:-1]))

@@ -50,6 +50,8 @@ def evaluate_synth_cmd(
                                        "plane classifier run (sonoshift classify train)."),
     judge_steps: int = typer.Option(0, "--judge-steps", help="Step budget of the plane classifier trained here "
                                     "(0 = configs/cpu/plane_classifier.yaml's)."),
+    judge_set: list[str] = typer.Option(None, "--judge-set", help="KEY=VALUE override of the plane classifier "
+                                        "recipe trained here (repeatable), e.g. train.patience=6."),
     cas_steps: int = typer.Option(400, "--cas-steps", help="Training steps of the synthetic-only classifier."),
     lpips_weights: Path | None = typer.Option(None, "--lpips-weights", help="Folder with AlexNet + LPIPS heads."),
     seed: int = typer.Option(0, "--seed", help="Seed of judges, bootstrap and planted copies."),
@@ -63,7 +65,7 @@ def evaluate_synth_cmd(
 
     if threads > 0:
         torch.set_num_threads(threads)
-    cfg = EvalSynthConfig(judge_steps=judge_steps, cas_steps=cas_steps, seed=seed,
+    cfg = EvalSynthConfig(judge_steps=judge_steps, judge_overrides=tuple(judge_set or ()), cas_steps=cas_steps, seed=seed,
                           lpips_weights=str(lpips_weights) if lpips_weights else None)
     res = evaluate_synth(synthetic, out, real=[str(r) for r in real] if real else None,
                          judges_dir=str(judges) if judges else None, cfg=cfg, progress=not quiet)

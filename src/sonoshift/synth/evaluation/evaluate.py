@@ -40,6 +40,7 @@ class EvalSynthConfig:
 
     size: int = 64
     judge_steps: int = 0      # plane classifier step budget; 0 = configs/cpu/plane_classifier.yaml's
+    judge_overrides: tuple[str, ...] = ()  # KEY=VALUE overrides of that recipe (e.g. "train.patience=6")
     ga_steps: int = 600
     cas_steps: int = 400
     n_boot: int = 200
@@ -148,7 +149,7 @@ def evaluate_synth(
         judges = train_judges(train.x, enc(train), torch.tensor(train.ga, dtype=torch.float32), planes,
                               val_images=val.x if use_val else None, val_plane=enc(val) if use_val else None,
                               head_plane=cfg.head_plane, plane_steps=cfg.judge_steps, ga_steps=cfg.ga_steps,
-                              seed=cfg.seed, progress=progress)
+                              seed=cfg.seed, progress=progress, plane_overrides=cfg.judge_overrides)
     res["judges"] = {"label": judges.label, "trained_here": trained_here, "planes": list(judges.planes)}
 
     f_syn, f_train, f_held = (judges.embed(s.x) for s in (syn, train, held))

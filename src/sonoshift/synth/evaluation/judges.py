@@ -166,16 +166,19 @@ def train_judges(
     images: torch.Tensor, plane: torch.Tensor, ga: torch.Tensor, planes: Sequence[str], *,
     val_images: torch.Tensor | None = None, val_plane: torch.Tensor | None = None, head_plane: str = "brain",
     plane_steps: int = 0, ga_steps: int = 600, seed: int = 0, progress: bool = True,
+    plane_overrides: Sequence[str] = (),
 ) -> ProjectJudges:
     """Train the judges on REAL frames: images (N, 1, S, S) in [-1, 1], plane (N,) index into ``planes`` (-1
     unknown), ga (N,) weeks (NaN unknown). The classifier follows ``configs/cpu/plane_classifier.yaml`` at size S
-    (``plane_steps`` > 0 replaces its step budget) with early stopping on ``val_*`` when given; the GA regressor
+    (``plane_steps`` > 0 replaces its step budget; ``plane_overrides``, ``KEY=VALUE`` strings such as
+    ``train.patience=6``, change any other field of that recipe) with early stopping on ``val_*`` when given; the GA regressor
     trains on the ``head_plane`` frames with a known GA (none when fewer than 4). Deterministic for a seed."""
     known = plane >= 0
     if int(known.sum()) == 0:
         raise SonoshiftError("the judges need frames with plane labels.")
     size = int(images.shape[-1])
     over = [f"image_size={size}", f"train.seed={seed}"] + ([f"train.steps={plane_steps}"] if plane_steps else [])
+    over += list(plane_overrides)
     cfg = load_config(ClassifierConfig, PLANE_RECIPE, over)
     cfg = replace(cfg, classes=tuple(planes))
     y = plane[known].numpy().astype(np.int64)
