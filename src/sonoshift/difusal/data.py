@@ -101,10 +101,26 @@ def labelled_patients(patients: np.ndarray, fraction: float, rng: np.random.Gene
 
 def regime_train(train: Frames, fraction: float, cap: int, n_classes: int, seed: int) -> Frames:
     """The labelled training frames of a regime: the chosen patients' frames, capped per class."""
+    return regime_split(train, fraction, cap, n_classes, seed)[0]
+
+
+def regime_split(train: Frames, fraction: float, cap: int, n_classes: int, seed: int) -> tuple[Frames, set[str]]:
+    """(the regime's labelled training frames, the ids of the training patients whose labels it does not keep)."""
     rng = np.random.default_rng(seed)
     keep = labelled_patients(train.patients, fraction, rng)
     sub = train.take(np.flatnonzero(np.isin(train.patients, list(keep))))
-    return cap_per_class(sub, cap, n_classes, rng)
+    return cap_per_class(sub, cap, n_classes, rng), set(np.unique(train.patients).tolist()) - keep
 
 
-__all__ = ["Frames", "cap_per_class", "labelled_patients", "load_split", "regime_train"]
+def unlabelled_frames(train: Frames, patients: set[str], n: int, seed: int) -> Frames:
+    """Up to ``n`` frames of ``patients`` drawn uniformly at random (never by label), returned as images only:
+    plane id -1 (the generator's null plane token) and GA NaN (null GA), so nothing downstream can read a label."""
+    idx = np.flatnonzero(np.isin(train.patients, list(patients)))
+    if len(idx) > n:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
+    f = train.take(idx)
+    return Frames(f.x, np.full(len(f), -1, np.int64), np.full(len(f), np.nan), f.patients, f.videos)
+
+
+__all__ = ["Frames", "cap_per_class", "labelled_patients", "load_split", "regime_split", "regime_train",
+           "unlabelled_frames"]
