@@ -89,7 +89,9 @@ class Critics(Validated):
     hist_bins: intensity histogram bins of the second realism check (Bhattacharyya coefficient). ga_slack
     "val_mae": the GA band is widened on both sides by the critic GA regressor's own mean |error| on the regime's
     labelled validation heads (a critic fitted on three patients' three GAs misses other GAs by ~5 weeks, far
-    more than the band is wide, so without slack it rejects every head whose GA it does not know)."""
+    more than the band is wide, so without slack it rejects every head whose GA it does not know). plane_checkpoint:
+    an already-trained sonoshift plane classifier used as the plane critic instead of one fitted here (e.g. the
+    demo's judge); allowed only when every label regime keeps all labels (label hygiene, judge_critic.py)."""
 
     plane_conf: UnitFloat = 0.5
     ga_band: tuple[float, float] = (2.5, 97.5)
@@ -98,6 +100,7 @@ class Critics(Validated):
     memo_percentile: Percent = 1.0
     hist_bins: PosInt = 32
     ga_slack: Literal["none", "val_mae"] = "none"
+    plane_checkpoint: str = ""
 
 
 @dataclass(frozen=True)

@@ -115,12 +115,13 @@ class Critics:
 
 
 def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downstream, cfg: CriticCfg, seed: int,
-                guard_frames: Frames | None = None) -> Critics:
+                guard_frames: Frames | None = None, plane: torch.nn.Module | None = None) -> Critics:
     """Critics trained on the regime's labelled frames ``train`` (seed offset 100 from the downstream models);
     ``val`` frames calibrate the realism threshold (images) and, with ``cfg.ga_slack`` "val_mae", the GA band's
     slack (the critic's mean |error| on the labelled validation heads). The memorization guard covers
-    ``guard_frames`` (the generator's training images; default ``train``)."""
-    plane = train_plane(train, n_classes, d, seed + 100)
+    ``guard_frames`` (the generator's training images; default ``train``). ``plane``: an already-trained plane
+    critic (judge_critic.py) instead of one fitted on ``train``."""
+    plane = train_plane(train, n_classes, d, seed + 100) if plane is None else plane
     ga = train_ga(train, head, d, seed + 100)
     train_emb = embed(plane, train.x)
     val_d = knn_distance(embed(plane, val.x), train_emb, cfg.knn)

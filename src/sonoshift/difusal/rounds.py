@@ -30,6 +30,7 @@ from sonoshift.difusal.config import KNOWN_ARMS, DifusalConfig
 from sonoshift.difusal.critics import Critics, copy_guard, fidelity, fit_critics, near_copy_rate
 from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_split, unlabelled_frames
 from sonoshift.difusal.fan import apply_fan, fan_masks
+from sonoshift.difusal.judge_critic import load_judge_critic
 from sonoshift.difusal.downstream import Models, _net_cfg, ga_of, plane_probs, train_models
 from sonoshift.difusal.evaluation import evaluate
 from sonoshift.difusal.selection import REASONS, select
@@ -77,6 +78,10 @@ def check_config(cfg: DifusalConfig) -> None:
     bg = cfg.data.background_plane
     if bg and (bg not in cfg.data.planes or bg == cfg.data.head_plane or len(cfg.data.planes) < 2):
         raise SonoshiftError(f"data.background_plane {bg!r} must be one of data.planes other than the head plane.")
+    if cfg.critics.plane_checkpoint and any(f < 1 for f in cfg.label_fractions):
+        raise SonoshiftError("critics.plane_checkpoint (a classifier trained elsewhere) is only allowed when every "
+                             "label regime keeps all labels (label_fractions all 1.0): it may have seen labels "
+                             "a smaller regime does not keep.")
     if cfg.loop.rounds < 1 or not cfg.label_fractions:
         raise SonoshiftError("loop.rounds must be >= 1 and label_fractions must not be empty.")
     if any(not 0 < f <= 1 for f in cfg.label_fractions):
@@ -118,10 +123,15 @@ def _save_models(models: list[Models], folder: Path) -> None:
         _save_net(m.ga, folder / f"{_prefix(i)}ga.safetensors")
 
 
-def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "") -> tuple[PlaneNet, GaRegressorNet | None]:
-    """The plane net and, when saved, the GA net (``<prefix>plane|ga.safetensors``), in eval mode."""
-    plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
-    plane.load_state_dict(load_file(str(folder / f"{prefix}plane.safetensors")))
+def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "", plane_critic: str = ""
+               ) -> tuple[PlaneNet, GaRegressorNet | None]:
+    """The plane net (or the classifier ``plane_critic`` as a critic) and, when saved, the GA net
+    (``<prefix>plane|ga.safetensors``), in eval mode."""
+    if plane_critic:
+        plane = load_judge_critic(plane_critic, tuple(cfg.data.planes))
+    else:
+        plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
+        plane.load_state_dict(load_file(str(folder / f"{prefix}plane.safetensors")))
     ga = None
     if (folder / f"{prefix}ga.safetensors").is_file():
         ga = GaRegressorNet(_net_cfg(cfg.downstream))
@@ -192,9 +202,12 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
 def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     with atomic_dir(folder) as tmp:
+        judge = (load_judge_critic(cfg.critics.plane_checkpoint, tuple(cfg.data.planes))
+                 if cfg.critics.plane_checkpoint else None)
         critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed,
-                              guard_frames=reg.generator_frames)
-        _save_net(critics.plane, tmp / "critic_plane.safetensors")
+                              guard_frames=reg.generator_frames, plane=judge)
+        if judge is None:
+            _save_net(critics.plane, tmp / "critic_plane.safetensors")
         _save_net(critics.ga, tmp / "critic_ga.safetensors")
         save_file({"train_emb": critics.train_emb.contiguous(), "train_hist": critics.train_hist.contiguous()},
                   str(tmp / "critic_embedding.safetensors"))
@@ -206,6 +219,8 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
         _write_json(tmp / "setup.json", {
             "n_train": len(reg.train), "n_val": len(reg.val), "n_test": len(reg.test),
             "n_unlabelled": len(reg.unlabelled), "critic_ga_slack_weeks": critics.ga_slack_weeks,
+            "critic_plane": cfg.critics.plane_checkpoint or "fitted on the regime's frames",
+            "critic_plane_val_accuracy": float((plane_probs(critics.plane, reg.val.x).argmax(1) == reg.val.y).mean()),
             "train_per_plane": np.bincount(reg.train.y, minlength=n).tolist(),
             "train_patients": sorted(set(reg.train.patients.tolist())),
             "realism_threshold": critics.realism_threshold, "memo_threshold": critics.memo_threshold,
@@ -219,7 +234,7 @@ def _load_critics(cfg: DifusalConfig, folder: Path, reg: Regime) -> Critics:
     """The frozen critics written at setup; the memorization guard (no learned state) is rebuilt from the
     regime's frames and must reproduce the threshold written then (else the data changed under the run)."""
     s = json.loads((folder / "setup.json").read_text())
-    plane, ga = _load_nets(folder, cfg, prefix="critic_")
+    plane, ga = _load_nets(folder, cfg, prefix="critic_", plane_critic=cfg.critics.plane_checkpoint)
     t = load_file(str(folder / "critic_embedding.safetensors"))
     guard = copy_guard(reg.generator_frames, cfg.critics)
     if abs(guard.threshold - s["memo_threshold"]) > 1e-5:
