@@ -21,13 +21,16 @@ class LoopData(Validated):
     eval_per_class: the same cap for the val (weakness) and test (evaluation) frames. background_plane: the
     catch-all class ("other"; empty: none), for which no candidate is generated: the plane critic can only certify
     "none of the standard planes", which every failed sample of any plane satisfies, so its validity check is
-    void there (and hard "other" samples taught the classifier to call ambiguous frames "other")."""
+    void there (and hard "other" samples taught the classifier to call ambiguous frames "other"). domains: only
+    frames of these domains (scanner profiles; empty: all), e.g. the demo's target domain, whose plane judge the
+    demo's loop may reuse."""
 
     path: str = ""
     size: PosInt = 32
     planes: tuple[str, ...] = ("abdomen", "femur", "head", "other")
     head_plane: str = "head"
     background_plane: str = ""
+    domains: tuple[str, ...] = ()
     max_per_class: PosInt = 60
     eval_per_class: PosInt = 60
 

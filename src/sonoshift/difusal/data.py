@@ -50,9 +50,11 @@ class Frames:
                       np.concatenate([p.ga for p in parts]), np.concatenate([p.patients for p in parts]), videos)
 
 
-def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int) -> Frames:
+def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int,
+               domains: tuple[str, ...] = ()) -> Frames:
     """Every row of ``manifest_<split>.csv`` whose plane is in ``planes`` (aliases: the simulator's names are
-    used as they are), resized to ``size``. splits.json is read first (patient leakage check)."""
+    used as they are) and, when ``domains`` is given, whose domain is one of them, resized to ``size``.
+    splits.json is read first (patient leakage check)."""
     root = Path(dataset)
     if not (root / "dataset.json").is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
@@ -64,7 +66,7 @@ def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: i
     xs, ys, gas, pats, vids = [], [], [], [], []
     for row in read_manifest(man):
         plane = (row.get("plane") or "").strip()
-        if plane not in planes:
+        if plane not in planes or (domains and (row.get("domain") or "") not in domains):
             continue
         img = read_gray(root / row["path"])
         if img.shape != (size, size):
@@ -76,7 +78,8 @@ def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: i
         pats.append(row["patient_id"])
         vids.append(f"{row.get('domain') or ''}/{row.get('video_id') or row['path']}")
     if not xs:
-        raise SonoshiftError(f"{man} has no frame of the planes {', '.join(planes)}.")
+        where = f" in the domains {', '.join(domains)}" if domains else ""
+        raise SonoshiftError(f"{man} has no frame of the planes {', '.join(planes)}{where}.")
     x = torch.from_numpy(np.stack(xs)).float().div(127.5).sub(1.0).unsqueeze(1)
     return Frames(x, np.asarray(ys, np.int64), np.asarray(gas, np.float64), np.asarray(pats), np.asarray(vids))
 

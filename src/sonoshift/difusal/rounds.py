@@ -186,7 +186,7 @@ def _write_json(path: Path, obj: dict) -> None:
 def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     """Train / val / test frames and every label regime's share of them."""
     d, planes = cfg.data, tuple(cfg.data.planes)
-    train, val, test = (load_split(data, s, planes, d.size) for s in ("train", "val", "test"))
+    train, val, test = (load_split(data, s, planes, d.size, tuple(d.domains)) for s in ("train", "val", "test"))
     n = len(planes)
     test = cap_per_class(test, d.eval_per_class, n, np.random.default_rng(cfg.seed + 7))
     out = []

@@ -59,7 +59,13 @@ def run_loop(cfg: Any, data: Path, out: Path, progress: bool) -> dict[str, Any]:
     from sonoshift.difusal.report import verdict, write_report
     from sonoshift.difusal.rounds import regime_name, run_difusal
 
-    run_difusal(cfg, data, out, progress=progress)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        run_difusal(cfg, data, out, progress=progress)  # sets the loop's thread count (cfg.threads)
+    finally:
+        torch.set_num_threads(threads)
     report = write_report(out)
     table = pd.read_csv(out / "metrics.csv")
     last = table[table["round"] == cfg.loop.rounds]
