@@ -155,3 +155,14 @@ def test_semi_supervised_loop_guards_the_unlabelled_images_and_augments_the_synt
     real = load_file(str(stage_dir(tmp_path / "run", "regime_050", "real", 0) / "plane.safetensors"))
     dif = load_file(str(stage_dir(tmp_path / "run", "regime_050", "difusal", 0) / "plane.safetensors"))
     assert any(not torch.equal(real[k], dif[k]) for k in real)
+
+
+def test_loop_frames_can_be_restricted_to_domains(toy):
+    from sonoshift.difusal.data import load_split
+
+    both = load_split(toy, "train", ("abdomen", "head"), 16)
+    cart = load_split(toy, "train", ("abdomen", "head"), 16, ("cart",))
+    # the toy data's patients are named by domain ("cart3", "handheld1"): only cart ones are kept, all of them
+    assert set(cart.patients) == {p for p in both.patients if p.startswith("cart")} and len(cart) < len(both)
+    with pytest.raises(SonoshiftError, match="in the domains nowhere"):
+        load_split(toy, "train", ("abdomen", "head"), 16, ("nowhere",))
