@@ -1,5 +1,5 @@
 """The main job: simulate -> prepare -> train (CycleGAN, DDGAN, cascade, segmenter) -> harmonize -> evaluate ->
-judge (plane classifier, GA estimator) -> report.
+judge (plane classifier, GA estimator) -> synthesis (a short DiFUSAL loop) -> report.
 
 Every stage writes files under one folder (default ``runs/demo``) and is skipped on the next run when it finished
 with the same settings (``force=True`` redoes everything). ``run_demo`` is the API; ``sonoshift demo`` the CLI.
