@@ -54,7 +54,7 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
     loop = summary["difusal"]
     assert loop["plane_critic"] == str(out / "models" / "plane_classifier")
     assert {r["arm"] for r in loop["headline"]} == {"real", "classical_aug", "unfiltered", "difusal"}
-    assert "DiFUSAL loop (smoke run)" in html and "Verdict: regime_100: DiFUSAL macro-F1" in html
+    assert "DiFUSAL loop (smoke run)" in html and "Verdict (smoke measurement, see below): regime_100: DiFUSAL macro-F1" in html
     assert (out / "difusal" / "report.html").is_file()
     table = (out / "report" / "table.md").read_text(encoding="utf-8")
     assert "| cyclegan |" in table and "| cascade |" in table and "| untranslated |" in table

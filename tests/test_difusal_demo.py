@@ -65,7 +65,7 @@ def test_demo_stage_runs_on_tiny_data_reuses_the_judge_and_is_skipped_when_done(
     assert s["loop_cpu_seconds"] > 0
     # the demo report gets the verdict first, then the figures
     first, second = report_sections(s)
-    assert "verdict" in first.title and first.caption.startswith("Verdict: regime_100: DiFUSAL")
+    assert "verdict" in first.title and first.caption.startswith("Verdict (smoke measurement, see below): regime_100: DiFUSAL")
     assert "smoke" in first.caption and len(first.table) == 4
     assert second.images and all(Path(p).is_file() for p in second.images)
 

@@ -110,7 +110,7 @@ def report_sections(summary: dict[str, Any]) -> list[Any]:
     verdict = " ".join(summary["verdict"]) or "no finished round."
     table = pd.DataFrame(summary["headline"])
     first = ExtraSection(title="Synthesis half: DiFUSAL loop (smoke run) — verdict",
-                         caption=f"Verdict: {verdict} {smoke}", table=table)
+                         caption=f"Verdict (smoke measurement, see below): {verdict} {smoke}", table=table)
     images = []
     for rg in summary["regimes"]:
         images += [p for p in (run / "report" / f"{rg}_curves.png", run / "report" / f"{rg}_reasons.png",
