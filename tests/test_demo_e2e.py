@@ -10,6 +10,7 @@ import pytest
 
 from sonoshift.cli.main import main
 from sonoshift.pipeline.demo import DemoConfig, run_demo
+from sonoshift.pipeline.demo_difusal import DemoDifusalConfig
 from sonoshift.pipeline.judges import JudgesConfig
 from sonoshift.pipeline.study import StudyConfig
 
@@ -21,6 +22,11 @@ TINY = DemoConfig(
     steps_segmenter=3,
     study=StudyConfig(size=32, steps={"cyclegan": 3, "ddgan": 3, "cascade": 3}, batch_size=16),
     judges=JudgesConfig(plane_image_size=32, steps_plane=10),
+    # the synthesis half's loop shrunk to seconds (the demo's config otherwise)
+    difusal=DemoDifusalConfig(overrides=(
+        "data.size=16", "loop.rounds=1", "loop.budget=9", "downstream.steps=6", "downstream.ga_steps=6",
+        "generator.block_out_channels=[8,16]", "generator.attention=[false,false]", "generator.pretrain_steps=4",
+        "generator.finetune_steps=2", "generator.sample_steps=2", "generator.probe=2", "generator.batch_size=4")),
 )
 
 
@@ -43,6 +49,13 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
         assert all(-1.0 <= float(r["ssim"]) <= 1.0 and 0.0 <= float(r["bc"]) <= 1.0 for r in rows)
         assert (run / "segmentation.csv").is_file()
     _check_judges(out, html)
+    # the synthesis half: the DiFUSAL loop ran on the prepared data with the demo's plane judge as its critic,
+    # and the report gives its verdict
+    loop = summary["difusal"]
+    assert loop["plane_critic"] == str(out / "models" / "plane_classifier")
+    assert {r["arm"] for r in loop["headline"]} == {"real", "classical_aug", "unfiltered", "difusal"}
+    assert "DiFUSAL loop (smoke run)" in html and "Verdict (smoke measurement, see below): regime_100: DiFUSAL macro-F1" in html
+    assert (out / "difusal" / "report.html").is_file()
     table = (out / "report" / "table.md").read_text(encoding="utf-8")
     assert "| cyclegan |" in table and "| cascade |" in table and "| untranslated |" in table
     # the baseline run is the source frames themselves: identical to its source inside the field of view

@@ -21,13 +21,16 @@ class LoopData(Validated):
     eval_per_class: the same cap for the val (weakness) and test (evaluation) frames. background_plane: the
     catch-all class ("other"; empty: none), for which no candidate is generated: the plane critic can only certify
     "none of the standard planes", which every failed sample of any plane satisfies, so its validity check is
-    void there (and hard "other" samples taught the classifier to call ambiguous frames "other")."""
+    void there (and hard "other" samples taught the classifier to call ambiguous frames "other"). domains: only
+    frames of these domains (scanner profiles; empty: all), e.g. the demo's target domain, whose plane judge the
+    demo's loop may reuse."""
 
     path: str = ""
     size: PosInt = 32
     planes: tuple[str, ...] = ("abdomen", "femur", "head", "other")
     head_plane: str = "head"
     background_plane: str = ""
+    domains: tuple[str, ...] = ()
     max_per_class: PosInt = 60
     eval_per_class: PosInt = 60
 
@@ -54,7 +57,10 @@ class Generator(Validated):
     then fine-tuned after every round that accepts images on real + every image accepted so far. The recipe follows
     configs/cpu/synth.yaml: FiLM conditioning (time_norm "scale_shift"), v-prediction with Min-SNR weighting,
     linear LR warm-up then cosine decay within each training call, an EMA of the weights (ema_decay; 0 = none)
-    that is what samples, and classifier-free guidance 7."""
+    that is what samples, and classifier-free guidance 7. unlabelled > 0 (semi-supervised): the generator also
+    trains on up to this many frames of the training patients whose labels the regime does NOT keep, as images
+    only (null plane and GA tokens; drawn without looking at their labels), which make up ``unlabelled_share``
+    of every batch: only the labels are scarce, not the images. The memorization guard then covers them too."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     attention: tuple[bool, ...] = (False, False, True)
@@ -73,6 +79,8 @@ class Generator(Validated):
     sample_steps: PosInt = 20
     guidance: NonNegFloat = 7.0
     probe: PosInt = 32
+    unlabelled: NonNegInt = 0
+    unlabelled_share: UnitFloat = 0.5
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,12 @@ class Critics(Validated):
     of INTERGROWTH-21st HC for the conditioned GA whose GAs bound the accepted estimate (heads). knn: neighbours
     for realism; realism_percentile: the realism threshold is this percentile of real val frames' kNN distance.
     memo_percentile: near-copy threshold percentile (sonoshift.synth's calibration on real training frames).
-    hist_bins: intensity histogram bins of the second realism check (Bhattacharyya coefficient)."""
+    hist_bins: intensity histogram bins of the second realism check (Bhattacharyya coefficient). ga_slack
+    "val_mae": the GA band is widened on both sides by the critic GA regressor's own mean |error| on the regime's
+    labelled validation heads (a critic fitted on three patients' three GAs misses other GAs by ~5 weeks, far
+    more than the band is wide, so without slack it rejects every head whose GA it does not know). plane_checkpoint:
+    an already-trained sonoshift plane classifier used as the plane critic instead of one fitted here (e.g. the
+    demo's judge); allowed only when every label regime keeps all labels (label hygiene, judge_critic.py)."""
 
     plane_conf: UnitFloat = 0.5
     ga_band: tuple[float, float] = (2.5, 97.5)
@@ -89,6 +102,8 @@ class Critics(Validated):
     realism_percentile: Percent = 95.0
     memo_percentile: Percent = 1.0
     hist_bins: PosInt = 32
+    ga_slack: Literal["none", "val_mae"] = "none"
+    plane_checkpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,10 @@ class Loop(Validated):
     ga_edges: GA bin edges in weeks; entropy_weight: weight of predictive entropy in the weakness; easy_conf: a
     candidate the CURRENT downstream classifier gives more than this for its plane is "too easy", unless it is a head
     whose GA the current estimator misses by more than ga_hard_weeks. per_plane_cap: at most this many accepted
-    candidates per plane and round, the hardest first (0: no cap)."""
+    candidates per plane and round, the hardest first (0: no cap). synthetic_classical_aug: the synthetic arms
+    (unfiltered, uniform, difusal) train their downstream models with the classical augmentation too (declared
+    before the run; every synthetic arm gets it, so they stay comparable with each other and with
+    ``classical_aug``)."""
 
     rounds: PosInt = 3
     budget: PosInt = 96
@@ -107,6 +125,7 @@ class Loop(Validated):
     easy_conf: UnitFloat = 0.9
     ga_hard_weeks: NonNegFloat = 1.5
     per_plane_cap: NonNegInt = 0
+    synthetic_classical_aug: bool = False
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ class Critics:
     cfg: CriticCfg
     train_hist: torch.Tensor
     hist_threshold: float
+    ga_slack_weeks: float = 0.0
 
     @property
     def memo_threshold(self) -> float:
@@ -95,6 +96,7 @@ class Critics:
         conf = probs[np.arange(len(plane_ids)), plane_ids]
         ga_est = ga_of(self.ga, x)
         lo, hi = ga_band(ga_cond, self.cfg.ga_band)
+        lo, hi = lo - self.ga_slack_weeks, hi + self.ga_slack_weeks
         is_head = plane_ids == head
         emb = embed(self.plane, x)
         realism = knn_distance(emb, self.train_emb, self.cfg.knn)
@@ -112,18 +114,30 @@ class Critics:
         })
 
 
-def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downstream, cfg: CriticCfg, seed: int
-                ) -> Critics:
+def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downstream, cfg: CriticCfg, seed: int,
+                guard_frames: Frames | None = None, plane: torch.nn.Module | None = None) -> Critics:
     """Critics trained on the regime's labelled frames ``train`` (seed offset 100 from the downstream models);
-    ``val`` frames (images only) calibrate the realism threshold."""
-    plane = train_plane(train, n_classes, d, seed + 100)
+    ``val`` frames calibrate the realism threshold (images) and, with ``cfg.ga_slack`` "val_mae", the GA band's
+    slack (the critic's mean |error| on the labelled validation heads). The memorization guard covers
+    ``guard_frames`` (the generator's training images; default ``train``). ``plane``: an already-trained plane
+    critic (judge_critic.py) instead of one fitted on ``train``."""
+    plane = train_plane(train, n_classes, d, seed + 100) if plane is None else plane
     ga = train_ga(train, head, d, seed + 100)
     train_emb = embed(plane, train.x)
     val_d = knn_distance(embed(plane, val.x), train_emb, cfg.knn)
     train_hist = intensity_hist(train.x, cfg.hist_bins).sum(0)
     hist_thr = float(np.percentile(hist_bc(val.x, train_hist), 100 - cfg.realism_percentile))
     return Critics(plane, ga, train_emb, float(np.percentile(val_d, cfg.realism_percentile)),
-                   copy_guard(train, cfg), cfg, train_hist, hist_thr)
+                   copy_guard(train if guard_frames is None else guard_frames, cfg), cfg, train_hist, hist_thr,
+                   ga_slack(ga, val, head) if cfg.ga_slack == "val_mae" else 0.0)
+
+
+def ga_slack(ga: GaRegressorNet | None, val: Frames, head: int) -> float:
+    """Mean |critic GA - true GA| (weeks) on ``val``'s head frames with a known GA (0 without any, or no critic)."""
+    m = np.flatnonzero((val.y == head) & np.isfinite(val.ga))
+    if ga is None or not len(m):
+        return 0.0
+    return float(np.mean(np.abs(ga_of(ga, val.x[torch.from_numpy(m)]) - val.ga[m])))
 
 
 def fidelity(critics: Critics, x: torch.Tensor) -> dict[str, float]:
@@ -152,4 +166,4 @@ def near_copy_rate(critics: Critics, x: torch.Tensor) -> float:
     return float((critics.guard.nearest(x)[0] < critics.memo_threshold).float().mean())
 
 
-__all__ = ["Critics", "copy_guard", "embed", "fidelity", "fit_critics", "ga_band", "hist_bc", "knn_distance", "near_copy_rate"]
+__all__ = ["Critics", "copy_guard", "embed", "fidelity", "fit_critics", "ga_band", "ga_slack", "hist_bc", "knn_distance", "near_copy_rate"]

@@ -50,9 +50,11 @@ class Frames:
                       np.concatenate([p.ga for p in parts]), np.concatenate([p.patients for p in parts]), videos)
 
 
-def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int) -> Frames:
+def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int,
+               domains: tuple[str, ...] = ()) -> Frames:
     """Every row of ``manifest_<split>.csv`` whose plane is in ``planes`` (aliases: the simulator's names are
-    used as they are), resized to ``size``. splits.json is read first (patient leakage check)."""
+    used as they are) and, when ``domains`` is given, whose domain is one of them, resized to ``size``.
+    splits.json is read first (patient leakage check)."""
     root = Path(dataset)
     if not (root / "dataset.json").is_file():
         raise SonoshiftError(f"{root} is not a prepared dataset (no dataset.json); run `sonoshift prepare` first.")
@@ -64,7 +66,7 @@ def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: i
     xs, ys, gas, pats, vids = [], [], [], [], []
     for row in read_manifest(man):
         plane = (row.get("plane") or "").strip()
-        if plane not in planes:
+        if plane not in planes or (domains and (row.get("domain") or "") not in domains):
             continue
         img = read_gray(root / row["path"])
         if img.shape != (size, size):
@@ -76,7 +78,8 @@ def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: i
         pats.append(row["patient_id"])
         vids.append(f"{row.get('domain') or ''}/{row.get('video_id') or row['path']}")
     if not xs:
-        raise SonoshiftError(f"{man} has no frame of the planes {', '.join(planes)}.")
+        where = f" in the domains {', '.join(domains)}" if domains else ""
+        raise SonoshiftError(f"{man} has no frame of the planes {', '.join(planes)}{where}.")
     x = torch.from_numpy(np.stack(xs)).float().div(127.5).sub(1.0).unsqueeze(1)
     return Frames(x, np.asarray(ys, np.int64), np.asarray(gas, np.float64), np.asarray(pats), np.asarray(vids))
 
@@ -101,10 +104,26 @@ def labelled_patients(patients: np.ndarray, fraction: float, rng: np.random.Gene
 
 def regime_train(train: Frames, fraction: float, cap: int, n_classes: int, seed: int) -> Frames:
     """The labelled training frames of a regime: the chosen patients' frames, capped per class."""
+    return regime_split(train, fraction, cap, n_classes, seed)[0]
+
+
+def regime_split(train: Frames, fraction: float, cap: int, n_classes: int, seed: int) -> tuple[Frames, set[str]]:
+    """(the regime's labelled training frames, the ids of the training patients whose labels it does not keep)."""
     rng = np.random.default_rng(seed)
     keep = labelled_patients(train.patients, fraction, rng)
     sub = train.take(np.flatnonzero(np.isin(train.patients, list(keep))))
-    return cap_per_class(sub, cap, n_classes, rng)
+    return cap_per_class(sub, cap, n_classes, rng), set(np.unique(train.patients).tolist()) - keep
 
 
-__all__ = ["Frames", "cap_per_class", "labelled_patients", "load_split", "regime_train"]
+def unlabelled_frames(train: Frames, patients: set[str], n: int, seed: int) -> Frames:
+    """Up to ``n`` frames of ``patients`` drawn uniformly at random (never by label), returned as images only:
+    plane id -1 (the generator's null plane token) and GA NaN (null GA), so nothing downstream can read a label."""
+    idx = np.flatnonzero(np.isin(train.patients, list(patients)))
+    if len(idx) > n:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
+    f = train.take(idx)
+    return Frames(f.x, np.full(len(f), -1, np.int64), np.full(len(f), np.nan), f.patients, f.videos)
+
+
+__all__ = ["Frames", "cap_per_class", "labelled_patients", "load_split", "regime_split", "regime_train",
+           "unlabelled_frames"]

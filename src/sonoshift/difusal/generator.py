@@ -47,7 +47,8 @@ def build(g: Generator, planes: tuple[str, ...], size: int, seed: int) -> SynthP
 
 
 def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int,
-          extra: Frames | None = None, lr: float | None = None, fresh: bool = True) -> None:
+          extra: Frames | None = None, lr: float | None = None, fresh: bool = True,
+          unlabelled: Frames | None = None) -> None:
     """``steps`` DDPM steps on ``real`` (plane-balanced draws); with ``extra`` (accepted images) the draws come
     from real + extra, an accepted image as likely as a real frame of its plane. Plane ids become vocabulary
     indices (id + 1); an unknown GA is the null GA. ``lr`` (default ``g.lr``) warms up over ``g.warmup_steps`` (at most a tenth of ``steps``) and decays to 0 on a cosine.
@@ -55,7 +56,9 @@ def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int
     warms up (training from scratch); otherwise (fine-tuning) it continues from the current weights at the full
     decay, so a short fine-tuning moves the sampled weights as far as the same steps of pretraining would: with a
     warmed-up EMA, 100 fine-tuning steps left the noisy online weights in charge and the next round's candidates
-    got less realistic (median histogram coefficient 0.947 -> 0.927, 74 of 96 rejected as unrealistic vs 47)."""
+    got less realistic (median histogram coefficient 0.947 -> 0.927, 74 of 96 rejected as unrealistic vs 47).
+    ``unlabelled`` (images only, plane id -1, GA NaN): drawn for ``g.unlabelled_share`` of the batch items (in
+    expectation, one draw over the joint pool), trained with the null plane and GA tokens."""
     if steps <= 0:
         return
     gen = torch.Generator().manual_seed(seed)
@@ -74,6 +77,11 @@ def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int
 
     pool = Frames.concat([real, extra]) if extra is not None and len(extra) else real
     w = weights(pool)
+    if unlabelled is not None and len(unlabelled):
+        share = float(g.unlabelled_share)
+        w = torch.cat([w / w.sum() * (1 - share), torch.full((len(unlabelled),), share / len(unlabelled),
+                                                              dtype=w.dtype)])
+        pool = Frames.concat([pool, unlabelled])
     for step in range(steps):
         factor = min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in opt.param_groups:

@@ -28,8 +28,9 @@ from sonoshift.difusal.allocation import allocate, uniform
 from sonoshift.difusal.arms import ARMS, Arm, run_order
 from sonoshift.difusal.config import KNOWN_ARMS, DifusalConfig
 from sonoshift.difusal.critics import Critics, copy_guard, fidelity, fit_critics, near_copy_rate
-from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_train
+from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_split, unlabelled_frames
 from sonoshift.difusal.fan import apply_fan, fan_masks
+from sonoshift.difusal.judge_critic import load_judge_critic
 from sonoshift.difusal.downstream import Models, _net_cfg, ga_of, plane_probs, train_models
 from sonoshift.difusal.evaluation import evaluate
 from sonoshift.difusal.selection import REASONS, select
@@ -49,6 +50,12 @@ class Regime:
     train: Frames
     val: Frames
     test: Frames
+    unlabelled: Frames  # images of the other training patients, labels stripped (generator.unlabelled > 0)
+
+    @property
+    def generator_frames(self) -> Frames:
+        """Every real image the generator trains on (what the memorization guard must cover)."""
+        return Frames.concat([self.train, self.unlabelled])
 
 
 PREDICTIONS = "test_predictions.npz"
@@ -71,6 +78,10 @@ def check_config(cfg: DifusalConfig) -> None:
     bg = cfg.data.background_plane
     if bg and (bg not in cfg.data.planes or bg == cfg.data.head_plane or len(cfg.data.planes) < 2):
         raise SonoshiftError(f"data.background_plane {bg!r} must be one of data.planes other than the head plane.")
+    if cfg.critics.plane_checkpoint and any(f < 1 for f in cfg.label_fractions):
+        raise SonoshiftError("critics.plane_checkpoint (a classifier trained elsewhere) is only allowed when every "
+                             "label regime keeps all labels (label_fractions all 1.0): it may have seen labels "
+                             "a smaller regime does not keep.")
     if cfg.loop.rounds < 1 or not cfg.label_fractions:
         raise SonoshiftError("loop.rounds must be >= 1 and label_fractions must not be empty.")
     if any(not 0 < f <= 1 for f in cfg.label_fractions):
@@ -112,10 +123,15 @@ def _save_models(models: list[Models], folder: Path) -> None:
         _save_net(m.ga, folder / f"{_prefix(i)}ga.safetensors")
 
 
-def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "") -> tuple[PlaneNet, GaRegressorNet | None]:
-    """The plane net and, when saved, the GA net (``<prefix>plane|ga.safetensors``), in eval mode."""
-    plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
-    plane.load_state_dict(load_file(str(folder / f"{prefix}plane.safetensors")))
+def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "", plane_critic: str = ""
+               ) -> tuple[PlaneNet, GaRegressorNet | None]:
+    """The plane net (or the classifier ``plane_critic`` as a critic) and, when saved, the GA net
+    (``<prefix>plane|ga.safetensors``), in eval mode."""
+    if plane_critic:
+        plane = load_judge_critic(plane_critic, tuple(cfg.data.planes))
+    else:
+        plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
+        plane.load_state_dict(load_file(str(folder / f"{prefix}plane.safetensors")))
     ga = None
     if (folder / f"{prefix}ga.safetensors").is_file():
         ga = GaRegressorNet(_net_cfg(cfg.downstream))
@@ -127,6 +143,12 @@ def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "") -> tuple[Plan
 def _load_models(folder: Path, cfg: DifusalConfig) -> list[Models]:
     """Every seed's models (seed 0 first)."""
     return [Models(*_load_nets(folder, cfg, _prefix(i))) for i in range(cfg.downstream.seeds)]
+
+
+def augments(cfg: DifusalConfig, arm: Arm) -> bool:
+    """Whether ``arm``'s downstream models train with classical augmentation: the classical_aug arm, and every
+    synthetic arm when the config declares ``loop.synthetic_classical_aug``."""
+    return arm.classical_aug or (arm.per_round and cfg.loop.synthetic_classical_aug)
 
 
 def _train_all(f: Frames, cfg: DifusalConfig, classical_aug: bool) -> list[Models]:
@@ -164,31 +186,41 @@ def _write_json(path: Path, obj: dict) -> None:
 def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     """Train / val / test frames and every label regime's share of them."""
     d, planes = cfg.data, tuple(cfg.data.planes)
-    train, val, test = (load_split(data, s, planes, d.size) for s in ("train", "val", "test"))
+    train, val, test = (load_split(data, s, planes, d.size, tuple(d.domains)) for s in ("train", "val", "test"))
     n = len(planes)
     test = cap_per_class(test, d.eval_per_class, n, np.random.default_rng(cfg.seed + 7))
     out = []
     for i, frac in enumerate(cfg.label_fractions):
-        tr = regime_train(train, frac, d.max_per_class, n, cfg.seed + 11 * i)
-        va = regime_train(val, frac, d.eval_per_class, n, cfg.seed + 11 * i + 5)
-        out.append(Regime(regime_name(frac), frac, tr, va, test))
+        tr, rest = regime_split(train, frac, d.max_per_class, n, cfg.seed + 11 * i)
+        va = regime_split(val, frac, d.eval_per_class, n, cfg.seed + 11 * i + 5)[0]
+        un = (unlabelled_frames(train, rest, cfg.generator.unlabelled, cfg.seed + 11 * i + 3)
+              if cfg.generator.unlabelled and rest else _empty(d.size))
+        out.append(Regime(regime_name(frac), frac, tr, va, test, un))
     return out
 
 
 def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     with atomic_dir(folder) as tmp:
-        critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed)
-        _save_net(critics.plane, tmp / "critic_plane.safetensors")
+        judge = (load_judge_critic(cfg.critics.plane_checkpoint, tuple(cfg.data.planes))
+                 if cfg.critics.plane_checkpoint else None)
+        critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed,
+                              guard_frames=reg.generator_frames, plane=judge)
+        if judge is None:
+            _save_net(critics.plane, tmp / "critic_plane.safetensors")
         _save_net(critics.ga, tmp / "critic_ga.safetensors")
         save_file({"train_emb": critics.train_emb.contiguous(), "train_hist": critics.train_hist.contiguous()},
                   str(tmp / "critic_embedding.safetensors"))
         pipe = gen_mod.build(cfg.generator, tuple(cfg.data.planes), cfg.data.size, cfg.seed)
-        gen_mod.train(pipe, reg.train, cfg.generator.pretrain_steps, cfg.generator, cfg.seed + 3)
+        gen_mod.train(pipe, reg.train, cfg.generator.pretrain_steps, cfg.generator, cfg.seed + 3,
+                      unlabelled=reg.unlabelled)
         gen_mod.save(pipe, tmp / "generator.safetensors")
         probe_rate = _probe(pipe, critics, cfg, cfg.seed + 9, fan_masks(reg.train))
         _write_json(tmp / "setup.json", {
             "n_train": len(reg.train), "n_val": len(reg.val), "n_test": len(reg.test),
+            "n_unlabelled": len(reg.unlabelled), "critic_ga_slack_weeks": critics.ga_slack_weeks,
+            "critic_plane": cfg.critics.plane_checkpoint or "fitted on the regime's frames",
+            "critic_plane_val_accuracy": float((plane_probs(critics.plane, reg.val.x).argmax(1) == reg.val.y).mean()),
             "train_per_plane": np.bincount(reg.train.y, minlength=n).tolist(),
             "train_patients": sorted(set(reg.train.patients.tolist())),
             "realism_threshold": critics.realism_threshold, "memo_threshold": critics.memo_threshold,
@@ -202,14 +234,14 @@ def _load_critics(cfg: DifusalConfig, folder: Path, reg: Regime) -> Critics:
     """The frozen critics written at setup; the memorization guard (no learned state) is rebuilt from the
     regime's frames and must reproduce the threshold written then (else the data changed under the run)."""
     s = json.loads((folder / "setup.json").read_text())
-    plane, ga = _load_nets(folder, cfg, prefix="critic_")
+    plane, ga = _load_nets(folder, cfg, prefix="critic_", plane_critic=cfg.critics.plane_checkpoint)
     t = load_file(str(folder / "critic_embedding.safetensors"))
-    guard = copy_guard(reg.train, cfg.critics)
+    guard = copy_guard(reg.generator_frames, cfg.critics)
     if abs(guard.threshold - s["memo_threshold"]) > 1e-5:
         raise SonoshiftError(f"the regime's training frames differ from those {folder} was set up with "
                              "(memorization threshold changed); the data changed under this run, use a new -o folder.")
     return Critics(plane, ga, t["train_emb"], s["realism_threshold"], guard, cfg.critics,
-                   t["train_hist"], s["histogram_bc_threshold"])
+                   t["train_hist"], s["histogram_bc_threshold"], s.get("critic_ga_slack_weeks", 0.0))
 
 
 def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int, masks: torch.Tensor) -> float:
@@ -227,10 +259,10 @@ def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path
     the arm trains on the same frames the same way: training is deterministic)."""
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     with atomic_dir(folder) as tmp:
-        if not arm.classical_aug and (real / "metrics.json").is_file():
+        if not augments(cfg, arm) and (real / "metrics.json").is_file():
             models = _load_models(real, cfg)
         else:
-            models = _train_all(reg.train, cfg, arm.classical_aug)
+            models = _train_all(reg.train, cfg, augments(cfg, arm))
         _save_models(models, tmp)
         if arm.loop:
             (tmp / "generator.safetensors").write_bytes((setup / "generator.safetensors").read_bytes())
@@ -299,7 +331,7 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
             "kid_accepted": fa["kid"],
             **{f"rejected_{r}": int((scores["reason"] == r).sum()) for r in REASONS}})
         gen_mod.train(pipe, reg.train, cfg.generator.finetune_steps if len(new) else 0, cfg.generator, seed + 1,
-                      extra=cum, lr=cfg.generator.finetune_lr, fresh=False)
+                      extra=cum, lr=cfg.generator.finetune_lr, fresh=False, unlabelled=reg.unlabelled)
         gen_mod.save(pipe, tmp / "generator.safetensors")
         m = json.loads((tmp / "metrics.json").read_text())
         m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2, masks)
@@ -323,7 +355,7 @@ def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: F
             extra: dict) -> None:
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     save_set(tmp / "synthetic_cumulative.npz", cum.x, cum.y, cum.ga)
-    models = _train_all(Frames.concat([reg.train, cum]) if len(cum) else reg.train, cfg, arm.classical_aug)
+    models = _train_all(Frames.concat([reg.train, cum]) if len(cum) else reg.train, cfg, augments(cfg, arm))
     _save_models(models, tmp)
     _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head, tmp / PREDICTIONS), "round": k,
                                        "n_synthetic": len(cum), **extra})

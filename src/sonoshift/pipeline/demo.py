@@ -1,5 +1,5 @@
 """The main job: simulate -> prepare -> train (CycleGAN, DDGAN, cascade, segmenter) -> harmonize -> evaluate ->
-judge (plane classifier, GA estimator) -> report.
+judge (plane classifier, GA estimator) -> synthesis (a short DiFUSAL loop) -> report.
 
 Every stage writes files under one folder (default ``runs/demo``) and is skipped on the next run when it finished
 with the same settings (``force=True`` redoes everything). ``run_demo`` is the API; ``sonoshift demo`` the CLI.
@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, to_dict
+from sonoshift.pipeline.demo_difusal import DemoDifusalConfig
 from sonoshift.pipeline.judges import JudgesConfig
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
@@ -30,7 +31,8 @@ class DemoConfig(Validated):
     split 12 / 4 / 8 (train / val / test, by patient), one blind VSI sweep and the three targeted standard-plane
     sweeps per patient, so head, abdomen and femur planes are each about a quarter of the frames.
     steps_segmenter: target-domain segmenter steps (0 = its config's); study: what is trained and scored;
-    judges: the plane classifier and GA estimator that judge every run (``sonoshift.pipeline.judges``).
+    judges: the plane classifier and GA estimator that judge every run (``sonoshift.pipeline.judges``);
+    difusal: the synthesis half, a short DiFUSAL loop on the prepared data (``sonoshift.pipeline.demo_difusal``).
     """
 
     patients: PosInt = 24
@@ -47,11 +49,13 @@ class DemoConfig(Validated):
     # both start from their input (residual generator), so a short run can only add to it.
     study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 300, "cascade": 300}))
     judges: JudgesConfig = dataclasses.field(default_factory=JudgesConfig)
+    difusal: DemoDifusalConfig = dataclasses.field(default_factory=DemoDifusalConfig)
 
 
 def _without_judges(cfg: DemoConfig) -> dict[str, Any]:
-    """The demo settings the stages before the judges depend on (changing a judge retrains nothing else)."""
-    return {k: v for k, v in to_dict(cfg).items() if k != "judges"}
+    """The demo settings the stages before the judges depend on (changing a judge or the DiFUSAL loop retrains
+    nothing else)."""
+    return {k: v for k, v in to_dict(cfg).items() if k not in ("judges", "difusal")}
 
 
 def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: list[Path], data_key: Any,
@@ -148,21 +152,36 @@ def run_demo(
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
     judged = (_judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log, force, progress)
               if cfg.judges.enabled else {})  # fmt: skip
+    synthesis = None
+    if cfg.difusal.enabled:
+        from sonoshift.pipeline.demo_difusal import run_demo_difusal
+
+        judge = root / "models" / "plane_classifier" if cfg.judges.enabled else None
+        synthesis = run_demo_difusal(cfg.difusal, root, data, judge, [to_dict(prep_cfg), to_dict(sim_cfg)], log,
+                                     force, progress)
+    extra = []
+    if synthesis:
+        from sonoshift.pipeline.demo_difusal import report_sections
+
+        extra = report_sections(synthesis)
     # The report is cheap and reads every run: always rewritten.
     report = run_stage(
-        "report", root, to_dict(cfg), lambda: str(make_report(runs, report_dir, force=True) / "index.html"), force=True,
+        "report", root, to_dict(cfg),
+        lambda: str(make_report(runs, report_dir, extra_sections=extra, force=True) / "index.html"), force=True,
         log=log,
     )
     summary = {
         "report": report,
         "stages": log.entries,
         "judges": judged,
+        "difusal": synthesis,
         "paths": {
             "simulated data": str(sim_dir),
             "prepared data": str(data),
             "models": str(root / "models"),
             "harmonized runs": str(root / "harmonized"),
             "report": str(report_dir),
+            **({"DiFUSAL loop": str(root / "difusal")} if synthesis else {}),
         },
     }
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, default=str))
@@ -184,6 +203,10 @@ def print_summary(summary: dict[str, Any], title: str = "sonoshift demo: done") 
                 cells.append(f"{s.get('plane_accuracy', float('nan')):.2f} / {s.get('plane_macro_f1', float('nan')):.2f}, "
                              f"{s.get('ga_abs_error_days', float('nan')):.1f} d")
             console.print(f"  {method:<18} " + "  |  ".join(cells))
+    synthesis = summary.get("difusal") or {}
+    if synthesis:
+        console.print("\n  synthesis (DiFUSAL smoke run; numbers are a smoke measurement): "
+                      + " ".join(synthesis.get("verdict") or ["no finished round"]))
     console.print("")
     for key, value in summary["paths"].items():
         console.print(f"  {key:<18} {value}")

@@ -81,6 +81,9 @@ def run_demo_seeds(out: str | Path, cfg: Any, seeds: tuple[int, ...], *, force: 
     summaries = {}
     for k in seeds:
         seeded = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, train_seed=int(k)))
+        # the DiFUSAL loop does not depend on the translators: each folder runs it with another loop seed instead
+        seeded = dataclasses.replace(seeded, difusal=dataclasses.replace(
+            cfg.difusal, overrides=(*cfg.difusal.overrides, f"seed={int(k)}")))
         summaries[k] = run_demo(root / f"seed_{k}", seeded, force=force, progress=progress)
     table = aggregate_seeds({k: root / f"seed_{k}" for k in seeds})
     atomic_write_text(root / "seeds.csv", table.to_csv(index=False, lineterminator="\n"))
