@@ -5,7 +5,7 @@ frames per class where the segmenter predicts a class the label map does not hav
 that frame's mean Dice).
 
     python bench/correction_dice.py --data runs/demo/data --models runs/demo/models --split val \
-        [--translator ddgan] [--lambdas 0.25,0.5,0.75] [--blur 0.5]
+        [--translator ddgan] [--lambdas 0.25,0.5,0.75] [--blur 0.5] [--output-gains 0,1,2,4]
 
 Select on --split val; report on test. Set OMP_NUM_THREADS=1 on a shared machine.
 """
@@ -63,6 +63,7 @@ def main() -> None:
     ap.add_argument("--translator", default="ddgan")
     ap.add_argument("--lambdas", default="0.25,0.5,0.75")
     ap.add_argument("--blur", type=float, default=0.5)
+    ap.add_argument("--output-gains", default="", help="also score the translator with these output_gain values (px)")
     ap.add_argument("--frames", type=int, default=1000, help="frames per patient (every patient is kept)")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -86,6 +87,9 @@ def main() -> None:
         if lam in (0.0, 1.0) and args.blur > 0:
             evaluate(f"anchor + {lam:g} x correction, blur {args.blur:g}", blur(mix, t["mask"], args.blur), t, seg,
                      labels)
+    for g in (float(v) for v in args.output_gains.split(",") if v):
+        tr.output_gain = g  # the sample re-applied to the anchor as a local gain (methods.anchor.apply_as_gain)
+        evaluate(f"{args.translator}, output_gain {g:g}", translate(tr, t["x"]), t, seg, labels)
     c = (out.astype(float) - anchor)[fg]
     print(f"correction inside the fan: mean {c.mean():+.2f} grey levels, mean |c| {np.abs(c).mean():.2f}")
 
