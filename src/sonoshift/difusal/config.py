@@ -55,7 +55,9 @@ class Downstream(Validated):
 class Generator(Validated):
     """The conditional diffusion generator (sonoshift.synth's U-Net), trained on the regime's labelled frames,
     then fine-tuned after every round that accepts images on real + every image accepted so far. The recipe follows
-    configs/cpu/synth.yaml: FiLM conditioning (time_norm "scale_shift"), v-prediction with Min-SNR weighting,
+    the session-6 configs/cpu/synth.yaml: FiLM conditioning (time_norm "scale_shift"), v-prediction with Min-SNR
+    weighting (synth.yaml now trains plain MSE, loss_weight "none", which followed GA better there; not yet
+    measured in the loop),
     linear LR warm-up then cosine decay within each training call, an EMA of the weights (ema_decay; 0 = none)
     that is what samples, and classifier-free guidance 7. unlabelled > 0 (semi-supervised): the generator also
     trains on up to this many frames of the training patients whose labels the regime does NOT keep, as images
