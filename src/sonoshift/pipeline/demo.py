@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, to_dict
-from sonoshift.pipeline.demo_difusal import DemoDifusalConfig
+from sonoshift.pipeline.demo_difusal import DemoDifusalConfig, report_sections, run_demo_difusal
 from sonoshift.pipeline.judges import JudgesConfig
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
@@ -154,16 +154,10 @@ def run_demo(
               if cfg.judges.enabled else {})  # fmt: skip
     synthesis = None
     if cfg.difusal.enabled:
-        from sonoshift.pipeline.demo_difusal import run_demo_difusal
-
         judge = root / "models" / "plane_classifier" if cfg.judges.enabled else None
         synthesis = run_demo_difusal(cfg.difusal, root, data, judge, [to_dict(prep_cfg), to_dict(sim_cfg)], log,
                                      force, progress)
-    extra = []
-    if synthesis:
-        from sonoshift.pipeline.demo_difusal import report_sections
-
-        extra = report_sections(synthesis)
+    extra = report_sections(synthesis) if synthesis else []
     # The report is cheap and reads every run: always rewritten.
     report = run_stage(
         "report", root, to_dict(cfg),
