@@ -12,6 +12,7 @@ Prints images/s of each (wall and per CPU-second), the ratios, how far the HC va
 average before and after (other jobs on the machine distort the wall numbers).
 
     python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
+        [--first-tta 0|1] [--refine-tta 0|1] [--refiner REFINER_FOLDER ...]
 
 On a machine shared with other jobs the wall time mostly measures the other jobs: compare the ratio. Images per
 CPU-second (all threads' CPU time counted) does not depend on the load; on two idle cores the wall rate can reach
@@ -60,15 +61,27 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2, help="decode threads of the estimator path")
     ap.add_argument("--no-tta", action="store_true", help="one forward per image (no flip averaging)")
+    ap.add_argument("--first-tta", type=int, choices=(0, 1), default=None,
+                    help="first-stage flip averaging (default: the estimator's own setting)")
+    ap.add_argument("--refine-tta", type=int, choices=(0, 1), default=None,
+                    help="crop refiners' flip averaging (default: the estimator's own setting)")
+    ap.add_argument("--refiner", action="append", default=[],
+                    help="crop refiner folder(s) to use instead of the estimator's own (their margin too)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cv2.setNumThreads(a.threads)
     rows = load_hc18_table(a.data).iloc[: a.n]
     seg = load_segmenter(a.segmenter)
     if "ga_estimator" in seg.info:  # a built estimator (maybe an ensemble): its own members and calibration
-        est = dataclasses.replace(load_ga_estimator(a.segmenter), tta=not a.no_tta)
+        est = load_ga_estimator(a.segmenter)
     else:
-        est = GaEstimator(seg, 0.0, tta=not a.no_tta)
+        est = GaEstimator(seg, 0.0)
+    if a.refiner:
+        refs = tuple(load_segmenter(r) for r in a.refiner)
+        est = dataclasses.replace(est, refiners=refs, crop_margin=float(refs[0].info["head_crop"]["margin"]))
+    first_tta = est.tta if a.first_tta is None else bool(a.first_tta)
+    refine_tta = (est.tta if est.refine_tta is None else est.refine_tta) if a.refine_tta is None else bool(a.refine_tta)
+    est = dataclasses.replace(est, tta=first_tta and not a.no_tta, refine_tta=refine_tta and not a.no_tta)
     paths, px = list(rows["image_path"]), list(rows["pixel_size_mm"])
 
     def current():
@@ -87,7 +100,8 @@ def main() -> None:
     hc_ort, w_ort, c_ort = _timed(lambda: new(est_ort))
     n = len(paths)
     print(f"{n} HC18 images, {a.threads} torch/ORT threads, {a.workers} decode threads, decode included, "
-          f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}")
+          f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}, "
+          f"refiners {[r.image_size for r in est.refiners]} px (tta={est.refine_tta})")
     print(f"load average (1 min) {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     print(f"current predictor : {n / w_old:7.1f} images/s wall, {n / c_old:7.1f} images/s per CPU-second")
     print(f"GA estimator      : {n / w_new:7.1f} images/s wall, {n / c_new:7.1f} images/s per CPU-second")

@@ -116,6 +116,29 @@ def test_refiner_that_grows_the_head_beyond_the_limit_is_not_taken():
     assert measure(GaEstimator(first.segmenter, tta=False, refiners=sac, refine_max_growth=1.2), [img],
                    [1.0]).iloc[0]["hc_px"] == grown
 
+def test_refiner_flip_averaging_is_its_own_switch():
+    """A refiner whose map is the image shifted two model pixels to the right: its head centre moves right by
+    two crop pixels; averaged with its flipped twin (shifted left) the centre is back. The first stage's own
+    flip averaging (``tta``) does not touch the refiner's (``refine_tta``)."""
+
+    class ShiftRight(BrightIsHead):
+        def forward(self, x):
+            return torch.cat([torch.zeros_like(x), self.k * torch.roll(x, 2, -1)], 1)
+
+    img = np.round(30 + 190 * drawn((540, 800), 400.0, 270.0, 120.0, 90.0, 0.0, upsample=4)).astype(np.uint8)
+    first = Segmenter(BrightIsHead(), ("background", "head"), 128)
+    refs = (Segmenter(ShiftRight(), ("background", "head"), 64),)
+    px = 2 * 1.3 * 120 / 64  # native pixels per crop pixel
+    for tta in (False, True):
+        plain = measure(GaEstimator(first, tta=tta, refiners=refs, refine_tta=False), [img], [1.0]).iloc[0]
+        flip = measure(GaEstimator(first, tta=tta, refiners=refs, refine_tta=True), [img], [1.0]).iloc[0]
+        assert plain["cx"] - 400.0 == pytest.approx(2 * px, abs=0.5)
+        assert abs(flip["cx"] - 400.0) < 0.5 and abs(flip["cy"] - 270.0) < 0.5
+    # refine_tta None follows tta
+    same = measure(GaEstimator(first, tta=True, refiners=refs), [img], [1.0]).iloc[0]
+    assert abs(same["cx"] - 400.0) < 0.5
+
+
 def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_hc18, tmp_path):
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
     from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
@@ -137,6 +160,11 @@ def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_h
     assert [s.image_size for s in est.segmenters] == [32] and len(est.refiners) == 1
     assert est.segmenter.info["ga_estimator"]["refiners"] == ["refiner_0"] and est.crop_margin == pytest.approx(1.3)
     assert est.refine_max_growth == est.segmenter.info["ga_estimator"]["refine_max_growth"] == 1.06
+    # with a refiner the first stage only places the crop: no flip averaging there by default, the refiner's on
+    assert est.tta is False and est.refine_tta is True
+    assert load_ga_estimator(tmp_path / "est").tta is False
+    one = build_estimator([tmp_path / "frame"], fake_hc18, tmp_path / "one")
+    assert one.tta is True and load_ga_estimator(tmp_path / "one").tta is True
     assert len(with_runtime(est, "onnx").refiners) == 1
 
 

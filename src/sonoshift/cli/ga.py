@@ -46,7 +46,9 @@ def build_cmd(
                                          "train-hc18`); give it several times for an ensemble (maps averaged)."),
     out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
-    tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
+    tta: bool | None = typer.Option(None, help="First stage: average the head probability with the flipped "
+                                    "image's (default: on without crop refiners, off with them)."),
+    refine_tta: bool = typer.Option(True, help="Crop refiners: average with the flipped crop's."),
     refine_max_growth: float = typer.Option(1.06, min=1.0, help="Keep the first-stage ellipse where the crop "
                                             "refiner's HC is more than this factor larger (chosen by "
                                             "cross-validation; a large value: no limit)."),
@@ -54,7 +56,8 @@ def build_cmd(
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
-    est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth)
+    est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
+                          refine_tta=refine_tta)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
@@ -108,7 +111,8 @@ def cv_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the folds, per_image.csv, summary.csv, "
                              "ga_error.csv, folds.csv, worst_cases.png (rerun to resume)."),
     folds: int = typer.Option(5, min=2, help="Number of subject-wise folds."),
-    tta: bool = typer.Option(True, help="Average the head probability with the flipped image's."),
+    tta: bool | None = typer.Option(None, help="First stage: average the head probability with the flipped "
+                                    "image's (default: on without a crop refiner, off with one)."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""

@@ -60,6 +60,11 @@ class SegmenterTrainConfig(Validated):
     translate: NonNegFloat = 0.0  # random shift, fraction of the side
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: lr decays to 0 at the last step
     log_every: PosInt = 25
+    # random gamma on the [0, 1]-mapped image: exponent exp(u log(1 + gamma)), u uniform in [-1, 1]; 0 = off
+    gamma: NonNegFloat = 0.0
+    # extra cross-entropy weight on pixels within boundary_width pixels of a label boundary (boundary_loss.py)
+    boundary_weight: NonNegFloat = 0.0
+    boundary_width: PosInt = 2
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ def labels_to_target(labels: Sequence[np.ndarray] | np.ndarray, size: int) -> to
 def augment(
     x: torch.Tensor, y: torch.Tensor, cfg: SegmenterTrainConfig, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random flips (same for image and labels), contrast/brightness jitter and noise; images stay in [-1, 1].
+    """Random flips (same for image and labels), affine, gamma, contrast/brightness jitter and noise; images stay
+    in [-1, 1].
 
     ``x`` (B, 1, H, W) float, ``y`` (B, H, W) long; random draws come from ``generator`` (on the CPU).
     """
@@ -141,6 +147,9 @@ def augment(
         y = torch.where(flip[:, None, None], y.flip(-2), y)
     if cfg.rotate_deg or cfg.scale or cfg.translate:
         x, y = _affine(x, y, cfg, generator)
+    if cfg.gamma > 0:
+        ex = torch.exp((torch.rand(b, generator=generator) * 2 - 1) * math.log1p(cfg.gamma)).to(dev)
+        x = ((x + 1) * 0.5).clamp(0, 1) ** ex[:, None, None, None] * 2 - 1
     if cfg.intensity_jitter > 0:
         j = cfg.intensity_jitter
         scale = (1 + (torch.rand(b, generator=generator) * 2 - 1) * j).to(dev)
@@ -188,6 +197,8 @@ def train_segmenter(
     """
     from monai.losses import DiceCELoss
 
+    from sonoshift.downstream.boundary_loss import BoundaryDiceCELoss
+
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[-1] != images.shape[-2]:
         raise SonoshiftError(f"training images must be (N, 1, S, S), got {tuple(images.shape)}.")
     if labels.shape != (images.shape[0], *images.shape[-2:]):
@@ -210,7 +221,8 @@ def train_segmenter(
         model = build_unet(model_cfg, n_cls)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loss_fn = (BoundaryDiceCELoss(train_cfg.boundary_weight, train_cfg.boundary_width) if train_cfg.boundary_weight
+               else DiceCELoss(to_onehot_y=True, softmax=True))
 
     n = images.shape[0]
     bs = min(train_cfg.batch_size, n)

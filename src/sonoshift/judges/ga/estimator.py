@@ -41,7 +41,8 @@ head_crop.py) take a second look at each found head in a square of side ``crop_m
 maps are averaged the same way and the ellipse fitted to them replaces the first one (kept where they find none,
 and where the refined HC exceeds the first by more than the factor ``refine_max_growth``: a refiner, trained on
 crops that a head fills to about 1 / ``crop_margin``, segments the fluid sac around a small head whose first
-ellipse was already too large and grows it further)."""
+ellipse was already too large and grows it further). ``tta`` is the first stage's flip averaging, ``refine_tta``
+the refiners' (None: the same as ``tta``); the first stage only places the crop when refiners follow."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -50,6 +51,7 @@ ellipse was already too large and grows it further)."""
     refiners: tuple[Segmenter, ...] = ()
     crop_margin: float = 1.3
     refine_max_growth: float = math.inf
+    refine_tta: bool | None = None
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -81,8 +83,10 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
         raise SonoshiftError(f"{path} is a segmenter without GA calibration; run `sonoshift ga build` on it first.")
     members = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("members", []))
     refiners = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("refiners", []))
-    return GaEstimator(seg, float(meta["offset_px"]), bool(meta.get("tta", True)), members, refiners,
-                       float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)))
+    tta = bool(meta.get("tta", True))
+    return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
+                       float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
+                       bool(meta.get("refine_tta", tta)))
 
 
 def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
@@ -143,7 +147,8 @@ def refine_fits(
     if not est.refiners or not todo:
         return out
     boxes = {i: crop_box(fits[i].ellipse.cx, fits[i].ellipse.cy, fits[i].ellipse.a, est.crop_margin) for i in todo}
-    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=())
+    tta = est.tta if est.refine_tta is None else est.refine_tta
+    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta)
     x = {s: torch.from_numpy(np.stack([crop_input(frames[i], boxes[i], s) for i in todo])[:, None])
          for s in second.input_sizes}
     for i, p in zip(todo, batch_probabilities(second, x, batch_size)):

@@ -40,7 +40,7 @@ def fold_configs(configs: Sequence[Hc18Config], folds: int, fold: int) -> list[H
 
 
 def cross_validate(
-    configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool = True, progress: bool = True,
+    configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool | None = None, progress: bool = True,
 ) -> dict:
     """Run (or resume) the k-fold CV of the ensemble of ``configs`` into ``out``; returns the pooled summary
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
@@ -66,7 +66,7 @@ def cross_validate(
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
         tables.append(pd.read_csv(done))
         if two_stage:
-            first_tables.append(_first_stage_table(fdir, configs[0].data_dir, k))
+            first_tables.append(_first_stage_table(fdir, configs[0].data_dir, k, tta is not False))
     table = _pooled(tables)
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
@@ -94,12 +94,13 @@ def _pooled(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return table
 
 
-def _first_stage_table(fdir: Path, data_dir: str | Path, fold: int) -> pd.DataFrame:
-    """The fold's estimator measured without its crop refiners (cached in ``per_image_first_stage.csv``)."""
+def _first_stage_table(fdir: Path, data_dir: str | Path, fold: int, tta: bool = True) -> pd.DataFrame:
+    """The fold's estimator measured without its crop refiners, as a one-stage estimator would run (flip
+    averaging ``tta``; cached in ``per_image_first_stage.csv``)."""
     done = fdir / "per_image_first_stage.csv"
     if not done.is_file():
         est = load_ga_estimator(fdir / "estimator")
         _, val = heldout_rows(est.segmenter, data_dir)
-        table = evaluate_rows(dataclasses.replace(est, refiners=()), val).assign(fold=fold)
+        table = evaluate_rows(dataclasses.replace(est, refiners=(), tta=tta), val).assign(fold=fold)
         atomic_write_text(done, table.to_csv(index=False))
     return pd.read_csv(done)

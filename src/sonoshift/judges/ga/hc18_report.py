@@ -48,15 +48,17 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
 
 
 def build_estimator(
-    segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *, tta: bool = True,
-    refine_max_growth: float = REFINE_MAX_GROWTH,
+    segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
+    tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = True,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
     Several segmenters make an ensemble (their head maps averaged); they must share one held-out split, and
     every one after the first is stored in a sub-folder ``member_<i>``. Crop refiners (segmenters trained with
     ``head_crops``) among them become the estimator's second stage, stored as ``refiner_<i>``; a refined HC more
-    than ``refine_max_growth`` x the first-stage HC is not taken (``GaEstimator``)."""
+    than ``refine_max_growth`` x the first-stage HC is not taken (``GaEstimator``). ``tta`` (first-stage flip
+    averaging) None: on for a one-stage estimator, off when refiners follow (the first stage then only places the
+    crop: same HC error under the 5-fold CV, one network pass less per image); ``refine_tta``: the refiners'."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
     # crop refiners (trained with head_crops > 0) take the second look; every other segmenter is a first-stage member
@@ -76,12 +78,13 @@ def build_estimator(
     masks = [read_labels(p) > 127 for p in train["mask_path"]]
     offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
     margin = float(refiners[0].info["head_crop"]["margin"]) if refiners else 1.3
-    est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth)
+    tta = not refiners if tta is None else tta
+    est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
     refiner_names = [f"refiner_{i}" for i in range(len(refiners))]
-    info[KEY] = {"offset_px": offset, "tta": tta, "calibrated_on": int(len(train)),
+    info[KEY] = {"offset_px": offset, "tta": tta, "refine_tta": refine_tta, "calibrated_on": int(len(train)),
                  "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names,
                  "member_image_sizes": [s.image_size for s in segs], "refiners": refiner_names,
                  "crop_margin": margin, "validation": summarize(table) if len(table) else {}}
@@ -94,7 +97,7 @@ def build_estimator(
             save_segmenter(member, tmp / name)
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
-    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth)
+    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta)
 
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
