@@ -160,8 +160,10 @@ def test_crop_refiner_trains_on_crops_and_build_makes_it_the_second_stage(fake_h
     assert [s.image_size for s in est.segmenters] == [32] and len(est.refiners) == 1
     assert est.segmenter.info["ga_estimator"]["refiners"] == ["refiner_0"] and est.crop_margin == pytest.approx(1.3)
     assert est.refine_max_growth == est.segmenter.info["ga_estimator"]["refine_max_growth"] == 1.06
-    # with a refiner the first stage only places the crop: no flip averaging there by default, the refiner's on
-    assert est.tta is False and est.refine_tta is True
+    # with a refiner the first stage only places the crop: no flip averaging by default in either stage
+    assert est.tta is False and est.refine_tta is False
+    flip = build_estimator([tmp_path / "crop", tmp_path / "frame"], fake_hc18, tmp_path / "flip", refine_tta=True)
+    assert load_ga_estimator(tmp_path / "flip").refine_tta is True and flip.tta is False
     assert load_ga_estimator(tmp_path / "est").tta is False
     one = build_estimator([tmp_path / "frame"], fake_hc18, tmp_path / "one")
     assert one.tta is True and load_ga_estimator(tmp_path / "one").tta is True
