@@ -33,7 +33,8 @@ class SynthData(Validated):
     fill_plane: dataset name (``dataset.json`` spec name, else the folder name) -> plane given to its frames
     that have none (HC18 holds head images only). planes / scanners: the vocabularies; empty = every value seen
     in the data (sorted). A frame whose plane is outside ``planes`` gets the null token. balance_planes: every
-    plane is drawn equally often (the simulator's sweeps are ~90% "other" frames).
+    plane is drawn equally often (the simulator's sweeps are ~90% "other" frames). hflip: mirror each training
+    image left-right with probability 1/2 (drawn from the method's generator; augmentation for small real sets).
     """
 
     paths: tuple[str, ...] = ()
@@ -44,6 +45,7 @@ class SynthData(Validated):
     planes: tuple[str, ...] = ()
     scanners: tuple[str, ...] = ()
     balance_planes: bool = True
+    hflip: bool = False
 
 
 @dataclass(frozen=True)
