@@ -27,7 +27,7 @@ def score(judges: list, images, planes: tuple[str, ...]) -> dict:
     """Per-judge and ensemble plane scores of ``images`` (an evaluate.Images) whose conditioned plane is known."""
     keep = np.asarray([p in planes for p in images.plane])
     planes = tuple(str(p) for p in planes)
-    x, y = images.x[torch.from_numpy(keep)], images.plane[keep].astype(str)
+    x, y = images.x[torch.from_numpy(keep)], np.asarray([str(p) for p in images.plane[keep]], dtype=object)
     probs = [torch.softmax(j.plane_logits(x), 1).numpy() for j in judges]
     preds = [np.asarray(planes)[p.argmax(1)] for p in probs]
     per = [{"macro_f1": macro_f1(y, p), "recall": {c: float(np.mean(p[y == c] == c)) for c in sorted(set(y))}}

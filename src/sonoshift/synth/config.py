@@ -88,7 +88,8 @@ class SynthDiffusion(Validated):
     sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults;
     ga_guidance: GA's own guidance scale (None: one joint scale for all conditions; see ``synth/pipeline.py``).
     loss_weight: "none" (plain MSE) or "min_snr" (Min-SNR-gamma, Hang et al. 2023: each time step's loss weighted
-    so that the implied x0 error has weight min(SNR, gamma); faster convergence). lr_warmup_steps: linear LR
+    so that the implied x0 error has weight min(SNR, gamma); faster convergence) or "capped_v" (x0 weight
+    min(SNR + 1, gamma): plain v-MSE at high noise, Min-SNR at low noise; ``schedulers.loss_weights``). lr_warmup_steps: linear LR
     warm-up; lr_schedule: "constant" after it, or "cosine" decay to 0 at the last step.
     """
 
@@ -99,7 +100,7 @@ class SynthDiffusion(Validated):
     steps: PosInt = 20
     guidance: NonNegFloat = 2.0
     ga_guidance: NonNegFloat | None = None
-    loss_weight: Literal["none", "min_snr"] = "none"
+    loss_weight: Literal["none", "min_snr", "capped_v"] = "none"
     min_snr_gamma: PosFloat = 5.0
     lr_warmup_steps: NonNegInt = 0
     lr_schedule: Literal["constant", "cosine"] = "constant"
