@@ -45,7 +45,7 @@ def main() -> None:
     pipe = load_synthesizer(args.model, args.device)
     real = pipe.metadata["datasets"]
     size = pipe.size
-    held = load_images(real, ["test"], size)
+    held = load_images(real, ["test"], size, scored_only=True)  # scored only: the African test part may be in it
     if args.judges:
         judges = load_judges(args.judges)
     else:

@@ -90,7 +90,8 @@ def test_named_configs_load_and_fit_their_sizes() -> None:
 
     root = Path(__file__).resolve().parents[1]
     for path, size in (("configs/cpu/synth.yaml", 64), ("configs/gpu/synth_128.yaml", 128),
-                       ("configs/gpu/synth_256.yaml", 256)):
+                       ("configs/gpu/synth_256.yaml", 256), ("configs/cpu/synth_real.yaml", 64),
+                       ("configs/gpu/synth_real_128.yaml", 128)):
         cfg = load_config(SynthConfig, root / path, [])
         m = cfg.model
         assert cfg.data.size == size and len(m.attention) == len(m.block_out_channels)
@@ -142,6 +143,9 @@ def test_min_snr_loss_weights_hand_values() -> None:
     torch.testing.assert_close(loss_weights(ab, "v_prediction", "min_snr", 5.0),
                                torch.tensor([0.5, 0.5, (1 / 9) / (10 / 9)]))
     torch.testing.assert_close(loss_weights(ab, "epsilon", "none"), torch.ones(3))
+    # capped_v: x0 weight min(SNR + 1, 5) = 2, 5, 10/9; v MSE is x0 MSE * (SNR + 1), eps MSE is x0 MSE * SNR.
+    torch.testing.assert_close(loss_weights(ab, "v_prediction", "capped_v", 5.0), torch.tensor([1.0, 0.5, 1.0]))
+    torch.testing.assert_close(loss_weights(ab, "epsilon", "capped_v", 5.0), torch.tensor([2.0, 5 / 9, 10.0]))
 
 
 def test_lr_warmup_then_cosine() -> None:

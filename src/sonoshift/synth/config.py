@@ -33,7 +33,8 @@ class SynthData(Validated):
     fill_plane: dataset name (``dataset.json`` spec name, else the folder name) -> plane given to its frames
     that have none (HC18 holds head images only). planes / scanners: the vocabularies; empty = every value seen
     in the data (sorted). A frame whose plane is outside ``planes`` gets the null token. balance_planes: every
-    plane is drawn equally often (the simulator's sweeps are ~90% "other" frames).
+    plane is drawn equally often (the simulator's sweeps are ~90% "other" frames). hflip: mirror each training
+    image left-right with probability 1/2 (drawn from the method's generator; augmentation for small real sets).
     """
 
     paths: tuple[str, ...] = ()
@@ -44,6 +45,7 @@ class SynthData(Validated):
     planes: tuple[str, ...] = ()
     scanners: tuple[str, ...] = ()
     balance_planes: bool = True
+    hflip: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,8 @@ class SynthDiffusion(Validated):
     sampler: "dpmpp" (DPM-Solver++ 2M), "ddim", "unipc" or "ddpm"; steps and guidance: sampling defaults;
     ga_guidance: GA's own guidance scale (None: one joint scale for all conditions; see ``synth/pipeline.py``).
     loss_weight: "none" (plain MSE) or "min_snr" (Min-SNR-gamma, Hang et al. 2023: each time step's loss weighted
-    so that the implied x0 error has weight min(SNR, gamma); faster convergence). lr_warmup_steps: linear LR
+    so that the implied x0 error has weight min(SNR, gamma); faster convergence) or "capped_v" (x0 weight
+    min(SNR + 1, gamma): plain v-MSE at high noise, Min-SNR at low noise; ``schedulers.loss_weights``). lr_warmup_steps: linear LR
     warm-up; lr_schedule: "constant" after it, or "cosine" decay to 0 at the last step.
     """
 
@@ -97,7 +100,7 @@ class SynthDiffusion(Validated):
     steps: PosInt = 20
     guidance: NonNegFloat = 2.0
     ga_guidance: NonNegFloat | None = None
-    loss_weight: Literal["none", "min_snr"] = "none"
+    loss_weight: Literal["none", "min_snr", "capped_v"] = "none"
     min_snr_gamma: PosFloat = 5.0
     lr_warmup_steps: NonNegInt = 0
     lr_schedule: Literal["constant", "cosine"] = "constant"

@@ -21,6 +21,7 @@ import torch
 
 from sonoshift.data.datasets import FrameDataset, resize_image
 from sonoshift.errors import SonoshiftError
+from sonoshift.synth.african import african_test_mask
 from sonoshift.synth.config import SynthData
 
 
@@ -85,19 +86,27 @@ class SynthDataset(torch.utils.data.Dataset):
     Items: "image" float32 (1, size, size) in [-1, 1]; "plane" int64 (0 unknown); "ga" float32 weeks (NaN
     unknown); "scanner" int64 (0 unknown); "index" int (row in ``self.rows``). With ``balance`` the epoch is a
     seeded draw of ``len(rows)`` indices with every known plane equally likely (``set_epoch`` redraws).
+    Frames of African test-part patients (``synth/african.py``) are left out unless ``keep_african_test``
+    (scoring only); ``african_test_dropped`` counts them.
     """
 
-    def __init__(self, cfg: SynthData, *, seed: int = 0, balance: bool = False) -> None:
+    def __init__(self, cfg: SynthData, *, seed: int = 0, balance: bool = False, keep_african_test: bool = False) -> None:
         if not cfg.paths:
             raise SonoshiftError("the synthesizer needs at least one prepared dataset (--data).")
         self.size, self.seed, self.balance = cfg.size, int(seed), balance
         self.paths = tuple(str(p) for p in cfg.paths)
         self.parts = [FrameDataset(p, cfg.split) for p in cfg.paths]
         self.rows: list[dict[str, Any]] = []
+        self.african_test_dropped = 0
         for k, (p, part) in enumerate(zip(cfg.paths, self.parts)):
             fill = cfg.fill_plane.get(dataset_name(Path(p)), "")
             prepared = _prepared_size(Path(p))
+            test_part = african_test_mask(dataset_name(Path(p)), [r["patient_id"] for r in part.rows])
+            if not keep_african_test:
+                self.african_test_dropped += int(test_part.sum())
             for i, r in enumerate(part.rows):
+                if test_part[i] and not keep_african_test:
+                    continue  # the African rule: the test part is never trained, tuned or selected on
                 raw = r.get("plane", "") or fill
                 ga = r.get("ga_weeks", "") or ""
                 self.rows.append({

@@ -63,6 +63,14 @@ def jitter_ga(ga: torch.Tensor, std: float, generator: torch.Generator) -> torch
     return ga + std * noise
 
 
+def random_hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (B, C, H, W) mirrored left-right with probability 1/2 (one uniform per image from
+    ``generator``): data augmentation for small real sets (``data.hflip``; a mirrored fetal plane is a plane
+    seen from the other side, and the anatomy labels do not change)."""
+    u = torch.rand((x.shape[0],), generator=generator, device=generator.device).to(x.device)
+    return torch.where((u < 0.5).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
 class Synth(MethodBase):
     """Conditional DDPM training of a :class:`SynthUNet` in pixel space, or in the latent space of an
     autoencoder it trains first (``cfg.latent.enabled``)."""
@@ -108,6 +116,8 @@ class Synth(MethodBase):
     def loss(self, batch: dict[str, Any], ctx: StepContext) -> torch.Tensor:
         """The DDPM loss of one micro-batch (mean over pixels, or latent values, and samples)."""
         x0 = batch["image"]
+        if self.cfg.data.hflip:
+            x0 = random_hflip(x0, self.gen)
         if self.ae is not None:
             with torch.no_grad():
                 x0 = self.ae.encode(x0)
@@ -208,4 +218,4 @@ class Synth(MethodBase):
         }
 
 
-__all__ = ["Synth", "drop_conditions", "jitter_ga"]
+__all__ = ["Synth", "drop_conditions", "jitter_ga", "random_hflip"]

@@ -68,13 +68,17 @@ def loss_weights(alpha_bar: torch.Tensor, prediction: str, kind: str, gamma: flo
     "none": 1. "min_snr" (Min-SNR-gamma, Hang et al. 2023): the loss on the implied clean image weighted by
     min(SNR, gamma), SNR = alpha_bar / (1 - alpha_bar); since the epsilon MSE is the x0 MSE times SNR and the v
     MSE is it times (SNR + 1), the weight is min(SNR, gamma) / SNR for "epsilon" and min(SNR, gamma) / (SNR + 1)
-    for "v_prediction"."""
+    for "v_prediction". "capped_v": the x0 weight of the plain v-prediction MSE, SNR + 1, capped at gamma:
+    min(SNR + 1, gamma) (1 at high noise like plain v-MSE, where Min-SNR's weight SNR starves the global layout;
+    gamma at low noise like Min-SNR, so fine speckle does not dominate), i.e. min(SNR + 1, gamma) / (SNR + 1) on
+    the v MSE and min(SNR + 1, gamma) / SNR on the epsilon MSE."""
     if kind == "none":
         return torch.ones_like(alpha_bar)
-    if kind != "min_snr":
-        raise SonoshiftError(f"unknown loss weighting {kind!r} (known: none, min_snr).")
+    if kind not in ("min_snr", "capped_v"):
+        raise SonoshiftError(f"unknown loss weighting {kind!r} (known: none, min_snr, capped_v).")
     snr = alpha_bar / (1 - alpha_bar)
-    return snr.clamp(max=gamma) / (snr if prediction == "epsilon" else snr + 1)
+    x0_weight = snr.clamp(max=gamma) if kind == "min_snr" else (snr + 1).clamp(max=gamma)
+    return x0_weight / (snr if prediction == "epsilon" else snr + 1)
 
 
 __all__ = ["SAMPLERS", "loss_weights", "sampling_scheduler", "training_scheduler"]

@@ -18,7 +18,13 @@ def training_data(data: str | Path, cfg: SynthConfig) -> SynthDataset:
     first = str(Path(data).resolve())
     rest = [str(Path(p).resolve()) for p in cfg.data.paths]
     paths = tuple([first, *[p for p in rest if p != first]])
-    return SynthDataset(replace(cfg.data, paths=paths), seed=cfg.train.seed, balance=cfg.data.balance_planes)
+    ds = SynthDataset(replace(cfg.data, paths=paths), seed=cfg.train.seed, balance=cfg.data.balance_planes)
+    if ds.african_test_dropped:
+        from sonoshift.progress import console
+
+        console.print(f"synth training data: {ds.african_test_dropped} frames of African test-part patients left out "
+                      "(the African rule: the test part is never trained, tuned or selected on).")
+    return ds
 
 
 def build(cfg: SynthConfig, dataset: SynthDataset, device: torch.device, rank: int = 0) -> Synth:

@@ -64,13 +64,16 @@ class Images:
     patient: np.ndarray
 
 
-def load_images(paths: list[str], splits: list[str], size: int, *, limit: int = 0, seed: int = 0) -> Images:
+def load_images(paths: list[str], splits: list[str], size: int, *, limit: int = 0, seed: int = 0,
+                scored_only: bool = False) -> Images:
     """Frames of ``splits`` of the prepared datasets ``paths`` (plane names unified as in training), at
-    ``size``; ``limit`` > 0 keeps a seeded random subset of that many."""
+    ``size``; ``limit`` > 0 keeps a seeded random subset of that many. African test-part frames are left out
+    (they train and select nothing) unless ``scored_only`` (held-out frames that are only scored)."""
     xs, planes, gas, pids = [], [], [], []
     for split in splits:
         try:
-            ds = SynthDataset(SynthData(paths=tuple(paths), split=split, size=size, balance_planes=False))
+            ds = SynthDataset(SynthData(paths=tuple(paths), split=split, size=size, balance_planes=False),
+                              keep_african_test=scored_only)
         except SonoshiftError:
             continue  # an empty split (e.g. no val patients) is fine
         for j, r in enumerate(ds.rows):
@@ -129,7 +132,7 @@ def evaluate_synth(
     except SonoshiftError:
         val = None
     try:
-        held = load_images(real, ["test"], cfg.size, limit=cfg.max_real, seed=cfg.seed)
+        held = load_images(real, ["test"], cfg.size, limit=cfg.max_real, seed=cfg.seed, scored_only=True)
     except SonoshiftError:
         if val is None:
             raise
