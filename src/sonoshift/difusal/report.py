@@ -68,6 +68,12 @@ def verdict(table: pd.DataFrame, rounds: int, measure: str = "macro_f1", target:
     return out
 
 
+def config_verdict(cfg: DifusalConfig, table: pd.DataFrame) -> list[str]:
+    """:func:`verdict` on the config's first headline measure (other than GA MAE) and its declared targets."""
+    measure = next((m for m in cfg.headline if m != "ga_mae_days"), "macro_f1")
+    return verdict(table, cfg.loop.rounds, measure, cfg.target_gain, cfg.target_unfiltered)
+
+
 def curves_png(table: pd.DataFrame, regime: str, path: Path) -> None:
     """Accuracy, macro-F1 and GA MAE against the round, one line per arm."""
     t = table[table["regime"] == regime]
@@ -170,13 +176,19 @@ def interval_tables(run: Path, cfg: DifusalConfig, regime: str, k: int, n_boot: 
                 continue
             d = boots["difusal"] - boots[a]
             (fl, fh), (ml, mh), (al, ah) = (interval(d[:, j]) for j in range(3))
-            diffs.append({"DiFUSAL minus": a, "macro-F1 points": 100 * float(np.nanmean(d[:, 0])),
+            diffs.append({"DiFUSAL minus": a, "macro-F1 points": 100 * _finite_mean(d[:, 0]),
                           "95% CI (points)": f"{100 * fl:+.1f} .. {100 * fh:+.1f}",
                           "P(DiFUSAL better)": float(np.mean(d[:, 0] > 0)),
-                          "accuracy points": 100 * float(np.nanmean(d[:, 2])),
+                          "accuracy points": 100 * _finite_mean(d[:, 2]),
                           "accuracy 95% CI": f"{100 * al:+.1f} .. {100 * ah:+.1f}",
-                          "GA MAE days": float(np.nanmean(d[:, 1])), "GA 95% CI": f"{ml:+.1f} .. {mh:+.1f}"})
+                          "GA MAE days": _finite_mean(d[:, 1]), "GA 95% CI": f"{ml:+.1f} .. {mh:+.1f}"})
     return pd.DataFrame(rows), pd.DataFrame(diffs)
+
+
+def _finite_mean(v: np.ndarray) -> float:
+    """Mean of the finite values (NaN, silently, when there are none: no GA on the test frames)."""
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
 
 
 def _table_html(df: pd.DataFrame) -> str:
@@ -207,8 +219,7 @@ def write_report(run: str | Path) -> Path:
     R = cfg.loop.rounds
     parts = ["<h1>DiFUSAL: self-improving synthesis loop</h1>", "<h2>Verdict</h2><ul>"]
     measure = next((m for m in cfg.headline if m != "ga_mae_days"), "macro_f1")
-    parts += [f"<li>{html.escape(v)}</li>" for v in verdict(table, R, measure, cfg.target_gain,
-                                                            cfg.target_unfiltered)] or ["<li>no finished round yet</li>"]
+    parts += [f"<li>{html.escape(v)}</li>" for v in config_verdict(cfg, table)] or ["<li>no finished round yet</li>"]
     for frac in cfg.label_fractions:
         rg = regime_name(frac)
         tabs = interval_tables(run, cfg, rg, R) if rg in set(table["regime"]) else None
@@ -284,4 +295,4 @@ def write_report(run: str | Path) -> Path:
     return run / "report.html"
 
 
-__all__ = ["contact_sheet_png", "curves_png", "reasons_png", "verdict", "write_report"]
+__all__ = ["config_verdict", "contact_sheet_png", "curves_png", "reasons_png", "verdict", "write_report"]
