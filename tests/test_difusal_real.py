@@ -25,17 +25,19 @@ TEST_IDS = RULE["Algeria"]["test"][:3] + RULE["Ghana"]["test"][:2]
 ADAPT_IDS = RULE["Algeria"]["adaptation"][:2] + RULE["Ghana"]["adaptation"][:2]
 
 
-def _african_toy(root: Path, size: int = 16) -> Path:
-    """A prepared "African" set: one head (disc) and one abdomen (bar) image per patient, patient ids of both
-    parts of the African rule, centres as domains; the adaptation-part images are brighter overall."""
+def _african_toy(root: Path, size: int = 16, ids: list[str] | None = None, domain: str = "", labels: bool = True,
+                 extra: list[dict] | None = None) -> Path:
+    """A prepared "African" set: one head (disc) and one abdomen (bar) image per patient of ``ids`` (default:
+    patient ids of both parts of the African rule), centres as domains (or ``domain``), plane labels when
+    ``labels``; ``extra``: more spec items (e.g. Spanish frames)."""
     root.mkdir(parents=True, exist_ok=True)
-    items = []
-    for i, pid in enumerate(TEST_IDS + ADAPT_IDS):
+    items = list(extra or [])
+    for i, pid in enumerate(TEST_IDS + ADAPT_IDS if ids is None else ids):
         for kind, plane in enumerate(("head", "abdomen")):
             stem = f"{pid}_{plane}"
             np.save(root / f"{stem}.npy", _frames(1, kind, 24.0, seed=7 * i + kind))
-            items.append({"path": f"{stem}.npy", "domain": pid.split("-")[0], "patient_id": pid, "video_id": stem,
-                          "labels": {"plane": plane}})
+            items.append({"path": f"{stem}.npy", "domain": domain or pid.split("-")[0], "patient_id": pid,
+                          "video_id": stem, "labels": {"plane": plane} if labels else {"centre": pid}})
     (root / "spec.yaml").write_text(yaml.safe_dump({"name": "afr", "items": items}))
     out = root / "prepared"
     prepare([root / "spec.yaml"], out, load_config(PrepareConfig, None, [f"resize.size={size}", "crop.method=none"]),
@@ -208,3 +210,41 @@ def test_domain_tokens_steer_the_generator_toward_the_unlabelled_look():
     # the "extra" token brightens the samples (plane + "extra" was never seen together: the plane tokens were
     # learnt on dark frames only, so the look is a compromise, not the unlabelled images' brightness)
     assert look_data < -0.4 and look_extra - look_data > 0.4
+
+
+def test_demo_real_stage_reads_the_spain_africa_stage_layout(tmp_path, monkeypatch):
+    """``demo --real``'s loop: --data = the stage's translation set (Spanish labelled + African adaptation
+    images), test = its african_test set, harmonizer = its CycleGAN folder."""
+    import sonoshift.difusal.real_data as rd
+    from sonoshift.pipeline.demo_difusal import DemoDifusalConfig, run_real_difusal
+    from sonoshift.pipeline.stages import StageLog
+
+    sa = tmp_path / "spain_africa"
+    spanish = []
+    for i in range(6):
+        for kind, plane in enumerate(("head", "abdomen")):
+            stem = f"es{i}_{plane}"
+            (sa / "t").mkdir(parents=True, exist_ok=True)
+            np.save(sa / "t" / f"{stem}.npy", _frames(1, kind, 24.0, seed=100 + 7 * i + kind))
+            spanish.append({"path": f"{stem}.npy", "domain": "spain", "patient_id": f"0000{i}", "video_id": stem,
+                            "labels": {"plane": plane}})
+    trans = _african_toy(sa / "t", ids=ADAPT_IDS, domain="africa", labels=False, extra=spanish)
+    trans.rename(sa / "translation")
+    _african_toy(sa / "a", ids=TEST_IDS, domain="africa").rename(sa / "african_test")
+    (sa / "models" / "cyclegan").mkdir(parents=True)
+    seen = []
+    monkeypatch.setattr(rd, "harmonize", lambda x, path: seen.append(Path(path).resolve()) or -x)
+    over = ("data.planes=[abdomen,head]", "data.head_plane=head", "data.size=16", "loop.rounds=1", "loop.budget=4", "loop.floor=1",
+            "downstream.steps=4", "downstream.batch_size=8", "generator.pretrain_steps=2", "generator.finetune_steps=1",
+            "generator.sample_steps=2", "generator.probe=2", "generator.batch_size=4",
+            "generator.block_out_channels=[8,16]", "generator.attention=[false,false]", "loop.per_plane_cap=0")
+    dcfg = DemoDifusalConfig(config="configs/cpu/difusal_real_demo.yaml", overrides=over, reuse_plane_judge=False)
+    s = run_real_difusal(dcfg, tmp_path / "root", sa, StageLog(), False, False)
+    assert seen == [(sa / "models" / "cyclegan").resolve()]
+    run = Path(s["run"])
+    setup = json.loads((run / "regime_100" / "setup" / "setup.json").read_text())
+    assert setup["n_extra_unlabelled"] == 2 * len(ADAPT_IDS) and setup["n_test"] == 2 * len(TEST_IDS)
+    assert set(setup["train_patients"]) <= {f"0000{i}" for i in range(6)}  # Spanish labels only
+    pred = np.load(run / "regime_100" / "difusal" / "round_1" / "test_predictions_harmonized.npz")
+    assert sorted(set(pred["patients"].tolist())) == sorted(TEST_IDS)
+    assert s["verdict"][0].startswith("regime_100: DiFUSAL accuracy") and "harmonized_accuracy" in s["headline"][0]
