@@ -68,6 +68,38 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
     assert statuses.pop("report") == "ran"  # the report is always rewritten
     assert set(statuses.values()) == {"reused"}
     assert json.loads((out / "summary.json").read_text())["report"] == summary["report"]
+    _check_shared_seed(tmp_path, out)
+
+
+def _check_shared_seed(tmp_path: Path, first: Path) -> None:
+    """Another translator seed with ``shared``: the first folder's data, segmenter and plane judge are used as
+    they are (not copied, not retrained); only the translators train again, and they differ from the first's."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    seg_file = next((first / "models" / "segmenter").rglob("*.safetensors"))
+    before = seg_file.stat().st_mtime_ns
+    cfg = dataclasses.replace(TINY, study=dataclasses.replace(TINY.study, train_seed=1))
+    out = tmp_path / "seed_1"
+    summary = run_demo(out, cfg, progress=False, shared=first)
+    status = {k: v["status"] for k, v in summary["stages"].items()}
+    for stage in ("simulate", "prepare", "train segmenter", "train plane classifier"):
+        assert status[stage] == "reused", stage
+    assert status["train cyclegan"] == status["train ddgan"] == "ran"
+    assert not (out / "data").exists() and not (out / "models" / "segmenter").exists()
+    assert seg_file.stat().st_mtime_ns == before
+    assert summary["paths"]["prepared data"] == str(first / "data")
+    # the same test frames, translated by translators of another seed
+    a, b = (_rows(f / "harmonized" / "cyclegan" / "outputs.csv") for f in (first, out))
+    assert [r["source_path"] for r in a] == [r["source_path"] for r in b]
+    img = lambda root, r: np.asarray(Image.open(root / "harmonized" / "cyclegan" / r["output_path"]), dtype=float)  # noqa: E731
+    assert max(np.abs(img(first, ra) - img(out, rb)).max() for ra, rb in zip(a, b)) > 0
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(path.open()))
 
 
 def _check_judges(out: Path, html: str) -> None:

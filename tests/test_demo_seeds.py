@@ -53,3 +53,23 @@ def test_seeds_option_rejects_bad_values_before_running(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["demo", "--seeds", "1,1", "-o", str(tmp_path / "d")])
     assert res.exit_code != 0 and "distinct" in str(res.exception)
     assert not (tmp_path / "d").exists()
+
+
+def test_seeds_share_the_first_folder_and_the_default_seed_is_the_plain_demo(tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    import sonoshift.pipeline.demo as demo
+    from sonoshift.pipeline.seeds import run_demo_seeds
+
+    calls = []
+
+    def fake(out, cfg, *, force, progress, shared=None):
+        calls.append((Path(out).name, cfg.study.train_seed, shared, cfg.difusal.overrides[-1]))
+        _fake_run(Path(out), "ddgan", [20.0], {"harmonized": [0.5], "source": [0.2], "ground_truth": [1.0]})
+        return {}
+
+    monkeypatch.setattr(demo, "run_demo", fake)
+    cfg = dataclasses.replace(demo.DemoConfig(), study=StudyConfig(seed=0))
+    run_demo_seeds(tmp_path, cfg, (0, 1, 2), progress=False)
+    first = tmp_path / "seed_0"
+    assert calls == [("seed_0", None, None, "seed=0"), ("seed_1", 1, first, "seed=1"), ("seed_2", 2, first, "seed=2")]

@@ -58,19 +58,28 @@ def _without_judges(cfg: DemoConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(cfg).items() if k not in ("judges", "difusal")}
 
 
+def _segmenter_key(cfg: DemoConfig) -> list[Any]:
+    """The target segmenter's stage key: the demo settings without the judges and without the translators'
+    training seed (the segmenter is trained once, with ``study.seed``, whatever seed the translators use)."""
+    return [_without_judges(dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, train_seed=None))),
+            "segmenter"]
+
+
 def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: list[Path], data_key: Any,
-                log: StageLog, force: bool, progress: bool) -> dict[str, Any]:
-    """Train the plane classifier (target domain, frozen) and judge every run: RUN/planes.csv and RUN/ga.csv.
-    Returns {method: {variant: scores}}."""
+                log: StageLog, force: bool, progress: bool, base: Path | None = None) -> dict[str, Any]:
+    """Train the plane classifier (target domain, frozen; under ``base``, default ``root``) and judge every run:
+    RUN/planes.csv and RUN/ga.csv. Returns {method: {variant: scores}}. base: a shared demo folder whose
+    plane classifier is used (``run_demo``'s ``shared``)."""
     from sonoshift.outputs import file_digest
     from sonoshift.pipeline.judges import RunJudges, judge_run, train_plane_judge
 
     study, jcfg = cfg.study, cfg.judges
-    plane_dir = root / "models" / "plane_classifier"
+    home = root if base is None else base  # a shared judge is made (or redone by --force) in its own folder only
+    plane_dir = home / "models" / "plane_classifier"
     plane_key = [to_dict(jcfg), data_key, study.target, study.seed, "plane classifier"]
-    run_stage("train plane classifier", root, plane_key,
+    run_stage("train plane classifier", home, plane_key,
               lambda: train_plane_judge(data, plane_dir, jcfg, domain=study.target, seed=study.seed,
-                                        progress=progress), force=force, log=log)  # fmt: skip
+                                        progress=progress), force=force and base is None, log=log)  # fmt: skip
     loaded: list[RunJudges] = []  # loaded once, on first use; source and ground-truth frames are judged once
 
     def _judges() -> RunJudges:
@@ -101,12 +110,17 @@ def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool) -> 
 
 
 def run_demo(
-    out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), *, force: bool = False, progress: bool = True
+    out: str | Path = "runs/demo", cfg: DemoConfig = DemoConfig(), *, force: bool = False, progress: bool = True,
+    shared: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline into ``out``; return {"report": html path, "stages": {...}, "paths": {...}}.
 
     Stages already finished with the same settings are reused unless ``force``. Raises SonoshiftError on bad
     input and KeyboardInterrupt (after saving a checkpoint) when interrupted; running again resumes.
+    shared: another demo folder with the same data settings whose simulated data, prepared data, target
+    segmenter and plane-classifier judge are used (made there first if they are missing or stale): the seeds of
+    `sonoshift demo --seeds` after the first share the first one's, as the protocol says (only the translators'
+    seed changes).
     """
     from sonoshift.data.prepare import PrepareConfig, prepare
     from sonoshift.data.resize import ResizeConfig
@@ -115,9 +129,11 @@ def run_demo(
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    base = root if shared is None else Path(shared)  # where the data and the frozen judges live
+    force_base = force and shared is None  # --force redoes a shared folder's stages once, in its own run
     log = StageLog()
     study = cfg.study
-    sim_dir, data, seg_dir, report_dir = root / "sim", root / "data", root / "models" / "segmenter", root / "report"
+    sim_dir, data, seg_dir, report_dir = base / "sim", base / "data", base / "models" / "segmenter", root / "report"
 
     sim_cfg = SimConfig(
         patients=cfg.patients,
@@ -131,8 +147,8 @@ def run_demo(
         ga_spread="stratified",
         workers=cfg.workers,
     )
-    run_stage("simulate", root, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress, force=True)),
-              force=force, log=log)
+    run_stage("simulate", base, to_dict(sim_cfg), lambda: str(simulate(sim_dir, sim_cfg, progress=progress, force=True)),
+              force=force_base, log=log)
 
     from sonoshift.data.splits import SplitConfig
 
@@ -142,19 +158,19 @@ def run_demo(
     )
 
     def _prepare() -> str:
-        if force and data.exists():
+        if force_base and data.exists():
             shutil.rmtree(data)
         return str(prepare([sim_dir], data, prep_cfg, progress=progress).out)
 
-    run_stage("prepare", root, [to_dict(prep_cfg), to_dict(sim_cfg)], _prepare, force=force, log=log)
-    run_stage("train segmenter", root, [_without_judges(cfg), "segmenter"],
-              lambda: _train_segmenter(cfg, data, seg_dir, progress), force=force, log=log)
+    run_stage("prepare", base, [to_dict(prep_cfg), to_dict(sim_cfg)], _prepare, force=force_base, log=log)
+    run_stage("train segmenter", base, _segmenter_key(cfg),
+              lambda: _train_segmenter(cfg, data, seg_dir, progress), force=force_base, log=log)
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
-    judged = (_judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log, force, progress)
-              if cfg.judges.enabled else {})  # fmt: skip
+    judged = (_judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log, force, progress,
+                          None if shared is None else base) if cfg.judges.enabled else {})  # fmt: skip
     synthesis = None
     if cfg.difusal.enabled:
-        judge = root / "models" / "plane_classifier" if cfg.judges.enabled else None
+        judge = base / "models" / "plane_classifier" if cfg.judges.enabled else None
         synthesis = run_demo_difusal(cfg.difusal, root, data, judge, [to_dict(prep_cfg), to_dict(sim_cfg)], log,
                                      force, progress)
     extra = report_sections(synthesis) if synthesis else []

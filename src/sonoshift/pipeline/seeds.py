@@ -80,11 +80,16 @@ def run_demo_seeds(out: str | Path, cfg: Any, seeds: tuple[int, ...], *, force: 
     root = Path(out)
     summaries = {}
     for k in seeds:
-        seeded = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, train_seed=int(k)))
+        # the seed equal to study.seed is the plain demo (train_seed None trains with study.seed): same stage keys
+        train_seed = None if int(k) == cfg.study.seed else int(k)
+        seeded = dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, train_seed=train_seed))
         # the DiFUSAL loop does not depend on the translators: each folder runs it with another loop seed instead
         seeded = dataclasses.replace(seeded, difusal=dataclasses.replace(
             cfg.difusal, overrides=(*cfg.difusal.overrides, f"seed={int(k)}")))
-        summaries[k] = run_demo(root / f"seed_{k}", seeded, force=force, progress=progress)
+        # the data, the target segmenter and the plane judge are made once, in the first seed's folder
+        first = root / f"seed_{seeds[0]}"
+        summaries[k] = run_demo(root / f"seed_{k}", seeded, force=force, progress=progress,
+                                shared=None if k == seeds[0] else first)
     table = aggregate_seeds({k: root / f"seed_{k}" for k in seeds})
     atomic_write_text(root / "seeds.csv", table.to_csv(index=False, lineterminator="\n"))
     atomic_write_text(root / "seeds.md", seeds_markdown(table))
