@@ -130,7 +130,8 @@ def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, pat
             if j < len(rows):
                 r = rows.iloc[j]
                 ax.imshow(imgs[int(r["candidate"])], cmap="gray", vmin=0, vmax=255)
-                ax.set_title(f"{p} {r['ga_weeks']:.0f}w" + ("" if accepted else f"\n{r['reason']}"), fontsize=6)
+                ga = f" {r['ga_weeks']:.0f}w" if np.isfinite(r["ga_weeks"]) else ""  # no GA label: null GA token
+                ax.set_title(f"{p}{ga}" + ("" if accepted else f"\n{r['reason']}"), fontsize=6)
     fig.suptitle(("accepted" if accepted else "rejected") + f" candidates, {folder.parent.name} {folder.name}",
                  fontsize=9)
     fig.tight_layout()
