@@ -231,7 +231,7 @@ def write_report(run: str | Path) -> Path:
             parts.append(f"<li>{rg}, {MEASURE_NAMES[measure]} points DiFUSAL minus each arm with 95% paired intervals over test "
                          f"patients: {html.escape('; '.join(sig))}. An interval that contains 0 is no evidence "
                          "either way. These intervals cover the test sample only, not the training seed of the downstream "
-                         "models (small nets, 150 steps: their seed alone moves macro-F1 by several points).</li>")
+                         f"models (small nets, {cfg.downstream.steps} steps: their seed alone moves macro-F1 by several points).</li>")
     parts.append("</ul>")
     head = table[table["round"] == table["round"].max()][
         ["regime", "arm", "round", "macro_f1", "accuracy", "ga_mae_days", "n_synthetic"]
