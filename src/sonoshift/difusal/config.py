@@ -167,8 +167,8 @@ class DifusalConfig(Validated):
     label_fractions: tuple[float, ...] = (0.1, 0.25)
     arms: tuple[str, ...] = KNOWN_ARMS
     headline: tuple[Literal["macro_f1", "accuracy", "ga_mae_days"], ...] = ("macro_f1", "ga_mae_days")
-    target_gain: float = 0.05
-    target_unfiltered: float = 0.02
+    target_gain: UnitFloat = 0.05
+    target_unfiltered: UnitFloat = 0.02
     threads: PosInt = 1
     data: LoopData = field(default_factory=LoopData)
     downstream: Downstream = field(default_factory=Downstream)

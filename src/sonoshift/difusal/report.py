@@ -74,12 +74,17 @@ def config_verdict(cfg: DifusalConfig, table: pd.DataFrame) -> list[str]:
     return verdict(table, cfg.loop.rounds, measure, cfg.target_gain, cfg.target_unfiltered)
 
 
-def curves_png(table: pd.DataFrame, regime: str, path: Path) -> None:
-    """Accuracy, macro-F1 and GA MAE against the round, one line per arm."""
+def curves_png(table: pd.DataFrame, regime: str, path: Path, measure: str = "macro_f1") -> None:
+    """Accuracy, macro-F1 and GA MAE against the round, one line per arm (``measure`` is marked the headline);
+    without any GA score but with harmonized test scores, the third panel is the accuracy on the harmonized test."""
     t = table[table["regime"] == regime]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (col, name) in zip(axes, [("accuracy", "accuracy"), ("macro_f1", "macro-F1 (headline)"),
-                                      ("ga_mae_days", "GA MAE, days (lower = better)")]):
+    third = ("ga_mae_days", "GA MAE, days (lower = better)")
+    if not t["ga_mae_days"].notna().any() and "harmonized_accuracy" in t and t["harmonized_accuracy"].notna().any():
+        third = ("harmonized_accuracy", "accuracy, harmonized test frames")
+    panels = [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), third]
+    panels = [(c, n + (" (headline)" if c == measure else "")) for c, n in panels]
+    for ax, (col, name) in zip(axes, panels):
         for arm, g in t.groupby("arm", sort=False):
             g = g.sort_values("round")
             ax.plot(g["round"], g[col], marker="o", label=arm)
@@ -242,7 +247,7 @@ def write_report(run: str | Path) -> Path:
         rg = regime_name(frac)
         if rg not in set(table["regime"]):
             continue
-        curves_png(table, rg, figs / f"{rg}_curves.png")
+        curves_png(table, rg, figs / f"{rg}_curves.png", measure)
         reasons_png(table, rg, figs / f"{rg}_reasons.png")
         parts.append(f"<h2>{rg} ({100 * frac:.0f}% of the training labels)</h2>")
         k_last = int(table[table["regime"] == rg]["round"].max())
