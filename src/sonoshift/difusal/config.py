@@ -23,7 +23,17 @@ class LoopData(Validated):
     "none of the standard planes", which every failed sample of any plane satisfies, so its validity check is
     void there (and hard "other" samples taught the classifier to call ambiguous frames "other"). domains: only
     frames of these domains (scanner profiles; empty: all), e.g. the demo's target domain, whose plane judge the
-    demo's loop may reuse."""
+    demo's loop may reuse.
+
+    Real data (real_data.py; paths relative to the ``--data`` folder): test_path: another prepared dataset whose
+    frames (every split, the planes above) are the test set instead of ``--data``'s test split; test_part
+    "african_test": only the African rule's test part of it (judges/plane/african.py), and the run refuses any
+    labelled or unlabelled training frame of an African test-part patient. unlabelled_path: a prepared dataset
+    whose images (every split, labels never read; only ``unlabelled_domains`` when given; only the African
+    adaptation part with unlabelled_part "african_adaptation") the generator also trains on, as images only, with
+    their own domain token (generator.sample_domain). harmonizer: a translator run folder (e.g. a CycleGAN
+    africa -> spain): every stage also scores the test frames translated by it (at the prepared frame size, then
+    resized like every frame), the "real + harmonized" and "both together" rows."""
 
     path: str = ""
     size: PosInt = 32
@@ -33,6 +43,12 @@ class LoopData(Validated):
     domains: tuple[str, ...] = ()
     max_per_class: PosInt = 60
     eval_per_class: PosInt = 60
+    test_path: str = ""
+    test_part: Literal["", "african_test"] = ""
+    unlabelled_path: str = ""
+    unlabelled_domains: tuple[str, ...] = ()
+    unlabelled_part: Literal["", "african_adaptation"] = ""
+    harmonizer: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,7 +78,11 @@ class Generator(Validated):
     that is what samples, and classifier-free guidance 7. unlabelled > 0 (semi-supervised): the generator also
     trains on up to this many frames of the training patients whose labels the regime does NOT keep, as images
     only (null plane and GA tokens; drawn without looking at their labels), which make up ``unlabelled_share``
-    of every batch: only the labels are scarce, not the images. The memorization guard then covers them too."""
+    of every batch: only the labels are scarce, not the images. The memorization guard then covers them too.
+    sample_domain: "" (no domain token), or "data" / "extra": the U-Net gets a domain token, "data" for the
+    frames of ``--data`` and "extra" for the images of ``data.unlabelled_path`` (e.g. the unlabelled African
+    adaptation part), and every candidate is sampled with this token (accepted images are trained with it):
+    "extra" asks for labelled planes in the look of the unlabelled domain."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     attention: tuple[bool, ...] = (False, False, True)
@@ -83,6 +103,7 @@ class Generator(Validated):
     probe: PosInt = 32
     unlabelled: NonNegInt = 0
     unlabelled_share: UnitFloat = 0.5
+    sample_domain: Literal["", "data", "extra"] = ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +117,9 @@ class Critics(Validated):
     labelled validation heads (a critic fitted on three patients' three GAs misses other GAs by ~5 weeks, far
     more than the band is wide, so without slack it rejects every head whose GA it does not know). plane_checkpoint:
     an already-trained sonoshift plane classifier used as the plane critic instead of one fitted here (e.g. the
-    demo's judge); allowed only when every label regime keeps all labels (label hygiene, judge_critic.py)."""
+    demo's judge); allowed only when every label regime keeps all labels (label hygiene, judge_critic.py).
+    realism_reference "with_extra": the realism references (kNN embedding bank, pooled histogram) also hold the
+    images of ``data.unlabelled_path`` (needed when candidates are sampled in that domain's look)."""
 
     plane_conf: UnitFloat = 0.5
     ga_band: tuple[float, float] = (2.5, 97.5)
@@ -106,6 +129,7 @@ class Critics(Validated):
     hist_bins: PosInt = 32
     ga_slack: Literal["none", "val_mae"] = "none"
     plane_checkpoint: str = ""
+    realism_reference: Literal["labelled", "with_extra"] = "labelled"
 
 
 @dataclass(frozen=True)
@@ -133,13 +157,18 @@ class Loop(Validated):
 @dataclass(frozen=True)
 class DifusalConfig(Validated):
     """The whole loop. label_fractions: label regimes (share of training patients whose labels are used; each is
-    run with every arm). headline: the declared measures (macro_f1; ga_mae_days)."""
+    run with every arm). headline: the declared measures (macro_f1, accuracy, ga_mae_days); the first is the one
+    the verdict compares. target_gain: the declared target of the best arm over the better of real-only and
+    classical augmentation on the first headline measure (0.05 = 5 points); target_unfiltered: DiFUSAL over the
+    unfiltered arm."""
 
     name: str = "difusal"
     seed: Seed = 0
     label_fractions: tuple[float, ...] = (0.1, 0.25)
     arms: tuple[str, ...] = KNOWN_ARMS
-    headline: tuple[str, ...] = ("macro_f1", "ga_mae_days")
+    headline: tuple[Literal["macro_f1", "accuracy", "ga_mae_days"], ...] = ("macro_f1", "ga_mae_days")
+    target_gain: UnitFloat = 0.05
+    target_unfiltered: UnitFloat = 0.02
     threads: PosInt = 1
     data: LoopData = field(default_factory=LoopData)
     downstream: Downstream = field(default_factory=Downstream)

@@ -115,17 +115,20 @@ class Critics:
 
 
 def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downstream, cfg: CriticCfg, seed: int,
-                guard_frames: Frames | None = None, plane: torch.nn.Module | None = None) -> Critics:
+                guard_frames: Frames | None = None, plane: torch.nn.Module | None = None,
+                extra_reference: Frames | None = None) -> Critics:
     """Critics trained on the regime's labelled frames ``train`` (seed offset 100 from the downstream models);
     ``val`` frames calibrate the realism threshold (images) and, with ``cfg.ga_slack`` "val_mae", the GA band's
     slack (the critic's mean |error| on the labelled validation heads). The memorization guard covers
     ``guard_frames`` (the generator's training images; default ``train``). ``plane``: an already-trained plane
-    critic (judge_critic.py) instead of one fitted on ``train``."""
+    critic (judge_critic.py) instead of one fitted on ``train``. ``extra_reference``: unlabelled images (another
+    domain) that join the realism references (embedding bank and pooled histogram), images only."""
     plane = train_plane(train, n_classes, d, seed + 100) if plane is None else plane
     ga = train_ga(train, head, d, seed + 100)
-    train_emb = embed(plane, train.x)
+    ref = train.x if extra_reference is None or not len(extra_reference) else torch.cat([train.x, extra_reference.x])
+    train_emb = embed(plane, ref)
     val_d = knn_distance(embed(plane, val.x), train_emb, cfg.knn)
-    train_hist = intensity_hist(train.x, cfg.hist_bins).sum(0)
+    train_hist = intensity_hist(ref, cfg.hist_bins).sum(0)
     hist_thr = float(np.percentile(hist_bc(val.x, train_hist), 100 - cfg.realism_percentile))
     return Critics(plane, ga, train_emb, float(np.percentile(val_d, cfg.realism_percentile)),
                    copy_guard(train if guard_frames is None else guard_frames, cfg), cfg, train_hist, hist_thr,

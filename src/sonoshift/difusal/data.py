@@ -23,13 +23,15 @@ from sonoshift.errors import SonoshiftError
 @dataclass(frozen=True)
 class Frames:
     """x: float (N, 1, S, S) in [-1, 1]; y: plane ids (N,); ga: weeks (N,), NaN = unknown; patients (N,);
-    videos (N,): "domain/video_id" of each real frame (None for synthetic sets)."""
+    videos (N,): "domain/video_id" of each real frame (None for synthetic sets); domain (N,): the generator's
+    domain token of each frame (0 = unknown; None: not set, e.g. synthetic sets or runs without domain tokens)."""
 
     x: torch.Tensor
     y: np.ndarray
     ga: np.ndarray
     patients: np.ndarray
     videos: np.ndarray | None = None
+    domain: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -37,7 +39,12 @@ class Frames:
     def take(self, idx: np.ndarray) -> Frames:
         idx = np.asarray(idx, dtype=np.int64)
         return Frames(self.x[torch.from_numpy(idx)], self.y[idx], self.ga[idx], self.patients[idx],
-                      None if self.videos is None else self.videos[idx])
+                      None if self.videos is None else self.videos[idx],
+                      None if self.domain is None else self.domain[idx])
+
+    def with_domain(self, token: int) -> Frames:
+        """The same frames with every frame's domain token set to ``token``."""
+        return Frames(self.x, self.y, self.ga, self.patients, self.videos, np.full(len(self), token, np.int64))
 
     @staticmethod
     def concat(parts: list[Frames]) -> Frames:
@@ -46,8 +53,11 @@ class Frames:
             return parts[0]
         parts = full
         videos = None if any(p.videos is None for p in parts) else np.concatenate([p.videos for p in parts])
+        domain = (None if all(p.domain is None for p in parts) else np.concatenate(
+            [p.domain if p.domain is not None else np.zeros(len(p), np.int64) for p in parts]))
         return Frames(torch.cat([p.x for p in parts]), np.concatenate([p.y for p in parts]),
-                      np.concatenate([p.ga for p in parts]), np.concatenate([p.patients for p in parts]), videos)
+                      np.concatenate([p.ga for p in parts]), np.concatenate([p.patients for p in parts]), videos,
+                      domain)
 
 
 def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int,
@@ -122,7 +132,7 @@ def unlabelled_frames(train: Frames, patients: set[str], n: int, seed: int) -> F
     if len(idx) > n:
         idx = np.sort(np.random.default_rng(seed).choice(idx, n, replace=False))
     f = train.take(idx)
-    return Frames(f.x, np.full(len(f), -1, np.int64), np.full(len(f), np.nan), f.patients, f.videos)
+    return Frames(f.x, np.full(len(f), -1, np.int64), np.full(len(f), np.nan), f.patients, f.videos, f.domain)
 
 
 __all__ = ["Frames", "cap_per_class", "labelled_patients", "load_split", "regime_split", "regime_train",

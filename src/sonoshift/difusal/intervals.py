@@ -44,9 +44,15 @@ def measures(p: dict[str, np.ndarray], idx: np.ndarray, n_classes: int) -> tuple
     return float(np.mean(f1s)), float(np.mean(maes))
 
 
+def accuracy_on(p: dict[str, np.ndarray], idx: np.ndarray) -> float:
+    """Accuracy on the frames ``idx`` (mean over the training seeds' rows of ``pred``)."""
+    pred = np.atleast_2d(p["pred"])
+    return float(np.mean([(pred[s][idx] == p["y"][idx]).mean() for s in range(pred.shape[0])]))
+
+
 def bootstrap(p: dict[str, np.ndarray], sets: list[np.ndarray], n_classes: int) -> np.ndarray:
-    """(n_resamples, 2): macro-F1 and GA MAE (days) on every resample."""
-    return np.array([measures(p, s, n_classes) for s in sets])
+    """(n_resamples, 3): macro-F1, GA MAE (days) and accuracy on every resample."""
+    return np.array([(*measures(p, s, n_classes), accuracy_on(p, s)) for s in sets])
 
 
 def interval(values: np.ndarray) -> tuple[float, float]:
@@ -60,4 +66,4 @@ def load_predictions(path: Path) -> dict[str, np.ndarray]:
     return {k: z[k] for k in z.files}
 
 
-__all__ = ["bootstrap", "interval", "load_predictions", "measures", "resamples", "save_predictions"]
+__all__ = ["accuracy_on", "bootstrap", "interval", "load_predictions", "measures", "resamples", "save_predictions"]

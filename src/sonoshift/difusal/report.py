@@ -23,29 +23,43 @@ from sonoshift.difusal.rounds import regime_name, stage_dir  # noqa: E402
 from sonoshift.difusal.selection import REASONS  # noqa: E402
 from sonoshift.errors import SonoshiftError  # noqa: E402
 
-TARGET_BETTER_BASELINE, TARGET_UNFILTERED = 0.05, 0.02  # issue 16: macro-F1 gains of the DiFUSAL arm
+TARGET_BETTER_BASELINE, TARGET_UNFILTERED = 0.05, 0.02  # issue 16: macro-F1 gains of the DiFUSAL arm (defaults)
+MEASURE_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
+HARMONIZED = " + harmonized test"  # suffix of an arm scored on the harmonized test frames
 
 
-def verdict(table: pd.DataFrame, rounds: int) -> list[str]:
-    """One sentence per label regime comparing the DiFUSAL arm at the last round with the baselines."""
+def verdict(table: pd.DataFrame, rounds: int, measure: str = "macro_f1", target: float = TARGET_BETTER_BASELINE,
+            target_unfiltered: float = TARGET_UNFILTERED) -> list[str]:
+    """One sentence per label regime comparing the DiFUSAL arm at the last round with the baselines on
+    ``measure`` (the config's first headline measure); with harmonized test scores in the table, also the best
+    declared arm (raw or harmonized test) against the better of real-only and classical augmentation (raw)."""
     out = []
     last = table[table["round"] == rounds]
+    name = MEASURE_NAMES[measure]
     for regime, t in last.groupby("regime", sort=False):
         s = t.set_index("arm")
         if "difusal" not in s.index:
             continue
         d = s.loc["difusal"]
-        base = max(s.loc[a, "macro_f1"] for a in ("real", "classical_aug") if a in s.index)
-        msg = (f"{regime}: DiFUSAL macro-F1 {d['macro_f1']:.3f} vs the better of real-only / classical augmentation "
-               f"{base:.3f} ({100 * (d['macro_f1'] - base):+.1f} points; target +{100 * TARGET_BETTER_BASELINE:.0f}: "
-               f"{'met' if d['macro_f1'] - base >= TARGET_BETTER_BASELINE else 'NOT met'})")
+        base = max(s.loc[a, measure] for a in ("real", "classical_aug") if a in s.index)
+        msg = (f"{regime}: DiFUSAL {name} {d[measure]:.3f} vs the better of real-only / classical augmentation "
+               f"{base:.3f} ({100 * (d[measure] - base):+.1f} points; target +{100 * target:.0f}: "
+               f"{'met' if d[measure] - base >= target else 'NOT met'})")
         if "unfiltered" in s.index:
-            u = s.loc["unfiltered", "macro_f1"]
-            msg += (f"; vs unfiltered {u:.3f} ({100 * (d['macro_f1'] - u):+.1f}; target +{100 * TARGET_UNFILTERED:.0f}: "
-                    f"{'met' if d['macro_f1'] - u >= TARGET_UNFILTERED else 'NOT met'})")
+            u = s.loc["unfiltered", measure]
+            msg += (f"; vs unfiltered {u:.3f} ({100 * (d[measure] - u):+.1f}; target +{100 * target_unfiltered:.0f}: "
+                    f"{'met' if d[measure] - u >= target_unfiltered else 'NOT met'})")
         if "uniform" in s.index:
-            u = s.loc["uniform", "macro_f1"]
-            msg += f"; vs uniform allocation {u:.3f} ({100 * (d['macro_f1'] - u):+.1f})"
+            u = s.loc["uniform", measure]
+            msg += f"; vs uniform allocation {u:.3f} ({100 * (d[measure] - u):+.1f})"
+        hcol = f"harmonized_{measure}"
+        if hcol in s.columns and s[hcol].notna().any():
+            scores = {**{a: float(s.loc[a, measure]) for a in s.index},
+                      **{a + HARMONIZED: float(s.loc[a, hcol]) for a in s.index if np.isfinite(s.loc[a, hcol])}}
+            best = max(scores, key=scores.get)
+            msg += (f"; best declared arm: {best} {scores[best]:.3f} ({100 * (scores[best] - base):+.1f} points over "
+                    f"the better baseline; target +{100 * target:.0f}: "
+                    f"{'met' if scores[best] - base >= target else 'NOT met'})")
         if "real" in s.index and np.isfinite(d["ga_mae_days"]):
             r = s.loc["real", "ga_mae_days"]
             msg += (f"; GA MAE {d['ga_mae_days']:.1f} d vs real-only {r:.1f} d "
@@ -54,12 +68,23 @@ def verdict(table: pd.DataFrame, rounds: int) -> list[str]:
     return out
 
 
-def curves_png(table: pd.DataFrame, regime: str, path: Path) -> None:
-    """Accuracy, macro-F1 and GA MAE against the round, one line per arm."""
+def config_verdict(cfg: DifusalConfig, table: pd.DataFrame) -> list[str]:
+    """:func:`verdict` on the config's first headline measure (other than GA MAE) and its declared targets."""
+    measure = next((m for m in cfg.headline if m != "ga_mae_days"), "macro_f1")
+    return verdict(table, cfg.loop.rounds, measure, cfg.target_gain, cfg.target_unfiltered)
+
+
+def curves_png(table: pd.DataFrame, regime: str, path: Path, measure: str = "macro_f1") -> None:
+    """Accuracy, macro-F1 and GA MAE against the round, one line per arm (``measure`` is marked the headline);
+    without any GA score but with harmonized test scores, the third panel is the accuracy on the harmonized test."""
     t = table[table["regime"] == regime]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (col, name) in zip(axes, [("accuracy", "accuracy"), ("macro_f1", "macro-F1 (headline)"),
-                                      ("ga_mae_days", "GA MAE, days (lower = better)")]):
+    third = ("ga_mae_days", "GA MAE, days (lower = better)")
+    if not t["ga_mae_days"].notna().any() and "harmonized_accuracy" in t and t["harmonized_accuracy"].notna().any():
+        third = ("harmonized_accuracy", "accuracy, harmonized test frames")
+    panels = [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), third]
+    panels = [(c, n + (" (headline)" if c == measure else "")) for c, n in panels]
+    for ax, (col, name) in zip(axes, panels):
         for arm, g in t.groupby("arm", sort=False):
             g = g.sort_values("round")
             ax.plot(g["round"], g[col], marker="o", label=arm)
@@ -110,7 +135,8 @@ def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, pat
             if j < len(rows):
                 r = rows.iloc[j]
                 ax.imshow(imgs[int(r["candidate"])], cmap="gray", vmin=0, vmax=255)
-                ax.set_title(f"{p} {r['ga_weeks']:.0f}w" + ("" if accepted else f"\n{r['reason']}"), fontsize=6)
+                ga = f" {r['ga_weeks']:.0f}w" if np.isfinite(r["ga_weeks"]) else ""  # no GA label: null GA token
+                ax.set_title(f"{p}{ga}" + ("" if accepted else f"\n{r['reason']}"), fontsize=6)
     fig.suptitle(("accepted" if accepted else "rejected") + f" candidates, {folder.parent.name} {folder.name}",
                  fontsize=9)
     fig.tight_layout()
@@ -124,8 +150,10 @@ def interval_tables(run: Path, cfg: DifusalConfig, regime: str, k: int, n_boot: 
     """At round ``k``: every arm's macro-F1 and GA MAE with 95% patient-cluster bootstrap intervals, and the
     paired differences DiFUSAL - arm (same resamples); None when a stage has no saved test predictions."""
     from sonoshift.difusal.arms import ARMS
-    from sonoshift.difusal.intervals import bootstrap, interval, load_predictions, measures, resamples
+    from sonoshift.difusal.intervals import accuracy_on, bootstrap, interval, load_predictions, measures, resamples
     from sonoshift.difusal.rounds import PREDICTIONS
+
+    from sonoshift.difusal.rounds import PREDICTIONS_HARMONIZED
 
     preds = {}
     for a in cfg.arms:
@@ -133,27 +161,40 @@ def interval_tables(run: Path, cfg: DifusalConfig, regime: str, k: int, n_boot: 
         if not f.is_file():
             return None
         preds[a] = load_predictions(f)
+    for a in cfg.arms:  # the same test patients, frames translated by data.harmonizer
+        f = stage_dir(run, regime, a, k if ARMS[a].per_round else 0) / PREDICTIONS_HARMONIZED
+        if f.is_file():
+            preds[a + HARMONIZED] = load_predictions(f)
     n = len(cfg.data.planes)
     sets = resamples(next(iter(preds.values()))["patients"], n_boot, seed=cfg.seed)
     boots = {a: bootstrap(p, sets, n) for a, p in preds.items()}
     rows = []
     for a, p in preds.items():
         f1, mae = measures(p, np.arange(len(p["y"])), n)
-        (fl, fh), (ml, mh) = interval(boots[a][:, 0]), interval(boots[a][:, 1])
-        rows.append({"arm": a, "macro_f1": f1, "macro_f1 95% CI": f"{fl:.3f} - {fh:.3f}", "ga_mae_days": mae,
-                     "GA MAE 95% CI": f"{ml:.1f} - {mh:.1f}"})
+        (fl, fh), (ml, mh), (al, ah) = (interval(boots[a][:, j]) for j in range(3))
+        rows.append({"arm": a, "accuracy": accuracy_on(p, np.arange(len(p["y"]))), "accuracy 95% CI":
+                     f"{al:.3f} - {ah:.3f}", "macro_f1": f1, "macro_f1 95% CI": f"{fl:.3f} - {fh:.3f}",
+                     "ga_mae_days": mae, "GA MAE 95% CI": f"{ml:.1f} - {mh:.1f}"})
     diffs = []
     if "difusal" in preds:
         for a in preds:
             if a == "difusal":
                 continue
             d = boots["difusal"] - boots[a]
-            (fl, fh), (ml, mh) = interval(d[:, 0]), interval(d[:, 1])
-            diffs.append({"DiFUSAL minus": a, "macro-F1 points": 100 * float(np.nanmean(d[:, 0])),
+            (fl, fh), (ml, mh), (al, ah) = (interval(d[:, j]) for j in range(3))
+            diffs.append({"DiFUSAL minus": a, "macro-F1 points": 100 * _finite_mean(d[:, 0]),
                           "95% CI (points)": f"{100 * fl:+.1f} .. {100 * fh:+.1f}",
                           "P(DiFUSAL better)": float(np.mean(d[:, 0] > 0)),
-                          "GA MAE days": float(np.nanmean(d[:, 1])), "GA 95% CI": f"{ml:+.1f} .. {mh:+.1f}"})
+                          "accuracy points": 100 * _finite_mean(d[:, 2]),
+                          "accuracy 95% CI": f"{100 * al:+.1f} .. {100 * ah:+.1f}",
+                          "GA MAE days": _finite_mean(d[:, 1]), "GA 95% CI": f"{ml:+.1f} .. {mh:+.1f}"})
     return pd.DataFrame(rows), pd.DataFrame(diffs)
+
+
+def _finite_mean(v: np.ndarray) -> float:
+    """Mean of the finite values (NaN, silently, when there are none: no GA on the test frames)."""
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
 
 
 def _table_html(df: pd.DataFrame) -> str:
@@ -183,27 +224,30 @@ def write_report(run: str | Path) -> Path:
     figs.mkdir(exist_ok=True)
     R = cfg.loop.rounds
     parts = ["<h1>DiFUSAL: self-improving synthesis loop</h1>", "<h2>Verdict</h2><ul>"]
-    parts += [f"<li>{html.escape(v)}</li>" for v in verdict(table, R)] or ["<li>no finished round yet</li>"]
+    measure = next((m for m in cfg.headline if m != "ga_mae_days"), "macro_f1")
+    parts += [f"<li>{html.escape(v)}</li>" for v in config_verdict(cfg, table)] or ["<li>no finished round yet</li>"]
     for frac in cfg.label_fractions:
         rg = regime_name(frac)
         tabs = interval_tables(run, cfg, rg, R) if rg in set(table["regime"]) else None
         if tabs is not None and len(tabs[1]):
-            sig = [f"{r['DiFUSAL minus']} {r['macro-F1 points']:+.1f} ({r['95% CI (points)']})"
-                   for _, r in tabs[1].iterrows()]
-            parts.append(f"<li>{rg}, macro-F1 points DiFUSAL minus each arm with 95% paired intervals over test "
+            col, ci = (("accuracy points", "accuracy 95% CI") if measure == "accuracy"
+                       else ("macro-F1 points", "95% CI (points)"))
+            sig = [f"{r['DiFUSAL minus']} {r[col]:+.1f} ({r[ci]})" for _, r in tabs[1].iterrows()]
+            parts.append(f"<li>{rg}, {MEASURE_NAMES[measure]} points DiFUSAL minus each arm with 95% paired intervals over test "
                          f"patients: {html.escape('; '.join(sig))}. An interval that contains 0 is no evidence "
                          "either way. These intervals cover the test sample only, not the training seed of the downstream "
-                         "models (small nets, 150 steps: their seed alone moves macro-F1 by several points).</li>")
+                         f"models (small nets, {cfg.downstream.steps} steps: their seed alone moves macro-F1 by several points).</li>")
     parts.append("</ul>")
-    head = table[table["round"] == table["round"].max()][["regime", "arm", "round", "macro_f1", "accuracy",
-                                                          "ga_mae_days", "n_synthetic"]]
+    head = table[table["round"] == table["round"].max()][
+        ["regime", "arm", "round", "macro_f1", "accuracy", "ga_mae_days", "n_synthetic"]
+        + [c for c in ("harmonized_accuracy", "harmonized_macro_f1") if c in table.columns]]
     parts += [f"<h2>Headline (declared: {', '.join(cfg.headline)}), last finished round; first row of each regime "
               "is the trivial baseline (real only)</h2>", _table_html(head)]
     for frac in cfg.label_fractions:
         rg = regime_name(frac)
         if rg not in set(table["regime"]):
             continue
-        curves_png(table, rg, figs / f"{rg}_curves.png")
+        curves_png(table, rg, figs / f"{rg}_curves.png", measure)
         reasons_png(table, rg, figs / f"{rg}_reasons.png")
         parts.append(f"<h2>{rg} ({100 * frac:.0f}% of the training labels)</h2>")
         k_last = int(table[table["regime"] == rg]["round"].max())
@@ -257,4 +301,4 @@ def write_report(run: str | Path) -> Path:
     return run / "report.html"
 
 
-__all__ = ["contact_sheet_png", "curves_png", "reasons_png", "verdict", "write_report"]
+__all__ = ["config_verdict", "contact_sheet_png", "curves_png", "reasons_png", "verdict", "write_report"]

@@ -51,14 +51,32 @@ class Regime:
     val: Frames
     test: Frames
     unlabelled: Frames  # images of the other training patients, labels stripped (generator.unlabelled > 0)
+    extra: Frames | None = None  # images of data.unlabelled_path (another domain), labels never read
+    test_harmonized: Frames | None = None  # the test frames translated by data.harmonizer
 
     @property
     def generator_frames(self) -> Frames:
         """Every real image the generator trains on (what the memorization guard must cover)."""
-        return Frames.concat([self.train, self.unlabelled])
+        return Frames.concat([self.train, self.unlabelled] + ([self.extra] if self.extra is not None else []))
+
+    @property
+    def generator_unlabelled(self) -> Frames:
+        """The images the generator trains on without labels (other training patients + data.unlabelled_path)."""
+        return Frames.concat([self.unlabelled] + ([self.extra] if self.extra is not None else []))
+
+    @property
+    def fan_frames(self) -> Frames:
+        """The real frames whose fans mask the candidates (labelled training frames + data.unlabelled_path)."""
+        return Frames.concat([self.train] + ([self.extra] if self.extra is not None else []))
+
+    @property
+    def has_ga(self) -> bool:
+        """Whether any labelled training frame has a GA (else the generator samples with the null GA token)."""
+        return bool(np.isfinite(self.train.ga).any())
 
 
 PREDICTIONS = "test_predictions.npz"
+PREDICTIONS_HARMONIZED = "test_predictions_harmonized.npz"
 
 
 def regime_name(fraction: float) -> str:
@@ -185,18 +203,35 @@ def _write_json(path: Path, obj: dict) -> None:
 # ---- the stages ----
 def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     """Train / val / test frames and every label regime's share of them."""
+    from sonoshift.difusal.real_data import check_african_rule, test_sets, unlabelled_images
+
     d, planes = cfg.data, tuple(cfg.data.planes)
-    train, val, test = (load_split(data, s, planes, d.size, tuple(d.domains)) for s in ("train", "val", "test"))
+    train, val = (load_split(data, s, planes, d.size, tuple(d.domains)) for s in ("train", "val"))
+    external, harmonized = test_sets(d, data)
+    test = external if external is not None else load_split(data, "test", planes, d.size, tuple(d.domains))
+    extra = unlabelled_images(d, data) if d.unlabelled_path else None
+    check_african_rule(d.test_part, training=train, validation=val,
+                       **({"unlabelled": extra} if extra is not None else {}))
+    if cfg.generator.sample_domain:  # domain tokens: 1 for --data's frames, 2 for data.unlabelled_path's
+        train, val = train.with_domain(1), val.with_domain(1)
+        extra = extra.with_domain(2) if extra is not None else None
     n = len(planes)
-    test = cap_per_class(test, d.eval_per_class, n, np.random.default_rng(cfg.seed + 7))
+    keep = _cap_index(test, d.eval_per_class, n, cfg.seed + 7)
+    test, harmonized = test.take(keep), (harmonized.take(keep) if harmonized is not None else None)
     out = []
     for i, frac in enumerate(cfg.label_fractions):
         tr, rest = regime_split(train, frac, d.max_per_class, n, cfg.seed + 11 * i)
         va = regime_split(val, frac, d.eval_per_class, n, cfg.seed + 11 * i + 5)[0]
         un = (unlabelled_frames(train, rest, cfg.generator.unlabelled, cfg.seed + 11 * i + 3)
               if cfg.generator.unlabelled and rest else _empty(d.size))
-        out.append(Regime(regime_name(frac), frac, tr, va, test, un))
+        out.append(Regime(regime_name(frac), frac, tr, va, test, un, extra, harmonized))
     return out
+
+
+def _cap_index(f: Frames, cap: int, n_classes: int, seed: int) -> np.ndarray:
+    """The indices :func:`cap_per_class` keeps with ``default_rng(seed)`` (to take the same harmonized frames)."""
+    tagged = Frames(f.x[:, :, :1, :1], f.y, np.arange(len(f), dtype=np.float64), f.patients)
+    return cap_per_class(tagged, cap, n_classes, np.random.default_rng(seed)).ga.astype(np.int64)
 
 
 def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
@@ -205,7 +240,7 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
         judge = (load_judge_critic(cfg.critics.plane_checkpoint, tuple(cfg.data.planes))
                  if cfg.critics.plane_checkpoint else None)
         critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed,
-                              guard_frames=reg.generator_frames, plane=judge)
+                              guard_frames=reg.generator_frames, plane=judge, extra_reference=_realism_extra(cfg, reg))
         if judge is None:
             _save_net(critics.plane, tmp / "critic_plane.safetensors")
         _save_net(critics.ga, tmp / "critic_ga.safetensors")
@@ -213,12 +248,13 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
                   str(tmp / "critic_embedding.safetensors"))
         pipe = gen_mod.build(cfg.generator, tuple(cfg.data.planes), cfg.data.size, cfg.seed)
         gen_mod.train(pipe, reg.train, cfg.generator.pretrain_steps, cfg.generator, cfg.seed + 3,
-                      unlabelled=reg.unlabelled)
+                      unlabelled=reg.generator_unlabelled)
         gen_mod.save(pipe, tmp / "generator.safetensors")
-        probe_rate = _probe(pipe, critics, cfg, cfg.seed + 9, fan_masks(reg.train))
+        probe_rate = _probe(pipe, critics, cfg, cfg.seed + 9, fan_masks(reg.fan_frames), reg.has_ga)
         _write_json(tmp / "setup.json", {
             "n_train": len(reg.train), "n_val": len(reg.val), "n_test": len(reg.test),
-            "n_unlabelled": len(reg.unlabelled), "critic_ga_slack_weeks": critics.ga_slack_weeks,
+            "n_unlabelled": len(reg.unlabelled), "n_extra_unlabelled": 0 if reg.extra is None else len(reg.extra),
+            "critic_ga_slack_weeks": critics.ga_slack_weeks,
             "critic_plane": cfg.critics.plane_checkpoint or "fitted on the regime's frames",
             "critic_plane_val_accuracy": float((plane_probs(critics.plane, reg.val.x).argmax(1) == reg.val.y).mean()),
             "train_per_plane": np.bincount(reg.train.y, minlength=n).tolist(),
@@ -228,6 +264,11 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
             "memo_calibration": critics.guard.calibration,
             "fid_real_val": fidelity(critics, reg.val.x)["fid"], "kid_real_val": fidelity(critics, reg.val.x)["kid"],
             "near_copy_rate_generator": probe_rate})
+
+
+def _realism_extra(cfg: DifusalConfig, reg: Regime) -> Frames | None:
+    """The extra realism references (critics.realism_reference "with_extra": data.unlabelled_path's images)."""
+    return reg.extra if cfg.critics.realism_reference == "with_extra" else None
 
 
 def _load_critics(cfg: DifusalConfig, folder: Path, reg: Regime) -> Critics:
@@ -244,14 +285,20 @@ def _load_critics(cfg: DifusalConfig, folder: Path, reg: Regime) -> Critics:
                    t["train_hist"], s["histogram_bc_threshold"], s.get("critic_ga_slack_weeks", 0.0))
 
 
-def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int, masks: torch.Tensor) -> float:
-    """Near-copy rate of ``generator.probe`` fresh samples (generated planes in turn, GA uniform over the bins),
-    masked by the fan like every candidate."""
+def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int, masks: torch.Tensor, has_ga: bool = True) -> float:
+    """Near-copy rate of ``generator.probe`` fresh samples (generated planes in turn, GA uniform over the bins,
+    or the null GA when the regime has none), masked by the fan like every candidate."""
     n = cfg.generator.probe
     rng = np.random.default_rng(seed)
     planes = np.asarray(generated_planes(cfg))[np.arange(n) % len(generated_planes(cfg))]
     ga = rng.uniform(cfg.loop.ga_edges[0], cfg.loop.ga_edges[-1], n)
-    return near_copy_rate(critics, apply_fan(gen_mod.sample(pipe, planes, ga, seed), masks))
+    return near_copy_rate(critics, apply_fan(_sample(pipe, cfg, planes, ga, seed, has_ga), masks))
+
+
+def _sample(pipe, cfg: DifusalConfig, planes: np.ndarray, ga: np.ndarray, seed: int, has_ga: bool) -> torch.Tensor:
+    """Candidates in the configured domain's look; without a labelled GA the GA is the null token."""
+    return gen_mod.sample(pipe, planes, ga if has_ga else np.full(len(ga), np.nan), seed,
+                          domain=cfg.generator.sample_domain)
 
 
 def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path, real: Path) -> None:
@@ -268,7 +315,7 @@ def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path
             (tmp / "generator.safetensors").write_bytes((setup / "generator.safetensors").read_bytes())
         save_set(tmp / "synthetic_cumulative.npz", torch.zeros(0, 1, cfg.data.size, cfg.data.size),
                  np.zeros(0, np.int64), np.zeros(0))
-        _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head, tmp / PREDICTIONS), "round": 0, "n_synthetic": 0})
+        _write_json(tmp / "metrics.json", {**_scores(models, reg, n, head, tmp), "round": 0, "n_synthetic": 0})
 
 
 def conditions_for(alloc: np.ndarray, edges: tuple[float, ...], rng: np.random.Generator
@@ -289,7 +336,7 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
     n, head, lp = len(planes), planes.index(cfg.data.head_plane), cfg.loop
     models = _load_models(prev, cfg)[0]  # the current models (seed 0) judge weakness and hardness
     critics = _load_critics(cfg, setup, reg)
-    masks = fan_masks(reg.train)
+    masks = fan_masks(reg.fan_frames)
     pipe = gen_mod.load_into(gen_mod.build(cfg.generator, planes, cfg.data.size, cfg.seed), prev / "generator.safetensors")
     with atomic_dir(folder) as tmp:
         # (1) weakness on the regime's validation frames
@@ -306,7 +353,9 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
         pd.DataFrame(rows).to_csv(tmp / "weakness.csv", index=False)
         # (3) candidates scored by the frozen critics
         p_ids, ga_c = conditions_for(alloc, lp.ga_edges, np.random.default_rng(seed))
-        x = apply_fan(gen_mod.sample(pipe, p_ids, ga_c, seed), masks)
+        if not reg.has_ga:
+            ga_c = np.full(len(ga_c), np.nan)
+        x = apply_fan(_sample(pipe, cfg, p_ids, ga_c, seed, reg.has_ga), masks)
         scores = critics.score(x, p_ids, ga_c, head)
         # (4) hardness from the current models, then selection
         scores["down_conf"] = plane_probs(models.plane, x)[np.arange(len(p_ids)), p_ids]
@@ -331,10 +380,10 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
             "kid_accepted": fa["kid"],
             **{f"rejected_{r}": int((scores["reason"] == r).sum()) for r in REASONS}})
         gen_mod.train(pipe, reg.train, cfg.generator.finetune_steps if len(new) else 0, cfg.generator, seed + 1,
-                      extra=cum, lr=cfg.generator.finetune_lr, fresh=False, unlabelled=reg.unlabelled)
+                      extra=cum, lr=cfg.generator.finetune_lr, fresh=False, unlabelled=reg.generator_unlabelled)
         gen_mod.save(pipe, tmp / "generator.safetensors")
         m = json.loads((tmp / "metrics.json").read_text())
-        m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2, masks)
+        m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2, masks, reg.has_ga)
         _write_json(tmp / "metrics.json", m)
 
 
@@ -357,8 +406,18 @@ def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: F
     save_set(tmp / "synthetic_cumulative.npz", cum.x, cum.y, cum.ga)
     models = _train_all(Frames.concat([reg.train, cum]) if len(cum) else reg.train, cfg, augments(cfg, arm))
     _save_models(models, tmp)
-    _write_json(tmp / "metrics.json", {**evaluate(models, reg.test, n, head, tmp / PREDICTIONS), "round": k,
+    _write_json(tmp / "metrics.json", {**_scores(models, reg, n, head, tmp), "round": k,
                                        "n_synthetic": len(cum), **extra})
+
+
+def _scores(models: list[Models], reg: Regime, n: int, head: int, tmp: Path) -> dict[str, float]:
+    """Test scores (and predictions) of ``models``; with harmonized test frames also their scores, prefixed
+    ``harmonized_`` (predictions in ``PREDICTIONS_HARMONIZED``)."""
+    out = evaluate(models, reg.test, n, head, tmp / PREDICTIONS)
+    if reg.test_harmonized is not None:
+        h = evaluate(models, reg.test_harmonized, n, head, tmp / PREDICTIONS_HARMONIZED)
+        out.update({f"harmonized_{k}": v for k, v in h.items() if k not in ("n_test", "n_seeds")})
+    return out
 
 
 def stages(cfg: DifusalConfig) -> list[tuple[str, str, int]]:

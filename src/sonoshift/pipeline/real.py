@@ -22,6 +22,7 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, Validated, load_config, to_dict
 from sonoshift.errors import SonoshiftError
+from sonoshift.pipeline.demo_difusal import DemoDifusalConfig
 from sonoshift.pipeline.spain_africa import SpainAfricaConfig
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_path, run_study
@@ -35,7 +36,8 @@ class RealConfig(Validated):
     """The real-data run. african_target: the centre the others are harmonized toward (the other centres are
     pooled into one source domain ``other_centres``; the adaptation part of the African rule only); study:
     methods, size and step budgets (domains are set per dataset); hc18_config / steps_hc18: the head segmenter
-    (also the GA estimator scored on HC18); spain_africa: the Spain -> Africa plane check."""
+    (also the GA estimator scored on HC18); spain_africa: the Spain -> Africa plane check; difusal: the DiFUSAL
+    loop on the Spain -> Africa protocol (pipeline/demo_difusal.py; needs spain_africa)."""
 
     data_root: str = "../shared/data"
     fpdb_source: str = "Aloka"
@@ -47,6 +49,8 @@ class RealConfig(Validated):
         default_factory=lambda: StudyConfig(size=64, steps={"cyclegan": 800, "ddgan": 250, "cascade": 250})
     )
     spain_africa: SpainAfricaConfig = dataclasses.field(default_factory=SpainAfricaConfig)
+    difusal: DemoDifusalConfig = dataclasses.field(default_factory=lambda: DemoDifusalConfig(
+        config="configs/cpu/difusal_real_demo.yaml", reuse_plane_judge=False))
 
 
 OTHER_CENTRES = "other_centres"
@@ -54,7 +58,7 @@ OTHER_CENTRES = "other_centres"
 
 def _settings(cfg: RealConfig) -> dict[str, Any]:
     """The settings the studies and the head stages depend on (the Spain -> Africa stage keys its own)."""
-    return {k: v for k, v in to_dict(cfg).items() if k != "spain_africa"}
+    return {k: v for k, v in to_dict(cfg).items() if k not in ("spain_africa", "difusal")}
 
 
 def find_data_root(data_root: str | Path) -> Path:
@@ -243,6 +247,10 @@ def run_real(
                      lambda: _hc18_ga(root, data_root, Path(heads["segmenter"])), force=force, log=log)
     spain = (run_spain_africa(root / "spain_africa", data_root, cfg.spain_africa, log=log, force=force,
                               progress=progress) if cfg.spain_africa.enabled else None)  # fmt: skip
+    difusal = None
+    if spain and cfg.difusal.enabled:
+        from sonoshift.pipeline.demo_difusal import run_real_difusal
+        difusal = run_real_difusal(cfg.difusal, root, root / "spain_africa", log, force, progress)
     figure = root / "heads" / "heads_outlines.png"
     # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.
     for name, source, target, _ in studies:
@@ -252,6 +260,9 @@ def run_real(
         def _report(r: list[Path] = study_runs[name], o: Path = sub / "report", n: str = name) -> str:
             extra = ([_heads_section(heads, figure), _hc18_section(hc18)] if n == "fpdb"
                      else [_spain_africa_section(spain)] if spain else [])  # fmt: skip
+            if n == "african" and difusal:
+                from sonoshift.pipeline.demo_difusal import report_sections
+                extra += report_sections(difusal, real=True)
             return str(make_report(r, o, extra_sections=extra, force=True) / "index.html")
 
         reports[name] = run_stage(f"{name}: report", sub, to_dict(study), _report, force=True, log=log)
@@ -259,7 +270,9 @@ def run_real(
         "report": reports.get("fpdb", ""),
         "stages": log.entries,
         "paths": {**{f"{k} report": v for k, v in reports.items()}, "heads": heads["summary"],
-                  "heads figure": str(figure), "hc18 GA": hc18["ga"], **({"spain->africa": spain["table"]} if spain else {})},
+                  "heads figure": str(figure), "hc18 GA": hc18["ga"], **({"spain->africa": spain["table"]} if spain else {}),
+                  **({"difusal report": difusal["report"]} if difusal else {})},
+        **({"difusal": {k: difusal[k] for k in ("verdict", "headline")}} if difusal else {}),
     }
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
