@@ -55,19 +55,23 @@ class Regime:
     test_harmonized: Frames | None = None  # the test frames translated by data.harmonizer
 
     @property
+    def _extra(self) -> list[Frames]:
+        return [] if self.extra is None else [self.extra]
+
+    @property
     def generator_frames(self) -> Frames:
         """Every real image the generator trains on (what the memorization guard must cover)."""
-        return Frames.concat([self.train, self.unlabelled] + ([self.extra] if self.extra is not None else []))
+        return Frames.concat([self.train, self.unlabelled, *self._extra])
 
     @property
     def generator_unlabelled(self) -> Frames:
         """The images the generator trains on without labels (other training patients + data.unlabelled_path)."""
-        return Frames.concat([self.unlabelled] + ([self.extra] if self.extra is not None else []))
+        return Frames.concat([self.unlabelled, *self._extra])
 
     @property
     def fan_frames(self) -> Frames:
         """The real frames whose fans mask the candidates (labelled training frames + data.unlabelled_path)."""
-        return Frames.concat([self.train] + ([self.extra] if self.extra is not None else []))
+        return Frames.concat([self.train, *self._extra])
 
     @property
     def has_ga(self) -> bool:

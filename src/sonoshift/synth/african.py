@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sonoshift.judges.plane.african import african_split, check_african_split
+from sonoshift.judges.plane.african import african_split, check_african_split, in_part
 
 AFRICAN_DATASET = "african_planes"
 
@@ -45,9 +45,7 @@ def african_test_mask(dataset: str, patients: Sequence[str], split: dict | None 
     African test part (always False for other datasets)."""
     if dataset != AFRICAN_DATASET:
         return np.zeros(len(patients), dtype=bool)
-    split = split if split is not None else african_split()
-    test = {p for parts in split.values() if isinstance(parts, dict) for p in parts["test"]}
-    return np.array([str(p) in test for p in patients], dtype=bool)
+    return in_part(patients, "test", split)
 
 
 __all__ = ["AFRICAN_DATASET", "african_prepare_splits", "african_test_mask"]
