@@ -26,7 +26,7 @@ from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_we
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.head_crop import crop_box, crop_input
+from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 
 KEY = "ga_estimator"
@@ -42,7 +42,10 @@ maps are averaged the same way and the ellipse fitted to them replaces the first
 and where the refined HC exceeds the first by more than the factor ``refine_max_growth``: a refiner, trained on
 crops that a head fills to about 1 / ``crop_margin``, segments the fluid sac around a small head whose first
 ellipse was already too large and grows it further). ``tta`` is the first stage's flip averaging, ``refine_tta``
-the refiners' (None: the same as ``tta``); the first stage only places the crop when refiners follow."""
+the refiners' (None: the same as ``tta``); the first stage only places the crop when refiners follow.
+Where the refiners' map is not an ellipse (IoU of its filled component with the fitted ellipse below
+``rescue_iou``; 0 never), the crop was wrong: crop_search.py looks again from the first ellipse shrunk by each of
+``rescue_scales`` and the most elliptic candidate is the measurement."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -52,6 +55,8 @@ the refiners' (None: the same as ``tta``); the first stage only places the crop 
     crop_margin: float = 1.3
     refine_max_growth: float = math.inf
     refine_tta: bool | None = None
+    rescue_iou: float = 0.0
+    rescue_scales: tuple[float, ...] = (0.9, 0.8, 0.7)
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -86,7 +91,8 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
-                       bool(meta.get("refine_tta", tta)))
+                       bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
+                       tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))))
 
 
 def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
@@ -141,20 +147,26 @@ def refine_fits(
 ) -> list[HeadFit]:
     """The crop refiners' fits for the found heads of ``fits`` (first-stage fits of ``frames``, uint8 (H, W));
     ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
-    more than ``est.refine_max_growth``."""
+    more than ``est.refine_max_growth``. Where the refined map is not elliptic (``est.rescue_iou``) the most
+    elliptic candidate of the crop search (crop_search.py) replaces either."""
     out = list(fits)
     todo = [i for i, f in enumerate(fits) if f.found]
     if not est.refiners or not todo:
         return out
-    boxes = {i: crop_box(fits[i].ellipse.cx, fits[i].ellipse.cy, fits[i].ellipse.a, est.crop_margin) for i in todo}
     tta = est.tta if est.refine_tta is None else est.refine_tta
     second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta)
-    x = {s: torch.from_numpy(np.stack([crop_input(frames[i], boxes[i], s) for i in todo])[:, None])
-         for s in second.input_sizes}
-    for i, p in zip(todo, batch_probabilities(second, x, batch_size)):
-        fit = fit_head(p, np.asarray(frames[i]).shape, box=boxes[i])
+    _, refined, ious = crop_fits(second, [frames[i] for i in todo], [fits[i].ellipse for i in todo],
+                                 est.crop_margin, batch_size)
+    for i, fit in zip(todo, refined):
         if fit.found and fit.hc_px(est.offset_px) <= est.refine_max_growth * fits[i].hc_px(est.offset_px):
             out[i] = fit
+    rescue = [i for i, iou in zip(todo, ious) if iou < est.rescue_iou]
+    if rescue and est.rescue_scales:
+        found = search_fits(second, [frames[i] for i in rescue], [fits[i] for i in rescue], est.crop_margin,
+                            est.rescue_scales, batch_size)
+        for i, best in zip(rescue, found):
+            if best is not None:
+                out[i] = best[0]
     return out
 
 
