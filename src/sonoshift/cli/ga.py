@@ -53,12 +53,15 @@ def build_cmd(
     refine_max_growth: float = typer.Option(1.06, min=1.0, help="Keep the first-stage ellipse where the crop "
                                             "refiner's HC is more than this factor larger (chosen by "
                                             "cross-validation; a large value: no limit)."),
+    rescue_iou: float = typer.Option(0.9, min=0.0, max=1.0, help="Where the crop refiner's map overlaps its "
+                                     "fitted ellipse less than this (IoU), search smaller crops for a more "
+                                     "elliptic map (chosen by cross-validation; 0: never)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
-                          refine_tta=refine_tta)
+                          refine_tta=refine_tta, rescue_iou=rescue_iou)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")

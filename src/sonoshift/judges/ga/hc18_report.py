@@ -9,6 +9,7 @@ second 14-28, third >= 28.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,9 @@ TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0
 # a refined HC more than this factor above the first stage's is not taken (GaEstimator.refine_max_growth): the
 # factor chosen on the 5-fold CV's out-of-fold HCs (bench/ga_calibration_cv.py: 1.06 on every fold's complement)
 REFINE_MAX_GROWTH = 1.06
+# below this IoU of the refiner's map with its fitted ellipse the crop search runs (GaEstimator.rescue_iou): chosen
+# on the 5-fold CV (docs/judges.md, session 9: 2.60 -> 2.36 mm mean; 0.87-0.92 chosen per fold on the other four)
+RESCUE_IOU = 0.9
 
 
 def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,6 +54,7 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
 def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
+    rescue_iou: float = RESCUE_IOU,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -59,7 +64,9 @@ def build_estimator(
     than ``refine_max_growth`` x the first-stage HC is not taken (``GaEstimator``). ``tta`` (first-stage flip
     averaging) None: on for a one-stage estimator, off when refiners follow (the first stage then only places the
     crop); ``refine_tta``: the refiners' (off by default). Flip averaging in either stage did not lower the
-    5-fold CV HC error of the two-stage estimator (docs/judges.md, session 8) and costs a network pass each."""
+    5-fold CV HC error of the two-stage estimator (docs/judges.md, session 8) and costs a network pass each.
+    ``rescue_iou``: where the refined map's IoU with its ellipse is lower, the crop search (crop_search.py) runs
+    (0: never)."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
     # crop refiners (trained with head_crops > 0) take the second look; every other segmenter is a first-stage member
@@ -80,7 +87,8 @@ def build_estimator(
     offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
     margin = float(refiners[0].info["head_crop"]["margin"]) if refiners else 1.3
     tta = not refiners if tta is None else tta
-    est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta)
+    est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
+                      rescue_iou)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -88,7 +96,8 @@ def build_estimator(
     info[KEY] = {"offset_px": offset, "tta": tta, "refine_tta": refine_tta, "calibrated_on": int(len(train)),
                  "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names,
                  "member_image_sizes": [s.image_size for s in segs], "refiners": refiner_names,
-                 "crop_margin": margin, "validation": summarize(table) if len(table) else {}}
+                 "crop_margin": margin, "rescue_iou": rescue_iou, "rescue_scales": list(est.rescue_scales),
+                 "validation": summarize(table) if len(table) else {}}
     if math.isfinite(refine_max_growth):
         info[KEY]["refine_max_growth"] = refine_max_growth
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
@@ -98,7 +107,7 @@ def build_estimator(
             save_segmenter(member, tmp / name)
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
-    return GaEstimator(out_seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta)
+    return dataclasses.replace(est, segmenter=out_seg)
 
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
