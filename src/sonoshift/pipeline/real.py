@@ -36,7 +36,8 @@ class RealConfig(Validated):
     """The real-data run. african_target: the centre the others are harmonized toward (the other centres are
     pooled into one source domain ``other_centres``; the adaptation part of the African rule only); study:
     methods, size and step budgets (domains are set per dataset); hc18_config / steps_hc18: the head segmenter
-    (also the GA estimator scored on HC18); spain_africa: the Spain -> Africa plane check; difusal: the DiFUSAL
+    (also the GA estimator's first stage, scored on HC18); hc18_refiner_config / steps_hc18_refiner: the GA
+    estimator's crop refiner (second stage; empty config: none); spain_africa: the Spain -> Africa plane check; difusal: the DiFUSAL
     loop on the Spain -> Africa protocol (pipeline/demo_difusal.py; needs spain_africa)."""
 
     data_root: str = "../shared/data"
@@ -45,6 +46,8 @@ class RealConfig(Validated):
     african_target: str = "Malawi"
     hc18_config: str = "configs/cpu/hc18_segmenter.yaml"
     steps_hc18: NonNegInt = 400
+    hc18_refiner_config: str = "configs/cpu/hc18_head_crop.yaml"
+    steps_hc18_refiner: NonNegInt = 400
     study: StudyConfig = dataclasses.field(
         default_factory=lambda: StudyConfig(size=64, steps={"cyclegan": 800, "ddgan": 250, "cascade": 250})
     )
@@ -133,19 +136,33 @@ def _heads(cfg: RealConfig, root: Path, data_root: Path, fpdb_runs: list[Path], 
             "original": str(root / "heads" / "fpdb_original.csv"), "runs": runs}
 
 
-def _hc18_ga(root: Path, data_root: Path, seg_dir: Path) -> dict[str, Any]:
-    """The head segmenter as the GA estimator (ellipse calibrated on its HC18 training masks), scored on its
-    held-out HC18 images: the HC18 summary and per-trimester GA table (CSV paths)."""
+def _hc18_ga(cfg: RealConfig, root: Path, data_root: Path, seg_dir: Path, progress: bool = False) -> dict[str, Any]:
+    """The GA estimator scored on its held-out HC18 images: the head segmenter as its first stage (ellipse
+    calibrated on its HC18 training masks) and, unless ``hc18_refiner_config`` is empty, a crop refiner trained
+    here on the same split as its second stage. Writes the HC18 summary and per-trimester GA table (CSV paths)."""
+    from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
     from sonoshift.judges.ga.hc18_report import build_estimator, report_table
 
+    members = [seg_dir]
+    if cfg.hc18_refiner_config:
+        ref_dir = root / "models" / "hc18_refiner"
+        overrides = [f"data_dir={data_root / 'hc18'}"]
+        if cfg.steps_hc18_refiner:
+            overrides.append(f"train.steps={cfg.steps_hc18_refiner}")
+        rcfg = load_config(Hc18Config, config_path(cfg.hc18_refiner_config), overrides)
+        if not rcfg.head_crops:
+            raise SonoshiftError(f"hc18_refiner_config {cfg.hc18_refiner_config} is not a crop refiner (head_crops: 0).")
+        train_hc18_segmenter(rcfg, ref_dir, progress=progress)
+        members.append(ref_dir)
     out = root / "models" / "ga_estimator"
-    est = build_estimator(seg_dir, data_root / "hc18", out)
+    est = build_estimator(members, data_root / "hc18", out)
     s = est.segmenter.info["ga_estimator"]["validation"]
     if not s:
         raise SonoshiftError(f"the HC18 segmenter {seg_dir} has no held-out HC18 images to score the GA estimator on.")
     hc = pd.DataFrame([{"images": s["images"], "hc_abs_err_mm_mean": s["hc_abs_err_mm_mean"],
                         "hc_abs_err_mm_median": s["hc_abs_err_mm_median"], "hc_abs_err_mm_p95": s["hc_abs_err_mm_p95"],
-                        "hc_signed_err_mm_mean": s["hc_signed_err_mm_mean"], "no_head_found": s["no_head_found"]}])
+                        "hc_signed_err_mm_mean": s["hc_signed_err_mm_mean"], "no_head_found": s["no_head_found"],
+                        "stages": len(members)}])
     paths = {"estimator": str(out), "hc": str(root / "hc18" / "hc_error.csv"), "ga": str(root / "hc18" / "ga_error.csv")}
     atomic_write_text(Path(paths["hc"]), hc.to_csv(index=False, lineterminator="\n"))
     atomic_write_text(Path(paths["ga"]), report_table(s).to_csv(index=False, lineterminator="\n"))
@@ -157,8 +174,10 @@ def _hc18_section(hc18: dict[str, Any]) -> ExtraSection:
 
     hc = pd.read_csv(hc18["hc"]).iloc[0]
     ga = pd.read_csv(hc18["ga"])
-    caption = (f"The HC18 head segmenter as the GA estimator (head -> one ellipse -> HC -> GA by Hadlock and "
-               f"INTERGROWTH-21st) on its {int(hc['images'])} held-out HC18 images: HC |error| mean "
+    two = int(hc.get("stages", 1)) > 1
+    what = ("The GA estimator (the HC18 head segmenter places a head-centred crop; a crop refiner segments it "
+            "again" if two else "The HC18 head segmenter as the GA estimator (head")
+    caption = (f"{what} -> one ellipse -> HC -> GA by Hadlock and INTERGROWTH-21st) on its {int(hc['images'])} held-out HC18 images: HC |error| mean "
                f"{hc['hc_abs_err_mm_mean']:.2f} mm, median {hc['hc_abs_err_mm_median']:.2f}, 95th percentile "
                f"{hc['hc_abs_err_mm_p95']:.2f}, signed mean {hc['hc_signed_err_mm_mean']:+.2f}; no head found in "
                f"{int(hc['no_head_found'])}. On HC18 GA comes from HC by a formula, so the GA error (days, per "
@@ -243,8 +262,8 @@ def run_real(
                       [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}"],
                       lambda: _heads(cfg, root, data_root, study_runs["fpdb"], progress), force=force, log=log)
     hc18 = run_stage("hc18: GA estimator on held-out HC18", root,
-                     [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}", "hc18 v1"],
-                     lambda: _hc18_ga(root, data_root, Path(heads["segmenter"])), force=force, log=log)
+                     [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}", "hc18 v2"],
+                     lambda: _hc18_ga(cfg, root, data_root, Path(heads["segmenter"]), progress), force=force, log=log)
     spain = (run_spain_africa(root / "spain_africa", data_root, cfg.spain_africa, log=log, force=force,
                               progress=progress) if cfg.spain_africa.enabled else None)  # fmt: skip
     difusal = None
