@@ -12,7 +12,7 @@ Prints images/s of each (wall and per CPU-second), the ratios, how far the HC va
 average before and after (other jobs on the machine distort the wall numbers).
 
     python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
-        [--first-tta 0|1] [--refine-tta 0|1] [--refiner REFINER_FOLDER ...]
+        [--first-tta 0|1] [--refine-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
 
 On a machine shared with other jobs the wall time mostly measures the other jobs: compare the ratio. Images per
 CPU-second (all threads' CPU time counted) does not depend on the load; on two idle cores the wall rate can reach
@@ -42,6 +42,7 @@ from sonoshift.judges.ga.estimator import (
     measure_files,
     refine_fits,
 )
+from sonoshift.judges.ga.crop_search import crop_fits
 from sonoshift.judges.ga.head_fit import fit_head
 from sonoshift.judges.ga.onnx_net import with_runtime
 
@@ -65,6 +66,8 @@ def main() -> None:
                     help="first-stage flip averaging (default: the estimator's own setting)")
     ap.add_argument("--refine-tta", type=int, choices=(0, 1), default=None,
                     help="crop refiners' flip averaging (default: the estimator's own setting)")
+    ap.add_argument("--rescue-iou", type=float, default=None,
+                    help="crop search below this refiner-map ellipse IoU (default: the estimator's own; 0: off)")
     ap.add_argument("--refiner", action="append", default=[],
                     help="crop refiner folder(s) to use instead of the estimator's own (their margin too)")
     a = ap.parse_args()
@@ -82,6 +85,8 @@ def main() -> None:
     first_tta = est.tta if a.first_tta is None else bool(a.first_tta)
     refine_tta = (est.tta if est.refine_tta is None else est.refine_tta) if a.refine_tta is None else bool(a.refine_tta)
     est = dataclasses.replace(est, tta=first_tta and not a.no_tta, refine_tta=refine_tta and not a.no_tta)
+    if a.rescue_iou is not None:
+        est = dataclasses.replace(est, rescue_iou=a.rescue_iou)
     paths, px = list(rows["image_path"]), list(rows["pixel_size_mm"])
 
     def current():
@@ -101,7 +106,8 @@ def main() -> None:
     n = len(paths)
     print(f"{n} HC18 images, {a.threads} torch/ORT threads, {a.workers} decode threads, decode included, "
           f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}, "
-          f"refiners {[r.image_size for r in est.refiners]} px (tta={est.refine_tta})")
+          f"refiners {[r.image_size for r in est.refiners]} px (tta={est.refine_tta}, rescue below IoU "
+          f"{est.rescue_iou} at scales {list(est.rescue_scales)})")
     print(f"load average (1 min) {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     print(f"current predictor : {n / w_old:7.1f} images/s wall, {n / c_old:7.1f} images/s per CPU-second")
     print(f"GA estimator      : {n / w_new:7.1f} images/s wall, {n / c_new:7.1f} images/s per CPU-second")
@@ -124,6 +130,16 @@ def main() -> None:
     if est.refiners:  # the crop refiners' second look: crops, their networks (ORT) and the second fit
         _, _, c_ref = _timed(lambda: refine_fits(est_ort, frames, fits, a.batch))
         refine = f", crop refiner (ORT, {len(est.refiners)} net(s)) {1e3 * c_ref / n:.1f}"
+        if est.rescue_iou > 0:  # the crop search's share: the same refinement without it, side by side
+            plain = dataclasses.replace(est_ort, rescue_iou=0.0)
+            _, _, c_plain = _timed(lambda: refine_fits(plain, frames, fits, a.batch))
+            second = dataclasses.replace(est_ort, segmenter=est_ort.refiners[0], members=est_ort.refiners[1:],
+                                         refiners=(), tta=est_ort.refine_tta)
+            ious = crop_fits(second, [f for f, h in zip(frames, fits) if h.found],
+                             [h.ellipse for h in fits if h.found], est.crop_margin, a.batch)[2]
+            searched = sum(i < est.rescue_iou for i in ious)
+            refine += (f" (without the crop search {1e3 * c_plain / n:.1f}: {c_ref / c_plain:.2f}x; "
+                       f"searched {searched} of {n} images)")
     print(f"estimator per image (CPU ms, one after the other): decode {1e3 * c_dec / n:.1f}, resize + network "
           f"{1e3 * c_net / n:.1f} torch / {1e3 * c_ort / n:.1f} ORT ({c_net / c_ort:.2f}x; median of 3, tta={est.tta}), "
           f"ellipse fit {1e3 * c_fit / n:.1f}{refine}")
