@@ -25,8 +25,8 @@ def test_hc18_stage_trains_a_refiner_and_scores_the_two_stage_estimator(fake_hc1
     seg = tmp_path / "seg"
     train_hc18_segmenter(load_config(Hc18Config, tmp_path / "seg.yaml", [f"data_dir={fake_hc18}"]), seg, progress=False)
     data_root = fake_hc18.parent
-    two = _hc18_ga(RealConfig(hc18_refiner_config=str(tmp_path / "crop.yaml"), steps_hc18_refiner=0),
-                   tmp_path / "two", data_root, seg)
+    two = _hc18_ga(RealConfig(hc18_ga_config="", hc18_refiner_config=str(tmp_path / "crop.yaml"),
+                              steps_hc18_refiner=0), tmp_path / "two", data_root, seg)
     est = load_ga_estimator(two["estimator"])
     assert len(est.refiners) == 1 and est.refiners[0].info["head_crop"] and est.rescue_iou > 0
     hc = pd.read_csv(two["hc"]).iloc[0]
@@ -34,7 +34,17 @@ def test_hc18_stage_trains_a_refiner_and_scores_the_two_stage_estimator(fake_hc1
     assert hc["stages"] == 2 and hc["images"] == len(per_image) == 3  # 3 of 12 fake subjects held out
     assert per_image["head_found"].all() and hc["no_head_found"] == 0
     assert hc["hc_abs_err_mm_mean"] == pytest.approx(np.abs(per_image["hc_mm"] - per_image["hc_true_mm"]).mean())
-    one = _hc18_ga(RealConfig(hc18_refiner_config=""), tmp_path / "one", data_root, seg)
+    assert pd.read_csv(two["hc"]).iloc[0]["first_stage"] == str(seg)  # the head segmenter given
+    one = _hc18_ga(RealConfig(hc18_ga_config="", hc18_refiner_config=""), tmp_path / "one", data_root, seg)
     assert pd.read_csv(one["hc"]).iloc[0]["stages"] == 1 and not load_ga_estimator(one["estimator"]).refiners
+    # its own first stage, trained in the stage from a config
+    own = _hc18_ga(RealConfig(hc18_ga_config=str(tmp_path / "seg.yaml"), steps_hc18_ga=60,
+                              hc18_refiner_config=str(tmp_path / "crop.yaml"), steps_hc18_refiner=4), tmp_path / "own",
+                   data_root, seg)
+    row = pd.read_csv(own["hc"]).iloc[0]
+    assert row["stages"] == 2 and row["first_stage"] == str(tmp_path / "own" / "models" / "hc18_ga_segmenter")
     with pytest.raises(SonoshiftError, match="not a crop refiner"):
-        _hc18_ga(RealConfig(hc18_refiner_config=str(tmp_path / "seg.yaml")), tmp_path / "bad", data_root, seg)
+        _hc18_ga(RealConfig(hc18_ga_config="", hc18_refiner_config=str(tmp_path / "seg.yaml")), tmp_path / "bad",
+                 data_root, seg)
+    with pytest.raises(SonoshiftError, match="is a crop refiner"):
+        _hc18_ga(RealConfig(hc18_ga_config=str(tmp_path / "crop.yaml")), tmp_path / "bad", data_root, seg)

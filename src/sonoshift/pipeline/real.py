@@ -36,8 +36,9 @@ class RealConfig(Validated):
     """The real-data run. african_target: the centre the others are harmonized toward (the other centres are
     pooled into one source domain ``other_centres``; the adaptation part of the African rule only); study:
     methods, size and step budgets (domains are set per dataset); hc18_config / steps_hc18: the head segmenter
-    (also the GA estimator's first stage, scored on HC18); hc18_refiner_config / steps_hc18_refiner: the GA
-    estimator's crop refiner (second stage; empty config: none); spain_africa: the Spain -> Africa plane check; difusal: the DiFUSAL
+    measuring FPDB heads; hc18_ga_config / steps_hc18_ga: the GA estimator's first stage (empty config: that head
+    segmenter), hc18_refiner_config / steps_hc18_refiner: its crop refiner (second stage; empty config: none), both
+    trained in the HC18 stage and scored on HC18's held-out images; spain_africa: the Spain -> Africa plane check; difusal: the DiFUSAL
     loop on the Spain -> Africa protocol (pipeline/demo_difusal.py; needs spain_africa)."""
 
     data_root: str = "../shared/data"
@@ -46,8 +47,10 @@ class RealConfig(Validated):
     african_target: str = "Malawi"
     hc18_config: str = "configs/cpu/hc18_segmenter.yaml"
     steps_hc18: NonNegInt = 400
+    hc18_ga_config: str = "configs/cpu/hc18_head_ga.yaml"
+    steps_hc18_ga: NonNegInt = 800
     hc18_refiner_config: str = "configs/cpu/hc18_head_crop.yaml"
-    steps_hc18_refiner: NonNegInt = 400
+    steps_hc18_refiner: NonNegInt = 800
     study: StudyConfig = dataclasses.field(
         default_factory=lambda: StudyConfig(size=64, steps={"cyclegan": 800, "ddgan": 250, "cascade": 250})
     )
@@ -137,23 +140,28 @@ def _heads(cfg: RealConfig, root: Path, data_root: Path, fpdb_runs: list[Path], 
 
 
 def _hc18_ga(cfg: RealConfig, root: Path, data_root: Path, seg_dir: Path, progress: bool = False) -> dict[str, Any]:
-    """The GA estimator scored on its held-out HC18 images: the head segmenter as its first stage (ellipse
-    calibrated on its HC18 training masks) and, unless ``hc18_refiner_config`` is empty, a crop refiner trained
-    here on the same split as its second stage. Writes the HC18 summary and per-trimester GA table (CSV paths)."""
+    """The GA estimator scored on its held-out HC18 images: a first stage (its own segmenter trained here from
+    ``hc18_ga_config``, else the head segmenter ``seg_dir``; ellipse calibrated on its HC18 training masks) and,
+    unless ``hc18_refiner_config`` is empty, a crop refiner trained here on the same split as its second stage.
+    Writes the HC18 summary and per-trimester GA table (CSV paths)."""
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
     from sonoshift.judges.ga.hc18_report import build_estimator, report_table
 
-    members = [seg_dir]
+    def config(name: str, steps: int, refiner: bool) -> Hc18Config:
+        overrides = [f"data_dir={data_root / 'hc18'}"] + ([f"train.steps={steps}"] if steps else [])
+        hcfg = load_config(Hc18Config, config_path(name), overrides)
+        if bool(hcfg.head_crops) != refiner:
+            raise SonoshiftError(f"{name} is {'not ' if refiner else ''}a crop refiner (head_crops: {hcfg.head_crops}); "
+                                 f"give it as {'hc18_ga_config' if hcfg.head_crops else 'hc18_refiner_config'}.")
+        return hcfg
+
+    stages = ([(config(cfg.hc18_ga_config, cfg.steps_hc18_ga, False), root / "models" / "hc18_ga_segmenter")]
+              if cfg.hc18_ga_config else [])
     if cfg.hc18_refiner_config:
-        ref_dir = root / "models" / "hc18_refiner"
-        overrides = [f"data_dir={data_root / 'hc18'}"]
-        if cfg.steps_hc18_refiner:
-            overrides.append(f"train.steps={cfg.steps_hc18_refiner}")
-        rcfg = load_config(Hc18Config, config_path(cfg.hc18_refiner_config), overrides)
-        if not rcfg.head_crops:
-            raise SonoshiftError(f"hc18_refiner_config {cfg.hc18_refiner_config} is not a crop refiner (head_crops: 0).")
-        train_hc18_segmenter(rcfg, ref_dir, progress=progress)
-        members.append(ref_dir)
+        stages.append((config(cfg.hc18_refiner_config, cfg.steps_hc18_refiner, True), root / "models" / "hc18_refiner"))
+    for hcfg, out_dir in stages:
+        train_hc18_segmenter(hcfg, out_dir, progress=progress)
+    members = ([] if cfg.hc18_ga_config else [seg_dir]) + [d for _, d in stages]
     out = root / "models" / "ga_estimator"
     est = build_estimator(members, data_root / "hc18", out)
     s = est.segmenter.info["ga_estimator"]["validation"]
@@ -162,7 +170,7 @@ def _hc18_ga(cfg: RealConfig, root: Path, data_root: Path, seg_dir: Path, progre
     hc = pd.DataFrame([{"images": s["images"], "hc_abs_err_mm_mean": s["hc_abs_err_mm_mean"],
                         "hc_abs_err_mm_median": s["hc_abs_err_mm_median"], "hc_abs_err_mm_p95": s["hc_abs_err_mm_p95"],
                         "hc_signed_err_mm_mean": s["hc_signed_err_mm_mean"], "no_head_found": s["no_head_found"],
-                        "stages": len(members)}])
+                        "stages": len(members), "first_stage": str(members[0])}])
     paths = {"estimator": str(out), "hc": str(root / "hc18" / "hc_error.csv"), "ga": str(root / "hc18" / "ga_error.csv")}
     atomic_write_text(Path(paths["hc"]), hc.to_csv(index=False, lineterminator="\n"))
     atomic_write_text(Path(paths["ga"]), report_table(s).to_csv(index=False, lineterminator="\n"))
