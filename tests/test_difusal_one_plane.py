@@ -96,3 +96,36 @@ def test_ga_only_loop_runs_resumes_and_judges_by_ga_mae(heads, tmp_path):
     page = write_report(run).read_text()
     assert page.index("Verdict") < page.index("Headline") and "GA MAE" in page
     assert json.loads((stage_dir(run, "regime_100", "setup", 0) / "setup.json").read_text())
+
+
+def test_demo_real_ga_stage_prepares_hc18_and_runs_the_loop(tmp_path):
+    """``demo --real``'s GA loop: HC18 prepared by the stage (patient splits, GA by Hadlock from the table's HC,
+    no plane column), the one-plane loop on it, a GA verdict and a report section; a second call is a no-op."""
+    from test_downstream_hc18 import make_hc18
+
+    from sonoshift.pipeline.demo_difusal import DemoDifusalConfig, report_sections, run_hc18_difusal
+    from sonoshift.pipeline.stages import StageLog
+
+    make_hc18(tmp_path / "data" / "hc18", n=40)
+    over = tuple(o for o in ONE if not o.startswith(("data.planes", "data.head_plane", "data.fill_plane",
+                                                     "headline", "loop.ga_edges")))
+    dcfg = DemoDifusalConfig(config="configs/cpu/difusal_hc18_demo.yaml", reuse_plane_judge=False,
+                             overrides=(*over, "loop.ga_edges=[5,12,40]", "generator.block_out_channels=[8,16]",
+                                        "generator.attention=[false,false]"))
+    log = StageLog()
+    s = run_hc18_difusal(dcfg, tmp_path / "root", tmp_path / "data", log, False, False)
+    data = tmp_path / "root" / "hc18_prepared"
+    table = pd.read_csv(tmp_path / "data" / "hc18" / "included_subset.csv").set_index("filename")
+    rows = [r for sp in ("train", "val", "test") for r in _rows(data, sp)]
+    assert len(rows) == 40 and all(not r.get("plane") for r in rows)
+    for r in rows:  # GA by Hadlock from the official HC (weeks = 8.96 + 0.540 HC + 0.0003 HC^3, HC in cm)
+        hc_cm = table.loc[f"{r['video_id']}.png", "head circumference (mm)"] / 10
+        assert float(r["ga_weeks"]) == pytest.approx(8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3, abs=1e-3)
+    split_patients = [{r["patient_id"] for r in _rows(data, sp)} for sp in ("train", "val", "test")]
+    assert not (split_patients[0] & split_patients[2]) and not (split_patients[1] & split_patients[2])
+    assert s["verdict"][0].startswith("regime_100: DiFUSAL GA MAE")
+    first, _ = report_sections(s, kind="hc18")
+    assert "HC18" in first.title and "GA MAE" in first.caption
+    again = StageLog()
+    run_hc18_difusal(dcfg, tmp_path / "root", tmp_path / "data", again, False, False)
+    assert again.entries and all(e["status"] == "reused" for e in again.entries.values())
