@@ -83,6 +83,8 @@ def test_ga_only_loop_runs_resumes_and_judges_by_ga_mae(heads, tmp_path):
     assert first + second == all_stages
     f = stage_dir(run, "regime_100", "difusal", 1)
     assert (f / "ga.safetensors").is_file() and not (f / "plane.safetensors").is_file()
+    setup = stage_dir(run, "regime_100", "setup", 0)
+    assert (setup / "critic_ga.safetensors").is_file() and not (setup / "critic_plane.safetensors").is_file()
     scores = pd.read_csv(f / "scores.csv")
     assert len(scores) == 8 and np.isfinite(scores["realism_knn"]).all() and (scores["critic_conf"] == 1.0).all()
     table = pd.read_csv(run / "metrics.csv")

@@ -248,7 +248,7 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
                  if cfg.critics.plane_checkpoint else None)
         critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed,
                               guard_frames=reg.generator_frames, plane=judge, extra_reference=_realism_extra(cfg, reg))
-        if judge is None:
+        if judge is None and not isinstance(critics.plane, OnePlane):
             _save_net(critics.plane, tmp / "critic_plane.safetensors")
         _save_net(critics.ga, tmp / "critic_ga.safetensors")
         save_file({"train_emb": critics.train_emb.contiguous(), "train_hist": critics.train_hist.contiguous()},
