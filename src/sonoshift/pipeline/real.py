@@ -186,8 +186,9 @@ def _hc18_section(hc18: dict[str, Any]) -> ExtraSection:
     hc = pd.read_csv(hc18["hc"]).iloc[0]
     ga = pd.read_csv(hc18["ga"])
     two = int(hc.get("stages", 1)) > 1
-    what = ("The GA estimator (the HC18 head segmenter places a head-centred crop; a crop refiner segments it "
-            "again" if two else "The HC18 head segmenter as the GA estimator (head")
+    what = ("The two-stage GA estimator (a whole-frame HC18 segmenter places a head-centred crop, a crop refiner "
+            "segments it again, smaller crops are searched where its map is not elliptic" if two
+            else "The HC18 head segmenter as the GA estimator (head")
     caption = (f"{what} -> one ellipse -> HC -> GA by Hadlock and INTERGROWTH-21st) on its {int(hc['images'])} held-out HC18 images: HC |error| mean "
                f"{hc['hc_abs_err_mm_mean']:.2f} mm, median {hc['hc_abs_err_mm_median']:.2f}, 95th percentile "
                f"{hc['hc_abs_err_mm_p95']:.2f}, signed mean {hc['hc_signed_err_mm_mean']:+.2f}; no head found in "
