@@ -30,7 +30,7 @@ from sonoshift.biometry.intergrowth import ga_weeks_from_hc, hc_centile
 from sonoshift.difusal.config import Critics as CriticCfg
 from sonoshift.difusal.config import Downstream
 from sonoshift.difusal.data import Frames
-from sonoshift.difusal.downstream import ga_of, plane_probs, train_ga, train_plane
+from sonoshift.difusal.downstream import ga_of, one_plane, plane_probs, train_ga, train_plane
 from sonoshift.judges.ga.regressor import GaRegressorNet
 from sonoshift.judges.plane.net import PlaneNet
 from sonoshift.metrics.fid import fid_from_features, kid_from_features
@@ -123,8 +123,9 @@ def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downst
     ``guard_frames`` (the generator's training images; default ``train``). ``plane``: an already-trained plane
     critic (judge_critic.py) instead of one fitted on ``train``. ``extra_reference``: unlabelled images (another
     domain) that join the realism references (embedding bank and pooled histogram), images only."""
-    plane = train_plane(train, n_classes, d, seed + 100) if plane is None else plane
     ga = train_ga(train, head, d, seed + 100)
+    if plane is None:
+        plane = one_plane(ga) if n_classes == 1 else train_plane(train, n_classes, d, seed + 100)
     ref = train.x if extra_reference is None or not len(extra_reference) else torch.cat([train.x, extra_reference.x])
     train_emb = embed(plane, ref)
     val_d = knn_distance(embed(plane, val.x), train_emb, cfg.knn)

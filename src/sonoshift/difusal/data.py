@@ -61,9 +61,10 @@ class Frames:
 
 
 def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: int,
-               domains: tuple[str, ...] = ()) -> Frames:
+               domains: tuple[str, ...] = (), fill_plane: str = "") -> Frames:
     """Every row of ``manifest_<split>.csv`` whose plane is in ``planes`` (aliases: the simulator's names are
-    used as they are) and, when ``domains`` is given, whose domain is one of them, resized to ``size``.
+    used as they are) and, when ``domains`` is given, whose domain is one of them, resized to ``size``. A row with
+    no plane label counts as ``fill_plane`` when it is given (HC18 shows heads only and has no plane column).
     splits.json is read first (patient leakage check)."""
     root = Path(dataset)
     if not (root / "dataset.json").is_file():
@@ -75,7 +76,7 @@ def load_split(dataset: str | Path, split: str, planes: tuple[str, ...], size: i
         raise SonoshiftError(f"{man} is missing: the loop needs train, val and test manifests.")
     xs, ys, gas, pats, vids = [], [], [], [], []
     for row in read_manifest(man):
-        plane = (row.get("plane") or "").strip()
+        plane = (row.get("plane") or "").strip() or fill_plane
         if plane not in planes or (domains and (row.get("domain") or "") not in domains):
             continue
         img = read_gray(root / row["path"])

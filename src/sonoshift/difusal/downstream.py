@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from sonoshift.difusal.config import Downstream
 from sonoshift.difusal.data import Frames
+from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.regressor import GaRegressorNet, predict_ga
 from sonoshift.judges.plane.augment import AugmentConfig, augment
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
@@ -56,6 +57,34 @@ def train_plane(f: Frames, n_classes: int, d: Downstream, seed: int, *, classica
     return net.eval()
 
 
+class OnePlane(torch.nn.Module):
+    """The plane classifier of a one-plane study (HC18: heads only, ``data.planes`` of length 1), where there is
+    nothing to classify: every frame gets probability 1 for the plane (a zero linear head, entropy 0), and its
+    features, the embedding the realism critic and the fidelity scores use, are those of the GA regressor's
+    backbone (an ultrasound embedding trained on the same labels) instead of an untrained classifier's."""
+
+    def __init__(self, ga: GaRegressorNet) -> None:
+        super().__init__()
+        self.ga = ga
+        self.head = torch.nn.Linear(ga.backbone.feature_dim, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ga.backbone.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def one_plane(ga: GaRegressorNet | None) -> OnePlane:
+    """:class:`OnePlane` over ``ga``; a one-plane study without a GA regressor has no downstream model at all."""
+    if ga is None:
+        raise SonoshiftError("a one-plane study (data.planes has one plane) needs head frames with a known GA: the "
+                             "GA regressor is its only downstream model, and this training set has fewer than 2.")
+    return OnePlane(ga).eval()
+
+
 def train_ga(f: Frames, head: int, d: Downstream, seed: int, *, classical_aug: bool = False
              ) -> GaRegressorNet | None:
     """A GA regressor on the head frames of ``f`` with a known GA (None when there are fewer than 2)."""
@@ -83,9 +112,11 @@ def train_ga(f: Frames, head: int, d: Downstream, seed: int, *, classical_aug: b
 
 def train_models(f: Frames, n_classes: int, head: int, d: Downstream, seed: int, *, classical_aug: bool = False
                  ) -> Models:
-    """Both downstream models on ``f``."""
-    return Models(train_plane(f, n_classes, d, seed, classical_aug=classical_aug),
-                  train_ga(f, head, d, seed, classical_aug=classical_aug))
+    """Both downstream models on ``f`` (one plane: the GA regressor and :class:`OnePlane` over it)."""
+    ga = train_ga(f, head, d, seed, classical_aug=classical_aug)
+    if n_classes == 1:
+        return Models(one_plane(ga), ga)
+    return Models(train_plane(f, n_classes, d, seed, classical_aug=classical_aug), ga)
 
 
 @torch.no_grad()
@@ -101,4 +132,4 @@ def ga_of(net: GaRegressorNet | None, x: torch.Tensor) -> np.ndarray:
     return predict_ga(net, x)
 
 
-__all__ = ["Models", "ga_of", "plane_probs", "train_ga", "train_models", "train_plane"]
+__all__ = ["Models", "OnePlane", "ga_of", "one_plane", "plane_probs", "train_ga", "train_models", "train_plane"]

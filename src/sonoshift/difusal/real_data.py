@@ -68,7 +68,7 @@ def external_test(d: LoopData, data: str | Path, size: int | None = None) -> Fra
     for man in _manifests(root):
         split = man.stem.removeprefix("manifest_")
         try:
-            parts.append(load_split(root, split, tuple(d.planes), size or d.size))
+            parts.append(load_split(root, split, tuple(d.planes), size or d.size, fill_plane=d.fill_plane))
         except SonoshiftError:
             if not any((r.get("plane") or "").strip() in d.planes for r in read_manifest(man)):
                 continue  # a split without a frame of the planes

@@ -24,7 +24,7 @@ from sonoshift.difusal.selection import REASONS  # noqa: E402
 from sonoshift.errors import SonoshiftError  # noqa: E402
 
 TARGET_BETTER_BASELINE, TARGET_UNFILTERED = 0.05, 0.02  # issue 16: macro-F1 gains of the DiFUSAL arm (defaults)
-MEASURE_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy"}
+MEASURE_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "ga_mae_days": "GA MAE (days)"}
 HARMONIZED = " + harmonized test"  # suffix of an arm scored on the harmonized test frames
 
 
@@ -33,6 +33,8 @@ def verdict(table: pd.DataFrame, rounds: int, measure: str = "macro_f1", target:
     """One sentence per label regime comparing the DiFUSAL arm at the last round with the baselines on
     ``measure`` (the config's first headline measure); with harmonized test scores in the table, also the best
     declared arm (raw or harmonized test) against the better of real-only and classical augmentation (raw)."""
+    if measure == "ga_mae_days":
+        return ga_verdict(table, rounds, target)
     out = []
     last = table[table["round"] == rounds]
     name = MEASURE_NAMES[measure]
@@ -68,10 +70,38 @@ def verdict(table: pd.DataFrame, rounds: int, measure: str = "macro_f1", target:
     return out
 
 
+def ga_verdict(table: pd.DataFrame, rounds: int, target_days: float = 0.0) -> list[str]:
+    """One sentence per label regime on GA MAE (days, lower is better; the GA-only study): the DiFUSAL arm at the
+    last round against the better (lower) of real-only and classical augmentation, and against unfiltered."""
+    out = []
+    for regime, t in table[table["round"] == rounds].groupby("regime", sort=False):
+        s = t.set_index("arm")["ga_mae_days"]
+        if "difusal" not in s.index or not np.isfinite(s["difusal"]):
+            continue
+        d = float(s["difusal"])
+        base = min(float(s[a]) for a in ("real", "classical_aug") if a in s.index)
+        msg = (f"{regime}: DiFUSAL GA MAE {d:.1f} d vs the better of real-only / classical augmentation {base:.1f} d "
+               f"({d - base:+.1f} d; target {-target_days:+.1f} d or lower: "
+               f"{'met' if base - d > target_days else 'NOT met'})")
+        if "unfiltered" in s.index:
+            u = float(s["unfiltered"])
+            msg += f"; vs unfiltered {u:.1f} d ({d - u:+.1f} d: {'lower' if d < u else 'NOT lower'})"
+        if "uniform" in s.index:
+            msg += f"; vs uniform allocation {float(s['uniform']):.1f} d ({d - float(s['uniform']):+.1f} d)"
+        out.append(msg + ".")
+    return out
+
+
+def headline_measure(cfg: DifusalConfig) -> str:
+    """The measure the verdict compares: the config's first headline measure."""
+    return cfg.headline[0] if cfg.headline else "macro_f1"
+
+
 def config_verdict(cfg: DifusalConfig, table: pd.DataFrame) -> list[str]:
-    """:func:`verdict` on the config's first headline measure (other than GA MAE) and its declared targets."""
-    measure = next((m for m in cfg.headline if m != "ga_mae_days"), "macro_f1")
-    return verdict(table, cfg.loop.rounds, measure, cfg.target_gain, cfg.target_unfiltered)
+    """:func:`verdict` on the config's first headline measure and its declared targets."""
+    measure = headline_measure(cfg)
+    target = cfg.target_ga_days if measure == "ga_mae_days" else cfg.target_gain
+    return verdict(table, cfg.loop.rounds, measure, target, cfg.target_unfiltered)
 
 
 def curves_png(table: pd.DataFrame, regime: str, path: Path, measure: str = "macro_f1") -> None:
@@ -224,16 +254,17 @@ def write_report(run: str | Path) -> Path:
     figs.mkdir(exist_ok=True)
     R = cfg.loop.rounds
     parts = ["<h1>DiFUSAL: self-improving synthesis loop</h1>", "<h2>Verdict</h2><ul>"]
-    measure = next((m for m in cfg.headline if m != "ga_mae_days"), "macro_f1")
+    measure = headline_measure(cfg)
     parts += [f"<li>{html.escape(v)}</li>" for v in config_verdict(cfg, table)] or ["<li>no finished round yet</li>"]
     for frac in cfg.label_fractions:
         rg = regime_name(frac)
         tabs = interval_tables(run, cfg, rg, R) if rg in set(table["regime"]) else None
         if tabs is not None and len(tabs[1]):
-            col, ci = (("accuracy points", "accuracy 95% CI") if measure == "accuracy"
-                       else ("macro-F1 points", "95% CI (points)"))
+            col, ci = {"accuracy": ("accuracy points", "accuracy 95% CI"),
+                       "ga_mae_days": ("GA MAE days", "GA 95% CI")}.get(measure, ("macro-F1 points", "95% CI (points)"))
+            unit = "days" if measure == "ga_mae_days" else "points"
             sig = [f"{r['DiFUSAL minus']} {r[col]:+.1f} ({r[ci]})" for _, r in tabs[1].iterrows()]
-            parts.append(f"<li>{rg}, {MEASURE_NAMES[measure]} points DiFUSAL minus each arm with 95% paired intervals over test "
+            parts.append(f"<li>{rg}, {MEASURE_NAMES[measure]}: {unit} DiFUSAL minus each arm with 95% paired intervals over test "
                          f"patients: {html.escape('; '.join(sig))}. An interval that contains 0 is no evidence "
                          "either way. These intervals cover the test sample only, not the training seed of the downstream "
                          f"models (small nets, {cfg.downstream.steps} steps: their seed alone moves macro-F1 by several points).</li>")

@@ -31,7 +31,7 @@ from sonoshift.difusal.critics import Critics, copy_guard, fidelity, fit_critics
 from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_split, unlabelled_frames
 from sonoshift.difusal.fan import apply_fan, fan_masks
 from sonoshift.difusal.judge_critic import load_judge_critic
-from sonoshift.difusal.downstream import Models, _net_cfg, ga_of, plane_probs, train_models
+from sonoshift.difusal.downstream import Models, OnePlane, _net_cfg, ga_of, one_plane, plane_probs, train_models
 from sonoshift.difusal.evaluation import evaluate
 from sonoshift.difusal.selection import REASONS, select
 from sonoshift.difusal.weakness import bin_index, condition_weakness, ga_weakness, plane_weakness
@@ -141,7 +141,8 @@ def _prefix(i: int) -> str:
 def _save_models(models: list[Models], folder: Path) -> None:
     """Seed 0 as plane|ga.safetensors (the loop's current models), seed i > 0 as seed<i>_plane|ga.safetensors."""
     for i, m in enumerate(models):
-        _save_net(m.plane, folder / f"{_prefix(i)}plane.safetensors")
+        if not isinstance(m.plane, OnePlane):  # a one-plane study's classifier is rebuilt from the GA net
+            _save_net(m.plane, folder / f"{_prefix(i)}plane.safetensors")
         _save_net(m.ga, folder / f"{_prefix(i)}ga.safetensors")
 
 
@@ -149,16 +150,18 @@ def _load_nets(folder: Path, cfg: DifusalConfig, prefix: str = "", plane_critic:
                ) -> tuple[PlaneNet, GaRegressorNet | None]:
     """The plane net (or the classifier ``plane_critic`` as a critic) and, when saved, the GA net
     (``<prefix>plane|ga.safetensors``), in eval mode."""
-    if plane_critic:
-        plane = load_judge_critic(plane_critic, tuple(cfg.data.planes))
-    else:
-        plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
-        plane.load_state_dict(load_file(str(folder / f"{prefix}plane.safetensors")))
     ga = None
     if (folder / f"{prefix}ga.safetensors").is_file():
         ga = GaRegressorNet(_net_cfg(cfg.downstream))
         ga.load_state_dict(load_file(str(folder / f"{prefix}ga.safetensors")))
         ga.eval()
+    if plane_critic:
+        plane = load_judge_critic(plane_critic, tuple(cfg.data.planes))
+    elif len(cfg.data.planes) == 1:
+        plane = one_plane(ga)  # nothing saved for it: a zero head over the GA regressor's features
+    else:
+        plane = PlaneNet(len(cfg.data.planes), _net_cfg(cfg.downstream))
+        plane.load_state_dict(load_file(str(folder / f"{prefix}plane.safetensors")))
     return plane.eval(), ga
 
 
@@ -210,9 +213,9 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     from sonoshift.difusal.real_data import check_african_rule, test_sets, unlabelled_images
 
     d, planes = cfg.data, tuple(cfg.data.planes)
-    train, val = (load_split(data, s, planes, d.size, tuple(d.domains)) for s in ("train", "val"))
+    train, val = (load_split(data, s, planes, d.size, tuple(d.domains), d.fill_plane) for s in ("train", "val"))
     external, harmonized = test_sets(d, data)
-    test = external if external is not None else load_split(data, "test", planes, d.size, tuple(d.domains))
+    test = external if external is not None else load_split(data, "test", planes, d.size, tuple(d.domains), d.fill_plane)
     extra = unlabelled_images(d, data) if d.unlabelled_path else None
     check_african_rule(d.test_part, training=train, validation=val,
                        **({"unlabelled": extra} if extra is not None else {}))
@@ -245,7 +248,7 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
                  if cfg.critics.plane_checkpoint else None)
         critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed,
                               guard_frames=reg.generator_frames, plane=judge, extra_reference=_realism_extra(cfg, reg))
-        if judge is None:
+        if judge is None and not isinstance(critics.plane, OnePlane):
             _save_net(critics.plane, tmp / "critic_plane.safetensors")
         _save_net(critics.ga, tmp / "critic_ga.safetensors")
         save_file({"train_emb": critics.train_emb.contiguous(), "train_hist": critics.train_hist.contiguous()},

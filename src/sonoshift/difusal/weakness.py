@@ -1,8 +1,8 @@
 """Where the downstream models are weakest (pure numpy).
 
 Per plane p (validation frames of plane p): error = 1 - recall; entropy = mean predictive entropy divided by
-log(number of classes) (0 = certain, 1 = uniform). Per GA bin b (validation head frames whose true GA falls in
-b): GA error = mean |predicted - true| in weeks, divided by the bin width (so ~1 means "off by a whole bin").
+log(number of classes) (0 = certain, 1 = uniform; 0 in a one-plane study). Per GA bin b (validation head frames
+whose true GA falls in b): GA error = mean |predicted - true| in weeks, divided by the bin width (so ~1 means "off by a whole bin").
 Condition (p, b): plane_error[p] + entropy_weight * plane_entropy[p], plus the GA-bin term for the head plane
 (the only plane whose GA the estimator reads). A plane with no validation frame counts as weakest (error 1,
 entropy 1: nothing shows the model knows it); a GA bin with no validation head frame scores 0.
@@ -18,7 +18,8 @@ def plane_weakness(probs: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np
     without frames."""
     probs = np.asarray(probs, np.float64)
     pred = probs.argmax(1)
-    ent = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1) / np.log(n_classes)
+    ent = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1)
+    ent = ent / np.log(n_classes) if n_classes > 1 else np.zeros_like(ent)  # one class: nothing is uncertain
     err, h = np.ones(n_classes), np.ones(n_classes)
     for c in range(n_classes):
         m = y == c

@@ -129,38 +129,76 @@ def run_real_difusal(dcfg: DemoDifusalConfig, root: Path, spain_africa: Path, lo
     return run_stage(REAL_STAGE, root, key, lambda: run_loop(cfg, data, out, progress), force=force, log=log)
 
 
-def report_sections(summary: dict[str, Any], real: bool = False) -> list[Any]:
+GA_STAGE = "DiFUSAL GA loop, HC18"
+GA_SPLIT = (0.6, 0.2, 0.2)  # HC18 patients: train / val (weakness, critics' calibration) / test
+
+
+def run_hc18_difusal(dcfg: DemoDifusalConfig, root: Path, data_root: Path, log: StageLog, force: bool,
+                     progress: bool) -> dict[str, Any]:
+    """The ``demo --real`` GA stage: HC18 prepared at 64 px with patient splits ``GA_SPLIT`` (GA from the official
+    HC by Hadlock, every frame a head) into ``root/hc18_prepared``, then the loop of ``dcfg.config`` (a one-plane,
+    GA-headline config: configs/cpu/difusal_hc18_demo.yaml) into ``root/difusal_ga``; redone when its settings
+    changed, resumed when it was interrupted."""
+    from sonoshift.data.prepare import PrepareConfig, prepare
+    from sonoshift.data.public import hc18_spec
+    from sonoshift.difusal.config import DifusalConfig
+    from sonoshift.pipeline.study import config_path
+
+    cfg = load_config(DifusalConfig, config_path(dcfg.config), list(dcfg.overrides))
+    prep = load_config(PrepareConfig, None, ["resize.size=64", f"split.fractions=[{','.join(map(str, GA_SPLIT))}]"])
+    data, out = root / "hc18_prepared", root / "difusal_ga"
+    run_stage("hc18: prepare for the GA loop", root, [to_dict(prep), path_key(data_root, root)],
+              lambda: str(prepare(hc18_spec(data_root), data, prep, progress=progress).out), force=force, log=log)
+    key = [to_dict(cfg), path_key(data, root)]
+    if force or is_stale(GA_STAGE, root, key):
+        shutil.rmtree(out, ignore_errors=True)
+    return run_stage(GA_STAGE, root, key, lambda: run_loop(cfg, data, out, progress), force=force, log=log)
+
+
+PROTOCOLS = {  # kind -> (the protocol's config, what the data are, report title)
+    "sim": ("configs/cpu/difusal.yaml", "", "DiFUSAL loop"),
+    "spain_africa": (
+        "configs/cpu/difusal_real.yaml",
+        "Spain -> Africa: plane labels of the Spanish FETAL_PLANES_DB only, tested on the African test part (never "
+        "trained, tuned or selected on); the unlabelled African adaptation part trains the generator as images "
+        "only; harmonized = the test frames mapped toward Spain by the Spain -> Africa stage's CycleGAN. ",
+        "DiFUSAL loop, Spain -> Africa"),
+    "hc18": (
+        "configs/cpu/difusal_hc18.yaml",
+        "GA on real heads: HC18 (GA from the official head circumference by Hadlock; every frame a head, so the "
+        "plane parts of the loop are idle and the GA regressor is the downstream model), patient splits 60 / 20 / "
+        "20, headline GA MAE in days on the test split (lower is better). ",
+        "DiFUSAL GA loop, HC18"),
+}
+
+
+def report_sections(summary: dict[str, Any], kind: str = "sim") -> list[Any]:
     """Two sections for the demo report: the verdict with the last round's headline table, then the curves and
-    the last round's accepted candidates. ``real``: the Spain -> Africa loop of ``demo --real``."""
+    the last round's accepted candidates. ``kind``: "sim" (the demo's loop), "spain_africa" or "hc18" (the loops
+    of ``demo --real``)."""
     from sonoshift.report.sections import ExtraSection
 
     run = Path(summary["run"])
-    protocol = "configs/cpu/difusal_real.yaml" if real else "configs/cpu/difusal.yaml"
-    smoke = (f"A smoke run of the real loop ({summary['rounds']} rounds, a tiny generator trained for a few "
-             "hundred steps, one training seed, a few dozen candidates per round): its numbers show that the code "
-             "path works end to end, not what DiFUSAL achieves (the protocol is `sonoshift difusal -c "
-             f"{protocol}`, docs/difusal.md). Plane critic: "
-             f"{summary['plane_critic']}. Full loop report: {summary['report']}.")
-    if real:
-        smoke = ("Spain -> Africa: plane labels of the Spanish FETAL_PLANES_DB only, tested on the African test part "
-                 "(never trained, tuned or selected on); the unlabelled African adaptation part trains the generator "
-                 "as images only; harmonized = the test frames mapped toward Spain by the Spain -> Africa stage's "
-                 "CycleGAN. " + smoke)
+    protocol, context, title = PROTOCOLS[kind]
+    smoke = context + (f"A smoke run of the real loop ({summary['rounds']} rounds, a tiny generator trained for a "
+                       "few hundred steps, one training seed, a few dozen candidates per round): its numbers show "
+                       "that the code path works end to end, not what DiFUSAL achieves (the protocol is `sonoshift "
+                       f"difusal -c {protocol}`, docs/difusal.md). Plane critic: {summary['plane_critic']}. Full "
+                       f"loop report: {summary['report']}.")
     verdict = " ".join(summary["verdict"]) or "no finished round."
     table = pd.DataFrame(summary["headline"])
-    first = ExtraSection(title=("Synthesis half: DiFUSAL loop, Spain -> Africa (smoke run) — verdict" if real else
-                                "Synthesis half: DiFUSAL loop (smoke run) — verdict"),
+    first = ExtraSection(title=f"Synthesis half: {title} (smoke run) — verdict",
                          caption=f"Verdict (smoke measurement, see below): {verdict} {smoke}", table=table)
     images = []
     for rg in summary["regimes"]:
         images += [p for p in (run / "report" / f"{rg}_curves.png", run / "report" / f"{rg}_reasons.png",
                                run / "report" / f"{rg}_accepted.png") if p.is_file()]
-    second = ExtraSection(title="DiFUSAL: per-round scores, reasons and accepted candidates", images=tuple(images),
-                          caption="Per round and arm: accuracy, macro-F1 (headline) and GA MAE on the test split; "
-                                  "accepted / rejected candidates by reason; the last round's accepted candidates "
-                                  "(plane, conditioned GA).")
+    second = ExtraSection(title=f"{title}: per-round scores, reasons and accepted candidates", images=tuple(images),
+                          caption="Per round and arm: accuracy, macro-F1 and GA MAE on the test split (the headline "
+                                  "is marked); accepted / rejected candidates by reason; the last round's accepted "
+                                  "candidates (plane, conditioned GA).")
     return [first, second]
 
 
 __all__ = ["DemoDifusalConfig", "loop_config", "real_loop_overrides", "report_sections", "run_demo_difusal",
-           "run_loop", "run_real_difusal"]
+           "run_hc18_difusal", "run_loop", "run_real_difusal"]

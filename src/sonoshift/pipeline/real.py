@@ -37,7 +37,8 @@ class RealConfig(Validated):
     pooled into one source domain ``other_centres``; the adaptation part of the African rule only); study:
     methods, size and step budgets (domains are set per dataset); hc18_config / steps_hc18: the head segmenter
     (also the GA estimator scored on HC18); spain_africa: the Spain -> Africa plane check; difusal: the DiFUSAL
-    loop on the Spain -> Africa protocol (pipeline/demo_difusal.py; needs spain_africa)."""
+    loop on the Spain -> Africa protocol (pipeline/demo_difusal.py; needs spain_africa); difusal_ga: the DiFUSAL
+    GA loop on HC18 heads (its own prepared copy of HC18, 64 px, patient splits 60/20/20)."""
 
     data_root: str = "../shared/data"
     fpdb_source: str = "Aloka"
@@ -51,6 +52,8 @@ class RealConfig(Validated):
     spain_africa: SpainAfricaConfig = dataclasses.field(default_factory=SpainAfricaConfig)
     difusal: DemoDifusalConfig = dataclasses.field(default_factory=lambda: DemoDifusalConfig(
         config="configs/cpu/difusal_real_demo.yaml", reuse_plane_judge=False))
+    difusal_ga: DemoDifusalConfig = dataclasses.field(default_factory=lambda: DemoDifusalConfig(
+        config="configs/cpu/difusal_hc18_demo.yaml", reuse_plane_judge=False))
 
 
 OTHER_CENTRES = "other_centres"
@@ -58,7 +61,7 @@ OTHER_CENTRES = "other_centres"
 
 def _settings(cfg: RealConfig) -> dict[str, Any]:
     """The settings the studies and the head stages depend on (the Spain -> Africa stage keys its own)."""
-    return {k: v for k, v in to_dict(cfg).items() if k not in ("spain_africa", "difusal")}
+    return {k: v for k, v in to_dict(cfg).items() if k not in ("spain_africa", "difusal", "difusal_ga")}
 
 
 def find_data_root(data_root: str | Path) -> Path:
@@ -251,6 +254,10 @@ def run_real(
     if spain and cfg.difusal.enabled:
         from sonoshift.pipeline.demo_difusal import run_real_difusal
         difusal = run_real_difusal(cfg.difusal, root, root / "spain_africa", log, force, progress)
+    difusal_ga = None
+    if cfg.difusal_ga.enabled:
+        from sonoshift.pipeline.demo_difusal import run_hc18_difusal
+        difusal_ga = run_hc18_difusal(cfg.difusal_ga, root, data_root, log, force, progress)
     figure = root / "heads" / "heads_outlines.png"
     # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.
     for name, source, target, _ in studies:
@@ -260,9 +267,11 @@ def run_real(
         def _report(r: list[Path] = study_runs[name], o: Path = sub / "report", n: str = name) -> str:
             extra = ([_heads_section(heads, figure), _hc18_section(hc18)] if n == "fpdb"
                      else [_spain_africa_section(spain)] if spain else [])  # fmt: skip
+            from sonoshift.pipeline.demo_difusal import report_sections
             if n == "african" and difusal:
-                from sonoshift.pipeline.demo_difusal import report_sections
-                extra += report_sections(difusal, real=True)
+                extra += report_sections(difusal, kind="spain_africa")
+            if n == "fpdb" and difusal_ga:
+                extra += report_sections(difusal_ga, kind="hc18")
             return str(make_report(r, o, extra_sections=extra, force=True) / "index.html")
 
         reports[name] = run_stage(f"{name}: report", sub, to_dict(study), _report, force=True, log=log)
@@ -271,8 +280,10 @@ def run_real(
         "stages": log.entries,
         "paths": {**{f"{k} report": v for k, v in reports.items()}, "heads": heads["summary"],
                   "heads figure": str(figure), "hc18 GA": hc18["ga"], **({"spain->africa": spain["table"]} if spain else {}),
-                  **({"difusal report": difusal["report"]} if difusal else {})},
+                  **({"difusal report": difusal["report"]} if difusal else {}),
+                  **({"difusal GA report": difusal_ga["report"]} if difusal_ga else {})},
         **({"difusal": {k: difusal[k] for k in ("verdict", "headline")}} if difusal else {}),
+        **({"difusal_ga": {k: difusal_ga[k] for k in ("verdict", "headline")}} if difusal_ga else {}),
     }
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
