@@ -53,10 +53,10 @@ def commands(out: Path, data_root: Path, size: int, config: str, steps: int, n_p
         (run / "checkpoints" / "latest", sh + ["train", "synth", "--data", str(d["fpdb"]), "-c", config, "-o", str(run),
                                     *train_over]),
         (syn_p, sh + ["synthesize", "--model", str(run), "--plane", "all", "--n", str(n_planes), "--guidance",
-                      str(guidance), "--steps", "20", "-q", *th, "--out", str(syn_p)]),
+                      str(guidance), "--ga-guidance", str(guidance), "--steps", "20", "-q", *th, "--out", str(syn_p)]),
         (syn_h, sh + ["synthesize", "--model", str(run), "--plane", "brain", "--ga", ga, "--scanner", "hc18", "--n",
-                      str(n_heads), "--guidance", str(guidance), "--steps", "20", "--seed", "100000", "-q", *th,
-                      "--out", str(syn_h)]),
+                      str(n_heads), "--guidance", str(guidance), "--ga-guidance", str(guidance), "--steps", "20",
+                      "--seed", "100000", "-q", *th, "--out", str(syn_h)]),
         (ev_p, sh + ["evaluate-synth", str(syn_p), "-q", *th, *judge_args, "--out", str(ev_p)]),
         (ev_h, sh + ["evaluate-synth", str(syn_h), "-q", *th, "--judges", str(ev_p / "judges"), "--out", str(ev_h)]),
     ]
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--n-planes", type=int, default=180, help="images over all planes (GA unknown)")
     ap.add_argument("--n-heads", type=int, default=60, help="HC18-scanner heads over --ga")
     ap.add_argument("--ga", default="12:37", help="GA range of the heads (HC18's Hadlock GAs span ~11-38 weeks)")
-    ap.add_argument("--guidance", type=float, default=10.0)
+    ap.add_argument("--guidance", type=float, default=4.0, help="plane and GA guidance (4: chosen on validation)")
     ap.add_argument("--judge-steps", type=int, default=1600)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dry-run", action="store_true")
