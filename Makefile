@@ -18,9 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/sonoshift demo
 
-# The demo with 3 translator training seeds (same data and frozen judges): runs/demo-full/seeds.md, mean +- spread.
+# The demo with 3 translator training seeds (same data and frozen judges) and the whole DiFUSAL protocol (10% and
+# 25% labels, every arm) once per loop seed: runs/demo-full/seeds.md, mean +- spread.
 demo-full: $(STAMP)
-	$(VENV)/bin/sonoshift demo --seeds 0,1,2 -o runs/demo-full
+	$(VENV)/bin/sonoshift demo --seeds 0,1,2 -o runs/demo-full difusal.config=configs/cpu/difusal.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

@@ -73,3 +73,44 @@ def test_seeds_share_the_first_folder_and_the_default_seed_is_the_plain_demo(tmp
     run_demo_seeds(tmp_path, cfg, (0, 1, 2), progress=False)
     first = tmp_path / "seed_0"
     assert calls == [("seed_0", None, None, "seed=0"), ("seed_1", 1, first, "seed=1"), ("seed_2", 2, first, "seed=2")]
+
+
+def _fake_loop(root: Path, rows: list[tuple[str, str, int, float]]) -> None:
+    (root / "difusal").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["regime", "arm", "round", "macro_f1"]).to_csv(root / "difusal" / "metrics.csv",
+                                                                           index=False)
+
+
+def test_loop_seeds_aggregate_the_last_round_and_the_per_seed_gain(tmp_path: Path) -> None:
+    from sonoshift.pipeline.difusal_seeds import aggregate_loop_seeds, loop_seeds_markdown
+
+    # seed 0: better baseline classical_aug 0.5 -> gain 0.7 - 0.5 = +0.2 (round 1 rows must be ignored)
+    _fake_loop(tmp_path / "s0", [("regime_010", "real", 1, 0.9), ("regime_010", "difusal", 1, 0.0),
+                                 ("regime_010", "real", 3, 0.4), ("regime_010", "classical_aug", 3, 0.5),
+                                 ("regime_010", "difusal", 3, 0.7)])
+    # seed 1: better baseline real 0.6 -> gain 0.5 - 0.6 = -0.1
+    _fake_loop(tmp_path / "s1", [("regime_010", "real", 3, 0.6), ("regime_010", "classical_aug", 3, 0.3),
+                                 ("regime_010", "difusal", 3, 0.5)])
+    (tmp_path / "s2").mkdir()  # a folder that ran no loop counts for nothing
+    t = aggregate_loop_seeds({0: tmp_path / "s0", 1: tmp_path / "s1", 2: tmp_path / "s2"}).set_index("arm")
+    assert np.isclose(t.loc["difusal", "mean"], 0.6) and np.isclose(t.loc["difusal", "std"], np.std([0.7, 0.5], ddof=1))
+    gain = t.loc["difusal - better baseline"]
+    assert gain["n"] == 2 and np.isclose(gain["mean"], 0.05) and np.isclose(gain["min"], -0.1)
+    assert np.isclose(gain["max"], 0.2)
+    md = loop_seeds_markdown(aggregate_loop_seeds({0: tmp_path / "s0", 1: tmp_path / "s1"}))
+    assert "over 2 loop seeds" in md and "| regime_010 | difusal | 0.600 +- 0.141 [0.500, 0.700] |" in md
+    assert loop_seeds_markdown(aggregate_loop_seeds({2: tmp_path / "s2"})) == ""
+
+
+def test_demo_full_runs_the_whole_difusal_protocol() -> None:
+    """`make demo-full` passes the protocol's loop config: both low-data regimes and every declared arm."""
+    import re
+
+    from sonoshift.config import load_config
+    from sonoshift.difusal.config import DifusalConfig
+
+    line = next(ln for ln in Path("Makefile").read_text().splitlines() if "--seeds" in ln)
+    (path,) = re.findall(r"difusal\.config=(\S+)", line)
+    cfg = load_config(DifusalConfig, path, [])
+    assert sorted(cfg.label_fractions) == [0.1, 0.25]
+    assert set(cfg.arms) == {"real", "classical_aug", "unfiltered", "uniform", "difusal"}

@@ -1,6 +1,7 @@
 """The demo over several training seeds (`sonoshift demo --seeds 0,1,2`, `make demo-full`): one demo folder per
 seed, the same simulated data, split and frozen judges (segmenter, plane classifier: ``study.seed``), only the
-translators' training seed (``study.train_seed``) changes; then one table of mean +- spread over the seeds.
+translators' training seed (``study.train_seed``) and the DiFUSAL loop's seed change; then one table of mean +- spread
+over the seeds (and, where the folders ran the loop, one over its loop seeds: pipeline/difusal_seeds.py).
 
 Per seed and method: the mean over test frames of GT PSNR / SSIM / LNCC / BC (metrics.csv, reference ``gt``) and of
 the frozen segmenter's Dice (segmentation.csv), and the share of the Dice gap recovered, (Dice - raw) / (ground
@@ -18,6 +19,7 @@ import pandas as pd
 
 from sonoshift.atomic import atomic_write_text
 from sonoshift.errors import SonoshiftError
+from sonoshift.pipeline.difusal_seeds import aggregate_loop_seeds, loop_seeds_markdown
 
 GT_METRICS = ("psnr", "ssim", "lncc", "bc")
 
@@ -90,7 +92,11 @@ def run_demo_seeds(out: str | Path, cfg: Any, seeds: tuple[int, ...], *, force: 
         first = root / f"seed_{seeds[0]}"
         summaries[k] = run_demo(root / f"seed_{k}", seeded, force=force, progress=progress,
                                 shared=None if k == seeds[0] else first)
-    table = aggregate_seeds({k: root / f"seed_{k}" for k in seeds})
+    folders = {k: root / f"seed_{k}" for k in seeds}
+    table = aggregate_seeds(folders)
+    loops = aggregate_loop_seeds(folders)
     atomic_write_text(root / "seeds.csv", table.to_csv(index=False, lineterminator="\n"))
-    atomic_write_text(root / "seeds.md", seeds_markdown(table))
+    if not loops.empty:
+        atomic_write_text(root / "difusal_seeds.csv", loops.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(root / "seeds.md", "\n".join(filter(None, [seeds_markdown(table), loop_seeds_markdown(loops)])))
     return {"seeds": summaries, "table": str(root / "seeds.csv"), "markdown": str(root / "seeds.md")}
