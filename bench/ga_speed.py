@@ -8,6 +8,8 @@ segmenter weights:
   the network runs on this one; batched forward at the model size, flip test-time averaging unless --no-tta,
   sub-pixel contour ellipse at the model size mapped to native pixels, trimmed refit).
 - estimator (onnx): the same with every member network in ONNX Runtime (``judges.ga.onnx_net``).
+  Its intra-op threads do not spin (``spinning=False``); the same with ORT's default busy-waiting threads is
+  printed beside it.
 Prints images/s of each (wall and per CPU-second), the ratios, how far the HC values are apart, and the load
 average before and after (other jobs on the machine distort the wall numbers).
 
@@ -94,15 +96,17 @@ def main() -> None:
         return [head_measurements(head_mask(seg, m), s)["hc_mm"] for m, s in zip(predict(seg, frames, 16), px)]
 
     est_ort = with_runtime(est, "onnx", threads=a.threads)
+    est_spin = with_runtime(est, "onnx", threads=a.threads, spinning=True)  # ORT's default busy-waiting threads
 
     def new(e=est):
         return measure_files(e, paths, px, a.batch, a.workers)["hc_mm"].to_numpy()
 
     load0 = os.getloadavg()
-    new(), new(est_ort)  # warm-up (allocator, first-call overheads) for every path alike
+    new(), new(est_ort), new(est_spin)  # warm-up (allocator, first-call overheads) for every path alike
     hc_old, w_old, c_old = _timed(current)
     hc_new, w_new, c_new = _timed(new)
     hc_ort, w_ort, c_ort = _timed(lambda: new(est_ort))
+    _, w_spin, c_spin = _timed(lambda: new(est_spin))
     n = len(paths)
     print(f"{n} HC18 images, {a.threads} torch/ORT threads, {a.workers} decode threads, decode included, "
           f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}, "
@@ -112,6 +116,8 @@ def main() -> None:
     print(f"current predictor : {n / w_old:7.1f} images/s wall, {n / c_old:7.1f} images/s per CPU-second")
     print(f"GA estimator      : {n / w_new:7.1f} images/s wall, {n / c_new:7.1f} images/s per CPU-second")
     print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second")
+    print(f"  same, ORT threads spinning (ORT's default): {n / w_spin:7.1f} images/s wall, {n / c_spin:7.1f} per "
+          f"CPU-second (no spinning: x{w_spin / w_ort:.2f} wall)")
     print(f"ratio (estimator / current): wall {w_old / w_new:.2f}x, CPU {c_old / c_new:.2f}x")
     print(f"ratio (ORT / torch estimator): wall {w_new / w_ort:.2f}x, CPU {c_new / c_ort:.2f}x")
     diff = np.abs(np.array(hc_old) - hc_new)

@@ -89,9 +89,9 @@ def test_named_configs_load_and_fit_their_sizes() -> None:
     from sonoshift.synth.config import SynthConfig
 
     root = Path(__file__).resolve().parents[1]
-    for path, size in (("configs/cpu/synth.yaml", 64), ("configs/gpu/synth_128.yaml", 128),
-                       ("configs/gpu/synth_256.yaml", 256), ("configs/cpu/synth_real.yaml", 64),
-                       ("configs/gpu/synth_real_128.yaml", 128)):
+    for path, size in (("configs/cpu/synth.yaml", 64), ("configs/cpu/synth_patch4.yaml", 64),
+                       ("configs/gpu/synth_128.yaml", 128), ("configs/gpu/synth_256.yaml", 256),
+                       ("configs/cpu/synth_real.yaml", 64), ("configs/gpu/synth_real_128.yaml", 128)):
         cfg = load_config(SynthConfig, root / path, [])
         m = cfg.model
         assert cfg.data.size == size and len(m.attention) == len(m.block_out_channels)

@@ -48,12 +48,16 @@ def read_exported_state(path: str | Path) -> dict[str, Any]:
     return exported_state(meta)
 
 
-def session_options(threads: int | None = None) -> Any:
+def session_options(threads: int | None = None, *, spinning: bool = True) -> Any:
     """ORT options for low-latency CPU inference: ``threads`` intra-op threads (default: torch's count), one
-    inter-op thread, sequential execution, all graph optimizations."""
+    inter-op thread, sequential execution, all graph optimizations. ``spinning=False`` lets idle intra-op threads
+    sleep instead of busy-waiting for the next call: slower to wake, but they leave the cores to other threads
+    of the process (the GA estimator's decode threads: 1.25x images/s on 2 cores, docs/judges.md, session 11)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = int(threads or torch.get_num_threads())
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -1,7 +1,7 @@
 """The loop's generator: sonoshift.synth's conditional U-Net and sampling pipeline, trained here on in-memory
 frames so that it sees only the label regime's frames (label hygiene), and fine-tuned on accepted images.
 
-Training is sonoshift.synth's DDPM objective with the recipe of configs/cpu/synth.yaml (FiLM conditioning,
+Training is sonoshift.synth's DDPM objective with the session-6 recipe of configs/cpu/synth.yaml (FiLM conditioning,
 v-prediction with Min-SNR weighting via ``synth.schedulers.loss_weights``, condition dropout for classifier-free
 guidance via ``drop_conditions``, warm-up + cosine LR, an EMA with warm-up) written as a short in-memory loop;
 after each call the pipeline holds the EMA weights, which are what samples and what is saved. Fine-tuning draws

@@ -22,9 +22,10 @@ RUNTIMES = ("torch", "onnx")
 class OrtNet(nn.Module):
     """A network exported to ONNX (``deploy.export.graph_bytes``) and run by ONNX Runtime: (N, 1, S, S) float ->
     its output, on the input's device (inference runs on the CPU). ``threads``: intra-op threads (default: torch's
-    count)."""
+    count); ``spinning``: whether idle intra-op threads busy-wait (off by default: the estimator's decode threads
+    need the cores between calls)."""
 
-    def __init__(self, model: nn.Module, size: int, threads: int | None = None) -> None:
+    def __init__(self, model: nn.Module, size: int, threads: int | None = None, spinning: bool = False) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -35,7 +36,8 @@ class OrtNet(nn.Module):
         was_training = model.training
         data = graph_bytes(model.cpu().eval(), NoiseSpec(), (size, size))  # one-channel input, dynamic batch
         model.train(was_training)
-        self.session = ort.InferenceSession(data, session_options(threads), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(data, session_options(threads, spinning=spinning),
+                                            providers=["CPUExecutionProvider"])
         self._anchor = nn.Parameter(torch.zeros(0), requires_grad=False)  # so parameters() names a device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,8 +45,10 @@ class OrtNet(nn.Module):
         return torch.from_numpy(y).to(x.device)
 
 
-def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None = None) -> GaEstimator:
-    """``est`` unchanged for "torch"; for "onnx" the same estimator with every member network in ONNX Runtime."""
+def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None = None, spinning: bool = False
+                 ) -> GaEstimator:
+    """``est`` unchanged for "torch"; for "onnx" the same estimator with every member network in ONNX Runtime
+    (``spinning``: see :class:`OrtNet`)."""
     if runtime not in RUNTIMES:
         from sonoshift.errors import SonoshiftError
 
@@ -53,7 +57,7 @@ def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None =
         return est
 
     def convert(seg):
-        return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads=threads))
+        return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads=threads, spinning=spinning))
 
     return dataclasses.replace(est, segmenter=convert(est.segmenter), members=tuple(convert(m) for m in est.members),
                                refiners=tuple(convert(m) for m in est.refiners))
