@@ -272,3 +272,11 @@ def test_onnx_runtime_gives_the_torch_head_maps():
     assert with_runtime(est, "torch") is est
     with pytest.raises(SonoshiftError, match="unknown runtime"):
         with_runtime(est, "tensorrt")
+    # the estimator's ORT threads sleep between calls (the decode threads need the cores); ORT's default spins
+    key = "session.intra_op.allow_spinning"
+    quiet = with_runtime(est, "onnx", threads=1).segmenter.model.session.get_session_options()
+    busy = with_runtime(est, "onnx", threads=1, spinning=True).segmenter.model.session.get_session_options()
+    assert quiet.get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError):  # no entry: ORT's default (spinning)
+        busy.get_session_config_entry(key)
+    assert np.abs(head_probabilities(with_runtime(est, "onnx", threads=1, spinning=True), frames, 2) - ref).max() < 1e-4
