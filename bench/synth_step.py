@@ -21,6 +21,7 @@ import statistics
 import time
 
 import torch
+from torch.utils.data import default_collate
 
 from sonoshift.config import load_config
 from sonoshift.synth.config import SynthConfig
@@ -37,14 +38,7 @@ class _Ctx:
 
 
 def _batch(ds, n: int, start: int) -> dict:
-    items = [ds[(start + i) % len(ds)] for i in range(n)]
-    out = {}
-    for k, v in items[0].items():
-        if isinstance(v, torch.Tensor):
-            out[k] = torch.stack([it[k] for it in items])
-        elif isinstance(v, (int, float)):
-            out[k] = torch.tensor([it[k] for it in items])
-    return out
+    return default_collate([ds[(start + i) % len(ds)] for i in range(n)])
 
 
 def _stepper(method, variant: str):
@@ -71,7 +65,8 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="prepared dataset (the synthesizer's --data)")
     ap.add_argument("-c", "--config", default="configs/cpu/synth.yaml")
     ap.add_argument("--variant", action="append", default=None,
-                    help="eager (always first, the baseline) | compile | channels_last; repeatable")
+                    help="compile | channels_last | KEY=VALUE[;KEY=VALUE...] config overrides; repeatable "
+                         "(eager, the config as given, is always the first row and the baseline)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per block")
     ap.add_argument("--blocks", type=int, default=3, help="interleaved blocks per variant")
     ap.add_argument("--threads", type=int, default=2)
