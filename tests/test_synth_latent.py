@@ -109,7 +109,7 @@ def test_named_latent_configs_fit_their_sizes() -> None:
     from sonoshift.synth.model import SynthUNet
 
     root = Path(__file__).resolve().parents[1]
-    for path, size, grid in (("configs/cpu/synth_latent.yaml", 64, 16), ("configs/gpu/synth_latent_256.yaml", 256, 32)):
+    for path, size, grid in (("configs/cpu/synth_latent.yaml", 64, 32), ("configs/gpu/synth_latent_256.yaml", 256, 32)):
         cfg = load_config(SynthConfig, root / path, [])
         lat, m = cfg.latent, cfg.model
         assert lat.enabled and cfg.data.size == size
@@ -119,8 +119,8 @@ def test_named_latent_configs_fit_their_sizes() -> None:
         assert cfg.train.max_steps > lat.autoencoder_steps
     cfg = load_config(SynthConfig, root / "configs/cpu/synth_latent.yaml", [])
     ae = LatentAutoencoder(cfg.latent)
-    net = SynthUNet(cfg.model, channels=cfg.latent.channels, sample_size=16, n_planes=4, n_scanners=2)
+    net = SynthUNet(cfg.model, channels=cfg.latent.channels, sample_size=32, n_planes=4, n_scanners=2)
     with torch.no_grad():
         z = ae.encode(torch.zeros(1, 1, 64, 64))
         y = net(z, torch.tensor([10]), torch.tensor([1]), torch.tensor([25.0]), torch.tensor([1]))
-    assert z.shape == y.shape == (1, 4, 16, 16) and ae.decode(y).shape == (1, 1, 64, 64)
+    assert z.shape == y.shape == (1, 4, 32, 32) and ae.decode(y).shape == (1, 1, 64, 64)
