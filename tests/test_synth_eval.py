@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from fake_runs import write_lpips_weights
 from synth_data import make_prepared
 from sonoshift.config import load_config
 from sonoshift.synth import load_synthesizer
@@ -22,7 +23,8 @@ from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.synth.evaluation.judges import ProjectJudges, load_judges
 from sonoshift.synth.evaluation.memorization import CopyGuard, calibrate_threshold, nearest, normalise, shift
 from sonoshift.synth.evaluation.perceptual import us_perceptual
-from sonoshift.synth.evaluation.realism import fid_kid_bootstrap
+from sonoshift.synth.evaluation.realism import alexnet_features, fid_kid_bootstrap
+from sonoshift.metrics.lpips import load_lpips
 from sonoshift.synth.train import train_synth
 from sonoshift.synth.write import SynthesisRequest, synthesize
 
@@ -81,6 +83,7 @@ def test_us_perceptual_identity_and_symmetry() -> None:
     assert (us_perceptual(judges, x, y) > 0).all()
 
 
+@pytest.mark.filterwarnings("ignore:Matrix is singular")  # 12 images in 256-D: the reference sqrtm warns
 def test_evaluate_synth_end_to_end(tmp_path: Path) -> None:
     data = make_prepared(tmp_path / "d", patients=8)
     cfg = load_config(SynthConfig, None, [
@@ -110,6 +113,54 @@ def test_evaluate_synth_end_to_end(tmp_path: Path) -> None:
     assert macro_f1(held.plane, pred) == pytest.approx(f["judge_macro_f1_real_heldout (baseline)"])
     assert j.ga is not None and load_classifier(out / "judges" / "plane").classes == ("abdomen", "brain")
     assert json.loads((out / "metrics.json").read_text())["n_real_train"] == res["n_real_train"]
+    assert res["realism_alexnet"].startswith("not computed")
+
+    # With (test-made) AlexNet + LPIPS weights: FID / KID in ImageNet AlexNet features are added; nothing else moves.
+    state = write_lpips_weights(tmp_path / "w", "alex")
+    res2 = evaluate_synth(syn, tmp_path / "eval2", judges_dir=str(out / "judges"), progress=False,
+                          cfg=EvalSynthConfig(size=16, cas_steps=10, n_boot=5, planted=20,
+                                              lpips_weights=str(tmp_path / "w")))
+    assert res2["realism"] == res["realism"] and res2["memorization"] == res["memorization"]
+    alex = res2["realism_alexnet"]["synthetic_vs_heldout"]
+    syn_x = load_images([str(syn)], ["train"], 16).x
+    ref = _fid_numpy(_alexnet_reference(state, syn_x), _alexnet_reference(state, held.x))
+    assert alex["fid"] == pytest.approx(ref, rel=1e-4, abs=1e-6) and alex["n_a"] == 12
+    assert "lpips_alex_nearest_train" in res2["perceptual"]
+    assert "ImageNet AlexNet" in (tmp_path / "eval2" / "summary.md").read_text()
+
+
+def _alexnet_reference(state: dict, x: torch.Tensor) -> np.ndarray:
+    """torchvision AlexNet's conv part written out with F.conv2d from the saved weights: grey [-1, 1] -> RGB in
+    LPIPS's ImageNet space at 224 px, relu5 averaged over space."""
+    import torch.nn.functional as F
+
+    x = F.interpolate((x.float().clamp(-1, 1) + 1) / 2, size=(224, 224), mode="bilinear", align_corners=False)
+    x = x.repeat(1, 3, 1, 1) * 2 - 1
+    shift_, scale = torch.tensor([-0.030, -0.088, -0.188]), torch.tensor([0.458, 0.448, 0.450])
+    x = (x - shift_.view(1, 3, 1, 1)) / scale.view(1, 3, 1, 1)
+    w = lambda i: (state[f"features.{i}.weight"], state[f"features.{i}.bias"])  # noqa: E731
+    x = F.max_pool2d(F.relu(F.conv2d(x, *w(0), stride=4, padding=2)), 3, 2)
+    x = F.max_pool2d(F.relu(F.conv2d(x, *w(3), padding=2)), 3, 2)
+    x = F.relu(F.conv2d(x, *w(6), padding=1))
+    x = F.relu(F.conv2d(x, *w(8), padding=1))
+    x = F.relu(F.conv2d(x, *w(10), padding=1))
+    return x.mean(dim=(2, 3)).double().numpy()
+
+
+def _fid_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.linalg import sqrtm
+
+    ma, mb = a.mean(0), b.mean(0)
+    ca, cb = np.cov(a, rowvar=False, bias=True), np.cov(b, rowvar=False, bias=True)  # population, as FID
+    return float(((ma - mb) ** 2).sum() + np.trace(ca + cb - 2 * np.real(sqrtm(ca @ cb))))
+
+
+def test_alexnet_features_match_the_written_out_network(tmp_path: Path) -> None:
+    state = write_lpips_weights(tmp_path, "alex", seed=3)
+    x = torch.rand(5, 1, 40, 40, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    got = alexnet_features(load_lpips("alex", tmp_path), x, batch=2)
+    assert got.shape == (5, 256)
+    np.testing.assert_allclose(got.double().numpy(), _alexnet_reference(state, x), rtol=1e-4, atol=1e-5)
 
 
 def _blob_images(n: int, seed: int, size: int = 32) -> torch.Tensor:

@@ -31,7 +31,7 @@ from sonoshift.synth.evaluation.fidelity import ga_agreement, macro_f1, plane_pr
 from sonoshift.synth.evaluation.judges import load_judges, train_judges
 from sonoshift.synth.evaluation.memorization import CopyGuard, nearest, normalise, perturb
 from sonoshift.synth.evaluation.perceptual import try_lpips, us_perceptual
-from sonoshift.synth.evaluation.realism import fid_kid_bootstrap
+from sonoshift.synth.evaluation.realism import alexnet_features, fid_kid_bootstrap
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,19 @@ def evaluate_synth(
         res.setdefault("realism", {})[name] = r
         rows.append(_row("realism", f"fid {name}", r["fid"], r["fid_lo"], r["fid_hi"], r["n_a"], "us-embedding"))
         rows.append(_row("realism", f"kid {name}", r["kid"], r["kid_lo"], r["kid_hi"], r["n_a"], "us-embedding"))
+    # The same in ImageNet AlexNet features when the LPIPS-alex weights load (no Inception weights are read).
+    lp, why = try_lpips(cfg.lpips_weights)
+    if lp is not None:
+        a_syn, a_train, a_held = (alexnet_features(lp, t) for t in (syn.x, train.x[base_idx], held.x))
+        g_alex = torch.Generator().manual_seed(cfg.seed + 1)  # its own draws: the rows below stay the same
+        for name, fa in (("real_train_vs_heldout (baseline)", a_train), ("synthetic_vs_heldout", a_syn)):
+            r = fid_kid_bootstrap(fa, a_held, n_boot=cfg.n_boot, generator=g_alex)
+            res.setdefault("realism_alexnet", {})[name] = r
+            for m_ in ("fid", "kid"):
+                rows.append(_row("realism", f"{m_} {name}", r[m_], r[f"{m_}_lo"], r[f"{m_}_hi"], r["n_a"],
+                                 "alexnet-imagenet"))
+    else:
+        res["realism_alexnet"] = f"not computed: {why}"
 
     # Memorization guard: shift-tolerant pixel distance (memorization.py says why not the judges' embedding).
     guard = CopyGuard(train.x, train.patient, size=cfg.copy_size, max_shift=cfg.copy_shift,
@@ -204,11 +217,12 @@ def evaluate_synth(
     rand = us_perceptual(judges, syn.x, train.x[torch.tensor(same)])
     perc["us_perceptual_nearest_train"] = [float(near.mean()), float(near.std())]
     perc["us_perceptual_random_same_plane"] = [float(rand.mean()), float(rand.std())]
-    lp, why = try_lpips(cfg.lpips_weights)
     if lp is not None:
         from sonoshift.metrics.lpips import lpips_distance
 
-        to01 = lambda t: (t.clamp(-1, 1) + 1) / 2  # noqa: E731
+        def to01(t: torch.Tensor) -> torch.Tensor:  # [0, 1]; AlexNet's five stages need >= 32 px: smaller up to 64
+            t = (t.clamp(-1, 1) + 1) / 2
+            return t if min(t.shape[-2:]) >= 64 else torch.nn.functional.interpolate(t, size=(64, 64), mode="bilinear")
         a = lpips_distance(lp, to01(syn.x), to01(train.x[nn_idx]))
         b = lpips_distance(lp, to01(syn.x), to01(train.x[torch.tensor(same)]))
         perc["lpips_alex_nearest_train"] = [float(a.mean()), float(a.std())]
@@ -331,6 +345,15 @@ def summary_markdown(res: dict[str, Any]) -> str:
     for k, r in res["realism"].items():
         L.append(f"| {k} | {_f(r['fid'])} [{_f(r['fid_lo'])}, {_f(r['fid_hi'])}] | {_f(r['kid'], 4)} "
                  f"[{_f(r['kid_lo'], 4)}, {_f(r['kid_hi'], 4)}] | {r['n_a']} |")
+    alex = res.get("realism_alexnet")
+    if isinstance(alex, dict):
+        L += ["", "| realism (ImageNet AlexNet conv5, not Inception) | FID [95% CI] | KID [95% CI] | n |",
+              "|---|---|---|---|"]
+        for k, r in alex.items():
+            L.append(f"| {k} | {_f(r['fid'])} [{_f(r['fid_lo'])}, {_f(r['fid_hi'])}] | {_f(r['kid'], 4)} "
+                     f"[{_f(r['kid_lo'], 4)}, {_f(r['kid_hi'], 4)}] | {r['n_a']} |")
+    elif alex:
+        L += ["", f"Realism in ImageNet features: {alex}"]
     m = res["memorization"]
     L += ["", f"Memorization: near-copy rate {_f(m['near_copy_rate'])} ({m['n_flagged']} of {res['n_synthetic']}); "
           f"threshold {_f(m['threshold'], 4)} = {m['percentile']} percentile of cross-patient nearest-neighbour "

@@ -3,11 +3,16 @@
 Both sets are resampled with replacement (same sizes) ``n_boot`` times with an explicit generator; the interval
 is the 2.5th-97.5th percentile of the resampled values. Resampling with replacement repeats images, which biases
 KID slightly upwards inside the interval; the point value is computed on the sets themselves.
+
+Feature spaces: the judges' ultrasound-domain embedding always (``evaluate.py``), and ImageNet AlexNet features
+(:func:`alexnet_features`) when the LPIPS-alex weights load; Inception-v3 weights are not read (its FID numbers
+would need the exact TF-ported network), so neither row is comparable to published Inception-FID values.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from sonoshift.metrics.fid import fid_from_features, kid_from_features
 
@@ -37,4 +42,20 @@ def fid_kid_bootstrap(
             "kid_hi": kh, "n_a": int(fa.shape[0]), "n_b": int(fb.shape[0])}
 
 
-__all__ = ["fid_kid_bootstrap"]
+@torch.no_grad()
+def alexnet_features(lpips_module, x: torch.Tensor, *, size: int = 224, batch: int = 64) -> torch.Tensor:
+    """Images (N, 1, H, W) in [-1, 1] -> (N, 256) ImageNet AlexNet features: resized to ``size`` (bilinear), mapped
+    to LPIPS's input space (grey repeated to RGB, ImageNet shift and scale), the ReLU after conv5 averaged over
+    space. ``lpips_module`` is a loaded :class:`~sonoshift.metrics.lpips.LPIPS` ("alex"); its backbone is used."""
+    from sonoshift.metrics.lpips import to_lpips_input
+
+    out = []
+    for i in range(0, x.shape[0], batch):
+        xb = (x[i:i + batch].float().clamp(-1, 1) + 1) / 2
+        if xb.shape[-1] != size or xb.shape[-2] != size:
+            xb = F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)
+        out.append(lpips_module.backbone(to_lpips_input(xb))[-1].mean(dim=(2, 3)))
+    return torch.cat(out)
+
+
+__all__ = ["alexnet_features", "fid_kid_bootstrap"]
