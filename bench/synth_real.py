@@ -2,6 +2,10 @@
 
     python bench/synth_real.py --out /tmp/synth_real                 # prepare, train, synthesize, evaluate
     python bench/synth_real.py --out /tmp/synth_real --dry-run       # only print the commands
+    # the GPU config, smoke-sized on a CPU (its own network and loss; the budget only is cut):
+    python bench/synth_real.py --out /tmp/real128 --size 128 --config configs/gpu/synth_real_128.yaml --steps 6 \
+        --train-set train.batch_size=2 --train-set train.threads=2 --train-set diffusion.lr_warmup_steps=2 \
+        --n-planes 12 --n-heads 8 --sample-steps 4 --judge-steps 60 --threads 2
 
 Data (read in place from ``--data-root``, default ../shared/data): FETAL_PLANES_DB (planes; scanner = machine),
 the African five-centre planes (planes; scanner = centre) and HC18 (plane brain, GA from the official HC by
@@ -33,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def commands(out: Path, data_root: Path, size: int, config: str, steps: int, n_planes: int, n_heads: int,
-             ga: str, guidance: float, judge_args: list[str], threads: int) -> list[tuple[Path, list[str]]]:
+             ga: str, guidance: float, judge_args: list[str], threads: int, train_set: list[str] = (),
+             sample_steps: int = 20) -> list[tuple[Path, list[str]]]:
     """(output that marks the stage done, command) in order."""
     sh = [sys.executable, "-m", "sonoshift"]
     prep = [f"resize.size={size}"]
@@ -43,6 +48,7 @@ def commands(out: Path, data_root: Path, size: int, config: str, steps: int, n_p
     train_over = [f"data.paths=[{d['african']},{d['hc18']}]", f"data.size={size}", f"train.threads={threads}"]
     if steps:
         train_over.append(f"train.max_steps={steps}")
+    train_over += list(train_set)
     return [
         (d["fpdb"], sh + ["prepare", "--public", "fetal_planes_db", "--data-root", str(data_root), "-o", str(d["fpdb"]),
                           "-q", *prep]),
@@ -53,9 +59,9 @@ def commands(out: Path, data_root: Path, size: int, config: str, steps: int, n_p
         (run / "checkpoints" / "latest", sh + ["train", "synth", "--data", str(d["fpdb"]), "-c", config, "-o", str(run),
                                     *train_over]),
         (syn_p, sh + ["synthesize", "--model", str(run), "--plane", "all", "--n", str(n_planes), "--guidance",
-                      str(guidance), "--ga-guidance", str(guidance), "--steps", "20", "-q", *th, "--out", str(syn_p)]),
+                      str(guidance), "--ga-guidance", str(guidance), "--steps", str(sample_steps), "-q", *th, "--out", str(syn_p)]),
         (syn_h, sh + ["synthesize", "--model", str(run), "--plane", "brain", "--ga", ga, "--scanner", "hc18", "--n",
-                      str(n_heads), "--guidance", str(guidance), "--ga-guidance", str(guidance), "--steps", "20",
+                      str(n_heads), "--guidance", str(guidance), "--ga-guidance", str(guidance), "--steps", str(sample_steps),
                       "--seed", "100000", "-q", *th, "--out", str(syn_h)]),
         (ev_p, sh + ["evaluate-synth", str(syn_p), "-q", *th, *judge_args, "--out", str(ev_p)]),
         (ev_h, sh + ["evaluate-synth", str(syn_h), "-q", *th, "--judges", str(ev_p / "judges"), "--out", str(ev_h)]),
@@ -74,6 +80,9 @@ def main() -> None:
     ap.add_argument("--ga", default="12:37", help="GA range of the heads (HC18's Hadlock GAs span ~11-38 weeks)")
     ap.add_argument("--guidance", type=float, default=4.0, help="plane and GA guidance (4: chosen on validation)")
     ap.add_argument("--judge-steps", type=int, default=1600)
+    ap.add_argument("--train-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="more overrides of the training config (repeatable), e.g. train.batch_size=2 for a smoke run")
+    ap.add_argument("--sample-steps", type=int, default=20, help="solver steps per sample")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
@@ -81,7 +90,7 @@ def main() -> None:
     judge_args = ["--judge-steps", str(args.judge_steps), "--judge-set", "train.eval_every=80",
                   "--judge-set", "train.patience=6"]
     cmds = commands(out, args.data_root.resolve(), args.size, args.config, args.steps, args.n_planes, args.n_heads,
-                    args.ga, args.guidance, judge_args, args.threads)
+                    args.ga, args.guidance, judge_args, args.threads, args.train_set, args.sample_steps)
     splits = out / "african_splits.json"
     print(f"# 1. {splits}: python -c 'from sonoshift.synth.african import african_prepare_splits; ...'")
     if not args.dry_run and not splits.is_file():
