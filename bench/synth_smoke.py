@@ -94,6 +94,10 @@ def plan(args: argparse.Namespace) -> list[dict]:
     return entries
 
 
+def _read_cost(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def step_seconds(run: Path) -> float:
     """Median wall seconds between consecutive logged denoiser steps (the run logs every step)."""
     import statistics
@@ -111,6 +115,7 @@ def row(entry: dict, cost: dict) -> str:
     ratio = ga.get("mae", float("nan")) / ga["mae_shuffled"] if ga.get("mae_shuffled") else float("nan")
     return (f"| {entry['name']} | {entry['cfg'].data.size} | {step_seconds(entry['run']):.2f} | "
             f"{cost.get('train', float('nan')):.0f} | {cost.get('synth', float('nan')):.0f} | "
+            f"{cost.get('eval', float('nan')):.0f} | "
             f"{fid.get('plane_macro_f1_synthetic', float('nan')):.3f} | "
             f"{ga.get('mae', float('nan')):.2f} ({ga.get('mae_shuffled', float('nan')):.2f}), {ratio:.2f} | "
             f"{ga.get('spearman', float('nan')):.2f} | {mem.get('n_flagged', '?')} / {m.get('n_synthetic', '?')} | "
@@ -139,7 +144,7 @@ def main() -> None:
     costs: dict[str, dict] = {}
     printed: set[str] = set()
     for e in entries:
-        c = costs.setdefault(e["name"], {})
+        c = costs.setdefault(e["name"], _read_cost(args.out / e["name"] / "cost.json"))
         for done, cmd in e["stages"]:
             line = shlex.join(["sonoshift", *cmd[3:]])
             if line in printed:  # the simulated study and each size's prepared data are shared
@@ -148,19 +153,20 @@ def main() -> None:
             print(line, flush=True)
             if args.dry_run or done.exists():
                 continue
-            t0 = _cpu_children()
+            t0, w0 = _cpu_children(), time.perf_counter()
             subprocess.run(cmd, cwd=REPO, check=True)
-            dt = _cpu_children() - t0
-            if cmd[3:5] == ["train", "synth"]:
-                c["train"] = dt
-            elif cmd[3] == "synthesize":
-                c["synth"] = dt
+            stage = {"train": "train", "synthesize": "synth", "evaluate-synth": "eval"}.get(cmd[3])
+            if stage:  # kept beside the run, so a rerun that skips finished stages still reports them
+                c[stage] = _cpu_children() - t0
+                c[f"{stage}_wall"] = time.perf_counter() - w0
+                cost_file = args.out / e["name"] / "cost.json"
+                cost_file.write_text(json.dumps({**_read_cost(cost_file), **c}, indent=1))
     if args.dry_run:
         return
     print(f"\n| config | px | s per training step (batch {args.batch}, median wall) | training CPU-s | "
-          f"synthesis CPU-s ({args.n} images, {args.sample_steps} steps) | plane macro-F1 | "
+          f"synthesis CPU-s ({args.n} images, {args.sample_steps} steps) | evaluation CPU-s | plane macro-F1 | "
           "GA MAE (shuffled), ratio | GA Spearman | near-copies | KID |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for e in entries:
         print(row(e, costs.get(e["name"], {})))
 

@@ -258,3 +258,21 @@ def test_background_plane_gets_no_candidates():
                                   (np.arange(9).reshape(3, 3) < 30 % 9))
     with pytest.raises(SonoshiftError, match="background_plane"):
         check_config(load_config(DifusalConfig, None, ["data.background_plane=head"]))
+
+
+def test_downstream_lr_follows_the_declared_schedule():
+    import torch
+
+    from sonoshift.difusal.config import Downstream
+    from sonoshift.difusal.downstream import _set_lr
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1.0)
+    cos, const = Downstream(lr=3e-3), Downstream(lr=3e-3, lr_schedule="constant")
+    assert cos.lr_schedule == "cosine"  # the default since session 12
+    for step in (0, 37, 75, 149):
+        _set_lr(opt, cos, step, 150)
+        assert opt.param_groups[0]["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi * step / 150)))
+        _set_lr(opt, const, step, 150)
+        assert opt.param_groups[0]["lr"] == 3e-3
+    _set_lr(opt, cos, 75, 150)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.5e-3)

@@ -1,6 +1,7 @@
 """Train and apply the downstream models (and the critics, which use the same recipe with another seed).
 
-Plane classifier: sonoshift.judges' PlaneNet, class-balanced batches, AdamW, cross-entropy, a fixed step count.
+Plane classifier: sonoshift.judges' PlaneNet, class-balanced batches, AdamW, cross-entropy, a fixed step count
+(LR decayed to 0 by a cosine unless ``downstream.lr_schedule: constant``).
 GA estimator: sonoshift.judges' GaRegressorNet (image -> GA weeks) on the head frames with a known GA, L1 loss.
 Both train from scratch each time (same seed -> same model), so arms differ only in their training frames.
 """
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from sonoshift.difusal.config import Downstream
+from sonoshift.engine.schedules import cosine_factor
 from sonoshift.difusal.data import Frames
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.regressor import GaRegressorNet, predict_ga
@@ -34,6 +36,13 @@ def _net_cfg(d: Downstream) -> NetConfig:
     return NetConfig(stem=d.stem, widths=tuple(d.widths), dropout=0.1)
 
 
+def _set_lr(opt: torch.optim.Optimizer, d: Downstream, step: int, total: int) -> None:
+    """The LR of ``step`` (0-based) of ``total``: ``d.lr``, times the cosine factor when ``d.lr_schedule`` says so."""
+    lr = d.lr * (cosine_factor(step, total) if d.lr_schedule == "cosine" else 1.0)
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
 def train_plane(f: Frames, n_classes: int, d: Downstream, seed: int, *, classical_aug: bool = False) -> PlaneNet:
     """A PlaneNet trained on ``f`` with every class drawn equally often (classes absent from ``f`` are skipped)."""
     g = torch.Generator().manual_seed(seed)
@@ -45,7 +54,8 @@ def train_plane(f: Frames, n_classes: int, d: Downstream, seed: int, *, classica
     aug = AugmentConfig()
     y = torch.from_numpy(f.y)
     net.train()
-    for _ in range(d.steps):
+    for step in range(d.steps):
+        _set_lr(opt, d, step, d.steps)
         idx = torch.multinomial(w, d.batch_size, replacement=True, generator=g)
         x = f.x[idx]
         if classical_aug:
@@ -98,7 +108,8 @@ def train_ga(f: Frames, head: int, d: Downstream, seed: int, *, classical_aug: b
     x_all, ga_all = f.x[torch.from_numpy(idx_all)], torch.from_numpy(f.ga[idx_all]).float()
     aug = AugmentConfig(rotate_deg=20.0, scale=0.0)  # no zoom: size is the GA signal
     net.train()
-    for _ in range(d.ga_steps):
+    for step in range(d.ga_steps):
+        _set_lr(opt, d, step, d.ga_steps)
         idx = torch.randint(0, len(idx_all), (d.batch_size,), generator=g)
         x = x_all[idx]
         if classical_aug:
