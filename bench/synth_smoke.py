@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import shlex
 import subprocess
 import sys
 import time
+from math import nan
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,8 +91,8 @@ def plan(args: argparse.Namespace) -> list[dict]:
         judges.setdefault(size, ev / "judges")
         evaluate = (ev / "metrics.json", sh + ["evaluate-synth", str(syn), "-q", *th, *judge_args, "--cas-steps",
                                                str(args.judge_steps), "--out", str(ev)])
-        entries.append({"config": path, "name": name, "cfg": cfg, "stages": [stages_sim, prep, train, synth, evaluate],
-                        "run": run, "eval": ev})
+        entries.append({"name": name, "cfg": cfg, "stages": [stages_sim, prep, train, synth, evaluate], "run": run,
+                        "eval": ev})
     return entries
 
 
@@ -100,8 +102,6 @@ def _read_cost(path: Path) -> dict:
 
 def step_seconds(run: Path) -> float:
     """Median wall seconds between consecutive logged denoiser steps (the run logs every step)."""
-    import statistics
-
     times = [r["time"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "loss" in r]
     gaps = [b - a for a, b in zip(times, times[1:])]
     return statistics.median(gaps) if gaps else float("nan")
@@ -112,14 +112,12 @@ def row(entry: dict, cost: dict) -> str:
     fid, mem = m.get("fidelity", {}), m.get("memorization", {})
     ga = fid.get("ga_synthetic_heads", {})
     kid = m.get("realism", {}).get("synthetic_vs_heldout", {})
-    ratio = ga.get("mae", float("nan")) / ga["mae_shuffled"] if ga.get("mae_shuffled") else float("nan")
+    mae, shuffled = ga.get("mae", nan), ga.get("mae_shuffled", nan)
     return (f"| {entry['name']} | {entry['cfg'].data.size} | {step_seconds(entry['run']):.2f} | "
-            f"{cost.get('train', float('nan')):.0f} | {cost.get('synth', float('nan')):.0f} | "
-            f"{cost.get('eval', float('nan')):.0f} | "
-            f"{fid.get('plane_macro_f1_synthetic', float('nan')):.3f} | "
-            f"{ga.get('mae', float('nan')):.2f} ({ga.get('mae_shuffled', float('nan')):.2f}), {ratio:.2f} | "
-            f"{ga.get('spearman', float('nan')):.2f} | {mem.get('n_flagged', '?')} / {m.get('n_synthetic', '?')} | "
-            f"{kid.get('kid', float('nan')):.3f} |")
+            f"{cost.get('train', nan):.0f} | {cost.get('synth', nan):.0f} | {cost.get('eval', nan):.0f} | "
+            f"{fid.get('plane_macro_f1_synthetic', nan):.3f} | {mae:.2f} ({shuffled:.2f}), {mae / shuffled:.2f} | "
+            f"{ga.get('spearman', nan):.2f} | {mem.get('n_flagged', '?')} / {m.get('n_synthetic', '?')} | "
+            f"{kid.get('kid', nan):.3f} |")
 
 
 def main() -> None:

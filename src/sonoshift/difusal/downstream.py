@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from sonoshift.difusal.config import Downstream
-from sonoshift.engine.schedules import cosine_factor
 from sonoshift.difusal.data import Frames
+from sonoshift.engine.schedules import cosine_factor
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.regressor import GaRegressorNet, predict_ga
 from sonoshift.judges.plane.augment import AugmentConfig, augment

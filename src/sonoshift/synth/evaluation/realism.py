@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sonoshift.metrics.fid import fid_from_features, kid_from_features
+from sonoshift.metrics.fid import extract_features, fid_from_features, kid_from_features
 
 
 def _kid(fa: torch.Tensor, fb: torch.Tensor) -> float:
@@ -42,20 +42,27 @@ def fid_kid_bootstrap(
             "kid_hi": kh, "n_a": int(fa.shape[0]), "n_b": int(fb.shape[0])}
 
 
-@torch.no_grad()
+class AlexNetPooled(torch.nn.Module):
+    """Images (N, 1, H, W) in [0, 1] -> (N, 256): resized to ``size`` (bilinear), mapped to LPIPS's input space
+    (grey repeated to RGB, ImageNet shift and scale), the ReLU after conv5 of ``lpips_module``'s AlexNet backbone
+    averaged over space."""
+
+    def __init__(self, lpips_module, size: int = 224) -> None:
+        super().__init__()
+        self.backbone, self.size = lpips_module.backbone, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from sonoshift.metrics.lpips import to_lpips_input
+
+        if x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.backbone(to_lpips_input(x))[-1].mean(dim=(2, 3))
+
+
 def alexnet_features(lpips_module, x: torch.Tensor, *, size: int = 224, batch: int = 64) -> torch.Tensor:
-    """Images (N, 1, H, W) in [-1, 1] -> (N, 256) ImageNet AlexNet features: resized to ``size`` (bilinear), mapped
-    to LPIPS's input space (grey repeated to RGB, ImageNet shift and scale), the ReLU after conv5 averaged over
-    space. ``lpips_module`` is a loaded :class:`~sonoshift.metrics.lpips.LPIPS` ("alex"); its backbone is used."""
-    from sonoshift.metrics.lpips import to_lpips_input
-
-    out = []
-    for i in range(0, x.shape[0], batch):
-        xb = (x[i:i + batch].float().clamp(-1, 1) + 1) / 2
-        if xb.shape[-1] != size or xb.shape[-2] != size:
-            xb = F.interpolate(xb, size=(size, size), mode="bilinear", align_corners=False)
-        out.append(lpips_module.backbone(to_lpips_input(xb))[-1].mean(dim=(2, 3)))
-    return torch.cat(out)
+    """Images (N, 1, H, W) in [-1, 1] -> (N, 256) float64 ImageNet AlexNet features (:class:`AlexNetPooled`);
+    ``lpips_module`` is a loaded :class:`~sonoshift.metrics.lpips.LPIPS` ("alex")."""
+    return extract_features((x.float().clamp(-1, 1) + 1) / 2, AlexNetPooled(lpips_module, size), batch)
 
 
-__all__ = ["alexnet_features", "fid_kid_bootstrap"]
+__all__ = ["AlexNetPooled", "alexnet_features", "fid_kid_bootstrap"]
