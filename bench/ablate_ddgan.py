@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sonoshift.config import load_config  # noqa: E402
+from sonoshift.errors import exit_on_error  # noqa: E402
 from sonoshift.metrics import pair_metrics  # noqa: E402
 from sonoshift.metrics.bootstrap import patient_bootstrap  # noqa: E402
 from sonoshift.metrics.spectrum import spectrum_distance  # noqa: E402
@@ -277,4 +278,4 @@ def write(rows: list[dict[str, object]], args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -15,6 +15,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from sonoshift.errors import exit_on_error
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 
 
@@ -74,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from ablate_ddgan import no_learning_anchor, test_frames, translate  # noqa: E402
 
+from sonoshift.errors import exit_on_error  # noqa: E402
+
 
 def evaluate(name: str, out: np.ndarray, t: dict[str, np.ndarray], seg, labels: np.ndarray) -> dict[str, object]:
     from sonoshift.downstream.segmenter import predict
@@ -95,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

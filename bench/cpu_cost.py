@@ -29,6 +29,7 @@ from realtime import anchor_of, onnx_of, random_translator
 from sonoshift.deploy.export import graph_bytes
 from sonoshift.deploy.graphs import NoiseSpec
 from sonoshift.deploy.runtime import session_options
+from sonoshift.errors import exit_on_error
 from sonoshift.methods import load_translator
 from sonoshift.methods.student import StudentModel, build_student
 
@@ -103,4 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

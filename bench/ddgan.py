@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from sonoshift.errors import exit_on_error
 from sonoshift.models.ddgan_unet import PAPER_UNET, DDGANUNet, UNetConfig
 from sonoshift.diffusion.sampler import sample
 from sonoshift.diffusion import make_schedule, uniform_times
@@ -89,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

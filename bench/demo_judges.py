@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from sonoshift.errors import exit_on_error
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -67,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

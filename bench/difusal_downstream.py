@@ -21,6 +21,7 @@ from sonoshift.difusal.config import DifusalConfig
 from sonoshift.difusal.downstream import Models, train_plane
 from sonoshift.difusal.evaluation import evaluate
 from sonoshift.difusal.rounds import load_regimes
+from sonoshift.errors import exit_on_error
 
 
 def main() -> None:
@@ -36,10 +37,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config(DifusalConfig, args.config, [*args.overrides, f"seed={args.seed}"])
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
+    regimes = load_regimes(cfg, args.data)  # before the header: a bad --data ends in one line, not a half table
     print(f"| regime | classical aug | LR schedule | steps | test macro-F1 mean | sd over {args.seeds} training seeds "
           "| per seed |")
     print("|---|---|---|---|---|---|---|")
-    for reg in load_regimes(cfg, args.data):
+    for reg in regimes:
         for aug in (False, True):
             for schedule in args.schedules.split(","):
                 d = dataclasses.replace(cfg.downstream, lr_schedule=schedule)
@@ -50,4 +52,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from sonoshift.errors import exit_on_error
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
 from sonoshift.judges.ga.estimator import load_ga_estimator, measure
@@ -67,4 +68,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     cv2.setNumThreads(1)
-    main()
+    exit_on_error(main)

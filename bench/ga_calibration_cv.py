@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sonoshift.errors import exit_on_error
+
 BANDS = (0.0, 110.0, 250.0, np.inf)
 
 
@@ -109,4 +111,4 @@ def gate(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sonoshift.errors import exit_on_error
 from sonoshift.io.images import read_gray
 from sonoshift.judges.ga.estimator import head_probabilities, load_ga_estimator, refine_fits
 from sonoshift.judges.ga.hc18_report import heldout_rows
@@ -96,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -35,6 +35,7 @@ import torch
 
 from sonoshift.downstream.ellipse import head_measurements
 from sonoshift.downstream.hc18 import head_mask, load_hc18_table
+from sonoshift.errors import exit_on_error
 from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
 from sonoshift.judges.ga.estimator import (
@@ -152,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

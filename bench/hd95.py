@@ -19,6 +19,7 @@ import numpy as np
 import scipy.ndimage as ndi
 import torch
 
+from sonoshift.errors import exit_on_error
 from sonoshift.metrics.segmentation import hd95_per_class
 
 
@@ -74,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -22,6 +22,7 @@ import torch
 from scipy.ndimage import gaussian_filter, uniform_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from sonoshift.errors import exit_on_error
 from sonoshift.metrics import pair_metrics
 from sonoshift.metrics.lncc import LNCC_EPS
 from sonoshift.metrics.ssim import C2, C3
@@ -107,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

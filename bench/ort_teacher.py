@@ -40,6 +40,7 @@ from realtime import random_translator, time_variants
 from sonoshift.deploy.export import graph_bytes, translator_metadata, with_metadata
 from sonoshift.deploy.graphs import NoiseSpec, plain_layers
 from sonoshift.deploy.runtime import OnnxTranslator, session_options
+from sonoshift.errors import exit_on_error
 from sonoshift.models import ResnetGenerator
 
 
@@ -172,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

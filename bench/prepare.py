@@ -30,6 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sonoshift.errors import exit_on_error
+
 
 def make_video_file(path: Path, frames: int, seed: int = 0) -> None:
     """Write a 640x480 H.264 MP4 with a fan sector of changing speckle and a static burned-in overlay."""
@@ -186,4 +188,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sonoshift.config import load_config  # noqa: E402
+from sonoshift.errors import exit_on_error  # noqa: E402
 
 STEPS = {"cyclegan": 800, "ddgan": 250, "cascade": 250}  # the budgets of `sonoshift demo --real`
 
@@ -248,4 +249,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

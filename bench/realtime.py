@@ -42,6 +42,7 @@ from sonoshift.deploy.export import graph_bytes, translator_metadata, with_metad
 from sonoshift.deploy.graphs import translator_graph
 from sonoshift.deploy.quantize import quantize_bytes
 from sonoshift.deploy.runtime import OnnxTranslator
+from sonoshift.errors import exit_on_error
 from sonoshift.methods import load_translator
 from sonoshift.methods.cyclegan import CycleGANTranslator
 from sonoshift.methods.student import StudentModel, StudentTranslator, build_student
@@ -298,4 +299,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from sonoshift.errors import exit_on_error
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -191,4 +193,4 @@ def _cpu() -> float:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from sonoshift.data.cache import load_cache  # noqa: E402
+from sonoshift.errors import exit_on_error  # noqa: E402
 from sonoshift.inference.translate import to_signed, to_uint8  # noqa: E402
 from sonoshift.methods import load_translator  # noqa: E402
 
@@ -67,4 +68,4 @@ def main() -> None:
     print(f"wrote {args.out}: columns {' | '.join(t.replace(chr(10), ' ') for t in titles)}")
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

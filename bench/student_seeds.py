@@ -21,6 +21,7 @@ import re
 
 import numpy as np
 
+from sonoshift.errors import exit_on_error
 from sonoshift.metrics.bootstrap import patient_bootstrap
 
 METRICS = ("gt_psnr", "gt_ssim", "dice")
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

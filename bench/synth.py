@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from sonoshift.errors import exit_on_error
 from sonoshift.seeding import make_generator
 from sonoshift.synth import load_synthesizer
 from sonoshift.synth.evaluation.evaluate import load_images
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -15,6 +15,7 @@ import json
 
 import torch
 
+from sonoshift.errors import exit_on_error
 from sonoshift.synth.evaluation.denoising import denoising_error
 from sonoshift.synth.evaluation.evaluate import load_images
 from sonoshift.synth.pipeline import load_synthesizer
@@ -59,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -18,6 +18,7 @@ import json
 import numpy as np
 import torch
 
+from sonoshift.errors import exit_on_error
 from sonoshift.synth.evaluation.evaluate import load_images
 from sonoshift.synth.evaluation.fidelity import macro_f1
 from sonoshift.synth.evaluation.judges import load_judges
@@ -91,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

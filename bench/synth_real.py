@@ -33,6 +33,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sonoshift.errors import exit_on_error
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -112,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

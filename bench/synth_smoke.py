@@ -34,6 +34,8 @@ import time
 from math import nan
 from pathlib import Path
 
+from sonoshift.errors import exit_on_error
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = ["configs/gpu/synth_128.yaml", "configs/gpu/synth_256.yaml", "configs/gpu/synth_latent_256.yaml"]
 SWEEPS = "tr-mid,std-head,std-abdomen,std-femur"
@@ -170,4 +172,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import default_collate
 
 from sonoshift.config import load_config
+from sonoshift.errors import exit_on_error
 from sonoshift.synth.config import SynthConfig
 from sonoshift.synth.train import build, training_data
 
@@ -111,4 +112,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -30,6 +30,7 @@ from torch import nn
 
 from sonoshift.config import load_config
 from sonoshift.engine.loop import StepContext
+from sonoshift.errors import exit_on_error
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig, build_generator
 from sonoshift.models import InstanceNorm
 from sonoshift.objectives import ImagePool
@@ -183,4 +184,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import sys
 
 import typer
 
 import sonoshift
-from sonoshift.errors import SonoshiftError
+from sonoshift.errors import exit_on_error
 
 app = typer.Typer(
     name="sonoshift",
@@ -67,8 +66,4 @@ _register_all()
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; a SonoshiftError becomes ``error: <sentence>`` on stderr and exit status 1."""
-    try:
-        app(args=argv)
-    except SonoshiftError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(1)
+    exit_on_error(lambda: app(args=argv))
