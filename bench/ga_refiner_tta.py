@@ -48,7 +48,7 @@ def hcs(path: str, data: str) -> pd.DataFrame:
     rec = {"estimator": path, "name": val["filename"], "hc_true": val["hc_mm"],
            "first": np.array([f.hc_px(est.offset_px) for f in first]) * px}
     for tta in (True, False):
-        e = dataclasses.replace(est, tta=tta)
+        e = dataclasses.replace(est, refine_tta=tta)  # refine_fits reads refine_tta (the first stage is fixed above)
         tag = "flip" if tta else "noflip"
         for m in MARGINS:
             r = refine_fits(dataclasses.replace(e, crop_margin=m), frames, first)
