@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from sonoshift.errors import exit_on_error
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from sonoshift.errors import exit_on_error  # noqa: E402
 
 
 def cpu(fn) -> float:
