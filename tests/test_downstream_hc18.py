@@ -18,6 +18,7 @@ from sonoshift.downstream.hc18 import (
     head_proxies,
     load_hc18_table,
     split_subjects,
+    subject_share,
     train_hc18_segmenter,
 )
 from sonoshift.downstream.head_eval import evaluate_heads_fpdb, evaluate_heads_run, fpdb_transthalamic, summarize_heads
@@ -69,6 +70,29 @@ def test_load_hc18_table_and_subject_split(tmp_path):
     np.testing.assert_array_equal(val, split_subjects(table["subject"], 0.25, seed=3))
     with pytest.raises(SonoshiftError, match="training_set"):
         load_hc18_table(tmp_path / "missing")
+
+
+def test_subject_share_is_nested_seeded_and_subject_whole():
+    subjects = pd.Series([f"{i // 2:03d}" for i in range(40)])  # 20 subjects, two images each
+    half, most = subject_share(subjects, 0.5, 0), subject_share(subjects, 0.75, 0)
+    assert subjects[half].nunique() == 10 and subjects[most].nunique() == 15
+    assert set(subjects[half]) <= set(subjects[most])  # nested: a learning curve adds subjects, never swaps them
+    assert not set(subjects[half]) & set(subjects[~half])  # a subject's images stay together
+    assert set(subjects[half]) != set(subjects[subject_share(subjects, 0.5, 1)])
+    assert subject_share(subjects, 1.0, 0).all() and subjects[subject_share(subjects, 0.01, 0)].nunique() == 1
+
+
+def test_train_fraction_trains_on_fewer_subjects_and_keeps_the_held_out_ones(tmp_path):
+    data = make_hc18(tmp_path / "hc18")
+    small = dict(image_size=32, val_fraction=0.25, model=ModelConfig(channels=(8, 16), strides=(2,), num_res_units=0),
+                 train=SegmenterTrainConfig(steps=2, batch_size=4))
+    full, _ = train_hc18_segmenter(Hc18Config(data_dir=str(data), **small), tmp_path / "a", progress=False)
+    half, _ = train_hc18_segmenter(Hc18Config(data_dir=str(data), train_fraction=0.5, **small), tmp_path / "b",
+                                   progress=False)
+    assert full.info["train_images"] == 18 and half.info["train_images"] == 8  # 9 training subjects -> round(4.5) = 4
+    assert half.info["val_files"] == full.info["val_files"]
+    with pytest.raises(SonoshiftError, match="train_fraction"):
+        Hc18Config(train_fraction=0.0)
 
 
 def test_train_hc18_segmenter_validates_dice_and_hc(tmp_path):

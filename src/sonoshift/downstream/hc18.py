@@ -55,6 +55,8 @@ class Hc18Config(Validated):
     # split_seed) instead of a val_fraction share
     folds: NonNegInt = 0
     fold: NonNegInt = 0
+    # learning curves: train on a seeded share of the training subjects (the held-out subjects are unchanged)
+    train_fraction: Annotated[float, Range(0, 1, lo_open=True)] = 1.0
     # head_crops > 0 trains a crop refiner for the GA estimator (judges/ga/head_crop.py) instead of a whole-frame
     # segmenter: that many random head-centred squares per training image, side 2 m a (m uniform in crop_margin,
     # a the reference ellipse's long semi-axis), centre moved by up to crop_shift x side; used at inference with
@@ -122,6 +124,16 @@ def split_subjects(subjects: pd.Series, val_fraction: float, seed: int, folds: i
     return np.array([s in val for s in subjects])
 
 
+def subject_share(subjects: pd.Series, fraction: float, seed: int) -> np.ndarray:
+    """Boolean array, True for the rows of a seeded ``fraction`` of the distinct subjects (at least one; all when
+    ``fraction`` is 1). The shares are nested: a subject kept at 0.5 is also kept at 0.75."""
+    uniq = np.array(sorted(set(subjects)))
+    if fraction >= 1 or not len(uniq):
+        return np.ones(len(subjects), bool)
+    keep = set(numpy_rng(seed + 1).permutation(uniq)[: max(1, round(len(uniq) * fraction))])
+    return np.array([s in keep for s in subjects])
+
+
 def head_mask(seg: Segmenter, pred: np.ndarray) -> np.ndarray:
     """Boolean head mask from a label map of ``seg`` (the class named "head", else every foreground class)."""
     if "head" in seg.classes:
@@ -185,6 +197,7 @@ def train_hc18_segmenter(
         rows = rows.iloc[: cfg.max_images].reset_index(drop=True)
     is_val = split_subjects(rows["subject"], cfg.val_fraction, cfg.split_seed, cfg.folds, cfg.fold)
     train_rows, val_rows = rows[~is_val], rows[is_val]
+    train_rows = train_rows[subject_share(train_rows["subject"], cfg.train_fraction, cfg.split_seed)]
     if train_rows.empty:
         raise SonoshiftError(f"HC18 folder {cfg.data_dir}: no training images left after the validation split.")
     frames = [read_gray(p) for p in train_rows["image_path"]]
