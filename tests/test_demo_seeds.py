@@ -3,6 +3,7 @@ the mean and spread of each seed's test-frame means."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,6 @@ def test_seeds_option_rejects_bad_values_before_running(tmp_path: Path) -> None:
 
 
 def test_seeds_share_the_first_folder_and_the_default_seed_is_the_plain_demo(tmp_path: Path, monkeypatch) -> None:
-    import dataclasses
 
     import sonoshift.pipeline.demo as demo
     from sonoshift.pipeline.seeds import run_demo_seeds
@@ -114,3 +114,37 @@ def test_demo_full_runs_the_whole_difusal_protocol() -> None:
     cfg = load_config(DifusalConfig, path, [])
     assert sorted(cfg.label_fractions) == [0.1, 0.25]
     assert set(cfg.arms) == {"real", "classical_aug", "unfiltered", "uniform", "difusal"}
+
+
+def test_loop_seeds_gain_in_ga_days_counts_lower_as_better_and_seeds_md_has_both_measures(tmp_path: Path,
+                                                                                          monkeypatch) -> None:
+    import sonoshift.pipeline.demo as demo
+    from sonoshift.pipeline.difusal_seeds import aggregate_loop_seeds
+    from sonoshift.pipeline.seeds import run_demo_seeds
+
+    cols = ["regime", "arm", "round", "macro_f1", "ga_mae_days"]
+    loops = {  # seed 0: better baseline real 20 d, DiFUSAL 15 d -> +5; seed 1: classical_aug 10 d, DiFUSAL 14 d -> -4
+        0: [("regime_010", "real", 3, 0.4, 20.0), ("regime_010", "classical_aug", 3, 0.5, 30.0),
+            ("regime_010", "difusal", 3, 0.7, 15.0)],
+        1: [("regime_010", "real", 3, 0.6, 12.0), ("regime_010", "classical_aug", 3, 0.3, 10.0),
+            ("regime_010", "difusal", 3, 0.5, 14.0)],
+    }
+
+    def fake(out, cfg, *, force, progress, shared=None):
+        _fake_run(Path(out), "ddgan", [20.0], {"harmonized": [0.5], "source": [0.2], "ground_truth": [1.0]})
+        (Path(out) / "difusal").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(loops[int(Path(out).name[-1])], columns=cols).to_csv(Path(out) / "difusal" / "metrics.csv",
+                                                                          index=False)
+        return {}
+
+    monkeypatch.setattr(demo, "run_demo", fake)
+    res = run_demo_seeds(tmp_path, dataclasses.replace(demo.DemoConfig(), study=StudyConfig(seed=0)), (0, 1),
+                         progress=False)
+    ga = aggregate_loop_seeds({k: tmp_path / f"seed_{k}" for k in (0, 1)}, "ga_mae_days").set_index("arm")
+    gain = ga.loc["difusal - better baseline"]
+    assert np.isclose(gain["min"], -4.0) and np.isclose(gain["max"], 5.0) and np.isclose(gain["mean"], 0.5)
+    md = Path(res["markdown"]).read_text()
+    assert "macro_f1 at the last round" in md and "ga_mae_days at the last round" in md
+    assert "| regime_010 | difusal | 14.500 +- 0.707 [14.000, 15.000] |" in md
+    saved = pd.read_csv(tmp_path / "difusal_seeds.csv")
+    assert set(saved["measure"]) == {"macro_f1", "ga_mae_days"}
