@@ -57,7 +57,6 @@ def test_seeds_option_rejects_bad_values_before_running(tmp_path: Path) -> None:
 
 
 def test_seeds_share_the_first_folder_and_the_default_seed_is_the_plain_demo(tmp_path: Path, monkeypatch) -> None:
-
     import sonoshift.pipeline.demo as demo
     from sonoshift.pipeline.seeds import run_demo_seeds
 
