@@ -40,6 +40,40 @@ def power_law_fit(n: np.ndarray, err: np.ndarray) -> tuple[float, float]:
     return float(np.exp(intercept)), float(-slope)
 
 
+def images_for(a: float, b: float, err: float) -> float:
+    """The training size n at which a n^-b equals ``err``."""
+    return (a / err) ** (1.0 / b)
+
+
+def curve_png(t: pd.DataFrame, fit: tuple[float, float], target: float, path: Path) -> Path:
+    """Mean (with the paired interval against the largest share) and median error against training images, log-log,
+    with the fitted law and the target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    n = t["train_images"].to_numpy()
+    ax.plot(n, t["mean"], "o-", color="tab:blue", label=f"mean HC error (CV, {t['images'].max()} images)")
+    ax.plot(n, t["median"], "s--", color="tab:grey", label="median")
+    grid = np.geomspace(n.min(), max(n.max(), images_for(*fit, target)) * 1.3, 50)
+    ax.plot(grid, fit[0] * grid ** -fit[1], ":", color="tab:blue", label=f"fit {fit[0]:.1f} n$^{{-{fit[1]:.2f}}}$")
+    ax.axhline(target, color="tab:red", lw=1, label=f"target {target:g} mm")
+    ax.set_xscale("log"), ax.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FormatStrFormatter("%g")), axis.set_minor_formatter(NullFormatter())
+    ax.set_xticks([50, 100, 150, 200, 300, 400, 600, 800]), ax.set_yticks([1, 1.5, 2, 2.5, 3, 4])
+    ax.set_xlim(grid.min() * 0.9, grid.max()), ax.set_ylim(min(1.2, t["median"].min() * 0.9), t["mean"].max() * 1.1)
+    ax.set_xlabel("training images per fold"), ax.set_ylabel("HC abs error (mm)")
+    ax.set_title("HC18 GA estimator: error against labelled images")
+    ax.legend(fontsize=8), fig.tight_layout()
+    fig.savefig(path, dpi=120), plt.close(fig)
+    return path
+
+
 def paired_interval(diff: np.ndarray, seed: int = 0, reps: int = 2000) -> tuple[float, float]:
     """95% bootstrap interval of the mean of paired differences (images resampled with replacement)."""
     rng = np.random.default_rng(seed)
@@ -82,6 +116,7 @@ def main() -> None:
     ap.add_argument("-c", "--config", action="append", type=Path)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "hc18")
     ap.add_argument("--extrapolate", type=float, default=800.0)
+    ap.add_argument("--target", type=float, default=2.0, help="mean HC error (mm) to solve the fitted law for")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     from sonoshift.config import load_config
@@ -109,7 +144,9 @@ def main() -> None:
     if len(t) >= 2:
         a_, b_ = power_law_fit(t["train_images"], t["mean"])
         print(f"power law: mean error = {a_:.2f} n^-{b_:.3f}; at n = {a.extrapolate:.0f} training images: "
-              f"{a_ * a.extrapolate ** -b_:.2f} mm (extrapolated from {len(t)} points, no error floor)")
+              f"{a_ * a.extrapolate ** -b_:.2f} mm; {a.target:g} mm at n = {images_for(a_, b_, a.target):.0f} "
+              f"(extrapolated from {len(t)} points, no error floor)")
+        print(f"figure: {curve_png(t, (a_, b_), a.target, a.out / 'learning_curve.png')}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def test_power_law_fit_recovers_an_exact_power_law() -> None:
     # halving the error per quadrupled data is b = 0.5: 4 mm at 100 images -> 2 mm at 400
     a, b = lc.power_law_fit([100, 400], [4.0, 2.0])
     assert b == pytest.approx(0.5) and a * 400 ** -b == pytest.approx(2.0)
+    assert lc.images_for(a, b, 2.0) == pytest.approx(400.0) and lc.images_for(a, b, 4.0) == pytest.approx(100.0)
     with pytest.raises(SonoshiftError, match="two or more distinct"):
         lc.power_law_fit([100, 100], [3.0, 2.0])
 
