@@ -13,7 +13,13 @@ from sonoshift.downstream.ellipse import fit_ellipse
 from sonoshift.downstream.segmenter import Segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.estimator import GaEstimator, measure
-from sonoshift.judges.ga.head_crop import crop_box, crop_input, crop_labels, training_crops
+from sonoshift.judges.ga.head_crop import (
+    crop_box,
+    crop_input,
+    crop_labels,
+    size_balanced_counts,
+    training_crops,
+)
 from sonoshift.judges.ga.head_fit import fit_head
 from test_ga_estimator import BrightIsHead, fake_hc18, head_image  # noqa: F401 (fixture)
 from test_ga_head_fit import drawn
@@ -67,6 +73,27 @@ def test_training_crops_hold_the_head_near_the_centre_at_one_scale():
     # a crop of the mask alone gives the same labels as the training pair
     box = crop_box(400, 270, 40, 1.3)
     assert crop_labels(masks[0], box, 64).sum() == pytest.approx((crop_input(frames[0], box, 64) > 0).sum(), rel=0.02)
+
+
+def test_size_balanced_counts_give_rare_head_sizes_more_crops():
+    # kernel densities (25 mm): the two 100 mm heads 2/3 each, the lone 300 mm head 1/3 (exp(-32) is ~0);
+    # weights 1 / density = 1.5, 1.5, 3, normalized to mean 1: 0.75, 0.75, 1.5 -> x 4 crops
+    assert size_balanced_counts([100.0, 100.0, 300.0], 4, 1.0) == [3, 3, 6]
+    assert size_balanced_counts([100.0, 100.0, 300.0], 4, 0.0) == [4, 4, 4]
+    # square-root balance: weights sqrt(1.5), sqrt(1.5), sqrt(3) over their mean
+    w = np.sqrt([1.5, 1.5, 3.0])
+    assert size_balanced_counts([100.0, 100.0, 300.0], 8, 0.5) == [int(round(8 * v)) for v in w / w.mean()]
+    assert size_balanced_counts([100.0, 100.0, 300.0, 300.0], 4, 1.0) == [4, 4, 4, 4]  # equal groups: equal
+    assert min(size_balanced_counts(list(np.linspace(50, 60, 20)) + [350.0], 1, 2.0)) == 1  # never below one
+
+
+def test_training_crops_take_one_count_per_image():
+    img = head_image(540, 800, 80.0, 60.0, 0.0)
+    mask = (img > 100).astype(np.uint8)
+    x, y = training_crops([img, img, img], [mask] * 3, 32, [1, 0, 2], (1.2, 1.4), 0.0, torch.Generator().manual_seed(0))
+    assert x.shape == (3, 1, 32, 32) and y.shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="2 counts for 3 frames"):
+        training_crops([img] * 3, [mask] * 3, 32, [1, 2], (1.2, 1.4), 0.0, torch.Generator().manual_seed(0))
 
 
 def test_crop_refiner_corrects_a_coarse_first_stage():

@@ -64,6 +64,9 @@ class Hc18Config(Validated):
     head_crops: NonNegInt = 0
     crop_margin: tuple[PosFloat, PosFloat] = (1.15, 1.45)
     crop_shift: Annotated[float, Range(0, 0.5)] = 0.05
+    # crops per image x density(HC)^-size_balance (mean kept): rare head sizes (the third trimester) seen as
+    # often as common ones; 0 = head_crops crops of every image (judges/ga/head_crop.py size_balanced_counts)
+    size_balance: Annotated[float, Range(0, 2)] = 0.0
     model: ModelConfig = field(default_factory=ModelConfig)
     train: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
 
@@ -203,10 +206,11 @@ def train_hc18_segmenter(
     frames = [read_gray(p) for p in train_rows["image_path"]]
     masks = [(read_labels(p) > 127).astype(np.uint8) for p in train_rows["mask_path"]]
     if cfg.head_crops:
-        from sonoshift.judges.ga.head_crop import training_crops
+        from sonoshift.judges.ga.head_crop import size_balanced_counts, training_crops
 
         g = torch.Generator().manual_seed(int(cfg.train.seed) + 1)
-        x, y = training_crops(frames, masks, cfg.image_size, cfg.head_crops, cfg.crop_margin, cfg.crop_shift, g)
+        counts = size_balanced_counts(train_rows["hc_mm"], cfg.head_crops, cfg.size_balance)
+        x, y = training_crops(frames, masks, cfg.image_size, counts, cfg.crop_margin, cfg.crop_shift, g)
         x, y = x.to(device), y.to(device)
     else:
         x = frames_to_input(frames, cfg.image_size).to(device)

@@ -55,19 +55,22 @@ def crop_labels(mask: np.ndarray, box: Box, size: int) -> np.ndarray:
 
 
 def training_crops(
-    frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int, per_image: int,
+    frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int, per_image: int | Sequence[int],
     margin: tuple[float, float], shift: float, generator: torch.Generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_image`` random head crops of each (frame, reference mask) pair: (N, 1, S, S) in [-1, 1] and (N, S, S)
-    labels. Each crop's side is 2 m a (m uniform in ``margin``, a the reference ellipse's long semi-axis) and its
-    centre is moved by up to ``shift`` x side on each axis, so the network learns heads placed and sized as a
-    first stage that is a little off would place them."""
+    """``per_image`` random head crops of each (frame, reference mask) pair (one count for all, or one per image):
+    (N, 1, S, S) in [-1, 1] and (N, S, S) labels. Each crop's side is 2 m a (m uniform in ``margin``, a the
+    reference ellipse's long semi-axis) and its centre is moved by up to ``shift`` x side on each axis, so the
+    network learns heads placed and sized as a first stage that is a little off would place them."""
+    counts = [per_image] * len(frames) if isinstance(per_image, int) else list(per_image)
+    if len(counts) != len(frames):
+        raise ValueError(f"per_image has {len(counts)} counts for {len(frames)} frames.")
     xs, ys = [], []
-    for f, m in zip(frames, masks):
+    for f, m, k in zip(frames, masks, counts):
         ref = fit_ellipse(np.asarray(m) > 0)
         if ref is None:
             continue
-        for _ in range(per_image):
+        for _ in range(k):
             u = torch.rand(3, generator=generator).tolist()
             mar = margin[0] + u[0] * (margin[1] - margin[0])
             side = 2 * mar * ref.a
@@ -77,6 +80,21 @@ def training_crops(
     if not xs:
         return torch.zeros(0, 1, size, size), torch.zeros(0, size, size, dtype=torch.long)
     return torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(ys))
+
+
+def size_balanced_counts(hc_mm: Sequence[float], per_image: int, balance: float, bandwidth_mm: float = 25.0
+                         ) -> list[int]:
+    """Crops per training image so that rare head sizes are seen about as often as common ones: ``per_image`` x
+    w_i, w_i = density(HC_i)^-balance normalized to mean 1 (Gaussian kernel density of the head circumference over
+    the training images, ``bandwidth_mm`` wide), at least one crop each; ``balance`` 0 gives ``per_image`` for all.
+    On HC18 (most heads 150-200 mm) balance 1 gives the heads above 250 mm (third trimester) 2.3x the crops."""
+    v = np.asarray(hc_mm, float)
+    if balance <= 0 or len(v) < 2:
+        return [per_image] * len(v)
+    dens = np.exp(-0.5 * ((v[:, None] - v[None, :]) / bandwidth_mm) ** 2).mean(axis=1)
+    w = dens ** -balance
+    w /= w.mean()
+    return [max(1, int(round(per_image * x))) for x in w]
 
 
 def box_to_native(rows: np.ndarray, cols: np.ndarray, box: Box, size: int) -> tuple[np.ndarray, np.ndarray]:
