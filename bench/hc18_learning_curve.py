@@ -3,7 +3,7 @@ with every member (first stage and crop refiner) trained on a seeded, nested sha
 subjects (`Hc18Config.train_fraction`); the held-out subjects of each fold never change, so every fraction is
 scored on the same images. Answers: is the HC error limited by the number of labelled images?
 
-    python bench/hc18_learning_curve.py --out runs/hc18_curve [--fractions 0.5,0.75,1] [--folds 5] \
+    python bench/hc18_learning_curve.py --out runs/hc18_curve [--fractions 0.25,0.5,0.75,1] [--folds 5] \
         [-c configs/cpu/hc18_head_ga.yaml -c configs/cpu/hc18_head_crop.yaml] [--threads 1]
 
 Each fraction is a CV folder OUT/frac_<f> (rerun to resume; a finished `ga cv-hc18` folder of the same configs can
@@ -11,7 +11,7 @@ be linked there as frac_1.00). Prints per fraction: training images per fold, HC
 percentile (mm, all images pooled) and the paired mean difference to the largest fraction with a 95% bootstrap
 interval; then a power law err = a n^-b fitted to the means (least squares in log-log) and its value at
 ``--extrapolate`` training images (default 800: four fifths of HC18's 999 training images, what a 5-fold CV of the
-whole challenge set would train on). Three points and no error floor: an extrapolation, not a measurement.
+whole challenge set would train on). A few points and no error floor: an extrapolation, not a measurement.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from sonoshift.errors import SonoshiftError, exit_on_error
+from sonoshift.metrics.bootstrap import patient_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = (ROOT / "configs/cpu/hc18_head_ga.yaml", ROOT / "configs/cpu/hc18_head_crop.yaml")
@@ -76,10 +77,9 @@ def curve_png(t: pd.DataFrame, fit: tuple[float, float], target: float, path: Pa
 
 def paired_interval(diff: np.ndarray, seed: int = 0, reps: int = 2000) -> tuple[float, float]:
     """95% bootstrap interval of the mean of paired differences (images resampled with replacement)."""
-    rng = np.random.default_rng(seed)
     d = np.asarray(diff, float)
-    means = d[rng.integers(0, len(d), (reps, len(d)))].mean(axis=1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+    ci = patient_bootstrap(d, np.arange(len(d)), n_boot=reps, seed=seed)
+    return ci.low, ci.high
 
 
 def train_images(cv: Path) -> float:

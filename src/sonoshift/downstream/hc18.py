@@ -130,11 +130,10 @@ def split_subjects(subjects: pd.Series, val_fraction: float, seed: int, folds: i
 def subject_share(subjects: pd.Series, fraction: float, seed: int) -> np.ndarray:
     """Boolean array, True for the rows of a seeded ``fraction`` of the distinct subjects (at least one; all when
     ``fraction`` is 1). The shares are nested: a subject kept at 0.5 is also kept at 0.75."""
-    uniq = np.array(sorted(set(subjects)))
-    if fraction >= 1 or not len(uniq):
+    if fraction >= 1:
         return np.ones(len(subjects), bool)
-    keep = set(numpy_rng(seed + 1).permutation(uniq)[: max(1, round(len(uniq) * fraction))])
-    return np.array([s in keep for s in subjects])
+    # the same seeded permutation prefix as the held-out split, drawn with its own seed
+    return split_subjects(subjects, fraction, seed + 1)
 
 
 def head_mask(seg: Segmenter, pred: np.ndarray) -> np.ndarray:
