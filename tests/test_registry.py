@@ -114,6 +114,39 @@ def test_the_study_pipeline_trains_a_registered_method_it_was_never_told_about(d
                        "state.json").read_text())["step"] == 3
 
 
+def test_editing_a_method_config_file_retrains_it_and_redoes_its_outputs(data: Path, tmp_path: Path) -> None:
+    """The study's stages are keyed on the config files' bytes, not only their paths: an edited YAML under the
+    same name retrains the method (from scratch) and re-harmonizes; an untouched one is reused."""
+    from sonoshift.pipeline.stages import StageLog
+    from sonoshift.pipeline.study import StudyConfig, run_study
+
+    cfg_file = tmp_path / "toy.yaml"
+    cfg_file.write_text("train:\n  device: cpu\n  tensorboard: false\n  log_every: 1\n")
+    cfg = StudyConfig(size=32, methods=("toy_affine",), steps={"toy_affine": 3}, configs={"toy_affine": str(cfg_file)},
+                      baselines=())
+    root = tmp_path / "study"
+
+    def statuses() -> dict[str, str]:
+        log = StageLog()
+        run_study(data, root, cfg, log=log, force=False, progress=False)
+        return {k: v["status"] for k, v in log.entries.items()}
+
+    assert set(statuses().values()) == {"ran"}
+
+    def trained_with() -> int:
+        state = root / "models" / "toy_affine" / "checkpoints" / "step_00000003" / "state.json"
+        return json.loads(state.read_text())["config"]["train"]["log_every"]
+
+    assert trained_with() == 1
+    assert set(statuses().values()) == {"reused"}
+    cfg_file.write_text("train:\n  device: cpu\n  tensorboard: false\n  log_every: 2\n")  # same path, new bytes
+    again = statuses()
+    assert again == {"train toy_affine": "ran", "harmonize + evaluate untranslated": "reused",
+                     "harmonize + evaluate toy_affine": "ran"}
+    assert trained_with() == 2  # the model was trained again, from the edited file
+    assert set(statuses().values()) == {"reused"}
+
+
 def test_default_study_comes_from_the_registry_in_dependency_order() -> None:
     names = methods.study_methods()
     assert names == ["cyclegan", "ddgan", "cascade"]

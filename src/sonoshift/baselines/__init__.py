@@ -13,6 +13,7 @@ from sonoshift.baselines.histogram_match import HistogramMatch, fit_histogram_ma
 from sonoshift.errors import SonoshiftError
 
 BASELINES: tuple[str, ...] = ("histogram_match", "depth_affine", "cyclegan_blur")
+NEEDS: dict[str, tuple[str, ...]] = {"cyclegan_blur": ("cyclegan",)}  # baseline -> trained methods it uses
 
 
 def applicable(name: str, data: str | Path, source: str, target: str, methods: tuple[str, ...]) -> bool:
@@ -20,7 +21,7 @@ def applicable(name: str, data: str | Path, source: str, target: str, methods: t
     and validation ground truth to choose its blur (simulated data; real data has none)."""
     if name != "cyclegan_blur":
         return True
-    return "cyclegan" in methods and (Path(data) / "cache" / "val" / f"{source}.gt_{target}.npy").is_file()
+    return set(NEEDS[name]) <= set(methods) and (Path(data) / "cache" / "val" / f"{source}.gt_{target}.npy").is_file()
 
 
 def make_baseline(name: str, data: str | Path, source: str, target: str, models: str | Path) -> tuple[Any, str]:

@@ -18,7 +18,7 @@ from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, t
 from sonoshift.pipeline.demo_difusal import DemoDifusalConfig, report_sections, run_demo_difusal
 from sonoshift.pipeline.judges import JudgesConfig
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
-from sonoshift.pipeline.study import StudyConfig, config_path, run_study
+from sonoshift.pipeline.study import StudyConfig, config_digest, config_path, run_study
 from sonoshift.progress import console
 
 
@@ -62,7 +62,7 @@ def _segmenter_key(cfg: DemoConfig) -> list[Any]:
     """The target segmenter's stage key: the demo settings without the judges and without the translators'
     training seed (the segmenter is trained once, with ``study.seed``, whatever seed the translators use)."""
     return [_without_judges(dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, train_seed=None))),
-            "segmenter"]
+            "segmenter", config_digest(cfg.segmenter_config)]
 
 
 def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: list[Path], data_key: Any,
@@ -76,7 +76,8 @@ def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: li
     study, jcfg = cfg.study, cfg.judges
     home = root if base is None else base  # a shared judge is made (or redone by --force) in its own folder only
     plane_dir = home / "models" / "plane_classifier"
-    plane_key = [to_dict(jcfg), data_key, study.target, study.seed, "plane classifier"]
+    plane_key = [to_dict(jcfg), data_key, study.target, study.seed, "plane classifier",
+                 config_digest(jcfg.plane_config)]
     run_stage("train plane classifier", home, plane_key,
               lambda: train_plane_judge(data, plane_dir, jcfg, domain=study.target, seed=study.seed,
                                         progress=progress), force=force and base is None, log=log)  # fmt: skip

@@ -25,7 +25,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.demo_difusal import DemoDifusalConfig
 from sonoshift.pipeline.spain_africa import SpainAfricaConfig
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
-from sonoshift.pipeline.study import StudyConfig, config_path, run_study
+from sonoshift.pipeline.study import StudyConfig, config_digest, config_path, run_study
 
 if TYPE_CHECKING:
     from sonoshift.report import ExtraSection
@@ -270,11 +270,12 @@ def run_real(
                   force=force, log=log)
         study_runs[name] = run_study(sub / "data", sub, study, log=log, force=force, progress=progress,
                                      prefix=f"{name}: ")  # fmt: skip
+    heads_digests = [config_digest(c) for c in (cfg.hc18_config, cfg.hc18_ga_config, cfg.hc18_refiner_config)]
     heads = run_stage("heads: HC18 segmenter on FETAL_PLANES_DB", root,
-                      [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}"],
+                      [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}", heads_digests],
                       lambda: _heads(cfg, root, data_root, study_runs["fpdb"], progress), force=force, log=log)
     hc18 = run_stage("hc18: GA estimator on held-out HC18", root,
-                     [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}", "hc18 v2"],
+                     [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}", heads_digests, "hc18 v2"],
                      lambda: _hc18_ga(cfg, root, data_root, Path(heads["segmenter"]), progress), force=force, log=log)
     spain = (run_spain_africa(root / "spain_africa", data_root, cfg.spain_africa, log=log, force=force,
                               progress=progress) if cfg.spain_africa.enabled else None)  # fmt: skip

@@ -79,7 +79,7 @@ def run_spain_africa(
     from sonoshift.judges.plane.cross_domain import SHARED_PLANES, CrossDomainConfig, spain_to_africa
     from sonoshift.judges.plane.train import ClassifierConfig
     from sonoshift.methods import train_method
-    from sonoshift.pipeline.study import config_path
+    from sonoshift.pipeline.study import config_digest, config_path
 
     split = african_split()
     prep = PrepareConfig(resize=ResizeConfig(size=cfg.size), source_domain=AFRICA, target_domain=SPAIN)
@@ -101,7 +101,7 @@ def run_spain_africa(
             raise KeyboardInterrupt(f"CycleGAN training interrupted at step {r.step}; run again to resume")
         return {"run": str(cg), "steps": r.step}
 
-    run_stage("spain-africa: train cyclegan africa -> spain", root, [base, overrides, cfg.cyclegan_config],
+    run_stage("spain-africa: train cyclegan africa -> spain", root, [base, overrides, cfg.cyclegan_config, config_digest(cfg.cyclegan_config)],
               _train, force=force, log=log)
     ccfg = load_config(ClassifierConfig, config_path(cfg.classifier_config),
                        [f"image_size={cfg.size}", f"train.seed={cfg.seed}"]

@@ -82,6 +82,27 @@ def config_path(name: str) -> Path:
     raise SonoshiftError(f"config file {name} does not exist (looked in {Path.cwd()} and {repo_root()}).")
 
 
+def config_digest(name: str) -> str | None:
+    """sha256 of the config file ``name`` (resolved as :func:`config_path`; "" = no file, None): put it in a stage
+    key so that editing the file reruns the stage."""
+    from sonoshift.outputs import file_digest
+
+    return file_digest(config_path(name)) if name else None
+
+
+def config_digests(cfg: StudyConfig, names: list[str]) -> dict[str, str]:
+    """sha256 of the config file of each method in ``names`` and of every method they need (transitively): a stage
+    keyed on them reruns when one of those files is edited, not only when another file is named."""
+    out: dict[str, str] = {}
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out[name] = config_digest(str(method_config(cfg, name)))
+            todo += list(registry.get(name).needs.values())
+    return dict(sorted(out.items()))
+
+
 def _overrides(cfg: StudyConfig, name: str, models: Path) -> list[str]:
     out = [
         f"data.source_domain={cfg.source}",
@@ -153,19 +174,22 @@ def run_study(
     models = root / "models"
     names = study_methods(cfg)
     for method in names:
-        name, key = f"{prefix}train {method}", [settings, path_key(data, root), method]
+        name, key = f"{prefix}train {method}", [settings, path_key(data, root), method, config_digests(cfg, [method])]
         if force or is_stale(name, root, key):
             # Other settings than the finished run: train from scratch rather than resume its checkpoint.
             shutil.rmtree(models / method, ignore_errors=True)
         run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress), force=force, log=log)
     runs = []
+    from sonoshift.baselines import NEEDS as baseline_needs
     from sonoshift.baselines import applicable
 
     baselines = [b for b in cfg.baselines if applicable(b, data, cfg.source, cfg.target, tuple(names))]
     for method in (BASELINE, *baselines, *names):
         run_dir = root / "harmonized" / method
+        # outputs follow the config files of the trained methods they use
+        digests = config_digests(cfg, [method] if method in names else list(baseline_needs.get(method, ())))
         run_stage(
-            f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method,
+            f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method, digests,
                                                              path_key(segmenter, root) if segmenter else None],
             lambda m=method, r=run_dir: harmonize_and_score(m, cfg, data, models, r, segmenter, progress),
             force=force, log=log,
