@@ -149,6 +149,9 @@ def write_checkpoint(
     return final
 
 
+SELECTED = "selected"  # checkpoints/selected: the checkpoint inference uses, written after training (methods.select)
+
+
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoint folders of a run, oldest first."""
     root = Path(run_dir) / "checkpoints"
@@ -158,9 +161,10 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))  # type: ignore[union-attr]
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder or model file for ``path``: a checkpoint folder, a run folder (its latest
-    checkpoint) or a ``model.safetensors`` file. Raises SonoshiftError naming ``path`` otherwise."""
+def find_checkpoint(path: str | Path, selected: bool = True) -> Path:
+    """A checkpoint folder or model file for ``path``: a checkpoint folder, a run folder (the checkpoint named by
+    its ``checkpoints/selected`` when ``selected`` and present, e.g. ``methods.select``; else its latest) or a
+    ``model.safetensors`` file. Raises SonoshiftError naming ``path`` otherwise."""
     path = Path(path)
     if path.is_file():
         if path.suffix != ".safetensors":
@@ -170,6 +174,11 @@ def find_checkpoint(path: str | Path) -> Path:
         raise SonoshiftError(f"model {path} does not exist.")
     if (path / MODEL_FILE).is_file():
         return path
+    chosen = path / "checkpoints" / SELECTED
+    if selected and chosen.is_file():
+        cand = path / "checkpoints" / chosen.read_text(encoding="utf-8").strip()
+        if (cand / MODEL_FILE).is_file():
+            return cand
     latest = path / "checkpoints" / "latest"
     if latest.is_file():
         cand = path / "checkpoints" / latest.read_text(encoding="utf-8").strip()

@@ -394,12 +394,14 @@ def train(
         remove_stale(out_dir / "checkpoints")
     if main and not resume:
         _check_run_folder(out_dir)
+    if main:  # a choice among the checkpoints of a run that now trains on is redone after it (methods.select)
+        (out_dir / "checkpoints" / ckpt_io.SELECTED).unlink(missing_ok=True)
     existing = ckpt_io.list_checkpoints(out_dir)
     step = 0
     if resume:
         if not existing:
             raise SonoshiftError(f"cannot resume: {out_dir} holds no checkpoint.")
-        latest = ckpt_io.find_checkpoint(out_dir)
+        latest = ckpt_io.find_checkpoint(out_dir, selected=False)
         step = int(_restore(method, latest, scaler)["step"])
     elif existing:
         raise SonoshiftError(f"{out_dir} already holds a training run; pass --resume or choose another --out.")

@@ -21,6 +21,7 @@ class TrainableSpec(Protocol):
     """The part of ``sonoshift.methods.MethodSpec`` the engine uses (the engine does not import methods)."""
 
     name: str
+    select: Any  # None, or select(cfg, data, run) after a completed run: the checkpoint inference uses
 
     def dataset(self, data: Path, cfg: Any) -> Any: ...
 
@@ -38,7 +39,13 @@ def run_training(
     dataset = spec.dataset(root, cfg)
     method = spec.build(cfg, dataset, device, info.rank)
     stamp = dataset_stamp(root, config_name)
-    return train(method, dataset, t, out, full_config=to_dict(cfg), resume=resume, progress=progress, stamp=stamp)
+    result = train(method, dataset, t, out, full_config=to_dict(cfg), resume=resume, progress=progress, stamp=stamp)
+    select = getattr(spec, "select", None)
+    if select is not None and not result.interrupted and info.is_main:
+        chosen = select(cfg, root, Path(out))  # the checkpoint inference uses (checkpoints/selected)
+        if chosen is not None:
+            result.checkpoint = chosen
+    return result
 
 
 __all__ = ["TrainableSpec", "run_training"]

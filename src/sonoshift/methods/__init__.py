@@ -42,7 +42,9 @@ class MethodSpec:
     study_order: position in the default study (None: not trained by default);
     trainer: for a method trained by its own command instead of the shared engine (the plane classifier's
         early stopping on validation macro-F1), that command; ``dataset`` and ``build`` are then None and
-        `sonoshift train` does not list it, but ``load_model`` loads it like any other.
+        `sonoshift train` does not list it, but ``load_model`` loads it like any other;
+    select(cfg, data, run): called after a completed training run (main process) to choose the checkpoint that
+        inference uses (``checkpoints/selected``; e.g. ``methods.select``); None keeps the latest.
     """
 
     name: str
@@ -56,6 +58,7 @@ class MethodSpec:
     needs: Mapping[str, str] = field(default_factory=dict)
     study_order: int | None = None
     trainer: str = ""
+    select: Callable[[Any, Path, Path], Any] | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}

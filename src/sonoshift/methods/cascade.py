@@ -42,6 +42,7 @@ from sonoshift.methods.ddgan import (
     FrozenCycleGAN,
     TargetFrames,
     fitted_anchor,
+    select,
     load_cyclegan,
     rebuild_generator,
 )
@@ -305,7 +306,7 @@ def training_data(data: Path, cfg: CascadeConfig) -> Any:
 
 SPEC = register(MethodSpec(
     name="cascade", kind="translator", config=CascadeConfig, dataset=training_data, build=build,
-    load=load_translator,
+    load=load_translator, select=select,
     summary="Train the CycleGAN -> diffusion cascade: a refiner conditioned on the CycleGAN round trip of each "
             "target (joint.enabled=true fine-tunes the CycleGAN).",
     default_config="configs/cpu/cascade.yaml", needs={"cyclegan": "cyclegan"}, study_order=2,

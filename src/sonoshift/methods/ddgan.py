@@ -103,6 +103,10 @@ class DDGANConfig(Validated):
     condition channel) as a smooth local gain, base x blur(sample) / blur(base), Gaussian of this std in pixels
     inside the fan (``methods.anchor.apply_as_gain``; 0 = off): the learned brightness change, applied the way
     ultrasound speckle scales, without the additive correction's full-contrast speckle over a darkened floor.
+    select_floor: after training, use the last kept checkpoint whose outputs on the validation source frames keep
+    a mean LNCC of at least this with their anchor image, the first one when none does (0 = the last checkpoint;
+    ``methods.select``: no ground truth is read). Keep several checkpoints (``train.checkpoint_every``,
+    ``train.keep_last``) for it to choose from.
     """
 
     name: str = "ddgan"
@@ -118,6 +122,7 @@ class DDGANConfig(Validated):
     anchor: Literal["condition", "histogram_match", "affine", "depth_affine"] = "condition"
     anchor_despeckle: bool = False
     output_gain: Annotated[float, Range(0, 32)] = 0.0
+    select_floor: Annotated[float, Range(0, 1)] = 0.0
 
 
 @dataclass
@@ -402,6 +407,10 @@ class DDGANTranslator(TranslatorBase):
             return None
         return lambda y: apply_as_gain(y, cond[:, :1], self.output_gain)
 
+    def base(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual generator's base image for source ``x`` (the anchor; the condition without an anchor)."""
+        return self._prepare(x)[0][:, :1]
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         cond, x_init = self._prepare(x)
         return sample(self.G, self.schedule, cond, self._gen(x, generator), x_init, post=self._post(cond))
@@ -445,8 +454,18 @@ def training_data(data: Path, cfg: DDGANConfig) -> TargetFrames:
     return TargetFrames(data, cfg.data, seed=cfg.train.seed)
 
 
+def select(cfg: DDGANConfig, data: Path, run: Path) -> Path | None:
+    """After a completed run: the checkpoint chosen by ``cfg.select_floor`` (``methods.select``), None when off."""
+    if cfg.select_floor <= 0:
+        return None
+    from sonoshift.methods.select import select_checkpoint
+
+    return select_checkpoint(run, data, cfg.data.source_domain, cfg.select_floor)
+
+
 SPEC = register(MethodSpec(
     name="ddgan", kind="translator", config=DDGANConfig, dataset=training_data, build=build, load=load_translator,
+    select=select,
     summary="Train a conditional denoising diffusion GAN; its condition is made by a frozen, trained CycleGAN.",
     default_config="configs/cpu/ddgan.yaml", needs={"cyclegan": "cyclegan"}, study_order=1,
 ))
@@ -461,6 +480,6 @@ def train_ddgan(
 
 
 __all__ = [
-    "DDGAN", "DDGANConfig", "DDGANTranslator", "TargetFrames", "build", "load_cyclegan", "load_translator",
+    "DDGAN", "DDGANConfig", "DDGANTranslator", "TargetFrames", "build", "load_cyclegan", "load_translator", "select",
     "train_ddgan",
 ]

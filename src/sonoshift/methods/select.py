@@ -1,0 +1,93 @@
+"""Which checkpoint of a residual diffusion translator to use, chosen without ground truth (issue 12).
+
+A harmonizer may change grey levels, not anatomy. The anchored translators (``x_0 = anchor + correction``) start as
+their anchor and, trained long enough on 2 CPU cores, begin to move structure: once the correction stops being a
+brightness change, their outputs lose local correlation with their own anchor and the simulator ground truth
+punishes it (docs/diffusion.md §13-14). So after training, each kept checkpoint translates the validation split's
+source frames, and ``structure_kept`` = mean LNCC (9x9 windows, inside the field of view) between each output and
+its anchor image; the run uses the **last** checkpoint whose value is at least ``select_floor``, or the first
+checkpoint when none is. No label or ground truth is read: only source frames of the validation split.
+
+``choose`` is the rule (pure); ``select_checkpoint`` runs it on a run folder and writes ``checkpoints/selected``
+(which ``engine.checkpoint.find_checkpoint`` prefers to ``latest``) and ``selection.csv``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sonoshift.atomic import atomic_write_text
+from sonoshift.engine.checkpoint import SELECTED
+from sonoshift.errors import SonoshiftError
+
+
+
+def choose(steps: Sequence[int], kept: Sequence[float], floor: float) -> int:
+    """The last step whose ``kept`` value is at least ``floor``; the first step when none is (a NaN never is)."""
+    if not steps or len(steps) != len(kept):
+        raise SonoshiftError(f"checkpoint selection needs one score per checkpoint, got {len(steps)} and {len(kept)}.")
+    ok = [s for s, k in zip(steps, kept) if np.isfinite(k) and k >= floor]
+    return ok[-1] if ok else steps[0]
+
+
+def evenly(n: int, k: int) -> np.ndarray:
+    """``min(n, k)`` evenly spaced indices of ``range(n)``, first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, dtype=int)
+
+
+@torch.no_grad()
+def structure_kept(tr: Any, frames: np.ndarray, masks: np.ndarray, seed: int = 0, batch: int = 32) -> float:
+    """Mean LNCC between ``tr``'s outputs and its anchor images (``tr.base``) on uint8 ``frames`` (N, H, W) inside
+    the boolean field of view ``masks`` (N, H, W); one seeded generator for the whole call."""
+    from sonoshift.inference.translate import to_signed
+    from sonoshift.metrics.lncc import lncc
+
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for i in range(0, len(frames), batch):
+        x = to_signed(np.asarray(frames[i : i + batch]))
+        out, base = tr(x, generator=g), tr.base(x)
+        m = torch.from_numpy(np.asarray(masks[i : i + batch]))[:, None]
+        vals.append(lncc((out + 1) / 2, (base + 1) / 2, m))
+    v = torch.cat(vals).numpy()
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def select_checkpoint(run: str | Path, data: str | Path, source: str, floor: float, split: str = "val",
+                      max_frames: int = 160) -> Path | None:
+    """Score every checkpoint of ``run`` on up to ``max_frames`` evenly spaced ``source`` frames of ``split`` of the
+    prepared dataset ``data``, choose one (``choose``), write ``run/selection.csv`` and ``run/checkpoints/selected``;
+    return the chosen checkpoint folder. A dataset with no such frames keeps the latest checkpoint (None, said in
+    one line)."""
+    from sonoshift.data.cache import has_cache, load_cache
+    from sonoshift.engine.checkpoint import list_checkpoints
+    from sonoshift.methods import load_translator
+    from sonoshift.progress import console
+
+    run = Path(run)
+    ckpts = list_checkpoints(run)
+    if not ckpts:
+        raise SonoshiftError(f"{run} holds no checkpoint to select from.")
+    frames = load_cache(data, split, source) if has_cache(data, split, source) else np.zeros((0, 1, 1), np.uint8)
+    idx = evenly(len(frames), max_frames)
+    if not len(idx) or not has_cache(data, split, source, "mask"):
+        console.print(f"checkpoint selection: {data} has no {source} frames with masks in its {split} split; "
+                      f"{run} keeps its latest checkpoint.")
+        return None
+    x, m = np.asarray(frames[idx]), np.asarray(load_cache(data, split, source, "mask")[idx]) > 0
+    steps = [int(c.name.split("_")[-1]) for c in ckpts]
+    kept = [structure_kept(load_translator(c), x, m) for c in ckpts]
+    step = choose(steps, kept, floor)
+    rows = ["step,structure_kept,selected"] + [f"{s},{k:.5f},{int(s == step)}" for s, k in zip(steps, kept)]
+    atomic_write_text(run / "selection.csv", "\n".join(rows) + "\n")
+    chosen = ckpts[steps.index(step)]
+    atomic_write_text(run / "checkpoints" / SELECTED, chosen.name + "\n")
+    return chosen
+
+
+__all__ = ["choose", "evenly", "select_checkpoint", "structure_kept"]
