@@ -11,7 +11,8 @@ patient. Scores against the simulator ground truth, inside the field of view: PS
 texture check (RMS distance of log radial power spectra to the ground truth's, dB, lower is better); PSNR and
 LNCC with a 95% bootstrap interval over patients. Trained variants are kept under OUT/<variant>/ and reused when
 OUT/<variant>/done exists. ``--every K`` keeps a checkpoint every K steps and scores each one (rows
-``variant@K``): a learning curve from one training run. ``--segmenter RUN/models/segmenter`` adds the
+``variant@K``): a learning curve from one training run; the row ``variant`` is the checkpoint the run uses
+(the CPU configs choose it on validation source frames, ``select_floor``; OUT/<variant>/selection.csv). ``--segmenter RUN/models/segmenter`` adds the
 downstream Dice of the frozen target-domain segmenter on each row's outputs (vs the source label maps, inside the
 field of view; mean over classes present, then over frames, with the patient interval) and the ground truth's
 Dice (the ceiling) in the header. Writes OUT/ablation.md and OUT/ablation.csv. Set
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -44,7 +46,8 @@ SRC = ["anchor=condition"]  # residual base = the condition itself (DDGAN: sourc
 SRC_CASCADE = [*SRC, "generator.in_channels=2"]  # x_t and the CycleGAN output only
 NO_SMOOTH = ["generator.correction_sigma=0.0"]
 NO_STRUCT = ["loss.structure=0.0"]
-STRUCTURE_WEIGHT = {"ddgan": 3, "cascade": 1}  # loss.structure in the CPU configs
+STRUCTURE_WEIGHT = {m: int(yaml.safe_load((ROOT / "configs" / "cpu" / f"{m}.yaml").read_text())["loss"]["structure"])
+                    for m in ("ddgan", "cascade")}  # loss.structure in the CPU configs
 OFF = {
     "residual": ["generator.output=tanh", *NO_SMOOTH],
     "l1": ["loss.l1_x0=0.0"],
@@ -247,12 +250,16 @@ def main() -> None:
         t0 = time.perf_counter()
         run = train_variant(name, args.data, args.cyclegan, args.out, args.steps, args.seed, args.every)
         seconds = time.perf_counter() - t0
+        chosen = run / "checkpoints" / "selected"  # the config's select_floor chose a checkpoint (methods.select)
         if args.every:
-            for k in range(args.every, args.steps, args.every):
+            for k in range(args.every, args.steps + (args.every if chosen.is_file() else 0), args.every):
                 ckpt = run / "checkpoints" / f"step_{k:08d}"
                 if ckpt.is_dir():
                     add(f"{name}@{k}", VARIANTS[name][2], load_translator(ckpt))
-        add(name, VARIANTS[name][2], load_translator(run), seconds)
+        desc = VARIANTS[name][2]
+        if chosen.is_file():
+            desc += f"; checkpoint chosen without ground truth: {chosen.read_text().strip()}"
+        add(name, desc, load_translator(run), seconds)
         write(rows, args)
     write(rows, args)
 
