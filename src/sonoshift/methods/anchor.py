@@ -106,8 +106,8 @@ def apply_as_gain(y: torch.Tensor, base: torch.Tensor, sigma: float) -> torch.Te
     return (out / 127.5 - 1.0).to(y.dtype)
 
 
-def _evenly(n: int, k: int) -> np.ndarray:
-    """Indices of up to ``k`` evenly spaced items of ``n``."""
+def evenly(n: int, k: int) -> np.ndarray:
+    """Indices of up to ``k`` evenly spaced items of ``n`` (first and last included; none when ``n`` is 0)."""
     return np.linspace(0, n - 1, min(n, k)).round().astype(int)
 
 
@@ -183,7 +183,7 @@ def _levels(dataset: Any, key: str, max_frames: int) -> np.ndarray:
     n = len(dataset)
     if n == 0:
         raise SonoshiftError(f"the translator anchor needs {key} training frames, and the dataset is empty.")
-    idx = _evenly(n, max_frames)
+    idx = evenly(n, max_frames)
     return np.stack([
         ((dataset[int(i)][key][0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy() for i in idx
     ])
@@ -198,7 +198,7 @@ def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
     for frames, fov in (source, target):
         if len(frames) == 0:
             raise SonoshiftError("the affine anchor needs training frames of both domains, and one is empty.")
-        idx = _evenly(len(frames), max_frames)
+        idx = evenly(len(frames), max_frames)
         stats += _foreground_stats(np.asarray(frames[idx]), np.asarray(fov[idx]) > 0, depth)
     if len(stats[0]) != len(stats[2]):
         raise SonoshiftError(f"the depth anchor needs frames of one height in both domains, got {len(stats[0])} "
@@ -221,7 +221,7 @@ def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, 
     anchor = fit_affine(pairs[0], pairs[1], depth)
     if not despeckle:
         return anchor
-    few = [tuple(np.asarray(a[_evenly(len(a), max_frames)]) for a in p) for p in pairs]
+    few = [tuple(np.asarray(a[evenly(len(a), max_frames)]) for a in p) for p in pairs]
     return fit_despeckle(anchor, few[0], few[1])
 
 
@@ -280,7 +280,7 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 
 __all__ = [
-    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "apply_as_gain", "anchor_metadata", "anchored_condition", "fit_affine",
+    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "apply_as_gain", "anchor_metadata", "anchored_condition", "evenly", "fit_affine",
     "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "high_frequency_share",
     "masked_blur", "DEPTH_SIGMA",
 ]

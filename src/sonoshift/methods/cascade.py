@@ -42,9 +42,9 @@ from sonoshift.methods.ddgan import (
     FrozenCycleGAN,
     TargetFrames,
     fitted_anchor,
-    select,
     load_cyclegan,
     rebuild_generator,
+    select,
 )
 from sonoshift.methods.anchor import Anchor, anchor_from_metadata, anchored_condition
 from sonoshift.models import PatchGAN, init_normal

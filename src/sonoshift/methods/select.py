@@ -24,7 +24,7 @@ import torch
 from sonoshift.atomic import atomic_write_text
 from sonoshift.engine.checkpoint import SELECTED
 from sonoshift.errors import SonoshiftError
-
+from sonoshift.methods.anchor import evenly
 
 
 def choose(steps: Sequence[int], kept: Sequence[float], floor: float) -> int:
@@ -33,11 +33,6 @@ def choose(steps: Sequence[int], kept: Sequence[float], floor: float) -> int:
         raise SonoshiftError(f"checkpoint selection needs one score per checkpoint, got {len(steps)} and {len(kept)}.")
     ok = [s for s, k in zip(steps, kept) if np.isfinite(k) and k >= floor]
     return ok[-1] if ok else steps[0]
-
-
-def evenly(n: int, k: int) -> np.ndarray:
-    """``min(n, k)`` evenly spaced indices of ``range(n)``, first and last included."""
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(int)) if n else np.zeros(0, dtype=int)
 
 
 @torch.no_grad()
@@ -73,13 +68,14 @@ def select_checkpoint(run: str | Path, data: str | Path, source: str, floor: flo
     ckpts = list_checkpoints(run)
     if not ckpts:
         raise SonoshiftError(f"{run} holds no checkpoint to select from.")
-    frames = load_cache(data, split, source) if has_cache(data, split, source) else np.zeros((0, 1, 1), np.uint8)
-    idx = evenly(len(frames), max_frames)
-    if not len(idx) or not has_cache(data, split, source, "mask"):
+    found = has_cache(data, split, source) and has_cache(data, split, source, "mask")
+    idx = evenly(len(load_cache(data, split, source)), max_frames) if found else []
+    if not len(idx):
         console.print(f"checkpoint selection: {data} has no {source} frames with masks in its {split} split; "
                       f"{run} keeps its latest checkpoint.")
         return None
-    x, m = np.asarray(frames[idx]), np.asarray(load_cache(data, split, source, "mask")[idx]) > 0
+    x = np.asarray(load_cache(data, split, source)[idx])
+    m = np.asarray(load_cache(data, split, source, "mask")[idx]) > 0
     steps = [int(c.name.split("_")[-1]) for c in ckpts]
     kept = [structure_kept(load_translator(c), x, m) for c in ckpts]
     step = choose(steps, kept, floor)

@@ -101,7 +101,8 @@ def run_spain_africa(
             raise KeyboardInterrupt(f"CycleGAN training interrupted at step {r.step}; run again to resume")
         return {"run": str(cg), "steps": r.step}
 
-    run_stage("spain-africa: train cyclegan africa -> spain", root, [base, overrides, cfg.cyclegan_config, config_digest(cfg.cyclegan_config)],
+    run_stage("spain-africa: train cyclegan africa -> spain", root,
+              [base, overrides, cfg.cyclegan_config, config_digest(cfg.cyclegan_config)],
               _train, force=force, log=log)
     ccfg = load_config(ClassifierConfig, config_path(cfg.classifier_config),
                        [f"image_size={cfg.size}", f"train.seed={cfg.seed}"]
