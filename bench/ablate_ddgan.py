@@ -76,7 +76,7 @@ def _rows(method: str, src: list[str]) -> dict[str, tuple[str, list[str], str]]:
         **{f"{m}-{k}": (m, v, f"CPU config without {k}") for k, v in OFF.items()},
         f"{m}-old": (m, [*src, *NO_STRUCT, *ALL_OFF, *(["round_trip_noise=0.0"] if m == "cascade" else [])],
                      "the original design (every issue-12 change off)"),
-        **{f"{m}+struct{k}": (m, [f"loss.structure={k}.0"], f"structure loss weight {k}") for k in (1, 3, 10, 30) if k != w},
+        **{f"{m}+struct{k}": (m, [f"loss.structure={k}.0"], f"structure loss weight {k}") for k in (1, 3, 10, 30, 100) if k != w},
         f"{m}-t170": (m, T170, "reading 1 of 't = 170': step size 170 on a 1000 grid (6 steps from noise)"),
         f"{m}-t250partial": (m, T250P, "reading 2 of 't = 250': partial start at t = 0.25 (4 steps)"),
         f"{m}-t170partial": (m, ["schedule.t_max=0.17", "schedule.start=partial"],

@@ -17,7 +17,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.inference.translate import to_signed
 from sonoshift.methods import load_translator
 from sonoshift.methods.ddgan import DDGANConfig, train_ddgan
-from sonoshift.methods.select import choose, evenly, structure_kept
+from sonoshift.methods.select import checkpoint_scores, choose, evenly, structure_kept
 from sonoshift.metrics.lncc import lncc
 
 
@@ -29,6 +29,14 @@ def test_choose_is_the_last_checkpoint_at_or_above_the_floor_else_the_first():
     assert choose([100, 200], [0.99, float("nan")], 0.98) == 100  # NaN never qualifies
     with pytest.raises(SonoshiftError, match="one score per checkpoint"):
         choose([100, 200], [0.99], 0.98)
+    with pytest.raises(SonoshiftError, match="one score per checkpoint"):
+        choose([100, 200], [0.99, 0.99], 0.98, [0.0], 1.0)
+    # a brightening above the limit rules a checkpoint out as a low structure score does
+    assert choose([100, 200, 300], [0.99, 0.99, 0.99], 0.98, [0.0, 0.3, 2.3], 1.0) == 200
+    assert choose([100, 200, 300], [0.99, 0.99, 0.99], 0.98, [-0.4, -3.8, -5.3], 1.0) == 300  # darkening is fine
+    assert choose([100, 200, 300], [0.99, 0.99, 0.97], 0.98, [1.5, 2.0, 0.0], 1.0) == 100  # none: the first
+    assert choose([100, 200], [0.99, 0.99], 0.98, [0.0, float("nan")], 1.0) == 100
+    assert choose([100, 200], [0.99, 0.99], 0.98, [0.0, 9.0]) == 200  # no limit given: brightening is ignored
     assert evenly(10, 3).tolist() == [0, 4, 9] and evenly(2, 5).tolist() == [0, 1] and evenly(0, 4).size == 0
 
 
@@ -60,6 +68,21 @@ def test_structure_kept_ignores_grey_level_changes_and_sees_moved_structure():
     assert moved == pytest.approx(ref, abs=1e-6) and abs(moved) < 0.2
 
 
+def test_brightening_is_the_mean_grey_level_change_inside_the_field_of_view():
+    rng = np.random.default_rng(1)
+    frames = rng.integers(20, 200, (5, 16, 16)).astype(np.uint8)
+    masks = np.zeros_like(frames, dtype=bool)
+    masks[:, 4:12, 2:14] = True
+    # +0.1 in [-1, 1] units is +12.75 grey levels everywhere; an affine change keeps LNCC at 1
+    kept, bright = checkpoint_scores(_Fake(lambda x: x + 0.1), frames, masks)
+    assert kept == pytest.approx(1.0, abs=1e-3) and bright == pytest.approx(12.75, abs=1e-3)
+    # a change outside the field of view does not count; inside, the mean over its pixels (numpy reference)
+    ramp = torch.linspace(-0.2, 0.2, 16).view(1, 1, 1, 16)
+    _, bright = checkpoint_scores(_Fake(lambda x: x + ramp), frames, masks)
+    ref = (np.broadcast_to(np.linspace(-0.2, 0.2, 16) * 127.5, frames.shape))[masks].mean()
+    assert bright == pytest.approx(ref, abs=1e-3)
+
+
 def test_a_trained_run_uses_its_selected_checkpoint_and_resumes_from_the_latest(tiny_run, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny_run["data"], data)
@@ -78,12 +101,14 @@ def test_a_trained_run_uses_its_selected_checkpoint_and_resumes_from_the_latest(
     x = to_signed(frames)
     m = torch.ones_like(x, dtype=torch.bool)
     rows = (run / "selection.csv").read_text().splitlines()
-    assert rows[0] == "step,structure_kept,selected"
+    assert rows[0] == "step,structure_kept,brightening,selected"
     for c, row in zip(ckpts, rows[1:]):
         tr = load_translator(c)
-        ref = float(lncc((tr(x, generator=torch.Generator().manual_seed(0)) + 1) / 2, (tr.base(x) + 1) / 2, m).mean())
+        out = tr(x, generator=torch.Generator().manual_seed(0))
+        ref = float(lncc((out + 1) / 2, (tr.base(x) + 1) / 2, m).mean())
         assert float(row.split(",")[1]) == pytest.approx(ref, abs=1e-4)
         assert ref < 1.0
+        assert float(row.split(",")[2]) == pytest.approx(float((out - tr.base(x)).mean()) * 127.5, abs=2e-3)
     chosen = [r.split(",")[0] for r in rows[1:] if r.endswith(",1")]
     assert chosen == ["1"] and result.checkpoint == ckpts[0]  # none reaches the floor: the first checkpoint
     assert find_checkpoint(run) == ckpts[0] and find_checkpoint(run, selected=False) == ckpts[-1]

@@ -142,10 +142,15 @@ def test_semi_supervised_loop_guards_the_unlabelled_images_and_augments_the_synt
     over = [o for o in TINY_DEMO if not o.startswith("data.background_plane")]
     cfg = load_config(DifusalConfig, None, [*over, "label_fractions=[0.5]", "arms=[real,difusal]",
                                             "generator.unlabelled=5", "critics.ga_slack=val_mae",
-                                            "loop.synthetic_classical_aug=true"])
-    run_difusal(cfg, toy, tmp_path / "run", progress=False, max_stages=3)  # setup, real, difusal round 0
+                                            "loop.synthetic_classical_aug=true",
+                                            "generator.pseudo_label_conf=0.5"])
+    # setup, real, difusal rounds 0 and 1 (the loop round fine-tunes on the pseudo-labelled images again)
+    run_difusal(cfg, toy, tmp_path / "run", progress=False, max_stages=4)
     setup = json.loads((stage_dir(tmp_path / "run", "regime_050", "setup", 0) / "setup.json").read_text())
     assert setup["n_unlabelled"] == 5
+    # two planes, no background plane: every unlabelled image gets a plane (one is always >= 0.5)
+    assert setup["pseudo_labels_per_plane"][0] + setup["pseudo_labels_per_plane"][1] == 5
+    assert (stage_dir(tmp_path / "run", "regime_050", "difusal", 1) / "generator.safetensors").is_file()
     # the memorization guard covers every image the generator trains on: labelled and unlabelled
     assert setup["memo_calibration"]["n_images"] == setup["n_train"] + 5
     assert setup["critic_ga_slack_weeks"] >= 0.0

@@ -87,7 +87,9 @@ class Generator(Validated):
     sample_domain: "" (no domain token), or "data" / "extra": the U-Net gets a domain token, "data" for the
     frames of ``--data`` and "extra" for the images of ``data.unlabelled_path`` (e.g. the unlabelled African
     adaptation part), and every candidate is sampled with this token (accepted images are trained with it):
-    "extra" asks for labelled planes in the look of the unlabelled domain."""
+    "extra" asks for labelled planes in the look of the unlabelled domain. pseudo_label_conf > 0 (with unlabelled
+    images): an unlabelled image whose frozen plane critic gives a standard plane at least this probability trains
+    with that plane's token (difusal/pseudo.py; never the background plane; GA stays unknown); 0 = off."""
 
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     attention: tuple[bool, ...] = (False, False, True)
@@ -109,6 +111,7 @@ class Generator(Validated):
     unlabelled: NonNegInt = 0
     unlabelled_share: UnitFloat = 0.5
     sample_domain: Literal["", "data", "extra"] = ""
+    pseudo_label_conf: UnitFloat = 0.0
 
 
 @dataclass(frozen=True)

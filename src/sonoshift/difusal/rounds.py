@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from sonoshift.atomic import atomic_dir, atomic_write_text
 from sonoshift.config import save_config, to_dict
 from sonoshift.difusal import generator as gen_mod
+from sonoshift.difusal import pseudo
 from sonoshift.difusal.allocation import allocate, uniform
 from sonoshift.difusal.arms import ARMS, Arm, run_order
 from sonoshift.difusal.config import KNOWN_ARMS, DifusalConfig
@@ -254,13 +255,15 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
         save_file({"train_emb": critics.train_emb.contiguous(), "train_hist": critics.train_hist.contiguous()},
                   str(tmp / "critic_embedding.safetensors"))
         pipe = gen_mod.build(cfg.generator, tuple(cfg.data.planes), cfg.data.size, cfg.seed)
+        unlabelled = generator_unlabelled(cfg, reg, critics.plane)
         gen_mod.train(pipe, reg.train, cfg.generator.pretrain_steps, cfg.generator, cfg.seed + 3,
-                      unlabelled=reg.generator_unlabelled)
+                      unlabelled=unlabelled)
         gen_mod.save(pipe, tmp / "generator.safetensors")
         probe_rate = _probe(pipe, critics, cfg, cfg.seed + 9, fan_masks(reg.fan_frames), reg.has_ga)
         _write_json(tmp / "setup.json", {
             "n_train": len(reg.train), "n_val": len(reg.val), "n_test": len(reg.test),
             "n_unlabelled": len(reg.unlabelled), "n_extra_unlabelled": 0 if reg.extra is None else len(reg.extra),
+            "pseudo_labels_per_plane": pseudo.counts(unlabelled, n),
             "critic_ga_slack_weeks": critics.ga_slack_weeks,
             "critic_plane": cfg.critics.plane_checkpoint or "fitted on the regime's frames",
             "critic_plane_val_accuracy": float((plane_probs(critics.plane, reg.val.x).argmax(1) == reg.val.y).mean()),
@@ -271,6 +274,16 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
             "memo_calibration": critics.guard.calibration,
             "fid_real_val": fidelity(critics, reg.val.x)["fid"], "kid_real_val": fidelity(critics, reg.val.x)["kid"],
             "near_copy_rate_generator": probe_rate})
+
+
+def generator_unlabelled(cfg: DifusalConfig, reg: Regime, critic_plane: torch.nn.Module) -> Frames:
+    """The images the generator trains on without the regime's labels; with ``generator.pseudo_label_conf`` > 0,
+    pseudo-labelled by the frozen plane critic (difusal/pseudo.py; the background plane is never assigned)."""
+    un, conf = reg.generator_unlabelled, cfg.generator.pseudo_label_conf
+    if conf <= 0 or not len(un):
+        return un
+    bg = [cfg.data.planes.index(cfg.data.background_plane)] if cfg.data.background_plane else []
+    return pseudo.pseudo_label(un, plane_probs(critic_plane, un.x), conf, bg)
 
 
 def _realism_extra(cfg: DifusalConfig, reg: Regime) -> Frames | None:
@@ -387,7 +400,8 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
             "kid_accepted": fa["kid"],
             **{f"rejected_{r}": int((scores["reason"] == r).sum()) for r in REASONS}})
         gen_mod.train(pipe, reg.train, cfg.generator.finetune_steps if len(new) else 0, cfg.generator, seed + 1,
-                      extra=cum, lr=cfg.generator.finetune_lr, fresh=False, unlabelled=reg.generator_unlabelled)
+                      extra=cum, lr=cfg.generator.finetune_lr, fresh=False,
+                      unlabelled=generator_unlabelled(cfg, reg, critics.plane))
         gen_mod.save(pipe, tmp / "generator.safetensors")
         m = json.loads((tmp / "metrics.json").read_text())
         m["near_copy_rate_after_finetune"] = _probe(pipe, critics, cfg, seed + 2, masks, reg.has_ga)

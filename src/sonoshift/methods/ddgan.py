@@ -106,7 +106,9 @@ class DDGANConfig(Validated):
     select_floor: after training, use the last kept checkpoint whose outputs on the validation source frames keep
     a mean LNCC of at least this with their anchor image, the first one when none does (0 = the last checkpoint;
     ``methods.select``: no ground truth is read). Keep several checkpoints (``train.checkpoint_every``,
-    ``train.keep_last``) for it to choose from.
+    ``train.keep_last``) for it to choose from. select_max_brightening: with select_floor, a checkpoint whose
+    validation outputs are on average brighter than their anchor by more than this many grey levels (of 0..255) is
+    not used either (the moment-matched anchor already has the target's mean; 255 = no limit).
     """
 
     name: str = "ddgan"
@@ -123,6 +125,7 @@ class DDGANConfig(Validated):
     anchor_despeckle: bool = False
     output_gain: Annotated[float, Range(0, 32)] = 0.0
     select_floor: Annotated[float, Range(0, 1)] = 0.0
+    select_max_brightening: Annotated[float, Range(0, 255)] = 255.0
 
 
 @dataclass
@@ -460,7 +463,8 @@ def select(cfg: DDGANConfig, data: Path, run: Path) -> Path | None:
         return None
     from sonoshift.methods.select import select_checkpoint
 
-    return select_checkpoint(run, data, cfg.data.source_domain, cfg.select_floor)
+    return select_checkpoint(run, data, cfg.data.source_domain, cfg.select_floor,
+                             max_brightening=cfg.select_max_brightening)
 
 
 SPEC = register(MethodSpec(
