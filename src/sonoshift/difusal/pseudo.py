@@ -6,7 +6,8 @@ close to the few labelled patients. With ``pseudo_label_conf`` > 0, an unlabelle
 (fitted on the regime's labels only: label hygiene holds) gives one plane at least that probability is trained with
 that plane's token instead; the background plane (``data.background_plane``, "none of the standard planes") is
 never assigned, since a critic that is unsure says "other" (measured on the 60-patient simulator cohort at 10% of
-the labels: 67-83% of the unlabelled frames got "other" at precision 0.27-0.51, the standard planes 0.5-1.0).
+the labels: 48-67% of the unlabelled frames got "other" at probability >= 0.5 with precision 0.27-0.31, the
+standard planes at >= 0.8 with precision 0.47-1.0; docs/difusal.md, session 16).
 The GA stays unknown (null token): the GA critic of a regime with a handful of patients knows a handful of GAs.
 """
 
