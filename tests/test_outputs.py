@@ -23,7 +23,7 @@ from sonoshift.engine.stamp import dataset_stamp
 from sonoshift.errors import SonoshiftError
 from sonoshift.inference.harmonize import harmonize_dataset, harmonize_inputs
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
-from sonoshift.outputs import Stamp, all_or_nothing, claim_entries, claim_folder, record_entries, write_stamp
+from sonoshift.outputs import Stamp, all_or_nothing, claim_entries, claim_folder, file_digest, record_entries, write_stamp
 from sonoshift.sim.simulate import SimConfig, simulate
 from fake_runs import make_dataset, make_run
 from test_harmonize import cine, make_prepared
@@ -356,3 +356,13 @@ def test_segment_predict_refuses_a_users_folder(tmp_path: Path, capsys: pytest.C
     assert cli(["segment", "predict", str(seg), str(img), "--out", str(tmp_path / "maps")], capsys)[0] == 0
     code, err = cli(["segment", "train", str(tmp_path), "--out", str(user)], capsys)
     assert code == 1 and "not written by sonoshift" in err
+
+
+def test_file_digest_is_sha256_and_a_missing_file_is_one_sentence(tmp_path: Path) -> None:
+    import hashlib
+
+    f = tmp_path / "metrics.csv"
+    f.write_bytes(b"a,b\n1,2\n" * 1000)
+    assert file_digest(f, chunk=7) == hashlib.sha256(f.read_bytes()).hexdigest()
+    with pytest.raises(SonoshiftError, match="is missing: the folder it belongs to was changed or only partly copied"):
+        file_digest(tmp_path / "gone.csv")

@@ -46,11 +46,16 @@ def settings_key(obj: Any) -> str:
 
 
 def file_digest(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes (hex)."""
+    """sha256 of a file's bytes (hex). A missing file is one sentence: stage keys digest the outputs of earlier
+    stages, so a file that is gone means the run folder was changed or only partly copied."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
+    except FileNotFoundError:
+        raise SonoshiftError(f"{path} is missing: the folder it belongs to was changed or only partly copied; "
+                             "run again with --force or into a new output folder.") from None
     return h.hexdigest()
 
 
