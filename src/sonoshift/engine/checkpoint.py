@@ -29,6 +29,7 @@ from torch import nn
 
 from sonoshift.atomic import atomic_dir, atomic_write_text
 from sonoshift.errors import SonoshiftError
+from sonoshift.outputs import file_digest
 
 FORMAT = "1"
 MODEL_FILE = "model.safetensors"
@@ -197,15 +198,6 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
         t = tensors[k].detach().to("cpu").contiguous()
         h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-dim too (BatchNorm)
-    return h.hexdigest()
-
-
-def file_digest(path: Path, chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
     return h.hexdigest()
 
 

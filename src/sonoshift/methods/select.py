@@ -78,8 +78,8 @@ def select_checkpoint(run: str | Path, data: str | Path, source: str, floor: flo
                       max_frames: int = 160, max_brightening: float = float("inf")) -> Path | None:
     """Score every checkpoint of ``run`` on up to ``max_frames`` evenly spaced ``source`` frames of ``split`` of the
     prepared dataset ``data``, choose one (``choose`` with ``floor`` and ``max_brightening``), write
-    ``run/selection.csv`` and ``run/checkpoints/selected``; return the chosen checkpoint folder. A dataset with no such frames keeps the latest checkpoint (None, said in
-    one line)."""
+    ``run/selection.csv`` and ``run/checkpoints/selected``; return the chosen checkpoint folder. A dataset with no
+    such frames keeps the latest checkpoint (None, said in one line)."""
     from sonoshift.data.cache import has_cache, load_cache
     from sonoshift.engine.checkpoint import list_checkpoints
     from sonoshift.methods import load_translator
@@ -90,12 +90,13 @@ def select_checkpoint(run: str | Path, data: str | Path, source: str, floor: flo
     if not ckpts:
         raise SonoshiftError(f"{run} holds no checkpoint to select from.")
     found = has_cache(data, split, source) and has_cache(data, split, source, "mask")
-    idx = evenly(len(load_cache(data, split, source)), max_frames) if found else []
+    frames = load_cache(data, split, source) if found else np.zeros((0, 1, 1), np.uint8)
+    idx = evenly(len(frames), max_frames)
     if not len(idx):
         console.print(f"checkpoint selection: {data} has no {source} frames with masks in its {split} split; "
                       f"{run} keeps its latest checkpoint.")
         return None
-    x = np.asarray(load_cache(data, split, source)[idx])
+    x = np.asarray(frames[idx])
     m = np.asarray(load_cache(data, split, source, "mask")[idx]) > 0
     steps = [int(c.name.split("_")[-1]) for c in ckpts]
     kept, bright = zip(*(checkpoint_scores(load_translator(c), x, m) for c in ckpts))
