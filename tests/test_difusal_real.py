@@ -146,6 +146,9 @@ def test_verdict_on_accuracy_names_the_best_arm_including_harmonized_rows():
     assert "(+5.0 points; target +15: NOT met)" in v and "vs unfiltered 0.620 (+8.0; target +2: met)" in v
     assert "best declared arm: difusal + harmonized test 0.820 (+17.0 points over the better baseline; " \
            "target +15: met)" in v
+    t["adapted_accuracy"] = [0.71, 0.84, 0.6, 0.5]  # a second test variant competes for the best declared arm
+    (v,) = verdict(t, 3, "accuracy", 0.15, 0.02)
+    assert "best declared arm: classical_aug + adapted BN 0.840 (+19.0 points over the better baseline" in v
 
 
 def test_loop_on_spain_with_the_african_test_part_and_domain_tokens(sets, tmp_path, monkeypatch):
@@ -157,7 +160,8 @@ def test_loop_on_spain_with_the_african_test_part_and_domain_tokens(sets, tmp_pa
     monkeypatch.setattr(rd, "harmonize", lambda x, path: -x)  # a stand-in translator that changes every frame
     d = _data(african, spain)
     over = [f"data.test_path={d.test_path}", "data.test_part=african_test", f"data.unlabelled_path={d.unlabelled_path}",
-            "data.unlabelled_part=african_adaptation", "data.harmonizer=cyclegan", "data.planes=[abdomen,head]",
+            "data.unlabelled_part=african_adaptation", "data.harmonizer=cyclegan", "data.adapt_bn=true",
+            "data.planes=[abdomen,head]",
             "data.size=16", "label_fractions=[0.5]", "loop.rounds=1", "loop.budget=4", "loop.floor=1",
             "loop.ga_edges=[16,40]", "downstream.steps=6", "downstream.ga_steps=4", "downstream.batch_size=8",
             "generator.pretrain_steps=3", "generator.finetune_steps=2", "generator.sample_steps=2",
@@ -169,6 +173,7 @@ def test_loop_on_spain_with_the_african_test_part_and_domain_tokens(sets, tmp_pa
     assert sorted(set(reg.test.patients.tolist())) == sorted(TEST_IDS)
     torch.testing.assert_close(reg.test_harmonized.x, -reg.test.x)  # same frames, same order, translated
     assert (reg.extra.domain == 2).all() and (reg.train.domain == 1).all() and (reg.unlabelled.domain == 1).all()
+    assert reg.adapt is reg.extra  # AdaBN re-normalizes on the adaptation part's images only
     assert not np.isfinite(reg.train.ga).any() and not reg.has_ga
     run = tmp_path / "run"
     run_difusal(cfg, spain, run, progress=False)
@@ -184,8 +189,16 @@ def test_loop_on_spain_with_the_african_test_part_and_domain_tokens(sets, tmp_pa
     m = json.loads((f / "metrics.json").read_text())
     assert m["harmonized_accuracy"] == pytest.approx(
         np.mean([(harm["pred"][k] == harm["y"]).mean() for k in range(harm["pred"].shape[0])]))
+    adapted = np.load(f / "test_predictions_adapted.npz")  # same models re-normalized, raw test frames
+    assert (adapted["y"] == raw["y"]).all() and adapted["pred"].shape == raw["pred"].shape
+    assert m["adapted_accuracy"] == pytest.approx(
+        np.mean([(adapted["pred"][k] == adapted["y"]).mean() for k in range(adapted["pred"].shape[0])]))
     page = write_report(run).read_text()
     assert "DiFUSAL accuracy" in page and "+ harmonized test" in page and "target +15" in page
+    assert "difusal + adapted BN" in page and "adapted_accuracy" in page
+    with pytest.raises(SonoshiftError, match="data.adapt_bn needs data.unlabelled_path"):
+        load_regimes(load_config(DifusalConfig, None, [o for o in over if "unlabelled" not in o
+                                                      and "with_extra" not in o and "sample_domain" not in o]), spain)
 
 
 @pytest.mark.slow

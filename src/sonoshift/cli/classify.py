@@ -1,4 +1,4 @@
-"""``sonoshift classify ...``: the fetal plane classifier (train, evaluate, predict, cv, spain-africa)."""
+"""``sonoshift classify ...``: the fetal plane classifier (train, evaluate, predict, adapt, cv, spain-africa)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,21 @@ def predict_cmd(
 
     df = predict_files(classifier, images, out, crop=crop)
     typer.echo(f"{len(df)} predictions written to {out}")
+
+
+@classify_app.command("adapt")
+def adapt_cmd(
+    classifier: Path = typer.Argument(..., help="Classifier folder to adapt (it is not changed)."),
+    images: list[Path] = typer.Argument(..., help="Unlabelled image files or folders (searched recursively) of the new "
+                                                  "scanner or centre."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the adapted classifier."),
+    crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),
+) -> None:
+    """Re-normalize the classifier for a new domain from unlabelled frames (AdaBN: BatchNorm statistics only)."""
+    from sonoshift.judges.plane.adapt import adapt_files
+
+    clf = adapt_files(classifier, images, out, crop=crop)
+    typer.echo(f"adapted on {clf.info['adapted']['frames']} unlabelled frames; written to {out}")
 
 
 @classify_app.command("cv")

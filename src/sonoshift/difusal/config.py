@@ -34,7 +34,9 @@ class LoopData(Validated):
     adaptation part with unlabelled_part "african_adaptation") the generator also trains on, as images only, with
     their own domain token (generator.sample_domain). harmonizer: a translator run folder (e.g. a CycleGAN
     africa -> spain): every stage also scores the test frames translated by it (at the prepared frame size, then
-    resized like every frame), the "real + harmonized" and "both together" rows."""
+    resized like every frame), the "real + harmonized" and "both together" rows. adapt_bn: every stage also
+    scores its plane classifiers re-normalized on unlabelled_path's images (AdaBN: BatchNorm statistics only,
+    no label; test_variants.py), the "+ adapted BN" rows."""
 
     path: str = ""
     size: PosInt = 32
@@ -51,6 +53,7 @@ class LoopData(Validated):
     unlabelled_domains: tuple[str, ...] = ()
     unlabelled_part: Literal["", "african_adaptation"] = ""
     harmonizer: str = ""
+    adapt_bn: bool = False
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sonoshift.difusal.data import Frames
 from sonoshift.engine.schedules import cosine_factor
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.regressor import GaRegressorNet, predict_ga
+from sonoshift.judges.plane.adapt import recompute_batchnorm
 from sonoshift.judges.plane.augment import AugmentConfig, augment
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.judges.plane.train import predict_proba
@@ -130,6 +131,14 @@ def train_models(f: Frames, n_classes: int, head: int, d: Downstream, seed: int,
     return Models(train_plane(f, n_classes, d, seed, classical_aug=classical_aug), ga)
 
 
+def adapt_models(m: Models, x: torch.Tensor) -> Models:
+    """AdaBN (``judges.plane.adapt``): the plane classifier re-normalized on the unlabelled frames ``x`` (its
+    BatchNorm statistics re-estimated, every weight kept); the GA regressor as it is."""
+    if isinstance(m.plane, OnePlane):
+        raise SonoshiftError("data.adapt_bn re-normalizes a plane classifier; this study has one plane.")
+    return Models(recompute_batchnorm(m.plane, x), m.ga)
+
+
 @torch.no_grad()
 def plane_probs(net: PlaneNet, x: torch.Tensor) -> np.ndarray:
     """Softmax probabilities (N, C)."""
@@ -143,4 +152,5 @@ def ga_of(net: GaRegressorNet | None, x: torch.Tensor) -> np.ndarray:
     return predict_ga(net, x)
 
 
-__all__ = ["Models", "OnePlane", "ga_of", "one_plane", "plane_probs", "train_ga", "train_models", "train_plane"]
+__all__ = ["Models", "OnePlane", "adapt_models", "ga_of", "one_plane", "plane_probs", "train_ga", "train_models",
+           "train_plane"]

@@ -21,18 +21,19 @@ from sonoshift.config import from_dict, read_yaml  # noqa: E402
 from sonoshift.difusal.config import DifusalConfig  # noqa: E402
 from sonoshift.difusal.rounds import regime_name, stage_dir  # noqa: E402
 from sonoshift.difusal.selection import REASONS  # noqa: E402
+from sonoshift.difusal.test_variants import VARIANTS, predictions_file  # noqa: E402
 from sonoshift.errors import SonoshiftError  # noqa: E402
 
 TARGET_BETTER_BASELINE, TARGET_UNFILTERED = 0.05, 0.02  # issue 16: macro-F1 gains of the DiFUSAL arm (defaults)
 MEASURE_NAMES = {"macro_f1": "macro-F1", "accuracy": "accuracy", "ga_mae_days": "GA MAE (days)"}
-HARMONIZED = " + harmonized test"  # suffix of an arm scored on the harmonized test frames
 
 
 def verdict(table: pd.DataFrame, rounds: int, measure: str = "macro_f1", target: float = TARGET_BETTER_BASELINE,
             target_unfiltered: float = TARGET_UNFILTERED) -> list[str]:
     """One sentence per label regime comparing the DiFUSAL arm at the last round with the baselines on
-    ``measure`` (the config's first headline measure); with harmonized test scores in the table, also the best
-    declared arm (raw or harmonized test) against the better of real-only and classical augmentation (raw)."""
+    ``measure`` (the config's first headline measure); with scores under a test variant in the table
+    (harmonized test, adapted BN: test_variants.py), also the best declared arm (raw or under a variant) against
+    the better of real-only and classical augmentation (raw)."""
     if measure == "ga_mae_days":
         return ga_verdict(table, rounds, target)
     out = []
@@ -54,10 +55,12 @@ def verdict(table: pd.DataFrame, rounds: int, measure: str = "macro_f1", target:
         if "uniform" in s.index:
             u = s.loc["uniform", measure]
             msg += f"; vs uniform allocation {u:.3f} ({100 * (d[measure] - u):+.1f})"
-        hcol = f"harmonized_{measure}"
-        if hcol in s.columns and s[hcol].notna().any():
-            scores = {**{a: float(s.loc[a, measure]) for a in s.index},
-                      **{a + HARMONIZED: float(s.loc[a, hcol]) for a in s.index if np.isfinite(s.loc[a, hcol])}}
+        scores = {a: float(s.loc[a, measure]) for a in s.index}
+        for v in VARIANTS:
+            col = f"{v.key}_{measure}"
+            if col in s.columns:
+                scores.update({a + v.suffix: float(s.loc[a, col]) for a in s.index if np.isfinite(s.loc[a, col])})
+        if len(scores) > len(s.index):
             best = max(scores, key=scores.get)
             msg += (f"; best declared arm: {best} {scores[best]:.3f} ({100 * (scores[best] - base):+.1f} points over "
                     f"the better baseline; target +{100 * target:.0f}: "
@@ -106,12 +109,14 @@ def config_verdict(cfg: DifusalConfig, table: pd.DataFrame) -> list[str]:
 
 def curves_png(table: pd.DataFrame, regime: str, path: Path, measure: str = "macro_f1") -> None:
     """Accuracy, macro-F1 and GA MAE against the round, one line per arm (``measure`` is marked the headline);
-    without any GA score but with harmonized test scores, the third panel is the accuracy on the harmonized test;
+    without any GA score but with scores under a test variant, the third panel is the first variant's accuracy;
     a GA-only study (headline GA MAE, one plane: accuracy and macro-F1 are 1 by construction) has the GA panel only."""
     t = table[table["regime"] == regime]
     third = ("ga_mae_days", "GA MAE, days (lower = better)")
-    if not t["ga_mae_days"].notna().any() and "harmonized_accuracy" in t and t["harmonized_accuracy"].notna().any():
-        third = ("harmonized_accuracy", "accuracy, harmonized test frames")
+    for v in VARIANTS if not t["ga_mae_days"].notna().any() else ():
+        if f"{v.key}_accuracy" in t and t[f"{v.key}_accuracy"].notna().any():
+            third = (f"{v.key}_accuracy", f"accuracy, {v.label}")
+            break
     panels = [("accuracy", "accuracy"), ("macro_f1", "macro-F1"), third]
     if measure == "ga_mae_days" and t["macro_f1"].nunique(dropna=True) <= 1:
         panels = [third]
@@ -187,18 +192,17 @@ def interval_tables(run: Path, cfg: DifusalConfig, regime: str, k: int, n_boot: 
     from sonoshift.difusal.intervals import accuracy_on, bootstrap, interval, load_predictions, measures, resamples
     from sonoshift.difusal.rounds import PREDICTIONS
 
-    from sonoshift.difusal.rounds import PREDICTIONS_HARMONIZED
-
     preds = {}
     for a in cfg.arms:
         f = stage_dir(run, regime, a, k if ARMS[a].per_round else 0) / PREDICTIONS
         if not f.is_file():
             return None
         preds[a] = load_predictions(f)
-    for a in cfg.arms:  # the same test patients, frames translated by data.harmonizer
-        f = stage_dir(run, regime, a, k if ARMS[a].per_round else 0) / PREDICTIONS_HARMONIZED
-        if f.is_file():
-            preds[a + HARMONIZED] = load_predictions(f)
+    for v in VARIANTS:  # the same test patients: frames harmonized, or the classifier re-normalized
+        for a in cfg.arms:
+            f = stage_dir(run, regime, a, k if ARMS[a].per_round else 0) / predictions_file(v.key)
+            if f.is_file():
+                preds[a + v.suffix] = load_predictions(f)
     n = len(cfg.data.planes)
     sets = resamples(next(iter(preds.values()))["patients"], n_boot, seed=cfg.seed)
     boots = {a: bootstrap(p, sets, n) for a, p in preds.items()}
@@ -275,7 +279,7 @@ def write_report(run: str | Path) -> Path:
     parts.append("</ul>")
     head = table[table["round"] == table["round"].max()][
         ["regime", "arm", "round", "macro_f1", "accuracy", "ga_mae_days", "n_synthetic"]
-        + [c for c in ("harmonized_accuracy", "harmonized_macro_f1") if c in table.columns]]
+        + [f"{v.key}_{m}" for v in VARIANTS for m in ("accuracy", "macro_f1") if f"{v.key}_{m}" in table.columns]]
     parts += [f"<h2>Headline (declared: {', '.join(cfg.headline)}), last finished round; first row of each regime "
               "is the trivial baseline (real only)</h2>", _table_html(head)]
     for frac in cfg.label_fractions:

@@ -32,9 +32,11 @@ from sonoshift.difusal.critics import Critics, copy_guard, fidelity, fit_critics
 from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_split, unlabelled_frames
 from sonoshift.difusal.fan import apply_fan, fan_masks
 from sonoshift.difusal.judge_critic import load_judge_critic
-from sonoshift.difusal.downstream import Models, OnePlane, _net_cfg, ga_of, one_plane, plane_probs, train_models
+from sonoshift.difusal.downstream import (Models, OnePlane, _net_cfg, adapt_models, ga_of, one_plane, plane_probs,
+                                         train_models)
 from sonoshift.difusal.evaluation import evaluate
 from sonoshift.difusal.selection import REASONS, select
+from sonoshift.difusal.test_variants import predictions_file
 from sonoshift.difusal.weakness import bin_index, condition_weakness, ga_weakness, plane_weakness
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.regressor import GaRegressorNet
@@ -54,6 +56,7 @@ class Regime:
     unlabelled: Frames  # images of the other training patients, labels stripped (generator.unlabelled > 0)
     extra: Frames | None = None  # images of data.unlabelled_path (another domain), labels never read
     test_harmonized: Frames | None = None  # the test frames translated by data.harmonizer
+    adapt: Frames | None = None  # data.adapt_bn: the unlabelled images the plane classifiers are re-normalized on
 
     @property
     def _extra(self) -> list[Frames]:
@@ -81,7 +84,7 @@ class Regime:
 
 
 PREDICTIONS = "test_predictions.npz"
-PREDICTIONS_HARMONIZED = "test_predictions_harmonized.npz"
+PREDICTIONS_HARMONIZED = predictions_file("harmonized")
 
 
 def regime_name(fraction: float) -> str:
@@ -218,6 +221,8 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     external, harmonized = test_sets(d, data)
     test = external if external is not None else load_split(data, "test", planes, d.size, tuple(d.domains), d.fill_plane)
     extra = unlabelled_images(d, data) if d.unlabelled_path else None
+    if d.adapt_bn and extra is None:
+        raise SonoshiftError("data.adapt_bn needs data.unlabelled_path (the unlabelled images of the test domain).")
     check_african_rule(d.test_part, training=train, validation=val,
                        **({"unlabelled": extra} if extra is not None else {}))
     if cfg.generator.sample_domain:  # domain tokens: 1 for --data's frames, 2 for data.unlabelled_path's
@@ -232,7 +237,8 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
         va = regime_split(val, frac, d.eval_per_class, n, cfg.seed + 11 * i + 5)[0]
         un = (unlabelled_frames(train, rest, cfg.generator.unlabelled, cfg.seed + 11 * i + 3)
               if cfg.generator.unlabelled and rest else _empty(d.size))
-        out.append(Regime(regime_name(frac), frac, tr, va, test, un, extra, harmonized))
+        out.append(Regime(regime_name(frac), frac, tr, va, test, un, extra, harmonized,
+                          extra if d.adapt_bn else None))
     return out
 
 
@@ -432,12 +438,16 @@ def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: F
 
 
 def _scores(models: list[Models], reg: Regime, n: int, head: int, tmp: Path) -> dict[str, float]:
-    """Test scores (and predictions) of ``models``; with harmonized test frames also their scores, prefixed
-    ``harmonized_`` (predictions in ``PREDICTIONS_HARMONIZED``)."""
+    """Test scores (and predictions) of ``models``, and under each test variant the regime has
+    (test_variants.py): with harmonized test frames their scores prefixed ``harmonized_``; with adaptation
+    images the scores of the plane classifiers re-normalized on them, prefixed ``adapted_``."""
     out = evaluate(models, reg.test, n, head, tmp / PREDICTIONS)
-    if reg.test_harmonized is not None:
-        h = evaluate(models, reg.test_harmonized, n, head, tmp / PREDICTIONS_HARMONIZED)
-        out.update({f"harmonized_{k}": v for k, v in h.items() if k not in ("n_test", "n_seeds")})
+    runs = {"harmonized": (models, reg.test_harmonized),
+            "adapted": ([adapt_models(m, reg.adapt.x) for m in models] if reg.adapt is not None else None, reg.test)}
+    for key, (ms, test) in runs.items():
+        if ms is not None and test is not None:
+            h = evaluate(ms, test, n, head, tmp / predictions_file(key))
+            out.update({f"{key}_{k}": v for k, v in h.items() if k not in ("n_test", "n_seeds")})
     return out
 
 

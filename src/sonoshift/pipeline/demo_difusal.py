@@ -25,7 +25,7 @@ from sonoshift.pipeline.stages import StageLog, is_stale, path_key, run_stage
 
 STAGE = "DiFUSAL synthesis loop"
 HEADLINE_COLUMNS = ("regime", "arm", "round", "macro_f1", "accuracy", "ga_mae_days", "harmonized_accuracy",
-                    "harmonized_macro_f1", "n_synthetic", "n_accepted")
+                    "harmonized_macro_f1", "adapted_accuracy", "adapted_macro_f1", "n_synthetic", "n_accepted")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +103,12 @@ REAL_STAGE = "DiFUSAL synthesis loop, Spain -> Africa"
 def real_loop_overrides() -> list[str]:
     """Where the loop of ``sonoshift demo --real`` finds its inputs, relative to the Spain -> Africa stage's
     ``translation`` dataset (its ``--data``): Spanish labelled frames (domain ``spain``), the African test part
-    (``../african_test``), the unlabelled African adaptation part (domain ``africa`` of the same dataset) and the
-    stage's CycleGAN africa -> spain as the harmonizer."""
+    (``../african_test``), the unlabelled African adaptation part (domain ``africa`` of the same dataset: also what
+    the plane classifiers are re-normalized on, ``data.adapt_bn``) and the stage's CycleGAN africa -> spain as the
+    harmonizer."""
     return ["data.domains=[spain]", "data.test_path=../african_test", "data.test_part=african_test",
             "data.unlabelled_path=.", "data.unlabelled_domains=[africa]", "data.unlabelled_part=african_adaptation",
-            "data.harmonizer=../models/cyclegan"]
+            "data.harmonizer=../models/cyclegan", "data.adapt_bn=true"]
 
 
 def run_real_difusal(dcfg: DemoDifusalConfig, root: Path, spain_africa: Path, log: StageLog, force: bool,
@@ -161,7 +162,8 @@ PROTOCOLS = {  # kind -> (the protocol's config, what the data are, report title
         "configs/cpu/difusal_real.yaml",
         "Spain -> Africa: plane labels of the Spanish FETAL_PLANES_DB only, tested on the African test part (never "
         "trained, tuned or selected on); the unlabelled African adaptation part trains the generator as images "
-        "only; harmonized = the test frames mapped toward Spain by the Spain -> Africa stage's CycleGAN. ",
+        "only; harmonized = the test frames mapped toward Spain by the Spain -> Africa stage's CycleGAN; adapted BN = "
+        "each arm's plane classifiers re-normalized on the unlabelled adaptation images (AdaBN, no label). ",
         "DiFUSAL loop, Spain -> Africa"),
     "hc18": (
         "configs/cpu/difusal_hc18.yaml",

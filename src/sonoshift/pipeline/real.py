@@ -203,11 +203,14 @@ def _spain_africa_section(result: dict[str, Any]) -> ExtraSection:
 
     table = spain_africa_table(result["table"])
     caption = ("A plane classifier trained on Spanish FETAL_PLANES_DB labels only (the four planes the African set "
-               "shares), tested on the African test part (never trained, tuned or selected on): raw, and after a "
-               "CycleGAN trained on the Spanish images and the unlabelled African adaptation part maps the test "
-               "frames toward the Spanish images. Accuracy and macro-F1 per centre and over all (all). The "
-               "classifier, the translator and the frames share one frame size.")
-    return ExtraSection(title="Spain -> Africa plane classification, raw vs harmonized", caption=caption, table=table)
+               "shares), tested on the African test part (never trained, tuned or selected on): raw; adapted = the "
+               "same classifier with its BatchNorm statistics re-estimated on the unlabelled African adaptation "
+               "images (AdaBN, no label read); harmonized = after a CycleGAN trained on the Spanish images and the "
+               "unlabelled African adaptation part maps the test frames toward the Spanish images (harmonized_adapted: "
+               "both). Accuracy and macro-F1 per centre and over all (all). The classifier, the translator and the "
+               "frames share one frame size.")
+    return ExtraSection(title="Spain -> Africa plane classification, raw, adapted and harmonized", caption=caption,
+                        table=table)
 
 
 def _method(run: Path) -> str:

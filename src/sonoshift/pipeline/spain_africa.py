@@ -1,4 +1,4 @@
-"""Spain -> Africa, raw vs harmonized, under the African rule (``judges.plane.african``): one real-data stage.
+"""Spain -> Africa, raw, adapted and harmonized, under the African rule (``judges.plane.african``): one real-data stage.
 
 - ``translation`` dataset: the FETAL_PLANES_DB images of the four shared planes (domain ``spain``, with their
   plane labels: the classifier trains on them) and the African **adaptation part** (domain ``africa``, labels
@@ -6,7 +6,8 @@
 - ``african_test`` dataset: the African **test part** only, with labels: nothing is trained, tuned or selected
   on it; it is only scored.
 - The plane classifier trains on the ``spain`` frames (train split; val split early-stops) and scores the
-  African test part raw and after the CycleGAN maps it toward the Spanish images (``spain_to_africa``).
+  African test part raw, re-normalized on the adaptation part's images (AdaBN) and after the CycleGAN maps it
+  toward the Spanish images (``spain_to_africa``).
 
 Everything runs at one frame size (``size``: prepared frames, translator and classifier input), so the raw and
 harmonized frames differ by the translation only, not by a resize.
@@ -115,8 +116,8 @@ def run_spain_africa(
                         african=split)
         return str(out / "cross_domain.csv")
 
-    run_stage("spain-africa: plane classifier raw vs harmonized", root, [base, overrides, to_dict(ccfg)], _classify,
-              force=force, log=log)
+    run_stage("spain-africa: plane classifier raw vs harmonized", root,
+              [base, overrides, to_dict(ccfg), "adapt_bn"], _classify, force=force, log=log)
     return {"table": str(out / "cross_domain.csv"), "translator": str(cg), "classifier": str(out / "classifier")}
 
 

@@ -89,12 +89,13 @@ def evaluate_on_dataset(
     return write_evaluation(table, clf.classes, out, title)
 
 
-def list_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Image files given directly or found (sorted, not recursive) in the given folders."""
+def list_images(paths: Sequence[str | Path], *, recursive: bool = False) -> list[Path]:
+    """Image files given directly or found (sorted; in sub-folders too when ``recursive``) in the given folders."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            found = p.rglob("*") if recursive else p.iterdir()
+            files += sorted(q for q in found if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
         elif p.is_file():
             files.append(p)
         else:

@@ -1,6 +1,7 @@
 """The Spain -> Africa protocol: a plane classifier trained on FETAL_PLANES_DB labels only (the four planes the
-African set shares), tested on the African *test* part (african.py), raw and optionally after harmonizing the
-test frames with a translator. Nothing African is used for training, tuning or model selection here."""
+African set shares), tested on the African *test* part (african.py), raw, re-normalized on the African
+*adaptation* part's images (AdaBN, adapt.py: pixels only, no label) and optionally after harmonizing the test
+frames with a translator. No African label is used for training, tuning or model selection here."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import Validated
 from sonoshift.errors import SonoshiftError
+from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier
 from sonoshift.judges.plane.african import in_part, without_test_part
 from sonoshift.judges.plane.api import fit, harmonize_samples
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier, save_classifier
@@ -28,6 +30,7 @@ class CrossDomainConfig(Validated):
     planes, scored on the test part only. ``classifier.classes`` defaults to the four shared planes."""
 
     classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(classes=SHARED_PLANES))
+    adapt: bool = True  # also score the classifier re-normalized on the adaptation part's images (AdaBN)
 
 
 def spain_to_africa(
@@ -37,8 +40,12 @@ def spain_to_africa(
 ) -> pd.DataFrame:
     """Train (or load ``classifier``) on ``source``, score the African test part raw (and harmonized).
 
-    Writes ``out/classifier`` (when trained), ``out/raw/`` and ``out/harmonized/`` (predictions, summary per
-    centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n, accuracy, macro-F1, ECE).
+    Variants: ``raw``; ``adapted`` (``cfg.adapt``: BatchNorm statistics re-estimated on the African adaptation
+    part's frames, labels never read; written to ``out/classifier_adapted``; skipped when the part holds fewer
+    than ``MIN_FRAMES`` frames); with a translator ``harmonized`` and ``harmonized_adapted`` (re-estimated
+    on the harmonized adaptation frames). Writes ``out/classifier`` (when trained), one folder per variant
+    (predictions, summary per centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n,
+    accuracy, macro-F1, ECE).
     ``african``: the adaptation/test rule (default: the project's written ``african_split.json``)."""
     out = Path(out)
     ccfg = cfg.classifier
@@ -59,12 +66,21 @@ def spain_to_africa(
     test = test.subset([l in clf.classes for l in test.labels])
     if len(test) == 0:
         raise SonoshiftError(f"target dataset {target} holds no African test-part frame of the classes {clf.classes}.")
-    variants = {"raw": test}
+    adapt = every.subset(in_part(every.patients, "adaptation", african)) if cfg.adapt else None
+    adapt = adapt if adapt is not None and len(adapt) >= MIN_FRAMES else None  # too few frames for statistics
+    variants = {"raw": (clf, test)}
+    if adapt is not None:
+        variants["adapted"] = (adapt_classifier(clf, adapt.frames, "African adaptation part"), test)
+        save_classifier(variants["adapted"][0], out / "classifier_adapted")
     if translator is not None:
-        variants["harmonized"] = harmonize_samples(test, translator)
+        variants["harmonized"] = (clf, harmonize_samples(test, translator))
+        if adapt is not None:
+            frames = harmonize_samples(adapt, translator).frames
+            variants["harmonized_adapted"] = (adapt_classifier(clf, frames, "African adaptation part, harmonized"),
+                                              variants["harmonized"][1])
     rows = []
-    for name, s in variants.items():
-        summ = write_evaluation(classify_samples(clf, s), clf.classes, out / name, f"Spain -> Africa test, {name}")
+    for name, (model, s) in variants.items():
+        summ = write_evaluation(classify_samples(model, s), clf.classes, out / name, f"Spain -> Africa test, {name}")
         rows.append(summ.assign(variant=name))
     table = pd.concat(rows, ignore_index=True)
     table = table[["variant", "domain", *[c for c in table.columns if c not in ("variant", "domain")]]]

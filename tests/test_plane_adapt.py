@@ -1,0 +1,149 @@
+"""AdaBN for the plane classifier (judges/plane/adapt.py): BatchNorm statistics against a direct computation, the
+scale invariance it buys, the adapted checkpoint, the CLI and its refusals, and the Spain -> Africa variant."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from plane_data import make_prepared
+from sonoshift.cli.main import app
+from sonoshift.errors import SonoshiftError
+from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier, recompute_batchnorm
+from sonoshift.judges.plane.api import train_on_dataset
+from sonoshift.judges.plane.augment import AugmentConfig
+from sonoshift.judges.plane.checkpoint import load_classifier
+from sonoshift.judges.plane.data import load_samples
+from sonoshift.judges.plane.net import NetConfig, PlaneNet
+from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig
+
+TINY = ClassifierConfig(
+    image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
+    train=ClassifierTrainConfig(steps=60, batch_size=12, lr=3e-3, eval_every=20, patience=3, seed=0),
+    augment=AugmentConfig(enabled=False),
+)
+
+
+def _net(seed: int = 0) -> PlaneNet:
+    torch.manual_seed(seed)
+    net = PlaneNet(3, NetConfig(stem=8, widths=(16, 32), dropout=0.0))
+    with torch.no_grad():  # training-like statistics, far from what the test inputs give
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.5, 2)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("planes"))
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clf") / "clf"
+    train_on_dataset(prepared, out, TINY, progress=False)
+    return out
+
+
+def test_first_norm_gets_the_statistics_of_its_input():
+    net = _net()
+    x = torch.rand(20, 1, 32, 32) * 2 - 1
+    adapted = recompute_batchnorm(net, x)
+    conv, bn = adapted.body[0], adapted.body[1]
+    h = F.conv2d(x, conv.weight.detach(), stride=2, padding=2).double()  # direct computation of what the norm sees
+    np.testing.assert_allclose(bn.running_mean.double().numpy(), h.mean(dim=(0, 2, 3)).numpy(), atol=1e-5)
+    n = h.shape[0] * h.shape[2] * h.shape[3]
+    var = h.var(dim=(0, 2, 3), unbiased=False).numpy() * n / (n - 1)
+    np.testing.assert_allclose(bn.running_var.double().numpy(), var, rtol=1e-4)
+    # every learned weight is kept; the original model is untouched; the copy is in eval mode
+    for (k, a), (_, b) in zip(net.state_dict().items(), adapted.state_dict().items()):
+        if "running" not in k and "num_batches" not in k:
+            assert torch.equal(a, b), k
+    assert not torch.equal(net.body[1].running_mean, bn.running_mean)
+    assert not adapted.training and all(not m.training for m in adapted.modules())
+
+
+def test_every_norm_gets_the_whole_set_statistics_whatever_the_batch_size():
+    net, x = _net(1), torch.rand(40, 1, 32, 32) * 2 - 1
+    one, small = recompute_batchnorm(net, x, batch_size=40), recompute_batchnorm(net, x, batch_size=7)
+    norms = [m for m in one.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for a, b in zip(norms, (m for m in small.modules() if isinstance(m, torch.nn.BatchNorm2d))):
+        torch.testing.assert_close(a.running_mean, b.running_mean, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.running_var, b.running_var, atol=1e-5, rtol=1e-4)
+    # the last norm against a direct computation: the features entering it in the adapted network (eval mode)
+    seen = []
+    hook = norms[-1].register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach().double()))
+    one(x)
+    hook.remove()
+    np.testing.assert_allclose(norms[-1].running_mean.double().numpy(), seen[0].mean(dim=(0, 2, 3)).numpy(),
+                               atol=1e-5)
+    np.testing.assert_allclose(norms[-1].running_var.double().numpy(),
+                               seen[0].var(dim=(0, 2, 3), unbiased=True).numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_adapted_model_is_invariant_to_an_intensity_scale():
+    # conv (no bias, zero padding) of a * x is a * conv(x); a norm re-estimated on the scaled frames removes a again
+    net = _net(2)
+    x = torch.rand(24, 1, 32, 32) * 2 - 1
+    ref = recompute_batchnorm(net, x)(x).detach()
+    scaled = 0.4 * x
+    torch.testing.assert_close(recompute_batchnorm(net, scaled)(scaled).detach(), ref, atol=2e-3, rtol=2e-3)
+    assert (recompute_batchnorm(net, x)(scaled) - ref).abs().max() > 0.05  # without adapting it is not
+
+
+def test_refusals():
+    net = _net()
+    with pytest.raises(SonoshiftError, match="at least 8 unlabelled frames"):
+        recompute_batchnorm(net, torch.zeros(MIN_FRAMES - 1, 1, 32, 32))
+    with pytest.raises(SonoshiftError, match="NaN"):
+        recompute_batchnorm(net, torch.full((MIN_FRAMES, 1, 32, 32), float("nan")))
+
+
+def test_adapted_checkpoint_and_cli(trained, prepared, tmp_path):
+    clf = load_classifier(trained)
+    other = load_samples(prepared, ["train"], 32, domains=["B"])
+    adapted = adapt_classifier(clf, other.frames, "domain B")
+    assert adapted.info["adapted"]["frames"] == len(other) and adapted.classes == clf.classes
+    runner = CliRunner()
+    before = sorted(p.read_bytes() for p in trained.rglob("*.safetensors"))
+    folder = prepared / "frames" / "B"  # nested patient / video folders: searched recursively
+    r = runner.invoke(app, ["classify", "adapt", str(trained), str(folder), "-o", str(tmp_path / "ad"), "--no-crop"])
+    assert r.exit_code == 0, r.output
+    back = load_classifier(tmp_path / "ad")
+    n_b = len(list(folder.rglob("*.png")))
+    assert f"adapted on {n_b} unlabelled frames" in r.output and back.info["adapted"]["frames"] == n_b
+    assert back.model.body[1].running_mean.shape == clf.model.body[1].running_mean.shape
+    assert not torch.equal(back.model.body[1].running_mean, clf.model.body[1].running_mean)
+    assert sorted(p.read_bytes() for p in trained.rglob("*.safetensors")) == before  # the source is unchanged
+    # refusals: one sentence, non-zero exit, nothing written
+    few = sorted(folder.rglob("*.png"))[: MIN_FRAMES - 1]
+    r = runner.invoke(app, ["classify", "adapt", str(trained), *map(str, few), "-o", str(tmp_path / "few"),
+                            "--no-crop"])
+    assert r.exit_code != 0 and "at least 8" in str(r.exception) and not (tmp_path / "few").exists()
+    r = runner.invoke(app, ["classify", "adapt", str(trained), str(folder), "-o", str(trained), "--no-crop"])
+    assert r.exit_code != 0 and "overwrite" in str(r.exception)
+
+
+def test_spain_africa_adapted_variant_uses_only_adaptation_frames(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.cross_domain import spain_to_africa
+
+    target = make_prepared(tmp_path / "target", seed=1)
+    rule = {"A": {"adaptation": ["A00", "A01"], "test": ["A02", "A03"]},
+            "B": {"adaptation": ["B00"], "test": ["B09"]}, "seed": 0}
+    table = spain_to_africa(prepared, target, tmp_path / "x", classifier=trained, african=rule)
+    assert list(table["variant"].unique()) == ["raw", "adapted"]
+    adapted = load_classifier(tmp_path / "x" / "classifier_adapted")
+    assert adapted.info["adapted"]["frames"] == 3 * 3  # three adaptation patients, one frame per class
+    # the same statistics as adapting by hand on exactly those patients' frames
+    every = load_samples(target, ["train", "val", "test"], 32)
+    mine = adapt_classifier(load_classifier(trained),
+                            every.frames[[p in ("A00", "A01", "B00") for p in every.patients]], "by hand")
+    torch.testing.assert_close(adapted.model.body[1].running_mean, mine.model.body[1].running_mean)
+    pred = pd.read_csv(tmp_path / "x" / "adapted" / "predictions.csv", dtype={"patient_id": str})
+    assert sorted(pred["patient_id"].unique()) == ["A02", "A03", "B09"]
