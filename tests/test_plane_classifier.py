@@ -22,7 +22,7 @@ from sonoshift.judges.plane.checkpoint import load_classifier
 from sonoshift.judges.plane.cv import patient_folds
 from sonoshift.judges.plane.data import encode, load_samples, resolve_classes, to_input
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
-from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig, predict_proba
+from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig, predict_proba, train_classifier
 
 TINY = ClassifierConfig(
     image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
@@ -236,3 +236,20 @@ def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
                             translator=tmp_path / "run")
     assert list(table["variant"].unique()) == ["raw", "harmonized"]
     assert (tmp_path / "x" / "harmonized" / "confusion.png").is_file()
+
+
+def test_same_seed_same_model_whatever_the_global_rng_state():
+    # dropout draws from the global RNG: training seeds it inside a fork, so earlier draws cannot leak in
+    cfg = ClassifierConfig(image_size=16, net=NetConfig(stem=4, widths=(8,), dropout=0.5),
+                           train=ClassifierTrainConfig(steps=8, batch_size=4, seed=3),
+                           augment=AugmentConfig(enabled=False))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 1, 16, 16, generator=g) * 2 - 1, np.arange(12) % 2
+    torch.manual_seed(1)
+    a, _ = train_classifier(x, y, ("a", "b"), cfg, progress=False)
+    torch.rand(100)  # another global RNG state
+    state = torch.get_rng_state()
+    b, _ = train_classifier(x, y, ("a", "b"), cfg, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is left as it was
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k

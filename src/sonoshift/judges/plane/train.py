@@ -80,12 +80,21 @@ def train_classifier(
         raise SonoshiftError("there are no training frames for the plane classifier.")
     if len(set(y.tolist())) < 2:
         raise SonoshiftError("the plane classifier needs training frames of at least 2 classes.")
-    dev = x.device
-    g = torch.Generator().manual_seed(int(tc.seed))
+    # the global RNG (weight init, dropout) is seeded inside a fork, so the same seed gives the same model
+    # whatever ran before in the process, and the caller's RNG state is left as it was
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(tc.seed))
-        model = PlaneNet(len(classes), cfg.net)
-    model.to(dev)
+        return _train(x, y, classes, cfg, x_val, y_val, progress)
+
+
+def _train(
+    x: torch.Tensor, y: np.ndarray, classes: tuple[str, ...], cfg: ClassifierConfig,
+    x_val: torch.Tensor | None, y_val: np.ndarray | None, progress: bool,
+) -> tuple[PlaneNet, dict]:
+    tc = cfg.train
+    dev = x.device
+    g = torch.Generator().manual_seed(int(tc.seed))
+    model = PlaneNet(len(classes), cfg.net).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(tc.steps, 1))
     weights = _sampler_weights(y, tc.balance)
