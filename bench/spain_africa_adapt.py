@@ -1,0 +1,93 @@
+"""Spain -> Africa plane classification, raw vs re-normalized on the unlabelled African adaptation part (AdaBN),
+over several training seeds, side by side in one process (docs/judges.md, "Adapting to a new centre without labels").
+
+Each seed trains the classifier of ``sonoshift classify spain-africa`` (Spanish FETAL_PLANES_DB labels only, the four
+shared planes; Spanish validation frames early-stop) once; the same weights are then scored on the African test
+part as they are and after ``judges.plane.adapt.adapt_classifier`` on the adaptation part's images (labels never
+read). Prints per seed and the paired mean difference with a t interval over seeds; writes OUT/adapt_seeds.csv.
+
+    sonoshift prepare --public fetal_planes_db --data-root ../shared/data -o DATA/fpdb128 resize.size=128
+    sonoshift prepare --public african_planes --data-root ../shared/data -o DATA/afr128 resize.size=128
+    python bench/spain_africa_adapt.py --source DATA/fpdb128 --target DATA/afr128 --seeds 0-9 --out OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from sonoshift.config import load_config
+from sonoshift.judges.plane.adapt import adapt_classifier
+from sonoshift.judges.plane.african import in_part, without_test_part
+from sonoshift.judges.plane.api import fit
+from sonoshift.judges.plane.cross_domain import SHARED_PLANES
+from sonoshift.judges.plane.data import load_samples
+from sonoshift.judges.plane.evaluate import classify_samples
+from sonoshift.judges.plane.scores import summarize
+from sonoshift.judges.plane.train import ClassifierConfig
+from sonoshift.progress import track
+
+
+def seeds_arg(text: str) -> list[int]:
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def score(clf, samples) -> dict:
+    t = classify_samples(clf, samples)
+    probs = t[[f"p_{c}" for c in clf.classes]].to_numpy()
+    s = summarize(t["label_id"].to_numpy(), probs, clf.classes)
+    return {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "ece": s["ece"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--source", type=Path, required=True, help="prepared FETAL_PLANES_DB")
+    ap.add_argument("--target", type=Path, required=True, help="prepared African planes")
+    ap.add_argument("--config", type=Path, default=Path("configs/cpu/plane_classifier.yaml"))
+    ap.add_argument("--seeds", default="0-4")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    cfg = dataclasses.replace(load_config(ClassifierConfig, a.config, []), classes=SHARED_PLANES)
+    size = cfg.image_size
+    shared = lambda s: s.subset([l in SHARED_PLANES for l in s.labels])  # noqa: E731
+    train = shared(without_test_part(load_samples(a.source, ["train"], size), "training split"))
+    val = shared(without_test_part(load_samples(a.source, ["val"], size), "validation split"))
+    every = load_samples(a.target, ["train", "val", "test"], size)
+    test = shared(every.subset(in_part(every.patients, "test")))
+    adapt = every.subset(in_part(every.patients, "adaptation"))  # images only: adapt_classifier reads no label
+    print(f"{len(train)} Spanish training frames, {len(test)} African test-part frames, "
+          f"{len(adapt)} unlabelled adaptation-part frames; classifier at {size} px")
+    rows = []
+    for seed in track(seeds_arg(a.seeds), "seeds"):
+        c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+        clf = fit(train, val, c, progress=False)
+        raw, ad = score(clf, test), score(adapt_classifier(clf, adapt.frames, "adaptation part"), test)
+        rows.append({"seed": seed, **{f"raw_{k}": v for k, v in raw.items()},
+                     **{f"adapted_{k}": v for k, v in ad.items()}})
+        print(f"seed {seed}: accuracy raw {raw['accuracy']:.3f} adapted {ad['accuracy']:.3f}; macro-F1 "
+              f"{raw['macro_f1']:.3f} -> {ad['macro_f1']:.3f}; ECE {raw['ece']:.3f} -> {ad['ece']:.3f}", flush=True)
+    df = pd.DataFrame(rows)
+    a.out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.out / "adapt_seeds.csv", index=False)
+    for m in ("accuracy", "macro_f1", "ece"):
+        d = (df[f"adapted_{m}"] - df[f"raw_{m}"]).to_numpy()
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+        print(f"{m}: raw {df[f'raw_{m}'].mean():.3f} +- {df[f'raw_{m}'].std(ddof=1):.3f}, adapted "
+              f"{df[f'adapted_{m}'].mean():.3f} +- {df[f'adapted_{m}'].std(ddof=1):.3f}; adapted - raw "
+              f"{d.mean():+.3f} [95% CI {d.mean() - half:+.3f}, {d.mean() + half:+.3f}] over {len(d)} seeds, "
+              f"higher in {(d > 0).sum()}, lower in {(d < 0).sum()}")
+
+
+if __name__ == "__main__":
+    main()
