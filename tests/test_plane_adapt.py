@@ -147,3 +147,18 @@ def test_spain_africa_adapted_variant_uses_only_adaptation_frames(trained, prepa
     torch.testing.assert_close(adapted.model.body[1].running_mean, mine.model.body[1].running_mean)
     pred = pd.read_csv(tmp_path / "x" / "adapted" / "predictions.csv", dtype={"patient_id": str})
     assert sorted(pred["patient_id"].unique()) == ["A02", "A03", "B09"]
+
+
+def test_predict_with_adapt_equals_adapting_then_predicting(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.adapt import adapt_files
+    from sonoshift.judges.plane.api import predict_files
+
+    folder = prepared / "frames" / "B"
+    files = sorted(folder.rglob("*.png"))
+    adapt_files(trained, [folder], tmp_path / "ad", crop=False)
+    by_hand = predict_files(tmp_path / "ad", files, tmp_path / "a.csv", crop=False)
+    at_once = predict_files(trained, files, tmp_path / "b.csv", crop=False, adapt=True)
+    plain = predict_files(trained, files, tmp_path / "c.csv", crop=False)
+    cols = [c for c in by_hand.columns if c.startswith("p_")]
+    np.testing.assert_allclose(at_once[cols].to_numpy(), by_hand[cols].to_numpy(), atol=1e-6)
+    assert np.abs(plain[cols].to_numpy() - at_once[cols].to_numpy()).max() > 1e-3

@@ -71,11 +71,13 @@ def predict_cmd(
     images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write."),
     crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),
+    adapt: bool = typer.Option(False, help="Re-normalize the classifier on these frames first (AdaBN; at least 8 "
+                                           "frames of one new scanner; see `classify adapt`)."),
 ) -> None:
     """Predicted plane, confidence and class probabilities per image, as a CSV."""
     from sonoshift.judges.plane.api import predict_files
 
-    df = predict_files(classifier, images, out, crop=crop)
+    df = predict_files(classifier, images, out, crop=crop, adapt=adapt)
     typer.echo(f"{len(df)} predictions written to {out}")
 
 

@@ -22,8 +22,8 @@ class TestVariant:
 
 
 VARIANTS: tuple[TestVariant, ...] = (
-    TestVariant("harmonized", " + harmonized test", "harmonized test frames"),
-    TestVariant("adapted", " + adapted BN", "classifier re-normalized on the adaptation images"),
+    TestVariant("harmonized", " + harmonized test", "harmonized test"),
+    TestVariant("adapted", " + adapted BN", "AdaBN-adapted classifiers"),
 )
 
 

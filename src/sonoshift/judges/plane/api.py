@@ -118,13 +118,20 @@ def prepare_like_training(frame: np.ndarray, size: int, crop: bool, name: str) -
 
 def predict_files(
     classifier: str | Path, inputs: Sequence[str | Path], out_csv: str | Path, *, crop: bool = True,
+    adapt: bool = False,
 ) -> pd.DataFrame:
-    """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image."""
+    """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image.
+    ``adapt``: first re-normalize the classifier on these same frames (AdaBN, ``adapt.py``; no label used), for a
+    batch of frames from one new scanner."""
     from sonoshift.io.images import read_gray
 
     clf = load_classifier(classifier)
     files = list_images(inputs)
     frames = np.stack([prepare_like_training(read_gray(f), clf.image_size, crop, str(f)) for f in files])
+    if adapt:
+        from sonoshift.judges.plane.adapt import adapt_classifier
+
+        clf = adapt_classifier(clf, frames, "the predicted frames")
     probs = predict_proba(clf.model, to_input(frames))
     df = pd.DataFrame({"path": [str(f) for f in files],
                        "pred": [clf.classes[i] for i in probs.argmax(1)], "confidence": probs.max(1)})
