@@ -23,6 +23,7 @@ import torch
 from scipy import stats
 
 from sonoshift.config import load_config
+from sonoshift.errors import exit_on_error
 from sonoshift.judges.plane.adapt import adapt_classifier
 from sonoshift.judges.plane.african import in_part, without_test_part
 from sonoshift.judges.plane.api import fit
@@ -90,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)
