@@ -8,10 +8,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from sonoshift.data.manifests import write_manifest
 from sonoshift.data.splits import write_splits
+from sonoshift.judges.plane.augment import AugmentConfig
+from sonoshift.judges.plane.net import NetConfig
+from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig
 
 CLASSES = ("bars", "blob", "ring")
 SIZE = 32
@@ -56,3 +60,25 @@ def make_prepared(root: Path, per_split=(6, 2, 2), seed: int = 0) -> Path:
     write_splits(root / "splits.json", splits)
     (root / "dataset.json").write_text(json.dumps({"name": "planes-test"}))
     return root
+
+
+TINY = ClassifierConfig(
+    image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
+    train=ClassifierTrainConfig(steps=120, batch_size=12, lr=3e-3, eval_every=20, patience=3, seed=0),
+    augment=AugmentConfig(enabled=False),
+)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The dataset above, once per test module."""
+    return make_prepared(tmp_path_factory.mktemp("planes"))
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory):
+    """(classifier, its folder): TINY trained on ``prepared``."""
+    from sonoshift.judges.plane.api import train_on_dataset
+
+    out = tmp_path_factory.mktemp("clf") / "clf"
+    return train_on_dataset(prepared, out, TINY, progress=False), out

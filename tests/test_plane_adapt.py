@@ -10,22 +10,13 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from plane_data import make_prepared
+from plane_data import make_prepared, prepared, trained  # noqa: F401 (fixtures)
 from sonoshift.cli.main import app
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier, recompute_batchnorm
-from sonoshift.judges.plane.api import train_on_dataset
-from sonoshift.judges.plane.augment import AugmentConfig
 from sonoshift.judges.plane.checkpoint import load_classifier
 from sonoshift.judges.plane.data import load_samples
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
-from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig
-
-TINY = ClassifierConfig(
-    image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
-    train=ClassifierTrainConfig(steps=60, batch_size=12, lr=3e-3, eval_every=20, patience=3, seed=0),
-    augment=AugmentConfig(enabled=False),
-)
 
 
 def _net(seed: int = 0) -> PlaneNet:
@@ -37,18 +28,6 @@ def _net(seed: int = 0) -> PlaneNet:
                 m.running_mean.uniform_(-1, 1)
                 m.running_var.uniform_(0.5, 2)
     return net.eval()
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return make_prepared(tmp_path_factory.mktemp("planes"))
-
-
-@pytest.fixture(scope="module")
-def trained(prepared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("clf") / "clf"
-    train_on_dataset(prepared, out, TINY, progress=False)
-    return out
 
 
 def test_first_norm_gets_the_statistics_of_its_input():
@@ -106,7 +85,7 @@ def test_refusals():
 
 
 def test_adapted_checkpoint_and_cli(trained, prepared, tmp_path):
-    clf = load_classifier(trained)
+    clf, trained = trained
     other = load_samples(prepared, ["train"], 32, domains=["B"])
     adapted = adapt_classifier(clf, other.frames, "domain B")
     assert adapted.info["adapted"]["frames"] == len(other) and adapted.classes == clf.classes
@@ -131,6 +110,7 @@ def test_adapted_checkpoint_and_cli(trained, prepared, tmp_path):
 
 
 def test_spain_africa_adapted_variant_uses_only_adaptation_frames(trained, prepared, tmp_path):
+    trained = trained[1]
     from sonoshift.judges.plane.cross_domain import spain_to_africa
 
     target = make_prepared(tmp_path / "target", seed=1)
@@ -150,6 +130,7 @@ def test_spain_africa_adapted_variant_uses_only_adaptation_frames(trained, prepa
 
 
 def test_predict_with_adapt_equals_adapting_then_predicting(trained, prepared, tmp_path):
+    trained = trained[1]
     from sonoshift.judges.plane.adapt import adapt_files
     from sonoshift.judges.plane.api import predict_files
 

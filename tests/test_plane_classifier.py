@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from plane_data import CLASSES, make_prepared
+from plane_data import CLASSES, TINY, make_prepared, prepared, trained  # noqa: F401 (fixtures)
 from sonoshift.cli.main import app
 from sonoshift.config import from_dict
 from sonoshift.engine.checkpoint import read_model
@@ -24,23 +24,6 @@ from sonoshift.judges.plane.data import encode, load_samples, resolve_classes, t
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig, predict_proba, train_classifier
 
-TINY = ClassifierConfig(
-    image_size=32, net=NetConfig(stem=8, widths=(16, 32), dropout=0.0),
-    train=ClassifierTrainConfig(steps=120, batch_size=12, lr=3e-3, eval_every=20, patience=3, seed=0),
-    augment=AugmentConfig(enabled=False),
-)
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    return make_prepared(tmp_path_factory.mktemp("planes"))
-
-
-@pytest.fixture(scope="module")
-def trained(prepared, tmp_path_factory):
-    out = tmp_path_factory.mktemp("clf") / "clf"
-    clf = train_on_dataset(prepared, out, TINY, progress=False)
-    return clf, out
 
 
 def test_augment_disabled_is_identity_and_enabled_is_seeded():
