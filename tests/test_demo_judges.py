@@ -193,7 +193,7 @@ def test_spain_africa_datasets_follow_the_african_rule(shared_data: Path) -> Non
 
 
 @pytest.mark.slow
-def test_spain_africa_stage_scores_the_test_part_raw_and_harmonized(shared_data: Path, tmp_path: Path) -> None:
+def test_spain_africa_stage_scores_the_test_part_raw_adapted_and_harmonized(shared_data: Path, tmp_path: Path) -> None:
     from sonoshift.judges.plane.african import african_part
     from sonoshift.pipeline.spain_africa import SpainAfricaConfig, african_test_spec, run_spain_africa
     from sonoshift.pipeline.stages import StageLog
@@ -201,7 +201,11 @@ def test_spain_africa_stage_scores_the_test_part_raw_and_harmonized(shared_data:
     cfg = SpainAfricaConfig(size=32, steps_cyclegan=2, steps_classifier=5)
     res = run_spain_africa(tmp_path, shared_data, cfg, log=StageLog(), force=False, progress=False)
     table = pd.read_csv(res["table"])
-    assert list(table["variant"].unique()) == ["raw", "harmonized"]
+    assert list(table["variant"].unique()) == ["raw", "adapted", "harmonized", "harmonized_adapted"]
+    adapted = json.loads((tmp_path / "planes" / "classifier_adapted" / "classifier.json").read_text())
+    assert adapted["info"]["adapted"]["source"] == "African adaptation part"  # never the test part
+    trans = pd.concat([pd.read_csv(f) for f in (tmp_path / "translation").glob("manifest_*.csv")])
+    assert adapted["info"]["adapted"]["frames"] == (trans["domain"] == "africa").sum()  # all adaptation images
     n_test = len(african_test_spec(shared_data).items)
     assert (table[table["domain"] == "all"]["n"] == n_test).all()
     pred = pd.read_csv(tmp_path / "planes" / "harmonized" / "predictions.csv", dtype={"patient_id": str})

@@ -112,8 +112,12 @@ def run_spain_africa(
     out = root / "planes"
 
     def _classify() -> str:
+        from sonoshift.judges.plane.data import load_samples
+
+        # the adaptation part's images sit in the translation set (domain africa, no plane label)
+        adaptation = load_samples(trans, ["train", "val", "test"], ccfg.image_size, label="centre", domains=[AFRICA])
         spain_to_africa(trans, test, out, CrossDomainConfig(classifier=ccfg), translator=cg, progress=progress,
-                        african=split)
+                        african=split, adaptation=adaptation)
         return str(out / "cross_domain.csv")
 
     run_stage("spain-africa: plane classifier raw vs harmonized", root,

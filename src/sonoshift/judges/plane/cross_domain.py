@@ -17,7 +17,7 @@ from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier
 from sonoshift.judges.plane.african import in_part, without_test_part
 from sonoshift.judges.plane.api import fit, harmonize_samples
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier, save_classifier
-from sonoshift.judges.plane.data import load_samples
+from sonoshift.judges.plane.data import Samples, load_samples
 from sonoshift.judges.plane.evaluate import classify_samples, write_evaluation
 from sonoshift.judges.plane.train import ClassifierConfig
 
@@ -36,7 +36,7 @@ class CrossDomainConfig(Validated):
 def spain_to_africa(
     source: str | Path, target: str | Path, out: str | Path, cfg: CrossDomainConfig = CrossDomainConfig(), *,
     translator: str | Path | None = None, classifier: str | Path | None = None, progress: bool = True,
-    african: dict | None = None,
+    african: dict | None = None, adaptation: Samples | None = None,
 ) -> pd.DataFrame:
     """Train (or load ``classifier``) on ``source``, score the African test part raw (and harmonized).
 
@@ -46,7 +46,9 @@ def spain_to_africa(
     on the harmonized adaptation frames). Writes ``out/classifier`` (when trained), one folder per variant
     (predictions, summary per centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n,
     accuracy, macro-F1, ECE).
-    ``african``: the adaptation/test rule (default: the project's written ``african_split.json``)."""
+    ``african``: the adaptation/test rule (default: the project's written ``african_split.json``).
+    ``adaptation``: the unlabelled frames to re-normalize on when they are not in ``target`` (only their
+    adaptation-part patients are used); default: ``target``'s adaptation part."""
     out = Path(out)
     ccfg = cfg.classifier
     if classifier is not None:
@@ -66,7 +68,8 @@ def spain_to_africa(
     test = test.subset([l in clf.classes for l in test.labels])
     if len(test) == 0:
         raise SonoshiftError(f"target dataset {target} holds no African test-part frame of the classes {clf.classes}.")
-    adapt = every.subset(in_part(every.patients, "adaptation", african)) if cfg.adapt else None
+    pool = every if adaptation is None else adaptation
+    adapt = pool.subset(in_part(pool.patients, "adaptation", african)) if cfg.adapt else None
     adapt = adapt if adapt is not None and len(adapt) >= MIN_FRAMES else None  # too few frames for statistics
     variants = {"raw": (clf, test)}
     if adapt is not None:
