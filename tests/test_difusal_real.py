@@ -260,4 +260,6 @@ def test_demo_real_stage_reads_the_spain_africa_stage_layout(tmp_path, monkeypat
     assert set(setup["train_patients"]) <= {f"0000{i}" for i in range(6)}  # Spanish labels only
     pred = np.load(run / "regime_100" / "difusal" / "round_1" / "test_predictions_harmonized.npz")
     assert sorted(set(pred["patients"].tolist())) == sorted(TEST_IDS)
+    adapted = np.load(run / "regime_100" / "difusal" / "round_1" / "test_predictions_adapted.npz")  # data.adapt_bn
+    assert sorted(set(adapted["patients"].tolist())) == sorted(TEST_IDS)
     assert s["verdict"][0].startswith("regime_100: DiFUSAL accuracy") and "harmonized_accuracy" in s["headline"][0]
