@@ -127,7 +127,8 @@ def spain_africa_cmd(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with a CrossDomainConfig."),
     legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
 ) -> None:
-    """Train on Spanish FETAL_PLANES_DB labels only (four shared planes), test on the African test part."""
+    """Train on Spanish FETAL_PLANES_DB labels only (four shared planes), test on the African test part: raw,
+    re-normalized on the unlabelled African adaptation part (adapted; `adapt=false` to skip) and harmonized."""
     from sonoshift.config import load_config
     from sonoshift.judges.plane.cross_domain import CrossDomainConfig, spain_to_africa
 
