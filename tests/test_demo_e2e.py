@@ -49,6 +49,11 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
         assert all(-1.0 <= float(r["ssim"]) <= 1.0 and 0.0 <= float(r["bc"]) <= 1.0 for r in rows)
         assert (run / "segmentation.csv").is_file()
     _check_judges(out, html)
+    # the reference a harmonizer should beat: the plane judge re-normalized on unlabelled handheld training frames
+    ref = summary["judge_adapted_reference"]
+    assert ref["adapted_on_frames"] > 0 and ref["raw"] == pytest.approx(
+        {k: summary["judges"]["untranslated"]["source"][k] for k in ("plane_accuracy", "plane_macro_f1")})
+    assert "Plane judge: harmonizers against re-normalizing the judge" in html
     # the synthesis half: the DiFUSAL loop ran on the prepared data with the demo's plane judge as its critic,
     # and the report gives its verdict
     loop = summary["difusal"]

@@ -143,3 +143,32 @@ def test_predict_with_adapt_equals_adapting_then_predicting(trained, prepared, t
     cols = [c for c in by_hand.columns if c.startswith("p_")]
     np.testing.assert_allclose(at_once[cols].to_numpy(), by_hand[cols].to_numpy(), atol=1e-6)
     assert np.abs(plain[cols].to_numpy() - at_once[cols].to_numpy()).max() > 1e-3
+
+
+def test_demo_reference_scores_the_source_test_frames_raw_and_adapted(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.api import evaluate_on_dataset
+    from sonoshift.pipeline.judges import adapted_reference, adapted_section
+
+    clf, out = trained
+    ref = adapted_reference(out, prepared, "B")
+    b_train = load_samples(prepared, ["train"], 32, domains=["B"])
+    assert ref["adapted_on_frames"] == len(b_train) and ref["test_frames"] == 2 * 3  # 2 test patients x 3 classes
+    summary = evaluate_on_dataset(out, prepared, tmp_path / "ev")  # the independent per-domain evaluation
+    b = summary[summary["domain"] == "B"].iloc[0]
+    assert ref["raw"]["plane_accuracy"] == pytest.approx(b["accuracy"])
+    assert ref["raw"]["plane_macro_f1"] == pytest.approx(b["macro_f1"])
+    mine = adapt_classifier(clf, b_train.frames, "by hand")
+    test_b = load_samples(prepared, ["test"], 32, domains=["B"])
+    pred = mine.model(torch.from_numpy(test_b.frames).float().div(127.5).sub(1).unsqueeze(1)).argmax(1).numpy()
+    truth = np.array([clf.classes.index(l) for l in test_b.labels])
+    assert ref["adapted"]["plane_accuracy"] == pytest.approx((pred == truth).mean())
+    # the report section: a harmonizer is flagged against the re-normalized judge's macro-F1
+    ref = {"adapted_on_frames": 9, "raw": {"plane_accuracy": 0.5, "plane_macro_f1": 0.4},
+           "adapted": {"plane_accuracy": 0.8, "plane_macro_f1": 0.8}}
+    judged = {"untranslated": {"harmonized": {"plane_accuracy": 0.5, "plane_macro_f1": 0.4}},
+              "good": {"harmonized": {"plane_accuracy": 0.9, "plane_macro_f1": 0.85},
+                       "ground_truth": {"plane_accuracy": 0.95, "plane_macro_f1": 0.9}},
+              "bad": {"harmonized": {"plane_accuracy": 0.7, "plane_macro_f1": 0.6}}}
+    t = adapted_section(judged, ref).table.set_index("input")["beats the re-normalized judge (macro-F1)"]
+    assert t["harmonized by good"] == "yes" and t["harmonized by bad"] == "no"
+    assert "harmonized by untranslated" not in t.index and t["ground truth (ceiling)"] == ""

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, to_dict
 from sonoshift.pipeline.demo_difusal import DemoDifusalConfig, report_sections, run_demo_difusal
-from sonoshift.pipeline.judges import JudgesConfig
+from sonoshift.pipeline.judges import JudgesConfig, adapted_section
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
 from sonoshift.pipeline.study import StudyConfig, config_digest, config_path, run_study
 from sonoshift.progress import console
@@ -68,10 +68,11 @@ def _segmenter_key(cfg: DemoConfig) -> list[Any]:
 def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: list[Path], data_key: Any,
                 log: StageLog, force: bool, progress: bool, base: Path | None = None) -> dict[str, Any]:
     """Train the plane classifier (target domain, frozen; under ``base``, default ``root``) and judge every run:
-    RUN/planes.csv and RUN/ga.csv. Returns {method: {variant: scores}}. base: a shared demo folder whose
-    plane classifier is used (``run_demo``'s ``shared``)."""
+    RUN/planes.csv and RUN/ga.csv. Returns ({method: {variant: scores}}, the judge re-normalized on unlabelled
+    source frames: ``adapted_reference``). base: a shared demo folder whose plane classifier is used
+    (``run_demo``'s ``shared``)."""
     from sonoshift.outputs import file_digest
-    from sonoshift.pipeline.judges import RunJudges, judge_run, train_plane_judge
+    from sonoshift.pipeline.judges import RunJudges, adapted_reference, judge_run, train_plane_judge
 
     study, jcfg = cfg.study, cfg.judges
     home = root if base is None else base  # a shared judge is made (or redone by --force) in its own folder only
@@ -88,6 +89,9 @@ def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: li
             loaded.append(RunJudges.load(plane_dir, seg_dir, jcfg.ga_plane))
         return loaded[0]
 
+    ref_key = [plane_key, study.source, "adapted reference"]
+    reference = run_stage("plane judge re-normalized on unlabelled source frames", root, ref_key,
+                          lambda: adapted_reference(plane_dir, data, study.source), force=force, log=log)
     scores = {}
     for run in runs:
         # A run harmonized again has new metrics (its digest changes the key); one whose judge files are gone
@@ -96,7 +100,7 @@ def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: li
         key = [plane_key, _without_judges(cfg), path_key(run, root), file_digest(run / "metrics.csv")]
         scores[run.name] = run_stage(f"judge planes + GA {run.name}", root, key,
                                      lambda r=run: judge_run(r, _judges(), data), force=force or not done, log=log)
-    return scores
+    return scores, reference
 
 
 def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool) -> dict[str, Any]:
@@ -167,14 +171,15 @@ def run_demo(
     run_stage("train segmenter", base, _segmenter_key(cfg),
               lambda: _train_segmenter(cfg, data, seg_dir, progress), force=force_base, log=log)
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
-    judged = (_judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log, force, progress,
-                          None if shared is None else base) if cfg.judges.enabled else {})  # fmt: skip
+    judged, reference = (_judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log, force,
+                                     progress, None if shared is None else base) if cfg.judges.enabled else ({}, None))  # fmt: skip
     synthesis = None
     if cfg.difusal.enabled:
         judge = base / "models" / "plane_classifier" if cfg.judges.enabled else None
         synthesis = run_demo_difusal(cfg.difusal, root, data, judge, [to_dict(prep_cfg), to_dict(sim_cfg)], log,
                                      force, progress)
-    extra = report_sections(synthesis) if synthesis else []
+    extra = (([adapted_section(judged, reference)] if reference else [])
+             + (report_sections(synthesis) if synthesis else []))
     # The report is cheap and reads every run: always rewritten.
     report = run_stage(
         "report", root, to_dict(cfg),
@@ -185,6 +190,7 @@ def run_demo(
         "report": report,
         "stages": log.entries,
         "judges": judged,
+        "judge_adapted_reference": reference,
         "difusal": synthesis,
         "paths": {
             "simulated data": str(sim_dir),
@@ -214,6 +220,11 @@ def print_summary(summary: dict[str, Any], title: str = "sonoshift demo: done") 
                 cells.append(f"{s.get('plane_accuracy', float('nan')):.2f} / {s.get('plane_macro_f1', float('nan')):.2f}, "
                              f"{s.get('ga_abs_error_days', float('nan')):.1f} d")
             console.print(f"  {method:<18} " + "  |  ".join(cells))
+        ref = summary.get("judge_adapted_reference")
+        if ref:
+            a = ref["adapted"]
+            console.print(f"  {'raw, judge AdaBN':<18} {a['plane_accuracy']:.2f} / {a['plane_macro_f1']:.2f} (plane judge "
+                          f"re-normalized on {ref['adapted_on_frames']} unlabelled source frames: a harmonizer should beat it)")
     synthesis = summary.get("difusal") or {}
     if synthesis:
         console.print("\n  synthesis (DiFUSAL smoke run; numbers are a smoke measurement): "
