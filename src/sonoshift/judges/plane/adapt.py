@@ -76,17 +76,16 @@ def adapt_classifier(clf: PlaneClassifier, frames: np.ndarray, source: str) -> P
 
 def adapt_files(
     classifier: str | Path, inputs: Sequence[str | Path], out: str | Path, *, crop: bool = True,
+    progress: bool = True,
 ) -> PlaneClassifier:
     """Adapt the classifier at ``classifier`` on unlabelled image files (and the images in folders, recursively),
     each put in the training geometry as ``predict`` does; write the adapted classifier to ``out``."""
-    from sonoshift.io.images import read_gray
-    from sonoshift.judges.plane.api import list_images, prepare_like_training
+    from sonoshift.judges.plane.api import list_images, read_like_training
 
     if Path(out).resolve() == Path(classifier).resolve():
         raise SonoshiftError(f"the adapted classifier would overwrite {classifier}: choose another --out folder.")
     clf = load_classifier(classifier)
-    files = list_images(inputs, recursive=True)
-    frames = np.stack([prepare_like_training(read_gray(f), clf.image_size, crop, str(f)) for f in files])
+    frames = read_like_training(list_images(inputs, recursive=True), clf.image_size, crop, progress)
     adapted = adapt_classifier(clf, frames, ", ".join(str(p) for p in inputs))
     save_classifier(adapted, out)
     return adapted

@@ -116,18 +116,26 @@ def prepare_like_training(frame: np.ndarray, size: int, crop: bool, name: str) -
     return crop_resize_stack(frame[None], find_fov(frame[None], name=name), cfg)[0][0]
 
 
+def read_like_training(files: Sequence[Path], size: int, crop: bool, progress: bool = True) -> np.ndarray:
+    """Image files as (N, size, size) uint8 frames in the training geometry (``prepare_like_training``), with a
+    progress bar."""
+    from sonoshift.io.images import read_gray
+    from sonoshift.progress import track
+
+    return np.stack([prepare_like_training(read_gray(f), size, crop, str(f))
+                     for f in track(files, "read frames", disable=not progress)])
+
+
 def predict_files(
     classifier: str | Path, inputs: Sequence[str | Path], out_csv: str | Path, *, crop: bool = True,
-    adapt: bool = False,
+    adapt: bool = False, progress: bool = True,
 ) -> pd.DataFrame:
     """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image.
     ``adapt``: first re-normalize the classifier on these same frames (AdaBN, ``adapt.py``; no label used), for a
     batch of frames from one new scanner."""
-    from sonoshift.io.images import read_gray
-
     clf = load_classifier(classifier)
     files = list_images(inputs)
-    frames = np.stack([prepare_like_training(read_gray(f), clf.image_size, crop, str(f)) for f in files])
+    frames = read_like_training(files, clf.image_size, crop, progress)
     if adapt:
         from sonoshift.judges.plane.adapt import adapt_classifier
 
