@@ -84,7 +84,6 @@ class Regime:
 
 
 PREDICTIONS = "test_predictions.npz"
-PREDICTIONS_HARMONIZED = predictions_file("harmonized")
 
 
 def regime_name(fraction: float) -> str:
