@@ -66,7 +66,8 @@ def main() -> None:
             rows.append((m, *scores(t["truth"].map(index).to_numpy(), t["pred"].map(index).to_numpy(), n)))
     t = pd.read_csv(runs / "untranslated" / "planes.csv")
     t = t[t["variant"] == "ground_truth"]
-    rows.append(("ground truth (ceiling)", *scores(t["truth"].map(index).to_numpy(), t["pred"].map(index).to_numpy(), n)))
+    rows.append(("ground truth (ceiling)",
+                 *scores(t["truth"].map(index).to_numpy(), t["pred"].map(index).to_numpy(), n)))
     print(f"plane judge on {len(truth)} {a.source_domain} test frames: accuracy / macro-F1")
     for name, acc, f1 in rows:
         print(f"  {name:<75s} {acc:.3f} / {f1:.3f}")

@@ -66,7 +66,8 @@ def _segmenter_key(cfg: DemoConfig) -> list[Any]:
 
 
 def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: list[Path], data_key: Any,
-                log: StageLog, force: bool, progress: bool, base: Path | None = None) -> dict[str, Any]:
+                log: StageLog, force: bool, progress: bool, base: Path | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train the plane classifier (target domain, frozen; under ``base``, default ``root``) and judge every run:
     RUN/planes.csv and RUN/ga.csv. Returns ({method: {variant: scores}}, the judge re-normalized on unlabelled
     source frames: ``adapted_reference``). base: a shared demo folder whose plane classifier is used
@@ -171,8 +172,10 @@ def run_demo(
     run_stage("train segmenter", base, _segmenter_key(cfg),
               lambda: _train_segmenter(cfg, data, seg_dir, progress), force=force_base, log=log)
     runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
-    judged, reference = (_judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log, force,
-                                     progress, None if shared is None else base) if cfg.judges.enabled else ({}, None))  # fmt: skip
+    judged, reference = ({}, None)
+    if cfg.judges.enabled:
+        judged, reference = _judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log,
+                                        force, progress, None if shared is None else base)
     synthesis = None
     if cfg.difusal.enabled:
         judge = base / "models" / "plane_classifier" if cfg.judges.enabled else None
@@ -223,8 +226,9 @@ def print_summary(summary: dict[str, Any], title: str = "sonoshift demo: done") 
         ref = summary.get("judge_adapted_reference")
         if ref:
             a = ref["adapted"]
-            console.print(f"  {'raw, judge AdaBN':<18} {a['plane_accuracy']:.2f} / {a['plane_macro_f1']:.2f} (plane judge "
-                          f"re-normalized on {ref['adapted_on_frames']} unlabelled source frames: a harmonizer should beat it)")
+            console.print(f"  {'raw, judge AdaBN':<18} {a['plane_accuracy']:.2f} / {a['plane_macro_f1']:.2f} (plane "
+                          f"judge re-normalized on {ref['adapted_on_frames']} unlabelled source frames: a harmonizer "
+                          "should beat it)")
     synthesis = summary.get("difusal") or {}
     if synthesis:
         console.print("\n  synthesis (DiFUSAL smoke run; numbers are a smoke measurement): "

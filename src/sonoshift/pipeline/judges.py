@@ -241,8 +241,8 @@ def adapted_section(judged: dict[str, dict[str, dict[str, float]]], reference: d
                      "plane_macro_f1": gt.get("plane_macro_f1", math.nan)})
     table = pd.DataFrame(rows)
     harmonized = table["input"].str.startswith("harmonized by ")
-    table["beats the re-normalized judge (macro-F1)"] = [
-        ("yes" if f > bar["plane_macro_f1"] else "no") if h else "" for h, f in zip(harmonized, table["plane_macro_f1"])]
+    table["beats the re-normalized judge (macro-F1)"] = [("yes" if f > bar["plane_macro_f1"] else "no") if h else ""
+                                                         for h, f in zip(harmonized, table["plane_macro_f1"])]
     caption = ("The frozen plane judge (trained on target-profile frames) on the source test frames, raw and with its "
                "BatchNorm statistics re-estimated on the source domain's training frames, labels not read (AdaBN: no "
                "translator, no label). A harmonizer that does not beat this row gives the judge less than "

@@ -45,23 +45,24 @@ def recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 256
         raise SonoshiftError("this network has no BatchNorm layer to adapt.")
     dev = next(out.parameters()).device
     for bn in norms:
-        acc: dict[str, torch.Tensor] = {}
-
-        def collect(_m: nn.Module, args: tuple) -> None:
-            h = args[0].double().transpose(0, 1).reshape(args[0].shape[1], -1)  # (C, everything else)
-            for k, v in (("n", torch.tensor(h.shape[1], dtype=torch.float64)), ("s", h.sum(1)), ("ss", (h * h).sum(1))):
-                acc[k] = acc[k] + v if k in acc else v
-
-        hook = bn.register_forward_pre_hook(collect)
+        moments: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # per batch: values, sum, sum of squares
+        hook = bn.register_forward_pre_hook(lambda _m, args, acc=moments: acc.append(_moments(args[0])))
         for i in range(0, len(x), batch_size):
             out(x[i : i + batch_size].to(dev))
         hook.remove()
-        n, mean = acc["n"], acc["s"] / acc["n"]
-        var = (acc["ss"] / n - mean * mean).clamp_min(0) * n / (n - 1)  # unbiased, as BatchNorm stores it
+        n, s, ss = (sum(t) for t in zip(*moments))
+        mean = s / n
+        var = (ss / n - mean * mean).clamp_min(0) * n / (n - 1)  # unbiased, as BatchNorm stores it
         bn.running_mean.copy_(mean.to(bn.running_mean))
         bn.running_var.copy_(var.to(bn.running_var))
         bn.num_batches_tracked.zero_()
     return out
+
+
+def _moments(h: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(values per channel, per-channel sum, per-channel sum of squares) of features (B, C, ...), in float64."""
+    h = h.double().transpose(0, 1).reshape(h.shape[1], -1)
+    return h.shape[1], h.sum(1), (h * h).sum(1)
 
 
 def adapt_classifier(clf: PlaneClassifier, frames: np.ndarray, source: str) -> PlaneClassifier:
