@@ -12,11 +12,12 @@ short of a target, the target asks for information the source frames do not carr
         [--steps 3000] [--frames 40] [--split test]
 
 Rows: untranslated, the depth-affine anchor alone, the demo's trained translators found under ``--models``
-(cyclegan, ddgan, cascade), the paired translators (``PAIRED``: the anchored mobile U-Net of the student, and a wider
-MONAI BasicUNet body), and the ground truth itself. Each row: GT PSNR, SSIM, spectrum distance, Dice with a 95%
+(cyclegan, ddgan, cascade), the paired translators (``PAIRED``: one 7x7 linear filter after the anchor, the
+anchored mobile U-Net of the student, and a wider MONAI BasicUNet body), and the ground truth itself. Each row: GT PSNR, SSIM, spectrum distance, Dice with a 95%
 patient-bootstrap interval, and the share of the Dice gap with a patient-bootstrap interval of the ratio. The paired
 networks train on the train split's pairs (horizontal flips), keep the checkpoint with the lowest validation L1
-(every 500 steps; no Dice is looked at), and are kept under OUT/<row>/model.pt. Writes OUT/ceiling.md and .csv.
+(every 500 steps; no Dice is looked at), and are kept under OUT/<row>/model.pt. Writes OUT/ceiling.md and .csv and
+OUT/ceiling.png (four test frames of different patients through every row, and each row's |output - truth|).
 Set OMP_NUM_THREADS=1 on a shared machine.
 """
 
@@ -56,7 +57,27 @@ def _basic_unet(anchor):
     return AnchoredGenerator(anchor, body).zero_head()
 
 
+class _LinearAfter(torch.nn.Module):
+    """anchor -> one KxK linear filter with a bias inside the field of view (the anchor's non-black pixels); starts
+    as the identity (a centred delta), so an untrained filter returns the anchor."""
+
+    def __init__(self, anchor, k: int = 7) -> None:
+        super().__init__()
+        self.anchor = anchor
+        self.conv = torch.nn.Conv2d(1, 1, k, padding=k // 2)
+        with torch.no_grad():
+            self.conv.weight.zero_()
+            self.conv.weight[0, 0, k // 2, k // 2] = 1.0
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            a = self.anchor(x)
+        return torch.where(a > -1, self.conv(a), a).clamp(-1.0, 1.0)
+
+
 PAIRED = {  # row -> (network builder on the fitted anchor, what it is)
+    "paired_linear": (_LinearAfter, "paired L1, one 7x7 linear filter after the anchor (the best linear correction)"),
     "paired_mobile": (_mobile, "paired L1, anchored mobile U-Net (width 32, the student's body)"),
     "paired_unet": (_basic_unet, "paired L1, anchored MONAI BasicUNet (32..256)"),
 }
@@ -159,8 +180,10 @@ def main() -> None:
           f"{raw.mean():.3f}, ground truth {gt.mean():.3f}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    shown = {}
 
     def add(name: str, desc: str, out: np.ndarray, seconds: float = 0.0) -> None:
+        shown[name] = out
         row = score(name, desc, out, t, seconds, seg)
         row["share"], lo, hi = share_interval(dice(seg, out, t), raw, gt, t["patient"])
         row["share_ci"] = f"[{lo:.3f}, {hi:.3f}]"
@@ -190,6 +213,37 @@ def main() -> None:
             torch.save(net.state_dict(), path)
         add(name, desc, translate(_Net(net.eval()), t["x"]), time.perf_counter() - t0)
     add("ground_truth", "the simulator's target rendering of each source frame", t["gt"])
+    figure(shown, t, args.out / "ceiling.png")
+
+
+def figure(shown: dict[str, np.ndarray], t: dict[str, np.ndarray], path: Path, n: int = 4) -> None:
+    """Rows: ``n`` frames of different patients; columns: every row's output, then its |output - truth|."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    first = [int(np.nonzero(t["patient"] == p)[0][len(np.nonzero(t["patient"] == p)[0]) // 2])
+             for p in np.unique(t["patient"])]
+    pick = [first[i] for i in np.linspace(0, len(first) - 1, min(n, len(first))).round().astype(int)]
+    names = list(shown)
+    err = [k for k in names if k not in ("untranslated", "ground_truth")]
+    cols = len(names) + len(err)
+    fig, ax = plt.subplots(len(pick), cols, figsize=(1.6 * cols, 1.7 * len(pick)), squeeze=False)
+    for r, i in enumerate(pick):
+        truth = t["gt"][i].astype(np.float32)
+        panels = [(k, shown[k][i], "gray", 255) for k in names]
+        panels += [(f"|{k} - truth|", np.abs(shown[k][i].astype(np.float32) - truth) * t["mask"][i], "magma", 64)
+                   for k in err]
+        for c, (title, img, cmap, vmax) in enumerate(panels):
+            ax[r, c].imshow(img, cmap=cmap, vmin=0, vmax=vmax)
+            ax[r, c].set_axis_off()
+            if r == 0:
+                ax[r, c].set_title(title, fontsize=7)
+    fig.suptitle("Paired ceiling: test frames through every row (error maps: 0-64 grey levels)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from sonoshift.downstream.segmenter import (
     SegmenterTrainConfig,
     augment,
     frames_to_input,
+    shadow_wedge,
     labels_to_target,
     load_segmenter,
     predict,
@@ -145,6 +146,29 @@ def test_augment_keeps_images_and_labels_aligned():
     cfg = SegmenterTrainConfig(hflip=False, intensity_jitter=0.5, noise_std=0.3)
     xa, ya = augment(x, y, cfg, g)
     assert torch.equal(ya, y) and xa.min() >= -1 and xa.max() <= 1
+
+
+@pytest.mark.parametrize("width", [30.0, 120.0])
+def test_shadow_wedge_darkens_one_wedge_about_the_centre_and_leaves_the_labels(width):
+    g = torch.Generator().manual_seed(1)
+    x = torch.full((32, 1, 41, 41), 0.6)  # level 0.8 on [0, 1]
+    gain = ((shadow_wedge(x, 1.0, width, g) + 1) / 2 / 0.8)[:, 0]
+    rows, cols = np.mgrid[-20:21, -20:21]
+    angle = np.degrees(np.arctan2(rows, cols))
+    ring = (np.hypot(rows, cols) > 6) & (np.hypot(rows, cols) < 20)  # away from the centre's few pixels
+    for k in range(len(x)):
+        dark = (gain[k].numpy() < 1 - 1e-6) & ring
+        assert dark.any() and gain[k].min() <= 0.5 + 1e-6  # the core is at the drawn factor, in [0, 0.5]
+        a = np.sort(angle[dark])
+        gaps = np.diff(np.concatenate([a, a[:1] + 360]))  # the circle minus the largest gap = the wedge's span
+        assert 360 - gaps.max() <= width + 3  # never wider than the configured width (plus pixel quantization)
+        assert torch.all(gain[k][torch.from_numpy(~dark & ring)] == 1.0)
+    assert torch.equal(shadow_wedge(x, 0.0, width, g), x)  # probability 0: unchanged
+    y = torch.zeros(4, 8, 8, dtype=torch.long)
+    y[:, 2:6, 2:6] = 1
+    cfg = SegmenterTrainConfig(hflip=False, intensity_jitter=0.0, noise_std=0.0, shadow=1.0)
+    xa, ya = augment(torch.full((4, 1, 8, 8), 0.2), y, cfg, g)
+    assert torch.equal(ya, y) and xa.min() < 0.2 and xa.max() <= 0.2 + 1e-6
 
 
 def test_bad_training_inputs(data):

@@ -24,7 +24,9 @@ import sonoshift
 from sonoshift.atomic import atomic_dir
 from sonoshift.engine.checkpoint import file_digest
 from sonoshift.engine.schedules import cosine_factor
-from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, Validated, from_dict, to_dict
+from sonoshift.config import (
+    NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, Validated, from_dict, to_dict,
+)
 from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
 
@@ -65,6 +67,11 @@ class SegmenterTrainConfig(Validated):
     # extra cross-entropy weight on pixels within boundary_width pixels of a label boundary (boundary_loss.py)
     boundary_weight: NonNegFloat = 0.0
     boundary_width: PosInt = 2
+    # acoustic-shadow wedge: with this probability per sample, the image (not the labels) is darkened to a factor in
+    # [0, 0.5] inside a wedge about the image centre, up to shadow_width_deg wide (soft edges): a head-centred crop
+    # then shows part of its skull wall missing, as in frames whose lateral walls are parallel to the beam; 0 = off
+    shadow: UnitFloat = 0.0
+    shadow_width_deg: Annotated[float, Range(1, 360)] = 120.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,8 @@ def augment(
         y = torch.where(flip[:, None, None], y.flip(-2), y)
     if cfg.rotate_deg or cfg.scale or cfg.translate:
         x, y = _affine(x, y, cfg, generator)
+    if cfg.shadow > 0:
+        x = shadow_wedge(x, cfg.shadow, cfg.shadow_width_deg, generator)
     if cfg.gamma > 0:
         ex = torch.exp((torch.rand(b, generator=generator) * 2 - 1) * math.log1p(cfg.gamma)).to(dev)
         x = ((x + 1) * 0.5).clamp(0, 1) ** ex[:, None, None, None] * 2 - 1
@@ -158,6 +167,23 @@ def augment(
     if cfg.noise_std > 0:
         x = x + torch.randn(x.shape, generator=generator).to(dev) * cfg.noise_std
     return x.clamp(-1, 1), y
+
+
+def shadow_wedge(x: torch.Tensor, p: float, width_deg: float, generator: torch.Generator) -> torch.Tensor:
+    """With probability ``p`` per sample, darken ``x`` (B, 1, H, W) in [-1, 1] (as [0, 1] levels) to a factor
+    drawn in [0, 0.5] inside a wedge about the image centre: direction uniform, width uniform in
+    [width_deg / 3, width_deg], edges tapered linearly over a fifth of the width. Other samples are unchanged."""
+    b, _, h, w = x.shape
+    u = torch.rand(4, b, generator=generator).to(x.device)
+    on, phi, width, factor = u[0] < p, u[1] * 2 * math.pi, math.radians(width_deg) * (1 + 2 * u[2]) / 3, 0.5 * u[3]
+    rows = torch.arange(h, device=x.device, dtype=torch.float32) - (h - 1) / 2
+    cols = torch.arange(w, device=x.device, dtype=torch.float32) - (w - 1) / 2
+    theta = torch.atan2(rows[:, None], cols[None, :])[None]  # (1, H, W)
+    off = torch.remainder(theta - phi[:, None, None] + math.pi, 2 * math.pi) - math.pi  # angle to the axis
+    half = width[:, None, None] / 2
+    inside = ((half - off.abs()) / (0.2 * width[:, None, None])).clamp(0, 1) * on[:, None, None]
+    gain = 1 - inside * (1 - factor[:, None, None])
+    return ((x + 1) * 0.5 * gain[:, None] * 2 - 1).to(x.dtype)
 
 
 def _affine(
