@@ -13,7 +13,8 @@ short of a target, the target asks for information the source frames do not carr
 
 Rows: untranslated, the depth-affine anchor alone, the demo's trained translators found under ``--models``
 (cyclegan, ddgan, cascade), the paired translators (``PAIRED``: one 7x7 linear filter after the anchor, the
-anchored mobile U-Net of the student, and a wider MONAI BasicUNet body), and the ground truth itself. Each row: GT PSNR, SSIM, spectrum distance, Dice with a 95%
+anchored mobile U-Net of the student, and a wider MONAI BasicUNet body; and, as a contrast, the mobile U-Net
+trained on synthetic pairs that the CycleGAN makes from target frames alone), and the ground truth itself. Each row: GT PSNR, SSIM, spectrum distance, Dice with a 95%
 patient-bootstrap interval, and the share of the Dice gap with a patient-bootstrap interval of the ratio. The paired
 networks train on the train split's pairs (horizontal flips), keep the checkpoint with the lowest validation L1
 (every 500 steps; no Dice is looked at), and are kept under OUT/<row>/model.pt. Writes OUT/ceiling.md and .csv and
@@ -80,7 +81,23 @@ PAIRED = {  # row -> (network builder on the fitted anchor, what it is)
     "paired_linear": (_LinearAfter, "paired L1, one 7x7 linear filter after the anchor (the best linear correction)"),
     "paired_mobile": (_mobile, "paired L1, anchored mobile U-Net (width 32, the student's body)"),
     "paired_unet": (_basic_unet, "paired L1, anchored MONAI BasicUNet (32..256)"),
+    "cyclegan_pairs_mobile": (_mobile, "the mobile U-Net on synthetic pairs (CycleGAN target -> source, target): no "
+                                       "real pair, the kind of condition the unpaired refiners train on"),
 }
+
+
+def cyclegan_pairs(data: Path, split: str, target: str, cyclegan: Path) -> tuple[torch.Tensor, ...]:
+    """(G_{T->S}(target frame), target frame, target field of view) of ``split``: pairs made without any source
+    frame, from the trained CycleGAN's target -> source generator."""
+    from sonoshift.data.cache import load_cache
+    from sonoshift.methods.ddgan import load_cyclegan
+
+    g_ts = load_cyclegan(cyclegan, torch.device("cpu")).G_ba
+    y = torch.from_numpy(np.asarray(load_cache(data, split, target), dtype=np.float32))[:, None] / 127.5 - 1
+    m = torch.from_numpy(np.asarray(load_cache(data, split, target, "mask")) > 0).float()[:, None]
+    with torch.no_grad():
+        x = torch.cat([g_ts(y[i:i + 64]).clamp(-1, 1) for i in range(0, len(y), 64)])
+    return x, y, m
 
 
 def pairs(data: Path, split: str, source: str, target: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -198,9 +215,12 @@ def main() -> None:
     for name in ("cyclegan", "ddgan", "cascade"):
         if (args.models / name).is_dir():
             add(name, f"the demo's {name} (unpaired)", translate(load_translator(args.models / name), t["x"]))
-    train, val = pairs(args.data, "train", src, tgt), pairs(args.data, "val", src, tgt)
+    real = pairs(args.data, "train", src, tgt), pairs(args.data, "val", src, tgt)
     for name in [n for n in args.only.split(",") if n] or list(PAIRED):
         build, desc = PAIRED[name]
+        train, val = real if not name.startswith("cyclegan_") else (
+            cyclegan_pairs(args.data, "train", tgt, args.models / "cyclegan"),
+            cyclegan_pairs(args.data, "val", tgt, args.models / "cyclegan"))
         path = args.out / name / "model.pt"
         net = build(anchor)
         t0 = time.perf_counter()
