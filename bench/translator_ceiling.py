@@ -9,7 +9,7 @@ frozen target-domain segmenter, bounds the unpaired translators' share from abov
 short of a target, the target asks for information the source frames do not carry.
 
     python bench/translator_ceiling.py --data runs/demo/data --models runs/demo/models --out OUT \
-        [--steps 3000] [--frames 40] [--split test]
+        [--steps N] [--frames 40] [--split test] [--only paired_mobile,...]
 
 Rows: untranslated, the depth-affine anchor alone, the demo's trained translators found under ``--models``
 (cyclegan, ddgan, cascade), the paired translators (``PAIRED``: one 7x7 linear filter after the anchor, the
@@ -77,12 +77,13 @@ class _LinearAfter(torch.nn.Module):
         return torch.where(a > -1, self.conv(a), a).clamp(-1.0, 1.0)
 
 
-PAIRED = {  # row -> (network builder on the fitted anchor, what it is)
-    "paired_linear": (_LinearAfter, "paired L1, one 7x7 linear filter after the anchor (the best linear correction)"),
-    "paired_mobile": (_mobile, "paired L1, anchored mobile U-Net (width 32, the student's body)"),
-    "paired_unet": (_basic_unet, "paired L1, anchored MONAI BasicUNet (32..256)"),
+PAIRED = {  # row -> (network builder on the fitted anchor, what it is, training steps unless --steps says)
+    "paired_linear": (_LinearAfter, "paired L1, one 7x7 linear filter after the anchor (the best linear correction)",
+                      3000),
+    "paired_mobile": (_mobile, "paired L1, anchored mobile U-Net (width 32, the student's body)", 3000),
+    "paired_unet": (_basic_unet, "paired L1, anchored MONAI BasicUNet (32..256)", 1000),
     "cyclegan_pairs_mobile": (_mobile, "the mobile U-Net on synthetic pairs (CycleGAN target -> source, target): no "
-                                       "real pair, the kind of condition the unpaired refiners train on"),
+                                       "real pair, the kind of condition the unpaired refiners train on", 1000),
 }
 
 
@@ -173,7 +174,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("runs/demo/data"))
     ap.add_argument("--models", type=Path, default=Path("runs/demo/models"))
     ap.add_argument("--out", type=Path, default=Path("runs/ceiling"))
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=0, help="training steps of every paired row (default: each row's own)")
     ap.add_argument("--frames", type=int, default=40, help="test frames per patient (every patient is kept)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--seed", type=int, default=0)
@@ -217,7 +218,10 @@ def main() -> None:
             add(name, f"the demo's {name} (unpaired)", translate(load_translator(args.models / name), t["x"]))
     real = pairs(args.data, "train", src, tgt), pairs(args.data, "val", src, tgt)
     for name in [n for n in args.only.split(",") if n] or list(PAIRED):
-        build, desc = PAIRED[name]
+        if name not in PAIRED:
+            raise SonoshiftError(f"unknown paired row {name!r}; the rows are {', '.join(PAIRED)}.")
+        build, desc, steps = PAIRED[name]
+        steps = args.steps or steps
         train, val = real if not name.startswith("cyclegan_") else (
             cyclegan_pairs(args.data, "train", tgt, args.models / "cyclegan"),
             cyclegan_pairs(args.data, "val", tgt, args.models / "cyclegan"))
@@ -227,8 +231,8 @@ def main() -> None:
         if path.is_file():
             net.load_state_dict(torch.load(path))
         else:
-            print(f"{name}: training {args.steps} steps on {len(train[0])} pairs", flush=True)
-            net, _ = train_paired(net, train, val, args.steps, args.seed)
+            print(f"{name}: training {steps} steps on {len(train[0])} pairs", flush=True)
+            net, _ = train_paired(net, train, val, steps, args.seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(net.state_dict(), path)
         add(name, desc, translate(_Net(net.eval()), t["x"]), time.perf_counter() - t0)

@@ -42,6 +42,7 @@ def test_masked_l1_reads_only_the_field_of_view() -> None:
 def test_an_untrained_paired_network_returns_its_anchor(name: str) -> None:
     anchor = AffineMatch(60.0, 20.0, 80.0, 30.0)
     net = tc.PAIRED[name][0](anchor).eval()
+    assert tc.PAIRED[name][2] > 0
     x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
         assert torch.equal(net(x), anchor(x).clamp(-1, 1))
