@@ -89,13 +89,15 @@ PAIRED = {  # row -> (network builder on the fitted anchor, what it is, training
 
 def cyclegan_pairs(data: Path, split: str, target: str, cyclegan: Path) -> tuple[torch.Tensor, ...]:
     """(G_{T->S}(target frame), target frame, target field of view) of ``split``: pairs made without any source
-    frame, from the trained CycleGAN's target -> source generator."""
-    from sonoshift.data.cache import load_cache
+    frame, from the trained CycleGAN's target -> source generator (a domain without masks: its non-black pixels)."""
+    from sonoshift.data.cache import cache_path, load_cache
     from sonoshift.methods.ddgan import load_cyclegan
 
     g_ts = load_cyclegan(cyclegan, torch.device("cpu")).G_ba
-    y = torch.from_numpy(np.asarray(load_cache(data, split, target), dtype=np.float32))[:, None] / 127.5 - 1
-    m = torch.from_numpy(np.asarray(load_cache(data, split, target, "mask")) > 0).float()[:, None]
+    frames = np.asarray(load_cache(data, split, target))
+    fov = load_cache(data, split, target, "mask") if cache_path(data, split, target, "mask").is_file() else frames
+    y = torch.from_numpy(frames.astype(np.float32))[:, None] / 127.5 - 1
+    m = torch.from_numpy(np.asarray(fov) > 0).float()[:, None]
     with torch.no_grad():
         x = torch.cat([g_ts(y[i:i + 64]).clamp(-1, 1) for i in range(0, len(y), 64)])
     return x, y, m

@@ -14,6 +14,8 @@ import torch
 from sonoshift.errors import SonoshiftError
 from sonoshift.methods.anchor import AffineMatch
 
+from test_ddgan_method import tiny_run  # noqa: F401  (a tiny dataset and a CycleGAN trained on it)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))  # the bench imports its sibling ablate_ddgan
 _spec = importlib.util.spec_from_file_location("translator_ceiling", ROOT / "bench" / "translator_ceiling.py")
@@ -67,3 +69,15 @@ def test_paired_training_lowers_the_validation_error_and_keeps_the_best_checkpoi
 def test_a_dataset_without_ground_truth_is_refused_in_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(SonoshiftError, match="needs a simulated dataset with ground truth"):
         tc.pairs(tmp_path, "train", "handheld", "cart")
+
+
+def test_cyclegan_pairs_are_the_target_frames_and_their_synthetic_sources(tiny_run) -> None:
+    from sonoshift.methods.ddgan import load_cyclegan
+
+    x, y, m = tc.cyclegan_pairs(tiny_run["data"], "train", "cart", tiny_run["cg"])
+    frames = np.load(tiny_run["data"] / "cache" / "train" / "cart.npy")
+    assert torch.allclose(y[:, 0], torch.from_numpy(frames.astype(np.float32)) / 127.5 - 1)
+    assert torch.equal(m[:, 0], torch.from_numpy(frames > 0).float())  # no masks in this dataset: non-black pixels
+    with torch.no_grad():
+        expected = load_cyclegan(tiny_run["cg"], torch.device("cpu")).G_ba(y).clamp(-1, 1)
+    assert torch.allclose(x, expected, atol=1e-6) and not torch.allclose(x, y)
