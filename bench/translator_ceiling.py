@@ -159,16 +159,12 @@ class _Net:
         return self.net(x)
 
 
-def share_interval(d: np.ndarray, raw: np.ndarray, gt: np.ndarray, patients: np.ndarray,
-                   n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def share_interval(d: np.ndarray, raw: np.ndarray, gt: np.ndarray, patients: np.ndarray) -> tuple[float, float, float]:
     """(Dice - raw) / (GT - raw) of the frame means, and its 95% patient-bootstrap percentile interval."""
-    ids, inv = np.unique(patients, return_inverse=True)
-    s = [np.bincount(inv, weights=v) for v in (d - raw, gt - raw)]
-    point = float(s[0].sum() / s[1].sum())
-    draws = np.random.default_rng(seed).integers(0, len(ids), size=(n_boot, len(ids)))
-    boot = s[0][draws].sum(1) / s[1][draws].sum(1)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return point, float(lo), float(hi)
+    from sonoshift.metrics.bootstrap import patient_bootstrap_ratio
+
+    iv = patient_bootstrap_ratio(d - raw, gt - raw, patients)
+    return iv.mean, iv.low, iv.high
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from sonoshift.metrics.bootstrap import patient_bootstrap
+from sonoshift.metrics.bootstrap import patient_bootstrap, patient_bootstrap_ratio
 from sonoshift.metrics.spectrum import radial_power_spectrum, spectrum_distance
 
 
@@ -58,6 +58,18 @@ def test_patient_bootstrap_hand_case():
     assert iv.low == pytest.approx(1.0) and iv.high == pytest.approx(3.0)
     one = patient_bootstrap([2.0, 4.0, float("nan")], ["A", "A", "A"])
     assert (one.mean, one.low, one.high, one.patients) == (3.0, 3.0, 3.0, 1)
+
+
+def test_patient_bootstrap_ratio_hand_case():
+    # patient A: gains 0.3 + 0.1 of gaps 0.4 + 0.4; patient B: 0.4 of 0.4. Replicates: AA -> 0.5, BB -> 1, AB -> 2/3.
+    iv = patient_bootstrap_ratio([0.3, 0.1, 0.4], [0.4, 0.4, 0.4], ["A", "A", "B"], n_boot=4000, seed=0)
+    assert iv.mean == pytest.approx(0.8 / 1.2) and iv.patients == 2
+    assert iv.low == pytest.approx(0.5) and iv.high == pytest.approx(1.0)
+    # a frame with a NaN on either side is left out of both sums
+    nan = patient_bootstrap_ratio([0.3, float("nan"), 0.2], [0.4, 0.4, float("nan")], ["A", "A", "A"])
+    assert nan.mean == pytest.approx(0.75) and nan.low == nan.high == nan.mean and nan.patients == 1
+    with pytest.raises(ValueError, match="same length"):
+        patient_bootstrap_ratio([1.0], [1.0, 2.0], ["A"])
 
 
 def test_patient_bootstrap_width_matches_the_normal_theory():
