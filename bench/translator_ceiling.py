@@ -5,8 +5,8 @@ The simulator renders every source frame's scene again in the target scanner (th
 be trained *with* pairs: source frame -> its ground-truth target frame, L1 inside the field of view. The unpaired
 translators never see a pair; a paired one with the same anchor and a larger network is what the same information
 allows when the correspondence is given. Its share of the Dice gap, (Dice - raw) / (ground truth - raw) with the
-frozen target-domain segmenter, bounds the unpaired translators' share from above (up to training noise): if it falls
-short of a target, the target asks for information the source frames do not carry.
+frozen target-domain segmenter, estimates what the source frames allow (not a strict bound: another loss or network
+could do better): if it falls short of a target, the target likely asks for information the frames do not carry.
 
     python bench/translator_ceiling.py --data runs/demo/data --models runs/demo/models --out OUT \
         [--steps N] [--frames 40] [--split test] [--only paired_mobile,...]
@@ -14,8 +14,9 @@ short of a target, the target asks for information the source frames do not carr
 Rows: untranslated, the depth-affine anchor alone, the demo's trained translators found under ``--models``
 (cyclegan, ddgan, cascade), the paired translators (``PAIRED``: one 7x7 linear filter after the anchor, the
 anchored mobile U-Net of the student, and a wider MONAI BasicUNet body; and, as a contrast, the mobile U-Net
-trained on synthetic pairs that the CycleGAN makes from target frames alone), and the ground truth itself. Each row: GT PSNR, SSIM, spectrum distance, Dice with a 95%
-patient-bootstrap interval, and the share of the Dice gap with a patient-bootstrap interval of the ratio. The paired
+trained on synthetic pairs that the CycleGAN makes from target frames alone), and the ground truth itself. Each
+row: GT PSNR, SSIM, spectrum distance, Dice with a 95% patient-bootstrap interval, and the share of the Dice gap
+with a patient-bootstrap interval of the ratio. The paired
 networks train on the train split's pairs (horizontal flips), keep the checkpoint with the lowest validation L1
 (every 500 steps; no Dice is looked at), and are kept under OUT/<row>/model.pt. Writes OUT/ceiling.md and .csv and
 OUT/ceiling.png (four test frames of different patients through every row, and each row's |output - truth|).
