@@ -91,14 +91,12 @@ PAIRED = {  # row -> (network builder on the fitted anchor, what it is, training
 def cyclegan_pairs(data: Path, split: str, target: str, cyclegan: Path) -> tuple[torch.Tensor, ...]:
     """(G_{T->S}(target frame), target frame, target field of view) of ``split``: pairs made without any source
     frame, from the trained CycleGAN's target -> source generator (a domain without masks: its non-black pixels)."""
-    from sonoshift.data.cache import cache_path, load_cache
+    from sonoshift.data.cache import load_cache, load_fov
     from sonoshift.methods.ddgan import load_cyclegan
 
     g_ts = load_cyclegan(cyclegan, torch.device("cpu")).G_ba
-    frames = np.asarray(load_cache(data, split, target))
-    fov = load_cache(data, split, target, "mask") if cache_path(data, split, target, "mask").is_file() else frames
-    y = torch.from_numpy(frames.astype(np.float32))[:, None] / 127.5 - 1
-    m = torch.from_numpy(np.asarray(fov) > 0).float()[:, None]
+    y = torch.from_numpy(load_cache(data, split, target).astype(np.float32))[:, None] / 127.5 - 1
+    m = torch.from_numpy(np.asarray(load_fov(data, split, target)) > 0).float()[:, None]
     with torch.no_grad():
         x = torch.cat([g_ts(y[i:i + 64]).clamp(-1, 1) for i in range(0, len(y), 64)])
     return x, y, m
@@ -106,12 +104,14 @@ def cyclegan_pairs(data: Path, split: str, target: str, cyclegan: Path) -> tuple
 
 def pairs(data: Path, split: str, source: str, target: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(source frames, ground-truth target frames, field-of-view masks) of ``split`` as (N, 1, H, W) tensors in [-1, 1]."""
-    cache = data / "cache" / split
-    files = [cache / f"{source}.npy", cache / f"{source}.gt_{target}.npy", cache / f"{source}.mask.npy"]
-    for f in files:
-        if not f.is_file():
-            raise SonoshiftError(f"{f} is missing: the paired ceiling needs a simulated dataset with ground truth.")
-    x, y, m = (torch.from_numpy(np.load(f).astype(np.float32))[:, None] for f in files)
+    from sonoshift.data.cache import cache_path, load_cache
+
+    kinds = [None, f"gt_{target}", "mask"]
+    for k in kinds:
+        if not cache_path(data, split, source, k).is_file():
+            raise SonoshiftError(f"{cache_path(data, split, source, k)} is missing: the paired ceiling needs a "
+                                 "simulated dataset with ground truth.")
+    x, y, m = (torch.from_numpy(load_cache(data, split, source, k).astype(np.float32))[:, None] for k in kinds)
     return x / 127.5 - 1, y / 127.5 - 1, (m > 0).float()
 
 

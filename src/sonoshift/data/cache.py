@@ -46,3 +46,9 @@ def load_cache(root: str | Path, split: str, domain: str, kind: str | None = Non
 def has_cache(root: str | Path, split: str, domain: str, kind: str | None = None) -> bool:
     """True when the packed array exists."""
     return cache_path(root, split, domain, kind).is_file()
+
+
+def load_fov(root: str | Path, split: str, domain: str) -> np.ndarray:
+    """The field of view of a packed domain, memory-mapped: its masks (0/255), or, for a domain packed without
+    masks, its frames (non-black pixels). Either way the field of view is where the array is > 0."""
+    return load_cache(root, split, domain, "mask" if has_cache(root, split, domain, "mask") else None)

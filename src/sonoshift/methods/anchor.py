@@ -211,13 +211,9 @@ def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, 
     """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
     domain without masks uses its non-black pixels (level > 0) as the field of view. ``despeckle``: also fit the
     despeckle sigma (:func:`fit_despeckle`, on up to ``max_frames`` evenly spaced frames of each domain)."""
-    from sonoshift.data.cache import cache_path, load_cache
+    from sonoshift.data.cache import load_cache, load_fov
 
-    pairs = []
-    for d in (source, target):
-        frames = load_cache(root, split, d)
-        fov = load_cache(root, split, d, "mask") if cache_path(root, split, d, "mask").is_file() else frames > 0
-        pairs.append((frames, fov))
+    pairs = [(load_cache(root, split, d), load_fov(root, split, d)) for d in (source, target)]
     anchor = fit_affine(pairs[0], pairs[1], depth)
     if not despeckle:
         return anchor

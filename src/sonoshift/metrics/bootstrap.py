@@ -44,21 +44,7 @@ def patient_bootstrap(
     p = np.asarray(patients)
     if v.shape != p.shape:
         raise ValueError(f"values and patients must have the same length, got {v.shape} and {p.shape}")
-    ok = ~np.isnan(v)
-    v, p = v[ok], p[ok]
-    if v.size == 0:
-        return Interval(float("nan"), float("nan"), float("nan"), level, 0)
-    ids, inverse = np.unique(p, return_inverse=True)
-    sums = np.bincount(inverse, weights=v)
-    counts = np.bincount(inverse).astype(np.float64)
-    mean = float(sums.sum() / counts.sum())
-    if len(ids) == 1:
-        return Interval(mean, mean, mean, level, 1)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(ids), size=(n_boot, len(ids)))
-    boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(mean, float(lo), float(hi), level, len(ids))
+    return patient_bootstrap_ratio(v, np.ones_like(v), p, n_boot=n_boot, level=level, seed=seed)  # mean = sum / count
 
 
 def patient_bootstrap_ratio(
