@@ -276,3 +276,27 @@ def test_downstream_lr_follows_the_declared_schedule():
         assert opt.param_groups[0]["lr"] == 3e-3
     _set_lr(opt, cos, 75, 150)
     assert opt.param_groups[0]["lr"] == pytest.approx(1.5e-3)
+
+
+def test_image_guided_candidates_start_from_distinct_unlabelled_images():
+    from sonoshift.config import load_config
+    from sonoshift.difusal.config import DifusalConfig
+    import torch
+
+    from sonoshift.difusal.rounds import Regime, check_config, init_images
+
+    un = _frames(4, 5, size=8)  # 20 unlabelled images
+    none = _frames(1, 1, size=8).take(np.zeros(0, np.int64))
+    reg = Regime("r", 0.1, none, none, none, un)
+    off = load_config(DifusalConfig, None, ["generator.unlabelled=20"])
+    assert init_images(off, reg, 6, 0)[0] is None and (init_images(off, reg, 6, 0)[1] == -1).all()
+    on = load_config(DifusalConfig, None, ["generator.unlabelled=20", "loop.init_strength=0.5"])
+    x, idx = init_images(on, reg, 6, 0)
+    assert len(set(idx.tolist())) == 6 and idx.max() < 20  # without replacement while the pool lasts
+    torch.testing.assert_close(x, un.x[torch.from_numpy(idx)])
+    np.testing.assert_array_equal(init_images(on, reg, 6, 0)[1], idx)  # seeded
+    assert len(init_images(on, reg, 30, 1)[1]) == 30  # a pool smaller than the candidates: drawn with replacement
+    with pytest.raises(SonoshiftError, match="has none"):
+        init_images(on, Regime("r", 0.1, none, none, none, none), 3, 0)
+    with pytest.raises(SonoshiftError, match="init_strength"):
+        check_config(load_config(DifusalConfig, None, ["generator.unlabelled=0", "loop.init_strength=0.5"]))

@@ -152,7 +152,11 @@ class Loop(Validated):
     candidates per plane and round, the hardest first (0: no cap). synthetic_classical_aug: the synthetic arms
     (unfiltered, uniform, difusal) train their downstream models with the classical augmentation too (declared
     before the run; every synthetic arm gets it, so they stay comparable with each other and with
-    ``classical_aug``)."""
+    ``classical_aug``). init_strength > 0: image-guided candidates (SDEdit): each candidate starts from an image
+    of the generator's unlabelled pool (other training patients' images, or data.unlabelled_path's; seeded draw,
+    labels never read; ``init_index`` in scores.csv), noised to this strength and denoised under the candidate's
+    plane and GA, so that candidates carry the layouts of patients whose labels the regime does not keep
+    (0: every candidate from pure noise)."""
 
     rounds: PosInt = 3
     budget: PosInt = 96
@@ -163,6 +167,7 @@ class Loop(Validated):
     ga_hard_weeks: NonNegFloat = 1.5
     per_plane_cap: NonNegInt = 0
     synthetic_classical_aug: bool = False
+    init_strength: UnitFloat = 0.0
 
 
 @dataclass(frozen=True)

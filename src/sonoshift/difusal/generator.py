@@ -127,13 +127,14 @@ def train(pipe: SynthPipeline, real: Frames, steps: int, g: Generator, seed: int
 
 
 def sample(pipe: SynthPipeline, plane_ids: np.ndarray, ga: np.ndarray, seed: int, batch_size: int = 64,
-           domain: str = "") -> torch.Tensor:
+           domain: str = "", init: torch.Tensor | None = None, strength: float = 1.0) -> torch.Tensor:
     """Images (N, 1, S, S) in [-1, 1] for plane ids (N,) and GA weeks (N,; NaN = the null GA token), in the
-    look of ``domain`` (a name of ``DOMAINS``; "" = no domain token); image i uses generator seed + i."""
+    look of ``domain`` (a name of ``DOMAINS``; "" = no domain token); image i uses generator seed + i. ``init``
+    (N, 1, S, S) and ``strength``: each image starts from its init image (SDEdit, synth/pipeline.py)."""
     names = [pipe.planes[int(p)] for p in plane_ids]
     gens = [torch.Generator().manual_seed(seed + i) for i in range(len(names))]
     return pipe(plane=names, ga=[float(v) for v in ga], n=len(names), generator=gens, batch_size=batch_size,
-                scanner=domain or None)
+                scanner=domain or None, init=init, strength=strength)
 
 
 def save(pipe: SynthPipeline, path: str | Path) -> None:

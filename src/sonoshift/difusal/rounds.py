@@ -111,6 +111,9 @@ def check_config(cfg: DifusalConfig) -> None:
         raise SonoshiftError("loop.rounds must be >= 1 and label_fractions must not be empty.")
     if any(not 0 < f <= 1 for f in cfg.label_fractions):
         raise SonoshiftError(f"label_fractions must lie in (0, 1], got {list(cfg.label_fractions)}.")
+    if cfg.loop.init_strength > 0 and not (cfg.generator.unlabelled or cfg.data.unlabelled_path):
+        raise SonoshiftError("loop.init_strength > 0 starts candidates from unlabelled images: set "
+                             "generator.unlabelled > 0 or data.unlabelled_path.")
     n_cond = len(generated_planes(cfg)) * (len(cfg.loop.ga_edges) - 1)
     if cfg.loop.floor * n_cond > cfg.loop.budget:
         raise SonoshiftError(f"loop.budget {cfg.loop.budget} is below loop.floor x {n_cond} conditions.")
@@ -320,10 +323,25 @@ def _probe(pipe, critics: Critics, cfg: DifusalConfig, seed: int, masks: torch.T
     return near_copy_rate(critics, apply_fan(_sample(pipe, cfg, planes, ga, seed, has_ga), masks))
 
 
-def _sample(pipe, cfg: DifusalConfig, planes: np.ndarray, ga: np.ndarray, seed: int, has_ga: bool) -> torch.Tensor:
-    """Candidates in the configured domain's look; without a labelled GA the GA is the null token."""
+def _sample(pipe, cfg: DifusalConfig, planes: np.ndarray, ga: np.ndarray, seed: int, has_ga: bool,
+            init: torch.Tensor | None = None) -> torch.Tensor:
+    """Candidates in the configured domain's look; without a labelled GA the GA is the null token; ``init``:
+    image-guided at ``loop.init_strength``."""
     return gen_mod.sample(pipe, planes, ga if has_ga else np.full(len(ga), np.nan), seed,
-                          domain=cfg.generator.sample_domain)
+                          domain=cfg.generator.sample_domain, init=init, strength=cfg.loop.init_strength)
+
+
+def init_images(cfg: DifusalConfig, reg: Regime, n: int, seed: int) -> tuple[torch.Tensor | None, np.ndarray]:
+    """The start images of ``n`` image-guided candidates (``loop.init_strength`` > 0) and their indices in the
+    generator's unlabelled pool (a seeded draw, without replacement while the pool lasts); (None, -1s) when off."""
+    pool = reg.generator_unlabelled
+    if cfg.loop.init_strength <= 0:
+        return None, np.full(n, -1)
+    if not len(pool):
+        raise SonoshiftError("loop.init_strength > 0 needs unlabelled images to start candidates from, and the "
+                             "regime has none.")
+    pick = np.random.default_rng(seed).choice(len(pool), n, replace=len(pool) < n)
+    return pool.x[torch.from_numpy(pick)], pick
 
 
 def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path, real: Path) -> None:
@@ -380,7 +398,8 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
         p_ids, ga_c = conditions_for(alloc, lp.ga_edges, np.random.default_rng(seed))
         if not reg.has_ga:
             ga_c = np.full(len(ga_c), np.nan)
-        x = apply_fan(_sample(pipe, cfg, p_ids, ga_c, seed, reg.has_ga), masks)
+        init, init_index = init_images(cfg, reg, len(p_ids), seed + 5)
+        x = apply_fan(_sample(pipe, cfg, p_ids, ga_c, seed, reg.has_ga, init), masks)
         scores = critics.score(x, p_ids, ga_c, head)
         # (4) hardness from the current models, then selection
         scores["down_conf"] = plane_probs(models.plane, x)[np.arange(len(p_ids)), p_ids]
@@ -391,6 +410,7 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
         scores.insert(1, "plane", [planes[p] for p in p_ids])
         scores.insert(2, "ga_weeks", ga_c)
         scores.insert(3, "ga_bin", bin_index(ga_c, lp.ga_edges))
+        scores.insert(4, "init_index", init_index)
         scores.to_csv(tmp / "scores.csv", index=False)
         save_set(tmp / "candidates.npz", x, p_ids, ga_c)
         acc = np.array(scores["accepted"], dtype=bool)

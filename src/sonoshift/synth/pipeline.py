@@ -6,7 +6,10 @@ null branch has every condition replaced by its null token; w = 1 is the plain c
 unconditional one. With a separate GA scale w_ga (``ga_guidance``) the guidance is split by condition:
 eps = eps_null + w (eps_plane,scanner - eps_null) + w_ga (eps_all - eps_plane,scanner), three network passes
 per step (w_ga = w is the joint form above). The sampler (DPM-Solver++, DDIM, UniPC, DDPM) and step count can be
-chosen per call.
+chosen per call. Image-guided sampling (SDEdit, Meng et al. 2022): with ``init`` images and ``strength`` s in
+(0, 1], sampling starts from each init image noised to the sampler's timestep at the last ceil(s x steps) steps
+and runs only those steps, so the result keeps the init's coarse layout and takes the conditions' content
+(s = 1: from the noisiest step; s -> 0: the init image itself).
 Randomness comes only from ``generator`` (one generator, or one per image so each image is reproducible alone).
 In the latent variant the sampler runs on the autoencoder's latents and the result is decoded (after the
 latent is renormalised to the unit scale the decoder was trained on).
@@ -82,11 +85,13 @@ class SynthPipeline:
     def sample_indices(
         self, plane: torch.Tensor, ga: torch.Tensor, scanner: torch.Tensor, *, generator: Generator = None,
         guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
-        progress: Any = None, ga_guidance: float | None = None,
+        progress: Any = None, ga_guidance: float | None = None, init: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """Samples for condition tensors (B,) (plane / scanner indices, 0 = unknown; GA weeks, NaN = unknown)
         -> (B, 1, H, W) in [-1, 1]. ``progress(i, total)`` is called after every step when given.
-        ``ga_guidance``: GA's own guidance scale (default ``diffusion.ga_guidance``; None = joint guidance)."""
+        ``ga_guidance``: GA's own guidance scale (default ``diffusion.ga_guidance``; None = joint guidance).
+        ``init`` (B, 1, H, W) in [-1, 1] and ``strength``: image-guided sampling (module docstring)."""
         d = self.cfg.diffusion
         guidance = d.guidance if guidance is None else float(guidance)
         ga_guidance = d.ga_guidance if ga_guidance is None else float(ga_guidance)
@@ -109,7 +114,14 @@ class SynthPipeline:
         ae = self.autoencoder
         shape = (n, *ae.latent_shape(self.size)) if ae is not None else (n, 1, self.size, self.size)
         x = randn_tensor(shape, generator=generator, device=dev, dtype=dtype)
-        x = x * sched.init_noise_sigma
+        timesteps = sched.timesteps
+        if init is None:
+            x = x * sched.init_noise_sigma
+        else:
+            timesteps = self._image_guided_start(sched, init, strength, shape)
+            if not len(timesteps):
+                return init.float().clamp(-1, 1)
+            x = sched.add_noise(init.to(dev, dtype), x, timesteps[:1].repeat(n))
         guided = guidance != 1.0 or split
         k = 3 if split else 2
         if guided:  # branches: all null, [plane + scanner with GA null,] all conditions
@@ -117,9 +129,9 @@ class SynthPipeline:
             plane2 = torch.cat([torch.zeros_like(plane), *([plane] if split else []), plane])
             ga2 = torch.cat([nan, *([nan] if split else []), ga])
             scanner2 = torch.cat([torch.zeros_like(scanner), *([scanner] if split else []), scanner])
-        total = len(sched.timesteps)
+        total = len(timesteps)
         step_kw = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
-        for i, t in enumerate(sched.timesteps):
+        for i, t in enumerate(timesteps):
             inp = sched.scale_model_input(x, t)
             tt = t.expand(k * n if guided else n).to(dev)
             if guided and split:
@@ -140,6 +152,23 @@ class SynthPipeline:
             x = ae.decode(normalise_latent(x.to(next(ae.parameters()).dtype)))
         return x.float().clamp(-1, 1)
 
+    def _image_guided_start(self, sched: Any, init: torch.Tensor, strength: float, shape: tuple) -> torch.Tensor:
+        """The timesteps an image-guided sample runs (the last ceil(strength x steps) of ``sched``'s), with the
+        scheduler told where it begins; refuses what it cannot start from."""
+        if self.autoencoder is not None:
+            raise SonoshiftError("image-guided sampling (init images) is not supported by a latent synthesizer.")
+        if tuple(init.shape) != tuple(shape):
+            raise SonoshiftError(f"init images must be {tuple(shape)}, got {tuple(init.shape)}.")
+        if not (0.0 <= strength <= 1.0):
+            raise SonoshiftError(f"strength must be in [0, 1], got {strength}.")
+        if not torch.isfinite(init).all():
+            raise SonoshiftError("init images contain NaN or infinite values.")
+        total = len(sched.timesteps)
+        begin = total - math.ceil(strength * total - 1e-9)
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(begin)
+        return sched.timesteps[begin:]
+
     def conditions(
         self, n: int, plane: str | Sequence[str | None] | None = None, ga: float | Sequence[float] | None = None,
         scanner: str | Sequence[str | None] | None = None,
@@ -155,9 +184,11 @@ class SynthPipeline:
         n: int = 1, *, scanner: str | Sequence[str | None] | None = None, generator: Generator = None,
         guidance: float | None = None, steps: int | None = None, sampler: str | None = None,
         batch_size: int = 64, progress: Any = None, ga_guidance: float | None = None,
+        init: torch.Tensor | None = None, strength: float = 1.0,
     ) -> torch.Tensor:
         """``n`` images (n, 1, H, W) in [-1, 1] for the conditions (None = unknown). ``generator``: one
-        torch.Generator, or a list of ``n`` (one per image: image i depends only on generator i)."""
+        torch.Generator, or a list of ``n`` (one per image: image i depends only on generator i). ``init``
+        (n, 1, H, W) and ``strength``: image-guided sampling (module docstring)."""
         if isinstance(plane, dict):  # {"plane", "ga", "scanner"} tensors; missing keys = unknown
             cond = plane
             b = len(next(iter(cond.values())))
@@ -166,7 +197,7 @@ class SynthPipeline:
                 torch.as_tensor(cond.get("ga", torch.full((b,), math.nan)), dtype=torch.float32),
                 torch.as_tensor(cond.get("scanner", torch.zeros(b)), dtype=torch.int64),
                 generator=generator, guidance=guidance, steps=steps, sampler=sampler, progress=progress,
-                ga_guidance=ga_guidance)
+                ga_guidance=ga_guidance, init=init, strength=strength)
         if n < 1:
             raise SonoshiftError(f"n must be >= 1, got {n}.")
         p, g, s = self.conditions(n, plane, ga, scanner)
@@ -181,7 +212,8 @@ class SynthPipeline:
             gen = list(generator[lo:hi]) if per_image else generator
             out.append(self.sample_indices(p[lo:hi], g[lo:hi], s[lo:hi], generator=gen, guidance=guidance,
                                            steps=steps, sampler=sampler, progress=progress,
-                                           ga_guidance=ga_guidance))
+                                           ga_guidance=ga_guidance, strength=strength,
+                                           init=None if init is None else init[lo:hi]))
         return torch.cat(out)
 
 
