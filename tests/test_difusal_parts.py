@@ -289,14 +289,30 @@ def test_image_guided_candidates_start_from_distinct_unlabelled_images():
     none = _frames(1, 1, size=8).take(np.zeros(0, np.int64))
     reg = Regime("r", 0.1, none, none, none, un)
     off = load_config(DifusalConfig, None, ["generator.unlabelled=20"])
-    assert init_images(off, reg, 6, 0)[0] is None and (init_images(off, reg, 6, 0)[1] == -1).all()
+    six = np.zeros(6, np.int64)
+    assert init_images(off, reg, six, 0)[0] is None and (init_images(off, reg, six, 0)[1] == -1).all()
     on = load_config(DifusalConfig, None, ["generator.unlabelled=20", "loop.init_strength=0.5"])
-    x, idx = init_images(on, reg, 6, 0)
+    x, idx = init_images(on, reg, six, 0)
     assert len(set(idx.tolist())) == 6 and idx.max() < 20  # without replacement while the pool lasts
     torch.testing.assert_close(x, un.x[torch.from_numpy(idx)])
-    np.testing.assert_array_equal(init_images(on, reg, 6, 0)[1], idx)  # seeded
-    assert len(init_images(on, reg, 30, 1)[1]) == 30  # a pool smaller than the candidates: drawn with replacement
+    np.testing.assert_array_equal(init_images(on, reg, six, 0)[1], idx)  # seeded
+    assert len(init_images(on, reg, np.zeros(30, np.int64), 1)[1]) == 30  # a pool smaller than the candidates: drawn with replacement
     with pytest.raises(SonoshiftError, match="has none"):
-        init_images(on, Regime("r", 0.1, none, none, none, none), 3, 0)
+        init_images(on, Regime("r", 0.1, none, none, none, none), six, 0)
     with pytest.raises(SonoshiftError, match="init_strength"):
         check_config(load_config(DifusalConfig, None, ["generator.unlabelled=0", "loop.init_strength=0.5"]))
+
+
+def test_matched_starts_come_from_images_the_critic_gives_the_candidates_plane():
+    from sonoshift.difusal.init_images import draw_starts
+
+    pool = _frames(3, 4, size=8)  # 12 images
+    probs = np.zeros((12, 3))
+    probs[:5, 0], probs[5:, 1] = 1.0, 1.0  # the critic calls images 0-4 plane 0, 5-11 plane 1, none plane 2
+    planes = np.array([0, 1, 0, 2, 1, 0, 0])
+    _, idx = draw_starts(pool, planes, 3, probs)
+    assert (idx[planes == 0] < 5).all() and len(set(idx[planes == 0].tolist())) == 4  # distinct while they last
+    assert (idx[planes == 1] >= 5).all()
+    assert 0 <= idx[planes == 2][0] < 12  # no pool image for plane 2: any image
+    _, many = draw_starts(pool, np.zeros(9, np.int64), 0, probs)  # 9 candidates, 5 matching images
+    assert (many < 5).all() and len(set(many.tolist())) == 5

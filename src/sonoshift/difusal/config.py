@@ -156,7 +156,8 @@ class Loop(Validated):
     of the generator's unlabelled pool (other training patients' images, or data.unlabelled_path's; seeded draw,
     labels never read; ``init_index`` in scores.csv), noised to this strength and denoised under the candidate's
     plane and GA, so that candidates carry the layouts of patients whose labels the regime does not keep
-    (0: every candidate from pure noise)."""
+    (0: every candidate from pure noise). init_match: a candidate's start is drawn among the pool images the frozen
+    plane critic finds most likely to be the candidate's plane (difusal/init_images.py)."""
 
     rounds: PosInt = 3
     budget: PosInt = 96
@@ -168,6 +169,7 @@ class Loop(Validated):
     per_plane_cap: NonNegInt = 0
     synthetic_classical_aug: bool = False
     init_strength: UnitFloat = 0.0
+    init_match: bool = False
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from sonoshift.difusal.config import KNOWN_ARMS, DifusalConfig
 from sonoshift.difusal.critics import Critics, copy_guard, fidelity, fit_critics, near_copy_rate
 from sonoshift.difusal.data import Frames, cap_per_class, load_split, regime_split, unlabelled_frames
 from sonoshift.difusal.fan import apply_fan, fan_masks
+from sonoshift.difusal.init_images import draw_starts
 from sonoshift.difusal.judge_critic import load_judge_critic
 from sonoshift.difusal.downstream import (Models, OnePlane, _net_cfg, adapt_models, ga_of, one_plane, plane_probs,
                                          train_models)
@@ -331,17 +332,16 @@ def _sample(pipe, cfg: DifusalConfig, planes: np.ndarray, ga: np.ndarray, seed: 
                           domain=cfg.generator.sample_domain, init=init, strength=cfg.loop.init_strength)
 
 
-def init_images(cfg: DifusalConfig, reg: Regime, n: int, seed: int) -> tuple[torch.Tensor | None, np.ndarray]:
-    """The start images of ``n`` image-guided candidates (``loop.init_strength`` > 0) and their indices in the
-    generator's unlabelled pool (a seeded draw, without replacement while the pool lasts); (None, -1s) when off."""
-    pool = reg.generator_unlabelled
+def init_images(cfg: DifusalConfig, reg: Regime, planes: np.ndarray, seed: int, critic: torch.nn.Module | None = None
+                ) -> tuple[torch.Tensor | None, np.ndarray]:
+    """The start images of image-guided candidates of plane ids ``planes`` and their indices in the generator's
+    unlabelled pool (difusal/init_images.py; with ``loop.init_match`` matched by the frozen ``critic``);
+    (None, -1s) when ``loop.init_strength`` is 0."""
     if cfg.loop.init_strength <= 0:
-        return None, np.full(n, -1)
-    if not len(pool):
-        raise SonoshiftError("loop.init_strength > 0 needs unlabelled images to start candidates from, and the "
-                             "regime has none.")
-    pick = np.random.default_rng(seed).choice(len(pool), n, replace=len(pool) < n)
-    return pool.x[torch.from_numpy(pick)], pick
+        return None, np.full(len(planes), -1)
+    pool = reg.generator_unlabelled
+    probs = plane_probs(critic, pool.x) if cfg.loop.init_match and critic is not None and len(pool) else None
+    return draw_starts(pool, planes, seed, probs)
 
 
 def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path, real: Path) -> None:
@@ -398,7 +398,7 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
         p_ids, ga_c = conditions_for(alloc, lp.ga_edges, np.random.default_rng(seed))
         if not reg.has_ga:
             ga_c = np.full(len(ga_c), np.nan)
-        init, init_index = init_images(cfg, reg, len(p_ids), seed + 5)
+        init, init_index = init_images(cfg, reg, p_ids, seed + 5, critics.plane)
         x = apply_fan(_sample(pipe, cfg, p_ids, ga_c, seed, reg.has_ga, init), masks)
         scores = critics.score(x, p_ids, ga_c, head)
         # (4) hardness from the current models, then selection
