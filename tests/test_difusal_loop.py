@@ -93,3 +93,19 @@ def test_bad_arms_are_one_sentence():
         run_difusal(load_config(DifusalConfig, None, [*TINY, "arms=[real,gan]"]), "x", "y")
     with pytest.raises(SonoshiftError, match="needs arm 'difusal'"):
         run_difusal(load_config(DifusalConfig, None, [*TINY, "arms=[real,unfiltered]"]), "x", "y")
+
+
+def test_image_guided_candidates_record_their_starts(toy, tmp_path):
+    from sonoshift.difusal.report import contact_sheet_png
+
+    cfg = load_config(DifusalConfig, None, [*TINY, "arms=[real,difusal]", "loop.rounds=1", "generator.unlabelled=40",
+                                            "loop.init_strength=0.5", "loop.init_match=true"])
+    run_difusal(cfg, toy, tmp_path / "run", progress=False)
+    f = stage_dir(tmp_path / "run", "regime_050", "difusal", 1)
+    s = pd.read_csv(f / "scores.csv")
+    starts, cands = np.load(f / "starts.npz")["images"], np.load(f / "candidates.npz")["images"]
+    assert len(starts) == len(cands) == len(s) == 12
+    assert s["init_index"].between(0, 39).all()  # an index into the 40 unlabelled images
+    assert not np.array_equal(starts, cands)  # denoised from the start, not the start itself
+    assert contact_sheet_png(f, tuple(cfg.data.planes), False, tmp_path / "sheet.png") or \
+        contact_sheet_png(f, tuple(cfg.data.planes), True, tmp_path / "sheet.png")

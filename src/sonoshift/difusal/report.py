@@ -157,15 +157,22 @@ def reasons_png(table: pd.DataFrame, regime: str, path: Path) -> None:
 
 def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, path: Path, per_plane: int = 8) -> bool:
     """Up to ``per_plane`` accepted (or rejected) candidates of one round per plane, titled with GA / reason;
-    False (nothing written) when the round has none."""
+    image-guided rounds (starts.npz) show each candidate right of the unlabelled image it started from. False
+    (nothing written) when the round has none."""
     if not (folder / "scores.csv").is_file():
         return False
     s = pd.read_csv(folder / "scores.csv")
     imgs = np.load(folder / "candidates.npz")["images"]
+    if (folder / "starts.npz").is_file():
+        starts = np.load(folder / "starts.npz")["images"]
+        gap = np.full((imgs.shape[1], 2), 255, dtype=imgs.dtype)
+        imgs = np.stack([np.concatenate([a, gap, b], axis=1) for a, b in zip(starts, imgs)])
     s = s[s["accepted"] == accepted]
     if s.empty:
         return False
-    fig, axes = plt.subplots(len(planes), per_plane, figsize=(1.3 * per_plane, 1.5 * len(planes)), squeeze=False)
+    wide = imgs.shape[2] / imgs.shape[1]
+    fig, axes = plt.subplots(len(planes), per_plane, figsize=(1.3 * wide * per_plane, 1.5 * len(planes)),
+                             squeeze=False)
     for i, p in enumerate(planes):
         rows = s[s["plane"] == p].head(per_plane)
         for j in range(per_plane):
@@ -176,8 +183,8 @@ def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, pat
                 ax.imshow(imgs[int(r["candidate"])], cmap="gray", vmin=0, vmax=255)
                 ga = f" {r['ga_weeks']:.0f}w" if np.isfinite(r["ga_weeks"]) else ""  # no GA label: null GA token
                 ax.set_title(f"{p}{ga}" + ("" if accepted else f"\n{r['reason']}"), fontsize=6)
-    fig.suptitle(("accepted" if accepted else "rejected") + f" candidates, {folder.parent.name} {folder.name}",
-                 fontsize=9)
+    fig.suptitle(("accepted" if accepted else "rejected") + f" candidates, {folder.parent.name} {folder.name}"
+                 + (" (left: the unlabelled image it started from)" if wide > 1 else ""), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

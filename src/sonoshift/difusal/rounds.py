@@ -413,6 +413,8 @@ def _loop_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path,
         scores.insert(4, "init_index", init_index)
         scores.to_csv(tmp / "scores.csv", index=False)
         save_set(tmp / "candidates.npz", x, p_ids, ga_c)
+        if init is not None:  # image-guided: each candidate's start image, for the report's contact sheets
+            save_set(tmp / "starts.npz", init, p_ids, ga_c)
         acc = np.array(scores["accepted"], dtype=bool)
         save_set(tmp / "accepted.npz", x[torch.from_numpy(acc)], p_ids[acc], ga_c[acc])
         # (5) retrain downstream on real + all accepted so far; fine-tune the generator; re-check memorization
