@@ -171,6 +171,7 @@ def contact_sheet_png(folder: Path, planes: tuple[str, ...], accepted: bool, pat
     if s.empty:
         return False
     wide = imgs.shape[2] / imgs.shape[1]
+    planes = tuple(p for p in planes if (s["plane"] == p).any())  # a plane with no candidate gets no empty row
     fig, axes = plt.subplots(len(planes), per_plane, figsize=(1.3 * wide * per_plane, 1.5 * len(planes)),
                              squeeze=False)
     for i, p in enumerate(planes):
