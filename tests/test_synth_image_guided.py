@@ -75,6 +75,11 @@ def test_strength_zero_returns_the_init_and_runs_no_step() -> None:
                strength=0.0, batch_size=2)
     torch.testing.assert_close(out, init)
     assert net.calls == []
+    net.train()  # a refused or empty call leaves a training network in training mode
+    pipe(plane="a", n=3, generator=torch.Generator().manual_seed(0), init=init, strength=0.0)
+    with pytest.raises(SonoshiftError):
+        pipe(plane="a", n=3, generator=torch.Generator().manual_seed(0), init=init[:, :, :4], strength=0.5)
+    assert net.training
 
 
 def test_per_image_generators_make_each_image_independent_of_the_batch() -> None:

@@ -103,8 +103,6 @@ class SynthPipeline:
         if steps < 1:
             raise SonoshiftError(f"steps must be >= 1, got {steps}.")
         dev = self.device
-        was_training = self.unet.training
-        self.unet.eval()
         n = plane.shape[0]
         plane, scanner = plane.to(dev, torch.int64), scanner.to(dev, torch.int64)
         ga = ga.to(dev, torch.float32)
@@ -122,6 +120,8 @@ class SynthPipeline:
             if not len(timesteps):
                 return init.float().clamp(-1, 1)
             x = sched.add_noise(init.to(dev, dtype), x, timesteps[:1].repeat(n))
+        was_training = self.unet.training
+        self.unet.eval()
         guided = guidance != 1.0 or split
         k = 3 if split else 2
         if guided:  # branches: all null, [plane + scanner with GA null,] all conditions
