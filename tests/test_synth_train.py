@@ -187,6 +187,12 @@ def test_cli_train_and_synthesize(sets: dict[str, Path], tmp_path: Path) -> None
                                  "--n", "3", "--guidance", "2", "--steps", "2", "--out", str(tmp_path / "syn"), "-q"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "syn/manifest_train.csv").is_file() and (tmp_path / "syn/contact_sheet.png").is_file()
+    first = next((tmp_path / "syn/frames").rglob("*.png"))
+    r = CliRunner().invoke(app, ["synthesize", "--model", str(tmp_path / "run"), "--plane", "brain", "--n", "2",
+                                 "--steps", "2", "--init", str(first), "--strength", "0.3", "--out",
+                                 str(tmp_path / "var"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert "init_path" in (tmp_path / "var/manifest_train.csv").read_text().splitlines()[0]
 
 
 def test_registry_build_and_tensorboard_samples(sets: dict[str, Path]) -> None:
@@ -201,3 +207,34 @@ def test_registry_build_and_tensorboard_samples(sets: dict[str, Path]) -> None:
     out = method.sample(batch)
     assert out["synthetic"].shape == out["real"].shape == (3, 1, 16, 16)
     assert method.modules["unet"].training  # sampling for TensorBoard leaves the online net in train mode
+
+
+def test_synthesize_from_real_frames(run: Path, tmp_path: Path) -> None:
+    from sonoshift.judges.plane.api import read_like_training
+
+    pipe = load_synthesizer(run)
+    src = tmp_path / "real"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):  # two 'real' frames: a bright disc in a dark fan-less square, at two places
+        img = np.zeros((48, 64), np.uint8)
+        cv2.circle(img, (20 + 20 * k, 24), 10, 200, -1)
+        img[img == 0] = rng.integers(20, 60, (img == 0).sum())
+        cv2.imwrite(str(src / f"f{k}.png"), img)
+    req = SynthesisRequest(plane="brain", ga="24", n=3, scanner="cart", seed=5, init=(str(src),), strength=0.4)
+    out = synthesize(pipe, tmp_path / "syn", req, progress=False)
+    rows = FrameDataset(out, "train").rows
+    assert [Path(r["init_path"]).name for r in rows] == ["f0.png", "f1.png", "f0.png"]  # cycled over the files
+    assert {float(r["strength"]) for r in rows} == {0.4}
+    # image 2 remade alone: its start is f0.png in the training geometry, its noise generator seed 5 + 2
+    start = torch.from_numpy(read_like_training([src / "f0.png"], pipe.size, True, False).astype(np.float32)
+                             / 127.5 - 1)[:, None]
+    x = pipe(plane="brain", ga=24.0, scanner="cart", n=1, generator=[torch.Generator().manual_seed(7)], init=start,
+             strength=0.4)
+    png = cv2.imread(str(out / rows[2]["path"]), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    assert np.abs(png - ((x[0, 0].numpy() + 1) * 127.5)).max() <= 1.0
+    with pytest.raises(SonoshiftError, match="does not exist"):
+        synthesize(pipe, tmp_path / "bad", SynthesisRequest(n=2, init=(str(tmp_path / "nope"),)), progress=False)
+    with pytest.raises(SonoshiftError, match="--strength"):
+        synthesize(pipe, tmp_path / "bad", SynthesisRequest(n=2, init=(str(src),), strength=0.0), progress=False)
+    assert not (tmp_path / "bad").exists()

@@ -22,11 +22,16 @@ def synthesize_cmd(
     seed: int = typer.Option(0, "--seed", help="Image i uses a generator seeded seed + i."),
     split: str = typer.Option("train", "--split", help="Manifest the images go to (train | val | test)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per sampling batch."),
+    init: list[Path] = typer.Option(None, "--init", help="Image file or folder to start from (repeatable): each "
+                                    "image becomes a variation of a real frame under the conditions (SDEdit)."),
+    strength: float = typer.Option(0.5, "--strength", help="With --init: how far each start is noised (0..1; "
+                                   "1 keeps only the coarse layout)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:1 | mps | auto."),
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = default)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Generate fetal ultrasound frames by plane, GA and scanner into a prepared-dataset folder + contact sheet."""
+    """Generate fetal ultrasound frames by plane, GA and scanner into a prepared-dataset folder + contact sheet;
+    with --init, variations of real frames (image-guided)."""
     import torch
 
     from sonoshift.engine.device import select_device
@@ -37,7 +42,8 @@ def synthesize_cmd(
         torch.set_num_threads(threads)
     pipe = load_synthesizer(model, select_device(device))
     req = SynthesisRequest(plane=plane, ga=ga, n=n, scanner=scanner, guidance=guidance, ga_guidance=ga_guidance,
-                           steps=steps, sampler=sampler, seed=seed, split=split, batch_size=batch_size)
+                           steps=steps, sampler=sampler, seed=seed, split=split, batch_size=batch_size,
+                           init=tuple(str(p) for p in init or ()), strength=strength)
     path = synthesize(pipe, out, req, progress=not quiet)
     typer.echo(f"wrote {n} synthetic frames to {path} (manifest_{split}.csv, contact_sheet.png)")
 

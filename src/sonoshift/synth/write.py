@@ -7,6 +7,10 @@ the packed cache. Each image is its own "patient" (``syn000000`` ...), its domai
 ``guidance``, ``sampler``, ``steps``, ``synthetic`` (always 1), ``data_hash`` (the training data's hash) and
 ``model`` (checkpoint path). Image i is drawn from its own generator seeded with ``seed + i``, so it can be
 remade alone. ``contact_sheet.png`` shows plane x GA (one sample per cell, seed fixed per column).
+With ``init`` image files (or folders of them) every image is image-guided (SDEdit, synth/pipeline.py): image i
+starts from init image i mod len(init), read in the training geometry (field-of-view crop, resized to the model's
+size), noised to ``strength`` and denoised under its conditions: variations of real frames with a chosen plane, GA
+or scanner. The manifest then also carries ``init_path`` and ``strength``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from sonoshift.synth.pipeline import SynthPipeline
 class SynthesisRequest:
     """What to make. plane: a name, comma-separated names (cycled over the images), "all" (every plane the
     model knows, cycled) or "" (unknown). ga: "" (unknown), "24.5", or "lo:hi" (n values evenly spaced from lo
-    to hi). scanner: a name or "" (unknown). split: the manifest the images go to."""
+    to hi). scanner: a name or "" (unknown). split: the manifest the images go to. init: image files or folders
+    to start from (image-guided; empty: from noise); strength: how far each start is noised (0..1)."""
 
     plane: str = "all"
     ga: str = ""
@@ -50,6 +55,21 @@ class SynthesisRequest:
     split: str = "train"
     batch_size: int = 32
     contact_sheet: bool = True
+    init: tuple[str, ...] = ()
+    strength: float = 0.5
+
+
+def _init_images(req: SynthesisRequest, size: int, progress: bool) -> tuple[list[Path], torch.Tensor | None]:
+    """The start images of an image-guided request (files, (N, 1, size, size) in [-1, 1]); ([], None) without."""
+    if not req.init:
+        return [], None
+    from sonoshift.judges.plane.api import list_images, read_like_training
+
+    if not 0.0 < req.strength <= 1.0:
+        raise SonoshiftError(f"--strength must be in (0, 1], got {req.strength}.")
+    files = list_images(req.init)
+    frames = read_like_training(files, size, True, progress)
+    return files, torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0)[:, None]
 
 
 def parse_ga(text: str, n: int) -> list[float | None]:
@@ -131,6 +151,7 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
     domain = scanner or "synthetic"
     pixel = (meta.get("pixel_size_mm") or {}).get(scanner or "", math.nan)
     size = pipe.size
+    init_files, starts = _init_images(req, size, progress)
     out = Path(out)
     with atomic_dir(out) as tmp:
         cache = create_cache(tmp / "cache" / req.split / f"{domain}.npy", req.n, size, size)
@@ -142,9 +163,10 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
             for lo in range(0, req.n, req.batch_size):
                 hi = min(req.n, lo + req.batch_size)
                 gens = [make_generator(req.seed + i, device=pipe.device) for i in range(lo, hi)]
+                init = None if starts is None else starts[torch.arange(lo, hi) % len(starts)].to(pipe.device)
                 x = pipe(plane=planes[lo:hi], ga=gas[lo:hi], n=hi - lo, scanner=scanner, generator=gens,
                          guidance=guidance, steps=steps, sampler=sampler, batch_size=hi - lo,
-                         ga_guidance=ga_guidance)
+                         ga_guidance=ga_guidance, init=init, strength=req.strength)
                 imgs = _to_uint8(x[:, 0])
                 for k, img in enumerate(imgs):
                     i = lo + k
@@ -161,6 +183,8 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
                         "scanner": scanner or "", "pixel_size_mm": pixel, "seed": req.seed + i,
                         "guidance": guidance, "sampler": sampler, "steps": steps, "synthetic": 1,
                         "data_hash": meta.get("data_hash", ""), "model": meta.get("checkpoint", ""),
+                        **({"init_path": str(init_files[i % len(init_files)]), "strength": req.strength}
+                           if init_files else {}),
                     })
                 if bar is not None:
                     bar.update(task, completed=hi)
@@ -173,7 +197,8 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
         write_splits(tmp / "splits.json",
                      {domain: {s: (pids if s == req.split else []) for s in SPLITS}, "seed": req.seed})
         settings = {"plane": req.plane, "ga": req.ga, "n": req.n, "scanner": scanner, "guidance": guidance,
-                    "ga_guidance": ga_guidance, "steps": steps, "sampler": sampler, "seed": req.seed, "split": req.split}
+                    "ga_guidance": ga_guidance, "steps": steps, "sampler": sampler, "seed": req.seed, "split": req.split,
+                    **({"init_images": len(init_files), "strength": req.strength} if init_files else {})}
         info = {
             "name": "synthetic", "synthetic": True, "sonoshift_version": sonoshift.__version__,
             "source": meta.get("checkpoint", ""), "domains": [domain],
