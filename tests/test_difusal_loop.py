@@ -109,3 +109,4 @@ def test_image_guided_candidates_record_their_starts(toy, tmp_path):
     assert not np.array_equal(starts, cands)  # denoised from the start, not the start itself
     assert contact_sheet_png(f, tuple(cfg.data.planes), False, tmp_path / "sheet.png") or \
         contact_sheet_png(f, tuple(cfg.data.planes), True, tmp_path / "sheet.png")
+    assert "noised to strength 0.5" in write_report(tmp_path / "run").read_text()

@@ -318,6 +318,12 @@ def write_report(run: str | Path) -> Path:
                    default=None)
         if last is not None:
             f = stage_dir(run, rg, "difusal", last)
+            if cfg.loop.init_strength > 0:
+                parts.append(f"<p>Candidates are image-guided: each starts from an image of the generator's "
+                             f"unlabelled pool (labels never read), noised to strength {cfg.loop.init_strength:g} "
+                             f"and denoised under its plane and GA"
+                             + (", the start matched to the plane by the frozen critic" if cfg.loop.init_match
+                                else "") + "; the sheets show each start left of its candidate.</p>")
             for acc, name in ((True, "accepted"), (False, "rejected")):
                 if contact_sheet_png(f, tuple(cfg.data.planes), acc, figs / f"{rg}_{name}.png"):
                     parts.append(f'<h3>{name} (DiFUSAL round {last})</h3><img src="report/{rg}_{name}.png">')
