@@ -104,11 +104,11 @@ def cyclegan_pairs(data: Path, split: str, target: str, cyclegan: Path) -> tuple
 
 def pairs(data: Path, split: str, source: str, target: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(source frames, ground-truth target frames, field-of-view masks) of ``split`` as (N, 1, H, W) tensors in [-1, 1]."""
-    from sonoshift.data.cache import cache_path, load_cache
+    from sonoshift.data.cache import cache_path, has_cache, load_cache
 
     kinds = [None, f"gt_{target}", "mask"]
     for k in kinds:
-        if not cache_path(data, split, source, k).is_file():
+        if not has_cache(data, split, source, k):
             raise SonoshiftError(f"{cache_path(data, split, source, k)} is missing: the paired ceiling needs a "
                                  "simulated dataset with ground truth.")
     x, y, m = (torch.from_numpy(load_cache(data, split, source, k).astype(np.float32))[:, None] for k in kinds)
@@ -246,8 +246,8 @@ def figure(shown: dict[str, np.ndarray], t: dict[str, np.ndarray], path: Path, n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    first = [int(np.nonzero(t["patient"] == p)[0][len(np.nonzero(t["patient"] == p)[0]) // 2])
-             for p in np.unique(t["patient"])]
+    middle = [np.flatnonzero(t["patient"] == p) for p in np.unique(t["patient"])]
+    first = [int(idx[len(idx) // 2]) for idx in middle]  # each patient's middle frame
     pick = [first[i] for i in np.linspace(0, len(first) - 1, min(n, len(first))).round().astype(int)]
     names = list(shown)
     err = [k for k in names if k not in ("untranslated", "ground_truth")]
