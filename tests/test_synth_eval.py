@@ -21,7 +21,7 @@ from sonoshift.synth.evaluation.fidelity import ga_agreement, macro_f1, plane_pr
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.synth.evaluation.judges import ProjectJudges, load_judges
-from sonoshift.synth.evaluation.memorization import CopyGuard, calibrate_threshold, nearest, normalise, shift
+from sonoshift.synth.evaluation.memorization import CopyGuard, calibrate_threshold, exact_cdist, nearest, normalise, shift
 from sonoshift.synth.evaluation.perceptual import us_perceptual
 from sonoshift.synth.evaluation.realism import alexnet_features, fid_kid_bootstrap
 from sonoshift.metrics.lpips import load_lpips
@@ -246,3 +246,14 @@ def test_train_judges_applies_plane_recipe_overrides(tmp_path: Path) -> None:
     assert [h["step"] for h in info["history"]] == list(range(5, info["steps_run"] + 1, 5))
     f1 = [h["val_macro_f1"] for h in info["history"]]
     assert info["steps_run"] == 40 or (len(f1) >= 2 and f1[-1] <= max(f1[:-1]))
+
+
+def test_exact_cdist_reads_copies_as_zero_and_matches_float64_numpy() -> None:
+    g = torch.Generator().manual_seed(3)
+    a = normalise(torch.rand(50, 1024, generator=g) * 100)  # unit rows with large raw values: float32 cancellation
+    b = torch.cat([a[:10], normalise(torch.rand(30, 1024, generator=g))])
+    d = exact_cdist(a, b)
+    ref = np.sqrt(((a.double().numpy()[:, None, :] - b.double().numpy()[None, :, :]) ** 2).sum(-1))
+    assert d.dtype == torch.float32
+    np.testing.assert_allclose(d.numpy(), ref, atol=1e-6)
+    assert (d.diagonal()[:10] < 1e-6).all()  # a copy is a duplicate (dup_eps 1e-6), on every CPU

@@ -33,11 +33,18 @@ def normalise(f: torch.Tensor) -> torch.Tensor:
     return F.normalize(f.float(), dim=1)
 
 
+def exact_cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances (N, M) of rows, computed in float64 and returned as float32: cdist's matrix-product path
+    loses ~1e-3 to cancellation in float32, so an exact copy would not read as 0, nor a duplicate as < 1e-6, on
+    every CPU."""
+    return torch.cdist(a.double(), b.double()).float()
+
+
 def nearest(query: torch.Tensor, ref: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """For normalised rows of ``query`` (N, D), the nearest row of ``ref`` (M, D): (distances (N,), indices)."""
     ds, ids = [], []
     for i in range(0, query.shape[0], chunk):
-        d = torch.cdist(query[i:i + chunk], ref)
+        d = exact_cdist(query[i:i + chunk], ref)
         v, k = d.min(dim=1)
         ds.append(v)
         ids.append(k)
@@ -55,7 +62,7 @@ def calibrate_threshold(
     nn_d = []
     dup = 0
     for i in range(0, train.shape[0], chunk):
-        d = torch.cdist(train[i:i + chunk], train)
+        d = exact_cdist(train[i:i + chunk], train)
         same = codes[i:i + chunk, None] == codes[None, :]
         is_dup = (d < dup_eps) & ~same
         dup += int(is_dup.sum())
@@ -106,7 +113,7 @@ class CopyGuard:
                  percentile: float = 1.0, dup_eps: float = 1e-6, chunk: int = 512) -> None:
         self.size, self.max_shift, self.chunk, self.dup_eps = size, max_shift, chunk, dup_eps
         shifts = [(dy, dx) for dy in range(-max_shift, max_shift + 1) for dx in range(-max_shift, max_shift + 1)]
-        self.ref = torch.stack([pixel_features(shift(train, dy, dx), size) for dy, dx in shifts])  # (S, N, D)
+        self.ref = torch.stack([pixel_features(shift(train, dy, dx), size) for dy, dx in shifts]).double()  # (S, N, D)
         self.codes = torch.from_numpy(np.unique(np.asarray([str(p) for p in patients]), return_inverse=True)[1])
         d, _, dup = self._nearest(pixel_features(train, size), own_codes=self.codes)
         v = d[torch.isfinite(d)]
@@ -120,7 +127,7 @@ class CopyGuard:
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
         ds, ids, dup = [], [], 0
         for i in range(0, q.shape[0], self.chunk):
-            d = torch.stack([torch.cdist(q[i:i + self.chunk], r) for r in self.ref]).min(0).values
+            d = torch.stack([exact_cdist(q[i:i + self.chunk], r) for r in self.ref]).min(0).values
             if own_codes is not None:
                 same = own_codes[i:i + self.chunk, None] == self.codes[None, :]
                 is_dup = (d < self.dup_eps) & ~same
