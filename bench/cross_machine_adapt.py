@@ -1,5 +1,6 @@
 """Plane classification across scanners inside one prepared dataset, raw vs re-normalized (AdaBN) on unlabelled
-frames of the test scanners, over training seeds (docs/judges.md, "Adapting to a new centre without labels").
+frames of the test scanners, and as a test-time zoom ensemble (raw and re-normalized at each zoom), over training seeds
+(docs/judges.md, "Adapting to a new centre without labels").
 
 The classifier trains on the frames of ``--train-domains`` (all splits pooled; a seeded 20% of those patients
 early-stop it). The patients of ``--test-domains`` are split in two seeded halves: the frames of one half re-normalize
@@ -15,19 +16,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-from scipy import stats
 
 from sonoshift.config import load_config
 from sonoshift.errors import SonoshiftError, exit_on_error
-from sonoshift.judges.plane.adapt import adapt_classifier
+from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
 from sonoshift.judges.plane.api import fit
 from sonoshift.judges.plane.data import encode, load_samples, to_input
 from sonoshift.judges.plane.scores import confusion, macro_f1
 from sonoshift.judges.plane.train import ClassifierConfig, predict_proba
+from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spain_africa_adapt import PAIRS, paired  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +43,9 @@ def main() -> None:
     ap.add_argument("--test-domains", required=True, help="comma-separated domains to adapt to and score")
     ap.add_argument("--config", type=Path, default=Path("configs/cpu/plane_classifier.yaml"))
     ap.add_argument("--seeds", default="0-4")
+    ap.add_argument("--zooms", default=",".join(f"{z:g}" for z in DEFAULT_ZOOMS), help="the zoom ensemble's zooms")
     a = ap.parse_args()
+    zooms = tuple(float(z) for z in a.zooms.split(","))
     torch.set_num_threads(1)
     lo, _, hi = a.seeds.partition("-")
     seeds = list(range(int(lo), int(hi) + 1)) if hi else [int(s) for s in a.seeds.split(",")]
@@ -67,22 +75,27 @@ def main() -> None:
         tp = np.array(sorted(set(tgt.patients)))
         half = set(rng.choice(tp, len(tp) // 2, replace=False).tolist())
         in_half = np.array([p in half for p in tgt.patients])
-        raw = predict_proba(clf.model, to_input(tgt.frames)).argmax(1)
-        adapted = np.empty_like(raw)
-        for scored in (in_half, ~in_half):  # adapt on the other half's frames (labels unread), score this half
-            m = adapt_classifier(clf, tgt.frames[~scored], "other half").model
-            adapted[scored] = predict_proba(m, to_input(tgt.frames[scored])).argmax(1)
-        r = [float((raw == y).mean()), float((adapted == y).mean()),
-             macro_f1(confusion(y, raw, len(classes))), macro_f1(confusion(y, adapted, len(classes)))]
+        pred = {"raw": predict_proba(clf.model, to_input(tgt.frames)).argmax(1),
+                "zoomed": predict_proba(zoom_classifier(clf, zooms).model, to_input(tgt.frames)).argmax(1)}
+        for name in ("adapted", "adapted_zoomed"):
+            pred[name] = np.empty_like(pred["raw"])
+            for scored in (in_half, ~in_half):  # adapt on the other half's frames (labels unread), score this half
+                other = tgt.frames[~scored]
+                m = (adapt_classifier(clf, other, "other half") if name == "adapted"
+                     else zoom_classifier(clf, zooms, other, "other half")).model
+                pred[name][scored] = predict_proba(m, to_input(tgt.frames[scored])).argmax(1)
+        r = {f"{n}_{k}": v for n, p in pred.items()
+             for k, v in (("accuracy", float((p == y).mean())), ("macro_f1", macro_f1(confusion(y, p, len(classes)))))}
         rows.append(r)
-        print(f"seed {seed}: accuracy raw {r[0]:.3f} adapted {r[1]:.3f}; macro-F1 {r[2]:.3f} -> {r[3]:.3f}", flush=True)
-    arr = np.array(rows)
-    for name, i in (("accuracy", 0), ("macro_f1", 2)):
-        d = arr[:, i + 1] - arr[:, i]
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"{name}: raw {arr[:, i].mean():.3f} +- {arr[:, i].std(ddof=1):.3f}, adapted {arr[:, i + 1].mean():.3f} "
-              f"+- {arr[:, i + 1].std(ddof=1):.3f}; adapted - raw {d.mean():+.3f} [95% CI {d.mean() - half:+.3f}, "
-              f"{d.mean() + half:+.3f}] over {len(d)} seeds, higher in {(d > 0).sum()}, lower in {(d < 0).sum()}")
+        print(f"seed {seed}: " + "; ".join(f"{n} {r[f'{n}_accuracy']:.3f} / {r[f'{n}_macro_f1']:.3f}" for n in pred)
+              + " (accuracy / macro-F1)", flush=True)
+    df = pd.DataFrame(rows)
+    print(f"zooms {zooms}")
+    for m in ("accuracy", "macro_f1"):
+        print(f"{m}: " + ", ".join(f"{n} {df[f'{n}_{m}'].mean():.3f} +- {df[f'{n}_{m}'].std(ddof=1):.3f}"
+                                   for n in pred))
+        for x, yv in PAIRS:
+            print("  " + paired(df[f"{x}_{m}"].to_numpy() - df[f"{yv}_{m}"].to_numpy(), f"{x} - {yv}"))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""Spain -> Africa plane classification, raw vs re-normalized on the unlabelled African adaptation part (AdaBN),
-over several training seeds, side by side in one process (docs/judges.md, "Adapting to a new centre without labels").
+"""Spain -> Africa plane classification, raw vs re-normalized on the unlabelled African adaptation part (AdaBN) and
+as a test-time zoom ensemble (raw and re-normalized at each zoom), over several training seeds, side by side in one
+process (docs/judges.md, "Adapting to a new centre without labels").
 
 Each seed trains the classifier of ``sonoshift classify spain-africa`` (Spanish FETAL_PLANES_DB labels only, the four
 shared planes; Spanish validation frames early-stop) once; the same weights are then scored on the African test
-part as they are and after ``judges.plane.adapt.adapt_classifier`` on the adaptation part's images (labels never
-read). Prints per seed and the paired mean difference with a t interval over seeds; writes OUT/adapt_seeds.csv.
+part as they are, after ``judges.plane.adapt.adapt_classifier`` on the adaptation part's images (labels never
+read), and as ``zoom_classifier`` at ``--zooms`` without and with those images. Prints per seed and the paired mean
+differences with a t interval over seeds; writes OUT/adapt_seeds.csv.
 
     sonoshift prepare --public fetal_planes_db --data-root ../shared/data -o DATA/fpdb128 resize.size=128
     sonoshift prepare --public african_planes --data-root ../shared/data -o DATA/afr128 resize.size=128
@@ -24,7 +26,7 @@ from scipy import stats
 
 from sonoshift.config import load_config
 from sonoshift.errors import exit_on_error
-from sonoshift.judges.plane.adapt import adapt_classifier
+from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
 from sonoshift.judges.plane.african import in_part, without_test_part
 from sonoshift.judges.plane.api import fit
 from sonoshift.judges.plane.cross_domain import SHARED_PLANES
@@ -32,7 +34,10 @@ from sonoshift.judges.plane.data import load_samples
 from sonoshift.judges.plane.evaluate import classify_samples
 from sonoshift.judges.plane.scores import summarize
 from sonoshift.judges.plane.train import ClassifierConfig
+from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
 from sonoshift.progress import track
+
+PAIRS = (("adapted", "raw"), ("zoomed", "raw"), ("adapted_zoomed", "raw"), ("adapted_zoomed", "adapted"))
 
 
 def seeds_arg(text: str) -> list[int]:
@@ -56,8 +61,10 @@ def main() -> None:
     ap.add_argument("--config", type=Path, default=Path("configs/cpu/plane_classifier.yaml"))
     ap.add_argument("--seeds", default="0-4")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--zooms", default=",".join(f"{z:g}" for z in DEFAULT_ZOOMS), help="the zoom ensemble's zooms")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
+    zooms = tuple(float(z) for z in a.zooms.split(","))
     torch.set_num_threads(a.threads)
     cfg = dataclasses.replace(load_config(ClassifierConfig, a.config, []), classes=SHARED_PLANES)
     size = cfg.image_size
@@ -73,21 +80,29 @@ def main() -> None:
     for seed in track(seeds_arg(a.seeds), "seeds"):
         c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
         clf = fit(train, val, c, progress=False)
-        raw, ad = score(clf, test), score(adapt_classifier(clf, adapt.frames, "adaptation part"), test)
-        rows.append({"seed": seed, **{f"raw_{k}": v for k, v in raw.items()},
-                     **{f"adapted_{k}": v for k, v in ad.items()}})
-        print(f"seed {seed}: accuracy raw {raw['accuracy']:.3f} adapted {ad['accuracy']:.3f}; macro-F1 "
-              f"{raw['macro_f1']:.3f} -> {ad['macro_f1']:.3f}; ECE {raw['ece']:.3f} -> {ad['ece']:.3f}", flush=True)
+        variants = {"raw": clf, "adapted": adapt_classifier(clf, adapt.frames, "adaptation part"),
+                    "zoomed": zoom_classifier(clf, zooms),
+                    "adapted_zoomed": zoom_classifier(clf, zooms, adapt.frames, "adaptation part")}
+        scores = {name: score(v, test) for name, v in variants.items()}
+        rows.append({"seed": seed, **{f"{n}_{k}": v for n, s in scores.items() for k, v in s.items()}})
+        print(f"seed {seed}: " + "; ".join(f"{n} {s['accuracy']:.3f} / {s['macro_f1']:.3f}"
+                                            for n, s in scores.items()) + " (accuracy / macro-F1)", flush=True)
     df = pd.DataFrame(rows)
     a.out.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.out / "adapt_seeds.csv", index=False)
+    print(f"zooms {zooms}")
     for m in ("accuracy", "macro_f1", "ece"):
-        d = (df[f"adapted_{m}"] - df[f"raw_{m}"]).to_numpy()
-        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-        print(f"{m}: raw {df[f'raw_{m}'].mean():.3f} +- {df[f'raw_{m}'].std(ddof=1):.3f}, adapted "
-              f"{df[f'adapted_{m}'].mean():.3f} +- {df[f'adapted_{m}'].std(ddof=1):.3f}; adapted - raw "
-              f"{d.mean():+.3f} [95% CI {d.mean() - half:+.3f}, {d.mean() + half:+.3f}] over {len(d)} seeds, "
-              f"higher in {(d > 0).sum()}, lower in {(d < 0).sum()}")
+        print(f"{m}: " + ", ".join(f"{n} {df[f'{n}_{m}'].mean():.3f} +- {df[f'{n}_{m}'].std(ddof=1):.3f}"
+                                   for n in variants))
+        for x, y in PAIRS:
+            print("  " + paired(df[f"{x}_{m}"].to_numpy() - df[f"{y}_{m}"].to_numpy(), f"{x} - {y}"))
+
+
+def paired(d: np.ndarray, what: str) -> str:
+    """Mean paired difference with a 95% t interval over seeds and the sign count."""
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return (f"{what} {d.mean():+.3f} [95% CI {d.mean() - half:+.3f}, {d.mean() + half:+.3f}] over {len(d)} seeds, "
+            f"higher in {(d > 0).sum()}, lower in {(d < 0).sum()}")
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def test_loop_on_spain_with_the_african_test_part_and_domain_tokens(sets, tmp_pa
     d = _data(african, spain)
     over = [f"data.test_path={d.test_path}", "data.test_part=african_test", f"data.unlabelled_path={d.unlabelled_path}",
             "data.unlabelled_part=african_adaptation", "data.harmonizer=cyclegan", "data.adapt_bn=true",
-            "data.planes=[abdomen,head]",
+            "data.adapt_zooms=[1,1.5]", "data.planes=[abdomen,head]",
             "data.size=16", "label_fractions=[0.5]", "loop.rounds=1", "loop.budget=4", "loop.floor=1",
             "loop.ga_edges=[16,40]", "downstream.steps=6", "downstream.ga_steps=4", "downstream.batch_size=8",
             "generator.pretrain_steps=3", "generator.finetune_steps=2", "generator.sample_steps=2",
@@ -193,9 +193,16 @@ def test_loop_on_spain_with_the_african_test_part_and_domain_tokens(sets, tmp_pa
     assert (adapted["y"] == raw["y"]).all() and adapted["pred"].shape == raw["pred"].shape
     assert m["adapted_accuracy"] == pytest.approx(
         np.mean([(adapted["pred"][k] == adapted["y"]).mean() for k in range(adapted["pred"].shape[0])]))
+    zoomed = np.load(f / "test_predictions_adapted_zoomed.npz")  # zoom ensembles re-normalized at each zoom
+    assert (zoomed["y"] == raw["y"]).all() and zoomed["pred"].shape == raw["pred"].shape
+    assert m["adapted_zoomed_accuracy"] == pytest.approx(
+        np.mean([(zoomed["pred"][k] == zoomed["y"]).mean() for k in range(zoomed["pred"].shape[0])]))
     page = write_report(run).read_text()
     assert "DiFUSAL accuracy" in page and "+ harmonized test" in page and "target +15" in page
     assert "difusal + adapted BN" in page and "adapted_accuracy" in page
+    assert "difusal + adapted BN at zooms" in page
+    with pytest.raises(SonoshiftError, match="needs data.adapt_bn"):
+        load_regimes(load_config(DifusalConfig, None, [o for o in over if "adapt_bn" not in o]), spain)
     with pytest.raises(SonoshiftError, match="data.adapt_bn needs data.unlabelled_path"):
         load_regimes(load_config(DifusalConfig, None, [o for o in over if "unlabelled" not in o
                                                       and "with_extra" not in o and "sample_domain" not in o]), spain)

@@ -117,7 +117,7 @@ def test_spain_africa_adapted_variant_uses_only_adaptation_frames(trained, prepa
     rule = {"A": {"adaptation": ["A00", "A01"], "test": ["A02", "A03"]},
             "B": {"adaptation": ["B00"], "test": ["B09"]}, "seed": 0}
     table = spain_to_africa(prepared, target, tmp_path / "x", classifier=trained, african=rule)
-    assert list(table["variant"].unique()) == ["raw", "adapted"]
+    assert list(table["variant"].unique()) == ["raw", "adapted", "zoomed", "adapted_zoomed"]
     adapted = load_classifier(tmp_path / "x" / "classifier_adapted")
     assert adapted.info["adapted"]["frames"] == 3 * 3  # three adaptation patients, one frame per class
     # the same statistics as adapting by hand on exactly those patients' frames

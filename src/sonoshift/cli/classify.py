@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from sonoshift.cli.overrides import OVERRIDES_HELP, SET_HELP, merge_overrides
+from sonoshift.errors import SonoshiftError
 
 classify_app = typer.Typer(
     help="Plane classifier: train on a prepared labelled dataset, evaluate per domain, predict image files.",
@@ -88,12 +89,24 @@ def adapt_cmd(
                                                   "scanner or centre."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the adapted classifier."),
     crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),
+    zooms: str = typer.Option("", help="Comma-separated centred zooms, e.g. 1,1.25,1.5: a test-time zoom ensemble, "
+                                       "re-normalized at each zoom (for probes with a wider field of view)."),
 ) -> None:
     """Re-normalize the classifier for a new domain from unlabelled frames (AdaBN: BatchNorm statistics only)."""
     from sonoshift.judges.plane.adapt import adapt_files
 
-    clf = adapt_files(classifier, images, out, crop=crop)
-    typer.echo(f"adapted on {clf.info['adapted']['frames']} unlabelled frames; written to {out}")
+    clf = adapt_files(classifier, images, out, crop=crop, zooms=_zooms(zooms))
+    at = f" at zooms {', '.join(f'{z:g}' for z in clf.info['zooms'])}" if zooms else ""
+    typer.echo(f"adapted on {clf.info['adapted']['frames']} unlabelled frames{at}; written to {out}")
+
+
+def _zooms(text: str) -> tuple[float, ...] | None:
+    if not text.strip():
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise SonoshiftError(f"--zooms must be comma-separated numbers such as 1,1.25,1.5, got {text!r}.") from None
 
 
 @classify_app.command("cv")

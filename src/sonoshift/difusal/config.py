@@ -36,7 +36,8 @@ class LoopData(Validated):
     africa -> spain): every stage also scores the test frames translated by it (at the prepared frame size, then
     resized like every frame), the "real + harmonized" and "both together" rows. adapt_bn: every stage also
     scores its plane classifiers re-normalized on unlabelled_path's images (AdaBN: BatchNorm statistics only,
-    no label; test_variants.py), the "+ adapted BN" rows."""
+    no label; test_variants.py), the "+ adapted BN" rows; adapt_zooms (with adapt_bn): also as a test-time zoom
+    ensemble re-normalized at each zoom (judges/plane/zoom.py), the "+ adapted BN at zooms" rows."""
 
     path: str = ""
     size: PosInt = 32
@@ -54,6 +55,7 @@ class LoopData(Validated):
     unlabelled_part: Literal["", "african_adaptation"] = ""
     harmonizer: str = ""
     adapt_bn: bool = False
+    adapt_zooms: tuple[PosFloat, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sonoshift.engine.schedules import cosine_factor
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.regressor import GaRegressorNet, predict_ga
 from sonoshift.judges.plane.adapt import recompute_batchnorm
+from sonoshift.judges.plane.zoom import zoom_ensemble
 from sonoshift.judges.plane.augment import AugmentConfig, augment
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.judges.plane.train import predict_proba
@@ -131,12 +132,13 @@ def train_models(f: Frames, n_classes: int, head: int, d: Downstream, seed: int,
     return Models(train_plane(f, n_classes, d, seed, classical_aug=classical_aug), ga)
 
 
-def adapt_models(m: Models, x: torch.Tensor) -> Models:
+def adapt_models(m: Models, x: torch.Tensor, zooms: tuple[float, ...] = ()) -> Models:
     """AdaBN (``judges.plane.adapt``): the plane classifier re-normalized on the unlabelled frames ``x`` (its
-    BatchNorm statistics re-estimated, every weight kept); the GA regressor as it is."""
+    BatchNorm statistics re-estimated, every weight kept); with ``zooms``, a test-time zoom ensemble re-normalized
+    at each zoom (``judges.plane.zoom``); the GA regressor as it is."""
     if isinstance(m.plane, OnePlane):
         raise SonoshiftError("data.adapt_bn re-normalizes a plane classifier; this study has one plane.")
-    return Models(recompute_batchnorm(m.plane, x), m.ga)
+    return Models(zoom_ensemble(m.plane, zooms, x) if zooms else recompute_batchnorm(m.plane, x), m.ga)
 
 
 @torch.no_grad()

@@ -58,6 +58,7 @@ class Regime:
     extra: Frames | None = None  # images of data.unlabelled_path (another domain), labels never read
     test_harmonized: Frames | None = None  # the test frames translated by data.harmonizer
     adapt: Frames | None = None  # data.adapt_bn: the unlabelled images the plane classifiers are re-normalized on
+    adapt_zooms: tuple[float, ...] = ()  # data.adapt_zooms: also as a zoom ensemble re-normalized at each zoom
 
     @property
     def _extra(self) -> list[Frames]:
@@ -226,6 +227,8 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     extra = unlabelled_images(d, data) if d.unlabelled_path else None
     if d.adapt_bn and extra is None:
         raise SonoshiftError("data.adapt_bn needs data.unlabelled_path (the unlabelled images of the test domain).")
+    if d.adapt_zooms and not d.adapt_bn:
+        raise SonoshiftError("data.adapt_zooms re-normalizes at each zoom: it needs data.adapt_bn: true.")
     check_african_rule(d.test_part, training=train, validation=val,
                        **({"unlabelled": extra} if extra is not None else {}))
     if cfg.generator.sample_domain:  # domain tokens: 1 for --data's frames, 2 for data.unlabelled_path's
@@ -241,7 +244,7 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
         un = (unlabelled_frames(train, rest, cfg.generator.unlabelled, cfg.seed + 11 * i + 3)
               if cfg.generator.unlabelled and rest else _empty(d.size))
         out.append(Regime(regime_name(frac), frac, tr, va, test, un, extra, harmonized,
-                          extra if d.adapt_bn else None))
+                          extra if d.adapt_bn else None, tuple(d.adapt_zooms)))
     return out
 
 
@@ -461,10 +464,14 @@ def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: F
 def _scores(models: list[Models], reg: Regime, n: int, head: int, tmp: Path) -> dict[str, float]:
     """Test scores (and predictions) of ``models``, and under each test variant the regime has
     (test_variants.py): with harmonized test frames their scores prefixed ``harmonized_``; with adaptation
-    images the scores of the plane classifiers re-normalized on them, prefixed ``adapted_``."""
+    images the scores of the plane classifiers re-normalized on them, prefixed ``adapted_``, and with adapt_zooms
+    those of the zoom ensembles re-normalized at each zoom, prefixed ``adapted_zoomed_``."""
     out = evaluate(models, reg.test, n, head, tmp / PREDICTIONS)
+    ad, zooms = reg.adapt, reg.adapt_zooms
     runs = {"harmonized": (models, reg.test_harmonized),
-            "adapted": ([adapt_models(m, reg.adapt.x) for m in models] if reg.adapt is not None else None, reg.test)}
+            "adapted": ([adapt_models(m, ad.x) for m in models] if ad is not None else None, reg.test),
+            "adapted_zoomed": ([adapt_models(m, ad.x, zooms) for m in models] if ad is not None and zooms else None,
+                               reg.test)}
     for key, (ms, test) in runs.items():
         if ms is not None and test is not None:
             h = evaluate(ms, test, n, head, tmp / predictions_file(key))

@@ -7,6 +7,8 @@ intervals and report rows ``<arm><suffix>``.
 - adapted (``data.adapt_bn``): the downstream plane classifier re-normalized on the unlabelled images of
   ``data.unlabelled_path`` (the African adaptation part): AdaBN, its BatchNorm statistics re-estimated, no label
   read (feature-level harmonization, ``judges.plane.adapt``); the raw test frames.
+- adapted_zoomed (``data.adapt_zooms`` with ``data.adapt_bn``): the plane classifier as a test-time zoom ensemble
+  (``judges.plane.zoom``), re-normalized on those images at each zoom; the raw test frames.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class TestVariant:
 VARIANTS: tuple[TestVariant, ...] = (
     TestVariant("harmonized", " + harmonized test", "harmonized test"),
     TestVariant("adapted", " + adapted BN", "AdaBN-adapted classifiers"),
+    TestVariant("adapted_zoomed", " + adapted BN at zooms", "zoom ensembles, AdaBN per zoom"),
 )
 
 

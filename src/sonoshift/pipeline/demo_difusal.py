@@ -108,7 +108,8 @@ def real_loop_overrides() -> list[str]:
     harmonizer."""
     return ["data.domains=[spain]", "data.test_path=../african_test", "data.test_part=african_test",
             "data.unlabelled_path=.", "data.unlabelled_domains=[africa]", "data.unlabelled_part=african_adaptation",
-            "data.harmonizer=../models/cyclegan", "data.adapt_bn=true"]
+            "data.harmonizer=../models/cyclegan", "data.adapt_bn=true",
+            "data.adapt_zooms=[1.0,1.25,1.5]"]
 
 
 def run_real_difusal(dcfg: DemoDifusalConfig, root: Path, spain_africa: Path, log: StageLog, force: bool,

@@ -22,6 +22,7 @@ from torch import nn
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier, save_classifier
 from sonoshift.judges.plane.data import to_input
+from sonoshift.judges.plane.zoom import ZoomEnsemble, check_zooms, zoom_ensemble
 
 MIN_FRAMES = 8  # fewer frames give BatchNorm statistics of a handful of images, not of a domain
 
@@ -75,21 +76,39 @@ def adapt_classifier(clf: PlaneClassifier, frames: np.ndarray, source: str) -> P
                            config=clf.config, info=info)
 
 
+def zoom_classifier(clf: PlaneClassifier, zooms: Sequence[float], frames: np.ndarray | None = None,
+                    source: str = "") -> PlaneClassifier:
+    """``clf`` as a test-time zoom ensemble (zoom.py); with ``frames`` (N, S, S) uint8 of the new domain, each
+    zoom's copy re-normalized on them zoomed alike (``info["adapted"]`` records how)."""
+    zooms = check_zooms(zooms)
+    if isinstance(clf.model, ZoomEnsemble):
+        raise SonoshiftError("this classifier is already a zoom ensemble: start from the single network.")
+    model = zoom_ensemble(clf.model, zooms, frames)
+    info = {**clf.info, "zooms": list(zooms)}
+    if frames is not None:
+        info["adapted"] = {"method": "AdaBN per zoom (BatchNorm statistics re-estimated, no label used)",
+                           "frames": int(len(frames)), "source": source, "zooms": list(zooms)}
+    return PlaneClassifier(model=model, classes=clf.classes, image_size=clf.image_size, label=clf.label,
+                           config=clf.config, info=info)
+
+
 def adapt_files(
     classifier: str | Path, inputs: Sequence[str | Path], out: str | Path, *, crop: bool = True,
-    progress: bool = True,
+    progress: bool = True, zooms: Sequence[float] | None = None,
 ) -> PlaneClassifier:
     """Adapt the classifier at ``classifier`` on unlabelled image files (and the images in folders, recursively),
-    each put in the training geometry as ``predict`` does; write the adapted classifier to ``out``."""
+    each put in the training geometry as ``predict`` does; write the adapted classifier to ``out``. With
+    ``zooms``, a test-time zoom ensemble re-normalized at each zoom (zoom.py)."""
     from sonoshift.judges.plane.api import list_images, read_like_training
 
     if Path(out).resolve() == Path(classifier).resolve():
         raise SonoshiftError(f"the adapted classifier would overwrite {classifier}: choose another --out folder.")
     clf = load_classifier(classifier)
     frames = read_like_training(list_images(inputs, recursive=True), clf.image_size, crop, progress)
-    adapted = adapt_classifier(clf, frames, ", ".join(str(p) for p in inputs))
+    source = ", ".join(str(p) for p in inputs)
+    adapted = adapt_classifier(clf, frames, source) if zooms is None else zoom_classifier(clf, zooms, frames, source)
     save_classifier(adapted, out)
     return adapted
 
 
-__all__ = ["MIN_FRAMES", "adapt_classifier", "adapt_files", "recompute_batchnorm"]
+__all__ = ["MIN_FRAMES", "adapt_classifier", "adapt_files", "recompute_batchnorm", "zoom_classifier"]

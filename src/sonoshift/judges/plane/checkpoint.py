@@ -22,6 +22,7 @@ from sonoshift.engine.checkpoint import load_module, module_tensors, read_model,
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.judges.plane.train import ClassifierConfig
+from sonoshift.judges.plane.zoom import ZoomEnsemble
 
 METHOD = "plane_classifier"
 MODULE = "classifier"
@@ -32,7 +33,7 @@ SUMMARY_NAME = "classifier.json"
 class PlaneClassifier:
     """A trained classifier and what is needed to use it."""
 
-    model: PlaneNet
+    model: PlaneNet | ZoomEnsemble
     classes: tuple[str, ...]
     image_size: int
     label: str = "plane"
@@ -56,6 +57,9 @@ def save_classifier(clf: PlaneClassifier, out: str | Path) -> Path:
         "info": clf.info,
         "step": int(clf.info.get("best_step", 0)),
     }
+    if isinstance(clf.model, ZoomEnsemble):  # one network per zoom (zoom.py): rebuilt from "zooms"
+        state["architecture"] = "sonoshift.judges.plane.zoom.ZoomEnsemble of PlaneNet"
+        state["zooms"] = list(clf.model.zooms)
     sd = {k: v for k, v in clf.model.state_dict().items()}
     write_checkpoint(out, state["step"], model=module_tensors(f"model/{MODULE}", sd), train={}, state=state,
                      keep_last=1)
@@ -74,7 +78,10 @@ def load_classifier(path: str | Path, device: str | torch.device | None = None) 
         cfg = from_dict(ClassifierConfig, st.get("config", {}))
     except (KeyError, TypeError) as e:
         raise SonoshiftError(f"plane classifier {ckpt.path} has an incomplete state ({e}).") from None
-    model = load_module(ckpt, MODULE, PlaneNet(len(classes), cfg.net), prefer_ema=False).eval()
+    net = lambda: PlaneNet(len(classes), cfg.net)  # noqa: E731
+    zooms = st.get("zooms")
+    module = net() if zooms is None else ZoomEnsemble([net() for _ in zooms], zooms)
+    model = load_module(ckpt, MODULE, module, prefer_ema=False).eval()
     if device is not None:
         model.to(device)
     return PlaneClassifier(model=model, classes=classes, image_size=int(st["image_size"]),

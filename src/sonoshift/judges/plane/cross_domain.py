@@ -13,13 +13,14 @@ import pandas as pd
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import Validated
 from sonoshift.errors import SonoshiftError
-from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier
+from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier, zoom_classifier
 from sonoshift.judges.plane.african import in_part, without_test_part
 from sonoshift.judges.plane.api import fit, harmonize_samples
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier, save_classifier
 from sonoshift.judges.plane.data import Samples, load_samples
 from sonoshift.judges.plane.evaluate import classify_samples, write_evaluation
 from sonoshift.judges.plane.train import ClassifierConfig
+from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
 
 SHARED_PLANES = ("Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax")
 
@@ -31,6 +32,7 @@ class CrossDomainConfig(Validated):
 
     classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(classes=SHARED_PLANES))
     adapt: bool = True  # also score the classifier re-normalized on the adaptation part's images (AdaBN)
+    zooms: tuple[float, ...] = DEFAULT_ZOOMS  # also score the test-time zoom ensemble (zoom.py); () = off
 
 
 def spain_to_africa(
@@ -42,7 +44,8 @@ def spain_to_africa(
 
     Variants: ``raw``; ``adapted`` (``cfg.adapt``: BatchNorm statistics re-estimated on the African adaptation
     part's frames, labels never read; written to ``out/classifier_adapted``; skipped when the part holds fewer
-    than ``MIN_FRAMES`` frames); with a translator ``harmonized`` and ``harmonized_adapted`` (re-estimated
+    than ``MIN_FRAMES`` frames); ``zoomed`` and ``adapted_zoomed`` (``cfg.zooms``: the test-time zoom ensemble,
+    zoom.py, raw and re-normalized at each zoom on the adaptation part); with a translator ``harmonized`` and ``harmonized_adapted`` (re-estimated
     on the harmonized adaptation frames). Writes ``out/classifier`` (when trained), one folder per variant
     (predictions, summary per centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n,
     accuracy, macro-F1, ECE).
@@ -75,6 +78,11 @@ def spain_to_africa(
     if adapt is not None:
         variants["adapted"] = (adapt_classifier(clf, adapt.frames, "African adaptation part"), test)
         save_classifier(variants["adapted"][0], out / "classifier_adapted")
+    if cfg.zooms:
+        variants["zoomed"] = (zoom_classifier(clf, cfg.zooms), test)
+        if adapt is not None:
+            variants["adapted_zoomed"] = (zoom_classifier(clf, cfg.zooms, adapt.frames, "African adaptation part"),
+                                          test)
     if translator is not None:
         variants["harmonized"] = (clf, harmonize_samples(test, translator))
         if adapt is not None:
