@@ -1,5 +1,6 @@
 """The demo's frozen plane judge on the handheld test frames: raw, re-normalized on unlabelled handheld frames
-(AdaBN, ``judges.plane.adapt``) and, read from the run folders, after each harmonization method and on the ground
+(AdaBN, ``judges.plane.adapt``; also as the test-time zoom ensemble re-normalized at each zoom, ``judges.plane.zoom``)
+and, read from the run folders, after each harmonization method and on the ground
 truth: is a pixel-level translator better than re-normalizing the judge? (docs/judges.md, "Adapting to a new
 centre without labels").
 
@@ -18,11 +19,12 @@ import torch
 
 from sonoshift.errors import SonoshiftError, exit_on_error
 from sonoshift.io.images import read_gray
-from sonoshift.judges.plane.adapt import adapt_classifier
+from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
 from sonoshift.judges.plane.checkpoint import load_classifier
 from sonoshift.judges.plane.data import to_input
 from sonoshift.judges.plane.scores import confusion, macro_f1
 from sonoshift.judges.plane.train import predict_proba
+from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
 
 METHODS = ("histogram_match", "depth_affine", "cyclegan", "ddgan", "cascade")
 
@@ -55,9 +57,13 @@ def main() -> None:
     train = man[(man["path"].str.startswith("frames/")) & (man["domain"] == a.source_domain)]
     train = train[train["patient_id"].isin(pd.read_csv(data / "manifest_train.csv")["patient_id"])]
     rows = [("raw (source frames)", *scores(truth, predict_proba(clf.model, to_input(raw)).argmax(1), n))]
-    adapted = adapt_classifier(clf, frames_of(data, train["path"], size), f"{a.source_domain} train split")
+    unlabelled = frames_of(data, train["path"], size)
+    adapted = adapt_classifier(clf, unlabelled, f"{a.source_domain} train split")
     rows.append((f"raw, judge re-normalized on {len(train)} unlabelled {a.source_domain} training frames",
                  *scores(truth, predict_proba(adapted.model, to_input(raw)).argmax(1), n)))
+    zoomed = zoom_classifier(clf, DEFAULT_ZOOMS, unlabelled, f"{a.source_domain} train split")
+    rows.append((f"raw, judge at zooms {', '.join(f'{z:g}' for z in DEFAULT_ZOOMS)}, re-normalized at each",
+                 *scores(truth, predict_proba(zoomed.model, to_input(raw)).argmax(1), n)))
     for m in METHODS:
         f = runs / m / "planes.csv"
         if f.is_file():

@@ -7,7 +7,8 @@ depth) show the same anatomy smaller, and no intensity map fixes that. The depth
 unknown and varies frame to frame, so instead of estimating one zoom the ensemble averages the softmax over a few
 centred zooms (1 = as is; 1.25 = the central 80 % enlarged to the frame); with unlabelled frames (``adapt``) each
 zoom's copy of the network gets the BatchNorm statistics of those frames zoomed alike. No label is read and no
-weight is learned.
+weight is learned. It helps where the new frames' anatomy is smaller than the training frames' (Spain -> Africa:
++6 points over AdaBN alone) and costs a few points where it is not (docs/judges.md), so it is opt-in.
 
 ``ZoomEnsemble`` is a drop-in for ``PlaneNet`` (forward gives log-probabilities, ``features`` the mean penultimate
 features); ``save_classifier`` / ``load_classifier`` store and rebuild it (``zooms`` in the checkpoint state).
