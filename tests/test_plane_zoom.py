@@ -131,3 +131,22 @@ def test_spain_africa_scores_the_zoomed_variants(trained, prepared, tmp_path):
                           african=rule)
     assert list(off["variant"].unique()) == ["raw", "adapted"]
     assert (tmp_path / "x" / "adapted_zoomed" / "predictions.csv").is_file()
+
+
+def test_predict_with_adapt_and_zooms_equals_adapting_then_predicting(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.adapt import adapt_files
+    from sonoshift.judges.plane.api import predict_files
+
+    folder = prepared / "frames" / "B"
+    files = sorted(folder.rglob("*.png"))
+    adapt_files(trained[1], [folder], tmp_path / "ad", crop=False, zooms=(1.0, 1.5))
+    by_hand = predict_files(tmp_path / "ad", files, tmp_path / "a.csv", crop=False)
+    r = CliRunner().invoke(app, ["classify", "predict", str(trained[1]), *map(str, files), "-o", str(tmp_path / "b.csv"),
+                                 "--no-crop", "--adapt", "--zooms", "1,1.5"])
+    assert r.exit_code == 0, r.output
+    at_once = pd.read_csv(tmp_path / "b.csv")
+    cols = [c for c in by_hand.columns if c.startswith("p_")]
+    np.testing.assert_allclose(at_once[cols].to_numpy(), by_hand[cols].to_numpy(), atol=1e-6)
+    with pytest.raises(SonoshiftError, match="zooms need adapt"):
+        predict_files(trained[1], files, tmp_path / "c.csv", crop=False, zooms=(1.0, 1.5))
+    assert not (tmp_path / "c.csv").exists()

@@ -74,11 +74,13 @@ def predict_cmd(
     crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),
     adapt: bool = typer.Option(False, help="Re-normalize the classifier on these frames first (AdaBN; at least 8 "
                                            "frames of one new scanner; see `classify adapt`)."),
+    zooms: str = typer.Option("", help="With --adapt: comma-separated centred zooms, e.g. 1,1.25,1.5 (a test-time "
+                                       "zoom ensemble re-normalized at each zoom; see `classify adapt`)."),
 ) -> None:
     """Predicted plane, confidence and class probabilities per image, as a CSV."""
     from sonoshift.judges.plane.api import predict_files
 
-    df = predict_files(classifier, images, out, crop=crop, adapt=adapt)
+    df = predict_files(classifier, images, out, crop=crop, adapt=adapt, zooms=_zooms(zooms))
     typer.echo(f"{len(df)} predictions written to {out}")
 
 

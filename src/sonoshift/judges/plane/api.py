@@ -128,18 +128,21 @@ def read_like_training(files: Sequence[Path], size: int, crop: bool, progress: b
 
 def predict_files(
     classifier: str | Path, inputs: Sequence[str | Path], out_csv: str | Path, *, crop: bool = True,
-    adapt: bool = False, progress: bool = True,
+    adapt: bool = False, progress: bool = True, zooms: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image.
     ``adapt``: first re-normalize the classifier on these same frames (AdaBN, ``adapt.py``; no label used), for a
-    batch of frames from one new scanner."""
+    batch of frames from one new scanner; with ``zooms`` as a test-time zoom ensemble re-normalized at each zoom."""
+    if zooms is not None and not adapt:
+        raise SonoshiftError("zooms need adapt: a zoom ensemble helps only once each zoom is re-normalized.")
     clf = load_classifier(classifier)
     files = list_images(inputs)
     frames = read_like_training(files, clf.image_size, crop, progress)
     if adapt:
-        from sonoshift.judges.plane.adapt import adapt_classifier
+        from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
 
-        clf = adapt_classifier(clf, frames, "the predicted frames")
+        clf = (adapt_classifier(clf, frames, "the predicted frames") if zooms is None
+               else zoom_classifier(clf, zooms, frames, "the predicted frames"))
     probs = predict_proba(clf.model, to_input(frames))
     df = pd.DataFrame({"path": [str(f) for f in files],
                        "pred": [clf.classes[i] for i in probs.argmax(1)], "confidence": probs.max(1)})
