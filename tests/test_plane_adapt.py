@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from plane_data import make_prepared, prepared, trained  # noqa: F401 (fixtures)
 from sonoshift.cli.main import app
 from sonoshift.errors import SonoshiftError
-from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier, recompute_batchnorm
+from sonoshift.judges.plane.adapt import MIN_FRAMES, adapt_classifier, recompute_batchnorm, zoom_classifier
+from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
 from sonoshift.judges.plane.checkpoint import load_classifier
 from sonoshift.judges.plane.data import load_samples
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
@@ -162,6 +163,10 @@ def test_demo_reference_scores_the_source_test_frames_raw_and_adapted(trained, p
     pred = mine.model(torch.from_numpy(test_b.frames).float().div(127.5).sub(1).unsqueeze(1)).argmax(1).numpy()
     truth = np.array([clf.classes.index(l) for l in test_b.labels])
     assert ref["adapted"]["plane_accuracy"] == pytest.approx((pred == truth).mean())
+    ens = zoom_classifier(clf, DEFAULT_ZOOMS, b_train.frames, "by hand")
+    with torch.no_grad():
+        zpred = ens.model(torch.from_numpy(test_b.frames).float().div(127.5).sub(1).unsqueeze(1)).argmax(1).numpy()
+    assert ref["adapted_zoomed"]["plane_accuracy"] == pytest.approx((zpred == truth).mean())
     # the report section: a harmonizer is flagged against the re-normalized judge's macro-F1
     ref = {"adapted_on_frames": 9, "raw": {"plane_accuracy": 0.5, "plane_macro_f1": 0.4},
            "adapted": {"plane_accuracy": 0.8, "plane_macro_f1": 0.8}}
@@ -172,3 +177,7 @@ def test_demo_reference_scores_the_source_test_frames_raw_and_adapted(trained, p
     t = adapted_section(judged, ref).table.set_index("input")["beats the re-normalized judge (macro-F1)"]
     assert t["harmonized by good"] == "yes" and t["harmonized by bad"] == "no"
     assert "harmonized by untranslated" not in t.index and t["ground truth (ceiling)"] == ""
+    ref["adapted_zoomed"], ref["zooms"] = {"plane_accuracy": 0.88, "plane_macro_f1": 0.87}, [1.0, 1.25]
+    t = adapted_section(judged, ref).table.set_index("input")
+    assert t.loc["harmonized by good", "beats the zoom ensemble (macro-F1)"] == "no"
+    assert "source frames, judge as a zoom ensemble (1, 1.25) re-normalized at each zoom" in t.index

@@ -90,7 +90,7 @@ def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: li
             loaded.append(RunJudges.load(plane_dir, seg_dir, jcfg.ga_plane))
         return loaded[0]
 
-    ref_key = [plane_key, study.source, "adapted reference"]
+    ref_key = [plane_key, study.source, "adapted reference", "zooms"]
     reference = run_stage("plane judge re-normalized on unlabelled source frames", root, ref_key,
                           lambda: adapted_reference(plane_dir, data, study.source), force=force, log=log)
     scores = {}
@@ -229,6 +229,10 @@ def print_summary(summary: dict[str, Any], title: str = "sonoshift demo: done") 
             console.print(f"  {'raw, judge AdaBN':<18} {a['plane_accuracy']:.2f} / {a['plane_macro_f1']:.2f} (plane "
                           f"judge re-normalized on {ref['adapted_on_frames']} unlabelled source frames: a harmonizer "
                           "should beat it)")
+            z = ref.get("adapted_zoomed")
+            if z:
+                console.print(f"  {'raw, judge zooms':<18} {z['plane_accuracy']:.2f} / {z['plane_macro_f1']:.2f} (the "
+                              "same, as a zoom ensemble re-normalized at each zoom)")
     synthesis = summary.get("difusal") or {}
     if synthesis:
         console.print("\n  synthesis (DiFUSAL smoke run; numbers are a smoke measurement): "

@@ -199,8 +199,10 @@ def summarize_judges(planes: pd.DataFrame, ga: pd.DataFrame) -> dict[str, dict[s
 def adapted_reference(classifier: str | Path, data: str | Path, source: str) -> dict[str, Any]:
     """The frozen plane judge on the ``source`` domain's test frames of ``data``, raw and re-normalized on that
     domain's **training-split** frames without their labels (AdaBN, ``judges.plane.adapt``): the score a
-    harmonizer should beat, since re-normalizing the judge needs neither a translator nor labels."""
-    from sonoshift.judges.plane.adapt import adapt_classifier
+    harmonizer should beat, since re-normalizing the judge needs neither a translator nor labels; also the judge as a
+    test-time zoom ensemble re-normalized at each zoom (``judges.plane.zoom``: ``adapted_zoomed``)."""
+    from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
+    from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
     from sonoshift.judges.plane.checkpoint import load_classifier
     from sonoshift.judges.plane.data import load_samples
     from sonoshift.judges.plane.evaluate import classify_samples
@@ -213,8 +215,11 @@ def adapted_reference(classifier: str | Path, data: str | Path, source: str) -> 
     if not len(test):
         raise SonoshiftError(f"{data} has no {source} test frame with a plane label to judge.")
     out: dict[str, Any] = {"adapted_on_frames": int(len(unlabelled)), "test_frames": int(len(test))}
-    adapted = adapt_classifier(clf, unlabelled.frames, f"{source} training split, labels not read")
-    for name, model in (("raw", clf), ("adapted", adapted)):
+    what = f"{source} training split, labels not read"
+    adapted = adapt_classifier(clf, unlabelled.frames, what)
+    zoomed = zoom_classifier(clf, DEFAULT_ZOOMS, unlabelled.frames, what)
+    out["zooms"] = list(DEFAULT_ZOOMS)
+    for name, model in (("raw", clf), ("adapted", adapted), ("adapted_zoomed", zoomed)):
         t = classify_samples(model, test).rename(columns={"label": "truth"})
         out[name] = {"plane_accuracy": float((t["truth"] == t["pred"]).mean()),
                      "plane_macro_f1": macro_f1_of(t)}
@@ -230,6 +235,11 @@ def adapted_section(judged: dict[str, dict[str, dict[str, float]]], reference: d
     rows = [{"input": "source frames, raw", **reference["raw"]},
             {"input": f"source frames, judge re-normalized on {reference['adapted_on_frames']} unlabelled source "
                      "frames (AdaBN)", **bar}]
+    zoomed = reference.get("adapted_zoomed")  # absent in a reference written before session 20
+    if zoomed:
+        zooms = ", ".join(f"{z:g}" for z in reference.get("zooms", []))
+        rows.append({"input": f"source frames, judge as a zoom ensemble ({zooms}) re-normalized at each zoom",
+                     **zoomed})
     gt = None
     for method, v in judged.items():
         if "harmonized" in v and method != "untranslated":
@@ -243,10 +253,14 @@ def adapted_section(judged: dict[str, dict[str, dict[str, float]]], reference: d
     harmonized = table["input"].str.startswith("harmonized by ")
     table["beats the re-normalized judge (macro-F1)"] = [("yes" if f > bar["plane_macro_f1"] else "no") if h else ""
                                                          for h, f in zip(harmonized, table["plane_macro_f1"])]
+    if zoomed:
+        table["beats the zoom ensemble (macro-F1)"] = [("yes" if f > zoomed["plane_macro_f1"] else "no") if h else ""
+                                                       for h, f in zip(harmonized, table["plane_macro_f1"])]
     caption = ("The frozen plane judge (trained on target-profile frames) on the source test frames, raw and with its "
                "BatchNorm statistics re-estimated on the source domain's training frames, labels not read (AdaBN: no "
                "translator, no label). A harmonizer that does not beat this row gives the judge less than "
-               "re-normalizing it would.")
+               "re-normalizing it would. The zoom-ensemble row also averages the judge over centred zooms, each "
+               "re-normalized for its zoom (for a probe whose field of view differs).")
     return ExtraSection(title="Plane judge: harmonizers against re-normalizing the judge", caption=caption,
                         table=table.rename(columns={"plane_accuracy": "accuracy", "plane_macro_f1": "macro-F1"}))
 
