@@ -150,3 +150,16 @@ def test_predict_with_adapt_and_zooms_equals_adapting_then_predicting(trained, p
     with pytest.raises(SonoshiftError, match="zooms need adapt"):
         predict_files(trained[1], files, tmp_path / "c.csv", crop=False, zooms=(1.0, 1.5))
     assert not (tmp_path / "c.csv").exists()
+
+
+def test_zoom_ensemble_as_an_embedding(trained):
+    from sonoshift.judges.plane.embedding import PlaneFeatures, PlanePerceptualDistance
+
+    clf = trained[0]
+    ens = zoom_classifier(clf, (1.0, 1.5))
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():  # FID/KID features: the mean of the members' features at their zooms
+        by_hand = (clf.model.features(x * 2 - 1) + clf.model.features(zoom_tensor(x * 2 - 1, 1.5))) / 2
+        torch.testing.assert_close(PlaneFeatures(ens)(x), by_hand, atol=1e-5, rtol=1e-5)
+    with pytest.raises(SonoshiftError, match="not its zoom ensemble"):
+        PlanePerceptualDistance(ens)

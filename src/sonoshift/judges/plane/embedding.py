@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier
+from sonoshift.judges.plane.zoom import ZoomEnsemble
 from sonoshift.metrics.lpips import normalize_channels
 
 
@@ -50,6 +52,9 @@ class PlanePerceptualDistance(nn.Module):
 
     def __init__(self, clf: PlaneClassifier) -> None:
         super().__init__()
+        if isinstance(clf.model, ZoomEnsemble):
+            raise SonoshiftError("the perceptual distance compares one network's stage outputs: use the classifier "
+                                 "itself, not its zoom ensemble.")
         self.net = clf.model.eval().requires_grad_(False)
         self.size = clf.image_size
 
