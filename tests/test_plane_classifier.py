@@ -181,7 +181,7 @@ def test_cross_domain_scores_only_the_test_part(trained, prepared, tmp_path):
     rule = {"A": {"adaptation": ["A00", "A01"], "test": ["A02", "A03"]},
             "B": {"adaptation": ["B00"], "test": ["B09"]}, "seed": 0}
     table = spain_to_africa(prepared, target, tmp_path / "x", classifier=out, african=rule)
-    assert list(table["variant"].unique()) == ["raw", "adapted"]
+    assert list(table["variant"].unique()) == ["raw", "adapted", "zoomed", "adapted_zoomed"]
     pred = pd.read_csv(tmp_path / "x" / "raw" / "predictions.csv", dtype={"patient_id": str})
     assert sorted(pred["patient_id"].unique()) == ["A02", "A03", "B09"]
     assert (table[table["domain"] == "all"]["n"] == 3 * 3).all()
@@ -217,7 +217,7 @@ def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
     rule = {"A": {"adaptation": [], "test": ["A08", "A09"]}, "B": {"adaptation": [], "test": ["B08"]}, "seed": 0}
     table = spain_to_africa(prepared, prepared, tmp_path / "x", classifier=out, african=rule,
                             translator=tmp_path / "run")
-    assert list(table["variant"].unique()) == ["raw", "harmonized"]
+    assert list(table["variant"].unique()) == ["raw", "zoomed", "harmonized"]
     assert (tmp_path / "x" / "harmonized" / "confusion.png").is_file()
 
 
