@@ -141,8 +141,8 @@ def test_predict_with_adapt_and_zooms_equals_adapting_then_predicting(trained, p
     files = sorted(folder.rglob("*.png"))
     adapt_files(trained[1], [folder], tmp_path / "ad", crop=False, zooms=(1.0, 1.5))
     by_hand = predict_files(tmp_path / "ad", files, tmp_path / "a.csv", crop=False)
-    r = CliRunner().invoke(app, ["classify", "predict", str(trained[1]), *map(str, files), "-o", str(tmp_path / "b.csv"),
-                                 "--no-crop", "--adapt", "--zooms", "1,1.5"])
+    r = CliRunner().invoke(app, ["classify", "predict", str(trained[1]), *map(str, files), "-o",
+                                 str(tmp_path / "b.csv"), "--no-crop", "--adapt", "--zooms", "1,1.5"])
     assert r.exit_code == 0, r.output
     at_once = pd.read_csv(tmp_path / "b.csv")
     cols = [c for c in by_hand.columns if c.startswith("p_")]

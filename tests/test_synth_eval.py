@@ -21,7 +21,8 @@ from sonoshift.synth.evaluation.fidelity import ga_agreement, macro_f1, plane_pr
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.synth.evaluation.judges import ProjectJudges, load_judges
-from sonoshift.synth.evaluation.memorization import CopyGuard, calibrate_threshold, exact_cdist, nearest, normalise, shift
+from sonoshift.synth.evaluation.memorization import (CopyGuard, calibrate_threshold, exact_cdist, nearest, normalise,
+                                                     shift)
 from sonoshift.synth.evaluation.perceptual import us_perceptual
 from sonoshift.synth.evaluation.realism import alexnet_features, fid_kid_bootstrap
 from sonoshift.metrics.lpips import load_lpips

@@ -20,10 +20,10 @@ from sonoshift.engine.schedules import cosine_factor
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.regressor import GaRegressorNet, predict_ga
 from sonoshift.judges.plane.adapt import recompute_batchnorm
-from sonoshift.judges.plane.zoom import zoom_ensemble
 from sonoshift.judges.plane.augment import AugmentConfig, augment
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
 from sonoshift.judges.plane.train import predict_proba
+from sonoshift.judges.plane.zoom import zoom_ensemble
 
 
 @dataclass

@@ -205,9 +205,9 @@ def _spain_africa_section(result: dict[str, Any]) -> ExtraSection:
     caption = ("A plane classifier trained on Spanish FETAL_PLANES_DB labels only (the four planes the African set "
                "shares), tested on the African test part (never trained, tuned or selected on): raw; adapted = the "
                "same classifier with its BatchNorm statistics re-estimated on the unlabelled African adaptation "
-               "images (AdaBN, no label read); zoomed / adapted_zoomed = a test-time zoom ensemble (softmax averaged over "
-               "centred zooms 1, 1.25, 1.5, for the wider African fields of view), raw and re-normalized at each zoom "
-               "on the same unlabelled images; harmonized = after a CycleGAN trained on the Spanish images and the "
+               "images (AdaBN, no label read); zoomed / adapted_zoomed = a test-time zoom ensemble (softmax averaged "
+               "over centred zooms 1, 1.25, 1.5, for the wider African fields of view), raw and re-normalized at each "
+               "zoom on the same unlabelled images; harmonized = after a CycleGAN trained on the Spanish images and the "
                "unlabelled African adaptation part maps the test frames toward the Spanish images (harmonized_adapted: "
                "both). Accuracy and macro-F1 per centre and over all (all). The classifier, the translator and the "
                "frames share one frame size.")

@@ -45,10 +45,10 @@ def spain_to_africa(
     Variants: ``raw``; ``adapted`` (``cfg.adapt``: BatchNorm statistics re-estimated on the African adaptation
     part's frames, labels never read; written to ``out/classifier_adapted``; skipped when the part holds fewer
     than ``MIN_FRAMES`` frames); ``zoomed`` and ``adapted_zoomed`` (``cfg.zooms``: the test-time zoom ensemble,
-    zoom.py, raw and re-normalized at each zoom on the adaptation part); with a translator ``harmonized`` and ``harmonized_adapted`` (re-estimated
-    on the harmonized adaptation frames). Writes ``out/classifier`` (when trained), one folder per variant
-    (predictions, summary per centre, confusion PNG) and ``out/cross_domain.csv`` (variant x centre: n,
-    accuracy, macro-F1, ECE).
+    zoom.py, raw and re-normalized at each zoom on the adaptation part); with a translator ``harmonized`` and
+    ``harmonized_adapted`` (re-estimated on the harmonized adaptation frames). Writes ``out/classifier`` (when
+    trained), one folder per variant (predictions, summary per centre, confusion PNG) and ``out/cross_domain.csv``
+    (variant x centre: n, accuracy, macro-F1, ECE).
     ``african``: the adaptation/test rule (default: the project's written ``african_split.json``).
     ``adaptation``: the unlabelled frames to re-normalize on when they are not in ``target`` (only their
     adaptation-part patients are used); default: ``target``'s adaptation part."""
