@@ -5,11 +5,14 @@ truth: is a pixel-level translator better than re-normalizing the judge? (docs/j
 centre without labels").
 
     python bench/sim_adapt.py --demo runs/demo
+    python bench/sim_adapt.py --demo runs/demo --judge-seeds 0-4   # + fresh judges of 5 seeds: raw / AdaBN / zooms
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -26,6 +29,9 @@ from sonoshift.judges.plane.scores import confusion, macro_f1
 from sonoshift.judges.plane.train import predict_proba
 from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spain_africa_adapt import paired, seeds_arg  # noqa: E402
+
 METHODS = ("histogram_match", "depth_affine", "cyclegan", "ddgan", "cascade")
 
 
@@ -41,6 +47,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", type=Path, required=True, help="a finished `sonoshift demo` folder")
     ap.add_argument("--source-domain", default="handheld")
+    ap.add_argument("--target-domain", default="cart", help="the domain fresh judges train on (--judge-seeds)")
+    ap.add_argument("--judge-seeds", default="", help="also train fresh judges of these seeds (e.g. 0-4) and score "
+                                                      "each raw, AdaBN and AdaBN at zooms")
     a = ap.parse_args()
     torch.set_num_threads(1)
     runs, data = a.demo / "harmonized", a.demo / "data"
@@ -77,6 +86,38 @@ def main() -> None:
     print(f"plane judge on {len(truth)} {a.source_domain} test frames: accuracy / macro-F1")
     for name, acc, f1 in rows:
         print(f"  {name:<75s} {acc:.3f} / {f1:.3f}")
+    if a.judge_seeds:
+        fresh_judges(seeds_arg(a.judge_seeds), data, a.target_domain, raw, truth, unlabelled, clf.classes)
+
+
+def fresh_judges(seeds: list[int], data: Path, target: str, raw: np.ndarray, truth: np.ndarray,
+                 unlabelled: np.ndarray, classes) -> None:
+    """Judges of the demo's recipe trained on ``target`` frames with other seeds, each scored raw, re-normalized
+    (AdaBN) and as the zoom ensemble re-normalized at each zoom, on the same frames; paired differences."""
+    from sonoshift.pipeline.judges import JudgesConfig, train_plane_judge
+
+    rows = []
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            train_plane_judge(data, Path(tmp) / "judge", JudgesConfig(), domain=target, seed=seed, progress=False)
+            clf = load_classifier(Path(tmp) / "judge")
+        if tuple(clf.classes) != tuple(classes):
+            raise SonoshiftError(f"a fresh judge has classes {clf.classes}, the demo's {classes}.")
+        models = {"raw": clf.model, "adapted": adapt_classifier(clf, unlabelled, "train split").model,
+                  "adapted_zoomed": zoom_classifier(clf, DEFAULT_ZOOMS, unlabelled, "train split").model}
+        r = {}
+        for name, m in models.items():
+            r[f"{name}_accuracy"], r[f"{name}_macro_f1"] = scores(truth, predict_proba(m, to_input(raw)).argmax(1),
+                                                                  len(classes))
+        rows.append(r)
+        print(f"judge seed {seed}: " + "; ".join(f"{n} {r[f'{n}_accuracy']:.3f} / {r[f'{n}_macro_f1']:.3f}"
+                                                  for n in models), flush=True)
+    df = pd.DataFrame(rows)
+    for m in ("accuracy", "macro_f1"):
+        print(f"{m}: " + ", ".join(f"{n} {df[f'{n}_{m}'].mean():.3f} +- {df[f'{n}_{m}'].std(ddof=1):.3f}"
+                                   for n in ("raw", "adapted", "adapted_zoomed")))
+        for x, y in (("adapted", "raw"), ("adapted_zoomed", "adapted")):
+            print("  " + paired(df[f"{x}_{m}"].to_numpy() - df[f"{y}_{m}"].to_numpy(), f"{x} - {y}"))
 
 
 if __name__ == "__main__":
