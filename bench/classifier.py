@@ -3,7 +3,8 @@ and ResNet18 (2D, one input channel), in one process on the same batch.
 
     python bench/classifier.py [--size 96] [--batch 16] [--threads 2] [--reps 3]
 
-Prints parameters, training-step and inference time per image for each network and the ratio to PlaneNet. On a
+Prints parameters, training-step and inference time per image for each network and the ratio to PlaneNet, and the
+inference cost of PlaneNet as the test-time zoom ensemble (judges/plane/zoom.py, zooms 1 / 1.25 / 1.5). On a
 shared machine wall times measure the other jobs too: read the ratios.
 """
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 
 from sonoshift.errors import exit_on_error
 from sonoshift.judges.plane.net import NetConfig, PlaneNet
+from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS, zoom_ensemble
 
 
 def _nets(num_classes: int) -> dict[str, torch.nn.Module]:
@@ -72,6 +74,15 @@ def main() -> None:
     for name, params, tr, inf in rows:
         print(f"{name:22s} {params / 1e6:6.2f} M params  train {tr * 1e3:7.2f} ms ({tr / base[2]:5.1f}x)  "
               f"infer {inf * 1e3:6.2f} ms ({inf / base[3]:5.1f}x)")
+    ens = zoom_ensemble(PlaneNet(4, NetConfig()), DEFAULT_ZOOMS)
+
+    def infer_ens():
+        with torch.inference_mode():
+            ens(x)
+
+    inf = _time(infer_ens, a.reps) / a.batch
+    print(f"{'PlaneNet zoom ensemble':22s} ({len(DEFAULT_ZOOMS)} zooms, inference only)  "
+          f"infer {inf * 1e3:6.2f} ms ({inf / base[3]:5.1f}x)")
 
 
 if __name__ == "__main__":
