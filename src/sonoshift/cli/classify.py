@@ -91,8 +91,9 @@ def adapt_cmd(
                                                   "scanner or centre."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the adapted classifier."),
     crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),
-    zooms: str = typer.Option("", help="Comma-separated centred zooms, e.g. 1,1.25,1.5: a test-time zoom ensemble, "
-                                       "re-normalized at each zoom (for probes with a wider field of view)."),
+    zooms: str = typer.Option("", help="Comma-separated centred zooms: a test-time zoom ensemble re-normalized at "
+                                       "each zoom; 1,1.25,1.5 for probes with a wider field of view, 0.8,1,1.25 when "
+                                       "the direction is unknown (docs/judges.md)."),
 ) -> None:
     """Re-normalize the classifier for a new domain from unlabelled frames (AdaBN: BatchNorm statistics only)."""
     from sonoshift.judges.plane.adapt import adapt_files
