@@ -11,6 +11,7 @@ shared machine wall times measure the other jobs too: read the ratios.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -70,7 +71,8 @@ def main() -> None:
         params = sum(p.numel() for p in net.parameters())
         rows.append((name, params, _time(step, a.reps) / a.batch, _time(infer, a.reps) / a.batch))
     base = rows[0]
-    print(f"{a.size}x{a.size}, batch {a.batch}, {a.threads} threads; CPU seconds per image")
+    print(f"{a.size}x{a.size}, batch {a.batch}, {a.threads} threads; CPU seconds per image; load average "
+          f"{os.getloadavg()[0]:.2f} (ratios from a loaded machine are not results)")
     for name, params, tr, inf in rows:
         print(f"{name:22s} {params / 1e6:6.2f} M params  train {tr * 1e3:7.2f} ms ({tr / base[2]:5.1f}x)  "
               f"infer {inf * 1e3:6.2f} ms ({inf / base[3]:5.1f}x)")

@@ -106,10 +106,12 @@ def real_loop_overrides() -> list[str]:
     (``../african_test``), the unlabelled African adaptation part (domain ``africa`` of the same dataset: also what
     the plane classifiers are re-normalized on, ``data.adapt_bn``) and the stage's CycleGAN africa -> spain as the
     harmonizer."""
+    from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
+
     return ["data.domains=[spain]", "data.test_path=../african_test", "data.test_part=african_test",
             "data.unlabelled_path=.", "data.unlabelled_domains=[africa]", "data.unlabelled_part=african_adaptation",
             "data.harmonizer=../models/cyclegan", "data.adapt_bn=true",
-            "data.adapt_zooms=[1.0,1.25,1.5]"]
+            f"data.adapt_zooms=[{','.join(str(z) for z in DEFAULT_ZOOMS)}]"]
 
 
 def run_real_difusal(dcfg: DemoDifusalConfig, root: Path, spain_africa: Path, log: StageLog, force: bool,

@@ -202,10 +202,10 @@ def adapted_reference(classifier: str | Path, data: str | Path, source: str) -> 
     harmonizer should beat, since re-normalizing the judge needs neither a translator nor labels; also the judge as a
     test-time zoom ensemble re-normalized at each zoom (``judges.plane.zoom``: ``adapted_zoomed``)."""
     from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
-    from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
     from sonoshift.judges.plane.checkpoint import load_classifier
     from sonoshift.judges.plane.data import load_samples
     from sonoshift.judges.plane.evaluate import classify_samples
+    from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
     from sonoshift.report.downstream import macro_f1_of
 
     clf = load_classifier(classifier)
@@ -251,11 +251,14 @@ def adapted_section(judged: dict[str, dict[str, dict[str, float]]], reference: d
                      "plane_macro_f1": gt.get("plane_macro_f1", math.nan)})
     table = pd.DataFrame(rows)
     harmonized = table["input"].str.startswith("harmonized by ")
-    table["beats the re-normalized judge (macro-F1)"] = [("yes" if f > bar["plane_macro_f1"] else "no") if h else ""
-                                                         for h, f in zip(harmonized, table["plane_macro_f1"])]
+
+    def beats(row: dict[str, float]) -> list[str]:  # per harmonized run: is its macro-F1 above this row's?
+        return [("yes" if f > row["plane_macro_f1"] else "no") if h else ""
+                for h, f in zip(harmonized, table["plane_macro_f1"])]
+
+    table["beats the re-normalized judge (macro-F1)"] = beats(bar)
     if zoomed:
-        table["beats the zoom ensemble (macro-F1)"] = [("yes" if f > zoomed["plane_macro_f1"] else "no") if h else ""
-                                                       for h, f in zip(harmonized, table["plane_macro_f1"])]
+        table["beats the zoom ensemble (macro-F1)"] = beats(zoomed)
     caption = ("The frozen plane judge (trained on target-profile frames) on the source test frames, raw and with its "
                "BatchNorm statistics re-estimated on the source domain's training frames, labels not read (AdaBN: no "
                "translator, no label). A harmonizer that does not beat this row gives the judge less than "

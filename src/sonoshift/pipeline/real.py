@@ -198,6 +198,7 @@ def _hc18_section(hc18: dict[str, Any]) -> ExtraSection:
 
 
 def _spain_africa_section(result: dict[str, Any]) -> ExtraSection:
+    from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
     from sonoshift.pipeline.spain_africa import spain_africa_table
     from sonoshift.report import ExtraSection
 
@@ -206,14 +207,14 @@ def _spain_africa_section(result: dict[str, Any]) -> ExtraSection:
                "shares), tested on the African test part (never trained, tuned or selected on): raw; adapted = the "
                "same classifier with its BatchNorm statistics re-estimated on the unlabelled African adaptation "
                "images (AdaBN, no label read); zoomed / adapted_zoomed = a test-time zoom ensemble (softmax averaged "
-               "over centred zooms 1, 1.25, 1.5, for the wider African fields of view), raw and re-normalized at each "
+               f"over centred zooms {', '.join(f'{z:g}' for z in DEFAULT_ZOOMS)}, for the wider African fields of "
+               "view), raw and re-normalized at each "
                "zoom on the same unlabelled images; harmonized = after a CycleGAN trained on the Spanish images and the "
                "unlabelled African adaptation part maps the test frames toward the Spanish images (harmonized_adapted: "
                "both). Accuracy and macro-F1 per centre and over all (all). The classifier, the translator and the "
                "frames share one frame size.")
     return ExtraSection(title="Spain -> Africa plane classification, raw, adapted, zoomed and harmonized",
-                        caption=caption,
-                        table=table)
+                        caption=caption, table=table)
 
 
 def _method(run: Path) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, load_classifier, save_classifier
 from sonoshift.judges.plane.data import to_input
-from sonoshift.judges.plane.zoom import ZoomEnsemble, check_zooms, zoom_ensemble
+from sonoshift.judges.plane.zoom import zoom_ensemble
 
 MIN_FRAMES = 8  # fewer frames give BatchNorm statistics of a handful of images, not of a domain
 
@@ -80,14 +80,11 @@ def zoom_classifier(clf: PlaneClassifier, zooms: Sequence[float], frames: np.nda
                     source: str = "") -> PlaneClassifier:
     """``clf`` as a test-time zoom ensemble (zoom.py); with ``frames`` (N, S, S) uint8 of the new domain, each
     zoom's copy re-normalized on them zoomed alike (``info["adapted"]`` records how)."""
-    zooms = check_zooms(zooms)
-    if isinstance(clf.model, ZoomEnsemble):
-        raise SonoshiftError("this classifier is already a zoom ensemble: start from the single network.")
-    model = zoom_ensemble(clf.model, zooms, frames)
-    info = {**clf.info, "zooms": list(zooms)}
+    model = zoom_ensemble(clf.model, zooms, frames)  # checks the zooms and refuses a nested ensemble
+    info = {**clf.info, "zooms": list(model.zooms)}
     if frames is not None:
         info["adapted"] = {"method": "AdaBN per zoom (BatchNorm statistics re-estimated, no label used)",
-                           "frames": int(len(frames)), "source": source, "zooms": list(zooms)}
+                           "frames": int(len(frames)), "source": source, "zooms": list(model.zooms)}
     return PlaneClassifier(model=model, classes=clf.classes, image_size=clf.image_size, label=clf.label,
                            config=clf.config, info=info)
 

@@ -48,12 +48,6 @@ def zoom_tensor(x: torch.Tensor, zoom: float) -> torch.Tensor:
     return F.grid_sample(x + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 
 
-def zoom_frames(frames: np.ndarray, zoom: float) -> np.ndarray:
-    """uint8 frames (N, S, S) zoomed as ``zoom_tensor`` does, uint8 out."""
-    y = zoom_tensor(to_input(frames), zoom)
-    return ((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
-
-
 class ZoomEnsemble(nn.Module):
     """Members (one network per zoom) applied to the frame zoomed by their zoom; forward -> log of the mean
     softmax (so ``softmax(forward(x))`` is the ensemble's probabilities), ``features`` -> the mean features."""
@@ -99,4 +93,4 @@ def zoom_ensemble(model: nn.Module, zooms: Sequence[float] = DEFAULT_ZOOMS,
     return ZoomEnsemble(members, zooms).eval()
 
 
-__all__ = ["DEFAULT_ZOOMS", "ZoomEnsemble", "check_zooms", "zoom_ensemble", "zoom_frames", "zoom_tensor"]
+__all__ = ["DEFAULT_ZOOMS", "ZoomEnsemble", "check_zooms", "zoom_ensemble", "zoom_tensor"]

@@ -43,6 +43,7 @@ def exact_cdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def nearest(query: torch.Tensor, ref: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """For normalised rows of ``query`` (N, D), the nearest row of ``ref`` (M, D): (distances (N,), indices)."""
     ds, ids = [], []
+    ref = ref.double()  # once, not per chunk (exact_cdist keeps a float64 tensor as it is)
     for i in range(0, query.shape[0], chunk):
         d = exact_cdist(query[i:i + chunk], ref)
         v, k = d.min(dim=1)
@@ -61,8 +62,9 @@ def calibrate_threshold(
     codes = torch.from_numpy(np.unique(pid, return_inverse=True)[1])
     nn_d = []
     dup = 0
+    train64 = train.double()
     for i in range(0, train.shape[0], chunk):
-        d = exact_cdist(train[i:i + chunk], train)
+        d = exact_cdist(train64[i:i + chunk], train64)
         same = codes[i:i + chunk, None] == codes[None, :]
         is_dup = (d < dup_eps) & ~same
         dup += int(is_dup.sum())
