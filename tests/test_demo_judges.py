@@ -201,15 +201,17 @@ def test_spain_africa_stage_scores_the_test_part_raw_adapted_and_harmonized(shar
     cfg = SpainAfricaConfig(size=32, steps_cyclegan=2, steps_classifier=5)
     res = run_spain_africa(tmp_path, shared_data, cfg, log=StageLog(), force=False, progress=False)
     table = pd.read_csv(res["table"])
-    assert list(table["variant"].unique()) == ["raw", "adapted", "harmonized", "harmonized_adapted"]
+    assert list(table["variant"].unique()) == ["raw", "adapted", "zoomed", "adapted_zoomed", "harmonized",
+                                               "harmonized_adapted"]
     adapted = json.loads((tmp_path / "planes" / "classifier_adapted" / "classifier.json").read_text())
     assert adapted["info"]["adapted"]["source"] == "African adaptation part"  # never the test part
     trans = pd.concat([pd.read_csv(f) for f in (tmp_path / "translation").glob("manifest_*.csv")])
     assert adapted["info"]["adapted"]["frames"] == (trans["domain"] == "africa").sum()  # all adaptation images
     n_test = len(african_test_spec(shared_data).items)
     assert (table[table["domain"] == "all"]["n"] == n_test).all()
-    pred = pd.read_csv(tmp_path / "planes" / "harmonized" / "predictions.csv", dtype={"patient_id": str})
-    assert set(pred["patient_id"]) <= african_part("test")
+    for variant in ("harmonized", "adapted_zoomed"):
+        pred = pd.read_csv(tmp_path / "planes" / variant / "predictions.csv", dtype={"patient_id": str})
+        assert set(pred["patient_id"]) <= african_part("test")
 
 
 def test_real_run_african_study_sees_only_the_adaptation_part(shared_data: Path) -> None:
