@@ -253,14 +253,16 @@ def test_demo_real_stage_reads_the_spain_africa_stage_layout(tmp_path, monkeypat
     _african_toy(sa / "a", ids=TEST_IDS, domain="africa").rename(sa / "african_test")
     (sa / "models" / "cyclegan").mkdir(parents=True)
     seen = []
-    monkeypatch.setattr(rd, "harmonize", lambda x, path: seen.append(Path(path).resolve()) or -x)
+    monkeypatch.setattr(rd, "harmonize", lambda x, path, reverse=False: seen.append((Path(path).resolve(), reverse))
+                        or (x * 0.5 if reverse else -x))
     over = ("data.planes=[abdomen,head]", "data.head_plane=head", "data.size=16", "loop.rounds=1", "loop.budget=4", "loop.floor=1",
             "downstream.steps=4", "downstream.batch_size=8", "generator.pretrain_steps=2", "generator.finetune_steps=1",
             "generator.sample_steps=2", "generator.probe=2", "generator.batch_size=4",
             "generator.block_out_channels=[8,16]", "generator.attention=[false,false]", "loop.per_plane_cap=0")
     dcfg = DemoDifusalConfig(config="configs/cpu/difusal_real_demo.yaml", overrides=over, reuse_plane_judge=False)
     s = run_real_difusal(dcfg, tmp_path / "root", sa, StageLog(), False, False)
-    assert seen == [(sa / "models" / "cyclegan").resolve()]
+    cg = (sa / "models" / "cyclegan").resolve()
+    assert sorted(seen) == [(cg, False), (cg, True)]  # test frames toward Spain, Spanish frames toward Africa
     run = Path(s["run"])
     setup = json.loads((run / "regime_100" / "setup" / "setup.json").read_text())
     assert setup["n_extra_unlabelled"] == 2 * len(ADAPT_IDS) and setup["n_test"] == 2 * len(TEST_IDS)
@@ -270,3 +272,89 @@ def test_demo_real_stage_reads_the_spain_africa_stage_layout(tmp_path, monkeypat
     adapted = np.load(run / "regime_100" / "difusal" / "round_1" / "test_predictions_adapted.npz")  # data.adapt_bn
     assert sorted(set(adapted["patients"].tolist())) == sorted(TEST_IDS)
     assert s["verdict"][0].startswith("regime_100: DiFUSAL accuracy") and "harmonized_accuracy" in s["headline"][0]
+    assert {"translated", "translated_difusal"} <= {row["arm"] for row in s["headline"]}
+
+
+def test_translated_arms_train_on_the_labelled_frames_translated_backwards(sets, tmp_path, monkeypatch):
+    """The translated arms (arms.py): the regime's labelled frames and their copies made by the harmonizer's
+    reverse generator (same frames, same order, labels kept); "both together" takes the DiFUSAL arm's accepted
+    images; refused in one sentence without data.harmonizer."""
+    import sonoshift.difusal.real_data as rd
+    import sonoshift.difusal.rounds as rounds
+    from sonoshift.difusal.arms import ARMS
+    from sonoshift.difusal.data import load_split, regime_split
+    from sonoshift.difusal.rounds import check_config, load_regimes, run_difusal, stage_dir
+
+    spain, african = sets
+    calls = []
+    monkeypatch.setattr(rd, "harmonize", lambda x, path, reverse=False: calls.append(reverse) or (
+        x * 0.5 if reverse else -x))  # stand-ins: backwards halves every pixel, forwards negates
+    seen = {}
+    real_frames = rounds.training_frames
+
+    def recording(reg, arm, synthetic=None):
+        f = real_frames(reg, arm, synthetic)
+        seen.setdefault(arm.name, []).append(len(f))
+        return f
+
+    monkeypatch.setattr(rounds, "training_frames", recording)
+    real_select = rounds.select
+    monkeypatch.setattr(rounds, "select", lambda *a, **k: real_select(*a, **k).assign(
+        reason="accepted", accepted=True))  # every candidate accepted: the lent set is not empty
+    d = _data(african, spain)
+    over = [f"data.test_path={d.test_path}", "data.test_part=african_test", f"data.unlabelled_path={d.unlabelled_path}",
+            "data.unlabelled_part=african_adaptation", "data.harmonizer=cyclegan", "data.planes=[abdomen,head]",
+            "data.size=16", "label_fractions=[0.5]", "loop.rounds=1", "loop.budget=4", "loop.floor=1",
+            "loop.ga_edges=[16,40]", "downstream.steps=4", "downstream.ga_steps=2", "downstream.batch_size=8",
+            "generator.pretrain_steps=2", "generator.finetune_steps=1", "generator.sample_steps=2",
+            "generator.probe=2", "generator.batch_size=4", "generator.block_out_channels=[8,16]",
+            "generator.attention=[false,false]", "critics.plane_conf=0.0", "critics.realism_percentile=100",
+            "loop.easy_conf=1.0", "loop.synthetic_classical_aug=false", "headline=[accuracy,macro_f1]",
+            "arms=[real,classical_aug,difusal,translated,translated_difusal]"]
+    cfg = load_config(DifusalConfig, None, over)
+    (reg,) = load_regimes(cfg, spain)
+    expected = regime_split(load_split(spain, "train", ("abdomen", "head"), 16), 0.5, cfg.data.max_per_class, 2,
+                            cfg.seed)[0]  # the regime's frames as regime_split draws them
+    torch.testing.assert_close(reg.train.x, expected.x)
+    assert (reg.train.patients == expected.patients).all()
+    torch.testing.assert_close(reg.translated.x, reg.train.x * 0.5)  # frame by frame, labels kept
+    assert (reg.translated.y == reg.train.y).all() and (reg.translated.patients == reg.train.patients).all()
+    assert True in calls
+    run = tmp_path / "run"
+    seen.clear()
+    run_difusal(cfg, spain, run, progress=False)
+    n = len(reg.train)
+    acc = json.loads((stage_dir(run, "regime_050", "difusal", 1) / "metrics.json").read_text())["n_synthetic"]
+    assert acc == cfg.loop.budget
+    assert seen["translated"] == [2 * n] and seen["classical_aug"] == [n]  # real + translated (round 0 only)
+    assert seen["translated_difusal"] == [2 * n, 2 * n + acc] and seen["difusal"] == [n + acc]
+    assert rounds.augments(cfg, ARMS["translated"]) and not rounds.augments(cfg, ARMS["translated_difusal"])
+    both = np.load(stage_dir(run, "regime_050", "translated_difusal", 1) / "synthetic_cumulative.npz")
+    lent = np.load(stage_dir(run, "regime_050", "difusal", 1) / "synthetic_cumulative.npz")
+    assert (both["images"] == lent["images"]).all() and (both["plane"] == lent["plane"]).all()
+    table = pd.read_csv(run / "metrics.csv")
+    assert {"translated", "translated_difusal"} <= set(table["arm"])
+    with pytest.raises(SonoshiftError, match="arm 'translated' needs data.harmonizer"):
+        check_config(load_config(DifusalConfig, None, [o for o in over if "harmonizer" not in o]))
+
+
+def test_harmonize_backwards_is_the_cyclegans_target_to_source_generator(tiny_dataset, tmp_path):
+    from sonoshift.difusal.real_data import harmonize
+    from sonoshift.inference.translate import run_translator
+    from sonoshift.methods import load_translator
+    from sonoshift.methods.cyclegan import CycleGANConfig, train_cyclegan
+
+    data = tiny_dataset(tmp_path / "data", n_src=4, size=16, related=True)
+    cg = tmp_path / "cg"
+    tiny = ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "model.d_layers=2", "loss.pool_size=2",
+            "train.batch_size=2", "train.max_steps=2", "train.device=cpu", "train.precision=fp32",
+            "train.tensorboard=false", "train.image_every=0", "train.log_every=1"]
+    train_cyclegan(data, load_config(CycleGANConfig, None, tiny), cg, progress=False)
+    x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    x[:, :, :4] = -1.0  # outside the field of view
+    back = harmonize(x, cg, reverse=True)
+    with torch.no_grad():
+        ref = run_translator(load_translator(cg, reverse=True), x).float().clamp(-1, 1)
+    torch.testing.assert_close(back[:, :, 4:], ref[:, :, 4:])
+    assert (back[:, :, :4] == -1).all()
+    assert (back - harmonize(x, cg)).abs().max() > 1e-3  # not the forward generator

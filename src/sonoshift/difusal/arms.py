@@ -8,6 +8,12 @@ frames, the same test split and the same downstream recipe; they differ only in 
 - uniform: the full loop (own generator, critics, selection, fine-tuning) with the budget split evenly over the
   conditions (the difference to ``difusal`` is the active allocation).
 - difusal: the full loop with the budget allocated to the weakest (plane, GA bin) conditions.
+- translated (needs ``data.harmonizer``): real + every labelled real frame translated into the test domain's look
+  by the harmonizer's reverse generator (a CycleGAN test -> training domain run read backwards; labels kept:
+  pixel-level domain adaptation, the harmonization half's "real + harmonized frames"), with classical
+  augmentation (so that its difference to ``classical_aug`` is the translated frames).
+- translated_difusal: "both together": the translated arm's frames + the DiFUSAL arm's accepted images of each
+  round (no generator of its own: the difference to ``difusal`` is the translated frames).
 """
 
 from __future__ import annotations
@@ -18,17 +24,26 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Arm:
     """loop: runs rounds with its own generator; allocation: "weakness" or "uniform"; borrows: takes its
-    candidates from that arm's round; classical_aug: augmentation while training the downstream models."""
+    candidates from that arm's round (as many, drawn at random, as that arm accepted); reuses: trains on that arm's
+    accepted images of each round; classical_aug: augmentation while training the downstream models; translated:
+    the labelled frames translated into the test domain's look join the training set."""
 
     name: str
     loop: bool = False
     allocation: str = ""
     borrows: str = ""
     classical_aug: bool = False
+    reuses: str = ""
+    translated: bool = False
+
+    @property
+    def lender(self) -> str:
+        """The arm whose round this arm follows (borrows or reuses; "" for none)."""
+        return self.borrows or self.reuses
 
     @property
     def per_round(self) -> bool:
-        return self.loop or bool(self.borrows)
+        return self.loop or bool(self.lender)
 
 
 ARMS: dict[str, Arm] = {
@@ -37,6 +52,8 @@ ARMS: dict[str, Arm] = {
     "unfiltered": Arm("unfiltered", borrows="difusal"),
     "uniform": Arm("uniform", loop=True, allocation="uniform"),
     "difusal": Arm("difusal", loop=True, allocation="weakness"),
+    "translated": Arm("translated", classical_aug=True, translated=True),
+    "translated_difusal": Arm("translated_difusal", reuses="difusal", translated=True),
 }
 
 
@@ -44,7 +61,7 @@ def run_order(names: tuple[str, ...]) -> list[Arm]:
     """The declared arms in an order where ``real`` comes first (the other arms' round 0 reuses its models)
     and every arm comes after the arm it borrows from."""
     arms = [ARMS[n] for n in names]
-    return sorted(arms, key=lambda a: (bool(a.borrows), a.name != "real", a.name))
+    return sorted(arms, key=lambda a: (bool(a.lender), a.name != "real", a.name))
 
 
 __all__ = ["ARMS", "Arm", "run_order"]

@@ -10,6 +10,8 @@ from sonoshift.config import NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Se
 
 Percent = Annotated[float, Range(0, 100)]
 
+# The default arms (every arm is in difusal/arms.py; the translated arms need data.harmonizer). Their order seeds
+# the loop arms' rounds: append, never reorder.
 KNOWN_ARMS = ("real", "classical_aug", "unfiltered", "uniform", "difusal")
 
 
@@ -34,7 +36,8 @@ class LoopData(Validated):
     adaptation part with unlabelled_part "african_adaptation") the generator also trains on, as images only, with
     their own domain token (generator.sample_domain). harmonizer: a translator run folder (e.g. a CycleGAN
     africa -> spain): every stage also scores the test frames translated by it (at the prepared frame size, then
-    resized like every frame), the "real + harmonized" and "both together" rows. adapt_bn: every stage also
+    resized like every frame), the "real + harmonized" and "both together" rows; its reverse generator (a
+    CycleGAN's training -> test domain) makes the translated arms' extra training frames (arms.py). adapt_bn: every stage also
     scores its plane classifiers re-normalized on unlabelled_path's images (AdaBN: BatchNorm statistics only,
     no label; test_variants.py), the "+ adapted BN" rows; adapt_zooms (with adapt_bn): also as a test-time zoom
     ensemble re-normalized at each zoom (judges/plane/zoom.py), the "+ adapted BN at zooms" rows."""

@@ -120,16 +120,17 @@ def check_african_rule(test_part: str, **sets: Frames) -> None:
                                  "selecting on them.")
 
 
-def harmonize(x: torch.Tensor, translator: str | Path) -> torch.Tensor:
-    """Frames (N, 1, S, S) in [-1, 1] translated by the translator run / checkpoint at ``translator``; pixels
-    that were black (outside the field of view) stay black."""
+def harmonize(x: torch.Tensor, translator: str | Path, *, reverse: bool = False) -> torch.Tensor:
+    """Frames (N, 1, S, S) in [-1, 1] translated by the translator run / checkpoint at ``translator`` (its
+    target -> source generator with ``reverse``: CycleGAN only); pixels that were black (outside the field of view)
+    stay black."""
     from sonoshift.inference.translate import run_translator
     from sonoshift.methods import load_translator
 
     path = Path(translator)
     if not path.exists():
         raise SonoshiftError(f"data.harmonizer {path} does not exist (a translator run folder or checkpoint).")
-    model = load_translator(path, device=torch.device("cpu"))
+    model = load_translator(path, device=torch.device("cpu"), **({"reverse": True} if reverse else {}))
     with torch.no_grad():
         out = run_translator(model, x, device=torch.device("cpu")).float().clamp(-1, 1)
     return torch.where(x > -1.0 + 1e-6, out, torch.full_like(out, -1.0))
@@ -160,5 +161,19 @@ def test_sets(d: LoopData, data: str | Path) -> tuple[Frames | None, Frames | No
     return resize_frames(full, d.size), resize_frames(harm, d.size)
 
 
+def translated_train(d: LoopData, data: str | Path) -> Frames:
+    """``--data``'s training split (the frames :func:`load_split` gives at ``d.size``, same order, labels kept)
+    translated into the test domain's look by ``d.harmonizer``'s reverse generator, at the prepared frame size,
+    then resized like every frame: the translated arms' extra training frames (arms.py)."""
+    if not d.harmonizer:
+        raise SonoshiftError("the translated arms need data.harmonizer (a CycleGAN test -> training domain run, "
+                             "read backwards).")
+    root = Path(data)
+    full = load_split(root, "train", tuple(d.planes), native_size(root), tuple(d.domains), d.fill_plane)
+    moved = Frames(harmonize(full.x, resolve(d.harmonizer, data), reverse=True), full.y, full.ga, full.patients,
+                   full.videos, full.domain)
+    return resize_frames(moved, d.size)
+
+
 __all__ = ["check_african_rule", "external_test", "harmonize", "native_size", "part_mask", "resize_frames",
-           "resolve", "test_sets", "unlabelled_images"]
+           "resolve", "test_sets", "translated_train", "unlabelled_images"]

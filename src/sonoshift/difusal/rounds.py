@@ -59,6 +59,7 @@ class Regime:
     test_harmonized: Frames | None = None  # the test frames translated by data.harmonizer
     adapt: Frames | None = None  # data.adapt_bn: the unlabelled images the plane classifiers are re-normalized on
     adapt_zooms: tuple[float, ...] = ()  # data.adapt_zooms: also as a zoom ensemble re-normalized at each zoom
+    translated: Frames | None = None  # the labelled train frames in the test domain's look (the translated arms)
 
     @property
     def _extra(self) -> list[Frames]:
@@ -94,12 +95,15 @@ def regime_name(fraction: float) -> str:
 
 def check_config(cfg: DifusalConfig) -> None:
     """One clear sentence for a config the loop cannot run."""
-    bad = [a for a in cfg.arms if a not in KNOWN_ARMS]
+    bad = [a for a in cfg.arms if a not in ARMS]
     if bad:
-        raise SonoshiftError(f"unknown arm {bad[0]!r} in arms: (known: {', '.join(KNOWN_ARMS)}).")
+        raise SonoshiftError(f"unknown arm {bad[0]!r} in arms: (known: {', '.join(ARMS)}).")
     for a in cfg.arms:
-        if ARMS[a].borrows and ARMS[a].borrows not in cfg.arms:
-            raise SonoshiftError(f"arm {a!r} needs arm {ARMS[a].borrows!r} in arms: (it uses its candidates).")
+        if ARMS[a].lender and ARMS[a].lender not in cfg.arms:
+            raise SonoshiftError(f"arm {a!r} needs arm {ARMS[a].lender!r} in arms: (it uses its candidates).")
+        if ARMS[a].translated and not cfg.data.harmonizer:
+            raise SonoshiftError(f"arm {a!r} needs data.harmonizer (a CycleGAN test -> training domain run whose "
+                                 "reverse generator translates the labelled frames).")
     if cfg.data.head_plane not in cfg.data.planes:
         raise SonoshiftError(f"data.head_plane {cfg.data.head_plane!r} is not in data.planes.")
     bg = cfg.data.background_plane
@@ -184,6 +188,19 @@ def augments(cfg: DifusalConfig, arm: Arm) -> bool:
     return arm.classical_aug or (arm.per_round and cfg.loop.synthetic_classical_aug)
 
 
+def training_frames(reg: Regime, arm: Arm, synthetic: Frames | None = None) -> Frames:
+    """What ``arm``'s downstream models train on: the regime's labelled real frames, their translated copies
+    (translated arms), and the synthetic images accepted so far."""
+    parts = [reg.train]
+    if arm.translated:
+        if reg.translated is None:
+            raise SonoshiftError(f"arm {arm.name!r} needs data.harmonizer (the translated training frames).")
+        parts.append(reg.translated)
+    if synthetic is not None and len(synthetic):
+        parts.append(synthetic)
+    return Frames.concat(parts) if len(parts) > 1 else reg.train
+
+
 def _train_all(f: Frames, cfg: DifusalConfig, classical_aug: bool) -> list[Models]:
     """The downstream models of every seed (seed i: ``cfg.seed + 7919 i``) on ``f``."""
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
@@ -218,10 +235,11 @@ def _write_json(path: Path, obj: dict) -> None:
 # ---- the stages ----
 def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     """Train / val / test frames and every label regime's share of them."""
-    from sonoshift.difusal.real_data import check_african_rule, test_sets, unlabelled_images
+    from sonoshift.difusal.real_data import check_african_rule, test_sets, translated_train, unlabelled_images
 
     d, planes = cfg.data, tuple(cfg.data.planes)
     train, val = (load_split(data, s, planes, d.size, tuple(d.domains), d.fill_plane) for s in ("train", "val"))
+    moved = translated_train(d, data) if any(ARMS[a].translated for a in cfg.arms) else None
     external, harmonized = test_sets(d, data)
     test = external if external is not None else load_split(data, "test", planes, d.size, tuple(d.domains), d.fill_plane)
     extra = unlabelled_images(d, data) if d.unlabelled_path else None
@@ -233,19 +251,30 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
                        **({"unlabelled": extra} if extra is not None else {}))
     if cfg.generator.sample_domain:  # domain tokens: 1 for --data's frames, 2 for data.unlabelled_path's
         train, val = train.with_domain(1), val.with_domain(1)
+        moved = moved.with_domain(1) if moved is not None else None
         extra = extra.with_domain(2) if extra is not None else None
     n = len(planes)
     keep = _cap_index(test, d.eval_per_class, n, cfg.seed + 7)
     test, harmonized = test.take(keep), (harmonized.take(keep) if harmonized is not None else None)
     out = []
     for i, frac in enumerate(cfg.label_fractions):
-        tr, rest = regime_split(train, frac, d.max_per_class, n, cfg.seed + 11 * i)
+        pick, rest = _regime_index(train, frac, d.max_per_class, n, cfg.seed + 11 * i)
+        tr = train.take(pick)
         va = regime_split(val, frac, d.eval_per_class, n, cfg.seed + 11 * i + 5)[0]
         un = (unlabelled_frames(train, rest, cfg.generator.unlabelled, cfg.seed + 11 * i + 3)
               if cfg.generator.unlabelled and rest else _empty(d.size))
         out.append(Regime(regime_name(frac), frac, tr, va, test, un, extra, harmonized,
-                          extra if d.adapt_bn else None, tuple(d.adapt_zooms)))
+                          extra if d.adapt_bn else None, tuple(d.adapt_zooms),
+                          moved.take(pick) if moved is not None else None))
     return out
+
+
+def _regime_index(train: Frames, fraction: float, cap: int, n_classes: int, seed: int) -> tuple[np.ndarray, set[str]]:
+    """The indices of :func:`regime_split`'s labelled frames in ``train`` (to take the same translated frames) and
+    the ids of the patients whose labels the regime does not keep."""
+    tagged = Frames(train.x[:, :, :1, :1], train.y, np.arange(len(train), dtype=np.float64), train.patients)
+    kept, rest = regime_split(tagged, fraction, cap, n_classes, seed)
+    return kept.ga.astype(np.int64), rest
 
 
 def _cap_index(f: Frames, cap: int, n_classes: int, seed: int) -> np.ndarray:
@@ -352,10 +381,10 @@ def _round0(cfg: DifusalConfig, reg: Regime, arm: Arm, folder: Path, setup: Path
     the arm trains on the same frames the same way: training is deterministic)."""
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     with atomic_dir(folder) as tmp:
-        if not augments(cfg, arm) and (real / "metrics.json").is_file():
+        if not augments(cfg, arm) and not arm.translated and (real / "metrics.json").is_file():
             models = _load_models(real, cfg)
         else:
-            models = _train_all(reg.train, cfg, augments(cfg, arm))
+            models = _train_all(training_frames(reg, arm), cfg, augments(cfg, arm))
         _save_models(models, tmp)
         if arm.loop:
             (tmp / "generator.safetensors").write_bytes((setup / "generator.safetensors").read_bytes())
@@ -451,11 +480,19 @@ def _borrow_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Pat
         _finish(cfg, reg, arm, k, tmp, cum, seed, extra={"n_candidates": len(cand), "n_accepted": n_acc})
 
 
+def _reuse_round(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, folder: Path, lender: Path, seed: int) -> None:
+    """A round of an arm that trains on the lender's accepted images so far (arms.py ``reuses``)."""
+    with atomic_dir(folder) as tmp:
+        cum = load_set(lender / "synthetic_cumulative.npz")
+        _finish(cfg, reg, arm, k, tmp, cum, seed, extra={"n_accepted": int(json.loads(
+            (lender / "metrics.json").read_text()).get("n_accepted", 0))})
+
+
 def _finish(cfg: DifusalConfig, reg: Regime, arm: Arm, k: int, tmp: Path, cum: Frames, seed: int,
             extra: dict) -> None:
     n, head = len(cfg.data.planes), cfg.data.planes.index(cfg.data.head_plane)
     save_set(tmp / "synthetic_cumulative.npz", cum.x, cum.y, cum.ga)
-    models = _train_all(Frames.concat([reg.train, cum]) if len(cum) else reg.train, cfg, augments(cfg, arm))
+    models = _train_all(training_frames(reg, arm, cum), cfg, augments(cfg, arm))
     _save_models(models, tmp)
     _write_json(tmp / "metrics.json", {**_scores(models, reg, n, head, tmp), "round": k,
                                        "n_synthetic": len(cum), **extra})
@@ -488,7 +525,7 @@ def stages(cfg: DifusalConfig) -> list[tuple[str, str, int]]:
         arms = run_order(tuple(cfg.arms))
         out += [(r, a.name, 0) for a in arms]
         for k in range(1, cfg.loop.rounds + 1):
-            order = [a for a in arms if a.loop] + [a for a in arms if a.borrows]
+            order = [a for a in arms if a.loop] + [a for a in arms if a.lender]
             out += [(r, a.name, k) for a in order]
     return out
 
@@ -532,8 +569,10 @@ def run_difusal(cfg: DifusalConfig, data: str | Path, out: str | Path, *, progre
             prev = stage_dir(out, regime, arm_name, k - 1)
             if arm.loop:
                 _loop_round(cfg, reg, arm, k, folder, prev, setup, seed + 31 * KNOWN_ARMS.index(arm_name))
-            else:
+            elif arm.borrows:
                 _borrow_round(cfg, reg, arm, k, folder, prev, stage_dir(out, regime, arm.borrows, k), seed)
+            else:
+                _reuse_round(cfg, reg, arm, k, folder, stage_dir(out, regime, arm.reuses, k), seed)
         done.append((regime, arm_name, k))
         log = out / "stage_seconds.csv"
         with log.open("a") as fh:  # one line per finished stage (a resumed run appends)
