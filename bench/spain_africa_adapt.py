@@ -35,7 +35,7 @@ from sonoshift.config import load_config
 from sonoshift.errors import exit_on_error
 from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
 from sonoshift.judges.plane.african import in_part, without_test_part
-from sonoshift.judges.plane.api import fit
+from sonoshift.judges.plane.api import fit, harmonize_samples
 from sonoshift.judges.plane.cross_domain import SHARED_PLANES
 from sonoshift.judges.plane.data import Samples, load_samples
 from sonoshift.judges.plane.evaluate import classify_samples
@@ -61,21 +61,6 @@ def score(clf, samples) -> dict:
     probs = t[[f"p_{c}" for c in clf.classes]].to_numpy()
     s = summarize(t["label_id"].to_numpy(), probs, clf.classes)
     return {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"], "ece": s["ece"]}
-
-
-def with_copies(train: Samples, frames: np.ndarray) -> Samples:
-    """``train`` followed by ``frames`` as copies with the same labels, domains, patients and paths."""
-    return Samples(np.concatenate([train.frames, frames]), train.labels * 2, train.domains * 2, train.patients * 2,
-                   train.paths * 2)
-
-
-def translated_frames(train: Samples, run: Path) -> np.ndarray:
-    """The frames translated into the African look by ``run``'s reverse (spain -> africa) generator, at their size;
-    black pixels (outside the field of view) stay black."""
-    from sonoshift.difusal.real_data import harmonize
-
-    x = torch.from_numpy(train.frames).float().div(127.5).sub(1.0).unsqueeze(1)
-    return ((harmonize(x, run, reverse=True)[:, 0] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
 
 
 def blurred_frames(train: Samples) -> np.ndarray:
@@ -111,8 +96,8 @@ def main() -> None:
           f"{len(adapt)} unlabelled adaptation-part frames; classifier at {size} px")
     arms = {"": train}
     if a.translator is not None:
-        arms |= {"translated/": with_copies(train, translated_frames(train, a.translator)),
-                 "blurred/": with_copies(train, blurred_frames(train))}
+        arms |= {"translated/": train.plus(harmonize_samples(train, a.translator, reverse=True)),
+                 "blurred/": train.plus(train.with_frames(blurred_frames(train)))}
     rows = []
     for seed in track(seeds_arg(a.seeds), "seeds"):
         c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))

@@ -201,8 +201,8 @@ def test_spain_africa_stage_scores_the_test_part_raw_adapted_and_harmonized(shar
     cfg = SpainAfricaConfig(size=32, steps_cyclegan=2, steps_classifier=5)
     res = run_spain_africa(tmp_path, shared_data, cfg, log=StageLog(), force=False, progress=False)
     table = pd.read_csv(res["table"])
-    assert list(table["variant"].unique()) == ["raw", "adapted", "zoomed", "adapted_zoomed", "harmonized",
-                                               "harmonized_adapted"]
+    assert list(table["variant"].unique()) == ["raw", "adapted", "zoomed", "adapted_zoomed", "translated",
+                                               "translated_adapted_zoomed", "harmonized", "harmonized_adapted"]
     adapted = json.loads((tmp_path / "planes" / "classifier_adapted" / "classifier.json").read_text())
     assert adapted["info"]["adapted"]["source"] == "African adaptation part"  # never the test part
     trans = pd.concat([pd.read_csv(f) for f in (tmp_path / "translation").glob("manifest_*.csv")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,12 +188,11 @@ def test_cross_domain_scores_only_the_test_part(trained, prepared, tmp_path):
     assert (table[table["domain"] == "all"]["n"] == 3 * 3).all()
 
 
-def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
+def _tiny_cyclegan(tmp_path) -> Path:
+    """A CycleGAN run (32 px, two steps) on random frames of domains a and b."""
     from sonoshift.config import load_config, to_dict
     from sonoshift.data.datasets import UnpairedDataset
     from sonoshift.engine.loop import train
-    from sonoshift.judges.plane.api import harmonize_samples
-    from sonoshift.judges.plane.cross_domain import spain_to_africa
     from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
 
     data = tmp_path / "cg"
@@ -206,7 +206,14 @@ def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
                                              "train.image_every=0"])
     train(CycleGAN(cfg, torch.device("cpu"), (32, 32)), UnpairedDataset(data, "train", "a", "b"), cfg.train,
           tmp_path / "run", full_config=to_dict(cfg), progress=False)
+    return tmp_path / "run"
 
+
+def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
+    from sonoshift.judges.plane.api import harmonize_samples
+    from sonoshift.judges.plane.cross_domain import spain_to_africa
+
+    _tiny_cyclegan(tmp_path)
     s = load_samples(prepared, ["test"], 32)
     s = s.with_frames(np.where(np.arange(32)[None, None, :] < 3, 0, s.frames).astype(np.uint8))  # a black margin
     h = harmonize_samples(s, tmp_path / "run")
@@ -219,6 +226,39 @@ def test_cross_domain_harmonized_variant(trained, prepared, tmp_path):
                             translator=tmp_path / "run")
     assert list(table["variant"].unique()) == ["raw", "zoomed", "harmonized"]
     assert (tmp_path / "x" / "harmonized" / "confusion.png").is_file()
+
+
+def test_cross_domain_translated_variants_train_on_spanish_plus_reverse_translations(prepared, tmp_path):
+    """With a CycleGAN, a second classifier trains on the training frames plus their copies made by the reverse
+    generator (labels kept) and is scored raw and as the re-normalized zoom ensemble."""
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
+    from sonoshift.judges.plane.api import harmonize_samples
+    from sonoshift.judges.plane.cross_domain import CrossDomainConfig, spain_to_africa
+    from sonoshift.methods import load_translator
+
+    run = _tiny_cyclegan(tmp_path)
+    s = load_samples(prepared, ["train"], 32)
+    back = harmonize_samples(s, run, reverse=True)
+    ref = to_uint8(run_translator(load_translator(run, reverse=True), to_signed(s.frames)))
+    assert np.array_equal(back.frames, np.where(s.frames > 0, ref, 0)) and back.labels == s.labels
+    assert not np.array_equal(back.frames, harmonize_samples(s, run).frames)  # the other generator
+    both = s.plus(back)
+    assert len(both) == 2 * len(s) and both.labels == s.labels * 2 and np.array_equal(both.frames[len(s):], back.frames)
+
+    rule = {"A": {"adaptation": ["A06", "A07"], "test": ["A08", "A09"]},
+            "B": {"adaptation": ["B06", "B07"], "test": ["B08"]}, "seed": 0}
+    table = spain_to_africa(prepared, prepared, tmp_path / "x", CrossDomainConfig(classifier=TINY), african=rule,
+                            translator=run)
+    assert list(table["variant"].unique()) == ["raw", "adapted", "zoomed", "adapted_zoomed", "translated",
+                                               "translated_adapted_zoomed", "harmonized", "harmonized_adapted"]
+    info = json.loads((tmp_path / "x" / "classifier_translated" / "classifier.json").read_text())["info"]
+    n_train = len(load_samples(prepared, ["train"], 32))
+    assert info["data"]["translated_copies"] == n_train
+    off = spain_to_africa(prepared, prepared, tmp_path / "y", CrossDomainConfig(classifier=TINY, translated=False),
+                          african=rule, translator=run)
+    assert "translated" not in set(off["variant"])
+    raw = table[(table["variant"] == "raw") & (table["domain"] == "all")]["accuracy"].item()
+    assert raw == off[(off["variant"] == "raw") & (off["domain"] == "all")]["accuracy"].item()  # same raw model
 
 
 def test_same_seed_same_model_whatever_the_global_rng_state():

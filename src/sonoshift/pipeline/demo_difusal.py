@@ -166,7 +166,9 @@ PROTOCOLS = {  # kind -> (the protocol's config, what the data are, report title
         "Spain -> Africa: plane labels of the Spanish FETAL_PLANES_DB only, tested on the African test part (never "
         "trained, tuned or selected on); the unlabelled African adaptation part trains the generator as images "
         "only; harmonized = the test frames mapped toward Spain by the Spain -> Africa stage's CycleGAN; adapted BN = "
-        "each arm's plane classifiers re-normalized on the unlabelled adaptation images (AdaBN, no label). ",
+        "each arm's plane classifiers re-normalized on the unlabelled adaptation images (AdaBN, no label); the "
+        "translated arms add the Spanish labelled frames mapped toward Africa by the same CycleGAN's reverse "
+        "generator. ",
         "DiFUSAL loop, Spain -> Africa"),
     "hc18": (
         "configs/cpu/difusal_hc18.yaml",

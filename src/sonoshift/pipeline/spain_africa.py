@@ -121,7 +121,7 @@ def run_spain_africa(
         return str(out / "cross_domain.csv")
 
     run_stage("spain-africa: plane classifier raw vs harmonized", root,
-              [base, overrides, to_dict(ccfg), "adapt_bn", "zooms"], _classify, force=force, log=log)
+              [base, overrides, to_dict(ccfg), "adapt_bn", "zooms", "translated"], _classify, force=force, log=log)
     return {"table": str(out / "cross_domain.csv"), "translator": str(cg), "classifier": str(out / "classifier")}
 
 

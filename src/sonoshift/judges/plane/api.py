@@ -58,13 +58,15 @@ def train_on_dataset(
     return clf
 
 
-def harmonize_samples(samples: Samples, translator: str | Path, device: str | torch.device = "cpu") -> Samples:
-    """The same samples with every frame translated by the translator checkpoint/run at ``translator``
-    (frames stay at their size; pixels that were 0 outside the field of view stay 0)."""
+def harmonize_samples(samples: Samples, translator: str | Path, device: str | torch.device = "cpu", *,
+                      reverse: bool = False) -> Samples:
+    """The same samples with every frame translated by the translator checkpoint/run at ``translator`` (its
+    target -> source generator with ``reverse``: CycleGAN only); frames stay at their size; pixels that were 0
+    outside the field of view stay 0."""
     from sonoshift.methods import load_translator
     from sonoshift.inference.translate import run_translator, to_signed, to_uint8
 
-    model = load_translator(translator, device=torch.device(device))
+    model = load_translator(translator, device=torch.device(device), **({"reverse": True} if reverse else {}))
     out = to_uint8(run_translator(model, to_signed(samples.frames), device=torch.device(device)))
     out = np.where(samples.frames > 0, out, 0).astype(np.uint8)
     return samples.with_frames(out)

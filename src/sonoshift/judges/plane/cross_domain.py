@@ -1,7 +1,8 @@
 """The Spain -> Africa protocol: a plane classifier trained on FETAL_PLANES_DB labels only (the four planes the
 African set shares), tested on the African *test* part (african.py), raw, re-normalized on the African
-*adaptation* part's images (AdaBN, adapt.py: pixels only, no label) and optionally after harmonizing the test
-frames with a translator. No African label is used for training, tuning or model selection here."""
+*adaptation* part's images (AdaBN, adapt.py: pixels only, no label), optionally after harmonizing the test
+frames with a translator, and trained on the Spanish frames plus their copies translated into the African look by
+that translator's reverse generator. No African label is used for training, tuning or model selection here."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class CrossDomainConfig(Validated):
     classifier: ClassifierConfig = field(default_factory=lambda: ClassifierConfig(classes=SHARED_PLANES))
     adapt: bool = True  # also score the classifier re-normalized on the adaptation part's images (AdaBN)
     zooms: tuple[float, ...] = DEFAULT_ZOOMS  # also score the test-time zoom ensemble (zoom.py); () = off
+    translated: bool = True  # with a CycleGAN translator: also train on Spanish + copies in the African look
 
 
 def spain_to_africa(
@@ -46,7 +48,11 @@ def spain_to_africa(
     part's frames, labels never read; written to ``out/classifier_adapted``; skipped when the part holds fewer
     than ``MIN_FRAMES`` frames); ``zoomed`` and ``adapted_zoomed`` (``cfg.zooms``: the test-time zoom ensemble,
     zoom.py, raw and re-normalized at each zoom on the adaptation part); with a translator ``harmonized`` and
-    ``harmonized_adapted`` (re-estimated on the harmonized adaptation frames). Writes ``out/classifier`` (when
+    ``harmonized_adapted`` (re-estimated on the harmonized adaptation frames); with a CycleGAN translator,
+    ``cfg.translated`` and a classifier trained here, ``translated`` and ``translated_adapted_zoomed``: a second
+    classifier trained on the Spanish training frames plus their copies made by the translator's reverse
+    (spain -> africa) generator, labels kept (pixel-level adaptation; written to ``out/classifier_translated``),
+    raw and, with adaptation frames and zooms, as the re-normalized zoom ensemble. Writes ``out/classifier`` (when
     trained), one folder per variant (predictions, summary per centre, confusion PNG) and ``out/cross_domain.csv``
     (variant x centre: n, accuracy, macro-F1, ECE).
     ``african``: the adaptation/test rule (default: the project's written ``african_split.json``).
@@ -54,6 +60,7 @@ def spain_to_africa(
     adaptation-part patients are used); default: ``target``'s adaptation part."""
     out = Path(out)
     ccfg = cfg.classifier
+    clf_t: PlaneClassifier | None = None  # trained on Spanish + translated copies
     if classifier is not None:
         clf: PlaneClassifier = load_classifier(classifier)
     else:
@@ -63,9 +70,14 @@ def spain_to_africa(
                                 f"validation split of {source}", african)
         if len(train) == 0:
             raise SonoshiftError(f"source dataset {source} has no labelled training frame.")
-        clf = fit(train, val, ccfg, data_info={"dataset": str(Path(source).resolve()), "protocol": "spain_to_africa"},
-                  progress=progress)
+        info = {"dataset": str(Path(source).resolve()), "protocol": "spain_to_africa"}
+        clf = fit(train, val, ccfg, data_info=info, progress=progress)
         save_classifier(clf, out / "classifier")
+        if translator is not None and cfg.translated and _reversible(translator):
+            moved = harmonize_samples(train, translator, reverse=True)
+            clf_t = fit(train.plus(moved), val, ccfg, progress=progress,
+                        data_info={**info, "translated_copies": len(moved), "translator": str(translator)})
+            save_classifier(clf_t, out / "classifier_translated")
     every = load_samples(target, ["train", "val", "test"], clf.image_size, label=clf.label)
     test = every.subset(in_part(every.patients, "test", african))
     test = test.subset([l in clf.classes for l in test.labels])
@@ -83,6 +95,11 @@ def spain_to_africa(
         if adapt is not None:
             variants["adapted_zoomed"] = (zoom_classifier(clf, cfg.zooms, adapt.frames, "African adaptation part"),
                                           test)
+    if clf_t is not None:
+        variants["translated"] = (clf_t, test)
+        if adapt is not None and cfg.zooms:
+            variants["translated_adapted_zoomed"] = (
+                zoom_classifier(clf_t, cfg.zooms, adapt.frames, "African adaptation part"), test)
     if translator is not None:
         variants["harmonized"] = (clf, harmonize_samples(test, translator))
         if adapt is not None:
@@ -97,6 +114,16 @@ def spain_to_africa(
     table = table[["variant", "domain", *[c for c in table.columns if c not in ("variant", "domain")]]]
     atomic_write_text(out / "cross_domain.csv", table.to_csv(index=False))
     return table
+
+
+def _reversible(translator: str | Path) -> bool:
+    """Whether the translator has a reverse generator (a CycleGAN run or checkpoint)."""
+    from sonoshift.engine.checkpoint import read_model
+
+    try:
+        return read_model(translator).method == "cyclegan"
+    except SonoshiftError:
+        return False
 
 
 __all__ = ["SHARED_PLANES", "CrossDomainConfig", "spain_to_africa"]

@@ -41,6 +41,11 @@ class Samples:
     def with_frames(self, frames: np.ndarray) -> Samples:
         return Samples(frames, self.labels, self.domains, self.patients, self.paths)
 
+    def plus(self, other: Samples) -> Samples:
+        """These samples followed by ``other``'s (same frame size)."""
+        return Samples(np.concatenate([self.frames, other.frames]), self.labels + other.labels,
+                       self.domains + other.domains, self.patients + other.patients, self.paths + other.paths)
+
 
 def _fit(frame: np.ndarray, size: int) -> np.ndarray:
     return frame if frame.shape == (size, size) else cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
