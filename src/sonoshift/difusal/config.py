@@ -37,9 +37,9 @@ class LoopData(Validated):
     their own domain token (generator.sample_domain). harmonizer: a translator run folder (e.g. a CycleGAN
     africa -> spain): every stage also scores the test frames translated by it (at the prepared frame size, then
     resized like every frame), the "real + harmonized" and "both together" rows; its reverse generator (a
-    CycleGAN's training -> test domain) makes the translated arms' extra training frames (arms.py). adapt_bn: every stage also
-    scores its plane classifiers re-normalized on unlabelled_path's images (AdaBN: BatchNorm statistics only,
-    no label; test_variants.py), the "+ adapted BN" rows; adapt_zooms (with adapt_bn): also as a test-time zoom
+    CycleGAN's training -> test domain) makes the translated arms' extra training frames (arms.py). adapt_bn: every
+    stage also scores its plane classifiers re-normalized on unlabelled_path's images (AdaBN: BatchNorm statistics
+    only, no label; test_variants.py), the "+ adapted BN" rows; adapt_zooms (with adapt_bn): also as a test-time zoom
     ensemble re-normalized at each zoom (judges/plane/zoom.py), the "+ adapted BN at zooms" rows."""
 
     path: str = ""

@@ -269,18 +269,22 @@ def load_regimes(cfg: DifusalConfig, data: str | Path) -> list[Regime]:
     return out
 
 
+def _tagged(f: Frames) -> Frames:
+    """``f``'s labels and patients with each frame's index in place of its GA (and a 1-pixel image): what a
+    seeded draw keeps of it then says which indices it kept."""
+    return Frames(f.x[:, :, :1, :1], f.y, np.arange(len(f), dtype=np.float64), f.patients)
+
+
 def _regime_index(train: Frames, fraction: float, cap: int, n_classes: int, seed: int) -> tuple[np.ndarray, set[str]]:
     """The indices of :func:`regime_split`'s labelled frames in ``train`` (to take the same translated frames) and
     the ids of the patients whose labels the regime does not keep."""
-    tagged = Frames(train.x[:, :, :1, :1], train.y, np.arange(len(train), dtype=np.float64), train.patients)
-    kept, rest = regime_split(tagged, fraction, cap, n_classes, seed)
+    kept, rest = regime_split(_tagged(train), fraction, cap, n_classes, seed)
     return kept.ga.astype(np.int64), rest
 
 
 def _cap_index(f: Frames, cap: int, n_classes: int, seed: int) -> np.ndarray:
     """The indices :func:`cap_per_class` keeps with ``default_rng(seed)`` (to take the same harmonized frames)."""
-    tagged = Frames(f.x[:, :, :1, :1], f.y, np.arange(len(f), dtype=np.float64), f.patients)
-    return cap_per_class(tagged, cap, n_classes, np.random.default_rng(seed)).ga.astype(np.int64)
+    return cap_per_class(_tagged(f), cap, n_classes, np.random.default_rng(seed)).ga.astype(np.int64)
 
 
 def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
