@@ -192,6 +192,20 @@ def test_spain_africa_datasets_follow_the_african_rule(shared_data: Path) -> Non
     assert all(it.labels["plane"] in SHARED_PLANES for it in tspec.items)
 
 
+def test_spain_africa_report_table_is_one_row_per_variant(tmp_path: Path) -> None:
+    from sonoshift.pipeline.spain_africa import spain_africa_table
+
+    rows = [("raw", "A", 10, 0.5, 0.4, 0.1), ("raw", "B", 6, 1.0, 1.0, 0.0), ("raw", "all", 16, 0.6875, 0.6, 0.05),
+            ("adapted", "A", 10, 0.7, 0.6, 0.2), ("adapted", "B", 6, 0.5, 0.5, 0.3), ("adapted", "all", 16, 0.625,
+                                                                                    0.55, 0.25)]
+    pd.DataFrame(rows, columns=["variant", "domain", "n", "accuracy", "macro_f1", "ece"]).to_csv(
+        tmp_path / "cd.csv", index=False)
+    t = spain_africa_table(tmp_path / "cd.csv")
+    assert list(t.columns) == ["variant", "n", "accuracy", "macro-F1", "ECE", "accuracy A", "accuracy B"]
+    assert t["variant"].tolist() == ["raw", "adapted"]  # the file's order
+    assert t.iloc[1].tolist() == ["adapted", 16, 0.625, 0.55, 0.25, 0.7, 0.5]
+
+
 @pytest.mark.slow
 def test_spain_africa_stage_scores_the_test_part_raw_adapted_and_harmonized(shared_data: Path, tmp_path: Path) -> None:
     from sonoshift.judges.plane.african import african_part

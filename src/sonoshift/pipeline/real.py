@@ -213,8 +213,9 @@ def _spain_africa_section(result: dict[str, Any]) -> ExtraSection:
                "unlabelled African adaptation part maps the test frames toward the Spanish images (harmonized_adapted: "
                "both); translated = a second classifier trained on the Spanish images plus their copies in the "
                "African look made by the same CycleGAN's reverse generator (labels kept), raw and as the "
-               "re-normalized zoom ensemble (translated_adapted_zoomed). Accuracy and macro-F1 per centre and over "
-               "all (all). The classifiers, the translator and the frames share one frame size.")
+               "re-normalized zoom ensemble (translated_adapted_zoomed). Accuracy, macro-F1 and ECE over all test "
+               "frames, then the accuracy per centre. The classifiers, the translator and the frames share one "
+               "frame size.")
     return ExtraSection(title="Spain -> Africa plane classification, raw, adapted, zoomed, translated and harmonized",
                         caption=caption, table=table)
 

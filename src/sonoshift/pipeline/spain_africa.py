@@ -126,7 +126,12 @@ def run_spain_africa(
 
 
 def spain_africa_table(csv: str | Path) -> pd.DataFrame:
-    """cross_domain.csv as the report shows it: variant, centre, n, accuracy, macro-F1, ECE."""
+    """cross_domain.csv as the report shows it: one row per variant (in the file's order) with n, accuracy,
+    macro-F1 and ECE over all test frames, then the accuracy per centre."""
     t = pd.read_csv(csv)
-    return t[[c for c in ("variant", "domain", "n", "accuracy", "macro_f1", "ece") if c in t.columns]].rename(
-        columns={"domain": "centre", "macro_f1": "macro-F1"})
+    order = list(dict.fromkeys(t["variant"]))
+    every = t[t["domain"] == "all"].set_index("variant").reindex(order)
+    out = every[["n", "accuracy", "macro_f1", "ece"]].rename(columns={"macro_f1": "macro-F1", "ece": "ECE"})
+    centres = t[t["domain"] != "all"].pivot(index="variant", columns="domain", values="accuracy").reindex(order)
+    out = out.join(centres.rename(columns=lambda c: f"accuracy {c}"))
+    return out.reset_index()
