@@ -138,13 +138,16 @@ def spain_africa_cmd(
     target: Path = typer.Argument(..., help="Prepared African planes (`prepare --public african_planes`)."),
     overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP + " Keys start with classifier."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    translator: Path | None = typer.Option(None, "--translator", help="Also score after harmonizing with this run."),
+    translator: Path | None = typer.Option(
+        None, "--translator", help="A translator run africa -> spain: also score the test frames harmonized by it; "
+        "a CycleGAN also trains a classifier on Spanish + copies made by its reverse generator (`translated`)."),
     classifier: Path | None = typer.Option(None, "--classifier", help="Use this classifier instead of training."),
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML with a CrossDomainConfig."),
     legacy: list[str] = typer.Option([], "--set", "-s", help=SET_HELP),
 ) -> None:
     """Train on Spanish FETAL_PLANES_DB labels only (four shared planes), test on the African test part: raw,
-    re-normalized on the unlabelled African adaptation part (adapted; `adapt=false` to skip) and harmonized."""
+    re-normalized on the unlabelled African adaptation part (adapted; `adapt=false` to skip), as a zoom ensemble,
+    harmonized, and trained with translated copies (`translated=false` to skip)."""
     from sonoshift.config import load_config
     from sonoshift.judges.plane.cross_domain import CrossDomainConfig, spain_to_africa
 
