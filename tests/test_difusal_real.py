@@ -255,6 +255,7 @@ def test_demo_real_stage_reads_the_spain_africa_stage_layout(tmp_path, monkeypat
     seen = []
     monkeypatch.setattr(rd, "harmonize", lambda x, path, reverse=False: seen.append((Path(path).resolve(), reverse))
                         or (x * 0.5 if reverse else -x))
+    monkeypatch.setattr("sonoshift.methods.has_reverse", lambda path: True)  # the stand-in "CycleGAN" folder
     over = ("data.planes=[abdomen,head]", "data.head_plane=head", "data.size=16", "loop.rounds=1", "loop.budget=4", "loop.floor=1",
             "downstream.steps=4", "downstream.batch_size=8", "generator.pretrain_steps=2", "generator.finetune_steps=1",
             "generator.sample_steps=2", "generator.probe=2", "generator.batch_size=4",
@@ -341,7 +342,7 @@ def test_translated_arms_train_on_the_labelled_frames_translated_backwards(sets,
 def test_harmonize_backwards_is_the_cyclegans_target_to_source_generator(tiny_dataset, tmp_path):
     from sonoshift.difusal.real_data import harmonize
     from sonoshift.inference.translate import run_translator
-    from sonoshift.methods import load_translator
+    from sonoshift.methods import has_reverse, load_translator
     from sonoshift.methods.cyclegan import CycleGANConfig, train_cyclegan
 
     data = tiny_dataset(tmp_path / "data", n_src=4, size=16, related=True)
@@ -352,9 +353,23 @@ def test_harmonize_backwards_is_the_cyclegans_target_to_source_generator(tiny_da
     train_cyclegan(data, load_config(CycleGANConfig, None, tiny), cg, progress=False)
     x = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     x[:, :, :4] = -1.0  # outside the field of view
+    assert has_reverse(cg)
     back = harmonize(x, cg, reverse=True)
     with torch.no_grad():
         ref = run_translator(load_translator(cg, reverse=True), x).float().clamp(-1, 1)
     torch.testing.assert_close(back[:, :, 4:], ref[:, :, 4:])
     assert (back[:, :, :4] == -1).all()
     assert (back - harmonize(x, cg)).abs().max() > 1e-3  # not the forward generator
+
+
+def test_translated_frames_need_a_harmonizer_with_a_reverse_generator(sets, tmp_path):
+    from sonoshift.difusal.real_data import translated_train
+    from sonoshift.methods import has_reverse
+
+    spain, african = sets
+    (tmp_path / "not_a_run").mkdir()
+    assert not has_reverse(tmp_path / "not_a_run")
+    with pytest.raises(SonoshiftError, match="has no reverse generator: the translated arms need a CycleGAN run"):
+        translated_train(_data(african, spain, harmonizer=str(tmp_path / "not_a_run")), spain)
+    with pytest.raises(SonoshiftError, match="need data.harmonizer"):
+        translated_train(_data(african, spain), spain)

@@ -168,10 +168,14 @@ def translated_train(d: LoopData, data: str | Path) -> Frames:
     if not d.harmonizer:
         raise SonoshiftError("the translated arms need data.harmonizer (a CycleGAN test -> training domain run, "
                              "read backwards).")
-    root = Path(data)
+    from sonoshift.methods import has_reverse
+
+    root, run = Path(data), resolve(d.harmonizer, data)
+    if run.exists() and not has_reverse(run):
+        raise SonoshiftError(f"data.harmonizer {run} has no reverse generator: the translated arms need a CycleGAN "
+                             "run (test -> training domain).")
     full = load_split(root, "train", tuple(d.planes), native_size(root), tuple(d.domains), d.fill_plane)
-    moved = Frames(harmonize(full.x, resolve(d.harmonizer, data), reverse=True), full.y, full.ga, full.patients,
-                   full.videos, full.domain)
+    moved = Frames(harmonize(full.x, run, reverse=True), full.y, full.ga, full.patients, full.videos, full.domain)
     return resize_frames(moved, d.size)
 
 

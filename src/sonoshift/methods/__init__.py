@@ -220,7 +220,18 @@ def load_translator(path: str | Path, device: str | torch.device | None = None, 
     return load_model(path, device, kind="translator", **options)
 
 
+def has_reverse(path: str | Path) -> bool:
+    """Whether the translator checkpoint / run at ``path`` also holds a target -> source generator (a CycleGAN:
+    ``load_translator(path, reverse=True)``); False for any other method or a path that is not a checkpoint."""
+    from sonoshift.engine.checkpoint import read_model
+
+    try:
+        return read_model(path).method == "cyclegan"
+    except SonoshiftError:
+        return False
+
+
 __all__ = [
-    "MethodSpec", "Translator", "TranslatorBase", "available", "config_label", "discover", "get", "load_model",
-    "load_translator", "register", "study_methods", "train_method",
+    "MethodSpec", "Translator", "TranslatorBase", "available", "config_label", "discover", "get", "has_reverse",
+    "load_model", "load_translator", "register", "study_methods", "train_method",
 ]

@@ -22,6 +22,7 @@ from sonoshift.judges.plane.data import Samples, load_samples
 from sonoshift.judges.plane.evaluate import classify_samples, write_evaluation
 from sonoshift.judges.plane.train import ClassifierConfig
 from sonoshift.judges.plane.zoom import DEFAULT_ZOOMS
+from sonoshift.methods import has_reverse
 
 SHARED_PLANES = ("Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax")
 
@@ -73,7 +74,7 @@ def spain_to_africa(
         info = {"dataset": str(Path(source).resolve()), "protocol": "spain_to_africa"}
         clf = fit(train, val, ccfg, data_info=info, progress=progress)
         save_classifier(clf, out / "classifier")
-        if translator is not None and cfg.translated and _reversible(translator):
+        if translator is not None and cfg.translated and has_reverse(translator):
             moved = harmonize_samples(train, translator, reverse=True)
             clf_t = fit(train.plus(moved), val, ccfg, progress=progress,
                         data_info={**info, "translated_copies": len(moved), "translator": str(translator)})
@@ -114,16 +115,6 @@ def spain_to_africa(
     table = table[["variant", "domain", *[c for c in table.columns if c not in ("variant", "domain")]]]
     atomic_write_text(out / "cross_domain.csv", table.to_csv(index=False))
     return table
-
-
-def _reversible(translator: str | Path) -> bool:
-    """Whether the translator has a reverse generator (a CycleGAN run or checkpoint)."""
-    from sonoshift.engine.checkpoint import read_model
-
-    try:
-        return read_model(translator).method == "cyclegan"
-    except SonoshiftError:
-        return False
 
 
 __all__ = ["SHARED_PLANES", "CrossDomainConfig", "spain_to_africa"]
