@@ -90,7 +90,8 @@ def train_hc18_cmd(
     device: str = typer.Option("auto", help="auto, cpu, cuda[:i] or mps."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Train the fetal-head segmenter on HC18 and report held-out Dice and HC error (mm)."""
+    """Train the fetal-head segmenter on HC18 and report held-out Dice and HC error (mm); with head_crops or
+    head_polar in the config, a crop or polar refiner of the GA estimator instead."""
     from sonoshift.config import load_config
     from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
 
@@ -99,7 +100,9 @@ def train_hc18_cmd(
     _claim(out, "segmenter", "", force, "segmenter.json")
     seg, _ = train_hc18_segmenter(cfg, out, device=_device(device))
     v = seg.info.get("validation")
-    typer.echo(f"HC18 head segmenter written to {out}")
+    kind = "polar refiner" if cfg.head_polar else "crop refiner" if cfg.head_crops else "segmenter"
+    typer.echo(f"HC18 head {kind} written to {out}" + (" (`sonoshift ga build` measures it behind a first stage)"
+                                                       if cfg.head_polar or cfg.head_crops else ""))
     if v:
         typer.echo(
             f"held-out {v['images']} images: Dice {v['dice_mean']:.3f} (median {v['dice_median']:.3f}), "

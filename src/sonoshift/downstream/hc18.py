@@ -43,6 +43,26 @@ HEAD_CLASSES = ("background", "head")
 
 
 @dataclass(frozen=True)
+class PolarSpec(Validated):
+    """The polar refiner of the GA estimator (judges/ga/polar_refiner.py; used when ``head_polar``): the strip
+    (``angles`` rays, ``radii`` samples from ``s_min`` to ``s_max`` x the estimated outline), the training
+    perturbation of the reference ellipse (centre ``shift`` x mean semi-axis, semi-axes log-normal ``size``, angle
+    ``turn_deg``), and how it is applied (``iterations`` rounds, flip averaging ``tta``, weight ``blend`` of its
+    ellipse against the one it started from)."""
+
+    angles: Annotated[int, Range(8, 4096)] = 128
+    radii: Annotated[int, Range(8, 4096)] = 96
+    s_min: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.75
+    s_max: Annotated[float, Range(1, 4, lo_open=True)] = 1.25
+    shift: Annotated[float, Range(0, 0.5)] = 0.03
+    size: Annotated[float, Range(0, 0.5)] = 0.05
+    turn_deg: Annotated[float, Range(0, 90)] = 6.0
+    iterations: Annotated[int, Range(1, 10)] = 2
+    tta: bool = True
+    blend: Annotated[float, Range(0, 1)] = 0.5
+
+
+@dataclass(frozen=True)
 class Hc18Config(Validated):
     """HC18 head segmenter: data location, held-out split, network and training."""
 
@@ -67,6 +87,11 @@ class Hc18Config(Validated):
     # crops per image x density(HC)^-size_balance (mean kept): rare head sizes (the third trimester) seen as
     # often as common ones; 0 = head_crops crops of every image (judges/ga/head_crop.py size_balanced_counts)
     size_balance: Annotated[float, Range(0, 2)] = 0.0
+    # head_polar trains the GA estimator's polar refiner (a third look along rays of the estimated ellipse at native
+    # resolution; judges/ga/polar_refiner.py, settings in ``polar``) instead of a segmenter; train.steps,
+    # batch_size, lr, weight_decay, seed, gamma, noise_std and hflip apply to it
+    head_polar: bool = False
+    polar: PolarSpec = field(default_factory=PolarSpec)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: SegmenterTrainConfig = field(default_factory=SegmenterTrainConfig)
 
@@ -76,6 +101,9 @@ class Hc18Config(Validated):
             raise ConfigValueError("fold", f"must be below folds ({self.folds}), got {self.fold}")
         if self.folds == 1:
             raise ConfigValueError("folds", "must be 0 (no cross-validation) or at least 2, got 1")
+        if self.head_polar and self.head_crops:
+            raise ConfigValueError("head_polar", "a config trains either a crop refiner (head_crops) or a polar "
+                                   "refiner (head_polar), not both")
         if not 1.0 <= self.crop_margin[0] <= self.crop_margin[1]:
             raise ConfigValueError("crop_margin", f"must be (lo, hi) with 1 <= lo <= hi, got {self.crop_margin}")
 
@@ -204,6 +232,8 @@ def train_hc18_segmenter(
         raise SonoshiftError(f"HC18 folder {cfg.data_dir}: no training images left after the validation split.")
     frames = [read_gray(p) for p in train_rows["image_path"]]
     masks = [(read_labels(p) > 127).astype(np.uint8) for p in train_rows["mask_path"]]
+    if cfg.head_polar:
+        return _train_polar(cfg, out_dir, train_rows, val_rows, frames, masks, device, progress)
     if cfg.head_crops:
         from sonoshift.judges.ga.head_crop import size_balanced_counts, training_crops
 
@@ -230,6 +260,19 @@ def train_hc18_segmenter(
     if len(val):
         atomic_write_text(Path(out_dir) / "validation.csv", val.to_csv(index=False))
     return seg, val
+
+
+def _train_polar(cfg: Hc18Config, out_dir, train_rows, val_rows, frames, masks, device, progress):
+    """The polar refiner (judges/ga/polar_refiner.py): saved like a segmenter; `ga build` validates it behind the
+    estimator's other stages."""
+    from sonoshift.judges.ga.polar_refiner import train_polar_refiner
+
+    hc_px = list(train_rows["hc_mm"] / train_rows["pixel_size_mm"])
+    seg = train_polar_refiner(cfg, frames, masks, hc_px, device, progress)
+    info = dict(seg.info, dataset="hc18", train_images=len(train_rows), val_files=list(val_rows["filename"]))
+    seg = Segmenter(model=seg.model, classes=seg.classes, image_size=seg.image_size, config=seg.config, info=info)
+    save_segmenter(seg, out_dir)
+    return seg, pd.DataFrame()
 
 
 def head_proxies(seg: Segmenter, frames: list[np.ndarray], batch_size: int = 16) -> list[dict[str, Any]]:

@@ -97,8 +97,8 @@ def build_unet(cfg: ModelConfig, num_classes: int, in_channels: int = 1) -> nn.M
         raise SonoshiftError(
             f"segmenter model config needs len(strides) == len(channels) - 1, got {cfg.strides} and {cfg.channels}."
         )
-    if num_classes < 2:
-        raise SonoshiftError(f"a segmenter needs at least 2 classes, got {num_classes}.")
+    if num_classes < 1:
+        raise SonoshiftError(f"a U-Net needs at least one output channel, got {num_classes}.")
     return UNet(
         spatial_dims=2,
         in_channels=in_channels,
@@ -232,6 +232,8 @@ def train_segmenter(
     if images.shape[0] == 0:
         raise SonoshiftError("there are no training frames for the segmenter.")
     n_cls = len(classes)
+    if n_cls < 2:
+        raise SonoshiftError(f"a segmenter needs at least 2 classes, got {n_cls}.")
     if int(labels.max()) >= n_cls or int(labels.min()) < 0:
         raise SonoshiftError(f"training labels hold ids outside 0..{n_cls - 1} for classes {list(classes)}.")
     size = int(images.shape[-1])

@@ -4,7 +4,8 @@ Frames are resized to the segmenter's square size in one batch, head probabiliti
 mean with its horizontally flipped twin when ``tta``; the mean over the members of an ensemble), and each map
 gives one ellipse (head_fit.py) measured in the frame's native pixels; the pixel size (mm) turns it into an HC.
 With crop refiners, each found head is looked at again in a head-centred native square (head_crop.py) at the
-refiners' model size, and the ellipse fitted to that map is the measurement.
+refiners' model size, and the ellipse fitted to that map is the measurement. A polar refiner (polar_refiner.py)
+then looks along rays of that ellipse at native resolution and moves it.
 The checkpoint is the (first) segmenter's folder (``model.safetensors`` + ``segmenter.json``) whose
 ``info.ga_estimator`` holds the calibration; further ensemble members and refiners are segmenter folders inside it.
 """
@@ -28,6 +29,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
+from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
 
 KEY = "ga_estimator"
 
@@ -45,7 +47,8 @@ ellipse was already too large and grows it further). ``tta`` is the first stage'
 the refiners' (None: the same as ``tta``); the first stage only places the crop when refiners follow.
 Where the refiners' map is not an ellipse (IoU of its filled component with the fitted ellipse below
 ``rescue_iou``; 0 never), the crop was wrong: crop_search.py looks again from the first ellipse shrunk by each of
-``rescue_scales`` and the most elliptic candidate is the measurement."""
+``rescue_scales`` and the most elliptic candidate is the measurement. ``polar`` (none or one polar refiner) takes a
+last look along rays of the ellipse so far, at native resolution (polar_refiner.py)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -57,6 +60,7 @@ Where the refiners' map is not an ellipse (IoU of its filled component with the 
     refine_tta: bool | None = None
     rescue_iou: float = 0.0
     rescue_scales: tuple[float, ...] = (0.9, 0.8, 0.7)
+    polar: tuple[PolarRefiner, ...] = ()
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -88,11 +92,12 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
         raise SonoshiftError(f"{path} is a segmenter without GA calibration; run `sonoshift ga build` on it first.")
     members = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("members", []))
     refiners = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("refiners", []))
+    polar = tuple(PolarRefiner.from_segmenter(load_segmenter(Path(path) / m, device)) for m in meta.get("polar", []))
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
-                       tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))))
+                       tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar)
 
 
 def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
@@ -148,13 +153,23 @@ def refine_fits(
     """The crop refiners' fits for the found heads of ``fits`` (first-stage fits of ``frames``, uint8 (H, W));
     ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
     more than ``est.refine_max_growth``. Where the refined map is not elliptic (``est.rescue_iou``) the most
-    elliptic candidate of the crop search (crop_search.py) replaces either."""
+    elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
+    every found ellipse (polar_refiner.py)."""
+    out = _crop_refined(est, frames, fits, batch_size)
+    if est.polar:
+        out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
+    return out
+
+
+def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
+                  ) -> list[HeadFit]:
     out = list(fits)
     todo = [i for i, f in enumerate(fits) if f.found]
     if not est.refiners or not todo:
         return out
     tta = est.tta if est.refine_tta is None else est.refine_tta
-    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta)
+    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta,
+                                 polar=())
     _, refined, ious = crop_fits(second, [frames[i] for i in todo], [fits[i].ellipse for i in todo],
                                  est.crop_margin, batch_size)
     for i, fit in zip(todo, refined):

@@ -50,8 +50,9 @@ def cross_validate(
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")
     out = Path(out)
-    two_stage = any(c.head_crops for c in configs)
-    tables, first_tables = [], []
+    two_stage = any(c.head_crops or c.head_polar for c in configs)
+    has_polar = any(c.head_polar for c in configs)
+    tables, first_tables, no_polar_tables = [], [], []
     for k in range(folds):
         fdir = out / f"fold_{k}"
         done = fdir / "per_image.csv"
@@ -68,6 +69,8 @@ def cross_validate(
         tables.append(pd.read_csv(done))
         if two_stage:
             first_tables.append(_first_stage_table(fdir, configs[0].data_dir, k, tta is not False))
+        if has_polar:
+            no_polar_tables.append(_stage_table(fdir, configs[0].data_dir, k, "per_image_without_polar.csv", polar=()))
     table = _pooled(tables)
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
@@ -81,6 +84,11 @@ def cross_validate(
         s["first_stage_fold_hc_abs_err_mm_mean"] = [float(v) for v in first.groupby("fold")["hc_abs_err_mm"].mean()]
         per_fold["first_stage_mean"] = s["first_stage_fold_hc_abs_err_mm_mean"]
         atomic_write_text(out / "per_image_first_stage.csv", first.to_csv(index=False))
+    if has_polar:
+        np_table = _pooled(no_polar_tables)
+        for key in ("hc_abs_err_mm_mean", "hc_abs_err_mm_median", "hc_abs_err_mm_p95", "no_head_found"):
+            s[f"without_polar_{key}"] = summarize(np_table)[key]
+        atomic_write_text(out / "per_image_without_polar.csv", np_table.to_csv(index=False))
     atomic_write_text(out / "per_image.csv", table.to_csv(index=False))
     atomic_write_text(out / "summary.csv", pd.DataFrame([{k: v for k, v in s.items() if np.isscalar(v)}]).to_csv(index=False))
     atomic_write_text(out / "ga_error.csv", report_table(s).to_csv(index=False))
@@ -96,12 +104,18 @@ def _pooled(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
 
 
 def _first_stage_table(fdir: Path, data_dir: str | Path, fold: int, tta: bool = True) -> pd.DataFrame:
-    """The fold's estimator measured without its crop refiners, as a one-stage estimator would run (flip
-    averaging ``tta``; cached in ``per_image_first_stage.csv``)."""
-    done = fdir / "per_image_first_stage.csv"
+    """The fold's estimator measured without its crop and polar refiners, as a one-stage estimator would run
+    (flip averaging ``tta``; cached in ``per_image_first_stage.csv``)."""
+    return _stage_table(fdir, data_dir, fold, "per_image_first_stage.csv", refiners=(), polar=(), tta=tta)
+
+
+def _stage_table(fdir: Path, data_dir: str | Path, fold: int, name: str, **without) -> pd.DataFrame:
+    """The fold's estimator measured with the fields ``without`` replaced (stages dropped), cached in ``name``:
+    the gain of the dropped stages on the same images, from the same networks."""
+    done = fdir / name
     if not done.is_file():
         est = load_ga_estimator(fdir / "estimator")
         _, val = heldout_rows(est.segmenter, data_dir)
-        table = evaluate_rows(dataclasses.replace(est, refiners=(), tta=tta), val).assign(fold=fold)
+        table = evaluate_rows(dataclasses.replace(est, **without), val).assign(fold=fold)
         atomic_write_text(done, table.to_csv(index=False))
     return pd.read_csv(done)

@@ -27,6 +27,7 @@ from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure_files
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
+from sonoshift.judges.ga.polar_refiner import POLAR_KEY, PolarRefiner
 
 TRIMESTERS = (("first", 0.0, 14.0), ("second", 14.0, 28.0), ("third", 28.0, 99.0))
 # a refined HC more than this factor above the first stage's is not taken (GaEstimator.refine_max_growth): the
@@ -69,6 +70,13 @@ def build_estimator(
     (0: never)."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
+    # polar refiners (trained with head_polar) take the last look; at most one
+    is_pol = [POLAR_KEY in s.info for s in loaded]
+    polars = [s for s, q in zip(loaded, is_pol) if q]
+    if len(polars) > 1:
+        raise SonoshiftError(f"a GA estimator takes at most one polar refiner, got {len(polars)}.")
+    paths = [p for p, q in zip(paths, is_pol) if not q]
+    loaded = [s for s, q in zip(loaded, is_pol) if not q]
     # crop refiners (trained with head_crops > 0) take the second look; every other segmenter is a first-stage member
     is_ref = [bool(s.info.get("head_crop")) for s in loaded]
     segs = [s for s, r in zip(loaded, is_ref) if not r]
@@ -87,14 +95,19 @@ def build_estimator(
     offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
     margin = float(refiners[0].info["head_crop"]["margin"]) if refiners else 1.3
     tta = not refiners if tta is None else tta
+    polar = tuple(PolarRefiner.from_segmenter(s) for s in polars)
+    if polars and set(polars[0].info.get("val_files", [])) != set(val["filename"]):
+        raise SonoshiftError(f"the polar refiner was held out on other HC18 images than {first}: an estimator needs "
+                             "one split (same val_fraction and split_seed).")
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
-                      rescue_iou)
+                      rescue_iou, polar=polar)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
     refiner_names = [f"refiner_{i}" for i in range(len(refiners))]
+    polar_names = [f"polar_{i}" for i in range(len(polars))]
     info[KEY] = {"offset_px": offset, "tta": tta, "refine_tta": refine_tta, "calibrated_on": int(len(train)),
-                 "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names,
+                 "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names, "polar": polar_names,
                  "member_image_sizes": [s.image_size for s in segs], "refiners": refiner_names,
                  "crop_margin": margin, "rescue_iou": rescue_iou, "rescue_scales": list(est.rescue_scales),
                  "validation": summarize(table) if len(table) else {}}
@@ -103,7 +116,7 @@ def build_estimator(
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
-        for name, member in [*zip(member_names, segs[1:]), *zip(refiner_names, refiners)]:
+        for name, member in [*zip(member_names, segs[1:]), *zip(refiner_names, refiners), *zip(polar_names, polars)]:
             save_segmenter(member, tmp / name)
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")

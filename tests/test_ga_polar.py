@@ -1,0 +1,186 @@
+"""The polar refiner: its geometry against ellipses drawn by OpenCV, the column loss and decoding against hand
+computations, the whole apply path with an edge-finding stand-in network, training and the estimator with it."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from sonoshift.biometry.ellipse import ellipse_perimeter
+from sonoshift.config import ConfigValueError
+from sonoshift.downstream.segmenter import Segmenter
+from sonoshift.errors import SonoshiftError
+from sonoshift.judges.ga.polar import PolarGrid, ray_hits, rows_to_points, sample_polar
+from sonoshift.judges.ga.polar_refiner import (
+    POLAR_KEY,
+    PolarRefiner,
+    blend_ellipses,
+    column_loss,
+    decode_rows,
+    fit_points,
+)
+
+GRID = PolarGrid(angles=64, radii=48, s_min=0.75, s_max=1.25)
+TRUTH = (150.3, 118.7, 70.0, 52.0, 25.0)  # cx, cy, a, b, angle (degrees)
+PRIOR = (153.0, 115.0, 62.0, 48.0, 35.0)  # an estimate a few pixels off, 6 px of radius too small
+
+
+def drawn(ellipse, shape=(240, 300), inside=220, outside=30) -> np.ndarray:
+    """The filled ellipse rasterized by area coverage (8 x 8 samples per pixel, pixel centres at integers), so the
+    half-grey level lies on the true outline; grey levels ``inside`` / ``outside``."""
+    cx, cy, a, b, ang = ellipse
+    t = math.radians(ang)
+    sub = (np.arange(8) + 0.5) / 8 - 0.5
+    y = np.arange(shape[0])[:, None, None, None] + sub[None, None, :, None]
+    x = np.arange(shape[1])[None, :, None, None] + sub[None, None, None, :]
+    u = (x - cx) * math.cos(t) + (y - cy) * math.sin(t)
+    v = -(x - cx) * math.sin(t) + (y - cy) * math.cos(t)
+    cover = ((u / a) ** 2 + (v / b) ** 2 <= 1).mean((2, 3))
+    return np.round(outside + (inside - outside) * cover).astype(np.uint8)
+
+
+def test_ray_hits_land_on_the_drawn_ellipse():
+    # walk each ray in 1/2000-scale steps over the area-rasterized ellipse: its half-grey level is the outline
+    img = drawn(TRUTH, inside=255, outside=0).astype(np.float32) / 255
+    rows = ray_hits(PRIOR, TRUTH, GRID)
+    fine = PolarGrid(GRID.angles, 2001, GRID.s_min, GRID.s_max)
+    strip = sample_polar(img, PRIOR, fine)
+    walked = np.array([np.interp(0.5, strip[::-1, j], np.arange(fine.radii)[::-1]) for j in range(GRID.angles)])
+    dist = np.hypot(*(rows_to_points(PRIOR, rows, GRID) - rows_to_points(PRIOR, walked, fine)).T)
+    assert np.isfinite(rows).all()
+    assert dist.max() < 0.5  # pixels
+
+
+def test_points_on_the_truth_fit_back_to_it():
+    pts = rows_to_points(PRIOR, ray_hits(PRIOR, TRUTH, GRID), GRID)
+    e = fit_points(pts, (240, 300), 1.0)
+    assert e[:4] == pytest.approx(TRUTH[:4], abs=0.05)
+    assert (e[4] - TRUTH[4]) % 180 == pytest.approx(0, abs=0.1) or (e[4] - TRUTH[4]) % 180 == pytest.approx(180, abs=0.1)
+
+
+def test_strip_shows_the_outline_where_the_rays_cross_it():
+    img = drawn(TRUTH).astype(np.float32) / 255
+    strip = sample_polar(img, PRIOR, GRID)
+    rows = ray_hits(PRIOR, TRUTH, GRID)
+    mid = 0.5 * (30 + 220) / 255
+    crossing = np.array([np.interp(mid, strip[::-1, j], np.arange(GRID.radii)[::-1]) for j in range(GRID.angles)])
+    assert np.abs(crossing - rows).max() < 0.5  # rows
+
+
+def test_column_loss_and_decoding_against_hand_values():
+    logits = torch.tensor([[1.0], [2.0], [0.5]])[None]  # (1, radii 3, angles 1)
+    logp = torch.log_softmax(logits[0, :, 0], 0)
+    expected = -(0.75 * logp[0] + 0.25 * logp[1])
+    assert float(column_loss(logits, torch.tensor([[0.25]]))) == pytest.approx(float(expected))
+    radii = 40
+    r = np.arange(radii)[:, None]
+    targets = np.array([10.3, 25.75, 31.0])
+    peaks = -0.5 * ((r - targets[None, :]) / 1.2) ** 2
+    far = np.log(0.2) - 0.5 * ((r - 2.0) / 1.0) ** 2  # a weaker second mode far away does not pull the estimate
+    lg = torch.from_numpy(np.logaddexp(peaks, far)).float()
+    assert decode_rows(lg) == pytest.approx(targets, abs=0.05)
+
+
+def test_blend_ellipses():
+    e = (10.0, 20.0, 30.0, 20.0, 40.0)
+    assert blend_ellipses(e, e, 0.5) == pytest.approx(e)
+    c = blend_ellipses((0, 0, 10, 10, 0), (2, 4, 20, 20, 0), 0.5)
+    assert c[:4] == pytest.approx((1, 2, 15, 15))
+    # orientation has period 180 degrees: 170 and 10 meet at 0, not at 90
+    t = blend_ellipses((0, 0, 30, 20, 170), (0, 0, 30, 20, 10), 0.5)[4] % 180
+    assert min(t, 180 - t) == pytest.approx(0, abs=1e-6)
+
+
+class EdgeFinder(nn.Module):
+    """Row logits = k x (the fall in brightness from the row to the next one): a bright-inside outline is the mode.
+    Input (B, 1, radii, angles + pads), output (B, 1, radii, angles + pads), like the U-Net's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(8.0))
+
+    def forward(self, x):
+        fall = x[:, :, :-1] - x[:, :, 1:]
+        return self.k * torch.cat([fall, torch.zeros_like(x[:, :, :1])], 2)
+
+
+def refiner(blend: float, iterations: int = 2, tta: bool = True) -> PolarRefiner:
+    return PolarRefiner(Segmenter(EdgeFinder(), ("outline",), GRID.radii), GRID, iterations, tta, blend)
+
+
+def test_refine_moves_an_estimate_onto_the_outline_and_blends():
+    frame = drawn(TRUTH)
+    truth_hc = ellipse_perimeter(TRUTH[2], TRUTH[3])
+    (full,) = refiner(1.0).refine([frame], [PRIOR])
+    # the outline is the fall in brightness across the drawn edge: within about half a pixel
+    assert full[:2] == pytest.approx(TRUTH[:2], abs=0.6)
+    assert ellipse_perimeter(full[2], full[3]) == pytest.approx(truth_hc, abs=4.0)  # ~0.6 px of radius
+    assert abs(ellipse_perimeter(PRIOR[2], PRIOR[3]) - truth_hc) > 15  # the prior was clearly off
+    (half,) = refiner(0.5).refine([frame], [PRIOR])
+    assert half[:4] == pytest.approx(blend_ellipses(PRIOR, full, 0.5)[:4], abs=1e-6)
+    (none,) = refiner(0.0).refine([frame], [PRIOR])
+    assert none[:4] == pytest.approx(PRIOR[:4])
+
+
+def test_polar_config_is_refused_with_crops():
+    from sonoshift.downstream.hc18 import Hc18Config
+
+    with pytest.raises(ConfigValueError, match="head_polar"):
+        Hc18Config(head_polar=True, head_crops=4)
+    with pytest.raises(ValueError, match="polar grid"):
+        PolarGrid(s_min=1.1)
+
+
+@pytest.fixture(scope="module")
+def fake_hc18_bright(tmp_path_factory):
+    """An HC18-shaped folder of bright ellipses whose official HC is their perimeter."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("hc18p") / "hc18"
+    (root / "training_set").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    recs = []
+    for i in range(12):
+        e = (48 + rng.uniform(-4, 4), 40 + rng.uniform(-4, 4), rng.uniform(25, 33), rng.uniform(16, 24),
+             rng.uniform(0, 180))
+        img = drawn(e, (80, 96))
+        mask = ((drawn(e, (80, 96), 255, 0) > 127) * 255).astype(np.uint8)
+        name = f"{i:03d}_HC.png"
+        Image.fromarray(img).save(root / "training_set" / name)
+        Image.fromarray(mask).save(root / "training_set" / name.replace(".png", "_Annotation.png"))
+        recs.append({"filename": name, "pixel size(mm)": 0.2, "head circumference (mm)": 0.2 * ellipse_perimeter(e[2], e[3])})
+    pd.DataFrame(recs).to_csv(root / "included_subset.csv", index=False)
+    return root
+
+
+def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18_bright, tmp_path):
+    from sonoshift.downstream.hc18 import Hc18Config, PolarSpec, train_hc18_segmenter
+    from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig, load_segmenter
+    from sonoshift.judges.ga.estimator import load_ga_estimator
+    from sonoshift.judges.ga.hc18_report import build_estimator
+
+    small = dict(data_dir=str(fake_hc18_bright), val_fraction=0.25, model=ModelConfig(channels=(4, 8), strides=(2,)))
+    seg_cfg = Hc18Config(image_size=32, train=SegmenterTrainConfig(steps=5, batch_size=4), **small)
+    pol_cfg = Hc18Config(image_size=16, head_polar=True, polar=PolarSpec(angles=16, radii=16),
+                         train=SegmenterTrainConfig(steps=3, batch_size=4), **small)
+    train_hc18_segmenter(seg_cfg, tmp_path / "seg", progress=False)
+    pol, _ = train_hc18_segmenter(pol_cfg, tmp_path / "pol", progress=False)
+    loaded = load_segmenter(tmp_path / "pol")
+    meta = loaded.info[POLAR_KEY]
+    assert meta["grid"] == {"angles": 16, "radii": 16, "s_min": 0.75, "s_max": 1.25} and meta["train_images"] == 9
+    assert loaded.classes == ("outline",) and math.isfinite(loaded.info["final_loss"])
+    x = torch.randn(2, 1, 16, 16 + 32)
+    assert torch.equal(loaded.model(x), pol.model(x))  # the weights round-trip
+    with pytest.raises(SonoshiftError, match="at most one polar"):
+        build_estimator([tmp_path / "seg", tmp_path / "pol", tmp_path / "pol"], fake_hc18_bright, tmp_path / "bad")
+    build_estimator([tmp_path / "seg", tmp_path / "pol"], fake_hc18_bright, tmp_path / "est")
+    est = load_ga_estimator(tmp_path / "est")
+    assert len(est.polar) == 1 and est.polar[0].grid == PolarGrid(16, 16, 0.75, 1.25)
+    assert est.polar[0].iterations == 2 and est.polar[0].blend == 0.5
+    assert len(pd.read_csv(tmp_path / "est" / "hc18_validation.csv")) == 3
