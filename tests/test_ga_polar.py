@@ -184,3 +184,29 @@ def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18_bright, tm
     assert len(est.polar) == 1 and est.polar[0].grid == PolarGrid(16, 16, 0.75, 1.25)
     assert est.polar[0].iterations == 2 and est.polar[0].blend == 0.5
     assert len(pd.read_csv(tmp_path / "est" / "hc18_validation.csv")) == 3
+
+
+def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18_bright, tmp_path):
+    from sonoshift.downstream.hc18 import Hc18Config, PolarSpec
+    from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
+    from sonoshift.judges.ga.hc18_cv import cross_validate
+
+    small = dict(data_dir=str(fake_hc18_bright), model=ModelConfig(channels=(4, 8), strides=(2,)))
+    seg_cfg = Hc18Config(image_size=32, train=SegmenterTrainConfig(steps=60, batch_size=4, lr=5e-3), **small)
+    pol_cfg = Hc18Config(image_size=16, head_polar=True, polar=PolarSpec(angles=16, radii=16),
+                         train=SegmenterTrainConfig(steps=3, batch_size=4), **small)
+    s = cross_validate([seg_cfg, pol_cfg], tmp_path / "cv", folds=2, progress=False)
+    names = sorted(f"{i:03d}_HC.png" for i in range(12))
+    with_polar = pd.read_csv(tmp_path / "cv" / "per_image.csv")
+    without = pd.read_csv(tmp_path / "cv" / "per_image_without_polar.csv")
+    first = pd.read_csv(tmp_path / "cv" / "per_image_first_stage.csv")
+    assert sorted(with_polar["name"]) == sorted(without["name"]) == sorted(first["name"]) == names
+    # one first stage and no crop refiner: without the polar stage the estimator is its first stage
+    merged = without.merge(first, on="name")
+    assert np.allclose(merged["hc_mm_x"], merged["hc_mm_y"], equal_nan=True)
+    assert s["without_polar_hc_abs_err_mm_mean"] == pytest.approx(
+        (without["hc_mm"] - without["hc_true_mm"]).abs().mean(), nan_ok=True)
+    found = with_polar["head_found"].astype(bool).to_numpy()
+    assert found.sum() >= 10
+    # the (barely trained) polar stage moves every found head
+    assert (np.abs(with_polar["hc_mm"].to_numpy() - without["hc_mm"].to_numpy())[found] > 1e-6).all()

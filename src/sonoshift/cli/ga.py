@@ -131,10 +131,14 @@ def cv_cmd(
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)
     if "first_stage_hc_abs_err_mm_mean" in s:
-        typer.echo(f"without the crop refiner (same first-stage networks): HC abs error mean "
+        typer.echo(f"first stage alone (same networks, no refiners): HC abs error mean "
                    f"{s['first_stage_hc_abs_err_mm_mean']:.2f} mm, median {s['first_stage_hc_abs_err_mm_median']:.2f}, "
                    f"95th pct {s['first_stage_hc_abs_err_mm_p95']:.2f}; per fold "
                    + ", ".join(f"{v:.2f}" for v in s["first_stage_fold_hc_abs_err_mm_mean"]))
+    if "without_polar_hc_abs_err_mm_mean" in s:
+        typer.echo(f"without the polar refiner (same other stages): HC abs error mean "
+                   f"{s['without_polar_hc_abs_err_mm_mean']:.2f} mm, median {s['without_polar_hc_abs_err_mm_median']:.2f}, "
+                   f"95th pct {s['without_polar_hc_abs_err_mm_p95']:.2f}")
 
 
 @ga_app.command("predict")

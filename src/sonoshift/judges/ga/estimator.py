@@ -245,7 +245,7 @@ def measure_files(
     _check_pixel_sizes(names, pixel_size_mm)
     sizes = est.input_sizes
 
-    keep = bool(est.refiners)  # crops need the native frame, once the first stage has placed them
+    keep = bool(est.refiners or est.polar)  # later stages need the native frame, once the first has placed the head
 
     def load(path: Path) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
         f = read_gray(path)
