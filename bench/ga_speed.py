@@ -16,6 +16,8 @@ average before and after (other jobs on the machine distort the wall numbers).
     python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
         [--first-tta 0|1] [--refine-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
 
+An estimator with a polar refiner (judges/ga/polar_refiner.py) is also timed without it, side by side.
+
 On a machine shared with other jobs the wall time mostly measures the other jobs: compare the ratio. Images per
 CPU-second (all threads' CPU time counted) does not depend on the load; on two idle cores the wall rate can reach
 about twice it when both cores are busy with useful work.
@@ -108,6 +110,8 @@ def main() -> None:
     hc_new, w_new, c_new = _timed(new)
     hc_ort, w_ort, c_ort = _timed(lambda: new(est_ort))
     _, w_spin, c_spin = _timed(lambda: new(est_spin))
+    if est.polar:  # the same ORT estimator without its polar stage, side by side
+        _, w_nopol, c_nopol = _timed(lambda: new(dataclasses.replace(est_ort, polar=())))
     n = len(paths)
     print(f"{n} HC18 images, {a.threads} torch/ORT threads, {a.workers} decode threads, decode included, "
           f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}, "
@@ -119,6 +123,10 @@ def main() -> None:
     print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second")
     print(f"  same, ORT threads spinning (ORT's default): {n / w_spin:7.1f} images/s wall, {n / c_spin:7.1f} per "
           f"CPU-second (no spinning: x{w_spin / w_ort:.2f} wall)")
+    if est.polar:
+        p = est.polar[0]
+        print(f"  same, without the polar stage ({p.iterations} round(s), tta={p.tta}): {n / w_nopol:7.1f} images/s "
+              f"wall, {n / c_nopol:7.1f} per CPU-second (the polar stage costs x{w_ort / w_nopol:.2f} wall)")
     print(f"ratio (estimator / current): wall {w_old / w_new:.2f}x, CPU {c_old / c_new:.2f}x")
     print(f"ratio (ORT / torch estimator): wall {w_new / w_ort:.2f}x, CPU {c_new / c_ort:.2f}x")
     diff = np.abs(np.array(hc_old) - hc_new)

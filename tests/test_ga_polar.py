@@ -210,3 +210,20 @@ def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18_br
     assert found.sum() >= 10
     # the (barely trained) polar stage moves every found head
     assert (np.abs(with_polar["hc_mm"].to_numpy() - without["hc_mm"].to_numpy())[found] > 1e-6).all()
+
+
+def test_onnx_runtime_gives_the_torch_polar_ellipse():
+    from sonoshift.downstream.segmenter import ModelConfig, build_unet
+    from sonoshift.judges.ga.estimator import GaEstimator
+    from sonoshift.judges.ga.onnx_net import with_runtime
+
+    torch.manual_seed(0)
+    net = build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 1).eval()
+    pol = PolarRefiner(Segmenter(net, ("outline",), GRID.radii), GRID, 1, True, 1.0)
+    dummy = Segmenter(build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2).eval(), ("background", "head"), 32)
+    est = with_runtime(GaEstimator(dummy, polar=(pol,)), "onnx", threads=1)
+    frame = drawn(TRUTH)
+    (e_torch,) = pol.refine([frame], [PRIOR])
+    (e_ort,) = est.polar[0].refine([frame], [PRIOR])
+    assert np.abs(np.subtract(e_torch[:4], PRIOR[:4])).max() > 0.1  # the untrained net did move the estimate
+    assert e_ort == pytest.approx(e_torch, abs=1e-3)

@@ -43,7 +43,8 @@ def _print_summary(s: dict) -> None:
 @ga_app.command("build")
 def build_cmd(
     segmenter: list[Path] = typer.Option(..., "--segmenter", help="HC18 head segmenter (`sonoshift segment "
-                                         "train-hc18`); give it several times for an ensemble (maps averaged)."),
+                                         "train-hc18`); give it several times for an ensemble (maps averaged); crop "
+                                         "and polar refiners (head_crops / head_polar configs) join as later stages."),
     out: Path = typer.Option(..., "--out", "-o", help="GA estimator folder to write."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
     tta: bool | None = typer.Option(None, help="First stage: average the head probability with the flipped "
@@ -111,7 +112,8 @@ def cv_cmd(
     config: list[Path] = typer.Option(..., "--config", "-c", help="YAML Hc18Config of a member segmenter; give it "
                                       "several times for an ensemble (configs/cpu/hc18_head_ga_deep.yaml, "
                                       "configs/cpu/hc18_head_ga.yaml) and add a crop refiner "
-                                      "(configs/cpu/hc18_head_crop.yaml) to cross-validate the two-stage estimator."),
+                                      "(configs/cpu/hc18_head_crop.yaml) to cross-validate the two-stage estimator, "
+                                      "a polar refiner (configs/cpu/hc18_head_polar.yaml) for the third stage."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the folds, per_image.csv, summary.csv, "
                              "ga_error.csv, folds.csv, worst_cases.png (rerun to resume)."),
     folds: int = typer.Option(5, min=2, help="Number of subject-wise folds."),

@@ -15,17 +15,19 @@ import torch
 from torch import nn
 
 from sonoshift.judges.ga.estimator import GaEstimator
+from sonoshift.judges.ga.polar_refiner import PAD
 
 RUNTIMES = ("torch", "onnx")
 
 
 class OrtNet(nn.Module):
-    """A network exported to ONNX (``deploy.export.graph_bytes``) and run by ONNX Runtime: (N, 1, S, S) float ->
-    its output, on the input's device (inference runs on the CPU). ``threads``: intra-op threads (default: torch's
+    """A network exported to ONNX (``deploy.export.graph_bytes``) and run by ONNX Runtime: (N, 1, H, W) float
+    (``size`` S for H = W = S, or (H, W)) -> its output, on the input's device (inference runs on the CPU). ``threads``: intra-op threads (default: torch's
     count); ``spinning``: whether idle intra-op threads busy-wait (off by default: the estimator's decode threads
     need the cores between calls)."""
 
-    def __init__(self, model: nn.Module, size: int, threads: int | None = None, spinning: bool = False) -> None:
+    def __init__(self, model: nn.Module, size: int | tuple[int, int], threads: int | None = None,
+                 spinning: bool = False) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -34,7 +36,8 @@ class OrtNet(nn.Module):
         from sonoshift.deploy.runtime import session_options
 
         was_training = model.training
-        data = graph_bytes(model.cpu().eval(), NoiseSpec(), (size, size))  # one-channel input, dynamic batch
+        shape = (size, size) if isinstance(size, int) else tuple(size)
+        data = graph_bytes(model.cpu().eval(), NoiseSpec(), shape)  # one-channel input, dynamic batch
         model.train(was_training)
         self.session = ort.InferenceSession(data, session_options(threads, spinning=spinning),
                                             providers=["CPUExecutionProvider"])
@@ -59,5 +62,10 @@ def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None =
     def convert(seg):
         return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads=threads, spinning=spinning))
 
+    def convert_polar(p):  # its strips are (radii, angles) wrapped by PAD columns on each side
+        net = OrtNet(p.segmenter.model, (p.grid.radii, p.grid.angles + 2 * PAD), threads=threads, spinning=spinning)
+        return dataclasses.replace(p, segmenter=dataclasses.replace(p.segmenter, model=net))
+
     return dataclasses.replace(est, segmenter=convert(est.segmenter), members=tuple(convert(m) for m in est.members),
-                               refiners=tuple(convert(m) for m in est.refiners))
+                               refiners=tuple(convert(m) for m in est.refiners),
+                               polar=tuple(convert_polar(p) for p in est.polar))
