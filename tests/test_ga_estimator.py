@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +20,8 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import GaEstimator, load_ga_estimator, measure
 
+from hc18_data import fake_hc18, head_image  # noqa: F401 (fixture)
+
 
 class BrightIsHead(nn.Module):
     """Logits (background, head) = (0, k x): a pixel brighter than mid-grey is head."""
@@ -31,12 +32,6 @@ class BrightIsHead(nn.Module):
 
     def forward(self, x):
         return torch.cat([torch.zeros_like(x), self.k * x], 1)
-
-
-def head_image(h, w, a, b, angle=0.0):
-    img = np.full((h, w), 30, np.uint8)
-    cv2.ellipse(img, ((w / 2, h / 2), (2 * a, 2 * b), angle), 220, -1)
-    return img
 
 
 def test_measure_gives_hc_and_both_gas_in_mm():
@@ -55,26 +50,6 @@ def test_missing_pixel_size_is_a_clear_error():
     est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64))
     with pytest.raises(SonoshiftError, match="img.png has no pixel size"):
         measure(est, [head_image(100, 100, 30, 20)], [None], names=["img.png"])
-
-
-@pytest.fixture(scope="module")
-def fake_hc18(tmp_path_factory):
-    """An HC18-shaped folder whose official HC is the perimeter of the mask's ellipse shrunk by 1 px."""
-    root = tmp_path_factory.mktemp("hc18") / "hc18"
-    (root / "training_set").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    recs = []
-    for i in range(12):
-        a, b = rng.uniform(25, 35), rng.uniform(15, 24)
-        img = head_image(80, 96, a, b, rng.uniform(0, 180))
-        img = np.clip(img + rng.normal(0, 10, img.shape), 0, 255).astype(np.uint8)
-        mask = (img > 100).astype(np.uint8) * 255
-        name = f"{i:03d}_HC.png"
-        Image.fromarray(img).save(root / "training_set" / name)
-        Image.fromarray(mask).save(root / "training_set" / name.replace(".png", "_Annotation.png"))
-        recs.append({"filename": name, "pixel size(mm)": 0.2, "head circumference (mm)": 0.2 * ellipse_perimeter(a - 1, b - 1)})
-    pd.DataFrame(recs).to_csv(root / "included_subset.csv", index=False)
-    return root
 
 
 @pytest.mark.slow

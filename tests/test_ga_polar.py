@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +15,7 @@ from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.config import ConfigValueError
 from sonoshift.downstream.segmenter import Segmenter
 from sonoshift.errors import SonoshiftError
+from hc18_data import fake_hc18  # noqa: F401 (fixture)
 from sonoshift.judges.ga.polar import PolarGrid, ray_hits, rows_to_points, sample_polar
 from sonoshift.judges.ga.polar_refiner import (
     POLAR_KEY,
@@ -137,35 +137,13 @@ def test_polar_config_is_refused_with_crops():
         PolarGrid(s_min=1.1)
 
 
-@pytest.fixture(scope="module")
-def fake_hc18_bright(tmp_path_factory):
-    """An HC18-shaped folder of bright ellipses whose official HC is their perimeter."""
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("hc18p") / "hc18"
-    (root / "training_set").mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    recs = []
-    for i in range(12):
-        e = (48 + rng.uniform(-4, 4), 40 + rng.uniform(-4, 4), rng.uniform(25, 33), rng.uniform(16, 24),
-             rng.uniform(0, 180))
-        img = drawn(e, (80, 96))
-        mask = ((drawn(e, (80, 96), 255, 0) > 127) * 255).astype(np.uint8)
-        name = f"{i:03d}_HC.png"
-        Image.fromarray(img).save(root / "training_set" / name)
-        Image.fromarray(mask).save(root / "training_set" / name.replace(".png", "_Annotation.png"))
-        recs.append({"filename": name, "pixel size(mm)": 0.2, "head circumference (mm)": 0.2 * ellipse_perimeter(e[2], e[3])})
-    pd.DataFrame(recs).to_csv(root / "included_subset.csv", index=False)
-    return root
-
-
-def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18_bright, tmp_path):
+def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18, tmp_path):
     from sonoshift.downstream.hc18 import Hc18Config, PolarSpec, train_hc18_segmenter
     from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig, load_segmenter
     from sonoshift.judges.ga.estimator import load_ga_estimator
     from sonoshift.judges.ga.hc18_report import build_estimator
 
-    small = dict(data_dir=str(fake_hc18_bright), val_fraction=0.25, model=ModelConfig(channels=(4, 8), strides=(2,)))
+    small = dict(data_dir=str(fake_hc18), val_fraction=0.25, model=ModelConfig(channels=(4, 8), strides=(2,)))
     seg_cfg = Hc18Config(image_size=32, train=SegmenterTrainConfig(steps=5, batch_size=4), **small)
     pol_cfg = Hc18Config(image_size=16, head_polar=True, polar=PolarSpec(angles=16, radii=16),
                          train=SegmenterTrainConfig(steps=3, batch_size=4), **small)
@@ -178,20 +156,20 @@ def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18_bright, tm
     x = torch.randn(2, 1, 16, 16 + 32)
     assert torch.equal(loaded.model(x), pol.model(x))  # the weights round-trip
     with pytest.raises(SonoshiftError, match="at most one polar"):
-        build_estimator([tmp_path / "seg", tmp_path / "pol", tmp_path / "pol"], fake_hc18_bright, tmp_path / "bad")
-    build_estimator([tmp_path / "seg", tmp_path / "pol"], fake_hc18_bright, tmp_path / "est")
+        build_estimator([tmp_path / "seg", tmp_path / "pol", tmp_path / "pol"], fake_hc18, tmp_path / "bad")
+    build_estimator([tmp_path / "seg", tmp_path / "pol"], fake_hc18, tmp_path / "est")
     est = load_ga_estimator(tmp_path / "est")
     assert len(est.polar) == 1 and est.polar[0].grid == PolarGrid(16, 16, 0.75, 1.25)
     assert est.polar[0].iterations == 2 and est.polar[0].blend == 0.5
     assert len(pd.read_csv(tmp_path / "est" / "hc18_validation.csv")) == 3
 
 
-def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18_bright, tmp_path):
+def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18, tmp_path):
     from sonoshift.downstream.hc18 import Hc18Config, PolarSpec
     from sonoshift.downstream.segmenter import ModelConfig, SegmenterTrainConfig
     from sonoshift.judges.ga.hc18_cv import cross_validate
 
-    small = dict(data_dir=str(fake_hc18_bright), model=ModelConfig(channels=(4, 8), strides=(2,)))
+    small = dict(data_dir=str(fake_hc18), model=ModelConfig(channels=(4, 8), strides=(2,)))
     seg_cfg = Hc18Config(image_size=32, train=SegmenterTrainConfig(steps=60, batch_size=4, lr=5e-3), **small)
     pol_cfg = Hc18Config(image_size=16, head_polar=True, polar=PolarSpec(angles=16, radii=16),
                          train=SegmenterTrainConfig(steps=3, batch_size=4), **small)
