@@ -133,6 +133,11 @@ def test_polar_config_is_refused_with_crops():
 
     with pytest.raises(ConfigValueError, match="head_polar"):
         Hc18Config(head_polar=True, head_crops=4)
+    from sonoshift.downstream.hc18 import PolarSpec
+
+    with pytest.raises(ConfigValueError, match="multiples of the U-Net's total stride 8"):
+        Hc18Config(head_polar=True, polar=PolarSpec(radii=100))
+    assert Hc18Config(head_polar=True, polar=PolarSpec(radii=104, angles=64)).polar.radii == 104
     with pytest.raises(ValueError, match="polar grid"):
         PolarGrid(s_min=1.1)
 

@@ -104,6 +104,10 @@ class Hc18Config(Validated):
         if self.head_polar and self.head_crops:
             raise ConfigValueError("head_polar", "a config trains either a crop refiner (head_crops) or a polar "
                                    "refiner (head_polar), not both")
+        step = math.prod(self.model.strides)
+        if self.head_polar and (self.polar.radii % step or self.polar.angles % step):
+            raise ConfigValueError("polar", f"radii and angles must be multiples of the U-Net's total stride {step} "
+                                   f"(model.strides), got radii {self.polar.radii} and angles {self.polar.angles}")
         if not 1.0 <= self.crop_margin[0] <= self.crop_margin[1]:
             raise ConfigValueError("crop_margin", f"must be (lo, hi) with 1 <= lo <= hi, got {self.crop_margin}")
 
