@@ -135,21 +135,30 @@ def fit_head(
     pts = np.stack([xs[inside], ys[inside]], 1).astype(np.float32)
     if len(pts) < 6:
         return HeadFit(None, border_fraction)
-    box = _trimmed_fit(pts, 0.5 * (mx + my), trim_k, trim_iters)
+    return HeadFit(trimmed_ellipse(pts, 0.5 * (mx + my), trim_k, trim_iters), border_fraction)
+
+
+def trimmed_ellipse(pts: np.ndarray, scale: float, k: float = 2.0, iters: int = 10) -> EllipseFit | None:
+    """The trimmed direct fit (see the module doc) of float32 (N, 2) x, y points, ``scale`` the smallest residual
+    (pixels) ever trimmed; None when the fit fails."""
+    box = _trimmed_fit(pts, scale, k, iters)
     if box is None:
-        return HeadFit(None, border_fraction)
+        return None
     (cx, cy), (d1, d2), angle = box
-    ell = EllipseFit(cx=cx, cy=cy, a=max(d1, d2) / 2, b=min(d1, d2) / 2, angle=angle if d1 >= d2 else angle + 90)
-    return HeadFit(ell, border_fraction)
+    return EllipseFit(cx=cx, cy=cy, a=max(d1, d2) / 2, b=min(d1, d2) / 2, angle=angle if d1 >= d2 else angle + 90)
 
 
 def calibrate_offset(masks: list[np.ndarray], hc_px_true: list[float]) -> float:
     """The semi-axis offset (native pixels) that makes ellipses fitted to reference masks match the reference
-    perimeters: the median over images of the offset solving perimeter(a + d, b + d) = reference (exact for a
-    circle: d = reference / (2 pi) - r)."""
+    perimeters (``offset_for_fits`` of the masks' fits)."""
+    return offset_for_fits([fit_head(m.astype(np.float32), m.shape) for m in masks], hc_px_true)
+
+
+def offset_for_fits(fits: list[HeadFit], hc_px_true: list[float]) -> float:
+    """The median over fits of the semi-axis offset d solving perimeter(a + d, b + d) = reference (exact for a
+    circle: d = reference / (2 pi) - r); fits without an ellipse are skipped."""
     ds = []
-    for m, ref in zip(masks, hc_px_true):
-        fit = fit_head(m.astype(np.float32), m.shape)
+    for fit, ref in zip(fits, hc_px_true):
         if fit.ellipse is None:
             continue
         base = fit.hc_px(0.0)

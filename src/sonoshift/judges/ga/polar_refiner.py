@@ -14,7 +14,7 @@ Training (``train_polar_refiner``): every step draws training images, moves thei
 ``shift`` x the mean semi-axis, each semi-axis by a log-normal factor of sd ``size``, the angle by ``turn_deg``) as
 a stand-in for an estimate, samples the strip around it and asks for the rows where its rays meet the reference
 ellipse (cross-entropy against the two rows next to the exact crossing). The reference ellipse is the one fitted to
-the annotation mask, grown by the calibrated offset (head_fit.calibrate_offset), i.e. the ellipse whose perimeter is
+the annotation mask, grown by the calibrated offset (head_fit.offset_for_fits), i.e. the ellipse whose perimeter is
 the reference HC, so the polar fit needs no offset of its own.
 """
 
@@ -31,7 +31,7 @@ from torch import nn
 from sonoshift.config import to_dict
 from sonoshift.downstream.ellipse import EllipseFit
 from sonoshift.downstream.segmenter import Segmenter, build_unet
-from sonoshift.judges.ga.head_fit import HeadFit, _trimmed_fit, calibrate_offset, fit_head
+from sonoshift.judges.ga.head_fit import HeadFit, fit_head, offset_for_fits, trimmed_ellipse
 from sonoshift.judges.ga.polar import Ellipse, PolarGrid, ray_hits, rows_to_points, sample_polar
 from sonoshift.progress import track
 
@@ -88,11 +88,8 @@ def fit_points(points: np.ndarray, shape: tuple[int, int], scale: float) -> Elli
     keep = np.isfinite(x) & np.isfinite(y) & (x > 2) & (x < w - 3) & (y > 2) & (y < h - 3)
     if keep.sum() < 6:
         return None
-    box = _trimmed_fit(points[keep].astype(np.float32), scale, 2.0, 10)
-    if box is None:
-        return None
-    (cx, cy), (d1, d2), angle = box
-    return (cx, cy, max(d1, d2) / 2, min(d1, d2) / 2, angle if d1 >= d2 else angle + 90)
+    e = trimmed_ellipse(points[keep].astype(np.float32), scale)
+    return None if e is None else (e.cx, e.cy, e.a, e.b, e.angle)
 
 
 def blend_ellipses(e1: Ellipse, e2: Ellipse, w: float) -> Ellipse:
@@ -167,11 +164,10 @@ def polar_fits(refiner: PolarRefiner, frames: Sequence[np.ndarray], fits: Sequen
 
 def reference_ellipses(masks: Sequence[np.ndarray], hc_px_true: Sequence[float]) -> tuple[list[Ellipse], float]:
     """The annotation masks' fitted ellipses grown by the offset calibrated on them (perimeter = reference HC)."""
-    offset = calibrate_offset(list(masks), list(hc_px_true))
-    out = []
-    for m in masks:
-        e = fit_head(np.asarray(m, np.float32), m.shape).ellipse
-        out.append((e.cx, e.cy, e.a + offset, e.b + offset, e.angle) if e is not None else None)
+    fits = [fit_head(np.asarray(m, np.float32), m.shape) for m in masks]
+    offset = offset_for_fits(fits, list(hc_px_true))
+    out = [(e.cx, e.cy, e.a + offset, e.b + offset, e.angle) if e is not None else None
+           for e in (f.ellipse for f in fits)]
     return out, offset
 
 
