@@ -42,7 +42,11 @@ def _inputs(spec: NoiseSpec, size: tuple[int, int], batch: int = 1) -> tuple[tup
 
 
 def graph_bytes(module: torch.nn.Module, spec: NoiseSpec, size: tuple[int, int], opset: int = OPSET) -> bytes:
-    """Trace ``module`` at ``size`` and return the serialized ONNX model (dynamic batch, height and width)."""
+    """Trace ``module`` at ``size`` and return the serialized ONNX model (dynamic batch, height and width), after
+    the exact rewrites of ``deploy.rewrite`` (same outputs, faster ops)."""
+    from sonoshift.deploy.rewrite import for_export
+
+    module = for_export(module)
     args, names = _inputs(spec, size)
     dyn: dict[str, dict[int, str]] = {"x": {0: "batch", 2: "height", 3: "width"},
                                       "y": {0: "batch", 2: "height", 3: "width"}}
