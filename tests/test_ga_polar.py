@@ -3,6 +3,7 @@ computations, the whole apply path with an edge-finding stand-in network, traini
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -160,13 +161,27 @@ def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18, tmp_path)
     assert loaded.classes == ("outline",) and math.isfinite(loaded.info["final_loss"])
     x = torch.randn(2, 1, 16, 16 + 32)
     assert torch.equal(loaded.model(x), pol.model(x))  # the weights round-trip
-    with pytest.raises(SonoshiftError, match="at most one polar"):
-        build_estimator([tmp_path / "seg", tmp_path / "pol", tmp_path / "pol"], fake_hc18, tmp_path / "bad")
     build_estimator([tmp_path / "seg", tmp_path / "pol"], fake_hc18, tmp_path / "est")
     est = load_ga_estimator(tmp_path / "est")
     assert len(est.polar) == 1 and est.polar[0].grid == PolarGrid(16, 16, 0.75, 1.25)
-    assert est.polar[0].iterations == 2 and est.polar[0].blend == 0.5
+    assert est.polar[0].iterations == 2 and est.polar[0].blend == 0.5 and est.polar[0].tta
     assert len(pd.read_csv(tmp_path / "est" / "hc18_validation.csv")) == 3
+    # a second polar network (another seed) joins the first as one refiner: their column logits averaged
+    train_hc18_segmenter(dataclasses.replace(pol_cfg, train=SegmenterTrainConfig(steps=3, batch_size=4, seed=1)),
+                         tmp_path / "pol1", progress=False)
+    build_estimator([tmp_path / "seg", tmp_path / "pol", tmp_path / "pol1"], fake_hc18, tmp_path / "est2",
+                    polar_tta=False)
+    (two,) = load_ga_estimator(tmp_path / "est2").polar
+    assert len(two.members) == 1 and not two.tta and (tmp_path / "est2" / "polar_1" / "segmenter.json").is_file()
+    strips = np.random.default_rng(0).normal(size=(3, 16, 16)).astype(np.float32)
+    x = torch.from_numpy(strips)[:, None]
+    wrapped = torch.cat([x[..., -16:], x, x[..., :16]], -1)  # PAD = 16 angles wrapped onto each side
+    with torch.no_grad():
+        ref = torch.stack([n.model(wrapped)[:, 0, :, 16:-16] for n in (two.segmenter, *two.members)]).mean(0)
+    torch.testing.assert_close(two.logits(strips), ref, rtol=0, atol=1e-5)
+    other = dataclasses.replace(loaded, info={**loaded.info, POLAR_KEY: {**meta, "grid": {**meta["grid"], "angles": 32}}})
+    with pytest.raises(SonoshiftError, match="same grid"):
+        PolarRefiner.from_segmenters([loaded, other])
 
 
 def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18, tmp_path):
@@ -198,11 +213,12 @@ def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18, t
 def test_onnx_runtime_gives_the_torch_polar_ellipse():
     from sonoshift.downstream.segmenter import ModelConfig, build_unet
     from sonoshift.judges.ga.estimator import GaEstimator
-    from sonoshift.judges.ga.onnx_net import with_runtime
+    from sonoshift.judges.ga.onnx_net import OrtNet, with_runtime
 
     torch.manual_seed(0)
     net = build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 1).eval()
-    pol = PolarRefiner(Segmenter(net, ("outline",), GRID.radii), GRID, 1, True, 1.0)
+    member = Segmenter(build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 1).eval(), ("outline",), GRID.radii)
+    pol = PolarRefiner(Segmenter(net, ("outline",), GRID.radii), GRID, 1, True, 1.0, members=(member,))
     dummy = Segmenter(build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2).eval(), ("background", "head"), 32)
     est = with_runtime(GaEstimator(dummy, polar=(pol,)), "onnx", threads=1)
     frame = drawn(TRUTH)
@@ -210,3 +226,4 @@ def test_onnx_runtime_gives_the_torch_polar_ellipse():
     (e_ort,) = est.polar[0].refine([frame], [PRIOR])
     assert np.abs(np.subtract(e_torch[:4], PRIOR[:4])).max() > 0.1  # the untrained net did move the estimate
     assert e_ort == pytest.approx(e_torch, abs=1e-3)
+    assert all(isinstance(n.model, OrtNet) for n in est.polar[0].networks)  # every polar network runs in ORT

@@ -57,12 +57,14 @@ def build_cmd(
     rescue_iou: float = typer.Option(0.9, min=0.0, max=1.0, help="Where the crop refiner's map overlaps its "
                                      "fitted ellipse less than this (IoU), search smaller crops for a more "
                                      "elliptic map (chosen by cross-validation; 0: never)."),
+    polar_tta: bool | None = typer.Option(None, help="Polar refiner: also read the rays in reverse order and "
+                                          "average (default: the first polar refiner's own setting)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
-                          refine_tta=refine_tta, rescue_iou=rescue_iou)
+                          refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
@@ -113,13 +115,16 @@ def cv_cmd(
                                       "several times for an ensemble (configs/cpu/hc18_head_ga_deep.yaml, "
                                       "configs/cpu/hc18_head_ga.yaml) and add a crop refiner "
                                       "(configs/cpu/hc18_head_crop.yaml) to cross-validate the two-stage estimator, "
-                                      "a polar refiner (configs/cpu/hc18_head_polar.yaml) for the third stage."),
+                                      "a polar refiner (configs/cpu/hc18_head_polar.yaml) for the third stage, "
+                                      "and more polar refiners (hc18_head_polar_seed1.yaml) to average them."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the folds, per_image.csv, summary.csv, "
                              "ga_error.csv, folds.csv, worst_cases.png (rerun to resume)."),
     folds: int = typer.Option(5, min=2, help="Number of subject-wise folds."),
     tta: bool | None = typer.Option(None, help="First stage: average the head probability with the flipped "
                                     "image's (default: on without a crop refiner, off with one)."),
     refine_tta: bool = typer.Option(False, help="Crop refiner: average with the flipped crop's."),
+    polar_tta: bool | None = typer.Option(None, help="Polar refiner: also read the rays in reverse order and "
+                                          "average (default: the first polar refiner's own setting)."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
@@ -128,7 +133,7 @@ def cv_cmd(
     from sonoshift.judges.ga.hc18_cv import cross_validate
 
     cfgs = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}"]) for c in config]
-    s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta)
+    s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta, polar_tta=polar_tta)
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)

@@ -85,14 +85,16 @@ def _head_class(seg: Segmenter) -> int:
 
 def load_ga_estimator(path: str | Path, device: str | torch.device | None = None) -> GaEstimator:
     """A GA estimator folder (``sonoshift ga build``); a plain segmenter checkpoint is refused (not calibrated).
-    Ensemble members live in sub-folders named in ``info.ga_estimator.members``."""
+    Ensemble members live in sub-folders named in ``info.ga_estimator.members`` (crop refiners: ``refiners``;
+    polar networks, one refiner together: ``polar``)."""
     seg = load_segmenter(path, device)
     meta = seg.info.get(KEY)
     if not isinstance(meta, dict) or "offset_px" not in meta:
         raise SonoshiftError(f"{path} is a segmenter without GA calibration; run `sonoshift ga build` on it first.")
     members = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("members", []))
     refiners = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("refiners", []))
-    polar = tuple(PolarRefiner.from_segmenter(load_segmenter(Path(path) / m, device)) for m in meta.get("polar", []))
+    polar_nets = [load_segmenter(Path(path) / m, device) for m in meta.get("polar", [])]
+    polar = (PolarRefiner.from_segmenters(polar_nets, meta.get("polar_tta")),) if polar_nets else ()
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),

@@ -41,7 +41,7 @@ def fold_configs(configs: Sequence[Hc18Config], folds: int, fold: int) -> list[H
 
 def cross_validate(
     configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool | None = None, progress: bool = True,
-    refine_tta: bool = False,
+    refine_tta: bool = False, polar_tta: bool | None = None,
 ) -> dict:
     """Run (or resume) the k-fold CV of the ensemble of ``configs`` into ``out``; returns the pooled summary
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
@@ -63,7 +63,8 @@ def cross_validate(
                 if not (mdir / "segmenter.json").is_file():
                     train_hc18_segmenter(cfg, mdir, progress=progress)
                 members.append(mdir)
-            est = build_estimator(members, configs[0].data_dir, fdir / "estimator", tta=tta, refine_tta=refine_tta)
+            est = build_estimator(members, configs[0].data_dir, fdir / "estimator", tta=tta, refine_tta=refine_tta,
+                                  polar_tta=polar_tta)
             _, val = heldout_rows(est.segmenter, configs[0].data_dir)
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
         tables.append(pd.read_csv(done))

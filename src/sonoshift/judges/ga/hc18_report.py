@@ -55,7 +55,7 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
 def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
-    rescue_iou: float = RESCUE_IOU,
+    rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -67,14 +67,13 @@ def build_estimator(
     crop); ``refine_tta``: the refiners' (off by default). Flip averaging in either stage did not lower the
     5-fold CV HC error of the two-stage estimator (docs/judges.md, session 8) and costs a network pass each.
     ``rescue_iou``: where the refined map's IoU with its ellipse is lower, the crop search (crop_search.py) runs
-    (0: never)."""
+    (0: never). Polar refiners (``head_polar``) take the last look together (their logits averaged; stored as
+    ``polar_<i>``), with the first one's rounds and blend; ``polar_tta`` None: its flip averaging setting."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
-    # polar refiners (trained with head_polar) take the last look; at most one
+    # polar refiners (trained with head_polar) take the last look, together
     is_pol = [POLAR_KEY in s.info for s in loaded]
     polars = [s for s, q in zip(loaded, is_pol) if q]
-    if len(polars) > 1:
-        raise SonoshiftError(f"a GA estimator takes at most one polar refiner, got {len(polars)}.")
     paths = [p for p, q in zip(paths, is_pol) if not q]
     loaded = [s for s, q in zip(loaded, is_pol) if not q]
     # crop refiners (trained with head_crops > 0) take the second look; every other segmenter is a first-stage member
@@ -95,9 +94,9 @@ def build_estimator(
     offset = calibrate_offset(masks, list(train["hc_mm"] / train["pixel_size_mm"]))
     margin = float(refiners[0].info["head_crop"]["margin"]) if refiners else 1.3
     tta = not refiners if tta is None else tta
-    polar = tuple(PolarRefiner.from_segmenter(s) for s in polars)
-    if polars and set(polars[0].info.get("val_files", [])) != set(val["filename"]):
-        raise SonoshiftError(f"the polar refiner was held out on other HC18 images than {first}: an estimator needs "
+    polar = (PolarRefiner.from_segmenters(polars, polar_tta),) if polars else ()
+    if any(set(p.info.get("val_files", [])) != set(val["filename"]) for p in polars):
+        raise SonoshiftError(f"a polar refiner was held out on other HC18 images than {first}: an estimator needs "
                              "one split (same val_fraction and split_seed).")
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
                       rescue_iou, polar=polar)
@@ -108,6 +107,7 @@ def build_estimator(
     polar_names = [f"polar_{i}" for i in range(len(polars))]
     info[KEY] = {"offset_px": offset, "tta": tta, "refine_tta": refine_tta, "calibrated_on": int(len(train)),
                  "formulas": ["hadlock_1984", "intergrowth21_2016"], "members": member_names, "polar": polar_names,
+                 "polar_tta": polar[0].tta if polar else None,
                  "member_image_sizes": [s.image_size for s in segs], "refiners": refiner_names,
                  "crop_margin": margin, "rescue_iou": rescue_iou, "rescue_scales": list(est.rescue_scales),
                  "validation": summarize(table) if len(table) else {}}

@@ -63,8 +63,11 @@ def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None =
         return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads=threads, spinning=spinning))
 
     def convert_polar(p):  # its strips are (radii, angles) wrapped by PAD columns on each side
-        net = OrtNet(p.segmenter.model, (p.grid.radii, p.grid.angles + 2 * PAD), threads=threads, spinning=spinning)
-        return dataclasses.replace(p, segmenter=dataclasses.replace(p.segmenter, model=net))
+        def net(seg):
+            ort_net = OrtNet(seg.model, (p.grid.radii, p.grid.angles + 2 * PAD), threads=threads, spinning=spinning)
+            return dataclasses.replace(seg, model=ort_net)
+
+        return dataclasses.replace(p, segmenter=net(p.segmenter), members=tuple(net(m) for m in p.members))
 
     return dataclasses.replace(est, segmenter=convert(est.segmenter), members=tuple(convert(m) for m in est.members),
                                refiners=tuple(convert(m) for m in est.refiners),

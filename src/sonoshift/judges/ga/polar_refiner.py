@@ -31,6 +31,7 @@ from torch import nn
 from sonoshift.config import to_dict
 from sonoshift.downstream.ellipse import EllipseFit
 from sonoshift.downstream.segmenter import Segmenter, build_unet
+from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head, offset_for_fits, trimmed_ellipse
 from sonoshift.judges.ga.polar import Ellipse, PolarGrid, ray_hits, rows_to_points, sample_polar
 from sonoshift.progress import track
@@ -104,30 +105,49 @@ def blend_ellipses(e1: Ellipse, e2: Ellipse, w: float) -> Ellipse:
 
 @dataclasses.dataclass(frozen=True)
 class PolarRefiner:
-    """A trained polar refiner and how to apply it (read from its checkpoint's ``info.head_polar``)."""
+    """A trained polar refiner and how to apply it (read from its checkpoint's ``info.head_polar``). ``members``:
+    more networks trained on the same grid (other seeds); every network's column logits are averaged."""
 
     segmenter: Segmenter
     grid: PolarGrid
     iterations: int = 2
     tta: bool = True
     blend: float = 0.5
+    members: tuple[Segmenter, ...] = ()
 
     @classmethod
     def from_segmenter(cls, seg: Segmenter) -> PolarRefiner:
         meta = seg.info[POLAR_KEY]
         return cls(seg, PolarGrid(**meta["grid"]), int(meta["iterations"]), bool(meta["tta"]), float(meta["blend"]))
 
+    @classmethod
+    def from_segmenters(cls, segs: Sequence[Segmenter], tta: bool | None = None) -> PolarRefiner:
+        """One refiner of several polar networks: the first one's grid and application settings (``tta`` None:
+        its own flip averaging), the others as ``members``; they must share the grid."""
+        first = cls.from_segmenter(segs[0])
+        for s in segs[1:]:
+            if PolarGrid(**s.info[POLAR_KEY]["grid"]) != first.grid:
+                raise SonoshiftError(f"polar refiners of one estimator must sample the same grid, got {first.grid} and "
+                                     f"{PolarGrid(**s.info[POLAR_KEY]['grid'])}.")
+        return dataclasses.replace(first, members=tuple(segs[1:]), tta=first.tta if tta is None else bool(tta))
+
+    @property
+    def networks(self) -> tuple[Segmenter, ...]:
+        return (self.segmenter, *self.members)
+
     def logits(self, strips: np.ndarray) -> torch.Tensor:
-        """(B, radii, angles) logits of normalized strips (B, radii, angles), flip-averaged when ``tta``."""
-        model = self.segmenter.model
-        dev = next(model.parameters()).device
+        """(B, radii, angles) logits of normalized strips (B, radii, angles), averaged over the networks and, when
+        ``tta``, over the rays read in reverse order (mirror)."""
+        dev = next(self.segmenter.model.parameters()).device
         x = torch.from_numpy(np.ascontiguousarray(strips))[:, None].to(dev)
+        rev = torch.as_tensor((-np.arange(self.grid.angles)) % self.grid.angles, device=dev)
+        outs = []
         with torch.no_grad():
-            out = column_logits(model, x)
-            if self.tta:
-                rev = torch.as_tensor((-np.arange(self.grid.angles)) % self.grid.angles, device=dev)
-                out = 0.5 * (out + column_logits(model, x[..., rev])[..., rev])
-        return out.cpu()
+            for seg in self.networks:
+                outs.append(column_logits(seg.model, x))
+                if self.tta:
+                    outs.append(column_logits(seg.model, x[..., rev])[..., rev])
+        return torch.stack(outs).mean(0).cpu()
 
     def refine(self, frames: Sequence[np.ndarray], priors: Sequence[Ellipse]) -> list[Ellipse]:
         """One polar ellipse per (uint8 frame, prior HC ellipse in native pixels), ``iterations`` rounds, then
