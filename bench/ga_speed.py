@@ -9,7 +9,7 @@ segmenter weights:
   sub-pixel contour ellipse at the model size mapped to native pixels, trimmed refit).
 - estimator (onnx): the same with every member network in ONNX Runtime (``judges.ga.onnx_net``).
   Its intra-op threads do not spin (``spinning=False``); the same with ORT's default busy-waiting threads is
-  printed beside it.
+  printed beside it, and the same without the exact export rewrites (``deploy/rewrite.py``: PReLU as LeakyReLU).
 Prints images/s of each (wall and per CPU-second), the ratios, how far the HC values are apart, and the load
 average before and after (other jobs on the machine distort the wall numbers).
 
@@ -100,16 +100,18 @@ def main() -> None:
 
     est_ort = with_runtime(est, "onnx", threads=a.threads)
     est_spin = with_runtime(est, "onnx", threads=a.threads, spinning=True)  # ORT's default busy-waiting threads
+    est_plain = with_runtime(est, "onnx", threads=a.threads, rewrite=False)  # PReLU exported as is (deploy/rewrite.py)
 
     def new(e=est):
         return measure_files(e, paths, px, a.batch, a.workers)["hc_mm"].to_numpy()
 
     load0 = os.getloadavg()
-    new(), new(est_ort), new(est_spin)  # warm-up (allocator, first-call overheads) for every path alike
+    new(), new(est_ort), new(est_spin), new(est_plain)  # warm-up (allocator, first-call overheads) for every path alike
     hc_old, w_old, c_old = _timed(current)
     hc_new, w_new, c_new = _timed(new)
     hc_ort, w_ort, c_ort = _timed(lambda: new(est_ort))
     _, w_spin, c_spin = _timed(lambda: new(est_spin))
+    hc_plain, w_plain, c_plain = _timed(lambda: new(est_plain))
     if est.polar:  # the same ORT estimator without its polar stage, side by side
         _, w_nopol, c_nopol = _timed(lambda: new(dataclasses.replace(est_ort, polar=())))
     n = len(paths)
@@ -123,6 +125,9 @@ def main() -> None:
     print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second")
     print(f"  same, ORT threads spinning (ORT's default): {n / w_spin:7.1f} images/s wall, {n / c_spin:7.1f} per "
           f"CPU-second (no spinning: x{w_spin / w_ort:.2f} wall)")
+    print(f"  same, without the export rewrites (PReLU kept): {n / w_plain:7.1f} images/s wall, {n / c_plain:7.1f} "
+          f"per CPU-second (the rewrites: x{w_plain / w_ort:.2f} wall, HC max difference "
+          f"{np.nanmax(np.abs(hc_plain - hc_ort)):.1e} mm)")
     if est.polar:
         p = est.polar[0]
         print(f"  same, without the polar stage ({p.iterations} round(s), tta={p.tta}): {n / w_nopol:7.1f} images/s "

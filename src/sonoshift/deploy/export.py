@@ -41,12 +41,13 @@ def _inputs(spec: NoiseSpec, size: tuple[int, int], batch: int = 1) -> tuple[tup
     return (x, noise, z), ["x", "noise", "z"]
 
 
-def graph_bytes(module: torch.nn.Module, spec: NoiseSpec, size: tuple[int, int], opset: int = OPSET) -> bytes:
+def graph_bytes(module: torch.nn.Module, spec: NoiseSpec, size: tuple[int, int], opset: int = OPSET,
+                rewrite: bool = True) -> bytes:
     """Trace ``module`` at ``size`` and return the serialized ONNX model (dynamic batch, height and width), after
-    the exact rewrites of ``deploy.rewrite`` (same outputs, faster ops)."""
+    the exact rewrites of ``deploy.rewrite`` (same outputs, faster ops; ``rewrite=False``: as the module is)."""
     from sonoshift.deploy.rewrite import for_export
 
-    module = for_export(module)
+    module = for_export(module) if rewrite else module
     args, names = _inputs(spec, size)
     dyn: dict[str, dict[int, str]] = {"x": {0: "batch", 2: "height", 3: "width"},
                                       "y": {0: "batch", 2: "height", 3: "width"}}

@@ -24,10 +24,11 @@ class OrtNet(nn.Module):
     """A network exported to ONNX (``deploy.export.graph_bytes``) and run by ONNX Runtime: (N, 1, H, W) float
     (``size`` S for H = W = S, or (H, W)) -> its output, on the input's device (inference runs on the CPU). ``threads``: intra-op threads (default: torch's
     count); ``spinning``: whether idle intra-op threads busy-wait (off by default: the estimator's decode threads
-    need the cores between calls)."""
+    need the cores between calls); ``rewrite``: the exact export rewrites (``deploy.rewrite``; off only to measure
+    them)."""
 
     def __init__(self, model: nn.Module, size: int | tuple[int, int], threads: int | None = None,
-                 spinning: bool = False) -> None:
+                 spinning: bool = False, rewrite: bool = True) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -37,7 +38,7 @@ class OrtNet(nn.Module):
 
         was_training = model.training
         shape = (size, size) if isinstance(size, int) else tuple(size)
-        data = graph_bytes(model.cpu().eval(), NoiseSpec(), shape)  # one-channel input, dynamic batch
+        data = graph_bytes(model.cpu().eval(), NoiseSpec(), shape, rewrite=rewrite)  # one-channel input, dynamic batch
         model.train(was_training)
         self.session = ort.InferenceSession(data, session_options(threads, spinning=spinning),
                                             providers=["CPUExecutionProvider"])
@@ -48,10 +49,10 @@ class OrtNet(nn.Module):
         return torch.from_numpy(y).to(x.device)
 
 
-def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None = None, spinning: bool = False
-                 ) -> GaEstimator:
+def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None = None, spinning: bool = False,
+                 rewrite: bool = True) -> GaEstimator:
     """``est`` unchanged for "torch"; for "onnx" the same estimator with every member network in ONNX Runtime
-    (``spinning``: see :class:`OrtNet`)."""
+    (``spinning``, ``rewrite``: see :class:`OrtNet`)."""
     if runtime not in RUNTIMES:
         from sonoshift.errors import SonoshiftError
 
@@ -60,11 +61,11 @@ def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None =
         return est
 
     def convert(seg):
-        return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads=threads, spinning=spinning))
+        return dataclasses.replace(seg, model=OrtNet(seg.model, seg.image_size, threads, spinning, rewrite))
 
     def convert_polar(p):  # its strips are (radii, angles) wrapped by PAD columns on each side
         def net(seg):
-            ort_net = OrtNet(seg.model, (p.grid.radii, p.grid.angles + 2 * PAD), threads=threads, spinning=spinning)
+            ort_net = OrtNet(seg.model, (p.grid.radii, p.grid.angles + 2 * PAD), threads, spinning, rewrite)
             return dataclasses.replace(seg, model=ort_net)
 
         return dataclasses.replace(p, segmenter=net(p.segmenter), members=tuple(net(m) for m in p.members))
