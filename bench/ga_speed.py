@@ -130,7 +130,8 @@ def main() -> None:
           f"{np.nanmax(np.abs(hc_plain - hc_ort)):.1e} mm)")
     if est.polar:
         p = est.polar[0]
-        print(f"  same, without the polar stage ({p.iterations} round(s), tta={p.tta}): {n / w_nopol:7.1f} images/s "
+        print(f"  same, without the polar stage ({len(p.networks)} network(s), {p.iterations} round(s), tta={p.tta}): "
+              f"{n / w_nopol:7.1f} images/s "
               f"wall, {n / c_nopol:7.1f} per CPU-second (the polar stage costs x{w_ort / w_nopol:.2f} wall)")
     print(f"ratio (estimator / current): wall {w_old / w_new:.2f}x, CPU {c_old / c_new:.2f}x")
     print(f"ratio (ORT / torch estimator): wall {w_new / w_ort:.2f}x, CPU {c_new / c_ort:.2f}x")
