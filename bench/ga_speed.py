@@ -14,7 +14,7 @@ Prints images/s of each (wall and per CPU-second), the ratios, how far the HC va
 average before and after (other jobs on the machine distort the wall numbers).
 
     python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
-        [--first-tta 0|1] [--refine-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
+        [--first-tta 0|1] [--refine-tta 0|1] [--polar-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
 
 An estimator with a polar refiner (judges/ga/polar_refiner.py) is also timed without it, side by side.
 
@@ -71,6 +71,8 @@ def main() -> None:
                     help="first-stage flip averaging (default: the estimator's own setting)")
     ap.add_argument("--refine-tta", type=int, choices=(0, 1), default=None,
                     help="crop refiners' flip averaging (default: the estimator's own setting)")
+    ap.add_argument("--polar-tta", type=int, choices=(0, 1), default=None,
+                    help="polar refiner's flip averaging (default: the estimator's own setting)")
     ap.add_argument("--rescue-iou", type=float, default=None,
                     help="crop search below this refiner-map ellipse IoU (default: the estimator's own; 0: off)")
     ap.add_argument("--refiner", action="append", default=[],
@@ -92,6 +94,8 @@ def main() -> None:
     est = dataclasses.replace(est, tta=first_tta and not a.no_tta, refine_tta=refine_tta and not a.no_tta)
     if a.rescue_iou is not None:
         est = dataclasses.replace(est, rescue_iou=a.rescue_iou)
+    if a.polar_tta is not None and est.polar:
+        est = dataclasses.replace(est, polar=(dataclasses.replace(est.polar[0], tta=bool(a.polar_tta)),))
     paths, px = list(rows["image_path"]), list(rows["pixel_size_mm"])
 
     def current():
