@@ -169,8 +169,14 @@ def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18, tmp_path)
     # a second polar network (another seed) joins the first as one refiner: their column logits averaged
     train_hc18_segmenter(dataclasses.replace(pol_cfg, train=SegmenterTrainConfig(steps=3, batch_size=4, seed=1)),
                          tmp_path / "pol1", progress=False)
-    build_estimator([tmp_path / "seg", tmp_path / "pol", tmp_path / "pol1"], fake_hc18, tmp_path / "est2",
-                    polar_tta=False)
+    from typer.testing import CliRunner
+
+    from sonoshift.cli.main import app
+
+    r = CliRunner().invoke(app, ["ga", "build", "--segmenter", str(tmp_path / "seg"), "--segmenter", str(tmp_path / "pol"),
+                                 "--segmenter", str(tmp_path / "pol1"), "--no-polar-tta", "-o", str(tmp_path / "est2"),
+                                 "--data-root", str(fake_hc18.parent)])
+    assert r.exit_code == 0, r.output
     (two,) = load_ga_estimator(tmp_path / "est2").polar
     assert len(two.members) == 1 and not two.tta and (tmp_path / "est2" / "polar_1" / "segmenter.json").is_file()
     strips = np.random.default_rng(0).normal(size=(3, 16, 16)).astype(np.float32)
