@@ -30,8 +30,8 @@ def test_rewritten_net_is_the_same_function_and_the_original_is_untouched():
     with torch.no_grad():
         torch.testing.assert_close(new(x), net(x), rtol=0, atol=1e-6)
     # a per-channel PReLU has no LeakyReLU twin and is kept
-    multi = scalar_prelu_as_leaky(nn.Sequential(nn.Conv2d(1, 3, 3), nn.PReLU(3)))
-    assert isinstance(multi[1], nn.PReLU)
+    multi = nn.Sequential(nn.Conv2d(1, 3, 3), nn.PReLU(3))
+    assert scalar_prelu_as_leaky(multi) is multi and isinstance(multi[1], nn.PReLU)  # nothing to rewrite: no copy
 
 
 def test_exported_graph_uses_leaky_relu_and_matches_torch():

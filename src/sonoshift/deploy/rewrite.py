@@ -16,7 +16,9 @@ from torch import nn
 
 def scalar_prelu_as_leaky(net: nn.Module) -> nn.Module:
     """A copy of ``net`` whose one-slope ``nn.PReLU`` modules are ``nn.LeakyReLU`` with the learned slope (per-channel
-    PReLUs are kept); ``net`` itself is not changed."""
+    PReLUs are kept); ``net`` itself is not changed, and is returned as is when it has none."""
+    if not any(isinstance(m, nn.PReLU) and m.weight.numel() == 1 for m in net.modules()):
+        return net
     net = copy.deepcopy(net)
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
