@@ -126,9 +126,10 @@ class PolarRefiner:
         its own flip averaging), the others as ``members``; they must share the grid."""
         first = cls.from_segmenter(segs[0])
         for s in segs[1:]:
-            if PolarGrid(**s.info[POLAR_KEY]["grid"]) != first.grid:
+            grid = PolarGrid(**s.info[POLAR_KEY]["grid"])
+            if grid != first.grid:
                 raise SonoshiftError(f"polar refiners of one estimator must sample the same grid, got {first.grid} and "
-                                     f"{PolarGrid(**s.info[POLAR_KEY]['grid'])}.")
+                                     f"{grid}.")
         return dataclasses.replace(first, members=tuple(segs[1:]), tta=first.tta if tta is None else bool(tta))
 
     @property
@@ -140,13 +141,15 @@ class PolarRefiner:
         ``tta``, over the rays read in reverse order (mirror)."""
         dev = next(self.segmenter.model.parameters()).device
         x = torch.from_numpy(np.ascontiguousarray(strips))[:, None].to(dev)
-        rev = torch.as_tensor((-np.arange(self.grid.angles)) % self.grid.angles, device=dev)
+        if self.tta:  # the rays in reverse order (mirror), gathered once for every network
+            rev = torch.as_tensor((-np.arange(self.grid.angles)) % self.grid.angles, device=dev)
+            mirrored = x[..., rev]
         outs = []
         with torch.no_grad():
             for seg in self.networks:
                 outs.append(column_logits(seg.model, x))
                 if self.tta:
-                    outs.append(column_logits(seg.model, x[..., rev])[..., rev])
+                    outs.append(column_logits(seg.model, mirrored)[..., rev])
         return torch.stack(outs).mean(0).cpu()
 
     def refine(self, frames: Sequence[np.ndarray], priors: Sequence[Ellipse]) -> list[Ellipse]:
