@@ -14,15 +14,19 @@ import copy
 from torch import nn
 
 
+def _scalar_prelu(m: nn.Module) -> bool:
+    return isinstance(m, nn.PReLU) and m.weight.numel() == 1
+
+
 def scalar_prelu_as_leaky(net: nn.Module) -> nn.Module:
     """A copy of ``net`` whose one-slope ``nn.PReLU`` modules are ``nn.LeakyReLU`` with the learned slope (per-channel
     PReLUs are kept); ``net`` itself is not changed, and is returned as is when it has none."""
-    if not any(isinstance(m, nn.PReLU) and m.weight.numel() == 1 for m in net.modules()):
+    if not any(_scalar_prelu(m) for m in net.modules()):
         return net
     net = copy.deepcopy(net)
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.PReLU) and child.weight.numel() == 1:
+            if _scalar_prelu(child):
                 setattr(parent, name, nn.LeakyReLU(float(child.weight.detach())))
     return net
 
