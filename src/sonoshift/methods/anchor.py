@@ -39,14 +39,20 @@ class AffineMatch(torch.nn.Module):
     grey levels of the two domains drift apart with depth). Row profiles are linearly resampled to the input's
     height when it differs. ``sigma`` > 0 (pixels): the source levels are first smoothed by a Gaussian of that
     width inside the foreground only (normalized convolution: the black outside the fan does not bleed in), a
-    despeckle for a source scanner with coarser speckle than the target (fitted by :func:`fit_despeckle`). Plain
-    tensor ops (traceable to ONNX: it is its own :meth:`module`)."""
+    despeckle for a source scanner with coarser speckle than the target (fitted by :func:`fit_despeckle`). With
+    ``range_sigma`` > 0 (grey levels of 0..255) the despeckle is edge-preserving instead: a bilateral filter of the
+    mapped levels (spatial std ``sigma``, or 1 px when ``sigma`` is 0; :func:`masked_bilateral`), which smooths
+    speckle but not the steps between tissues, the way a console's speckle reduction does. Plain tensor ops
+    (traceable to ONNX: it is its own :meth:`module`)."""
 
-    def __init__(self, mean_s, std_s, mean_t, std_t, sigma: float = 0.0) -> None:  # floats or per-row sequences
+    def __init__(self, mean_s, std_s, mean_t, std_t, sigma: float = 0.0,
+                 range_sigma: float = 0.0) -> None:  # floats or per-row sequences
         super().__init__()
-        if not (sigma >= 0 and np.isfinite(sigma)):
-            raise SonoshiftError(f"the affine anchor's despeckle sigma must be >= 0, got {sigma}.")
-        self.sigma = float(sigma)
+        for name, v in (("sigma", sigma), ("range sigma", range_sigma)):
+            if not (v >= 0 and np.isfinite(v)):
+                raise SonoshiftError(f"the affine anchor's despeckle {name} must be >= 0, got {v}.")
+        self.range_sigma = float(range_sigma)
+        self.sigma = float(sigma) if not range_sigma else float(sigma or BILATERAL_SPACE)
         rows = [np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (mean_s, std_s, mean_t, std_t)]
         if len({len(r) for r in rows}) != 1:
             raise SonoshiftError("the affine anchor's four statistics must have the same number of rows.")
@@ -68,9 +74,11 @@ class AffineMatch(torch.nn.Module):
         mean_s, std_s, mean_t, std_t = (r.reshape(1, 1, -1, 1) for r in p.unbind(0))
         v = (x.float().clamp(-1, 1) + 1) * 127.5
         fg = v >= 0.5
-        if self.sigma > 0:
+        if self.sigma > 0 and not self.range_sigma:
             v = masked_blur(v, fg, self.sigma)
         out = ((v - mean_s) * (std_t / std_s) + mean_t).clamp(0.0, 255.0)
+        if self.range_sigma:
+            out = masked_bilateral(out, fg, self.sigma, self.range_sigma)
         return (torch.where(fg, out, torch.zeros_like(out)) / 127.5 - 1.0).to(x.dtype)
 
     def module(self) -> "AffineMatch":
@@ -89,6 +97,29 @@ def masked_blur(v: torch.Tensor, fg: torch.Tensor, sigma: float) -> torch.Tensor
     both = torch.nn.functional.conv2d(both, k.view(1, 1, 1, -1).expand(2, 1, 1, -1), padding=(0, r), groups=2)
     num, den = both.unbind(1)
     return torch.where(fg, (num / den.clamp_min(1e-6)).unsqueeze(1), v)
+
+
+BILATERAL_RADIUS = 2  # the bilateral despeckle's window is (2 r + 1)^2 pixels
+BILATERAL_SPACE = 1.0  # its spatial std (px) unless the anchor says otherwise
+
+
+def masked_bilateral(v: torch.Tensor, fg: torch.Tensor, sigma: float, range_sigma: float,
+                     radius: int = BILATERAL_RADIUS) -> torch.Tensor:
+    """Bilateral filter of (B, 1, H, W) levels ``v`` over the pixels of ``fg`` only: on ``fg``, the mean of the
+    ``fg`` pixels of the (2 radius + 1)^2 window weighted by exp(-d^2 / (2 sigma^2)) (d: distance in pixels) x
+    exp(-(v_j - v_i)^2 / (2 range_sigma^2)); ``v`` elsewhere. Every window position is one channel of a fixed
+    one-hot convolution, so the filter traces to ONNX at any height and width."""
+    k = 2 * radius + 1
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=v.device)
+    d2 = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(-1)
+    spatial = torch.exp(-0.5 * d2 / sigma**2).view(1, -1, 1, 1)
+    pick = torch.eye(k * k, dtype=torch.float32, device=v.device).view(k * k, 1, k, k)
+    m = fg.to(v.dtype)
+    near = torch.nn.functional.conv2d(v * m, pick, padding=radius)  # (B, k^2, H, W): each window position
+    near_fg = torch.nn.functional.conv2d(m, pick, padding=radius)
+    w = spatial * near_fg * torch.exp(-0.5 * ((near - v) / range_sigma) ** 2)
+    out = (w * near).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1e-6)
+    return torch.where(fg, out, v)
 
 
 def apply_as_gain(y: torch.Tensor, base: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -111,7 +142,9 @@ def evenly(n: int, k: int) -> np.ndarray:
     return np.linspace(0, n - 1, min(n, k)).round().astype(int)
 
 
-DESPECKLE_SIGMAS = tuple(round(0.1 * i, 1) for i in range(16))  # the grid fit_despeckle searches, px
+DESPECKLE_SIGMAS = tuple(round(0.1 * i, 1) for i in range(16))  # the Gaussian grid fit_despeckle searches, px
+RANGE_SIGMAS = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 60.0, 80.0)  # its bilateral grid, grey levels
+DESPECKLES = ("gaussian", "bilateral")
 
 
 def high_frequency_share(levels: torch.Tensor, fov: torch.Tensor) -> float:
@@ -132,23 +165,28 @@ def high_frequency_share(levels: torch.Tensor, fov: torch.Tensor) -> float:
 
 
 def fit_despeckle(anchor: "AffineMatch", source: tuple[np.ndarray, np.ndarray],
-                  target: tuple[np.ndarray, np.ndarray]) -> "AffineMatch":
-    """``anchor`` with the despeckle sigma (``DESPECKLE_SIGMAS``) that brings the high-frequency share of its
-    output on the source (frames, fov) closest to that of the target (frames, fov); uint8 / bool (N, H, W),
-    unpaired (no frame of one domain is matched to one of the other)."""
+                  target: tuple[np.ndarray, np.ndarray], kind: str = "gaussian") -> "AffineMatch":
+    """``anchor`` with the despeckle that brings the high-frequency share of its output on the source (frames,
+    fov) closest to that of the target (frames, fov); uint8 / bool (N, H, W), unpaired (no frame of one domain is
+    matched to one of the other). ``kind`` "gaussian": the Gaussian's sigma from ``DESPECKLE_SIGMAS``;
+    "bilateral": the bilateral filter's range sigma from ``RANGE_SIGMAS`` (spatial std ``BILATERAL_SPACE``)."""
+    if kind not in DESPECKLES:
+        raise SonoshiftError(f"unknown despeckle {kind!r}; the despeckles are {', '.join(DESPECKLES)}.")
     tf, tm = (torch.from_numpy(np.asarray(a)) for a in target)
     want = high_frequency_share(tf[:, None].float(), tm[:, None] > 0)
     sf = torch.from_numpy(np.asarray(source[0]))[:, None].float() / 127.5 - 1.0
     sm = torch.from_numpy(np.asarray(source[1]))[:, None] > 0
-    best, best_err = 0.0, np.inf
-    for sigma in DESPECKLE_SIGMAS:
-        a = AffineMatch(*anchor.stats, sigma=sigma)
+    grid = ([{"sigma": s} for s in DESPECKLE_SIGMAS] if kind == "gaussian" else
+            [{"range_sigma": r} for r in RANGE_SIGMAS])
+    best, best_err = grid[0], np.inf
+    for params in grid:
+        a = AffineMatch(*anchor.stats, **params)
         with torch.no_grad():
             out = (a(sf) + 1) * 127.5
         err = abs(high_frequency_share(out, sm) - want)
         if err < best_err:
-            best, best_err = sigma, err
-    return AffineMatch(*anchor.stats, sigma=best)
+            best, best_err = params, err
+    return AffineMatch(*anchor.stats, **best)
 
 
 DEPTH_SIGMA = 0.1  # the depth anchor's row statistics are Gaussian-smoothed over this fraction of the height
@@ -207,10 +245,11 @@ def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
 
 
 def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False,
-                        despeckle: bool = False, max_frames: int = 100) -> AffineMatch:
+                        despeckle: bool = False, max_frames: int = 100, despeckle_kind: str = "gaussian") -> AffineMatch:
     """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
     domain without masks uses its non-black pixels (level > 0) as the field of view. ``despeckle``: also fit the
-    despeckle sigma (:func:`fit_despeckle`, on up to ``max_frames`` evenly spaced frames of each domain)."""
+    ``despeckle_kind`` despeckle (:func:`fit_despeckle`, on up to ``max_frames`` evenly spaced frames of each
+    domain)."""
     from sonoshift.data.cache import load_cache, load_fov
 
     pairs = [(load_cache(root, split, d), load_fov(root, split, d)) for d in (source, target)]
@@ -218,16 +257,17 @@ def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, 
     if not despeckle:
         return anchor
     few = [tuple(np.asarray(a[evenly(len(a), max_frames)]) for a in p) for p in pairs]
-    return fit_despeckle(anchor, few[0], few[1])
+    return fit_despeckle(anchor, few[0], few[1], despeckle_kind)
 
 
 def fit_affine_dataset(dataset: Any, split: str, source: str, target: str, depth: bool = False,
-                       despeckle: bool = False) -> AffineMatch:
+                       despeckle: bool = False, despeckle_kind: str = "gaussian") -> AffineMatch:
     """:func:`fit_affine_prepared` on the prepared folder a training dataset was read from (its ``root``)."""
     root = getattr(dataset, "root", None)
     if root is None:
         raise SonoshiftError("the affine anchors are fitted on a prepared dataset folder; this dataset has none.")
-    return fit_affine_prepared(root, split, source, target, depth=depth, despeckle=despeckle)
+    return fit_affine_prepared(root, split, source, target, depth=depth, despeckle=despeckle,
+                               despeckle_kind=despeckle_kind)
 
 
 def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, key: str = "target") -> HistogramMatch:
@@ -248,7 +288,8 @@ def anchor_metadata(hm: Anchor | None) -> dict[str, Any] | None:
     if hm is None:
         return None
     if isinstance(hm, AffineMatch):
-        return {"kind": hm.kind, "stats": [list(r) for r in hm.stats], **({"sigma": hm.sigma} if hm.sigma else {})}
+        return {"kind": hm.kind, "stats": [list(r) for r in hm.stats], **({"sigma": hm.sigma} if hm.sigma else {}),
+                **({"range_sigma": hm.range_sigma} if hm.range_sigma else {})}
     return {"kind": "histogram_match", "levels": list(hm.levels), "quantiles": list(hm.quantiles)}
 
 
@@ -258,7 +299,8 @@ def anchor_from_metadata(meta: dict[str, Any] | None, source: str, target: str,
     if not meta:
         return None
     if meta.get("kind") in ("affine", "depth_affine"):
-        return AffineMatch(*meta["stats"], sigma=float(meta.get("sigma", 0.0)))
+        return AffineMatch(*meta["stats"], sigma=float(meta.get("sigma", 0.0)),
+                           range_sigma=float(meta.get("range_sigma", 0.0)))
     if meta.get("kind") != "histogram_match":
         raise SonoshiftError(f"unknown translator anchor {meta.get('kind')!r} in the checkpoint metadata.")
     return HistogramMatch(tuple(meta["levels"]), tuple(meta["quantiles"]), source, target, size)
@@ -278,5 +320,5 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 __all__ = [
     "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "apply_as_gain", "anchor_metadata", "anchored_condition", "evenly", "fit_affine",
     "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "high_frequency_share",
-    "masked_blur", "DEPTH_SIGMA",
+    "masked_bilateral", "masked_blur", "DEPTH_SIGMA", "DESPECKLES",
 ]

@@ -98,7 +98,8 @@ class DDGANConfig(Validated):
     "depth_affine": one such map per image row (depth), for scanners that differ in time-gain compensation.
     anchor_despeckle: with an affine anchor, also smooth the source inside the fan by a Gaussian whose width is
     fitted on the training split so that the anchor's speckle is as fine as the target's
-    (``methods.anchor.fit_despeckle``; unpaired).
+    (``methods.anchor.fit_despeckle``; unpaired). anchor_despeckle_kind: "gaussian" (that blur of the source) or
+    "bilateral" (an edge-preserving bilateral filter of the mapped levels, its range sigma fitted the same way).
     output_gain: at sampling only, re-apply the sampled image to the generator's base image (the anchor, first
     condition channel) as a smooth local gain, base x blur(sample) / blur(base), Gaussian of this std in pixels
     inside the fan (``methods.anchor.apply_as_gain``; 0 = off): the learned brightness change, applied the way
@@ -123,6 +124,7 @@ class DDGANConfig(Validated):
     condition_noise: NonNegFloat = 0.0
     anchor: Literal["condition", "histogram_match", "affine", "depth_affine"] = "condition"
     anchor_despeckle: bool = False
+    anchor_despeckle_kind: Literal["gaussian", "bilateral"] = "gaussian"
     output_gain: Annotated[float, Range(0, 32)] = 0.0
     select_floor: Annotated[float, Range(0, 1)] = 0.0
     select_max_brightening: Annotated[float, Range(0, 255)] = 255.0
@@ -355,7 +357,8 @@ def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
         return None
     if cfg.anchor in ("affine", "depth_affine"):
         return fit_affine_dataset(dataset, cfg.data.split, cfg.data.source_domain, cfg.data.target_domain,
-                                  depth=cfg.anchor == "depth_affine", despeckle=cfg.anchor_despeckle)
+                                  depth=cfg.anchor == "depth_affine", despeckle=cfg.anchor_despeckle,
+                                  despeckle_kind=cfg.anchor_despeckle_kind)
     return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 
