@@ -187,3 +187,20 @@ def test_better_images_but_worse_downstream_is_mixed(runs: tuple[list[Path], lis
     loaded = load_runs([dirs[0], copy])
     (v,) = build_summary(loaded, build_tables(loaded)).verdicts
     assert v.word == MIXED and "metrics vs ground truth" in v.sentence and "Dice 0.50 → 0.40 (worse)" in v.sentence
+
+
+def test_a_judge_that_reads_the_same_is_a_tie_not_a_loss(runs: tuple[list[Path], list[dict]], tmp_path: Path) -> None:
+    dirs, rows = runs
+    copy = tmp_path / "same_dice"
+    shutil.copytree(dirs[1], copy)
+    (copy / "planes.csv").unlink()
+    _seg(copy, rows, {"source": [0.4, 0.5, 0.6, 0.5], "harmonized": [0.5, 0.5, 0.5, 0.5],  # mean 0.50 both
+                      "ground_truth": [0.9, 0.9, 0.8, 1.0]})  # fmt: skip
+    loaded = load_runs([dirs[0], copy])
+    (v,) = build_summary(loaded, build_tables(loaded)).verdicts
+    assert "Dice 0.50 → 0.50 (same)" in v.sentence and "HD95 5.0 → 5.0 px (same)" in v.sentence
+    assert "(worse)" not in v.sentence
+    assert v.word == YES  # better images and nothing worse downstream: a tie does not make it mixed
+    out = make_report([dirs[0], copy], tmp_path / "rep", ReportConfig(grid_frames=0, violins=False, figure=False))
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "±0.00 =" in html and "= the same as the untranslated frames" in html

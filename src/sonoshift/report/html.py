@@ -12,7 +12,7 @@ from pathlib import Path
 from sonoshift.report.downstream import judges_frame
 from sonoshift.report.load import RunResult
 from sonoshift.report.sections import IMAGE_SUFFIXES, ExtraSection, section_html
-from sonoshift.report.summary import MIXED, MODE_SHORT, NO, NO_GAIN_MODES, YES, Summary, better
+from sonoshift.report.summary import MIXED, MODE_SHORT, NO, NO_GAIN_MODES, YES, Summary, better, same_shown
 from sonoshift.report.table import (
     MODE_TITLE,
     Table,
@@ -49,7 +49,7 @@ details{margin:0.5em 0} summary{cursor:pointer;font-weight:600}
 .sumtabs{display:flex;flex-wrap:wrap;gap:6px 22px;align-items:flex-start}
 .sumtabs table{margin:0.2em 0;font-size:0.84em} .sumtabs th,.sumtabs td{padding:2px 7px;white-space:nowrap}
 .sumtabs caption{text-align:left;font-weight:600;font-size:0.9em;padding-bottom:2px}
-.gain-up{color:#0060A0;font-weight:600} .gain-down{color:#B04A00;font-weight:600}
+.gain-up{color:#0060A0;font-weight:600} .gain-down{color:#B04A00;font-weight:600} .gain-same{color:#666}
 """
 
 
@@ -83,10 +83,13 @@ def _short_names(runs: list[RunResult]) -> dict[str, str]:
 
 
 def _delta(metric: str, new: float, old: float, digits: int | None = None, hib: bool | None = None) -> str:
-    """The signed difference new - old, marked ✓ (better) or ✗ (worse) in the metric's direction."""
+    """The signed difference new - old, marked ✓ (better) or ✗ (worse) in the metric's direction, or = when the
+    two read the same at ``digits``."""
     b = better(metric, new, old, hib)
     if b is None:
         return ""
+    if digits is not None and same_shown(new, old, digits):
+        return f' <span class="gain-same">±{0:.{digits}f} =</span>'
     d = new - old
     if math.isinf(d):
         text = "+∞" if d > 0 else "−∞"
@@ -151,7 +154,7 @@ def summary_html(s: Summary, runs: list[RunResult]) -> str:
         rows.append("</table>")
         parts.append("\n".join(rows))
     parts.append("</div>")
-    foot = ["✓ better / ✗ worse than the untranslated frames"]
+    foot = ["✓ better / ✗ worse / = the same as the untranslated frames"]
     if any(m in NO_GAIN_MODES for m in s.modes):
         foot.append("* the untranslated frames equal their source by construction: no difference shown")
     parts.append(f'<p class="note" style="margin:0.2em 0 0">{html.escape("; ".join(foot))}.</p></section>')

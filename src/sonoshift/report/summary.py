@@ -65,6 +65,11 @@ def better(metric: str, a: float, b: float, hib: bool | None = None) -> bool | N
     return a > b if hib else a < b
 
 
+def same_shown(a: float, b: float, digits: int) -> bool:
+    """Whether two finite judge scores read the same at the ``digits`` they are reported with (a tie)."""
+    return math.isfinite(a) and math.isfinite(b) and round(a, digits) == round(b, digits)
+
+
 def _means(runs: list[RunResult], tables: list[Table]) -> tuple[list[str], dict[tuple[str, str, str], float]]:
     """(metric rows, {(mode, metric, run label): mean}) from the tables and the dataset-level files."""
     means: dict[tuple[str, str, str], float] = {}
@@ -121,10 +126,13 @@ def _verdict(label: str, modes: list[str], metrics: list[str], means: dict, base
         b = better("", h, s.raw, s.judge.higher_is_better)
         if b is None:
             continue
-        down_better.append(b)
         j = s.judge
         unit = f" {j.unit}" if j.unit else ""
-        down.append(f"{j.name} {s.raw:.{j.digits}f} → {h:.{j.digits}f}{unit} ({'better' if b else 'worse'})")
+        tie = same_shown(h, s.raw, j.digits)
+        if not tie:  # a tie is neither a gain nor a loss
+            down_better.append(b)
+        down.append(f"{j.name} {s.raw:.{j.digits}f} → {h:.{j.digits}f}{unit} "
+                    f"({'same' if tie else 'better' if b else 'worse'})")
     if not clauses and not down:
         return Verdict(label, UNKNOWN, "no metric has values for both it and the untranslated frames.")
     if all(majorities) and not any(d is False for d in down_better):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -17,8 +18,14 @@ from sonoshift.report.table import MODE_TITLE, arrow, display, fmt  # noqa: E402
 COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 
 
-def _wrap(label: str) -> str:
-    return label.replace(" (", "\n(")
+LABEL_WIDTH = 18  # characters per tick-label line: the labels of neighbouring violins (1.5 inches apart) never meet
+
+
+def _wrap(label: str, width: int = LABEL_WIDTH) -> str:
+    """A run label as tick lines: its description in parentheses on new lines, every line at most ``width``
+    characters (longer words are kept whole)."""
+    parts = label.replace(" (", "\n(").split("\n")
+    return "\n".join(textwrap.fill(part, width, break_long_words=False) for part in parts)
 
 
 def violin(runs: list[RunResult], mode: str, metric: str, path: Path) -> Path | None:
