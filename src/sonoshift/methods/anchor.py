@@ -19,6 +19,7 @@ synthetic source G_{T->S}(x_0) in training and the real source frame at inferenc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -107,19 +108,22 @@ def masked_bilateral(v: torch.Tensor, fg: torch.Tensor, sigma: float, range_sigm
                      radius: int = BILATERAL_RADIUS) -> torch.Tensor:
     """Bilateral filter of (B, 1, H, W) levels ``v`` over the pixels of ``fg`` only: on ``fg``, the mean of the
     ``fg`` pixels of the (2 radius + 1)^2 window weighted by exp(-d^2 / (2 sigma^2)) (d: distance in pixels) x
-    exp(-(v_j - v_i)^2 / (2 range_sigma^2)); ``v`` elsewhere. Every window position is one channel of a fixed
-    one-hot convolution, so the filter traces to ONNX at any height and width."""
-    k = 2 * radius + 1
-    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=v.device)
-    d2 = (offsets[:, None] ** 2 + offsets[None, :] ** 2).reshape(-1)
-    spatial = torch.exp(-0.5 * d2 / sigma**2).view(1, -1, 1, 1)
-    pick = torch.eye(k * k, dtype=torch.float32, device=v.device).view(k * k, 1, k, k)
+    exp(-(v_j - v_i)^2 / (2 range_sigma^2)); ``v`` elsewhere. The window is summed one offset at a time from
+    slices of the zero-padded input (memory of a few images, not of one image per window position); the slices'
+    bounds do not depend on the size, so the filter traces to ONNX at any height and width."""
     m = fg.to(v.dtype)
-    near = torch.nn.functional.conv2d(v * m, pick, padding=radius)  # (B, k^2, H, W): each window position
-    near_fg = torch.nn.functional.conv2d(m, pick, padding=radius)
-    w = spatial * near_fg * torch.exp(-0.5 * ((near - v) / range_sigma) ** 2)
-    out = (w * near).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1e-6)
-    return torch.where(fg, out, v)
+    pad = (radius, radius, radius, radius)
+    vp, mp = torch.nn.functional.pad(v * m, pad), torch.nn.functional.pad(m, pad)
+    num, den = torch.zeros_like(v), torch.zeros_like(v)
+    k = -0.5 / range_sigma**2
+    for dy in range(-radius, radius + 1):
+        rows = slice(radius + dy, (dy - radius) or None)
+        for dx in range(-radius, radius + 1):
+            cols = slice(radius + dx, (dx - radius) or None)
+            near, near_fg = vp[..., rows, cols], mp[..., rows, cols]
+            w = near_fg * torch.exp(k * (near - v) ** 2) * math.exp(-0.5 * (dy * dy + dx * dx) / sigma**2)
+            num, den = num + w * near, den + w
+    return torch.where(fg, num / den.clamp_min(1e-6), v)
 
 
 def apply_as_gain(y: torch.Tensor, base: torch.Tensor, sigma: float) -> torch.Tensor:
