@@ -32,7 +32,8 @@ def make_baseline(name: str, data: str | Path, source: str, target: str, models:
     if name == "depth_affine":
         from sonoshift.baselines.depth_affine import fit_depth_affine
 
-        return fit_depth_affine(data, source, target), "depth-wise linear grey map (the diffusion anchor without its despeckle)"
+        desc = "depth-wise linear grey map (the diffusion anchor without its despeckle)"
+        return fit_depth_affine(data, source, target), desc
     if name == "cyclegan_blur":
         from sonoshift.methods import load_translator
 
