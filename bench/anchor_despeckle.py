@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from sonoshift.errors import exit_on_error  # noqa: E402
+from sonoshift.errors import SonoshiftError, exit_on_error  # noqa: E402
 from sonoshift.methods.anchor import AffineMatch  # noqa: E402
 
 
@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--onnx", action="store_true", help="also time each anchor in ONNX Runtime (one thread)")
     args = ap.parse_args()
+    if args.size < 8 or args.batch < 1 or args.repeats < 1:
+        raise SonoshiftError(f"--size must be >= 8 and --batch, --repeats >= 1, got {args.size}, {args.batch}, "
+                             f"{args.repeats}.")
     torch.set_num_threads(1)
     x = fan(args.batch, args.size)
     runners = {}
