@@ -204,3 +204,11 @@ def test_a_judge_that_reads_the_same_is_a_tie_not_a_loss(runs: tuple[list[Path],
     out = make_report([dirs[0], copy], tmp_path / "rep", ReportConfig(grid_frames=0, violins=False, figure=False))
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "±0.00 =" in html and "= the same as the untranslated frames" in html
+
+
+def test_an_exact_tie_in_any_table_is_marked_equal_not_worse() -> None:
+    from sonoshift.report.html import _delta
+
+    assert "=" in _delta("psnr", 20.0, 20.0) and "✗" not in _delta("psnr", 20.0, 20.0)
+    assert "✓" in _delta("psnr", 20.5, 20.0) and "✗" in _delta("mae", 0.2, 0.1)
+    assert "±0.00 =" in _delta("Dice", 0.501, 0.499, 2, True)  # equal at the two digits shown

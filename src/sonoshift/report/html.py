@@ -84,12 +84,13 @@ def _short_names(runs: list[RunResult]) -> dict[str, str]:
 
 def _delta(metric: str, new: float, old: float, digits: int | None = None, hib: bool | None = None) -> str:
     """The signed difference new - old, marked ✓ (better) or ✗ (worse) in the metric's direction, or = when the
-    two read the same at ``digits``."""
+    two are equal (or read the same at ``digits``)."""
     b = better(metric, new, old, hib)
     if b is None:
         return ""
-    if digits is not None and same_shown(new, old, digits):
-        return f' <span class="gain-same">±{0:.{digits}f} =</span>'
+    if new == old or (digits is not None and same_shown(new, old, digits)):
+        zero = f"{0:.{digits}f}" if digits is not None else "0"
+        return f' <span class="gain-same">±{zero} =</span>'
     d = new - old
     if math.isinf(d):
         text = "+∞" if d > 0 else "−∞"
