@@ -9,6 +9,7 @@ processes' load), with the ratio to the plain map; ``--onnx`` also times each an
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -77,8 +78,9 @@ def main() -> None:
                 f()
                 times[k].append((time.thread_time() - t) * 1000 / args.batch)
     base = statistics.median(times["plain (PyTorch)"])
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"anchor despeckle cost, {args.batch} frames of {args.size}x{args.size}, one thread, CPU ms per frame "
-          f"(median of {args.repeats}):")
+          f"(median of {args.repeats}; load average {load}):")
     for k, v in times.items():
         med = statistics.median(v)
         print(f"  {k:<26} {med:8.2f} ms/frame   x{med / base:5.2f} the plain map in PyTorch")

@@ -34,7 +34,8 @@ def _loop_bilateral(v: np.ndarray, fg: np.ndarray, sigma: float, range_sigma: fl
                 for dj in range(-r, r + 1):
                     y, x = i + di, j + dj
                     if 0 <= y < h and 0 <= x < w and fg[y, x]:
-                        wt = np.exp(-(di * di + dj * dj) / (2 * sigma**2) - (v[y, x] - v[i, j]) ** 2 / (2 * range_sigma**2))
+                        d2, dv2 = di * di + dj * dj, (v[y, x] - v[i, j]) ** 2
+                        wt = np.exp(-d2 / (2 * sigma**2) - dv2 / (2 * range_sigma**2))
                         num, den = num + wt * v[y, x], den + wt
             out[i, j] = num / den
     return out

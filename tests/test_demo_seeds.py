@@ -20,6 +20,15 @@ def test_train_seed_reaches_the_translators_only() -> None:
     assert "train.seed=2" in _overrides(StudyConfig(seed=0, train_seed=2), "ddgan", Path("m"))
 
 
+def test_study_overrides_reach_the_named_method_only() -> None:
+    from sonoshift.config import load_config
+    from sonoshift.pipeline.demo import DemoConfig
+
+    cfg = load_config(DemoConfig, None, ["study.overrides.ddgan=[anchor_despeckle_kind=bilateral]"]).study
+    assert "anchor_despeckle_kind=bilateral" in _overrides(cfg, "ddgan", Path("m"))
+    assert not any("despeckle" in o for o in _overrides(cfg, "cascade", Path("m")))
+
+
 def _fake_run(root: Path, method: str, psnr: list[float], dice: dict[str, list[float]]) -> None:
     run = root / "harmonized" / method
     run.mkdir(parents=True)

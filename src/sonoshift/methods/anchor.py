@@ -249,7 +249,8 @@ def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
 
 
 def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False,
-                        despeckle: bool = False, max_frames: int = 100, despeckle_kind: str = "gaussian") -> AffineMatch:
+                        despeckle: bool = False, max_frames: int = 100,
+                        despeckle_kind: str = "gaussian") -> AffineMatch:
     """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
     domain without masks uses its non-black pixels (level > 0) as the field of view. ``despeckle``: also fit the
     ``despeckle_kind`` despeckle (:func:`fit_despeckle`, on up to ``max_frames`` evenly spaced frames of each

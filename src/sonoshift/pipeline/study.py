@@ -26,8 +26,10 @@ class StudyConfig(Validated):
     """What to train and score. methods: translator names (empty = the registry's default study, see
     ``sonoshift.methods.study_methods``); steps: optimisation steps per method (``steps.ddgan=400``; missing or
     0 = the config file's budget); configs: config file per method (relative to the repository, or absolute;
-    missing = the method's ``default_config``); size: training frame side in px; seed: data, split and judges;
-    train_seed: the translators' training seed (None = ``seed``; `sonoshift demo --seeds` varies it alone)."""
+    missing = the method's ``default_config``); overrides: key=value settings on a method's config
+    (``overrides.ddgan=[anchor_despeckle_kind=bilateral]``); size: training frame side in px; seed: data, split
+    and judges; train_seed: the translators' training seed (None = ``seed``; `sonoshift demo --seeds` varies it
+    alone)."""
 
     seed: Seed = 0
     train_seed: Seed | None = None
@@ -37,6 +39,7 @@ class StudyConfig(Validated):
     methods: tuple[str, ...] = ()
     steps: dict[str, int] = dataclasses.field(default_factory=dict)
     configs: dict[str, str] = dataclasses.field(default_factory=dict)
+    overrides: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     split: str = "test"
     batch_size: PosInt = 32
     baselines: tuple[str, ...] = CHEAP_BASELINES
@@ -112,6 +115,7 @@ def _overrides(cfg: StudyConfig, name: str, models: Path) -> list[str]:
     ]
     steps = int(cfg.steps.get(name, 0))
     out += [f"train.max_steps={steps}"] if steps else []
+    out += list(cfg.overrides.get(name, ()))
     return out + [f"{key}={models / needed}" for key, needed in registry.get(name).needs.items()]
 
 
