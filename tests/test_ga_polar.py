@@ -4,6 +4,7 @@ computations, the whole apply path with an edge-finding stand-in network, traini
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -129,6 +130,36 @@ def test_refine_moves_an_estimate_onto_the_outline_and_blends():
     assert none[:4] == pytest.approx(PRIOR[:4])
 
 
+class Constant(nn.Module):
+    """The same logit for every row: the softmax over a column is uniform."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return torch.zeros_like(x) + self.w
+
+
+def test_strip_errors_against_hand_values():
+    from sonoshift.judges.ga.polar_refiner import strip_errors
+
+    frame = drawn(TRUTH).astype(np.float32) / 255
+    # the prior is the truth: its rays meet the outline at s = 1, row (1 - 0.75) / 0.5 x 47 = 23.5
+    assert ray_hits(TRUTH, TRUTH, GRID) == pytest.approx(np.full(GRID.angles, 23.5), abs=1e-4)
+    flat = strip_errors(Constant(), [frame], [TRUTH], GRID, (0.0, 0.0, 0.0), repeats=2)
+    # uniform columns: the loss is log(radii) whatever the target; the decoded row is the mean of rows 0..4
+    assert flat["column_loss"] == pytest.approx(math.log(GRID.radii), abs=1e-5)
+    assert flat["row_error"] == pytest.approx(23.5 - 2.0, abs=1e-3) and flat["strips"] == 2
+    edge = EdgeFinder()
+    edge.train()
+    found = strip_errors(edge, [frame, frame], [TRUTH, TRUTH], GRID, (0.03, 0.05, 6.0), seed=3)
+    assert found["strips"] == 8 and found["row_error"] < 1.0  # the edge is where the moved rays cross it
+    assert found["column_loss"] < flat["column_loss"] and edge.training  # the caller's mode is restored
+    again = strip_errors(edge, [frame, frame], [TRUTH, TRUTH], GRID, (0.03, 0.05, 6.0), seed=3)
+    assert again == found  # the draws come from the seed
+
+
 def test_polar_config_is_refused_with_crops():
     from sonoshift.downstream.hc18 import Hc18Config
 
@@ -159,6 +190,9 @@ def test_polar_refiner_trains_saves_and_joins_the_estimator(fake_hc18, tmp_path)
     meta = loaded.info[POLAR_KEY]
     assert meta["grid"] == {"angles": 16, "radii": 16, "s_min": 0.75, "s_max": 1.25} and meta["train_images"] == 9
     assert loaded.classes == ("outline",) and math.isfinite(loaded.info["final_loss"])
+    strips = loaded.info["strip_validation"]  # 4 draws per image with a mask ellipse: 9 training, 3 held out
+    assert strips["train"]["strips"] == 36 and strips["heldout"]["strips"] == 12
+    assert all(0 <= strips[k]["row_error"] < 16 and strips[k]["column_loss"] > 0 for k in strips)
     x = torch.randn(2, 1, 16, 16 + 32)
     assert torch.equal(loaded.model(x), pol.model(x))  # the weights round-trip
     build_estimator([tmp_path / "seg", tmp_path / "pol"], fake_hc18, tmp_path / "est")
@@ -214,6 +248,13 @@ def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18, t
     assert found.sum() >= 10
     # the (barely trained) polar stage moves every found head
     assert (np.abs(with_polar["hc_mm"].to_numpy() - without["hc_mm"].to_numpy())[found] > 1e-6).all()
+    # per fold, the polar network's strip errors as its checkpoint recorded them
+    folds = pd.read_csv(tmp_path / "cv" / "folds.csv")
+    for k in (0, 1):
+        meta = json.loads((tmp_path / "cv" / f"fold_{k}" / "segmenter_1" / "segmenter.json").read_text())
+        row = folds[folds["fold"] == k].iloc[0]
+        for part in ("train", "heldout"):
+            assert row[f"polar_{part}_row_error"] == pytest.approx(meta["info"]["strip_validation"][part]["row_error"])
 
 
 def test_onnx_runtime_gives_the_torch_polar_ellipse():

@@ -103,6 +103,9 @@ def train_hc18_cmd(
     kind = "polar refiner" if cfg.head_polar else "crop refiner" if cfg.head_crops else "segmenter"
     typer.echo(f"HC18 head {kind} written to {out}" + (" (`sonoshift ga build` measures it behind a first stage)"
                                                        if cfg.head_polar or cfg.head_crops else ""))
+    for part, e in seg.info.get("strip_validation", {}).items():
+        typer.echo(f"{part} images: outline {e['row_error']:.2f} rows off on {e['strips']} strips around moved "
+                   f"reference ellipses (column loss {e['column_loss']:.3f})")
     if v:
         typer.echo(
             f"held-out {v['images']} images: Dice {v['dice_mean']:.3f} (median {v['dice_median']:.3f}), "

@@ -269,11 +269,18 @@ def train_hc18_segmenter(
 def _train_polar(cfg: Hc18Config, out_dir, train_rows, val_rows, frames, masks, device, progress):
     """The polar refiner (judges/ga/polar_refiner.py): saved like a segmenter; `ga build` validates it behind the
     estimator's other stages."""
-    from sonoshift.judges.ga.polar_refiner import train_polar_refiner
+    from sonoshift.judges.ga.polar_refiner import train_polar_refiner, validate_polar_refiner
 
     hc_px = list(train_rows["hc_mm"] / train_rows["pixel_size_mm"])
     seg = train_polar_refiner(cfg, frames, masks, hc_px, device, progress)
-    info = dict(seg.info, dataset="hc18", train_images=len(train_rows), val_files=list(val_rows["filename"]))
+    # the outline found on strips around moved reference ellipses, training against held-out images: over-fitting
+    strips = {"train": validate_polar_refiner(seg, frames, masks)}
+    if len(val_rows):
+        strips["heldout"] = validate_polar_refiner(seg, [read_gray(p) for p in val_rows["image_path"]],
+                                                   [(read_labels(p) > 127).astype(np.uint8)
+                                                    for p in val_rows["mask_path"]])
+    info = dict(seg.info, dataset="hc18", train_images=len(train_rows), val_files=list(val_rows["filename"]),
+                strip_validation=strips)
     seg = Segmenter(model=seg.model, classes=seg.classes, image_size=seg.image_size, config=seg.config, info=info)
     save_segmenter(seg, out_dir)
     return seg, pd.DataFrame()

@@ -28,6 +28,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.estimator import load_ga_estimator
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.hc18_report import build_estimator, evaluate_rows, heldout_rows, report_table, summarize
+from sonoshift.runs import read_json
 
 
 def fold_configs(configs: Sequence[Hc18Config], folds: int, fold: int) -> list[Hc18Config]:
@@ -75,6 +76,10 @@ def cross_validate(
     table = _pooled(tables)
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
+    if has_polar:  # how far each fold's (first) polar network over-fitted: outline rows off, training vs held-out
+        for part in ("train", "heldout"):
+            per_fold[f"polar_{part}_row_error"] = [_polar_strip_error(out / f"fold_{k}", configs, part)
+                                                   for k in per_fold["fold"]]
     s["folds"] = folds
     s["fold_hc_abs_err_mm_mean"] = [float(v) for v in per_fold["mean"]]
     if two_stage:
@@ -96,6 +101,14 @@ def cross_validate(
     atomic_write_text(out / "folds.csv", per_fold.to_csv(index=False))
     worst_cases_png(table, load_hc18_table(configs[0].data_dir), out / "worst_cases.png")
     return s
+
+
+def _polar_strip_error(fdir: Path, configs: Sequence[Hc18Config], part: str) -> float:
+    """The first polar member's ``info.strip_validation[part].row_error`` (NaN for a network trained before it was
+    recorded)."""
+    j = next(i for i, c in enumerate(configs) if c.head_polar)
+    info = read_json(fdir / f"segmenter_{j}" / "segmenter.json").get("info", {})
+    return float(info.get("strip_validation", {}).get(part, {}).get("row_error", np.nan))
 
 
 def _pooled(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
