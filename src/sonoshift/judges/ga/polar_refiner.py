@@ -254,10 +254,10 @@ def strip_errors(model: nn.Module, images: Sequence[np.ndarray], truths: Sequenc
     return {"column_loss": float(column_loss(logits, rows)), "row_error": float(row_error), "strips": len(xs)}
 
 
-def _references(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], hc_px_true: Sequence[float],
+def _references(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], hc_px_true: Sequence[float] = (),
                 offset: float | None = None) -> tuple[list[np.ndarray], list[Ellipse], float]:
-    """Float images and reference ellipses (grown by ``offset``, calibrated on these masks when None) of the
-    frames whose mask gives an ellipse."""
+    """Float images and reference ellipses of the frames whose mask gives an ellipse, grown by ``offset`` (None:
+    the offset calibrated on these masks against their true HC in pixels, ``hc_px_true``)."""
     if offset is None:
         truths, offset = reference_ellipses(masks, hc_px_true)
     else:
@@ -272,7 +272,7 @@ def validate_polar_refiner(seg: Segmenter, frames: Sequence[np.ndarray], masks: 
     """``strip_errors`` of a trained polar refiner on uint8 ``frames`` and their masks (references grown by the
     offset stored at training), with the perturbation it was trained with."""
     meta = seg.info[POLAR_KEY]
-    images, truths, _ = _references(frames, masks, (), offset=float(meta["label_offset_px"]))
+    images, truths, _ = _references(frames, masks, offset=float(meta["label_offset_px"]))
     spec = seg.config["polar"]
     perturb = (float(spec["shift"]), float(spec["size"]), float(spec["turn_deg"]))
     return strip_errors(seg.model, images, truths, PolarGrid(**meta["grid"]), perturb, seed)
