@@ -77,9 +77,9 @@ def cross_validate(
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
     if has_polar:  # how far each fold's (first) polar network over-fitted: outline rows off, training vs held-out
+        errors = [_polar_strip_errors(out / f"fold_{k}", configs) for k in per_fold["fold"]]
         for part in ("train", "heldout"):
-            per_fold[f"polar_{part}_row_error"] = [_polar_strip_error(out / f"fold_{k}", configs, part)
-                                                   for k in per_fold["fold"]]
+            per_fold[f"polar_{part}_row_error"] = [e.get(part, {}).get("row_error", np.nan) for e in errors]
     s["folds"] = folds
     s["fold_hc_abs_err_mm_mean"] = [float(v) for v in per_fold["mean"]]
     if two_stage:
@@ -103,12 +103,10 @@ def cross_validate(
     return s
 
 
-def _polar_strip_error(fdir: Path, configs: Sequence[Hc18Config], part: str) -> float:
-    """The first polar member's ``info.strip_validation[part].row_error`` (NaN for a network trained before it was
-    recorded)."""
+def _polar_strip_errors(fdir: Path, configs: Sequence[Hc18Config]) -> dict:
+    """The first polar member's ``info.strip_validation`` (empty for a network trained before it was recorded)."""
     j = next(i for i, c in enumerate(configs) if c.head_polar)
-    info = read_json(fdir / f"segmenter_{j}" / "segmenter.json").get("info", {})
-    return float(info.get("strip_validation", {}).get(part, {}).get("row_error", np.nan))
+    return read_json(fdir / f"segmenter_{j}" / "segmenter.json").get("info", {}).get("strip_validation", {})
 
 
 def _pooled(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:

@@ -202,6 +202,13 @@ def moved(truth: Ellipse, shift: float, size: float, turn_deg: float, rng: np.ra
             b * math.exp(rng.normal(0, size)), ang + rng.normal(0, turn_deg))
 
 
+def strip_and_rows(img: np.ndarray, truth: Ellipse, prior: Ellipse, grid: PolarGrid) -> tuple[np.ndarray, np.ndarray]:
+    """The normalized strip of float ``img`` around ``prior`` and, per ray, the row where it meets ``truth`` (the
+    last row where it does not)."""
+    strip = normalize_strip(sample_polar(img, prior, grid))
+    return strip, np.nan_to_num(ray_hits(prior, truth, grid), nan=grid.radii - 1)
+
+
 def training_batch(images: Sequence[np.ndarray], truths: Sequence[Ellipse], grid: PolarGrid, n: int, cfg,
                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, 1, radii, angles) strips and (n, angles) target rows, with gamma, noise and mirror augmentation."""
@@ -213,14 +220,13 @@ def training_batch(images: Sequence[np.ndarray], truths: Sequence[Ellipse], grid
         if g > 0:
             img = img ** math.exp(rng.uniform(-1, 1) * math.log1p(g))
         prior = moved(truths[i], cfg.polar.shift, cfg.polar.size, cfg.polar.turn_deg, rng)
-        strip = normalize_strip(sample_polar(img, prior, grid))
-        rows = ray_hits(prior, truths[i], grid)
+        strip, rows = strip_and_rows(img, truths[i], prior, grid)
         strip = strip + rng.normal(0, cfg.train.noise_std, strip.shape).astype(np.float32)
         if cfg.train.hflip and rng.random() < 0.5:
             rev = (-np.arange(grid.angles)) % grid.angles
             strip, rows = strip[:, rev], rows[rev]
         xs.append(strip)
-        ys.append(np.nan_to_num(rows, nan=grid.radii - 1))
+        ys.append(rows)
     return torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(ys).astype(np.float32))
 
 
@@ -235,9 +241,9 @@ def strip_errors(model: nn.Module, images: Sequence[np.ndarray], truths: Sequenc
     xs, ys = [], []
     for _ in range(repeats):
         for img, truth in zip(images, truths):
-            prior = moved(truth, *perturb, rng)
-            xs.append(normalize_strip(sample_polar(img, prior, grid)))
-            ys.append(np.nan_to_num(ray_hits(prior, truth, grid), nan=grid.radii - 1))
+            strip, rows = strip_and_rows(img, truth, moved(truth, *perturb, rng), grid)
+            xs.append(strip)
+            ys.append(rows)
     if not xs:
         return {"column_loss": math.nan, "row_error": math.nan, "strips": 0}
     x = torch.from_numpy(np.stack(xs)[:, None])
