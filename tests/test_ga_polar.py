@@ -26,6 +26,7 @@ from sonoshift.judges.ga.polar_refiner import (
     column_loss,
     decode_rows,
     fit_points,
+    outline_confidence,
 )
 
 GRID = PolarGrid(angles=64, radii=48, s_min=0.75, s_max=1.25)
@@ -87,6 +88,17 @@ def test_column_loss_and_decoding_against_hand_values():
     far = np.log(0.2) - 0.5 * ((r - 2.0) / 1.0) ** 2  # a weaker second mode far away does not pull the estimate
     lg = torch.from_numpy(np.logaddexp(peaks, far)).float()
     assert decode_rows(lg) == pytest.approx(targets, abs=0.05)
+
+
+def test_outline_confidence_against_hand_values():
+    # column j: logit L_j at row 20, 0 elsewhere (48 rows): the mass within 4 rows of the mode is
+    # (e^L + 8) / (e^L + 47); uniform columns have their mode at row 0, so rows 0-4 count: 5 / 48
+    levels = torch.tensor([0.0, 2.0, 50.0])
+    lg = torch.zeros(48, 3)
+    lg[20] = levels
+    hand = [5 / 48, (math.exp(2) + 8) / (math.exp(2) + 47), 1.0]
+    assert outline_confidence(lg) == pytest.approx(np.mean(hand), abs=1e-6)
+    assert outline_confidence(lg[:, 1:2]) == pytest.approx(hand[1], abs=1e-6)
 
 
 def test_blend_ellipses():
@@ -246,6 +258,11 @@ def test_cross_validation_measures_with_and_without_the_polar_stage(fake_hc18, t
         (without["hc_mm"] - without["hc_true_mm"]).abs().mean(), nan_ok=True)
     found = with_polar["head_found"].astype(bool).to_numpy()
     assert found.sum() >= 10
+    # the polar stage's outline confidence for every head it looked at (a column's mode holds at least 1 / radii of
+    # it), none without it
+    conf = with_polar["outline_confidence"]
+    assert conf[~found].isna().all() and ((conf[found] >= 1 / 16 - 1e-6) & (conf[found] <= 1 + 1e-6)).all()
+    assert without["outline_confidence"].isna().all()
     # the (barely trained) polar stage moves every found head
     assert (np.abs(with_polar["hc_mm"].to_numpy() - without["hc_mm"].to_numpy())[found] > 1e-6).all()
     # per fold, the polar network's strip errors as its checkpoint recorded them

@@ -210,7 +210,7 @@ def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) ->
             "pixel_size_mm": float(px), "hc_px": hc_px, "hc_mm": hc_mm,
             "ga_hadlock_weeks": hadlock_ga_from_hc(hc_mm) if fit.found else math.nan,
             "ga_intergrowth_weeks": intergrowth_ga_weeks(hc_mm) if fit.found else math.nan,
-            "border_fraction": fit.border_fraction,
+            "border_fraction": fit.border_fraction, "outline_confidence": fit.outline_confidence,
             "cx": e.cx if e else math.nan, "cy": e.cy if e else math.nan,
             "a_px": e.a + est.offset_px if e else math.nan, "b_px": e.b + est.offset_px if e else math.nan,
             "angle": e.angle if e else math.nan,
@@ -222,7 +222,8 @@ def measure(
     est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
     names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction, ellipse.
+    """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction,
+    outline_confidence (the polar refiner's; NaN without one), ellipse.
 
     ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
     the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""

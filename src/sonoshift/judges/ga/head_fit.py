@@ -27,10 +27,12 @@ from sonoshift.judges.ga.head_crop import box_to_native
 
 @dataclass(frozen=True)
 class HeadFit:
-    """An ellipse in native pixels (None when no head), the share of contour points dropped at the border."""
+    """An ellipse in native pixels (None when no head), the share of contour points dropped at the border and,
+    after the polar refiner, how sure it was of the outline (polar_refiner.outline_confidence; NaN before)."""
 
     ellipse: EllipseFit | None
     border_fraction: float = 0.0
+    outline_confidence: float = math.nan
 
     @property
     def found(self) -> bool:

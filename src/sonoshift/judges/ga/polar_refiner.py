@@ -65,16 +65,24 @@ def column_loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return -(target * logp).sum(1).mean()
 
 
+def _near_mode(logits: torch.Tensor, window: int) -> np.ndarray:
+    """(radii, angles) softmax over each column of ``logits``, zero beyond ``window`` rows of the column's mode."""
+    p = torch.softmax(logits.float(), 0).cpu().numpy()
+    near = np.abs(np.arange(p.shape[0])[:, None] - p.argmax(0)[None, :]) <= window
+    return np.where(near, p, 0.0)
+
+
 def decode_rows(logits: torch.Tensor, window: int = WINDOW) -> np.ndarray:
     """(angles,) sub-row outline position per column of (radii, angles) logits: the probability-weighted mean row
     within ``window`` rows of the column's most probable row (a second mode elsewhere does not pull it)."""
-    p = torch.softmax(logits.float(), 0).cpu().numpy()
-    radii = p.shape[0]
-    mode = p.argmax(0)
-    idx = np.arange(radii)[:, None]
-    near = np.abs(idx - mode[None, :]) <= window
-    w = np.where(near, p, 0.0)
-    return (w * idx).sum(0) / np.maximum(w.sum(0), 1e-12)
+    w = _near_mode(logits, window)
+    return (w * np.arange(w.shape[0])[:, None]).sum(0) / np.maximum(w.sum(0), 1e-12)
+
+
+def outline_confidence(logits: torch.Tensor, window: int = WINDOW) -> float:
+    """How sure the network is of the outline in a (radii, angles) strip: the probability within ``window`` rows of
+    each column's mode, averaged over the columns (1: every column certain; (2 window + 1) / radii: uniform)."""
+    return float(_near_mode(logits, window).sum(0).mean())
 
 
 def normalize_strip(strip: np.ndarray) -> np.ndarray:
@@ -155,8 +163,13 @@ class PolarRefiner:
     def refine(self, frames: Sequence[np.ndarray], priors: Sequence[Ellipse]) -> list[Ellipse]:
         """One polar ellipse per (uint8 frame, prior HC ellipse in native pixels), ``iterations`` rounds, then
         blended with the prior; the prior itself where the fit fails."""
+        return self.refine_scored(frames, priors)[0]
+
+    def refine_scored(self, frames: Sequence[np.ndarray], priors: Sequence[Ellipse]
+                      ) -> tuple[list[Ellipse], list[float]]:
+        """``refine``'s ellipses and, per frame, the last round's ``outline_confidence``."""
         images = [np.asarray(f, np.float32) / 255.0 for f in frames]
-        current = list(priors)
+        current, confidence = list(priors), [math.nan] * len(priors)
         for _ in range(self.iterations):
             strips = np.stack([normalize_strip(sample_polar(im, e, self.grid)) for im, e in zip(images, current)])
             logits = self.logits(strips)
@@ -164,13 +177,14 @@ class PolarRefiner:
             for im, e, lg in zip(images, current, logits):
                 pts = rows_to_points(e, decode_rows(lg), self.grid)
                 new.append(fit_points(pts, im.shape, self.grid.spacing(e)) or e)
-            current = new
-        return [blend_ellipses(p, c, self.blend) for p, c in zip(priors, current)]
+            current, confidence = new, [outline_confidence(lg) for lg in logits]
+        return [blend_ellipses(p, c, self.blend) for p, c in zip(priors, current)], confidence
 
 
 def polar_fits(refiner: PolarRefiner, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], offset_px: float,
                batch_size: int = 32) -> list[HeadFit]:
-    """``fits`` (native ellipses whose HC is ``hc_px(offset_px)``) refined by the polar refiner; not-found fits stay."""
+    """``fits`` (native ellipses whose HC is ``hc_px(offset_px)``) refined by the polar refiner, each with its
+    ``outline_confidence``; not-found fits stay."""
     out = list(fits)
     todo = [i for i, f in enumerate(fits) if f.found]
     for start in range(0, len(todo), batch_size):
@@ -179,9 +193,10 @@ def polar_fits(refiner: PolarRefiner, frames: Sequence[np.ndarray], fits: Sequen
         for i in part:
             e = fits[i].ellipse
             priors.append((e.cx, e.cy, e.a + offset_px, e.b + offset_px, e.angle))
-        for i, r in zip(part, refiner.refine([frames[i] for i in part], priors)):
+        refined, confidence = refiner.refine_scored([frames[i] for i in part], priors)
+        for i, r, c in zip(part, refined, confidence):
             ell = EllipseFit(cx=r[0], cy=r[1], a=r[2] - offset_px, b=r[3] - offset_px, angle=r[4])
-            out[i] = HeadFit(ell, fits[i].border_fraction)
+            out[i] = HeadFit(ell, fits[i].border_fraction, c)
     return out
 
 
