@@ -72,17 +72,24 @@ def _near_mode(logits: torch.Tensor, window: int) -> np.ndarray:
     return np.where(near, p, 0.0)
 
 
+def decode_scored(logits: torch.Tensor, window: int = WINDOW) -> tuple[np.ndarray, float]:
+    """``decode_rows`` and ``outline_confidence`` of one (radii, angles) strip's logits from one softmax."""
+    w = _near_mode(logits, window)
+    mass = w.sum(0)
+    return (w * np.arange(w.shape[0])[:, None]).sum(0) / np.maximum(mass, 1e-12), float(mass.mean())
+
+
 def decode_rows(logits: torch.Tensor, window: int = WINDOW) -> np.ndarray:
     """(angles,) sub-row outline position per column of (radii, angles) logits: the probability-weighted mean row
     within ``window`` rows of the column's most probable row (a second mode elsewhere does not pull it)."""
-    w = _near_mode(logits, window)
-    return (w * np.arange(w.shape[0])[:, None]).sum(0) / np.maximum(w.sum(0), 1e-12)
+    return decode_scored(logits, window)[0]
 
 
 def outline_confidence(logits: torch.Tensor, window: int = WINDOW) -> float:
     """How sure the network is of the outline in a (radii, angles) strip: the probability within ``window`` rows of
-    each column's mode, averaged over the columns (1: every column certain; (2 window + 1) / radii: uniform)."""
-    return float(_near_mode(logits, window).sum(0).mean())
+    each column's mode, averaged over the columns (1: every column certain; (2 window + 1) / radii: uniform, with
+    the mode in the middle)."""
+    return decode_scored(logits, window)[1]
 
 
 def normalize_strip(strip: np.ndarray) -> np.ndarray:
@@ -173,11 +180,13 @@ class PolarRefiner:
         for _ in range(self.iterations):
             strips = np.stack([normalize_strip(sample_polar(im, e, self.grid)) for im, e in zip(images, current)])
             logits = self.logits(strips)
-            new = []
+            new, confidence = [], []
             for im, e, lg in zip(images, current, logits):
-                pts = rows_to_points(e, decode_rows(lg), self.grid)
+                rows, sure = decode_scored(lg)
+                pts = rows_to_points(e, rows, self.grid)
                 new.append(fit_points(pts, im.shape, self.grid.spacing(e)) or e)
-            current, confidence = new, [outline_confidence(lg) for lg in logits]
+                confidence.append(sure)
+            current = new
         return [blend_ellipses(p, c, self.blend) for p, c in zip(priors, current)], confidence
 
 
