@@ -42,6 +42,8 @@ def worst_cases_png(table: pd.DataFrame, rows: pd.DataFrame, path: str | Path, n
         if r["head_found"]:
             _ellipse(img, r["cx"], r["cy"], r["a_px"], r["b_px"], r["angle"], RED, s)
             text = f"{r['name']}  {r['hc_mm'] - r['hc_true_mm']:+.1f} mm (HC {r['hc_true_mm']:.0f})"
+            if math.isfinite(r.get("outline_confidence", math.nan)):  # the polar refiner's, when there is one
+                text += f"  conf {r['outline_confidence']:.2f}"
         else:
             text = f"{r['name']}  no head found"
         cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, YELLOW, 1, cv2.LINE_AA)
