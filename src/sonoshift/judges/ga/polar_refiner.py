@@ -87,8 +87,8 @@ def decode_rows(logits: torch.Tensor, window: int = WINDOW) -> np.ndarray:
 
 def outline_confidence(logits: torch.Tensor, window: int = WINDOW) -> float:
     """How sure the network is of the outline in a (radii, angles) strip: the probability within ``window`` rows of
-    each column's mode, averaged over the columns (1: every column certain; (2 window + 1) / radii: uniform, with
-    the mode in the middle)."""
+    each column's mode, averaged over the columns (1: every column certain; a uniform column, whose mode is taken at
+    row 0: (window + 1) / radii)."""
     return decode_scored(logits, window)[1]
 
 
@@ -209,10 +209,13 @@ def polar_fits(refiner: PolarRefiner, frames: Sequence[np.ndarray], fits: Sequen
     return out
 
 
-def reference_ellipses(masks: Sequence[np.ndarray], hc_px_true: Sequence[float]) -> tuple[list[Ellipse], float]:
-    """The annotation masks' fitted ellipses grown by the offset calibrated on them (perimeter = reference HC)."""
+def reference_ellipses(masks: Sequence[np.ndarray], hc_px_true: Sequence[float] = (), offset: float | None = None
+                       ) -> tuple[list[Ellipse], float]:
+    """The annotation masks' fitted ellipses grown by ``offset`` (None: the offset calibrated on them against their
+    true HC in pixels, ``hc_px_true``, so that perimeter = reference HC); None where a mask gives no ellipse."""
     fits = [fit_head(np.asarray(m, np.float32), m.shape) for m in masks]
-    offset = offset_for_fits(fits, list(hc_px_true))
+    if offset is None:
+        offset = offset_for_fits(fits, list(hc_px_true))
     out = [(e.cx, e.cy, e.a + offset, e.b + offset, e.angle) if e is not None else None
            for e in (f.ellipse for f in fits)]
     return out, offset
@@ -286,13 +289,8 @@ def strip_errors(model: nn.Module, images: Sequence[np.ndarray], truths: Sequenc
 
 def _references(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], hc_px_true: Sequence[float] = (),
                 offset: float | None = None) -> tuple[list[np.ndarray], list[Ellipse], float]:
-    """Float images and reference ellipses of the frames whose mask gives an ellipse, grown by ``offset`` (None:
-    the offset calibrated on these masks against their true HC in pixels, ``hc_px_true``)."""
-    if offset is None:
-        truths, offset = reference_ellipses(masks, hc_px_true)
-    else:
-        fits = [fit_head(np.asarray(m, np.float32), m.shape).ellipse for m in masks]
-        truths = [None if e is None else (e.cx, e.cy, e.a + offset, e.b + offset, e.angle) for e in fits]
+    """Float images and ``reference_ellipses`` of the frames whose mask gives an ellipse, and the offset used."""
+    truths, offset = reference_ellipses(masks, hc_px_true, offset)
     keep = [i for i, t in enumerate(truths) if t is not None]
     return [np.asarray(frames[i], np.float32) / 255.0 for i in keep], [truths[i] for i in keep], offset
 
