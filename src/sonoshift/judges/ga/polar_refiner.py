@@ -65,16 +65,12 @@ def column_loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return -(target * logp).sum(1).mean()
 
 
-def _near_mode(logits: torch.Tensor, window: int) -> np.ndarray:
-    """(radii, angles) softmax over each column of ``logits``, zero beyond ``window`` rows of the column's mode."""
+def decode_scored(logits: torch.Tensor, window: int = WINDOW) -> tuple[np.ndarray, float]:
+    """``decode_rows`` and ``outline_confidence`` of one (radii, angles) strip's logits from one softmax (each
+    column's probabilities, zero beyond ``window`` rows of its mode)."""
     p = torch.softmax(logits.float(), 0).cpu().numpy()
     near = np.abs(np.arange(p.shape[0])[:, None] - p.argmax(0)[None, :]) <= window
-    return np.where(near, p, 0.0)
-
-
-def decode_scored(logits: torch.Tensor, window: int = WINDOW) -> tuple[np.ndarray, float]:
-    """``decode_rows`` and ``outline_confidence`` of one (radii, angles) strip's logits from one softmax."""
-    w = _near_mode(logits, window)
+    w = np.where(near, p, 0.0)
     mass = w.sum(0)
     return (w * np.arange(w.shape[0])[:, None]).sum(0) / np.maximum(mass, 1e-12), float(mass.mean())
 
