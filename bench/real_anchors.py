@@ -81,9 +81,12 @@ def _cache(data: Path, domains: list[str], splits: tuple[str, ...]) -> tuple[np.
     return np.concatenate(x), np.concatenate(m)
 
 
-def eval_sets(study: str, data: Path, source: str, target: str, out: Path, data_root: Path):
-    """(source frames, their masks, target frames) the study is scored on (uint8)."""
-    if study == "fpdb":
+def eval_sets(study: str, data: Path, source: str, target: str, out: Path, data_root: Path,
+              african: str = "test"):
+    """(source frames, their masks, target frames) the study is scored on (uint8). ``african`` "adaptation": the
+    African study is scored on the val and test splits of its own prepared folder (adaptation part frames that
+    no translator trained on: the set to choose designs on), "test": on the African test part."""
+    if study == "fpdb" or african == "adaptation":
         x, m = _cache(data, [source], ("val", "test"))
         y, _ = _cache(data, [target], ("val", "test"))
         return x, m, y
@@ -98,24 +101,36 @@ def eval_sets(study: str, data: Path, source: str, target: str, out: Path, data_
     return x, m, y
 
 
-def train_translators(data: Path, source: str, target: str, models: Path, budget: dict[str, int]) -> dict[str, Path]:
+def parse_variant(item: str) -> tuple[str, str, list[str]]:
+    """``NAME=METHOD:KEY=VALUE[;KEY=VALUE...]`` -> (NAME, METHOD, overrides)."""
+    name, sep, rest = item.partition("=")
+    method, sep2, sets = rest.partition(":")
+    if not (sep and sep2 and name and method in STEPS and method != "cyclegan"):
+        raise SystemExit(f"--variant {item!r}: expected NAME=ddgan:KEY=VALUE[;KEY=VALUE] (or cascade).")
+    return name, method, [s for s in sets.split(";") if s]
+
+
+def train_translators(data: Path, source: str, target: str, models: Path, budget: dict[str, int],
+                      variants: list[str] = ()) -> dict[str, Path]:
     """The CPU configs' CycleGAN, DDGAN and cascade (those in ``budget``: method -> steps) trained on the train
-    split (reused when finished)."""
+    split (reused when finished); each ``variants`` item (``parse_variant``) is one more run of a method with its
+    own overrides, under models/NAME, at that method's budget."""
     from sonoshift.methods import train_method
 
+    jobs = [(m, m, []) for m in budget] + [(n, m, sets) for n, m, sets in map(parse_variant, variants)]
     runs = {}
-    for method, steps in budget.items():
-        run = models / method
+    for name, method, sets in jobs:
+        run, steps = models / name, budget.get(method, STEPS[method])
         if not (run / "done").is_file():
             overrides = [f"data.source_domain={source}", f"data.target_domain={target}", "data.size=64",
                          f"train.max_steps={steps}", "train.threads=1", "train.seed=0"]
             if method != "cyclegan":
                 overrides += [f"cyclegan={models / 'cyclegan'}", "train.tensorboard=false", "train.image_every=0"]
-            print(f"train {method} ({steps} steps) -> {run}", flush=True)
-            train_method(method, data, run, config=ROOT / "configs" / "cpu" / f"{method}.yaml", overrides=overrides,
-                         resume=(run / "checkpoints" / "latest").is_file(), progress=False)
+            print(f"train {name} ({method}, {steps} steps{', ' if sets else ''}{' '.join(sets)}) -> {run}", flush=True)
+            train_method(method, data, run, config=ROOT / "configs" / "cpu" / f"{method}.yaml",
+                         overrides=overrides + sets, resume=(run / "checkpoints" / "latest").is_file(), progress=False)
             (run / "done").write_text("ok\n")
-        runs[method] = run
+        runs[name] = run
     return runs
 
 
@@ -206,6 +221,12 @@ def main() -> None:
     ap.add_argument("--plane-classifier", action="append", default=[], metavar="NAME=RUN",
                     help="a plane classifier whose penultimate features give a KID column kid_NAME (repeatable)")
     ap.add_argument("--train", action="store_true", help="also train and score CycleGAN, DDGAN and cascade")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=METHOD:KEY=VALUE[;KEY=VALUE]",
+                    help="with --train: one more row, METHOD trained with these overrides (e.g. "
+                    "ddgan_hm=ddgan:anchor=histogram_match); repeatable")
+    ap.add_argument("--african-eval", choices=("test", "adaptation"), default="test",
+                    help="score the African study on its test part (default) or on the adaptation part's val + test "
+                    "splits (frames no translator trained on; choose designs there, never on the test part)")
     ap.add_argument("--boot", type=int, default=500, help="bootstrap resamples of the KID intervals")
     ap.add_argument("--studies", default="fpdb,african")
     ap.add_argument("--steps", default=",".join(f"{k}={v}" for k, v in STEPS.items()),
@@ -227,11 +248,13 @@ def main() -> None:
     for study in args.studies.split(","):
         data, source, target = prepared(study, args.out, args.data_root)
         budget = {k: int(v) for k, v in (item.split("=") for item in args.steps.split(","))}
-        models = train_translators(data, source, target, args.out / study / "models", budget) if args.train else {}
-        x, m, y = eval_sets(study, data, source, target, args.out, args.data_root)
+        models = train_translators(data, source, target, args.out / study / "models", budget,
+                                   args.variant) if args.train else {}
+        x, m, y = eval_sets(study, data, source, target, args.out, args.data_root, args.african_eval)
         rows = score(x, m, y, translators(data, source, target, models), extractors, args.boot)
         all_rows += [{"study": study, **r} for r in rows]
-        what = ("val + test splits" if study == "fpdb" else "African test part")
+        what = ("val + test splits" if study == "fpdb" else "African test part" if args.african_eval == "test"
+                else "val + test splits of the adaptation part")
         lines += [f"### {study}: {source} -> {target} ({what}: {len(x)} source, {len(y)} target frames)", "",
                   "| row | SSIM to source | BC to target | " + " | ".join(
                       f"KID {k} | KID {k} - hist. match" for k in extractors) + " |",

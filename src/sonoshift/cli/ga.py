@@ -59,12 +59,19 @@ def build_cmd(
                                      "elliptic map (chosen by cross-validation; 0: never)."),
     polar_tta: bool | None = typer.Option(None, help="Polar refiner: also read the rays in reverse order and "
                                           "average (default: the first polar refiner's own setting)."),
+    border: Path | None = typer.Option(None, help="A GA estimator folder whose networks were trained on heads cut "
+                                       "by the image border (cut_heads): it measures the heads that touch the "
+                                       "border (copied into OUT/border)."),
+    border_threshold: float = typer.Option(0.0, min=0.0, max=1.0, help="With --border: the share of the "
+                                           "first-stage contour at the image border above which a head goes to it "
+                                           "(0: any point)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
-                          refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta)
+                          refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta, border=border,
+                          border_threshold=border_threshold)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")

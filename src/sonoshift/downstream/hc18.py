@@ -87,6 +87,12 @@ class Hc18Config(Validated):
     # crops per image x density(HC)^-size_balance (mean kept): rare head sizes (the third trimester) seen as
     # often as common ones; 0 = head_crops crops of every image (judges/ga/head_crop.py size_balanced_counts)
     size_balance: Annotated[float, Range(0, 2)] = 0.0
+    # heads cut by the image border (judges/ga/border_cut.py): that share of the training images (whole-frame
+    # segmenters and crop refiners; of the polar refiner's strips) also gets a copy whose border cuts off up to
+    # cut_max of the head's extent on a random side; the label is the head's visible part (polar: no target on rays
+    # whose outline left the image), so the network draws the head up to the border
+    cut_heads: Annotated[float, Range(0, 1)] = 0.0
+    cut_max: Annotated[float, Range(0, 0.9, lo_open=True)] = 0.4
     # head_polar trains the GA estimator's polar refiner (a third look along rays of the estimated ellipse at native
     # resolution; judges/ga/polar_refiner.py, settings in ``polar``) instead of a segmenter; train.steps,
     # batch_size, lr, weight_decay, seed, gamma, noise_std and hflip apply to it
@@ -238,21 +244,32 @@ def train_hc18_segmenter(
     masks = [(read_labels(p) > 127).astype(np.uint8) for p in train_rows["mask_path"]]
     if cfg.head_polar:
         return _train_polar(cfg, out_dir, train_rows, val_rows, frames, masks, device, progress)
+    from sonoshift.judges.ga.border_cut import crop_to_cut, training_cuts, zero_cut
+
+    cuts = [(i, c) for i, c in enumerate(training_cuts(len(frames), cfg.cut_heads, cfg.cut_max,
+                                                        numpy_rng(cfg.train.seed, 2))) if c]
     if cfg.head_crops:
         from sonoshift.judges.ga.head_crop import size_balanced_counts, training_crops
 
         g = torch.Generator().manual_seed(int(cfg.train.seed) + 1)
         counts = size_balanced_counts(train_rows["hc_mm"], cfg.head_crops, cfg.size_balance)
-        x, y = training_crops(frames, masks, cfg.image_size, counts, cfg.crop_margin, cfg.crop_shift, g)
+        # a cut copy is blacked out beyond its border (a crop is zero outside the frame); its crops are placed by
+        # the whole head, as a first stage that finds the cut head places them
+        x, y = training_crops(frames + [zero_cut(frames[i], masks[i], *c) for i, c in cuts],
+                              masks + [zero_cut(masks[i], masks[i], *c) for i, c in cuts], cfg.image_size,
+                              counts + [counts[i] for i, _ in cuts], cfg.crop_margin, cfg.crop_shift, g,
+                              ref_masks=masks + [masks[i] for i, _ in cuts])
         x, y = x.to(device), y.to(device)
     else:
-        x = frames_to_input(frames, cfg.image_size).to(device)
-        y = labels_to_target(masks, cfg.image_size).to(device)
+        x = frames_to_input(frames + [crop_to_cut(frames[i], masks[i], *c) for i, c in cuts],
+                            cfg.image_size).to(device)
+        y = labels_to_target(masks + [crop_to_cut(masks[i], masks[i], *c) for i, c in cuts],
+                             cfg.image_size).to(device)
     seg = train_segmenter(x, y, HEAD_CLASSES, cfg.model, cfg.train, config=to_dict(cfg), progress=progress,
                           description="train HC18 head " + ("crop refiner" if cfg.head_crops else "segmenter"))
     # a crop refiner needs a first stage to place its crops: `ga build` validates it inside the GA estimator
     val = validate_hc18(seg, val_rows) if len(val_rows) and not cfg.head_crops else pd.DataFrame()
-    info = dict(seg.info, dataset="hc18", train_images=len(train_rows),
+    info = dict(seg.info, dataset="hc18", train_images=len(train_rows), cut_copies=len(cuts),
                 val_files=list(val_rows["filename"]), label_lut=[0] * 128 + [1] * 128)
     if cfg.head_crops:
         info["head_crop"] = {"margin": 0.5 * (cfg.crop_margin[0] + cfg.crop_margin[1]),

@@ -48,7 +48,10 @@ the refiners' (None: the same as ``tta``); the first stage only places the crop 
 Where the refiners' map is not an ellipse (IoU of its filled component with the fitted ellipse below
 ``rescue_iou``; 0 never), the crop was wrong: crop_search.py looks again from the first ellipse shrunk by each of
 ``rescue_scales`` and the most elliptic candidate is the measurement. ``polar`` (none or one polar refiner) takes a
-last look along rays of the ellipse so far, at native resolution (polar_refiner.py)."""
+last look along rays of the ellipse so far, at native resolution (polar_refiner.py). ``border``: a second
+estimator, trained on heads cut by the image border (``cut_heads``, border_cut.py), that measures instead every
+head whose first-stage fit has more than ``border_threshold`` of its contour at the image border (networks trained
+on whole heads draw a cut head as a smaller closed one; bench/ga_border.py)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -61,6 +64,8 @@ last look along rays of the ellipse so far, at native resolution (polar_refiner.
     rescue_iou: float = 0.0
     rescue_scales: tuple[float, ...] = (0.9, 0.8, 0.7)
     polar: tuple[PolarRefiner, ...] = ()
+    border: GaEstimator | None = None
+    border_threshold: float = 0.0
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -95,11 +100,13 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     refiners = tuple(load_segmenter(Path(path) / m, device) for m in meta.get("refiners", []))
     polar_nets = [load_segmenter(Path(path) / m, device) for m in meta.get("polar", [])]
     polar = (PolarRefiner.from_segmenters(polar_nets, meta.get("polar_tta")),) if polar_nets else ()
+    border = load_ga_estimator(Path(path) / meta["border"], device) if meta.get("border") else None
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
-                       tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar)
+                       tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
+                       float(meta.get("border_threshold", 0.0)))
 
 
 def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
@@ -156,10 +163,18 @@ def refine_fits(
     ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
     more than ``est.refine_max_growth``. Where the refined map is not elliptic (``est.rescue_iou``) the most
     elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
-    every found ellipse (polar_refiner.py)."""
+    every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one."""
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
+    at = [i for i, f in enumerate(fits) if est.border is not None and f.found
+          and f.border_fraction > est.border_threshold]
+    if at:
+        grow = est.border.offset_px - est.offset_px  # its ellipses in this estimator's offset convention
+        for i, fit in zip(at, fits_for(est.border, [frames[i] for i in at], batch_size)):
+            if fit.found:
+                e = dataclasses.replace(fit.ellipse, a=fit.ellipse.a + grow, b=fit.ellipse.b + grow)
+                out[i] = dataclasses.replace(fit, ellipse=e, border_fraction=fits[i].border_fraction)
     return out
 
 
@@ -248,7 +263,8 @@ def measure_files(
     _check_pixel_sizes(names, pixel_size_mm)
     sizes = est.input_sizes
 
-    keep = bool(est.refiners or est.polar)  # later stages need the native frame, once the first has placed the head
+    # later stages need the native frame, once the first has placed the head
+    keep = bool(est.refiners or est.polar or est.border)
 
     def load(path: Path) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
         f = read_gray(path)

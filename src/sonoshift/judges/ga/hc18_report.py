@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.estimator import KEY, GaEstimator, measure_files
+from sonoshift.judges.ga.estimator import KEY, GaEstimator, load_ga_estimator, measure_files
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
 from sonoshift.judges.ga.polar_refiner import POLAR_KEY, PolarRefiner
@@ -55,7 +56,8 @@ def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd
 def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
-    rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None,
+    rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
+    border_threshold: float = 0.0,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -68,7 +70,10 @@ def build_estimator(
     5-fold CV HC error of the two-stage estimator (docs/judges.md, session 8) and costs a network pass each.
     ``rescue_iou``: where the refined map's IoU with its ellipse is lower, the crop search (crop_search.py) runs
     (0: never). Polar refiners (``head_polar``) take the last look together (their logits averaged; stored as
-    ``polar_<i>``), with the first one's rounds and blend; ``polar_tta`` None: its flip averaging setting."""
+    ``polar_<i>``), with the first one's rounds and blend; ``polar_tta`` None: its flip averaging setting.
+    ``border``: a GA estimator folder built from networks trained on heads cut by the image border (``cut_heads``),
+    held out on the same images; it measures the heads whose first-stage contour has more than ``border_threshold``
+    of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
     # polar refiners (trained with head_polar) take the last look, together
@@ -98,8 +103,14 @@ def build_estimator(
     if any(set(p.info.get("val_files", [])) != set(val["filename"]) for p in polars):
         raise SonoshiftError(f"a polar refiner was held out on other HC18 images than {first}: an estimator needs "
                              "one split (same val_fraction and split_seed).")
+    border_est = None
+    if border is not None:
+        border_est = load_ga_estimator(border)
+        if set(heldout_rows(border_est.segmenter, data_dir)[1]["filename"]) != set(val["filename"]):
+            raise SonoshiftError(f"the border estimator {border} was held out on other HC18 images than {first}: "
+                                 "an estimator needs one split (same val_fraction and split_seed, or fold).")
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
-                      rescue_iou, polar=polar)
+                      rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -113,11 +124,15 @@ def build_estimator(
                  "validation": summarize(table) if len(table) else {}}
     if math.isfinite(refine_max_growth):
         info[KEY]["refine_max_growth"] = refine_max_growth
+    if border_est is not None:
+        info[KEY]["border"], info[KEY]["border_threshold"] = "border", float(border_threshold)
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
         for name, member in [*zip(member_names, segs[1:]), *zip(refiner_names, refiners), *zip(polar_names, polars)]:
             save_segmenter(member, tmp / name)
+        if border is not None:
+            shutil.copytree(border, tmp / "border")
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
     return dataclasses.replace(est, segmenter=out_seg)

@@ -57,17 +57,23 @@ def crop_labels(mask: np.ndarray, box: Box, size: int) -> np.ndarray:
 def training_crops(
     frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], size: int, per_image: int | Sequence[int],
     margin: tuple[float, float], shift: float, generator: torch.Generator,
+    ref_masks: Sequence[np.ndarray] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_image`` random head crops of each (frame, reference mask) pair (one count for all, or one per image):
     (N, 1, S, S) in [-1, 1] and (N, S, S) labels. Each crop's side is 2 m a (m uniform in ``margin``, a the
     reference ellipse's long semi-axis) and its centre is moved by up to ``shift`` x side on each axis, so the
-    network learns heads placed and sized as a first stage that is a little off would place them."""
+    network learns heads placed and sized as a first stage that is a little off would place them. ``ref_masks``:
+    the masks the reference ellipses are fitted to, where they differ from the label masks (a head cut by the
+    border is placed by its whole mask and labelled by its visible part)."""
     counts = [per_image] * len(frames) if isinstance(per_image, int) else list(per_image)
     if len(counts) != len(frames):
         raise ValueError(f"per_image has {len(counts)} counts for {len(frames)} frames.")
     xs, ys = [], []
-    for f, m, k in zip(frames, masks, counts):
-        ref = fit_ellipse(np.asarray(m) > 0)
+    refs = masks if ref_masks is None else ref_masks
+    if len(refs) != len(frames):
+        raise ValueError(f"ref_masks has {len(refs)} masks for {len(frames)} frames.")
+    for f, m, r, k in zip(frames, masks, refs, counts):
+        ref = fit_ellipse(np.asarray(r) > 0)
         if ref is None:
             continue
         for _ in range(k):

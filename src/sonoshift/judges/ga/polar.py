@@ -73,6 +73,17 @@ def sample_polar(image: np.ndarray, prior: Ellipse, grid: PolarGrid) -> np.ndarr
     return cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
+def exit_rows(prior: Ellipse, grid: PolarGrid, shape: tuple[int, int]) -> np.ndarray:
+    """(angles,) the first row of each ray whose sample lies outside an image of ``shape`` (H, W) (more than half a
+    pixel beyond the outer pixel centres); ``grid.radii`` where the whole ray is inside."""
+    h, w = shape
+    dx, dy = ray_directions(prior, grid.angles)
+    s = grid.scales[:, None]
+    x, y = prior[0] + s * dx[None, :], prior[1] + s * dy[None, :]
+    out = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
+    return np.where(out.any(0), out.argmax(0), grid.radii)
+
+
 def ray_hits(prior: Ellipse, truth: Ellipse, grid: PolarGrid) -> np.ndarray:
     """(angles,) fractional row where each ray of the prior leaves ``truth`` (the larger root of the ray-ellipse
     quadratic; NaN where a ray misses it, i.e. the prior's centre lies outside ``truth`` and the ray passes by)."""

@@ -32,8 +32,9 @@ from sonoshift.config import to_dict
 from sonoshift.downstream.ellipse import EllipseFit
 from sonoshift.downstream.segmenter import Segmenter, build_unet
 from sonoshift.errors import SonoshiftError
+from sonoshift.judges.ga.border_cut import training_cuts, zero_cut
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head, offset_for_fits, trimmed_ellipse
-from sonoshift.judges.ga.polar import Ellipse, PolarGrid, ray_hits, rows_to_points, sample_polar
+from sonoshift.judges.ga.polar import Ellipse, PolarGrid, exit_rows, ray_hits, rows_to_points, sample_polar
 from sonoshift.progress import track
 
 POLAR_KEY = "head_polar"
@@ -63,6 +64,13 @@ def column_loss(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     target.scatter_(1, lo[:, None], (1 - w)[:, None])
     target.scatter_add_(1, (lo + 1)[:, None], w[:, None])
     return -(target * logp).sum(1).mean()
+
+
+def drop_at_exit(rows: np.ndarray, exits: np.ndarray, radii: int) -> np.ndarray:
+    """``rows`` with NaN for the rays that leave the image (``exits`` below ``radii``, polar.exit_rows) and
+    whose outline is found within one row of that exit: a ray whose skull lies beyond the image border is trained
+    to point at the border (``training_batch``), so such a point is the border, not the skull."""
+    return np.where((exits < radii) & (rows > exits - 2), np.nan, rows)
 
 
 def decode_scored(logits: torch.Tensor, window: int = WINDOW) -> tuple[np.ndarray, float]:
@@ -179,6 +187,7 @@ class PolarRefiner:
             new, confidence = [], []
             for im, e, lg in zip(images, current, logits):
                 rows, sure = decode_scored(lg)
+                rows = drop_at_exit(rows, exit_rows(e, self.grid, im.shape), self.grid.radii)
                 pts = rows_to_points(e, rows, self.grid)
                 new.append(fit_points(pts, im.shape, self.grid.spacing(e)) or e)
                 confidence.append(sure)
@@ -233,17 +242,28 @@ def strip_and_rows(img: np.ndarray, truth: Ellipse, prior: Ellipse, grid: PolarG
 
 
 def training_batch(images: Sequence[np.ndarray], truths: Sequence[Ellipse], grid: PolarGrid, n: int, cfg,
-                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n, 1, radii, angles) strips and (n, angles) target rows, with gamma, noise and mirror augmentation."""
+                   rng: np.random.Generator, masks: Sequence[np.ndarray] = ()) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 1, radii, angles) strips and (n, angles) target rows, with gamma, noise and mirror augmentation; with
+    ``cfg.cut_heads`` and the annotation ``masks``, that share of the strips comes from the image blacked out
+    beyond a border that cuts the head (border_cut.py), and a ray whose outline lies there (or within a row of it)
+    is asked for the row where it meets that border (``drop_at_exit`` then drops it at use)."""
     xs, ys = [], []
     g = cfg.train.gamma
+    cut_share = float(getattr(cfg, "cut_heads", 0.0)) if len(masks) else 0.0
     for _ in range(n):
         i = int(rng.integers(len(images)))
         img = images[i]
         if g > 0:
             img = img ** math.exp(rng.uniform(-1, 1) * math.log1p(g))
         prior = moved(truths[i], cfg.polar.shift, cfg.polar.size, cfg.polar.turn_deg, rng)
+        cut = training_cuts(1, cut_share, float(getattr(cfg, "cut_max", 0.4)), rng)[0] if cut_share else None
+        if cut is not None:
+            img = zero_cut(img, masks[i], *cut)
         strip, rows = strip_and_rows(img, truths[i], prior, grid)
+        if cut is not None:  # an outline beyond the new border is not in the image: point at the border
+            seen = sample_polar(zero_cut(np.ones(img.shape, np.float32), masks[i], *cut), prior, grid) > 0.5
+            first_out = np.where(seen.all(0), grid.radii, (~seen).argmax(0))
+            rows = np.where(rows < first_out - 1, rows, first_out).astype(np.float64)
         strip = strip + rng.normal(0, cfg.train.noise_std, strip.shape).astype(np.float32)
         if cfg.train.hflip and rng.random() < 0.5:
             rev = (-np.arange(grid.angles)) % grid.angles
@@ -284,11 +304,12 @@ def strip_errors(model: nn.Module, images: Sequence[np.ndarray], truths: Sequenc
 
 
 def _references(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], hc_px_true: Sequence[float] = (),
-                offset: float | None = None) -> tuple[list[np.ndarray], list[Ellipse], float]:
-    """Float images and ``reference_ellipses`` of the frames whose mask gives an ellipse, and the offset used."""
+                offset: float | None = None) -> tuple[list[np.ndarray], list[Ellipse], float, list[np.ndarray]]:
+    """Float images, ``reference_ellipses`` and masks of the frames whose mask gives an ellipse, and the offset."""
     truths, offset = reference_ellipses(masks, hc_px_true, offset)
     keep = [i for i, t in enumerate(truths) if t is not None]
-    return [np.asarray(frames[i], np.float32) / 255.0 for i in keep], [truths[i] for i in keep], offset
+    return ([np.asarray(frames[i], np.float32) / 255.0 for i in keep], [truths[i] for i in keep], offset,
+            [np.asarray(masks[i]) for i in keep])
 
 
 def validate_polar_refiner(seg: Segmenter, frames: Sequence[np.ndarray], masks: Sequence[np.ndarray],
@@ -296,7 +317,7 @@ def validate_polar_refiner(seg: Segmenter, frames: Sequence[np.ndarray], masks: 
     """``strip_errors`` of a trained polar refiner on uint8 ``frames`` and their masks (references grown by the
     offset stored at training), with the perturbation it was trained with."""
     meta = seg.info[POLAR_KEY]
-    images, truths, _ = _references(frames, masks, offset=float(meta["label_offset_px"]))
+    images, truths, _, _ = _references(frames, masks, offset=float(meta["label_offset_px"]))
     spec = seg.config["polar"]
     perturb = (float(spec["shift"]), float(spec["size"]), float(spec["turn_deg"]))
     return strip_errors(seg.model, images, truths, PolarGrid(**meta["grid"]), perturb, seed)
@@ -307,7 +328,7 @@ def train_polar_refiner(cfg, frames: Sequence[np.ndarray], masks: Sequence[np.nd
                         progress: bool = True) -> Segmenter:
     """Train the polar refiner of ``cfg`` (an Hc18Config with ``head_polar``) on uint8 frames and their masks;
     returns it as a Segmenter (one output channel, ``info.head_polar`` says how to apply it)."""
-    images, truths, offset = _references(frames, masks, hc_px_true)
+    images, truths, offset, kept_masks = _references(frames, masks, hc_px_true)
     p = cfg.polar
     grid = PolarGrid(p.angles, p.radii, p.s_min, p.s_max)
     rng = np.random.default_rng(cfg.train.seed)
@@ -321,7 +342,7 @@ def train_polar_refiner(cfg, frames: Sequence[np.ndarray], masks: Sequence[np.nd
     model.train()
     losses = []
     for _ in track(range(steps), "train HC18 polar refiner", disable=not progress):
-        x, rows = training_batch(images, truths, grid, cfg.train.batch_size, cfg, rng)
+        x, rows = training_batch(images, truths, grid, cfg.train.batch_size, cfg, rng, kept_masks)
         loss = column_loss(column_logits(model, x.to(device)), rows.to(device))
         opt.zero_grad()
         loss.backward()

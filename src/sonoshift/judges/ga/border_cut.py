@@ -1,0 +1,50 @@
+"""Heads cut by the image border: how a training image is made into one, and how the benchmark makes them.
+
+A handheld sweep often leaves part of the head outside the frame. HC18 has almost no such image (one held-out head
+touches the border), so networks trained on it draw a cut head as a smaller closed head inside the image
+(bench/ga_border.py). ``cut_line`` puts the border across the head so that a share ``cut`` of the head mask's extent
+leaves the image on ``side`` (0 left, 1 right, 2 top, 3 bottom); ``crop_to_cut`` removes those pixels (the frame
+gets smaller, as a real cut frame is), ``zero_cut`` blacks them out and keeps the frame's shape (the same thing seen
+through a crop or a polar strip, which are zero outside the frame). ``training_cuts`` draws which training images
+get a cut copy, how much and on which side, from a seeded generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIDES = 4
+
+
+def cut_line(mask: np.ndarray, cut: float, side: int) -> int:
+    """The index of the new border: along x for ``side`` 0 / 1, along y for 2 / 3; on ``side`` 0 / 2 the pixels
+    before it leave the image, on 1 / 3 those from it on."""
+    ys, xs = np.nonzero(np.asarray(mask))
+    if not len(xs):
+        raise ValueError("the mask holds no head to cut.")
+    v = xs if side < 2 else ys
+    lo, hi = int(v.min()), int(v.max())
+    return int(round(lo + cut * (hi - lo))) if side in (0, 2) else int(round(hi - cut * (hi - lo))) + 1
+
+
+def crop_to_cut(img: np.ndarray, mask: np.ndarray, cut: float, side: int) -> np.ndarray:
+    """``img`` (H, W) without the pixels that ``cut_line`` puts outside the image (a smaller array)."""
+    k = cut_line(mask, cut, side)
+    return {0: img[:, k:], 1: img[:, :k], 2: img[k:], 3: img[:k]}[side]
+
+
+def zero_cut(img: np.ndarray, mask: np.ndarray, cut: float, side: int) -> np.ndarray:
+    """A copy of ``img`` with the pixels that ``cut_line`` puts outside the image set to 0 (same shape)."""
+    k = cut_line(mask, cut, side)
+    out = np.array(img, copy=True)
+    {0: lambda: out[:, :k].fill(0), 1: lambda: out[:, k:].fill(0),
+     2: lambda: out[:k].fill(0), 3: lambda: out[k:].fill(0)}[side]()
+    return out
+
+
+def training_cuts(n: int, share: float, max_cut: float, rng: np.random.Generator) -> list[tuple[float, int] | None]:
+    """For each of ``n`` training images: (cut, side) for a cut copy, with probability ``share``, the cut uniform in
+    (0, ``max_cut``] and the side uniform; None for no copy. Draws the same numbers whatever ``share`` is, so the
+    images that get a copy at a smaller share also get it at a larger one."""
+    u = rng.random((n, 3))
+    return [(float(max_cut * (1 - a)), int(b * SIDES)) if p < share else None for p, a, b in u]
