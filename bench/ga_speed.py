@@ -42,6 +42,7 @@ from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
 from sonoshift.judges.ga.estimator import (
     GaEstimator,
+    fits_for,
     head_probabilities,
     load_ga_estimator,
     measure_files,
@@ -118,6 +119,8 @@ def main() -> None:
     hc_plain, w_plain, c_plain = _timed(lambda: new(est_plain))
     if est.polar:  # the same ORT estimator without its polar stage, side by side
         _, w_nopol, c_nopol = _timed(lambda: new(dataclasses.replace(est_ort, polar=())))
+    if est.border:  # ... and without its border estimator (heads at the image border), side by side
+        _, w_nob, c_nob = _timed(lambda: new(dataclasses.replace(est_ort, border=None)))
     n = len(paths)
     print(f"{n} HC18 images, {a.threads} torch/ORT threads, {a.workers} decode threads, decode included, "
           f"model sizes {list(est.input_sizes)} ({len(est.segmenters)} segmenter(s)), tta={est.tta}, "
@@ -137,6 +140,13 @@ def main() -> None:
         print(f"  same, without the polar stage ({len(p.networks)} network(s), {p.iterations} round(s), tta={p.tta}): "
               f"{n / w_nopol:7.1f} images/s "
               f"wall, {n / c_nopol:7.1f} per CPU-second (the polar stage costs x{w_ort / w_nopol:.2f} wall)")
+    if est.border:
+        first = dataclasses.replace(est_ort, refiners=(), polar=(), border=None)
+        touching = sum(f.found and f.border_fraction > est.border_threshold
+                       for f in fits_for(first, [read_gray(p) for p in paths], a.batch))
+        print(f"  same, without the border estimator ({touching} of {n} heads at the image border go to it): "
+              f"{n / w_nob:7.1f} images/s wall, {n / c_nob:7.1f} per CPU-second "
+              f"(it costs x{w_ort / w_nob:.2f} wall)")
     print(f"ratio (estimator / current): wall {w_old / w_new:.2f}x, CPU {c_old / c_new:.2f}x")
     print(f"ratio (ORT / torch estimator): wall {w_new / w_ort:.2f}x, CPU {c_new / c_ort:.2f}x")
     diff = np.abs(np.array(hc_old) - hc_new)

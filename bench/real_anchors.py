@@ -2,7 +2,8 @@
 it toward the target scanner, compared with histogram matching?
 
     python bench/real_anchors.py --data-root ../shared/data --out runs/real_anchors \
-        [--plane-classifier NAME=RUN ...] [--train [--steps cyclegan=800,ddgan=250]] [--boot 500]
+        [--plane-classifier NAME=RUN ...] [--train [--steps cyclegan=800,ddgan=250]] [--boot 500] \
+        [--variant NAME=ddgan:KEY=VALUE[;KEY=VALUE] ...] [--african-eval test|adaptation]
 
 Prepares the two studies of `sonoshift demo --real` at 64 px under OUT (reused when present): FETAL_PLANES_DB
 Aloka -> Voluson E6, and the African centres -> Malawi. Fits each anchor on the train split (histogram matching:
@@ -18,7 +19,10 @@ of the grey-level histograms to the target frames, and KID to the target frames 
 random-conv extractor of ``sonoshift.metrics.fid``; ``--plane-classifier NAME=RUN``: that plane classifier's
 penultimate features, an ultrasound embedding), with a 95% bootstrap interval (source and target frames resampled
 with replacement) and the paired difference to histogram matching (same resamples for both rows: "closer than
-histogram matching" holds when its interval is below 0). Writes OUT/real_anchors.md and OUT/real_anchors.csv.
+histogram matching" holds when its interval is below 0). ``--variant``: one more translator row, a method trained
+with its own overrides (under OUT/<study>/models/NAME). ``--african-eval adaptation``: score the African study on
+frames of the adaptation part that no translator trained on instead (the set to choose a design on; the test part
+is for the one look at the end). Writes OUT/real_anchors.md and OUT/real_anchors.csv.
 """
 
 from __future__ import annotations
