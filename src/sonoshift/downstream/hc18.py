@@ -89,8 +89,8 @@ class Hc18Config(Validated):
     size_balance: Annotated[float, Range(0, 2)] = 0.0
     # heads cut by the image border (judges/ga/border_cut.py): that share of the training images (whole-frame
     # segmenters and crop refiners; of the polar refiner's strips) also gets a copy whose border cuts off up to
-    # cut_max of the head's extent on a random side; the label is the head's visible part (polar: no target on rays
-    # whose outline left the image), so the network draws the head up to the border
+    # cut_max of the head's extent on a random side; the label is the head's visible part (polar: a ray whose
+    # outline left the image is asked for the border), so the network draws the head up to the border
     cut_heads: Annotated[float, Range(0, 1)] = 0.0
     cut_max: Annotated[float, Range(0, 0.9, lo_open=True)] = 0.4
     # head_polar trains the GA estimator's polar refiner (a third look along rays of the estimated ellipse at native
