@@ -62,9 +62,9 @@ def build_cmd(
     border: Path | None = typer.Option(None, help="A GA estimator folder whose networks were trained on heads cut "
                                        "by the image border (cut_heads): it measures the heads that touch the "
                                        "border (copied into OUT/border)."),
-    border_threshold: float = typer.Option(0.0, min=0.0, max=1.0, help="With --border: the share of the "
+    border_threshold: float = typer.Option(0.07, min=0.0, max=1.0, help="With --border: the share of the "
                                            "first-stage contour at the image border above which a head goes to it "
-                                           "(0: any point)."),
+                                           "(0: any point; 0.07 chosen on training heads, docs/judges.md)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator

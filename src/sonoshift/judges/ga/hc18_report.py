@@ -37,6 +37,9 @@ REFINE_MAX_GROWTH = 1.06
 # below this IoU of the refiner's map with its fitted ellipse the crop search runs (GaEstimator.rescue_iou): chosen
 # on the 5-fold CV (docs/judges.md, session 9: 2.60 -> 2.36 mm mean; 0.87-0.92 chosen per fold on the other four)
 RESCUE_IOU = 0.9
+# heads whose first-stage contour has more of its points at the image border go to the border estimator (the 99th
+# percentile over uncut training heads of two CV folds; docs/judges.md, session 29)
+BORDER_THRESHOLD = 0.07
 
 
 def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,7 +60,7 @@ def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
-    border_threshold: float = 0.0,
+    border_threshold: float = BORDER_THRESHOLD,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
