@@ -27,18 +27,23 @@ def cut_line(mask: np.ndarray, cut: float, side: int) -> int:
     return int(round(lo + cut * (hi - lo))) if side in (0, 2) else int(round(hi - cut * (hi - lo))) + 1
 
 
+def _kept(mask: np.ndarray, cut: float, side: int) -> tuple[slice, slice]:
+    """The (rows, columns) slices of the pixels that stay in the image."""
+    k, every = cut_line(mask, cut, side), slice(None)
+    part = slice(k, None) if side in (0, 2) else slice(None, k)
+    return (every, part) if side < 2 else (part, every)
+
+
 def crop_to_cut(img: np.ndarray, mask: np.ndarray, cut: float, side: int) -> np.ndarray:
     """``img`` (H, W) without the pixels that ``cut_line`` puts outside the image (a smaller array)."""
-    k = cut_line(mask, cut, side)
-    return {0: img[:, k:], 1: img[:, :k], 2: img[k:], 3: img[:k]}[side]
+    return img[_kept(mask, cut, side)]
 
 
 def zero_cut(img: np.ndarray, mask: np.ndarray, cut: float, side: int) -> np.ndarray:
     """A copy of ``img`` with the pixels that ``cut_line`` puts outside the image set to 0 (same shape)."""
-    k = cut_line(mask, cut, side)
-    out = np.array(img, copy=True)
-    {0: lambda: out[:, :k].fill(0), 1: lambda: out[:, k:].fill(0),
-     2: lambda: out[:k].fill(0), 3: lambda: out[k:].fill(0)}[side]()
+    out = np.zeros_like(img)
+    kept = _kept(mask, cut, side)
+    out[kept] = img[kept]
     return out
 
 

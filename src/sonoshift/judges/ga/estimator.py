@@ -167,8 +167,8 @@ def refine_fits(
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
-    at = [i for i, f in enumerate(fits) if est.border is not None and f.found
-          and f.border_fraction > est.border_threshold]
+    at = [] if est.border is None else [i for i, f in enumerate(fits)
+                                        if f.found and f.border_fraction > est.border_threshold]
     if at:
         grow = est.border.offset_px - est.offset_px  # its ellipses in this estimator's offset convention
         for i, fit in zip(at, fits_for(est.border, [frames[i] for i in at], batch_size)):

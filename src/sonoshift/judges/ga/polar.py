@@ -66,20 +66,23 @@ def sample_polar(image: np.ndarray, prior: Ellipse, grid: PolarGrid) -> np.ndarr
     img = np.asarray(image, np.float32)
     if sigma > 0.6:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
+    mx, my = sample_points(prior, grid)
+    return cv2.remap(img, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def sample_points(prior: Ellipse, grid: PolarGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Native x and y, each (radii, angles), of the strip's samples along the prior's rays."""
     dx, dy = ray_directions(prior, grid.angles)
     s = grid.scales[:, None]
-    mx = (prior[0] + s * dx[None, :]).astype(np.float32)
-    my = (prior[1] + s * dy[None, :]).astype(np.float32)
-    return cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return prior[0] + s * dx[None, :], prior[1] + s * dy[None, :]
 
 
 def exit_rows(prior: Ellipse, grid: PolarGrid, shape: tuple[int, int]) -> np.ndarray:
     """(angles,) the first row of each ray whose sample lies outside an image of ``shape`` (H, W) (more than half a
     pixel beyond the outer pixel centres); ``grid.radii`` where the whole ray is inside."""
     h, w = shape
-    dx, dy = ray_directions(prior, grid.angles)
-    s = grid.scales[:, None]
-    x, y = prior[0] + s * dx[None, :], prior[1] + s * dy[None, :]
+    x, y = sample_points(prior, grid)
     out = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
     return np.where(out.any(0), out.argmax(0), grid.radii)
 

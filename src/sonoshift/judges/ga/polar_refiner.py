@@ -249,14 +249,14 @@ def training_batch(images: Sequence[np.ndarray], truths: Sequence[Ellipse], grid
     is asked for the row where it meets that border (``drop_at_exit`` then drops it at use)."""
     xs, ys = [], []
     g = cfg.train.gamma
-    cut_share = float(getattr(cfg, "cut_heads", 0.0)) if len(masks) else 0.0
+    cut_share = cfg.cut_heads if len(masks) else 0.0
     for _ in range(n):
         i = int(rng.integers(len(images)))
         img = images[i]
         if g > 0:
             img = img ** math.exp(rng.uniform(-1, 1) * math.log1p(g))
         prior = moved(truths[i], cfg.polar.shift, cfg.polar.size, cfg.polar.turn_deg, rng)
-        cut = training_cuts(1, cut_share, float(getattr(cfg, "cut_max", 0.4)), rng)[0] if cut_share else None
+        cut = training_cuts(1, cut_share, cfg.cut_max, rng)[0] if cut_share else None
         if cut is not None:
             img = zero_cut(img, masks[i], *cut)
         strip, rows = strip_and_rows(img, truths[i], prior, grid)
