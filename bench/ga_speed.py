@@ -8,13 +8,15 @@ segmenter weights:
   the network runs on this one; batched forward at the model size, flip test-time averaging unless --no-tta,
   sub-pixel contour ellipse at the model size mapped to native pixels, trimmed refit).
 - estimator (onnx): the same with every member network in ONNX Runtime (``judges.ga.onnx_net``).
+- estimator (onnx, lanes): the same in ``--lanes`` threads that each take whole batches through every stage, its
+  networks on ``--threads`` / ``--lanes`` intra-op threads each (``measure_files(lanes=)``, ``ga predict --lanes``).
   Its intra-op threads do not spin (``spinning=False``); the same with ORT's default busy-waiting threads is
   printed beside it, and the same without the exact export rewrites (``deploy/rewrite.py``: PReLU as LeakyReLU).
 Prints images/s of each (wall and per CPU-second), the ratios, how far the HC values are apart, and the load
 average before and after (other jobs on the machine distort the wall numbers).
 
     python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
-        [--first-tta 0|1] [--refine-tta 0|1] [--polar-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
+        [--lanes 2] [--repeats 3] [--first-tta 0|1] [--refine-tta 0|1] [--polar-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
 
 An estimator with a polar refiner (judges/ga/polar_refiner.py) is also timed without it, side by side.
 
@@ -59,6 +61,15 @@ def _timed(fn):
     return out, time.perf_counter() - w, time.process_time() - c
 
 
+def _medians(runs) -> tuple[float, float]:
+    """Median wall and CPU seconds of ``_timed`` results."""
+    return float(np.median([r[1] for r in runs])), float(np.median([r[2] for r in runs]))
+
+
+def _rates(n: int, runs) -> str:
+    return "/".join(f"{n / r[1]:.1f}" for r in runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--segmenter", required=True, help="HC18 segmenter or GA estimator folder")
@@ -67,6 +78,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2, help="decode threads of the estimator path")
+    ap.add_argument("--lanes", type=int, default=2, help="threads measuring whole batches, side by side with one")
+    ap.add_argument("--repeats", type=int, default=3, help="alternated runs of the one-lane and lanes rows")
     ap.add_argument("--no-tta", action="store_true", help="one forward per image (no flip averaging)")
     ap.add_argument("--first-tta", type=int, choices=(0, 1), default=None,
                     help="first-stage flip averaging (default: the estimator's own setting)")
@@ -107,14 +120,22 @@ def main() -> None:
     est_spin = with_runtime(est, "onnx", threads=a.threads, spinning=True)  # ORT's default busy-waiting threads
     est_plain = with_runtime(est, "onnx", threads=a.threads, rewrite=False)  # PReLU exported as is (deploy/rewrite.py)
 
-    def new(e=est):
-        return measure_files(e, paths, px, a.batch, a.workers)["hc_mm"].to_numpy()
+    est_lanes = with_runtime(est, "onnx", threads=max(1, a.threads // a.lanes))
+
+    def new(e=est, lanes=1):
+        return measure_files(e, paths, px, a.batch, a.workers, lanes=lanes)["hc_mm"].to_numpy()
 
     load0 = os.getloadavg()
-    new(), new(est_ort), new(est_spin), new(est_plain)  # warm-up (allocator, first-call overheads) for every path alike
+    # warm-up (allocator, first-call overheads) for every path alike
+    new(), new(est_ort), new(est_spin), new(est_plain), new(est_lanes, a.lanes)
     hc_old, w_old, c_old = _timed(current)
     hc_new, w_new, c_new = _timed(new)
-    hc_ort, w_ort, c_ort = _timed(lambda: new(est_ort))
+    one, lanes = [], []  # alternated repeats (median): the two see the same machine
+    for _ in range(a.repeats):
+        one.append(_timed(lambda: new(est_ort)))
+        lanes.append(_timed(lambda: new(est_lanes, a.lanes)))
+    hc_ort, hc_lanes = one[0][0], lanes[0][0]
+    (w_ort, c_ort), (w_lanes, c_lanes) = _medians(one), _medians(lanes)
     _, w_spin, c_spin = _timed(lambda: new(est_spin))
     hc_plain, w_plain, c_plain = _timed(lambda: new(est_plain))
     if est.polar:  # the same ORT estimator without its polar stage, side by side
@@ -129,7 +150,12 @@ def main() -> None:
     print(f"load average (1 min) {load0[0]:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     print(f"current predictor : {n / w_old:7.1f} images/s wall, {n / c_old:7.1f} images/s per CPU-second")
     print(f"GA estimator      : {n / w_new:7.1f} images/s wall, {n / c_new:7.1f} images/s per CPU-second")
-    print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second")
+    print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second "
+          f"(median of {a.repeats}; runs {_rates(n, one)})")
+    print(f"GA estimator, ORT, {a.lanes} lanes of {max(1, a.threads // a.lanes)} thread(s): {n / w_lanes:7.1f} images/s "
+          f"wall, {n / c_lanes:7.1f} per CPU-second (median of {a.repeats}, alternated with the row above; runs "
+          f"{_rates(n, lanes)}; x{w_ort / w_lanes:.2f} wall against one lane; HC max difference "
+          f"{np.nanmax(np.abs(hc_lanes - hc_ort)):.1e} mm)")
     print(f"  same, ORT threads spinning (ORT's default): {n / w_spin:7.1f} images/s wall, {n / c_spin:7.1f} per "
           f"CPU-second (no spinning: x{w_spin / w_ort:.2f} wall)")
     print(f"  same, without the export rewrites (PReLU kept): {n / w_plain:7.1f} images/s wall, {n / c_plain:7.1f} "

@@ -76,6 +76,9 @@ def test_build_train_and_predict_cli(fake_hc18, tmp_path):
                             "--pixel-size", "0.2", "--runtime", "onnx"])
     assert r.exit_code == 0, r.output
     assert pd.read_csv(tmp_path / "o.csv")["hc_mm"].to_numpy() == pytest.approx(df["hc_mm"].to_numpy(), abs=1e-3)
+    r = runner.invoke(app, ["ga", "predict", str(out), str(imgs / "000_HC.png"), "-o", str(tmp_path / "l.csv"),
+                            "--pixel-size", "0.2", "--lanes", "0"])
+    assert r.exit_code != 0 and "lanes must be at least 1" in str(r.exception) and not (tmp_path / "l.csv").exists()
 
 
 def test_regressor_trains_saves_and_scores(fake_hc18, tmp_path):
@@ -104,9 +107,11 @@ def test_regressor_trains_saves_and_scores(fake_hc18, tmp_path):
     assert predict_ga(model, torch.zeros(2, 1, 32, 32)).shape == (2,)
 
 
-def test_measure_files_streams_batches_in_order(tmp_path):
+@pytest.mark.parametrize("batch_size,lanes", [(2, 1), (1, 2), (2, 3)])
+def test_measure_files_streams_batches_in_order(tmp_path, batch_size, lanes):
     # more files than one batch, sizes and pixel sizes differing per file, one without a head: every row must be
-    # the analytic perimeter of its own drawn ellipse, in the order given
+    # the analytic perimeter of its own drawn ellipse, in the order given; streamed or in lanes (threads each
+    # measuring whole batches, more batches than the lanes hold at once)
     from sonoshift.judges.ga.estimator import measure_files
 
     est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64), offset_px=0.0, tta=False)
@@ -119,13 +124,15 @@ def test_measure_files_streams_batches_in_order(tmp_path):
         Image.fromarray(img).save(paths[-1])
         px.append(0.1 * (i + 1))
         expected.append(math.nan if spec is None else ellipse_perimeter(spec[2], spec[3]) * px[-1])
-    df = measure_files(est, paths, px, batch_size=2, workers=2)
+    df = measure_files(est, paths, px, batch_size=batch_size, workers=2, lanes=lanes)
     assert list(df["name"]) == [str(p) for p in paths]
     assert df["head_found"].tolist() == [True, True, False, True, True]
     got = df["hc_mm"].to_numpy()
     assert np.isnan(got[2])
     keep = [0, 1, 3, 4]
     assert got[keep] == pytest.approx(np.array(expected)[keep], rel=0.01)
+    with pytest.raises(SonoshiftError, match="lanes must be at least 1"):
+        measure_files(est, paths, px, lanes=0)
 
 
 def test_worst_cases_png_draws_reference_and_estimate(fake_hc18, tmp_path):

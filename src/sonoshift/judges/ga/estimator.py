@@ -249,39 +249,80 @@ def measure(
 
 def measure_files(
     est: GaEstimator, paths: Sequence[str | Path], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
-    workers: int = 2, names: Sequence[str] | None = None,
+    workers: int = 2, names: Sequence[str] | None = None, lanes: int = 1,
 ) -> pd.DataFrame:
     """``measure`` for image files, streamed: ``workers`` threads decode and resize the next batch while the
     network runs on this one (PNG decoding and OpenCV release the GIL), so only one batch of native frames is
-    ever held. Same table as ``measure``; names default to the paths."""
-    from concurrent.futures import ThreadPoolExecutor
+    ever held. Same table as ``measure``; names default to the paths.
 
-    from sonoshift.io.images import read_gray
-
+    ``lanes`` > 1: that many threads each take a whole batch through every stage (decode included, so ``workers``
+    is not used), at most two batches per lane held at once. The networks and OpenCV release the GIL, so on two
+    cores two lanes whose networks run on one intra-op thread each (``onnx_net.with_runtime(threads=1)``) keep
+    both cores busy where one lane of two-thread networks leaves them waiting on each other (bench/ga_speed.py
+    prints the ratio). The rows are the same, in the same order."""
     paths, pixel_size_mm = [Path(p) for p in paths], list(pixel_size_mm)
     names = list(names) if names is not None else [str(p) for p in paths]
     _check_pixel_sizes(names, pixel_size_mm)
-    sizes = est.input_sizes
+    if lanes < 1:
+        raise SonoshiftError(f"lanes must be at least 1, got {lanes}.")
+    batches = [slice(i, i + batch_size) for i in range(0, len(paths), batch_size)]
+    load = _loader(est)
+    if lanes == 1:
+        parts = _streamed(est, paths, batches, load, batch_size, workers)
+    else:
+        parts = _in_lanes(est, paths, batches, load, batch_size, lanes)
+    recs = [r for j, fits in zip(batches, parts) for r in _records(est, names[j], fits, pixel_size_mm[j])]
+    return pd.DataFrame.from_records(recs)
 
-    # later stages need the native frame, once the first has placed the head
-    keep = bool(est.refiners or est.polar or est.border)
+
+def _loader(est: GaEstimator):
+    """path -> (the native frame, or only its shape when no later stage needs it; the frame at each model size)."""
+    from sonoshift.io.images import read_gray
+
+    keep = bool(est.refiners or est.polar or est.border)  # later stages need the native frame
 
     def load(path: Path) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
         f = read_gray(path)
-        return (f if keep else f.shape), [frame_to_input(f, s) for s in sizes]
+        return (f if keep else f.shape), [frame_to_input(f, s) for s in est.input_sizes]
 
-    recs: list[dict] = []
-    starts = range(0, len(paths), batch_size)
+    return load
+
+
+def _batch_fits(est: GaEstimator, loaded, batch_size: int) -> list[HeadFit]:
+    """Every stage's fits of one batch of ``_loader`` results."""
+    x = {s: torch.from_numpy(np.stack([a[j] for _, a in loaded])[:, None]) for j, s in enumerate(est.input_sizes)}
+    probs = batch_probabilities(est, x, batch_size)
+    fits = [fit_head(p, f.shape if isinstance(f, np.ndarray) else f) for p, (f, _) in zip(probs, loaded)]
+    if est.refiners or est.polar or est.border:
+        fits = refine_fits(est, [f for f, _ in loaded], fits, batch_size)
+    return fits
+
+
+def _streamed(est, paths, batches, load, batch_size: int, workers: int):
+    """One batch at a time, the next one decoded meanwhile by ``workers`` threads (yields each batch's fits)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        pending = [pool.submit(load, p) for p in paths[:batch_size]]
-        for i in starts:
+        pending = [pool.submit(load, p) for p in paths[batches[0]]] if batches else []
+        for k in range(len(batches)):
             loaded = [f.result() for f in pending]
-            pending = [pool.submit(load, p) for p in paths[i + batch_size : i + 2 * batch_size]]
-            x = {s: torch.from_numpy(np.stack([a[j] for _, a in loaded])[:, None]) for j, s in enumerate(sizes)}
-            probs = batch_probabilities(est, x, batch_size)
-            fits = [fit_head(p, np.shape(f) if keep else f) for p, (f, _) in zip(probs, loaded)]
-            if keep:
-                fits = refine_fits(est, [f for f, _ in loaded], fits, batch_size)
-            j = slice(i, i + batch_size)
-            recs += _records(est, names[j], fits, pixel_size_mm[j])
-    return pd.DataFrame.from_records(recs)
+            pending = [pool.submit(load, p) for p in paths[batches[k + 1]]] if k + 1 < len(batches) else []
+            yield _batch_fits(est, loaded, batch_size)
+
+
+def _in_lanes(est, paths, batches, load, batch_size: int, lanes: int):
+    """``lanes`` threads, each measuring whole batches (yields each batch's fits in order)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(j: slice) -> list[HeadFit]:
+        return _batch_fits(est, [load(p) for p in paths[j]], batch_size)
+
+    with ThreadPoolExecutor(lanes) as pool:
+        pending: deque = deque()
+        for j in batches:
+            pending.append(pool.submit(run, j))
+            if len(pending) >= 2 * lanes:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
