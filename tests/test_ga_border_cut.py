@@ -12,7 +12,7 @@ import torch
 
 from sonoshift.config import ConfigValueError, load_config
 from sonoshift.downstream.hc18 import Hc18Config
-from sonoshift.judges.ga.border_cut import crop_to_cut, cut_line, training_cuts, zero_cut
+from sonoshift.judges.ga.border_cut import crop_to_cut, cut_copies, cut_line, training_cuts, zero_cut
 from sonoshift.judges.ga.head_crop import training_crops
 from sonoshift.judges.ga.polar import PolarGrid, exit_rows, ray_hits
 from sonoshift.judges.ga.polar_refiner import drop_at_exit, training_batch
@@ -63,6 +63,20 @@ def test_training_cuts_share_range_sides_and_nesting():
     more = training_cuts(20000, 0.6, 0.4, np.random.default_rng(5))
     assert all(more[i] == d for i, d in enumerate(draws) if d)
     assert training_cuts(50, 0.0, 0.4, np.random.default_rng(5)) == [None] * 50
+
+
+def test_more_cut_copies_keep_the_single_copy_and_add_fresh_cuts():
+    one = cut_copies(2000, 0.5, 0.4, 1, np.random.default_rng(7))
+    three = cut_copies(2000, 0.5, 0.4, 3, np.random.default_rng(7))
+    assert three[:len(one)] == one  # a single copy's draw comes first, unchanged
+    assert one == [(i, c) for i, c in enumerate(training_cuts(2000, 0.5, 0.4, np.random.default_rng(7))) if c]
+    assert len(three) / 2000 == pytest.approx(1.5, abs=0.06)  # three draws of share 0.5
+    rng = np.random.default_rng(7)
+    first, second = training_cuts(2000, 0.5, 0.4, rng), training_cuts(2000, 0.5, 0.4, rng)
+    assert three[len(one):len(one) + sum(c is not None for c in second)] == [(i, c) for i, c in enumerate(second) if c]
+    both = [i for i in range(2000) if first[i] and second[i]]  # images copied twice get two different cuts
+    assert len(both) > 400 and all(first[i] != second[i] for i in both)
+    assert cut_copies(50, 1.0, 0.4, 2, np.random.default_rng(0))[50][0] == 0  # share 1: every image twice, in order
 
 
 def test_crops_of_a_cut_copy_are_placed_by_the_whole_head():
@@ -132,7 +146,7 @@ def test_polar_training_strips_of_cut_heads_point_at_the_border_where_the_skull_
     np.testing.assert_allclose(plain.numpy(), full[:4])
 
 
-@pytest.mark.parametrize("override", ["cut_heads=1.5", "cut_max=0", "cut_max=0.95"])
+@pytest.mark.parametrize("override", ["cut_heads=1.5", "cut_max=0", "cut_max=0.95", "cut_copies=0", "cut_copies=9"])
 def test_cut_settings_are_bounded(override):
     with pytest.raises(ConfigValueError):
         load_config(Hc18Config, None, [override])

@@ -93,6 +93,9 @@ class Hc18Config(Validated):
     # outline left the image is asked for the border), so the network draws the head up to the border
     cut_heads: Annotated[float, Range(0, 1)] = 0.0
     cut_max: Annotated[float, Range(0, 0.9, lo_open=True)] = 0.4
+    # whole-frame segmenters and crop refiners: that many independent draws of cut copies (each a fresh cut and side;
+    # the first draw is the one a single copy gets), so a network for heads at the border sees many cuts
+    cut_copies: Annotated[int, Range(1, 8)] = 1
     # head_polar trains the GA estimator's polar refiner (a third look along rays of the estimated ellipse at native
     # resolution; judges/ga/polar_refiner.py, settings in ``polar``) instead of a segmenter; train.steps,
     # batch_size, lr, weight_decay, seed, gamma, noise_std and hflip apply to it
@@ -244,10 +247,9 @@ def train_hc18_segmenter(
     masks = [(read_labels(p) > 127).astype(np.uint8) for p in train_rows["mask_path"]]
     if cfg.head_polar:
         return _train_polar(cfg, out_dir, train_rows, val_rows, frames, masks, device, progress)
-    from sonoshift.judges.ga.border_cut import crop_to_cut, training_cuts, zero_cut
+    from sonoshift.judges.ga.border_cut import crop_to_cut, cut_copies, zero_cut
 
-    cuts = [(i, c) for i, c in enumerate(training_cuts(len(frames), cfg.cut_heads, cfg.cut_max,
-                                                        numpy_rng(cfg.train.seed, 2))) if c]
+    cuts = cut_copies(len(frames), cfg.cut_heads, cfg.cut_max, cfg.cut_copies, numpy_rng(cfg.train.seed, 2))
     if cfg.head_crops:
         from sonoshift.judges.ga.head_crop import size_balanced_counts, training_crops
 

@@ -53,3 +53,10 @@ def training_cuts(n: int, share: float, max_cut: float, rng: np.random.Generator
     images that get a copy at a smaller share also get it at a larger one."""
     u = rng.random((n, 3))
     return [(float(max_cut * (1 - a)), int(b * SIDES)) if p < share else None for p, a, b in u]
+
+
+def cut_copies(n: int, share: float, max_cut: float, copies: int, rng: np.random.Generator
+               ) -> list[tuple[int, tuple[float, int]]]:
+    """(image index, (cut, side)) of every cut copy of ``n`` training images: ``copies`` successive
+    ``training_cuts`` draws from ``rng``, so the first block is what a single copy gets."""
+    return [(i, c) for _ in range(copies) for i, c in enumerate(training_cuts(n, share, max_cut, rng)) if c]
