@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from sonoshift.biometry.ellipse import ellipse_perimeter
@@ -67,3 +68,42 @@ def test_build_stores_the_border_estimator_and_refuses_another_split(fake_hc18, 
     frames = [np.asarray(head_image(60, 80, 20.0, 14.0))[:, 30:]]
     np.testing.assert_allclose(measure(fast, frames, [0.2])["hc_mm"], measure(est, frames, [0.2])["hc_mm"],
                                rtol=1e-4, equal_nan=True)
+
+
+def test_cross_validation_builds_each_folds_border_estimator_and_guards_its_recipe(fake_hc18, tmp_path):
+    from sonoshift.downstream.hc18 import Hc18Config, PolarSpec
+    from sonoshift.downstream.segmenter import SegmenterTrainConfig, load_segmenter
+    from sonoshift.judges.ga.hc18_cv import cross_validate
+
+    small = dict(data_dir=str(fake_hc18), model=ModelConfig(channels=(4, 8), strides=(2,)))
+    seg = Hc18Config(image_size=32, train=SegmenterTrainConfig(steps=40, batch_size=4, lr=5e-3), **small)
+    pol = Hc18Config(image_size=16, head_polar=True, polar=PolarSpec(angles=16, radii=16),
+                     train=SegmenterTrainConfig(steps=3, batch_size=4), **small)
+    cut = dataclasses.replace(seg, cut_heads=1.0, cut_copies=2, data_dir="elsewhere")  # the data follow the recipe
+    out = tmp_path / "cv"
+    cross_validate([seg, pol], out, folds=2, progress=False, border_configs=[cut], border_threshold=0.2)
+    for k in range(2):
+        fdir = out / f"fold_{k}"
+        est = load_ga_estimator(fdir / "estimator")
+        assert est.border is not None and est.border_threshold == 0.2
+        member = load_segmenter(fdir / "border_segmenter_0")
+        assert member.info["cut_copies"] == 2 * member.info["train_images"]  # every training head cut twice
+        assert member.info["val_files"] == load_segmenter(fdir / "segmenter_0").info["val_files"]  # same fold
+        # the border estimator takes the fold's own polar network for its last look
+        mine = load_segmenter(fdir / "segmenter_1").model.state_dict()
+        theirs = est.border.polar[0].segmenter.model.state_dict()
+        assert all(torch.equal(mine[n], theirs[n]) for n in mine)
+    stamp = (out / "fold_0" / "border_segmenter_0" / "segmenter.json").stat().st_mtime_ns
+    cross_validate([seg, pol], out, folds=2, progress=False, border_configs=[cut], border_threshold=0.2)  # resumes
+    assert (out / "fold_0" / "border_segmenter_0" / "segmenter.json").stat().st_mtime_ns == stamp
+    with pytest.raises(SonoshiftError, match="cross-validated with 1 border member"):
+        cross_validate([seg, pol], out, folds=2, progress=False)
+    with pytest.raises(SonoshiftError, match="threshold 0.2"):
+        cross_validate([seg, pol], out, folds=2, progress=False, border_configs=[cut], border_threshold=0.1)
+
+
+def test_cv_cli_refuses_border_settings_without_border_configs(tmp_path):
+    r = CliRunner().invoke(app, ["ga", "cv-hc18", "-c", "configs/cpu/hc18_head_ga.yaml", "-o", str(tmp_path / "cv"),
+                                 "--border-set", "cut_heads=0.3"])
+    assert r.exit_code != 0 and "--border-set needs at least one --border-config" in str(r.exception)
+    assert not (tmp_path / "cv").exists()

@@ -142,6 +142,14 @@ def cv_cmd(
     refine_tta: bool = typer.Option(False, help="Crop refiner: average with the flipped crop's."),
     polar_tta: bool | None = typer.Option(None, help="Polar refiner: also read the rays in reverse order and "
                                           "average (default: the first polar refiner's own setting)."),
+    border_config: list[Path] = typer.Option([], "--border-config", "-b", help="YAML Hc18Config of a member of "
+                                             "the border estimator (heads cut by the image border), trained per "
+                                             "fold with --border-set; with the fold's polar refiners it measures "
+                                             "the heads at the border (ga build --border)."),
+    border_set: list[str] = typer.Option([], help="KEY=VALUE for every --border-config, e.g. cut_heads=0.3."),
+    border_threshold: float = typer.Option(0.07, min=0.0, max=1.0, help="With --border-config: the share of the "
+                                           "first-stage contour at the image border above which a head goes to "
+                                           "the border estimator."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
@@ -150,7 +158,11 @@ def cv_cmd(
     from sonoshift.judges.ga.hc18_cv import cross_validate
 
     cfgs = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}"]) for c in config]
-    s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta, polar_tta=polar_tta)
+    if border_set and not border_config:
+        raise SonoshiftError("--border-set needs at least one --border-config.")
+    border = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}", *border_set]) for c in border_config]
+    s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta, polar_tta=polar_tta, border_configs=border,
+                       border_threshold=border_threshold)
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)

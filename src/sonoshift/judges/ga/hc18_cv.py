@@ -11,11 +11,19 @@ Crop refiner configs (``head_crops`` > 0) among the members make the fold's esti
 members, then the refiner), so the whole estimator is cross-validated. The same fold estimator is then also
 measured without its refiners (``fold_<k>/per_image_first_stage.csv``, pooled ``per_image_first_stage.csv``):
 the refiner's gain on the same images, from the same first-stage networks.
+
+``border_configs`` (heads cut by the image border, border_cut.py): per fold those members are trained too
+(``fold_<k>/border_segmenter_<j>``, typically the first-stage and crop-refiner configs with ``cut_heads``), joined
+with the fold's polar refiners into a border estimator (``fold_<k>/border_estimator``), and the fold's estimator
+sends it the heads whose first-stage contour has more than ``border_threshold`` of its points at the border: the
+recipe of ``ga build --border`` cross-validated as a whole. ``fold_<k>/recipe.json`` records the border settings a
+fold was measured with; a rerun with other ones is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,7 +35,14 @@ from sonoshift.downstream.hc18 import Hc18Config, load_hc18_table, train_hc18_se
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.estimator import load_ga_estimator
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
-from sonoshift.judges.ga.hc18_report import build_estimator, evaluate_rows, heldout_rows, report_table, summarize
+from sonoshift.judges.ga.hc18_report import (
+    BORDER_THRESHOLD,
+    build_estimator,
+    evaluate_rows,
+    heldout_rows,
+    report_table,
+    summarize,
+)
 from sonoshift.runs import read_json
 
 
@@ -42,7 +57,8 @@ def fold_configs(configs: Sequence[Hc18Config], folds: int, fold: int) -> list[H
 
 def cross_validate(
     configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool | None = None, progress: bool = True,
-    refine_tta: bool = False, polar_tta: bool | None = None,
+    refine_tta: bool = False, polar_tta: bool | None = None, border_configs: Sequence[Hc18Config] = (),
+    border_threshold: float = BORDER_THRESHOLD,
 ) -> dict:
     """Run (or resume) the k-fold CV of the ensemble of ``configs`` into ``out``; returns the pooled summary
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
@@ -57,22 +73,28 @@ def cross_validate(
     for k in range(folds):
         fdir = out / f"fold_{k}"
         done = fdir / "per_image.csv"
+        recipe = _recipe(fdir, border_configs, border_threshold)
         if not done.is_file():
-            members = []
-            for j, cfg in enumerate(fold_configs(configs, folds, k)):
-                mdir = fdir / f"segmenter_{j}"
-                if not (mdir / "segmenter.json").is_file():
-                    train_hc18_segmenter(cfg, mdir, progress=progress)
-                members.append(mdir)
+            members = _trained(fold_configs(configs, folds, k), fdir, "segmenter", progress)
+            border = None
+            if border_configs:
+                polars = [m for m, c in zip(members, configs) if c.head_polar]
+                cut = _trained(fold_configs([configs[0], *border_configs], folds, k)[1:], fdir, "border_segmenter",
+                               progress)
+                border = fdir / "border_estimator"
+                build_estimator([*cut, *polars], configs[0].data_dir, border, tta=tta, refine_tta=refine_tta,
+                                polar_tta=polar_tta)
             est = build_estimator(members, configs[0].data_dir, fdir / "estimator", tta=tta, refine_tta=refine_tta,
-                                  polar_tta=polar_tta)
+                                  polar_tta=polar_tta, border=border, border_threshold=border_threshold)
+            atomic_write_text(fdir / "recipe.json", json.dumps(recipe))
             _, val = heldout_rows(est.segmenter, configs[0].data_dir)
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
         tables.append(pd.read_csv(done))
         if two_stage:
             first_tables.append(_first_stage_table(fdir, configs[0].data_dir, k, tta is not False))
         if has_polar:
-            no_polar_tables.append(_stage_table(fdir, configs[0].data_dir, k, "per_image_without_polar.csv", polar=()))
+            no_polar_tables.append(_stage_table(fdir, configs[0].data_dir, k, "per_image_without_polar.csv", polar=(),
+                                                border=None))
     table = _pooled(tables)
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
@@ -103,6 +125,32 @@ def cross_validate(
     return s
 
 
+def _trained(cfgs: Sequence[Hc18Config], fdir: Path, stem: str, progress: bool) -> list[Path]:
+    """``fdir/<stem>_<j>`` for each config, trained unless it is there already."""
+    out = []
+    for j, cfg in enumerate(cfgs):
+        mdir = fdir / f"{stem}_{j}"
+        if not (mdir / "segmenter.json").is_file():
+            train_hc18_segmenter(cfg, mdir, progress=progress)
+        out.append(mdir)
+    return out
+
+
+def _recipe(fdir: Path, border_configs: Sequence[Hc18Config], border_threshold: float) -> dict:
+    """The border settings of this run; a fold already measured with other ones (``recipe.json``; none: measured
+    without a border estimator) is an error, not silently reused."""
+    recipe = {"border_members": len(border_configs),
+              "border_threshold": float(border_threshold) if border_configs else None}
+    if (fdir / "per_image.csv").is_file():
+        before = read_json(fdir / "recipe.json") if (fdir / "recipe.json").is_file() else {
+            "border_members": 0, "border_threshold": None}
+        if before != recipe:
+            raise SonoshiftError(f"{fdir} was cross-validated with {before['border_members']} border member(s) "
+                                 f"(threshold {before['border_threshold']}), not {recipe['border_members']} "
+                                 f"(threshold {recipe['border_threshold']}); give another output folder.")
+    return recipe
+
+
 def _polar_strip_errors(fdir: Path, configs: Sequence[Hc18Config]) -> dict:
     """The first polar member's ``info.strip_validation`` (empty for a network trained before it was recorded)."""
     j = next(i for i, c in enumerate(configs) if c.head_polar)
@@ -118,7 +166,8 @@ def _pooled(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
 def _first_stage_table(fdir: Path, data_dir: str | Path, fold: int, tta: bool = True) -> pd.DataFrame:
     """The fold's estimator measured without its crop and polar refiners, as a one-stage estimator would run
     (flip averaging ``tta``; cached in ``per_image_first_stage.csv``)."""
-    return _stage_table(fdir, data_dir, fold, "per_image_first_stage.csv", refiners=(), polar=(), tta=tta)
+    return _stage_table(fdir, data_dir, fold, "per_image_first_stage.csv", refiners=(), polar=(), border=None,
+                        tta=tta)
 
 
 def _stage_table(fdir: Path, data_dir: str | Path, fold: int, name: str, **without) -> pd.DataFrame:
