@@ -39,6 +39,7 @@ def test_only_heads_at_the_border_go_to_the_border_estimator():
 
 def _tiny(path, size, seed=0):
     cfg = {"val_fraction": 0.25, "split_seed": seed, "model": {"channels": [4, 8], "strides": [2]}}
+    torch.manual_seed(size + seed)  # untrained weights, the same every run
     net = build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2)
     save_segmenter(Segmenter(net, ("background", "head"), size, config=cfg), path)
 
@@ -107,3 +108,45 @@ def test_cv_cli_refuses_border_settings_without_border_configs(tmp_path):
                                  "--border-set", "cut_heads=0.3"])
     assert r.exit_code != 0 and "--border-set needs at least one --border-config" in str(r.exception)
     assert not (tmp_path / "cv").exists()
+
+
+class SpreadHead(BrightIsHead):
+    """BrightIsHead after a 9 x 9 max filter: its head map reaches 4 model pixels further than the bright head."""
+
+    def forward(self, x):
+        return super().forward(torch.nn.functional.max_pool2d(x, 9, stride=1, padding=4))
+
+
+def test_ellipse_border_gap_against_hand_values():
+    from sonoshift.judges.ga.border_cut import ellipse_border_gap
+
+    # a circle of radius 10 at (50, 40) in a 100 x 200 image: 30 px from the top edge, the nearest
+    assert ellipse_border_gap(50, 40, 10, 10, 0, (100, 200)) == pytest.approx(3.0)
+    # a 20 x 10 ellipse turned upright reaches 20 px up and 10 px sideways
+    assert ellipse_border_gap(50, 40, 20, 10, 90, (100, 200)) == pytest.approx(2.0)
+    assert ellipse_border_gap(185, 40, 20, 10, 90, (100, 200)) == pytest.approx(0.4)  # 199 - 185 - 10 = 4 px right
+    assert ellipse_border_gap(50, 5, 20, 10, 90, (100, 200)) == pytest.approx(-1.5)  # crosses the top edge
+
+
+def test_second_look_sends_a_head_near_the_border_that_the_border_network_finds_at_it():
+    import cv2
+
+    def head_at(cx):
+        img = np.full((270, 400), 30, np.uint8)
+        cv2.ellipse(img, ((cx, 135.0), (220.0, 160.0), 0.0), 220, -1)
+        return img
+
+    near, far = head_at(150.0), head_at(200.0)  # 40 and 90 px (0.5 and 1.1 semi-minor axes) from the left edge
+    main = Segmenter(BrightIsHead(), ("background", "head"), 64)
+    border = GaEstimator(Segmenter(SpreadHead(), ("background", "head"), 64), offset_px=5.0, tta=False)
+    est = GaEstimator(main, offset_px=0.0, tta=False, border=border, border_threshold=0.0)
+    alone = measure(dataclasses.replace(est, border=None), [near, far], [1.0, 1.0])
+    assert (alone["border_fraction"] == 0).all()  # the main first stage keeps both heads off the border
+    assert measure(est, [near, far], [1.0, 1.0])["hc_mm"].tolist() == alone["hc_mm"].tolist()  # no second look
+    looked = measure(dataclasses.replace(est, border_gap=0.6), [near, far], [1.0, 1.0])
+    # the near head's spread map reaches the border: the border estimator measures it; the far one stays
+    assert looked["hc_mm"][0] == pytest.approx(measure(border, [near], [1.0])["hc_mm"][0], rel=1e-6)
+    assert looked["hc_mm"][0] != pytest.approx(alone["hc_mm"][0], rel=1e-3)
+    assert looked["hc_mm"][1] == alone["hc_mm"][1]
+    # a gap below the near head's 0.5 semi-minor axes does not look again
+    assert measure(dataclasses.replace(est, border_gap=0.4), [near], [1.0])["hc_mm"][0] == alone["hc_mm"][0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import cv2
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,6 +18,7 @@ from sonoshift.biometry.intergrowth import ga_weeks_from_hc
 from sonoshift.cli.main import app
 from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.downstream.segmenter import Segmenter
+from sonoshift.downstream.ellipse import EllipseFit
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import GaEstimator, load_ga_estimator, measure
@@ -105,6 +108,23 @@ def test_regressor_trains_saves_and_scores(fake_hc18, tmp_path):
     assert t["ga_err_days"].tolist() == pytest.approx([0.0, 56.0])
     assert t["valid"].tolist() == [True, False]
     assert predict_ga(model, torch.zeros(2, 1, 32, 32)).shape == (2,)
+
+
+def test_a_blob_smaller_than_the_offset_is_no_head():
+    # an ellipse whose semi-minor axis (about 1 px) is shorter than the calibrated offset (-3 px) has no perimeter:
+    # the row says no head found, and the offset calibration skips such a fit instead of failing
+    from sonoshift.judges.ga.head_fit import HeadFit, offset_for_fits
+
+    est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64), offset_px=-3.0, tta=False)
+    img = np.full((64, 64), 30, np.uint8)
+    cv2.ellipse(img, ((32.0, 32.0), (30.0, 3.0), 0.0), 220, -1)
+    r = measure(est, [img], [0.5]).iloc[0]
+    assert r["status"] == "no head found" and not r["head_found"] and math.isnan(r["hc_mm"])
+    assert math.isnan(r["ga_hadlock_weeks"]) and math.isnan(r["cx"])
+    thin, round_ = HeadFit(EllipseFit(10, 10, 8.0, 0.5, 0)), HeadFit(EllipseFit(10, 10, 5.0, 5.0, 0))
+    assert math.isnan(thin.hc_px(-1.0)) and thin.hc_px(0.0) > 0
+    # the round fit alone sets the offset: 2 pi (5 + d) = 2 pi 6 -> d = 1; the thin one asks for b + d < 0
+    assert offset_for_fits([thin, round_], [2 * math.pi * 0.1, 2 * math.pi * 6]) == pytest.approx(1.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("batch_size,lanes", [(2, 1), (1, 2), (2, 3)])

@@ -11,6 +11,8 @@ get a cut copy, how much and on which side, from a seeded generator.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 SIDES = 4
@@ -60,3 +62,14 @@ def cut_copies(n: int, share: float, max_cut: float, copies: int, rng: np.random
     """(image index, (cut, side)) of every cut copy of ``n`` training images: ``copies`` successive
     ``training_cuts`` draws from ``rng``, so the first block is what a single copy gets."""
     return [(i, c) for _ in range(copies) for i, c in enumerate(training_cuts(n, share, max_cut, rng)) if c]
+
+
+def ellipse_border_gap(cx: float, cy: float, a: float, b: float, angle: float, shape: tuple[int, int]) -> float:
+    """How far an ellipse (native pixels, OpenCV angle in degrees) stays inside an image of ``shape`` (H, W): the
+    smallest distance from its bounding box to the outer pixel centres, in units of its semi-minor axis ``b``
+    (negative where it crosses the border)."""
+    h, w = shape
+    t = math.radians(angle)
+    half_w = math.hypot(a * math.cos(t), b * math.sin(t))
+    half_h = math.hypot(a * math.sin(t), b * math.cos(t))
+    return min(cx - half_w, w - 1 - cx - half_w, cy - half_h, h - 1 - cy - half_h) / b

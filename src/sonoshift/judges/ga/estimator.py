@@ -27,6 +27,7 @@ from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_we
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
+from sonoshift.judges.ga.border_cut import ellipse_border_gap
 from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
@@ -51,7 +52,10 @@ Where the refiners' map is not an ellipse (IoU of its filled component with the 
 last look along rays of the ellipse so far, at native resolution (polar_refiner.py). ``border``: a second
 estimator, trained on heads cut by the image border (``cut_heads``, border_cut.py), that measures instead every
 head whose first-stage fit has more than ``border_threshold`` of its contour at the image border (networks trained
-on whole heads draw a cut head as a smaller closed one; bench/ga_border.py)."""
+on whole heads draw a cut head as a smaller closed one; bench/ga_border.py). ``border_gap`` > 0 adds a second look:
+a head whose first-stage ellipse stays within ``border_gap`` x its semi-minor axis of the border (or crosses it)
+without touching it goes to ``border`` too when the border estimator's own first stage puts more than
+``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -66,6 +70,7 @@ on whole heads draw a cut head as a smaller closed one; bench/ga_border.py)."""
     polar: tuple[PolarRefiner, ...] = ()
     border: GaEstimator | None = None
     border_threshold: float = 0.0
+    border_gap: float = 0.0
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -106,7 +111,7 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
-                       float(meta.get("border_threshold", 0.0)))
+                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)))
 
 
 def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
@@ -167,8 +172,7 @@ def refine_fits(
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
-    at = [] if est.border is None else [i for i, f in enumerate(fits)
-                                        if f.found and f.border_fraction > est.border_threshold]
+    at = _at_border(est, frames, fits, batch_size)
     if at:
         grow = est.border.offset_px - est.offset_px  # its ellipses in this estimator's offset convention
         for i, fit in zip(at, fits_for(est.border, [frames[i] for i in at], batch_size)):
@@ -176,6 +180,23 @@ def refine_fits(
                 e = dataclasses.replace(fit.ellipse, a=fit.ellipse.a + grow, b=fit.ellipse.b + grow)
                 out[i] = dataclasses.replace(fit, ellipse=e, border_fraction=fits[i].border_fraction)
     return out
+
+
+def _at_border(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int) -> list[int]:
+    """The heads ``est.border`` measures: first-stage border share above the threshold, and (``border_gap``) those
+    near the border whose share in the border estimator's own first stage is above it."""
+    if est.border is None:
+        return []
+    at = [i for i, f in enumerate(fits) if f.found and f.border_fraction > est.border_threshold]
+    if est.border_gap > 0:
+        taken = set(at)
+        near = [i for i, f in enumerate(fits) if f.found and i not in taken
+                and ellipse_border_gap(*dataclasses.astuple(f.ellipse), np.shape(frames[i])) < est.border_gap]
+        if near:
+            first = dataclasses.replace(est.border, refiners=(), polar=(), border=None)
+            second = fits_for(first, [frames[i] for i in near], batch_size)
+            at = sorted(at + [i for i, f in zip(near, second) if f.found and f.border_fraction > est.border_threshold])
+    return at
 
 
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
@@ -219,12 +240,13 @@ def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) ->
     for n, fit, px in zip(names, fits, pixel_size_mm):
         hc_px = fit.hc_px(est.offset_px)
         hc_mm = hc_px * float(px)
-        e = fit.ellipse
+        found = fit.found and math.isfinite(hc_px)
+        e = fit.ellipse if found else None
         recs.append({
-            "name": n, "status": "ok" if fit.found else "no head found", "head_found": fit.found,
+            "name": n, "status": "ok" if found else "no head found", "head_found": found,
             "pixel_size_mm": float(px), "hc_px": hc_px, "hc_mm": hc_mm,
-            "ga_hadlock_weeks": hadlock_ga_from_hc(hc_mm) if fit.found else math.nan,
-            "ga_intergrowth_weeks": intergrowth_ga_weeks(hc_mm) if fit.found else math.nan,
+            "ga_hadlock_weeks": hadlock_ga_from_hc(hc_mm) if found else math.nan,
+            "ga_intergrowth_weeks": intergrowth_ga_weeks(hc_mm) if found else math.nan,
             "border_fraction": fit.border_fraction, "outline_confidence": fit.outline_confidence,
             "cx": e.cx if e else math.nan, "cy": e.cy if e else math.nan,
             "a_px": e.a + est.offset_px if e else math.nan, "b_px": e.b + est.offset_px if e else math.nan,

@@ -60,7 +60,7 @@ def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
-    border_threshold: float = BORDER_THRESHOLD,
+    border_threshold: float = BORDER_THRESHOLD, border_gap: float = 0.0,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -76,7 +76,8 @@ def build_estimator(
     ``polar_<i>``), with the first one's rounds and blend; ``polar_tta`` None: its flip averaging setting.
     ``border``: a GA estimator folder built from networks trained on heads cut by the image border (``cut_heads``),
     held out on the same images; it measures the heads whose first-stage contour has more than ``border_threshold``
-    of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``."""
+    of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``;
+    ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``)."""
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
     # polar refiners (trained with head_polar) take the last look, together
@@ -113,7 +114,8 @@ def build_estimator(
             raise SonoshiftError(f"the border estimator {border} was held out on other HC18 images than {first}: "
                                  "an estimator needs one split (same val_fraction and split_seed, or fold).")
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
-                      rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold)
+                      rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold,
+                      border_gap=border_gap if border_est is not None else 0.0)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -128,7 +130,7 @@ def build_estimator(
     if math.isfinite(refine_max_growth):
         info[KEY]["refine_max_growth"] = refine_max_growth
     if border_est is not None:
-        info[KEY]["border"], info[KEY]["border_threshold"] = "border", float(border_threshold)
+        info[KEY].update(border="border", border_threshold=float(border_threshold), border_gap=float(border_gap))
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)

@@ -39,8 +39,9 @@ class HeadFit:
         return self.ellipse is not None
 
     def hc_px(self, offset_px: float = 0.0) -> float:
-        """Perimeter in native pixels with semi-axes grown by ``offset_px`` (NaN when no head)."""
-        if self.ellipse is None:
+        """Perimeter in native pixels with semi-axes grown by ``offset_px`` (NaN when no head, and when a semi-axis is
+        not longer than a negative offset: a blob that small is no head)."""
+        if self.ellipse is None or min(self.ellipse.a, self.ellipse.b) + offset_px <= 0:
             return math.nan
         return ellipse_perimeter(self.ellipse.a + offset_px, self.ellipse.b + offset_px)
 
@@ -167,5 +168,6 @@ def offset_for_fits(fits: list[HeadFit], hc_px_true: list[float]) -> float:
         # perimeter grows by ~2 pi per pixel of both semi-axes: one Newton step is exact to 1e-6 here
         d = (ref - base) / (2 * math.pi)
         d += (ref - fit.hc_px(d)) / (2 * math.pi)
-        ds.append(d)
+        if math.isfinite(d):  # NaN where the reference is smaller than any ellipse of this shape
+            ds.append(d)
     return float(np.median(ds)) if ds else 0.0
