@@ -16,7 +16,8 @@ Prints images/s of each (wall and per CPU-second), the ratios, how far the HC va
 average before and after (other jobs on the machine distort the wall numbers).
 
     python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
-        [--lanes 2] [--repeats 3] [--first-tta 0|1] [--refine-tta 0|1] [--polar-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
+        [--lanes 2] [--repeats 3] [--first-tta 0|1]
+        [--refine-tta 0|1] [--polar-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
 
 An estimator with a polar refiner (judges/ga/polar_refiner.py) is also timed without it, side by side.
 
@@ -152,7 +153,8 @@ def main() -> None:
     print(f"GA estimator      : {n / w_new:7.1f} images/s wall, {n / c_new:7.1f} images/s per CPU-second")
     print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second "
           f"(median of {a.repeats}; runs {_rates(n, one)})")
-    print(f"GA estimator, ORT, {a.lanes} lanes of {max(1, a.threads // a.lanes)} thread(s): {n / w_lanes:7.1f} images/s "
+    per_lane = max(1, a.threads // a.lanes)
+    print(f"GA estimator, ORT, {a.lanes} lanes of {per_lane} thread(s): {n / w_lanes:7.1f} images/s "
           f"wall, {n / c_lanes:7.1f} per CPU-second (median of {a.repeats}, alternated with the row above; runs "
           f"{_rates(n, lanes)}; x{w_ort / w_lanes:.2f} wall against one lane; HC max difference "
           f"{np.nanmax(np.abs(hc_lanes - hc_ort)):.1e} mm)")

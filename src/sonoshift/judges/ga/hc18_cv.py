@@ -17,7 +17,8 @@ the refiner's gain on the same images, from the same first-stage networks.
 with the fold's polar refiners into a border estimator (``fold_<k>/border_estimator``), and the fold's estimator
 sends it the heads whose first-stage contour has more than ``border_threshold`` of its points at the border: the
 recipe of ``ga build --border`` cross-validated as a whole. ``fold_<k>/recipe.json`` records the border settings a
-fold was measured with; a rerun with other ones is refused.
+fold was measured with; a rerun with other ones is refused. The first-stage and without-polar tables measure the
+main estimator's stages without the border route.
 """
 
 from __future__ import annotations
