@@ -55,6 +55,9 @@ def test_build_stores_the_border_estimator_and_refuses_another_split(fake_hc18, 
     with pytest.raises(SonoshiftError, match="other HC18 images"):
         build_estimator([tmp_path / "a"], fake_hc18, tmp_path / "bad", border=tmp_path / "other_split")
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(SonoshiftError, match="needs a border estimator"):
+        build_estimator([tmp_path / "a"], fake_hc18, tmp_path / "bad", border_gap=0.2)
+    assert not (tmp_path / "bad").exists()
     r = CliRunner().invoke(app, ["ga", "build", "--segmenter", str(tmp_path / "a"), "-o", str(tmp_path / "est"),
                                  "--data-root", str(fake_hc18.parent), "--border", str(tmp_path / "cut_est"),
                                  "--border-threshold", "0.05"])

@@ -172,31 +172,34 @@ def refine_fits(
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
-    at = _at_border(est, frames, fits, batch_size)
-    if at:
+    firsts = _border_first_fits(est, frames, fits, batch_size)
+    if firsts:
+        at = sorted(firsts)
         grow = est.border.offset_px - est.offset_px  # its ellipses in this estimator's offset convention
-        for i, fit in zip(at, fits_for(est.border, [frames[i] for i in at], batch_size)):
+        measured = refine_fits(est.border, [frames[i] for i in at], [firsts[i] for i in at], batch_size)
+        for i, fit in zip(at, measured):
             if fit.found:
                 e = dataclasses.replace(fit.ellipse, a=fit.ellipse.a + grow, b=fit.ellipse.b + grow)
                 out[i] = dataclasses.replace(fit, ellipse=e, border_fraction=fits[i].border_fraction)
     return out
 
 
-def _at_border(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int) -> list[int]:
-    """The heads ``est.border`` measures: first-stage border share above the threshold, and (``border_gap``) those
-    near the border whose share in the border estimator's own first stage is above it."""
+def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
+                       ) -> dict[int, HeadFit]:
+    """The heads ``est.border`` measures, each with the border estimator's own first-stage fit: first-stage border
+    share above the threshold, and (``border_gap``) those near the border whose share in that first stage is above
+    it (each head's first stage runs once)."""
     if est.border is None:
-        return []
+        return {}
     at = [i for i, f in enumerate(fits) if f.found and f.border_fraction > est.border_threshold]
-    if est.border_gap > 0:
-        taken = set(at)
-        near = [i for i, f in enumerate(fits) if f.found and i not in taken
-                and ellipse_border_gap(*dataclasses.astuple(f.ellipse), np.shape(frames[i])) < est.border_gap]
-        if near:
-            first = dataclasses.replace(est.border, refiners=(), polar=(), border=None)
-            second = fits_for(first, [frames[i] for i in near], batch_size)
-            at = sorted(at + [i for i, f in zip(near, second) if f.found and f.border_fraction > est.border_threshold])
-    return at
+    near = [] if est.border_gap <= 0 else [
+        i for i, f in enumerate(fits) if f.found and f.border_fraction <= est.border_threshold
+        and ellipse_border_gap(*dataclasses.astuple(f.ellipse), np.shape(frames[i])) < est.border_gap]
+    first = dataclasses.replace(est.border, refiners=(), polar=(), border=None)
+    both = at + near
+    out = dict(zip(both, fits_for(first, [frames[i] for i in both], batch_size))) if both else {}
+    taken = set(at)
+    return {i: f for i, f in out.items() if i in taken or (f.found and f.border_fraction > est.border_threshold)}
 
 
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int

@@ -78,6 +78,8 @@ def build_estimator(
     held out on the same images; it measures the heads whose first-stage contour has more than ``border_threshold``
     of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``;
     ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``)."""
+    if border_gap > 0 and border is None:
+        raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
     # polar refiners (trained with head_polar) take the last look, together
@@ -115,7 +117,7 @@ def build_estimator(
                                  "an estimator needs one split (same val_fraction and split_seed, or fold).")
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
                       rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold,
-                      border_gap=border_gap if border_est is not None else 0.0)
+                      border_gap=border_gap)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
