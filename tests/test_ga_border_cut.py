@@ -1,5 +1,6 @@
 """Heads cut by the image border: the cut geometry against hand-placed discs, the seeded draw, the crop refiner's
-and the polar refiner's training data from cut copies, the polar stage's dropped rays, and the config bounds."""
+and the polar refiner's training data from cut copies, the polar stage's dropped rays, the amodal canvases and the
+config bounds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 
 from sonoshift.config import ConfigValueError, load_config
 from sonoshift.downstream.hc18 import Hc18Config
-from sonoshift.judges.ga.border_cut import crop_to_cut, cut_copies, cut_line, training_cuts, zero_cut
+from sonoshift.judges.ga.border_cut import (
+    amodal_canvas, canvas_padding, crop_to_cut, cut_copies, cut_line, pad_canvas, training_cuts, zero_cut,
+)
 from sonoshift.judges.ga.head_crop import training_crops
 from sonoshift.judges.ga.polar import PolarGrid, exit_rows, ray_hits
 from sonoshift.judges.ga.polar_refiner import drop_at_exit, training_batch
@@ -146,7 +149,31 @@ def test_polar_training_strips_of_cut_heads_point_at_the_border_where_the_skull_
     np.testing.assert_allclose(plain.numpy(), full[:4])
 
 
-@pytest.mark.parametrize("override", ["cut_heads=1.5", "cut_max=0", "cut_max=0.95", "cut_copies=0", "cut_copies=9"])
+def test_amodal_canvas_holds_the_cut_frame_and_the_whole_head_around_it():
+    m = disc()
+    frame = (np.arange(H * W).reshape(H, W) % 251).astype(np.uint8)
+    # cut 0.25 on the left: the frame keeps x 55..159 (105 columns); pad 0.5 adds 50 rows and round(52.5) columns
+    img, mask = amodal_canvas(frame, m, 0.5, 0.25, 0)
+    ph, pw = canvas_padding((H, 105), 0.5)
+    assert (ph, pw) == (50, 52) and img.shape == mask.shape == (H + 100, 105 + 104)
+    np.testing.assert_array_equal(img[ph:ph + H, pw:pw + 105], frame[:, 55:])
+    assert img.sum() == frame[:, 55:].sum()  # zeros around the frame
+    # the canvas column of native column x is x - 55 + 52: the whole disc is there, also left of the new border
+    np.testing.assert_array_equal(mask[ph:ph + H, : W - 3], m[:, 3:])
+    assert mask.sum() == m.sum() and mask[:, :pw].sum() > 0
+    # uncut: the frame and the mask on the same canvas
+    img0, mask0 = amodal_canvas(frame, m, 0.25, 0.0)
+    np.testing.assert_array_equal(img0, pad_canvas(frame, 0.25))
+    np.testing.assert_array_equal(mask0, pad_canvas(m, 0.25))
+
+
+@pytest.mark.parametrize("override", ["cut_heads=1.5", "cut_max=0", "cut_max=0.95", "cut_copies=0", "cut_copies=9",
+                                      "canvas_pad=1.5"])
 def test_cut_settings_are_bounded(override):
     with pytest.raises(ConfigValueError):
         load_config(Hc18Config, None, [override])
+
+
+def test_a_polar_refiner_cannot_be_amodal():
+    with pytest.raises(ConfigValueError, match="amodal"):
+        load_config(Hc18Config, None, ["head_polar=true", "amodal=true"])

@@ -153,3 +153,23 @@ def test_second_look_sends_a_head_near_the_border_that_the_border_network_finds_
     assert looked["hc_mm"][1] == alone["hc_mm"][1]
     # a gap below the near head's 0.5 semi-minor axes does not look again
     assert measure(dataclasses.replace(est, border_gap=0.4), [near], [1.0])["hc_mm"][0] == alone["hc_mm"][0]
+
+
+def test_amodal_networks_train_build_into_one_estimator_and_do_not_mix_with_others(fake_hc18, tmp_path):
+    from sonoshift.config import load_config
+    from sonoshift.downstream.hc18 import Hc18Config, train_hc18_segmenter
+    from sonoshift.judges.ga.estimator import is_amodal
+    from sonoshift.judges.ga.hc18_report import build_estimator
+
+    base = [f"data_dir={fake_hc18}", "image_size=32", "model.channels=[4, 8]", "model.strides=[2]", "train.steps=3",
+            "val_fraction=0.25", "cut_heads=1.0", "amodal=true", "canvas_pad=0.3"]
+    train_hc18_segmenter(load_config(Hc18Config, None, base), tmp_path / "first", progress=False)
+    train_hc18_segmenter(load_config(Hc18Config, None, [*base, "head_crops=2"]), tmp_path / "crop", progress=False)
+    build_estimator([tmp_path / "first", tmp_path / "crop"], fake_hc18, tmp_path / "est")
+    est = load_ga_estimator(tmp_path / "est")
+    assert est.amodal and est.canvas_pad == 0.3 and is_amodal(est.refiners[0])
+    assert len(pd.read_csv(tmp_path / "est" / "hc18_validation.csv")) == 3
+    _tiny(tmp_path / "plain", 32)
+    with pytest.raises(SonoshiftError, match="amodal"):
+        build_estimator([tmp_path / "first", tmp_path / "plain"], fake_hc18, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

@@ -21,7 +21,7 @@ from sonoshift.downstream.segmenter import Segmenter
 from sonoshift.downstream.ellipse import EllipseFit
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.estimator import GaEstimator, load_ga_estimator, measure
+from sonoshift.judges.ga.estimator import GaEstimator, load_ga_estimator, measure, measure_files
 
 from hc18_data import fake_hc18, head_image  # noqa: F401 (fixture)
 
@@ -47,6 +47,20 @@ def test_measure_gives_hc_and_both_gas_in_mm():
     assert r["ga_hadlock_weeks"] == pytest.approx(hadlock_ga_from_hc(r["hc_mm"]))
     assert r["ga_intergrowth_weeks"] == pytest.approx(ga_weeks_from_hc(r["hc_mm"]))
     assert df.iloc[1]["status"] == "no head found" and math.isnan(df.iloc[1]["hc_mm"])
+
+
+def test_an_amodal_first_stage_sees_frames_on_its_canvas(tmp_path):
+    # the same brightness network, once marked amodal on a canvas of 0.25 each side: the head is found where it is
+    config = {"amodal": True, "canvas_pad": 0.25}
+    est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 96, config=config), offset_px=0.0, tta=False)
+    assert est.amodal and est.canvas_pad == 0.25
+    img = head_image(270, 400, 150.0, 110.0, 15.0)
+    df = measure(est, [img], [0.5])
+    assert df.iloc[0]["hc_mm"] == pytest.approx(ellipse_perimeter(150, 110) * 0.5, rel=0.01)
+    assert df.iloc[0]["border_fraction"] == 0.0
+    Image.fromarray(img).save(tmp_path / "a.png")
+    streamed = measure_files(est, [tmp_path / "a.png"], [0.5], names=["frame 0"])
+    pd.testing.assert_frame_equal(streamed, df)
 
 
 def test_missing_pixel_size_is_a_clear_error():

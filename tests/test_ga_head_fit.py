@@ -47,6 +47,24 @@ def test_head_cut_by_the_border_keeps_its_true_ellipse():
     assert fit.hc_px() == pytest.approx(ellipse_perimeter(90, 70), rel=0.01)
 
 
+def test_amodal_fit_on_a_canvas_uses_the_head_beyond_the_border():
+    # a 200 x 200 frame whose head (centre y 40, semi-axes 90 x 70) runs 30 px above the top border; an amodal
+    # network's map of the frame on a canvas padded by 50 px on each side draws the whole head
+    canvas = drawn((300, 300), 150.0, 90.0, 90.0, 70.0, 0.0)
+    small = cv2.resize(canvas, (128, 128), interpolation=cv2.INTER_AREA)
+    fit = fit_head(small, (200, 200), pad=(50, 50), amodal=True)
+    assert fit.hc_px() == pytest.approx(ellipse_perimeter(90, 70), rel=0.005)
+    assert (fit.ellipse.cx, fit.ellipse.cy) == pytest.approx((100.0, 40.0), abs=0.5)
+    # the share of the outline at or beyond the border (within 4 model pixels of it: above the top, and the right
+    # flank at x 190), by arc length
+    t = np.linspace(0, 2 * np.pi, 20001)[:-1]
+    x, y = 100 + 90 * np.cos(t), 40 + 70 * np.sin(t)
+    seg = np.hypot(np.diff(x, append=x[0]), np.diff(y, append=y[0]))
+    m = 4 * 300 / 128
+    out = (y <= m) | (x <= m) | (x >= 199 - m) | (y >= 199 - m)
+    assert fit.border_fraction == pytest.approx(seg[out].sum() / seg.sum(), abs=0.02)
+
+
 def test_largest_component_only_and_empty_maps():
     prob = drawn((200, 200), 100.0, 100.0, 60.0, 50.0, 0.0)
     prob[5:15, 5:15] = 1.0  # a small bright blob elsewhere

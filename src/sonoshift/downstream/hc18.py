@@ -96,6 +96,12 @@ class Hc18Config(Validated):
     # whole-frame segmenters and crop refiners: that many independent draws of cut copies (each a fresh cut and side;
     # the first draw is the one a single copy gets), so a network for heads at the border sees many cuts
     cut_copies: Annotated[int, Range(1, 8)] = 1
+    # amodal: a cut copy is labelled with the whole head, also beyond its new border, so the network draws where a
+    # cut head runs on outside the frame (the fit then uses that arc too); a whole-frame segmenter sees every frame
+    # on a canvas with canvas_pad of its height and width added as zeros on each side (border_cut.amodal_canvas),
+    # a crop refiner needs none (its crops are zero outside the frame already)
+    amodal: bool = False
+    canvas_pad: Annotated[float, Range(0, 1)] = 0.25
     # head_polar trains the GA estimator's polar refiner (a third look along rays of the estimated ellipse at native
     # resolution; judges/ga/polar_refiner.py, settings in ``polar``) instead of a segmenter; train.steps,
     # batch_size, lr, weight_decay, seed, gamma, noise_std and hflip apply to it
@@ -110,6 +116,9 @@ class Hc18Config(Validated):
             raise ConfigValueError("fold", f"must be below folds ({self.folds}), got {self.fold}")
         if self.folds == 1:
             raise ConfigValueError("folds", "must be 0 (no cross-validation) or at least 2, got 1")
+        if self.head_polar and self.amodal:
+            raise ConfigValueError("amodal", "a polar refiner drops the rays that leave the image instead (cut_heads); "
+                                   "amodal is for whole-frame segmenters and crop refiners")
         if self.head_polar and self.head_crops:
             raise ConfigValueError("head_polar", "a config trains either a crop refiner (head_crops) or a polar "
                                    "refiner (head_polar), not both")
@@ -247,7 +256,7 @@ def train_hc18_segmenter(
     masks = [(read_labels(p) > 127).astype(np.uint8) for p in train_rows["mask_path"]]
     if cfg.head_polar:
         return _train_polar(cfg, out_dir, train_rows, val_rows, frames, masks, device, progress)
-    from sonoshift.judges.ga.border_cut import crop_to_cut, cut_copies, zero_cut
+    from sonoshift.judges.ga.border_cut import amodal_canvas, crop_to_cut, cut_copies, zero_cut
 
     cuts = cut_copies(len(frames), cfg.cut_heads, cfg.cut_max, cfg.cut_copies, numpy_rng(cfg.train.seed, 2))
     if cfg.head_crops:
@@ -257,11 +266,17 @@ def train_hc18_segmenter(
         counts = size_balanced_counts(train_rows["hc_mm"], cfg.head_crops, cfg.size_balance)
         # a cut copy is blacked out beyond its border (a crop is zero outside the frame); its crops are placed by
         # the whole head, as a first stage that finds the cut head places them
+        # (amodal: labelled by the whole head)
         x, y = training_crops(frames + [zero_cut(frames[i], masks[i], *c) for i, c in cuts],
-                              masks + [zero_cut(masks[i], masks[i], *c) for i, c in cuts], cfg.image_size,
-                              counts + [counts[i] for i, _ in cuts], cfg.crop_margin, cfg.crop_shift, g,
-                              ref_masks=masks + [masks[i] for i, _ in cuts])
+                              masks + [masks[i] if cfg.amodal else zero_cut(masks[i], masks[i], *c) for i, c in cuts],
+                              cfg.image_size, counts + [counts[i] for i, _ in cuts], cfg.crop_margin, cfg.crop_shift,
+                              g, ref_masks=masks + [masks[i] for i, _ in cuts])
         x, y = x.to(device), y.to(device)
+    elif cfg.amodal:
+        pairs = [amodal_canvas(f, m, cfg.canvas_pad) for f, m in zip(frames, masks)]
+        pairs += [amodal_canvas(frames[i], masks[i], cfg.canvas_pad, *c) for i, c in cuts]
+        x = frames_to_input([f for f, _ in pairs], cfg.image_size).to(device)
+        y = labels_to_target([m for _, m in pairs], cfg.image_size).to(device)
     else:
         x = frames_to_input(frames + [crop_to_cut(frames[i], masks[i], *c) for i, c in cuts],
                             cfg.image_size).to(device)
@@ -269,8 +284,9 @@ def train_hc18_segmenter(
                              cfg.image_size).to(device)
     seg = train_segmenter(x, y, HEAD_CLASSES, cfg.model, cfg.train, config=to_dict(cfg), progress=progress,
                           description="train HC18 head " + ("crop refiner" if cfg.head_crops else "segmenter"))
-    # a crop refiner needs a first stage to place its crops: `ga build` validates it inside the GA estimator
-    val = validate_hc18(seg, val_rows) if len(val_rows) and not cfg.head_crops else pd.DataFrame()
+    # a crop refiner needs a first stage to place its crops, an amodal segmenter its canvas: `ga build` validates
+    # them inside the GA estimator
+    val = validate_hc18(seg, val_rows) if len(val_rows) and not (cfg.head_crops or cfg.amodal) else pd.DataFrame()
     info = dict(seg.info, dataset="hc18", train_images=len(train_rows), cut_copies=len(cuts),
                 val_files=list(val_rows["filename"]), label_lut=[0] * 128 + [1] * 128)
     if cfg.head_crops:

@@ -73,3 +73,36 @@ def ellipse_border_gap(cx: float, cy: float, a: float, b: float, angle: float, s
     half_w = math.hypot(a * math.cos(t), b * math.sin(t))
     half_h = math.hypot(a * math.sin(t), b * math.cos(t))
     return min(cx - half_w, w - 1 - cx - half_w, cy - half_h, h - 1 - cy - half_h) / b
+
+
+def canvas_padding(shape: tuple[int, int], pad: float) -> tuple[int, int]:
+    """(rows, columns) of zeros that a canvas adds on each side of a frame of ``shape`` (H, W): ``pad`` of each."""
+    return int(round(pad * shape[0])), int(round(pad * shape[1]))
+
+
+def pad_canvas(img: np.ndarray, pad: float) -> np.ndarray:
+    """``img`` (H, W) in the middle of its canvas (zeros around it, ``canvas_padding``)."""
+    ph, pw = canvas_padding(np.shape(img), pad)
+    return np.pad(np.asarray(img), ((ph, ph), (pw, pw)))
+
+
+def _window(a: np.ndarray, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+    """The (h, w) window of ``a`` from (y0, x0), zero where it leaves ``a``."""
+    out = np.zeros((h, w), a.dtype)
+    ya, xa, yb, xb = max(y0, 0), max(x0, 0), min(y0 + h, a.shape[0]), min(x0 + w, a.shape[1])
+    if yb > ya and xb > xa:
+        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = a[ya:yb, xa:xb]
+    return out
+
+
+def amodal_canvas(img: np.ndarray, mask: np.ndarray, pad: float, cut: float = 0.0, side: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A training pair for an amodal network: the frame cut by ``cut`` on ``side`` (``crop_to_cut``; 0 = uncut)
+    on its canvas, and the *whole* head mask on the same canvas (the head beyond the new border included, as far as
+    the canvas reaches)."""
+    rows, cols = _kept(mask, cut, side) if cut > 0 else (slice(None), slice(None))
+    r0, r1, _ = rows.indices(img.shape[0])
+    c0, c1, _ = cols.indices(img.shape[1])
+    ph, pw = canvas_padding((r1 - r0, c1 - c0), pad)
+    frame = pad_canvas(np.asarray(img)[r0:r1, c0:c1], pad)
+    return frame, _window(np.asarray(mask), r0 - ph, c0 - pw, *frame.shape)

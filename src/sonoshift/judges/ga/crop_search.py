@@ -53,7 +53,7 @@ def crop_fits(
          for s in second.input_sizes}
     fits, ious = [], []
     for f, b, p in zip(frames, boxes, batch_probabilities(second, x, batch_size)):
-        fit = fit_head(p, np.asarray(f).shape, box=b)
+        fit = fit_head(p, np.asarray(f).shape, box=b, amodal=second.amodal)
         fits.append(fit)
         ious.append(map_ellipse_iou(p, fit, b))
     return boxes, fits, ious

@@ -27,7 +27,7 @@ from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_we
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.border_cut import ellipse_border_gap
+from sonoshift.judges.ga.border_cut import canvas_padding, ellipse_border_gap, pad_canvas
 from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
@@ -85,6 +85,31 @@ without touching it goes to ``border`` too when the border estimator's own first
         """The distinct model input sizes, in member order."""
         return tuple(dict.fromkeys(s.image_size for s in self.segmenters))
 
+    @property
+    def amodal(self) -> bool:
+        """The (first-stage) networks draw a cut head on beyond the frame's border (``Hc18Config.amodal``)."""
+        return is_amodal(self.segmenter)
+
+    @property
+    def canvas_pad(self) -> float:
+        """The share of a frame's height and width that the first stage's canvas adds on each side (0: none)."""
+        return canvas_pad(self.segmenter)
+
+    def first_fit(self, prob: np.ndarray, shape: tuple[int, int]) -> HeadFit:
+        """The first stage's fit of its map ``prob`` of a frame of native ``shape``."""
+        return fit_head(prob, shape, pad=canvas_padding(shape, self.canvas_pad), amodal=self.amodal)
+
+
+def is_amodal(seg: Segmenter) -> bool:
+    """Whether ``seg`` was trained to draw cut heads on beyond the border (``Hc18Config.amodal``)."""
+    return bool((seg.config or {}).get("amodal", False))
+
+
+def canvas_pad(seg: Segmenter) -> float:
+    """The canvas padding an amodal whole-frame segmenter sees its frames on (0 for any other)."""
+    cfg = seg.config or {}
+    return float(cfg.get("canvas_pad", 0.0)) if is_amodal(seg) and not cfg.get("head_crops") else 0.0
+
 
 def _head_class(seg: Segmenter) -> int:
     for name in ("head", "fetal_head"):
@@ -114,18 +139,20 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
                        float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)))
 
 
-def frame_to_input(frame: np.ndarray, size: int) -> np.ndarray:
+def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
     """One uint8 (H, W) frame -> (size, size) float32 in [-1, 1] (INTER_AREA: each model pixel averages the native
-    pixels it covers, so the map stays exact to the sub-pixel level)."""
-    r = cv2.resize(np.asarray(frame), (size, size), interpolation=cv2.INTER_AREA)
+    pixels it covers, so the map stays exact to the sub-pixel level); ``pad`` > 0: the frame on its canvas
+    (border_cut.pad_canvas) instead."""
+    f = pad_canvas(frame, pad) if pad > 0 else np.asarray(frame)
+    r = cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
     return r.astype(np.float32) / 127.5 - 1.0
 
 
-def frames_to_batch(frames: Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """uint8 frames of any size -> (N, 1, size, size) float32 in [-1, 1] (INTER_AREA)."""
+def frames_to_batch(frames: Sequence[np.ndarray], size: int, pad: float = 0.0) -> torch.Tensor:
+    """uint8 frames of any size -> (N, 1, size, size) float32 in [-1, 1] (INTER_AREA; ``pad``: on canvases)."""
     out = np.empty((len(frames), 1, size, size), np.float32)
     for i, f in enumerate(frames):
-        out[i, 0] = frame_to_input(f, size)
+        out[i, 0] = frame_to_input(f, size, pad)
     return torch.from_numpy(out)
 
 
@@ -158,7 +185,8 @@ def batch_probabilities(
 
 def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
     """Head probability maps (N, S, S) float32 at the (largest) model size, one per uint8 frame."""
-    return batch_probabilities(est, {s: frames_to_batch(frames, s) for s in est.input_sizes}, batch_size)
+    return batch_probabilities(est, {s: frames_to_batch(frames, s, est.canvas_pad) for s in est.input_sizes},
+                               batch_size)
 
 
 def refine_fits(
@@ -229,7 +257,8 @@ def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence
 def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> list[HeadFit]:
     """One HeadFit per frame (native pixel coordinates)."""
     probs = head_probabilities(est, frames, batch_size)
-    return refine_fits(est, frames, [fit_head(p, np.asarray(f).shape) for p, f in zip(probs, frames)], batch_size)
+    return refine_fits(est, frames, [est.first_fit(p, np.asarray(f).shape) for p, f in zip(probs, frames)],
+                       batch_size)
 
 
 def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
@@ -308,7 +337,7 @@ def _loader(est: GaEstimator):
 
     def load(path: Path) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
         f = read_gray(path)
-        return (f if keep else f.shape), [frame_to_input(f, s) for s in est.input_sizes]
+        return (f if keep else f.shape), [frame_to_input(f, s, est.canvas_pad) for s in est.input_sizes]
 
     return load
 
@@ -317,7 +346,7 @@ def _batch_fits(est: GaEstimator, loaded, batch_size: int) -> list[HeadFit]:
     """Every stage's fits of one batch of ``_loader`` results."""
     x = {s: torch.from_numpy(np.stack([a[j] for _, a in loaded])[:, None]) for j, s in enumerate(est.input_sizes)}
     probs = batch_probabilities(est, x, batch_size)
-    fits = [fit_head(p, f.shape if isinstance(f, np.ndarray) else f) for p, (f, _) in zip(probs, loaded)]
+    fits = [est.first_fit(p, f.shape if isinstance(f, np.ndarray) else f) for p, (f, _) in zip(probs, loaded)]
     if est.refiners or est.polar or est.border:
         fits = refine_fits(est, [f for f, _ in loaded], fits, batch_size)
     return fits

@@ -25,7 +25,7 @@ from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.estimator import KEY, GaEstimator, load_ga_estimator, measure_files
+from sonoshift.judges.ga.estimator import KEY, GaEstimator, canvas_pad, is_amodal, load_ga_estimator, measure_files
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
 from sonoshift.judges.ga.polar_refiner import POLAR_KEY, PolarRefiner
@@ -95,6 +95,10 @@ def build_estimator(
         raise SonoshiftError("a GA estimator needs at least one whole-frame segmenter; every one given is a crop "
                              "refiner (trained with head_crops > 0).")
     first = paths[is_ref.index(False)]
+    for group, what in ((segs, "whole-frame segmenters"), (refiners, "crop refiners")):
+        if len({(is_amodal(g), canvas_pad(g)) for g in group}) > 1:
+            raise SonoshiftError(f"the {what} of one estimator must all be amodal (on one canvas) or none: their "
+                                 "maps are averaged.")
     train, val = heldout_rows(segs[0], data_dir)
     for p, other in zip(paths, loaded):
         if other is not segs[0] and set(heldout_rows(other, data_dir)[1]["filename"]) != set(val["filename"]):

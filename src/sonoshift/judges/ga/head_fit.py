@@ -95,7 +95,8 @@ def _trimmed_fit(pts: np.ndarray, scale: float, k: float, iters: int):
 
 def fit_head(
     prob: np.ndarray, native_shape: tuple[int, int], min_area: int = 20, trim_k: float = 2.0, trim_iters: int = 10,
-    border_margin: float = 4.0, box: tuple[int, int, int] | None = None,
+    border_margin: float = 4.0, box: tuple[int, int, int] | None = None, pad: tuple[int, int] = (0, 0),
+    amodal: bool = False,
 ) -> HeadFit:
     """Fit the head ellipse from ``prob`` (S_h, S_w) float in [0, 1], a map of the whole image resized to the
     model size, for an image of ``native_shape`` (H, W). Returns HeadFit (ellipse in native pixel coordinates,
@@ -105,7 +106,12 @@ def fit_head(
     by 20 % of their width, mean error 14.2 mm with a 0.5 px margin, 12.0 with 4 px; uncut heads unchanged).
 
     ``box`` (x0, y0, side): ``prob`` is a map of that native-pixel square (head_crop.py) instead of the whole
-    image; points near the crop's own edges are dropped too (a head larger than the crop leaves it there)."""
+    image; points near the crop's own edges are dropped too (a head larger than the crop leaves it there).
+
+    ``pad`` (rows, columns): ``prob`` maps the frame on a canvas with that many zero pixels on each side
+    (border_cut.canvas_padding), points near the canvas edges are dropped. ``amodal``: the map draws the head on
+    beyond the frame's border (networks trained with ``Hc18Config.amodal``), so points there are kept and only the
+    map's own edges drop points; ``border_fraction`` is then the share of points at or beyond the border."""
     sh, sw = prob.shape
     comp = _largest(prob > 0.5)
     if comp.sum() < min_area:
@@ -123,18 +129,22 @@ def fit_head(
     c = max(contours, key=len) - 1.0  # (row, col) in model pixels, pixel centres at integers
     h, w = native_shape
     bm = border_margin
+    ph, pw = pad
     if box is None:
-        ys = (c[:, 0] + 0.5) * h / sh - 0.5
-        xs = (c[:, 1] + 0.5) * w / sw - 0.5
-        mx, my = w / sw, h / sh
-        in_crop = np.ones(len(c), bool)
+        ys = (c[:, 0] + 0.5) * (h + 2 * ph) / sh - 0.5 - ph
+        xs = (c[:, 1] + 0.5) * (w + 2 * pw) / sw - 0.5 - pw
+        mx, my = (w + 2 * pw) / sw, (h + 2 * ph) / sh
     else:
         xs, ys = box_to_native(c[:, 0], c[:, 1], box, sh)
         mx = my = box[2] / sh
-        in_crop = (c[:, 0] > bm) & (c[:, 0] < sh - 1 - bm) & (c[:, 1] > bm) & (c[:, 1] < sw - 1 - bm)
+    if box is None and not (ph or pw):
+        in_map = np.ones(len(c), bool)  # the map's edges are the frame's border
+    else:
+        in_map = (c[:, 0] > bm) & (c[:, 0] < sh - 1 - bm) & (c[:, 1] > bm) & (c[:, 1] < sw - 1 - bm)
     # points near the image border belong to the border (or to the network's guess there), not to the head
-    inside = in_crop & (xs > mx * bm) & (xs < w - 1 - mx * bm) & (ys > my * bm) & (ys < h - 1 - my * bm)
-    border_fraction = float(1 - inside.mean())
+    at_border = ~((xs > mx * bm) & (xs < w - 1 - mx * bm) & (ys > my * bm) & (ys < h - 1 - my * bm))
+    inside = in_map if amodal else in_map & ~at_border
+    border_fraction = float(at_border.mean() if amodal else 1 - inside.mean())
     pts = np.stack([xs[inside], ys[inside]], 1).astype(np.float32)
     if len(pts) < 6:
         return HeadFit(None, border_fraction)
