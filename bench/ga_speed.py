@@ -9,14 +9,15 @@ segmenter weights:
   sub-pixel contour ellipse at the model size mapped to native pixels, trimmed refit).
 - estimator (onnx): the same with every member network in ONNX Runtime (``judges.ga.onnx_net``).
 - estimator (onnx, lanes): the same in ``--lanes`` threads that each take whole batches through every stage, its
-  networks on ``--threads`` / ``--lanes`` intra-op threads each (``measure_files(lanes=)``, ``ga predict --lanes``).
+  networks on ``--threads`` / ``--lanes`` intra-op threads each (``measure_files(lanes=)``, ``ga predict --lanes``),
+  in batches of ``--lane-batch`` (the estimator's ``LANE_BATCH``), alternated with the same lanes at ``--batch``.
   Its intra-op threads do not spin (``spinning=False``); the same with ORT's default busy-waiting threads is
   printed beside it, and the same without the exact export rewrites (``deploy/rewrite.py``: PReLU as LeakyReLU).
 Prints images/s of each (wall and per CPU-second), the ratios, how far the HC values are apart, and the load
 average before and after (other jobs on the machine distort the wall numbers).
 
     python bench/ga_speed.py --segmenter runs/hc18_head_ga [--n 200] [--threads 2] [--workers 2] [--no-tta]
-        [--lanes 2] [--repeats 3] [--first-tta 0|1]
+        [--lanes 2] [--lane-batch 8] [--repeats 3] [--first-tta 0|1]
         [--refine-tta 0|1] [--polar-tta 0|1] [--refiner REFINER_FOLDER ...] [--rescue-iou 0.9]
 
 An estimator with a polar refiner (judges/ga/polar_refiner.py) is also timed without it, side by side.
@@ -44,6 +45,7 @@ from sonoshift.errors import exit_on_error
 from sonoshift.io.images import read_gray
 from sonoshift.downstream.segmenter import load_segmenter, predict
 from sonoshift.judges.ga.estimator import (
+    LANE_BATCH,
     GaEstimator,
     fits_for,
     head_probabilities,
@@ -80,6 +82,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2, help="decode threads of the estimator path")
     ap.add_argument("--lanes", type=int, default=2, help="threads measuring whole batches, side by side with one")
+    ap.add_argument("--lane-batch", type=int, default=None,
+                    help="batch size in the lanes (default: the estimator's LANE_BATCH), timed alternately with "
+                         "the lanes at --batch")
     ap.add_argument("--repeats", type=int, default=3, help="alternated runs of the one-lane and lanes rows")
     ap.add_argument("--no-tta", action="store_true", help="one forward per image (no flip averaging)")
     ap.add_argument("--first-tta", type=int, choices=(0, 1), default=None,
@@ -123,18 +128,22 @@ def main() -> None:
 
     est_lanes = with_runtime(est, "onnx", threads=max(1, a.threads // a.lanes))
 
-    def new(e=est, lanes=1):
-        return measure_files(e, paths, px, a.batch, a.workers, lanes=lanes)["hc_mm"].to_numpy()
+    lane_batch = a.lane_batch or LANE_BATCH
+
+    def new(e=est, lanes=1, batch=a.batch):
+        return measure_files(e, paths, px, batch, a.workers, lanes=lanes)["hc_mm"].to_numpy()
 
     load0 = os.getloadavg()
     # warm-up (allocator, first-call overheads) for every path alike
-    new(), new(est_ort), new(est_spin), new(est_plain), new(est_lanes, a.lanes)
+    new(), new(est_ort), new(est_spin), new(est_plain), new(est_lanes, a.lanes, lane_batch)
     hc_old, w_old, c_old = _timed(current)
     hc_new, w_new, c_new = _timed(new)
-    one, lanes = [], []  # alternated repeats (median): the two see the same machine
+    one, lanes, lanes_b = [], [], []  # alternated repeats (median): the three see the same machine
     for _ in range(a.repeats):
         one.append(_timed(lambda: new(est_ort)))
-        lanes.append(_timed(lambda: new(est_lanes, a.lanes)))
+        lanes.append(_timed(lambda: new(est_lanes, a.lanes, lane_batch)))
+        if lane_batch != a.batch:
+            lanes_b.append(_timed(lambda: new(est_lanes, a.lanes)))
     hc_ort, hc_lanes = one[0][0], lanes[0][0]
     (w_ort, c_ort), (w_lanes, c_lanes) = _medians(one), _medians(lanes)
     _, w_spin, c_spin = _timed(lambda: new(est_spin))
@@ -154,10 +163,15 @@ def main() -> None:
     print(f"GA estimator, ORT : {n / w_ort:7.1f} images/s wall, {n / c_ort:7.1f} images/s per CPU-second "
           f"(median of {a.repeats}; runs {_rates(n, one)})")
     per_lane = max(1, a.threads // a.lanes)
-    print(f"GA estimator, ORT, {a.lanes} lanes of {per_lane} thread(s): {n / w_lanes:7.1f} images/s "
-          f"wall, {n / c_lanes:7.1f} per CPU-second (median of {a.repeats}, alternated with the row above; runs "
-          f"{_rates(n, lanes)}; x{w_ort / w_lanes:.2f} wall against one lane; HC max difference "
-          f"{np.nanmax(np.abs(hc_lanes - hc_ort)):.1e} mm)")
+    print(f"GA estimator, ORT, {a.lanes} lanes of {per_lane} thread(s), batches of {lane_batch}: "
+          f"{n / w_lanes:7.1f} images/s wall, {n / c_lanes:7.1f} per CPU-second (median of {a.repeats}, alternated "
+          f"with the row above; runs {_rates(n, lanes)}; x{w_ort / w_lanes:.2f} wall against one lane; HC max "
+          f"difference {np.nanmax(np.abs(hc_lanes - hc_ort)):.1e} mm)")
+    if lanes_b:
+        w_b, c_b = _medians(lanes_b)
+        print(f"  same lanes, batches of {a.batch}: {n / w_b:7.1f} images/s wall, {n / c_b:7.1f} per CPU-second "
+              f"(alternated; runs {_rates(n, lanes_b)}; batches of {lane_batch}: x{w_b / w_lanes:.2f} wall; HC max "
+              f"difference {np.nanmax(np.abs(lanes_b[0][0] - hc_lanes)):.1e} mm)")
     print(f"  same, ORT threads spinning (ORT's default): {n / w_spin:7.1f} images/s wall, {n / c_spin:7.1f} per "
           f"CPU-second (no spinning: x{w_spin / w_ort:.2f} wall)")
     print(f"  same, without the export rewrites (PReLU kept): {n / w_plain:7.1f} images/s wall, {n / c_plain:7.1f} "

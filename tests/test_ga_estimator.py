@@ -141,7 +141,7 @@ def test_a_blob_smaller_than_the_offset_is_no_head():
     assert offset_for_fits([thin, round_], [2 * math.pi * 0.1, 2 * math.pi * 6]) == pytest.approx(1.0, abs=1e-6)
 
 
-@pytest.mark.parametrize("batch_size,lanes", [(2, 1), (1, 2), (2, 3)])
+@pytest.mark.parametrize("batch_size,lanes", [(2, 1), (1, 2), (2, 3), (None, 1), (None, 2)])
 def test_measure_files_streams_batches_in_order(tmp_path, batch_size, lanes):
     # more files than one batch, sizes and pixel sizes differing per file, one without a head: every row must be
     # the analytic perimeter of its own drawn ellipse, in the order given; streamed or in lanes (threads each
@@ -167,6 +167,8 @@ def test_measure_files_streams_batches_in_order(tmp_path, batch_size, lanes):
     assert got[keep] == pytest.approx(np.array(expected)[keep], rel=0.01)
     with pytest.raises(SonoshiftError, match="lanes must be at least 1"):
         measure_files(est, paths, px, lanes=0)
+    with pytest.raises(SonoshiftError, match="batch size must be at least 1"):
+        measure_files(est, paths, px, batch_size=-1)
 
 
 def test_worst_cases_png_draws_reference_and_estimate(fake_hc18, tmp_path):

@@ -190,6 +190,8 @@ def predict_cmd(
     pixel_csv: Path | None = typer.Option(None, help="CSV with columns filename, pixel_size_mm (per image)."),
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     lanes: int = typer.Option(2, help=LANES_HELP),
+    batch_size: int | None = typer.Option(None, help="Images per batch (default: 32 in one lane, 8 per lane in "
+                                          "several; the rows do not depend on it)."),
 ) -> None:
     """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image as a CSV; needs each image's pixel size."""
     import pandas as pd
@@ -206,7 +208,7 @@ def predict_cmd(
             raise SonoshiftError(f"pixel size table {pixel_csv} needs the columns filename and pixel_size_mm.")
         sizes = {str(k): float(v) for k, v in zip(table["filename"], table["pixel_size_mm"])}
     px = [sizes.get(f.name, pixel_size) for f in files]
-    df = measure_files(_load(estimator, runtime, lanes), files, px, lanes=lanes)
+    df = measure_files(_load(estimator, runtime, lanes), files, px, batch_size, lanes=lanes)
     atomic_write_text(out, df.to_csv(index=False))
     missing = df[~df["head_found"]]
     for n in missing["name"]:
