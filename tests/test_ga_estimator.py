@@ -168,7 +168,7 @@ def test_measure_files_streams_batches_in_order(tmp_path, batch_size, lanes):
     with pytest.raises(SonoshiftError, match="lanes must be at least 1"):
         measure_files(est, paths, px, lanes=0)
     with pytest.raises(SonoshiftError, match="batch size must be at least 1"):
-        measure_files(est, paths, px, batch_size=-1)
+        measure_files(est, paths, px, batch_size=0)
 
 
 def test_worst_cases_png_draws_reference_and_estimate(fake_hc18, tmp_path):

@@ -35,7 +35,7 @@ from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
 KEY = "ga_estimator"
 BATCH = 32  # images per batch in one lane
 # ... in each of several lanes: smaller batches interleave the lanes' network calls with their Python steps more
-# finely (bench/ga_speed.py --lane-batch: x1.06-1.15 images/s at 8 against 32 on two cores, the same rows)
+# finely (bench/ga_speed.py --lane-batch: x1.05-1.15 images/s at 8 against 32 on two cores, the same rows)
 LANE_BATCH = 8
 
 
@@ -324,7 +324,8 @@ def measure_files(
     _check_pixel_sizes(names, pixel_size_mm)
     if lanes < 1:
         raise SonoshiftError(f"lanes must be at least 1, got {lanes}.")
-    batch_size = batch_size or (BATCH if lanes == 1 else LANE_BATCH)
+    if batch_size is None:
+        batch_size = BATCH if lanes == 1 else LANE_BATCH
     if batch_size < 1:
         raise SonoshiftError(f"the batch size must be at least 1, got {batch_size}.")
     batches = [slice(i, i + batch_size) for i in range(0, len(paths), batch_size)]
