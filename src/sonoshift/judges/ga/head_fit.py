@@ -137,8 +137,8 @@ def fit_head(
     else:
         xs, ys = box_to_native(c[:, 0], c[:, 1], box, sh)
         mx = my = box[2] / sh
-    if box is None and not (ph or pw):
-        in_map = np.ones(len(c), bool)  # the map's edges are the frame's border
+    if box is None and not (ph or pw or amodal):
+        in_map = np.ones(len(c), bool)  # the map's edges are the frame's border, dropped below
     else:
         in_map = (c[:, 0] > bm) & (c[:, 0] < sh - 1 - bm) & (c[:, 1] > bm) & (c[:, 1] < sw - 1 - bm)
     # points near the image border belong to the border (or to the network's guess there), not to the head
