@@ -316,3 +316,51 @@ def test_matched_starts_come_from_images_the_critic_gives_the_candidates_plane()
     assert 0 <= idx[planes == 2][0] < 12  # no pool image for plane 2: any image
     _, many = draw_starts(pool, np.zeros(9, np.int64), 0, probs)  # 9 candidates, 5 matching images
     assert (many < 5).all() and len(set(many.tolist())) == 5
+
+
+def test_self_training_adds_the_unlabelled_images_the_critic_is_sure_of_under_its_labels(monkeypatch):
+    import torch
+
+    import sonoshift.difusal.critics as critics_mod
+    from sonoshift.difusal.config import Downstream
+    from sonoshift.difusal.data import Frames
+
+    class Fixed(torch.nn.Module):
+        """Logits read from the image's first pixel: class = round(pixel * 10) % 3, confidence from its sign."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))  # so the predictor finds a device
+
+        def forward(self, x):
+            v = x[:, 0, 0, 0]
+            k = (v.abs() * 10).round().long() % 3
+            out = torch.zeros(len(x), 3)
+            out[torch.arange(len(x)), k] = torch.where(v > 0, 10.0, 0.5)
+            return out
+
+    # unlabelled images 0-3: first pixel +0.1 (class 1, sure), -0.2 (class 2, unsure), +0.2 (class 2, sure),
+    # -0.1 (class 1, unsure)
+    xs = torch.zeros(4, 1, 4, 4)
+    xs[:, 0, 0, 0] = torch.tensor([0.1, -0.2, 0.2, -0.1])
+    unlabelled = Frames(xs, np.full(4, -1), np.full(4, np.nan), np.array(["u"] * 4, dtype=object))
+    train = Frames(torch.zeros(2, 1, 4, 4), np.array([0, 1]), np.array([20.0, np.nan]),
+                   np.array(["p", "p"], dtype=object))
+    seen = {}
+
+    def fake_train_plane(f, n, d, seed, **kw):
+        seen["frames"], seen["seed"] = f, seed
+        return "refitted"
+
+    monkeypatch.setattr(critics_mod, "train_plane", fake_train_plane)
+    p = torch.softmax(Fixed()(xs), 1).max(1).values.numpy()
+    assert (p[[0, 2]] > 0.99).all() and (p[[1, 3]] < 0.5).all()
+    out = critics_mod.self_trained(Fixed(), train, unlabelled, 3, Downstream(), 7, 0.9)
+    f = seen["frames"]
+    assert out == "refitted" and seen["seed"] == 7 and len(f) == 4
+    np.testing.assert_array_equal(f.y, [0, 1, 1, 2])  # the two labelled frames, then images 0 and 2 under the critic
+    torch.testing.assert_close(f.x[2:], xs[[0, 2]])
+    assert np.isnan(f.ga[2:]).all()
+    # nothing the critic is sure of: the first fit is kept
+    fixed = Fixed()
+    assert critics_mod.self_trained(fixed, train, unlabelled.take(np.array([1, 3])), 3, Downstream(), 7, 0.9) is fixed

@@ -135,7 +135,10 @@ class Critics(Validated):
     an already-trained sonoshift plane classifier used as the plane critic instead of one fitted here (e.g. the
     demo's judge); allowed only when every label regime keeps all labels (label hygiene, judge_critic.py).
     realism_reference "with_extra": the realism references (kNN embedding bank, pooled histogram) also hold the
-    images of ``data.unlabelled_path`` (needed when candidates are sampled in that domain's look)."""
+    images of ``data.unlabelled_path`` (needed when candidates are sampled in that domain's look). self_train > 0:
+    the plane critic is fitted a second time, on the labelled frames plus the generator's unlabelled images to which
+    the first fit gives at least this probability, under its own labels (self-training on images only; no other
+    labels are read); 0: off."""
 
     plane_conf: UnitFloat = 0.5
     ga_band: tuple[float, float] = (2.5, 97.5)
@@ -146,6 +149,7 @@ class Critics(Validated):
     ga_slack: Literal["none", "val_mae"] = "none"
     plane_checkpoint: str = ""
     realism_reference: Literal["labelled", "with_extra"] = "labelled"
+    self_train: UnitFloat = 0.0
 
 
 @dataclass(frozen=True)

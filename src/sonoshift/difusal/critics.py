@@ -116,16 +116,19 @@ class Critics:
 
 def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downstream, cfg: CriticCfg, seed: int,
                 guard_frames: Frames | None = None, plane: torch.nn.Module | None = None,
-                extra_reference: Frames | None = None) -> Critics:
+                extra_reference: Frames | None = None, unlabelled: Frames | None = None) -> Critics:
     """Critics trained on the regime's labelled frames ``train`` (seed offset 100 from the downstream models);
     ``val`` frames calibrate the realism threshold (images) and, with ``cfg.ga_slack`` "val_mae", the GA band's
     slack (the critic's mean |error| on the labelled validation heads). The memorization guard covers
     ``guard_frames`` (the generator's training images; default ``train``). ``plane``: an already-trained plane
     critic (judge_critic.py) instead of one fitted on ``train``. ``extra_reference``: unlabelled images (another
-    domain) that join the realism references (embedding bank and pooled histogram), images only."""
+    domain) that join the realism references (embedding bank and pooled histogram), images only. ``unlabelled``:
+    the images ``cfg.self_train`` may add to the plane critic's second fit (``self_trained``)."""
     ga = train_ga(train, head, d, seed + 100)
     if plane is None:
         plane = one_plane(ga) if n_classes == 1 else train_plane(train, n_classes, d, seed + 100)
+        if cfg.self_train > 0 and n_classes > 1 and unlabelled is not None and len(unlabelled):
+            plane = self_trained(plane, train, unlabelled, n_classes, d, seed + 100, cfg.self_train)
     ref = train.x if extra_reference is None or not len(extra_reference) else torch.cat([train.x, extra_reference.x])
     train_emb = embed(plane, ref)
     val_d = knn_distance(embed(plane, val.x), train_emb, cfg.knn)
@@ -134,6 +137,19 @@ def fit_critics(train: Frames, val: Frames, n_classes: int, head: int, d: Downst
     return Critics(plane, ga, train_emb, float(np.percentile(val_d, cfg.realism_percentile)),
                    copy_guard(train if guard_frames is None else guard_frames, cfg), cfg, train_hist, hist_thr,
                    ga_slack(ga, val, head) if cfg.ga_slack == "val_mae" else 0.0)
+
+
+def self_trained(plane: PlaneNet, train: Frames, unlabelled: Frames, n_classes: int, d: Downstream, seed: int,
+                 threshold: float) -> PlaneNet:
+    """A plane classifier fitted again on ``train`` plus the ``unlabelled`` images to which ``plane`` gives at least
+    ``threshold`` probability, each under ``plane``'s label (self-training: only ``train``'s labels are read)."""
+    p = plane_probs(plane, unlabelled.x)
+    sure = np.flatnonzero(p.max(1) >= threshold)
+    if not len(sure):
+        return plane
+    taken = Frames(unlabelled.x[torch.from_numpy(sure)], p.argmax(1)[sure].astype(np.int64),
+                   np.full(len(sure), np.nan), np.full(len(sure), "self-trained", dtype=object))
+    return train_plane(Frames.concat([train, taken]), n_classes, d, seed)
 
 
 def ga_slack(ga: GaRegressorNet | None, val: Frames, head: int) -> float:

@@ -293,7 +293,8 @@ def _setup(cfg: DifusalConfig, reg: Regime, folder: Path) -> None:
         judge = (load_judge_critic(cfg.critics.plane_checkpoint, tuple(cfg.data.planes))
                  if cfg.critics.plane_checkpoint else None)
         critics = fit_critics(reg.train, reg.val, n, head, cfg.downstream, cfg.critics, cfg.seed,
-                              guard_frames=reg.generator_frames, plane=judge, extra_reference=_realism_extra(cfg, reg))
+                              guard_frames=reg.generator_frames, plane=judge, extra_reference=_realism_extra(cfg, reg),
+                              unlabelled=reg.generator_unlabelled)
         if judge is None and not isinstance(critics.plane, OnePlane):
             _save_net(critics.plane, tmp / "critic_plane.safetensors")
         _save_net(critics.ga, tmp / "critic_ga.safetensors")
