@@ -186,4 +186,5 @@ def near_copy_rate(critics: Critics, x: torch.Tensor) -> float:
     return float((critics.guard.nearest(x)[0] < critics.memo_threshold).float().mean())
 
 
-__all__ = ["Critics", "copy_guard", "embed", "fidelity", "fit_critics", "ga_band", "ga_slack", "hist_bc", "knn_distance", "near_copy_rate"]
+__all__ = ["Critics", "copy_guard", "embed", "fidelity", "fit_critics", "ga_band", "ga_slack", "hist_bc", "knn_distance",
+           "near_copy_rate", "self_trained"]
