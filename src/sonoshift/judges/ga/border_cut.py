@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from sonoshift.judges.ga.head_crop import window
+
 SIDES = 4
 
 
@@ -86,15 +88,6 @@ def pad_canvas(img: np.ndarray, pad: float) -> np.ndarray:
     return np.pad(np.asarray(img), ((ph, ph), (pw, pw)))
 
 
-def _window(a: np.ndarray, y0: int, x0: int, h: int, w: int) -> np.ndarray:
-    """The (h, w) window of ``a`` from (y0, x0), zero where it leaves ``a``."""
-    out = np.zeros((h, w), a.dtype)
-    ya, xa, yb, xb = max(y0, 0), max(x0, 0), min(y0 + h, a.shape[0]), min(x0 + w, a.shape[1])
-    if yb > ya and xb > xa:
-        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = a[ya:yb, xa:xb]
-    return out
-
-
 def amodal_canvas(img: np.ndarray, mask: np.ndarray, pad: float, cut: float = 0.0, side: int = 0
                   ) -> tuple[np.ndarray, np.ndarray]:
     """A training pair for an amodal network: the frame cut by ``cut`` on ``side`` (``crop_to_cut``; 0 = uncut)
@@ -105,4 +98,4 @@ def amodal_canvas(img: np.ndarray, mask: np.ndarray, pad: float, cut: float = 0.
     c0, c1, _ = cols.indices(img.shape[1])
     ph, pw = canvas_padding((r1 - r0, c1 - c0), pad)
     frame = pad_canvas(np.asarray(img)[r0:r1, c0:c1], pad)
-    return frame, _window(np.asarray(mask), r0 - ph, c0 - pw, *frame.shape)
+    return frame, window(np.asarray(mask), c0 - pw, r0 - ph, frame.shape[1], frame.shape[0])

@@ -162,7 +162,7 @@ def frames_to_batch(frames: Sequence[np.ndarray], size: int, pad: float = 0.0) -
 
 @torch.inference_mode()
 def batch_probabilities(
-    est: GaEstimator, x: torch.Tensor | dict[int, torch.Tensor], batch_size: int = 32,
+    est: GaEstimator, x: torch.Tensor | dict[int, torch.Tensor], batch_size: int = BATCH,
 ) -> np.ndarray:
     """Head probability maps (N, S, S) float32 for model inputs in [-1, 1]: ``x`` (N, 1, s, s) for one input
     size, or {size: inputs} covering ``est.input_sizes``. S is the largest member's size."""
@@ -187,14 +187,14 @@ def batch_probabilities(
     return torch.cat(out).numpy() if out else np.zeros((0,) * 3, np.float32)
 
 
-def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+def head_probabilities(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = BATCH) -> np.ndarray:
     """Head probability maps (N, S, S) float32 at the (largest) model size, one per uint8 frame."""
     return batch_probabilities(est, {s: frames_to_batch(frames, s, est.canvas_pad) for s in est.input_sizes},
                                batch_size)
 
 
 def refine_fits(
-    est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int = 32,
+    est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int = BATCH,
 ) -> list[HeadFit]:
     """The crop refiners' fits for the found heads of ``fits`` (first-stage fits of ``frames``, uint8 (H, W));
     ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
@@ -258,7 +258,7 @@ def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence
     return out
 
 
-def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = 32) -> list[HeadFit]:
+def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = BATCH) -> list[HeadFit]:
     """One HeadFit per frame (native pixel coordinates)."""
     probs = head_probabilities(est, frames, batch_size)
     return refine_fits(est, frames, [est.first_fit(p, np.asarray(f).shape) for p, f in zip(probs, frames)],
@@ -292,7 +292,7 @@ def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) ->
 
 
 def measure(
-    est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = 32,
+    est: GaEstimator, frames: Sequence[np.ndarray], pixel_size_mm: Sequence[float | None], batch_size: int = BATCH,
     names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction,

@@ -31,15 +31,19 @@ def crop_box(cx: float, cy: float, a: float, margin: float) -> Box:
     return int(round(cx - side / 2 + 0.5)), int(round(cy - side / 2 + 0.5)), side
 
 
-def _cut(img: np.ndarray, box: Box) -> np.ndarray:
-    """The box's native pixels of ``img`` (H, W), zero where the box leaves the image."""
-    x0, y0, side = box
-    h, w = img.shape
-    out = np.zeros((side, side), img.dtype)
-    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+def window(img: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+    """The (h, w) pixels of ``img`` (H, W) from column ``x0`` and row ``y0`` on, zero where they leave the image."""
+    out = np.zeros((h, w), img.dtype)
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, img.shape[1]), min(y0 + h, img.shape[0])
     if xb > xa and yb > ya:
         out[ya - y0 : yb - y0, xa - x0 : xb - x0] = img[ya:yb, xa:xb]
     return out
+
+
+def _cut(img: np.ndarray, box: Box) -> np.ndarray:
+    """The box's native pixels of ``img`` (H, W), zero where the box leaves the image."""
+    x0, y0, side = box
+    return window(img, x0, y0, side, side)
 
 
 def crop_input(frame: np.ndarray, box: Box, size: int) -> np.ndarray:
