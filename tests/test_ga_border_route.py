@@ -37,6 +37,17 @@ def test_only_heads_at_the_border_go_to_the_border_estimator():
     assert measure(high, [cut], [1.0])["hc_mm"][0] == alone["hc_mm"][1]
 
 
+def test_measured_rows_say_how_much_of_a_cut_head_was_extrapolated():
+    import math
+
+    est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64), offset_px=0.0, tta=False)
+    circle = head_image(270, 400, 60.0, 60.0)[:, 160:]  # centre 40 px right of the new left edge, radius 60
+    m = measure(est, [circle, head_image(270, 400, 60.0, 60.0)], [1.0, 1.0])
+    # the arc of a circle of radius 60 beyond a chord 40.5 px from its centre (the edge is half a pixel out)
+    assert m["outside_fraction"][0] == pytest.approx(math.acos(40.5 / 60) / math.pi, abs=0.02)
+    assert m["outside_fraction"][1] == 0.0
+
+
 def _tiny(path, size, seed=0):
     cfg = {"val_fraction": 0.25, "split_seed": seed, "model": {"channels": [4, 8], "strides": [2]}}
     torch.manual_seed(size + seed)  # untrained weights, the same every run
@@ -129,6 +140,22 @@ def test_ellipse_border_gap_against_hand_values():
     assert ellipse_border_gap(50, 40, 20, 10, 90, (100, 200)) == pytest.approx(2.0)
     assert ellipse_border_gap(185, 40, 20, 10, 90, (100, 200)) == pytest.approx(0.4)  # 199 - 185 - 10 = 4 px right
     assert ellipse_border_gap(50, 5, 20, 10, 90, (100, 200)) == pytest.approx(-1.5)  # crosses the top edge
+
+
+def test_ellipse_outside_against_the_circular_segment():
+    import math
+
+    from sonoshift.judges.ga.border_cut import ellipse_outside
+
+    # a circle of radius 20 whose centre lies 10 px right of the left edge (x = -0.5): the arc beyond the chord is
+    # 2 arccos(10 / 20) of the 2 pi around it, a third of the perimeter, all of it beyond a left/right edge
+    share, axial = ellipse_outside(9.5, 50, 20, 20, 0, (100, 200))
+    assert share == pytest.approx(math.acos(0.5) / math.pi, abs=2e-3)
+    assert axial == 0.0
+    # an upright 30 x 10 ellipse centred on the bottom edge: half of it below, by symmetry, all beyond top/bottom
+    share, axial = ellipse_outside(100, 99.5, 30, 10, 90, (100, 200))
+    assert share == pytest.approx(0.5, abs=2e-3) and axial == pytest.approx(1.0)
+    assert ellipse_outside(100, 50, 30, 10, 90, (100, 200)) == (0.0, 0.0)  # inside: nothing extrapolated
 
 
 def test_second_look_sends_a_head_near_the_border_that_the_border_network_finds_at_it():

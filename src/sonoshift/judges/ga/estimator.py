@@ -27,7 +27,8 @@ from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_we
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
-from sonoshift.judges.ga.border_cut import canvas_padding, ellipse_border_gap, pad_canvas
+from sonoshift.judges.ga.border_cut import canvas_padding, ellipse_border_gap, ellipse_outside, pad_canvas
+from sonoshift.judges.ga.cut_correction import CutCorrection, correct_ellipse
 from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
@@ -59,7 +60,9 @@ head whose first-stage fit has more than ``border_threshold`` of its contour at 
 on whole heads draw a cut head as a smaller closed one; bench/ga_border.py). ``border_gap`` > 0 adds a second look:
 a head whose first-stage ellipse stays within ``border_gap`` x its semi-minor axis of the border (or crosses it)
 without touching it goes to ``border`` too when the border estimator's own first stage puts more than
-``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame)."""
+``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame).
+``cut_correction`` (cut_correction.py) scales every head this estimator measures whose ellipse crosses the
+border by a factor fitted on held-out cut heads (their HC is biased low); heads inside the frame are untouched."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -75,6 +78,7 @@ without touching it goes to ``border`` too when the border estimator's own first
     border: GaEstimator | None = None
     border_threshold: float = 0.0
     border_gap: float = 0.0
+    cut_correction: CutCorrection | None = None
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -136,11 +140,12 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     polar = (PolarRefiner.from_segmenters(polar_nets, meta.get("polar_tta")),) if polar_nets else ()
     border = load_ga_estimator(Path(path) / meta["border"], device) if meta.get("border") else None
     tta = bool(meta.get("tta", True))
+    corr = CutCorrection.from_dict(meta["cut_correction"]) if meta.get("cut_correction") else None
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
-                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)))
+                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), corr)
 
 
 def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
@@ -200,7 +205,8 @@ def refine_fits(
     ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
     more than ``est.refine_max_growth``. Where the refined map is not elliptic (``est.rescue_iou``) the most
     elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
-    every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one."""
+    every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one. Last,
+    ``est.cut_correction`` scales the heads whose ellipse crosses the border."""
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
@@ -213,7 +219,18 @@ def refine_fits(
             if fit.found:
                 e = dataclasses.replace(fit.ellipse, a=fit.ellipse.a + grow, b=fit.ellipse.b + grow)
                 out[i] = dataclasses.replace(fit, ellipse=e, border_fraction=fits[i].border_fraction)
+    if est.cut_correction is not None:
+        out = [_corrected(est, f, np.shape(frame)) for f, frame in zip(out, frames)]
     return out
+
+
+def _corrected(est: GaEstimator, fit: HeadFit, shape: tuple[int, int]) -> HeadFit:
+    """``fit`` with ``est.cut_correction`` applied where its measured ellipse crosses the border."""
+    if not fit.found:
+        return fit
+    e, grow = fit.ellipse, est.offset_px
+    outside, axial = ellipse_outside(e.cx, e.cy, e.a + grow, e.b + grow, e.angle, shape)
+    return dataclasses.replace(fit, ellipse=correct_ellipse(e, grow, outside, axial, est.cut_correction))
 
 
 def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
@@ -227,7 +244,7 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     near = [] if est.border_gap <= 0 else [
         i for i, f in enumerate(fits) if f.found and f.border_fraction <= est.border_threshold
         and ellipse_border_gap(*dataclasses.astuple(f.ellipse), np.shape(frames[i])) < est.border_gap]
-    first = dataclasses.replace(est.border, refiners=(), polar=(), border=None)
+    first = dataclasses.replace(est.border, refiners=(), polar=(), border=None, cut_correction=None)
     both = at + near
     out = dict(zip(both, fits_for(first, [frames[i] for i in both], batch_size))) if both else {}
     taken = set(at)
@@ -261,8 +278,22 @@ def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence
 def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = BATCH) -> list[HeadFit]:
     """One HeadFit per frame (native pixel coordinates)."""
     probs = head_probabilities(est, frames, batch_size)
-    return refine_fits(est, frames, [est.first_fit(p, np.asarray(f).shape) for p, f in zip(probs, frames)],
-                       batch_size)
+    shapes = [np.shape(f) for f in frames]
+    fits = refine_fits(est, frames, [est.first_fit(p, s) for p, s in zip(probs, shapes)], batch_size)
+    return _outside(est, fits, shapes)
+
+
+def _outside(est: GaEstimator, fits: Sequence[HeadFit], shapes: Sequence[tuple[int, int]]) -> list[HeadFit]:
+    """``fits`` with the share of each measured ellipse (semi-axes grown by the offset) beyond its frame
+    (``HeadFit.outside_fraction``)."""
+    out = []
+    for f, s in zip(fits, shapes):
+        if f.found:
+            e, grow = f.ellipse, est.offset_px
+            f = dataclasses.replace(f, outside_fraction=ellipse_outside(e.cx, e.cy, e.a + grow, e.b + grow, e.angle,
+                                                                        s)[0])
+        out.append(f)
+    return out
 
 
 def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
@@ -284,6 +315,7 @@ def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) ->
             "ga_hadlock_weeks": hadlock_ga_from_hc(hc_mm) if found else math.nan,
             "ga_intergrowth_weeks": intergrowth_ga_weeks(hc_mm) if found else math.nan,
             "border_fraction": fit.border_fraction, "outline_confidence": fit.outline_confidence,
+            "outside_fraction": fit.outside_fraction if found else math.nan,
             "cx": e.cx if e else math.nan, "cy": e.cy if e else math.nan,
             "a_px": e.a + est.offset_px if e else math.nan, "b_px": e.b + est.offset_px if e else math.nan,
             "angle": e.angle if e else math.nan,
@@ -296,7 +328,8 @@ def measure(
     names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction,
-    outline_confidence (the polar refiner's; NaN without one), ellipse.
+    outline_confidence (the polar refiner's; NaN without one), outside_fraction (the share of the measured ellipse
+    beyond the frame: how much of the head was extrapolated across the border), ellipse.
 
     ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
     the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""
@@ -342,7 +375,7 @@ def _loader(est: GaEstimator):
     """path -> (the native frame, or only its shape when no later stage needs it; the frame at each model size)."""
     from sonoshift.io.images import read_gray
 
-    keep = bool(est.refiners or est.polar or est.border)  # later stages need the native frame
+    keep = _later(est)  # later stages need the native frame
 
     def load(path: Path) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
         f = read_gray(path)
@@ -351,14 +384,20 @@ def _loader(est: GaEstimator):
     return load
 
 
+def _later(est: GaEstimator) -> bool:
+    """Whether anything follows the first stage (and so needs the native frames)."""
+    return bool(est.refiners or est.polar or est.border or est.cut_correction)
+
+
 def _batch_fits(est: GaEstimator, loaded, batch_size: int) -> list[HeadFit]:
     """Every stage's fits of one batch of ``_loader`` results."""
     x = {s: torch.from_numpy(np.stack([a[j] for _, a in loaded])[:, None]) for j, s in enumerate(est.input_sizes)}
     probs = batch_probabilities(est, x, batch_size)
-    fits = [est.first_fit(p, f.shape if isinstance(f, np.ndarray) else f) for p, (f, _) in zip(probs, loaded)]
-    if est.refiners or est.polar or est.border:
+    shapes = [f.shape if isinstance(f, np.ndarray) else f for f, _ in loaded]
+    fits = [est.first_fit(p, s) for p, s in zip(probs, shapes)]
+    if _later(est):
         fits = refine_fits(est, [f for f, _ in loaded], fits, batch_size)
-    return fits
+    return _outside(est, fits, shapes)
 
 
 def _streamed(est, paths, batches, load, batch_size: int, workers: int):

@@ -27,12 +27,15 @@ from sonoshift.judges.ga.head_crop import box_to_native
 
 @dataclass(frozen=True)
 class HeadFit:
-    """An ellipse in native pixels (None when no head), the share of contour points dropped at the border and,
-    after the polar refiner, how sure it was of the outline (polar_refiner.outline_confidence; NaN before)."""
+    """An ellipse in native pixels (None when no head), the share of contour points dropped at the border,
+    after the polar refiner how sure it was of the outline (polar_refiner.outline_confidence; NaN before) and, once
+    measured, the share of the ellipse's perimeter beyond the frame (border_cut.ellipse_outside: what was
+    extrapolated across a border that cuts the head)."""
 
     ellipse: EllipseFit | None
     border_fraction: float = 0.0
     outline_confidence: float = math.nan
+    outside_fraction: float = 0.0
 
     @property
     def found(self) -> bool:
