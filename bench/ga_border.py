@@ -31,7 +31,7 @@ from sonoshift.errors import exit_on_error
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
 from sonoshift.judges.ga.border_cut import crop_to_cut, ellipse_outside
-from sonoshift.judges.ga.cut_correction import cut_rows, fit_cut_correction
+from sonoshift.judges.ga.cut_correction import cut_rows, fit_cut_correction, uncorrected
 from sonoshift.judges.ga.estimator import load_ga_estimator, measure
 from sonoshift.judges.ga.hc18_report import heldout_rows
 
@@ -62,7 +62,8 @@ def cross_fitted(rows: pd.DataFrame, paths: list[str], data: str, seed: int, per
     """``rows`` of one {k} estimator with each fold's HCs corrected by a cut correction fitted on the *other*
     folds' held-out images cut at random (``cut_rows``, seeded by ``seed`` and the fold), so no image is in the fit
     that corrects it."""
-    fit = {k: cut_rows(load_ga_estimator(p), data, seed=[seed, k], per_image=per_image) for k, p in enumerate(paths)}
+    fit = {k: cut_rows(uncorrected(load_ga_estimator(p)), data, seed=[seed, k], per_image=per_image)
+           for k, p in enumerate(paths)}
     out = rows.copy()
     for k in fit:
         corr = fit_cut_correction(pd.concat([r for j, r in fit.items() if j != k], ignore_index=True))

@@ -54,6 +54,7 @@ def test_cross_fit_corrects_each_fold_with_the_other_folds_fit(monkeypatch):
         return pd.DataFrame({"outside": s, "axial": 0.0, "hc_mm": 100.0, "hc_true_mm": 100.0 * np.exp(c * s)})
 
     monkeypatch.setattr(gb, "load_ga_estimator", lambda p: p)
+    monkeypatch.setattr(gb, "uncorrected", lambda e: e)
     monkeypatch.setattr(gb, "cut_rows", fake_rows)
     scored = pd.DataFrame({"fold": [0, 0, 1, 1], "outside": [0.5, 0.0, 0.5, 0.0], "axial": 0.0,
                            "hc_mm": [100.0, 150.0, 100.0, 150.0], "hc_true_mm": 120.0})

@@ -15,7 +15,7 @@ from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.cli.main import app
 from sonoshift.downstream.segmenter import Segmenter
 from sonoshift.errors import SonoshiftError
-from sonoshift.judges.ga.cut_correction import CutCorrection, fit_cut_correction, load_cut_correction
+from sonoshift.judges.ga.cut_correction import CutCorrection, fit_cut_correction, load_cut_correction, uncorrected
 from sonoshift.judges.ga.estimator import GaEstimator, load_ga_estimator, measure
 from test_ga_border_route import _tiny
 from test_ga_estimator import BrightIsHead, fake_hc18, head_image  # noqa: F401 (fixture)
@@ -53,6 +53,9 @@ def test_only_heads_whose_ellipse_crosses_the_border_are_scaled():
     # an axial-only correction leaves a head cut at the side alone
     side_only = GaEstimator(seg, offset_px=2.0, tta=False, cut_correction=CutCorrection((0.0, 0.0), (0.5, 0.0)))
     assert measure(side_only, frames[:1], [1.0])["hc_mm"][0] == pytest.approx(plain["hc_mm"][0], rel=1e-9)
+    # a correction is fitted on what the estimator measures without one (its border estimator's included)
+    routed = uncorrected(GaEstimator(seg, cut_correction=corr, border=fixed))
+    assert routed.cut_correction is None and routed.border.cut_correction is None
 
 
 def test_build_stores_the_correction_and_refuses_a_bad_file(fake_hc18, tmp_path):

@@ -140,11 +140,17 @@ def fit_from_estimators(paths: list[str | Path], data_root: str | Path, seed: in
 
     parts = []
     for k, p in enumerate(track(paths, "measure cut held-out heads", disable=not progress)):
-        est = load_ga_estimator(p)
+        est = uncorrected(load_ga_estimator(p))
         parts.append(cut_rows(est, data_root, seed=[seed, k], per_image=per_image, max_cut=max_cut)
                      .assign(estimator=str(p)))
     rows = pd.concat(parts, ignore_index=True)
     return fit_cut_correction(rows), rows
+
+
+def uncorrected(est):
+    """``est`` (and its border estimator) without a cut correction: what a correction is fitted on."""
+    border = est.border and dataclasses.replace(est.border, cut_correction=None)
+    return dataclasses.replace(est, cut_correction=None, border=border)
 
 
 def write_cut_correction(corr: CutCorrection, rows: pd.DataFrame, out: str | Path, **fitted_on) -> None:

@@ -228,9 +228,14 @@ def _corrected(est: GaEstimator, fit: HeadFit, shape: tuple[int, int]) -> HeadFi
     """``fit`` with ``est.cut_correction`` applied where its measured ellipse crosses the border."""
     if not fit.found:
         return fit
+    corrected = correct_ellipse(fit.ellipse, est.offset_px, *_beyond(est, fit, shape), est.cut_correction)
+    return dataclasses.replace(fit, ellipse=corrected)
+
+
+def _beyond(est: GaEstimator, fit: HeadFit, shape: tuple[int, int]) -> tuple[float, float]:
+    """border_cut.ellipse_outside of a found head's measured ellipse (semi-axes grown by the offset)."""
     e, grow = fit.ellipse, est.offset_px
-    outside, axial = ellipse_outside(e.cx, e.cy, e.a + grow, e.b + grow, e.angle, shape)
-    return dataclasses.replace(fit, ellipse=correct_ellipse(e, grow, outside, axial, est.cut_correction))
+    return ellipse_outside(e.cx, e.cy, e.a + grow, e.b + grow, e.angle, shape)
 
 
 def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
@@ -286,14 +291,8 @@ def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = B
 def _outside(est: GaEstimator, fits: Sequence[HeadFit], shapes: Sequence[tuple[int, int]]) -> list[HeadFit]:
     """``fits`` with the share of each measured ellipse (semi-axes grown by the offset) beyond its frame
     (``HeadFit.outside_fraction``)."""
-    out = []
-    for f, s in zip(fits, shapes):
-        if f.found:
-            e, grow = f.ellipse, est.offset_px
-            f = dataclasses.replace(f, outside_fraction=ellipse_outside(e.cx, e.cy, e.a + grow, e.b + grow, e.angle,
-                                                                        s)[0])
-        out.append(f)
-    return out
+    return [dataclasses.replace(f, outside_fraction=_beyond(est, f, s)[0]) if f.found else f
+            for f, s in zip(fits, shapes)]
 
 
 def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
