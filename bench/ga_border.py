@@ -7,9 +7,6 @@ images; the first is the baseline of the ratio column.
     # cross-validation folds: a path with {k} is one estimator per fold, scored on its own held-out images, pooled
     python bench/ga_border.py --estimator base=CV/fold_{k}/estimator --estimator cut=CV2/fold_{k}/estimator \\
         --folds 5 --out OUT
-    # and each {k} estimator again with the cut correction (judges/ga/cut_correction.py) cross-fitted: fold k's
-    # correction fitted on the other folds' held-out images cut at random (--fit-seed, --fit-per-image)
-    python bench/ga_border.py --estimator border=CUT/fold_{k}/estimator --folds 5 --cross-fit --out OUT
 
 Prints, per estimator and cut: HC abs error mean / median / 95th percentile (mm), the no-head count, the share of
 contour points dropped at the border (first two stages), the HC change against the uncut image (mean |difference|,
@@ -30,15 +27,14 @@ import torch
 from sonoshift.errors import exit_on_error
 from sonoshift.io.images import read_gray
 from sonoshift.io.labels import read_labels
-from sonoshift.judges.ga.border_cut import crop_to_cut, ellipse_outside
-from sonoshift.judges.ga.cut_correction import cut_rows, fit_cut_correction, uncorrected
+from sonoshift.judges.ga.border_cut import crop_to_cut
 from sonoshift.judges.ga.estimator import load_ga_estimator, measure
 from sonoshift.judges.ga.hc18_report import heldout_rows
 
 
 def score(path: str, data: str, cuts: list[float], seed: int) -> pd.DataFrame:
     """One estimator folder's held-out images at each cut: name, cut, hc_true_mm, hc_mm, err_mm, border_fraction,
-    outside, axial (of the measured ellipse, border_cut.ellipse_outside)."""
+    outside_fraction (the share of the measured ellipse beyond the cut frame)."""
     est = load_ga_estimator(path)
     _, val = heldout_rows(est.segmenter, data)
     frames = [read_gray(p) for p in val["image_path"]]
@@ -50,29 +46,10 @@ def score(path: str, data: str, cuts: list[float], seed: int) -> pd.DataFrame:
         crops = [crop_to_cut(f, m, cut, s) if cut > 0 else f for f, m, s in zip(frames, masks, sides)]
         m = measure(est, crops, list(val["pixel_size_mm"]))
         got = m["hc_mm"].to_numpy()
-        feats = np.array([ellipse_outside(r.cx, r.cy, r.a_px, r.b_px, r.angle, c.shape) if r.head_found
-                          else (np.nan, np.nan) for r, c in zip(m.itertuples(), crops)]).reshape(-1, 2)
         parts.append(pd.DataFrame({"name": list(val["filename"]), "cut": cut, "hc_true_mm": hc, "hc_mm": got,
                                    "err_mm": np.abs(got - hc), "border_fraction": m["border_fraction"].to_numpy(),
-                                   "outside": feats[:, 0], "axial": feats[:, 1]}))
+                                   "outside_fraction": m["outside_fraction"].to_numpy()}))
     return pd.concat(parts, ignore_index=True)
-
-
-def cross_fitted(rows: pd.DataFrame, paths: list[str], data: str, seed: int, per_image: int) -> pd.DataFrame:
-    """``rows`` of one {k} estimator with each fold's HCs corrected by a cut correction fitted on the *other*
-    folds' held-out images cut at random (``cut_rows``, seeded by ``seed`` and the fold), so no image is in the fit
-    that corrects it."""
-    fit = {k: cut_rows(uncorrected(load_ga_estimator(p)), data, seed=[seed, k], per_image=per_image)
-           for k, p in enumerate(paths)}
-    out = rows.copy()
-    for k in fit:
-        corr = fit_cut_correction(pd.concat([r for j, r in fit.items() if j != k], ignore_index=True))
-        print(f"fold {k}: cut correction fitted on {corr.heads} heads of the other folds: lateral "
-              f"{corr.lateral[0]:+.3f} / {corr.lateral[1]:+.3f}, axial {corr.axial[0]:+.3f} / {corr.axial[1]:+.3f}")
-        m = (out["fold"] == k) & (out["outside"] > 0)
-        out.loc[m, "hc_mm"] *= np.exp(corr.log_factor(out.loc[m, "outside"].to_numpy(), out.loc[m, "axial"].to_numpy()))
-    out["err_mm"] = (out["hc_mm"] - out["hc_true_mm"]).abs()
-    return out
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
@@ -121,10 +98,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="write border.csv and border.png here")
-    ap.add_argument("--cross-fit", action="store_true",
-                    help="also score each {k} estimator with a cut correction fitted on the other folds")
-    ap.add_argument("--fit-seed", type=int, default=101, help="--cross-fit: seed of the random cuts it is fitted on")
-    ap.add_argument("--fit-per-image", type=int, default=1, help="--cross-fit: random cuts per held-out image")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cuts = sorted(set([0.0] + a.cuts))  # the uncut image is the reference of the HC change
@@ -133,16 +106,10 @@ def main() -> None:
         name, _, path = item.rpartition("=")
         name = name or Path(path.replace("{k}", "K")).name
         folds = range(a.folds) if "{k}" in path else [None]
-        mine = []
         for k in folds:
             p = path.format(k=k) if k is not None else path
-            mine.append(score(p, a.data, cuts, a.seed).assign(estimator=name, fold=k if k is not None else -1))
+            parts.append(score(p, a.data, cuts, a.seed).assign(estimator=name, fold=k if k is not None else -1))
             print(f"scored {name} {p}", flush=True)
-        parts += mine
-        if a.cross_fit and "{k}" in path:
-            fixed = cross_fitted(pd.concat(mine, ignore_index=True), [path.format(k=k) for k in folds], a.data,
-                                 a.fit_seed, a.fit_per_image)
-            parts.append(fixed.assign(estimator=f"{name}+cut correction"))
     rows = pd.concat(parts, ignore_index=True)
     s = summary(rows)
     for r in s.itertuples():

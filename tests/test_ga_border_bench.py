@@ -43,22 +43,3 @@ def test_summary_against_hand_values(tmp_path):
     assert s.loc[("a", 0.2), "p95"] == pytest.approx(np.percentile([4.0, 10.0], 95))
     gb.plot(s.reset_index(), tmp_path / "border.png")
     assert (tmp_path / "border.png").stat().st_size > 10_000
-
-
-def test_cross_fit_corrects_each_fold_with_the_other_folds_fit(monkeypatch):
-    # fold 0's random cuts say the HC of a head half outside at the side is exp(0.2 * 0.5) short, fold 1's exp(0.6 *
-    # 0.5): fold 0 must be corrected by fold 1's fit and fold 1 by fold 0's
-    def fake_rows(est, data, seed, per_image):
-        c = {"p0": 0.2, "p1": 0.6}[est]
-        s = np.linspace(0.05, 0.45, 30)
-        return pd.DataFrame({"outside": s, "axial": 0.0, "hc_mm": 100.0, "hc_true_mm": 100.0 * np.exp(c * s)})
-
-    monkeypatch.setattr(gb, "load_ga_estimator", lambda p: p)
-    monkeypatch.setattr(gb, "uncorrected", lambda e: e)
-    monkeypatch.setattr(gb, "cut_rows", fake_rows)
-    scored = pd.DataFrame({"fold": [0, 0, 1, 1], "outside": [0.5, 0.0, 0.5, 0.0], "axial": 0.0,
-                           "hc_mm": [100.0, 150.0, 100.0, 150.0], "hc_true_mm": 120.0})
-    out = gb.cross_fitted(scored, ["p0", "p1"], "data", seed=1, per_image=1)
-    assert out["hc_mm"].tolist() == pytest.approx([100 * math.exp(0.3), 150.0, 100 * math.exp(0.1), 150.0])
-    assert out["err_mm"].tolist() == pytest.approx([abs(100 * math.exp(0.3) - 120), 30.0,
-                                                   abs(100 * math.exp(0.1) - 120), 30.0])

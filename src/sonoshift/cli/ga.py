@@ -79,16 +79,13 @@ def build_cmd(
                                      "ellipse comes within this many semi-minor axes of the border when its own "
                                      "first stage finds them at the border (0: off; 0.2 lowers the error of cut "
                                      "heads by about 9 %, docs/judges.md, session 30)."),
-    cut_correction: Path | None = typer.Option(None, help="The JSON of `ga fit-cut-correction`: scale the heads "
-                                               "this estimator measures whose ellipse crosses the image border "
-                                               "(their HC is biased low; give it to the border estimator)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
                           refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta, border=border,
-                          border_threshold=border_threshold, border_gap=border_gap, cut_correction=cut_correction)
+                          border_threshold=border_threshold, border_gap=border_gap)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
@@ -182,31 +179,6 @@ def cv_cmd(
         typer.echo(f"without the polar refiner (same other stages): HC abs error mean "
                    f"{s['without_polar_hc_abs_err_mm_mean']:.2f} mm, median {s['without_polar_hc_abs_err_mm_median']:.2f}, "
                    f"95th pct {s['without_polar_hc_abs_err_mm_p95']:.2f}")
-
-
-@ga_app.command("fit-cut-correction")
-def fit_cut_correction_cmd(
-    estimator: str = typer.Option(..., "--estimator", "-e", help="A GA estimator folder per cross-validation "
-                                  "fold, as a path with {k} (e.g. CV/fold_{k}/border_estimator): each measures "
-                                  "its own held-out images cut by the border."),
-    out: Path = typer.Option(..., "--out", "-o", help="JSON to write (and <name>_rows.csv beside it)."),
-    folds: int = typer.Option(5, min=1, help="Folds of the {k} path (0 .. folds - 1)."),
-    per_image: int = typer.Option(2, min=1, help="Random cuts per held-out image."),
-    seed: int = typer.Option(0, help="Seed of the cut shares and sides."),
-    data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
-) -> None:
-    """Fit the correction of cut heads' HC (judges/ga/cut_correction.py) on held-out images cut at random."""
-    from sonoshift.judges.ga.cut_correction import MAX_CUT, fit_from_estimators, write_cut_correction
-
-    if "{k}" not in estimator:
-        raise SonoshiftError(f"--estimator {estimator} has no {{k}}: give one estimator per fold, e.g. "
-                             "CV/fold_{k}/border_estimator, so that every head is measured by one that never saw it.")
-    paths = [estimator.format(k=k) for k in range(folds)]
-    corr, rows = fit_from_estimators(paths, data_root / "hc18", seed=seed, per_image=per_image)
-    write_cut_correction(corr, rows, out, estimators=paths, seed=seed, per_image=per_image, max_cut=MAX_CUT)
-    typer.echo(f"cut correction from {corr.heads} held-out heads that cross the border -> {out}: log(HC_true / HC) "
-               f"= {corr.lateral[0]:+.3f} s {corr.lateral[1]:+.3f} s^2 (left/right), {corr.axial[0]:+.3f} s "
-               f"{corr.axial[1]:+.3f} s^2 (top/bottom), s = share of the ellipse outside")
 
 
 @ga_app.command("predict")

@@ -78,11 +78,10 @@ def ellipse_border_gap(cx: float, cy: float, a: float, b: float, angle: float, s
 
 
 def ellipse_outside(cx: float, cy: float, a: float, b: float, angle: float, shape: tuple[int, int],
-                    n: int = 720) -> tuple[float, float]:
-    """How much of an ellipse (native pixels, OpenCV angle in degrees, ``a`` along it) lies outside an image of
-    ``shape`` (H, W), beyond the outer pixels' edges: the share of its perimeter outside (by arc length, ``n``
-    points), and the share of that part beyond the top or bottom edge (the rest is beyond the left or right one;
-    0 when nothing is outside). A head measured from such an ellipse was extrapolated across the border."""
+                    n: int = 720) -> float:
+    """The share of an ellipse's perimeter (native pixels, OpenCV angle in degrees, ``a`` along it; by arc length,
+    ``n`` points) that lies outside an image of ``shape`` (H, W), beyond the outer pixels' edges. A head measured
+    from such an ellipse was extrapolated across the border."""
     h, w = shape
     t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
     c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
@@ -90,10 +89,8 @@ def ellipse_outside(cx: float, cy: float, a: float, b: float, angle: float, shap
     y = cy + a * np.cos(t) * s + b * np.sin(t) * c
     step = np.hypot(np.diff(x, append=x[0]), np.diff(y, append=y[0]))
     length = 0.5 * (step + np.roll(step, 1))  # each point's share of the arc
-    axial = (y < -0.5) | (y > h - 0.5)
-    out = axial | (x < -0.5) | (x > w - 0.5)
-    total = float(length[out].sum())
-    return total / float(length.sum()), (float(length[axial].sum()) / total if total > 0 else 0.0)
+    out = (y < -0.5) | (y > h - 0.5) | (x < -0.5) | (x > w - 0.5)
+    return float(length[out].sum() / length.sum())
 
 
 def canvas_padding(shape: tuple[int, int], pad: float) -> tuple[int, int]:

@@ -28,7 +28,6 @@ from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.border_cut import canvas_padding, ellipse_border_gap, ellipse_outside, pad_canvas
-from sonoshift.judges.ga.cut_correction import CutCorrection, correct_ellipse
 from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
@@ -60,9 +59,7 @@ head whose first-stage fit has more than ``border_threshold`` of its contour at 
 on whole heads draw a cut head as a smaller closed one; bench/ga_border.py). ``border_gap`` > 0 adds a second look:
 a head whose first-stage ellipse stays within ``border_gap`` x its semi-minor axis of the border (or crosses it)
 without touching it goes to ``border`` too when the border estimator's own first stage puts more than
-``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame).
-``cut_correction`` (cut_correction.py) scales every head this estimator measures whose ellipse crosses the
-border by a factor fitted on held-out cut heads (their HC is biased low); heads inside the frame are untouched."""
+``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -78,7 +75,6 @@ border by a factor fitted on held-out cut heads (their HC is biased low); heads 
     border: GaEstimator | None = None
     border_threshold: float = 0.0
     border_gap: float = 0.0
-    cut_correction: CutCorrection | None = None
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -140,12 +136,11 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     polar = (PolarRefiner.from_segmenters(polar_nets, meta.get("polar_tta")),) if polar_nets else ()
     border = load_ga_estimator(Path(path) / meta["border"], device) if meta.get("border") else None
     tta = bool(meta.get("tta", True))
-    corr = CutCorrection.from_dict(meta["cut_correction"]) if meta.get("cut_correction") else None
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
-                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), corr)
+                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)))
 
 
 def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
@@ -205,8 +200,7 @@ def refine_fits(
     ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
     more than ``est.refine_max_growth``. Where the refined map is not elliptic (``est.rescue_iou``) the most
     elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
-    every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one. Last,
-    ``est.cut_correction`` scales the heads whose ellipse crosses the border."""
+    every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one."""
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
@@ -219,23 +213,7 @@ def refine_fits(
             if fit.found:
                 e = dataclasses.replace(fit.ellipse, a=fit.ellipse.a + grow, b=fit.ellipse.b + grow)
                 out[i] = dataclasses.replace(fit, ellipse=e, border_fraction=fits[i].border_fraction)
-    if est.cut_correction is not None:
-        out = [_corrected(est, f, np.shape(frame)) for f, frame in zip(out, frames)]
     return out
-
-
-def _corrected(est: GaEstimator, fit: HeadFit, shape: tuple[int, int]) -> HeadFit:
-    """``fit`` with ``est.cut_correction`` applied where its measured ellipse crosses the border."""
-    if not fit.found:
-        return fit
-    corrected = correct_ellipse(fit.ellipse, est.offset_px, *_beyond(est, fit, shape), est.cut_correction)
-    return dataclasses.replace(fit, ellipse=corrected)
-
-
-def _beyond(est: GaEstimator, fit: HeadFit, shape: tuple[int, int]) -> tuple[float, float]:
-    """border_cut.ellipse_outside of a found head's measured ellipse (semi-axes grown by the offset)."""
-    e, grow = fit.ellipse, est.offset_px
-    return ellipse_outside(e.cx, e.cy, e.a + grow, e.b + grow, e.angle, shape)
 
 
 def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
@@ -249,7 +227,7 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     near = [] if est.border_gap <= 0 else [
         i for i, f in enumerate(fits) if f.found and f.border_fraction <= est.border_threshold
         and ellipse_border_gap(*dataclasses.astuple(f.ellipse), np.shape(frames[i])) < est.border_gap]
-    first = dataclasses.replace(est.border, refiners=(), polar=(), border=None, cut_correction=None)
+    first = dataclasses.replace(est.border, refiners=(), polar=(), border=None)
     both = at + near
     out = dict(zip(both, fits_for(first, [frames[i] for i in both], batch_size))) if both else {}
     taken = set(at)
@@ -291,8 +269,10 @@ def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = B
 def _outside(est: GaEstimator, fits: Sequence[HeadFit], shapes: Sequence[tuple[int, int]]) -> list[HeadFit]:
     """``fits`` with the share of each measured ellipse (semi-axes grown by the offset) beyond its frame
     (``HeadFit.outside_fraction``)."""
-    return [dataclasses.replace(f, outside_fraction=_beyond(est, f, s)[0]) if f.found else f
-            for f, s in zip(fits, shapes)]
+    grow = est.offset_px
+    return [dataclasses.replace(f, outside_fraction=ellipse_outside(
+        f.ellipse.cx, f.ellipse.cy, f.ellipse.a + grow, f.ellipse.b + grow, f.ellipse.angle, s)) if f.found else f
+        for f, s in zip(fits, shapes)]
 
 
 def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
@@ -385,7 +365,7 @@ def _loader(est: GaEstimator):
 
 def _later(est: GaEstimator) -> bool:
     """Whether anything follows the first stage (and so needs the native frames)."""
-    return bool(est.refiners or est.polar or est.border or est.cut_correction)
+    return bool(est.refiners or est.polar or est.border)
 
 
 def _batch_fits(est: GaEstimator, loaded, batch_size: int) -> list[HeadFit]:

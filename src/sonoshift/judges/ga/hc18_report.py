@@ -26,7 +26,6 @@ from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segme
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import KEY, GaEstimator, canvas_pad, is_amodal, load_ga_estimator, measure_files
-from sonoshift.judges.ga.cut_correction import load_cut_correction
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.head_fit import calibrate_offset
 from sonoshift.judges.ga.polar_refiner import POLAR_KEY, PolarRefiner
@@ -61,7 +60,7 @@ def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
-    border_threshold: float = BORDER_THRESHOLD, border_gap: float = 0.0, cut_correction: str | Path | None = None,
+    border_threshold: float = BORDER_THRESHOLD, border_gap: float = 0.0,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -78,10 +77,7 @@ def build_estimator(
     ``border``: a GA estimator folder built from networks trained on heads cut by the image border (``cut_heads``),
     held out on the same images; it measures the heads whose first-stage contour has more than ``border_threshold``
     of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``;
-    ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``).
-    ``cut_correction``: the JSON of `ga fit-cut-correction` (cut_correction.py); this estimator then scales the
-    heads it measures whose ellipse crosses the border (build a border estimator with it)."""
-    corr = load_cut_correction(cut_correction) if cut_correction is not None else None
+    ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``)."""
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
@@ -125,7 +121,7 @@ def build_estimator(
                                  "an estimator needs one split (same val_fraction and split_seed, or fold).")
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
                       rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold,
-                      border_gap=border_gap, cut_correction=corr)
+                      border_gap=border_gap)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -139,8 +135,6 @@ def build_estimator(
                  "validation": summarize(table) if len(table) else {}}
     if math.isfinite(refine_max_growth):
         info[KEY]["refine_max_growth"] = refine_max_growth
-    if corr is not None:
-        info[KEY]["cut_correction"] = corr.to_dict()
     if border_est is not None:
         info[KEY].update(border="border", border_threshold=float(border_threshold), border_gap=float(border_gap))
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
