@@ -75,6 +75,8 @@ def test_build_stores_the_border_estimator_and_refuses_another_split(fake_hc18, 
     assert r.exit_code == 0, r.output
     est = load_ga_estimator(tmp_path / "est")
     assert est.border is not None and est.border_threshold == 0.05
+    assert est.border_gap == 0.2  # the default second look at heads near the border (sessions 30 and 32)
+    assert load_ga_estimator(tmp_path / "cut_est").border_gap == 0.0  # nothing to send heads to
     assert est.segmenter.image_size == 32 and est.border.segmenter.image_size == 24
     assert (tmp_path / "est" / "border" / "model.safetensors").is_file()
     assert len(pd.read_csv(tmp_path / "est" / "hc18_validation.csv")) == 3
@@ -100,7 +102,7 @@ def test_cross_validation_builds_each_folds_border_estimator_and_guards_its_reci
     for k in range(2):
         fdir = out / f"fold_{k}"
         est = load_ga_estimator(fdir / "estimator")
-        assert est.border is not None and est.border_threshold == 0.2
+        assert est.border is not None and est.border_threshold == 0.2 and est.border_gap == 0.2
         member = load_segmenter(fdir / "border_segmenter_0")
         assert member.info["cut_copies"] == 2 * member.info["train_images"]  # every training head cut twice
         assert member.info["val_files"] == load_segmenter(fdir / "segmenter_0").info["val_files"]  # same fold
@@ -115,6 +117,9 @@ def test_cross_validation_builds_each_folds_border_estimator_and_guards_its_reci
         cross_validate([seg, pol], out, folds=2, progress=False)
     with pytest.raises(SonoshiftError, match="threshold 0.2"):
         cross_validate([seg, pol], out, folds=2, progress=False, border_configs=[cut], border_threshold=0.1)
+    with pytest.raises(SonoshiftError, match="gap 0.2.*gap 0.0"):
+        cross_validate([seg, pol], out, folds=2, progress=False, border_configs=[cut], border_threshold=0.2,
+                       border_gap=0.0)
 
 
 def test_cv_cli_refuses_border_settings_without_border_configs(tmp_path):

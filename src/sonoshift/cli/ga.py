@@ -75,10 +75,11 @@ def build_cmd(
     border_threshold: float = typer.Option(0.07, min=0.0, max=1.0, help="With --border: the share of the "
                                            "first-stage contour at the image border above which a head goes to it "
                                            "(0: any point; 0.07 chosen on training heads, docs/judges.md)."),
-    border_gap: float = typer.Option(0.0, min=0.0, help="With --border: also send it the heads whose first-stage "
-                                     "ellipse comes within this many semi-minor axes of the border when its own "
-                                     "first stage finds them at the border (0: off; 0.2 lowers the error of cut "
-                                     "heads by about 9 %, docs/judges.md, session 30)."),
+    border_gap: float | None = typer.Option(None, min=0.0, help="With --border: also send it the heads whose "
+                                            "first-stage ellipse comes within this many semi-minor axes of the "
+                                            "border when its own first stage finds them at the border (default 0.2: "
+                                            "-9 to -11 % error on cut heads, docs/judges.md, sessions 30 and 32; "
+                                            "0: off)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
@@ -154,6 +155,8 @@ def cv_cmd(
     border_threshold: float = typer.Option(0.07, min=0.0, max=1.0, help="With --border-config: the share of the "
                                            "first-stage contour at the image border above which a head goes to "
                                            "the border estimator."),
+    border_gap: float | None = typer.Option(None, min=0.0, help="With --border-config: the border gap of `ga build` "
+                                            "(default 0.2)."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
@@ -166,7 +169,7 @@ def cv_cmd(
         raise SonoshiftError("--border-set needs at least one --border-config.")
     border = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}", *border_set]) for c in border_config]
     s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta, polar_tta=polar_tta, border_configs=border,
-                       border_threshold=border_threshold)
+                       border_threshold=border_threshold, border_gap=border_gap)
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)

@@ -37,6 +37,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.estimator import load_ga_estimator
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.hc18_report import (
+    BORDER_GAP,
     BORDER_THRESHOLD,
     build_estimator,
     evaluate_rows,
@@ -59,7 +60,7 @@ def fold_configs(configs: Sequence[Hc18Config], folds: int, fold: int) -> list[H
 def cross_validate(
     configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool | None = None, progress: bool = True,
     refine_tta: bool = False, polar_tta: bool | None = None, border_configs: Sequence[Hc18Config] = (),
-    border_threshold: float = BORDER_THRESHOLD,
+    border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
 ) -> dict:
     """Run (or resume) the k-fold CV of the ensemble of ``configs`` into ``out``; returns the pooled summary
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
@@ -68,13 +69,16 @@ def cross_validate(
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")
     out = Path(out)
+    border_gap = (BORDER_GAP if border_configs else 0.0) if border_gap is None else border_gap
+    if border_gap > 0 and not border_configs:
+        raise SonoshiftError("a border gap needs border configs (--border-config) to build a border estimator.")
     two_stage = any(c.head_crops or c.head_polar for c in configs)
     has_polar = any(c.head_polar for c in configs)
     tables, first_tables, no_polar_tables = [], [], []
     for k in range(folds):
         fdir = out / f"fold_{k}"
         done = fdir / "per_image.csv"
-        recipe = _recipe(fdir, border_configs, border_threshold)
+        recipe = _recipe(fdir, border_configs, border_threshold, border_gap)
         if not done.is_file():
             members = _trained(fold_configs(configs, folds, k), fdir, "segmenter", progress)
             border = None
@@ -86,7 +90,8 @@ def cross_validate(
                 build_estimator([*cut, *polars], configs[0].data_dir, border, tta=tta, refine_tta=refine_tta,
                                 polar_tta=polar_tta)
             est = build_estimator(members, configs[0].data_dir, fdir / "estimator", tta=tta, refine_tta=refine_tta,
-                                  polar_tta=polar_tta, border=border, border_threshold=border_threshold)
+                                  polar_tta=polar_tta, border=border, border_threshold=border_threshold,
+                                  border_gap=border_gap)
             atomic_write_text(fdir / "recipe.json", json.dumps(recipe))
             _, val = heldout_rows(est.segmenter, configs[0].data_dir)
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
@@ -137,18 +142,21 @@ def _trained(cfgs: Sequence[Hc18Config], fdir: Path, stem: str, progress: bool) 
     return out
 
 
-def _recipe(fdir: Path, border_configs: Sequence[Hc18Config], border_threshold: float) -> dict:
+def _recipe(fdir: Path, border_configs: Sequence[Hc18Config], border_threshold: float, border_gap: float) -> dict:
     """The border settings of this run; a fold already measured with other ones (``recipe.json``; none: measured
-    without a border estimator) is an error, not silently reused."""
+    without a border estimator; no gap recorded: before the gap existed, 0) is an error, not silently reused."""
     recipe = {"border_members": len(border_configs),
-              "border_threshold": float(border_threshold) if border_configs else None}
+              "border_threshold": float(border_threshold) if border_configs else None,
+              "border_gap": float(border_gap)}
     if (fdir / "per_image.csv").is_file():
         before = read_json(fdir / "recipe.json") if (fdir / "recipe.json").is_file() else {
             "border_members": 0, "border_threshold": None}
+        before = {"border_gap": 0.0} | before
         if before != recipe:
             raise SonoshiftError(f"{fdir} was cross-validated with {before['border_members']} border member(s) "
-                                 f"(threshold {before['border_threshold']}), not {recipe['border_members']} "
-                                 f"(threshold {recipe['border_threshold']}); give another output folder.")
+                                 f"(threshold {before['border_threshold']}, gap {before['border_gap']}), not "
+                                 f"{recipe['border_members']} (threshold {recipe['border_threshold']}, gap "
+                                 f"{recipe['border_gap']}); give another output folder.")
     return recipe
 
 

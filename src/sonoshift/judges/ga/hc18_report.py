@@ -40,6 +40,11 @@ RESCUE_IOU = 0.9
 # heads whose first-stage contour has more of its points at the image border go to the border estimator (the 99th
 # percentile over uncut training heads of two CV folds; docs/judges.md, session 29)
 BORDER_THRESHOLD = 0.07
+# ... and so do the heads whose first-stage ellipse comes within this many semi-minor axes of the border when the
+# border estimator's own first stage finds them at it (GaEstimator.border_gap): declared in session 30 (-9.5 % on cut
+# heads, just short of its 10 %), replicated on session 32's independently trained networks (-11.4 %, uncut +0.005
+# mm; docs/judges.md, sessions 30 and 32), the default since
+BORDER_GAP = 0.2
 
 
 def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,7 +65,7 @@ def build_estimator(
     segmenter: str | Path | Sequence[str | Path], data_dir: str | Path, out: str | Path, *,
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
-    border_threshold: float = BORDER_THRESHOLD, border_gap: float = 0.0,
+    border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -77,7 +82,10 @@ def build_estimator(
     ``border``: a GA estimator folder built from networks trained on heads cut by the image border (``cut_heads``),
     held out on the same images; it measures the heads whose first-stage contour has more than ``border_threshold``
     of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``;
-    ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``)."""
+    ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``; None:
+    ``BORDER_GAP`` with a border estimator, 0 without)."""
+    if border_gap is None:
+        border_gap = BORDER_GAP if border is not None else 0.0
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
