@@ -202,3 +202,10 @@ def test_amodal_networks_train_build_into_one_estimator_and_do_not_mix_with_othe
     with pytest.raises(SonoshiftError, match="amodal"):
         build_estimator([tmp_path / "first", tmp_path / "plain"], fake_hc18, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_cv_refuses_a_border_gap_without_border_configs(tmp_path):
+    r = CliRunner().invoke(app, ["ga", "cv-hc18", "-c", "configs/cpu/hc18_head_ga.yaml", "-o", str(tmp_path / "cv"),
+                                 "--border-gap", "0.2"])
+    assert r.exit_code != 0 and "a border gap needs border configs" in str(r.exception)
+    assert not (tmp_path / "cv").exists()

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from sonoshift.judges.ga.head_crop import window
+from sonoshift.judges.ga.polar import beyond_frame, ray_directions
 
 SIDES = 4
 
@@ -82,15 +83,11 @@ def ellipse_outside(cx: float, cy: float, a: float, b: float, angle: float, shap
     """The share of an ellipse's perimeter (native pixels, OpenCV angle in degrees, ``a`` along it; by arc length,
     ``n`` points) that lies outside an image of ``shape`` (H, W), beyond the outer pixels' edges. A head measured
     from such an ellipse was extrapolated across the border."""
-    h, w = shape
-    t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
-    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-    x = cx + a * np.cos(t) * c - b * np.sin(t) * s
-    y = cy + a * np.cos(t) * s + b * np.sin(t) * c
+    dx, dy = ray_directions((cx, cy, a, b, angle), n)  # the outline at n evenly spaced parameter angles
+    x, y = cx + dx, cy + dy
     step = np.hypot(np.diff(x, append=x[0]), np.diff(y, append=y[0]))
     length = 0.5 * (step + np.roll(step, 1))  # each point's share of the arc
-    out = (y < -0.5) | (y > h - 0.5) | (x < -0.5) | (x > w - 0.5)
-    return float(length[out].sum() / length.sum())
+    return float(length[beyond_frame(x, y, shape)].sum() / length.sum())
 
 
 def canvas_padding(shape: tuple[int, int], pad: float) -> tuple[int, int]:

@@ -37,8 +37,8 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.estimator import load_ga_estimator
 from sonoshift.judges.ga.hc18_figure import worst_cases_png
 from sonoshift.judges.ga.hc18_report import (
-    BORDER_GAP,
     BORDER_THRESHOLD,
+    border_gap_or_default,
     build_estimator,
     evaluate_rows,
     heldout_rows,
@@ -69,7 +69,7 @@ def cross_validate(
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")
     out = Path(out)
-    border_gap = (BORDER_GAP if border_configs else 0.0) if border_gap is None else border_gap
+    border_gap = border_gap_or_default(border_gap, bool(border_configs))
     if border_gap > 0 and not border_configs:
         raise SonoshiftError("a border gap needs border configs (--border-config) to build a border estimator.")
     two_stage = any(c.head_crops or c.head_polar for c in configs)

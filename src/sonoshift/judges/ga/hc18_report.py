@@ -43,8 +43,13 @@ BORDER_THRESHOLD = 0.07
 # ... and so do the heads whose first-stage ellipse comes within this many semi-minor axes of the border when the
 # border estimator's own first stage finds them at it (GaEstimator.border_gap): declared in session 30 (-9.5 % on cut
 # heads, just short of its 10 %), replicated on session 32's independently trained networks (-11.4 %, uncut +0.005
-# mm; docs/judges.md, sessions 30 and 32), the default since
+# mm; docs/judges.md, sessions 30 and 32), the default since session 32 wherever there is a border estimator
 BORDER_GAP = 0.2
+
+
+def border_gap_or_default(border_gap: float | None, has_border: bool) -> float:
+    """``border_gap``, or for None ``BORDER_GAP`` with a border estimator and 0 without one."""
+    return (BORDER_GAP if has_border else 0.0) if border_gap is None else float(border_gap)
 
 
 def heldout_rows(seg: Segmenter, data_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -84,8 +89,7 @@ def build_estimator(
     of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``;
     ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``; None:
     ``BORDER_GAP`` with a border estimator, 0 without)."""
-    if border_gap is None:
-        border_gap = BORDER_GAP if border is not None else 0.0
+    border_gap = border_gap_or_default(border_gap, border is not None)
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)

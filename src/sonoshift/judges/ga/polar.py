@@ -81,10 +81,15 @@ def sample_points(prior: Ellipse, grid: PolarGrid) -> tuple[np.ndarray, np.ndarr
 def exit_rows(prior: Ellipse, grid: PolarGrid, shape: tuple[int, int]) -> np.ndarray:
     """(angles,) the first row of each ray whose sample lies outside an image of ``shape`` (H, W) (more than half a
     pixel beyond the outer pixel centres); ``grid.radii`` where the whole ray is inside."""
-    h, w = shape
-    x, y = sample_points(prior, grid)
-    out = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
+    out = beyond_frame(*sample_points(prior, grid), shape)
     return np.where(out.any(0), out.argmax(0), grid.radii)
+
+
+def beyond_frame(x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Whether native points lie outside an image of ``shape`` (H, W): more than half a pixel beyond the outer pixel
+    centres."""
+    h, w = shape
+    return (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
 
 
 def ray_hits(prior: Ellipse, truth: Ellipse, grid: PolarGrid) -> np.ndarray:
