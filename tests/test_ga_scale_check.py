@@ -80,6 +80,21 @@ def test_a_head_below_the_ratio_is_measured_again_and_the_better_agreeing_measur
     assert scale_checked(wide(), 0.6, [frame], [sac], 0.0, to_skull)[0][0] is sac and calls == [1]
 
 
+def test_the_blend_moves_each_measurement_toward_the_wide_view():
+    frame = drawn(SKULL)
+    cx, cy, a, b, ang = SKULL
+    never = lambda f, s: pytest.fail("no head is below the ratio")  # noqa: E731
+    for off in (0.0, 2.0):  # the blend sees semi-axes grown by the offset, as the polar refiner's blend does
+        big = fit(cx + 4, cy, 1.1 * a - off, 1.1 * b - off, ang, border=0.02, confidence=0.7)
+        (out,), _ = scale_checked(wide(), 0.85, [frame], [big], off, never, blend=0.5)
+        e = out.ellipse
+        assert e.a + off == pytest.approx(1.05 * a, abs=0.5) and e.b + off == pytest.approx(1.05 * b, abs=0.5)
+        assert e.cx == pytest.approx(cx + 2, abs=0.5) and e.cy == pytest.approx(cy, abs=0.5)
+        assert (out.border_fraction, out.outline_confidence) == (0.02, 0.7)
+        (same,), _ = scale_checked(wide(), 0.85, [frame], [big], off, never)  # blend 0: the measurement stays
+        assert same is big
+
+
 def _wide_polar(path, fake_hc18, seed=0, radii=16):
     from sonoshift.downstream.hc18 import Hc18Config, PolarSpec, train_hc18_segmenter
     from sonoshift.downstream.segmenter import SegmenterTrainConfig
@@ -103,10 +118,11 @@ def test_build_stores_the_scale_check_and_refuses_what_cannot_be_one(fake_hc18, 
     _wide_polar(tmp_path / "wide_other", fake_hc18, seed=1)
     r = CliRunner().invoke(app, ["ga", "build", "--segmenter", str(tmp_path / "seg"), "-o", str(tmp_path / "est"),
                                  "--data-root", str(fake_hc18.parent), "--scale-check", str(tmp_path / "wide"),
-                                 "--scale-check-ratio", "0.8"])
+                                 "--scale-check-ratio", "0.8", "--scale-check-blend", "0.5"])
     assert r.exit_code == 0, r.output
     est = load_ga_estimator(tmp_path / "est")
-    assert est.scale_check is not None and est.scale_check_ratio == 0.8 and not est.polar
+    assert est.scale_check is not None and est.scale_check_ratio == 0.8 and est.scale_check_blend == 0.5
+    assert not est.polar
     assert est.scale_check.grid == PolarGrid(16, 16, 0.45, 1.9)
     assert (est.scale_check.iterations, est.scale_check.tta, est.scale_check.blend) == (1, False, 1.0)
     assert (tmp_path / "est" / "scale_check" / "model.safetensors").is_file()

@@ -86,6 +86,8 @@ def build_cmd(
                                             "are measured again from there (copied into OUT/scale_check)."),
     scale_check_ratio: float = typer.Option(0.85, min=0.0, max=1.0, help="With --scale-check: measure again below "
                                             "this ratio of its outline's HC to the measured HC."),
+    scale_check_blend: float = typer.Option(0.0, min=0.0, max=1.0, help="With --scale-check: move every measured "
+                                            "head this far toward the outline it finds (0: only the check)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
@@ -93,7 +95,7 @@ def build_cmd(
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
                           refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta, border=border,
                           border_threshold=border_threshold, border_gap=border_gap, scale_check=scale_check,
-                          scale_check_ratio=scale_check_ratio)
+                          scale_check_ratio=scale_check_ratio, scale_check_blend=scale_check_blend)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")

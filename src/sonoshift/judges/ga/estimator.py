@@ -63,7 +63,8 @@ without touching it goes to ``border`` too when the border estimator's own first
 ``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame).
 ``scale_check``: a polar refiner with a wide view (scale_check.py) that looks once at every measured head; where
 the outline it finds has less than ``scale_check_ratio`` of the measured HC (a small head measured with its sac),
-the head is measured again from that outline and the better-agreeing measurement is kept."""
+the head is measured again from that outline and the better-agreeing measurement is kept; ``scale_check_blend``
+> 0 then moves every checked measurement that far toward the wide view's outline (a fourth look)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -81,6 +82,7 @@ the head is measured again from that outline and the better-agreeing measurement
     border_gap: float = 0.0
     scale_check: PolarRefiner | None = None
     scale_check_ratio: float = SCALE_CHECK_RATIO
+    scale_check_blend: float = 0.0
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -149,7 +151,8 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
                        float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), check,
-                       float(meta.get("scale_check_ratio", SCALE_CHECK_RATIO)))
+                       float(meta.get("scale_check_ratio", SCALE_CHECK_RATIO)),
+                       float(meta.get("scale_check_blend", 0.0)))
 
 
 def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
@@ -215,7 +218,8 @@ def refine_fits(
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
     if est.scale_check is not None:
         out = scale_checked(est.scale_check, est.scale_check_ratio, frames, out, est.offset_px,
-                            lambda fr, starts: _remeasured(est, fr, starts, batch_size), batch_size)[0]
+                            lambda fr, starts: _remeasured(est, fr, starts, batch_size), batch_size,
+                            est.scale_check_blend)[0]
     firsts = _border_first_fits(est, frames, fits, batch_size)
     if firsts:
         at = sorted(firsts)

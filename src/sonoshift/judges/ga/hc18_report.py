@@ -73,6 +73,7 @@ def build_estimator(
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
     border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
     scale_check: str | Path | None = None, scale_check_ratio: float = SCALE_CHECK_RATIO,
+    scale_check_blend: float = 0.0,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -92,7 +93,8 @@ def build_estimator(
     ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``; None:
     ``BORDER_GAP`` with a border estimator, 0 without). ``scale_check``: a wide-view polar refiner
     (``configs/cpu/hc18_head_polar_wide.yaml``, held out on the same images, stored as ``scale_check``) that measures
-    again the heads whose outline it finds below ``scale_check_ratio`` x the measured HC (scale_check.py)."""
+    again the heads whose outline it finds below ``scale_check_ratio`` x the measured HC, and moves every measured
+    head ``scale_check_blend`` of the way toward its outline (scale_check.py)."""
     border_gap = border_gap_or_default(border_gap, border is not None)
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
@@ -138,7 +140,8 @@ def build_estimator(
     check = _scale_check(scale_check, val)
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
                       rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold,
-                      border_gap=border_gap, scale_check=check, scale_check_ratio=scale_check_ratio)
+                      border_gap=border_gap, scale_check=check, scale_check_ratio=scale_check_ratio,
+                      scale_check_blend=scale_check_blend)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -155,7 +158,8 @@ def build_estimator(
     if border_est is not None:
         info[KEY].update(border="border", border_threshold=float(border_threshold), border_gap=float(border_gap))
     if check is not None:
-        info[KEY].update(scale_check="scale_check", scale_check_ratio=float(scale_check_ratio))
+        info[KEY].update(scale_check="scale_check", scale_check_ratio=float(scale_check_ratio),
+                         scale_check_blend=float(scale_check_blend))
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
