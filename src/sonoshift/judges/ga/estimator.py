@@ -31,7 +31,6 @@ from sonoshift.judges.ga.border_cut import canvas_padding, ellipse_border_gap, e
 from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
-from sonoshift.judges.ga.scale_check import SCALE_CHECK_RATIO, scale_checked
 
 KEY = "ga_estimator"
 BATCH = 32  # images per batch in one lane
@@ -60,11 +59,7 @@ head whose first-stage fit has more than ``border_threshold`` of its contour at 
 on whole heads draw a cut head as a smaller closed one; bench/ga_border.py). ``border_gap`` > 0 adds a second look:
 a head whose first-stage ellipse stays within ``border_gap`` x its semi-minor axis of the border (or crosses it)
 without touching it goes to ``border`` too when the border estimator's own first stage puts more than
-``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame).
-``scale_check``: a polar refiner with a wide view (scale_check.py) that looks once at every measured head; where
-the outline it finds has less than ``scale_check_ratio`` of the measured HC (a small head measured with its sac),
-the head is measured again from that outline and the better-agreeing measurement is kept; ``scale_check_blend``
-> 0 then moves every checked measurement that far toward the wide view's outline (a fourth look)."""
+``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -80,9 +75,6 @@ the head is measured again from that outline and the better-agreeing measurement
     border: GaEstimator | None = None
     border_threshold: float = 0.0
     border_gap: float = 0.0
-    scale_check: PolarRefiner | None = None
-    scale_check_ratio: float = SCALE_CHECK_RATIO
-    scale_check_blend: float = 0.0
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -143,16 +135,12 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     polar_nets = [load_segmenter(Path(path) / m, device) for m in meta.get("polar", [])]
     polar = (PolarRefiner.from_segmenters(polar_nets, meta.get("polar_tta")),) if polar_nets else ()
     border = load_ga_estimator(Path(path) / meta["border"], device) if meta.get("border") else None
-    check = (PolarRefiner.from_segmenter(load_segmenter(Path(path) / meta["scale_check"], device))
-             if meta.get("scale_check") else None)
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
-                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), check,
-                       float(meta.get("scale_check_ratio", SCALE_CHECK_RATIO)),
-                       float(meta.get("scale_check_blend", 0.0)))
+                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)))
 
 
 def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
@@ -216,10 +204,6 @@ def refine_fits(
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
-    if est.scale_check is not None:
-        out = scale_checked(est.scale_check, est.scale_check_ratio, frames, out, est.offset_px,
-                            lambda fr, starts: _remeasured(est, fr, starts, batch_size), batch_size,
-                            est.scale_check_blend)[0]
     firsts = _border_first_fits(est, frames, fits, batch_size)
     if firsts:
         at = sorted(firsts)
@@ -250,34 +234,15 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     return {i: f for i, f in out.items() if i in taken or (f.found and f.border_fraction > est.border_threshold)}
 
 
-def _refiner_stage(est: GaEstimator) -> GaEstimator:
-    """``est``'s crop refiners as the estimator that crop_search.py runs in crops (nothing before or after them)."""
-    tta = est.tta if est.refine_tta is None else est.refine_tta
-    return dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta,
-                               polar=(), border=None, scale_check=None)
-
-
-def _remeasured(est: GaEstimator, frames: Sequence[np.ndarray], starts: Sequence[HeadFit], batch_size: int
-                ) -> list[HeadFit | None]:
-    """Each head measured again from the ellipse of ``starts``: the crop refiners in the crop around it and again
-    around their result (crop_search.py), then the polar refiner; None where the refiners find no head."""
-    if est.refiners:
-        found = search_fits(_refiner_stage(est), frames, starts, est.crop_margin, (1.0,), batch_size)
-        new = [b[0] if b is not None else HeadFit(None, s.border_fraction) for b, s in zip(found, starts)]
-    else:
-        new = list(starts)
-    if est.polar:
-        new = polar_fits(est.polar[0], frames, new, est.offset_px, batch_size)
-    return [f if f.found else None for f in new]
-
-
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
                   ) -> list[HeadFit]:
     out = list(fits)
     todo = [i for i, f in enumerate(fits) if f.found]
     if not est.refiners or not todo:
         return out
-    second = _refiner_stage(est)
+    tta = est.tta if est.refine_tta is None else est.refine_tta
+    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta,
+                                 polar=())
     _, refined, ious = crop_fits(second, [frames[i] for i in todo], [fits[i].ellipse for i in todo],
                                  est.crop_margin, batch_size)
     for i, fit in zip(todo, refined):
