@@ -80,13 +80,18 @@ def build_cmd(
                                             "border when its own first stage finds them at the border (default 0.2: "
                                             "-9 to -11 % error on cut heads, docs/judges.md, sessions 30 and 32; "
                                             "0: off)."),
+    scale_check: Path | None = typer.Option(None, help="A wide-view polar refiner (`segment train-hc18 -c "
+                                            "configs/cpu/hc18_head_polar_wide.yaml`): a measurement it does not "
+                                            "come back to from inside (a small head measured with its sac) is "
+                                            "measured again from the smallest outline it does (copied into "
+                                            "OUT/scale_check)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
                           refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta, border=border,
-                          border_threshold=border_threshold, border_gap=border_gap)
+                          border_threshold=border_threshold, border_gap=border_gap, scale_check=scale_check)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
@@ -157,6 +162,9 @@ def cv_cmd(
                                            "the border estimator."),
     border_gap: float | None = typer.Option(None, min=0.0, help="With --border-config: the border gap of `ga build` "
                                             "(default 0.2)."),
+    scale_check: Path | None = typer.Option(None, help="YAML Hc18Config of a wide-view polar refiner "
+                                            "(configs/cpu/hc18_head_polar_wide.yaml), trained per fold as the "
+                                            "estimator's scale check (ga build --scale-check)."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
@@ -168,8 +176,9 @@ def cv_cmd(
     if border_set and not border_config:
         raise SonoshiftError("--border-set needs at least one --border-config.")
     border = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}", *border_set]) for c in border_config]
+    check = load_config(Hc18Config, scale_check, [f"data_dir={data_root / 'hc18'}"]) if scale_check else None
     s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta, polar_tta=polar_tta, border_configs=border,
-                       border_threshold=border_threshold, border_gap=border_gap)
+                       border_threshold=border_threshold, border_gap=border_gap, scale_check_config=check)
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)
@@ -182,6 +191,11 @@ def cv_cmd(
         typer.echo(f"without the polar refiner (same other stages): HC abs error mean "
                    f"{s['without_polar_hc_abs_err_mm_mean']:.2f} mm, median {s['without_polar_hc_abs_err_mm_median']:.2f}, "
                    f"95th pct {s['without_polar_hc_abs_err_mm_p95']:.2f}")
+    if "without_scale_check_hc_abs_err_mm_mean" in s:
+        typer.echo(f"without the scale check (same networks): HC abs error mean "
+                   f"{s['without_scale_check_hc_abs_err_mm_mean']:.2f} mm, median "
+                   f"{s['without_scale_check_hc_abs_err_mm_median']:.2f}, 95th pct "
+                   f"{s['without_scale_check_hc_abs_err_mm_p95']:.2f}")
 
 
 @ga_app.command("predict")

@@ -31,6 +31,7 @@ from sonoshift.judges.ga.border_cut import canvas_padding, ellipse_border_gap, e
 from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
+from sonoshift.judges.ga.scale_check import scale_checked
 
 KEY = "ga_estimator"
 BATCH = 32  # images per batch in one lane
@@ -59,7 +60,9 @@ head whose first-stage fit has more than ``border_threshold`` of its contour at 
 on whole heads draw a cut head as a smaller closed one; bench/ga_border.py). ``border_gap`` > 0 adds a second look:
 a head whose first-stage ellipse stays within ``border_gap`` x its semi-minor axis of the border (or crosses it)
 without touching it goes to ``border`` too when the border estimator's own first stage puts more than
-``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame)."""
+``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame).
+``scale_check``: a polar refiner with a wide view (scale_check.py): a measurement it does not come back to from
+inside (a small head measured with its sac) is replaced by the smallest outline it does come back to."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -75,6 +78,7 @@ without touching it goes to ``border`` too when the border estimator's own first
     border: GaEstimator | None = None
     border_threshold: float = 0.0
     border_gap: float = 0.0
+    scale_check: PolarRefiner | None = None
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -135,12 +139,14 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     polar_nets = [load_segmenter(Path(path) / m, device) for m in meta.get("polar", [])]
     polar = (PolarRefiner.from_segmenters(polar_nets, meta.get("polar_tta")),) if polar_nets else ()
     border = load_ga_estimator(Path(path) / meta["border"], device) if meta.get("border") else None
+    check = (PolarRefiner.from_segmenter(load_segmenter(Path(path) / meta["scale_check"], device))
+             if meta.get("scale_check") else None)
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
-                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)))
+                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), check)
 
 
 def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
@@ -204,6 +210,8 @@ def refine_fits(
     out = _crop_refined(est, frames, fits, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
+    if est.scale_check is not None:
+        out = scale_checked(est.scale_check, frames, out, est.offset_px)[0]
     firsts = _border_first_fits(est, frames, fits, batch_size)
     if firsts:
         at = sorted(firsts)
@@ -234,15 +242,20 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     return {i: f for i, f in out.items() if i in taken or (f.found and f.border_fraction > est.border_threshold)}
 
 
+def _refiner_stage(est: GaEstimator) -> GaEstimator:
+    """``est``'s crop refiners as the estimator that crop_search.py runs in crops (nothing before or after them)."""
+    tta = est.tta if est.refine_tta is None else est.refine_tta
+    return dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta,
+                               polar=(), border=None, scale_check=None)
+
+
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
                   ) -> list[HeadFit]:
     out = list(fits)
     todo = [i for i, f in enumerate(fits) if f.found]
     if not est.refiners or not todo:
         return out
-    tta = est.tta if est.refine_tta is None else est.refine_tta
-    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta,
-                                 polar=())
+    second = _refiner_stage(est)
     _, refined, ious = crop_fits(second, [frames[i] for i in todo], [fits[i].ellipse for i in todo],
                                  est.crop_margin, batch_size)
     for i, fit in zip(todo, refined):

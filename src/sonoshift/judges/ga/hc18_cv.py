@@ -61,11 +61,14 @@ def cross_validate(
     configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool | None = None, progress: bool = True,
     refine_tta: bool = False, polar_tta: bool | None = None, border_configs: Sequence[Hc18Config] = (),
     border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
+    scale_check_config: Hc18Config | None = None,
 ) -> dict:
     """Run (or resume) the k-fold CV of the ensemble of ``configs`` into ``out``; returns the pooled summary
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
     ``per_image.csv`` (with a ``fold`` column), ``summary.csv``, ``ga_error.csv``, ``folds.csv`` and
-    ``worst_cases.png`` into ``out``."""
+    ``worst_cases.png`` into ``out``. ``scale_check_config``: a wide-view polar refiner trained per fold
+    (``fold_<k>/scale_check``, ``ga build --scale-check``); the same estimators are also measured without it
+    (``per_image_without_scale_check.csv``)."""
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")
     out = Path(out)
@@ -74,11 +77,11 @@ def cross_validate(
         raise SonoshiftError("a border gap needs border configs (--border-config) to build a border estimator.")
     two_stage = any(c.head_crops or c.head_polar for c in configs)
     has_polar = any(c.head_polar for c in configs)
-    tables, first_tables, no_polar_tables = [], [], []
+    tables, first_tables, no_polar_tables, no_check_tables = [], [], [], []
     for k in range(folds):
         fdir = out / f"fold_{k}"
         done = fdir / "per_image.csv"
-        recipe = _recipe(fdir, border_configs, border_threshold, border_gap)
+        recipe = _recipe(fdir, border_configs, border_threshold, border_gap, scale_check_config is not None)
         if not done.is_file():
             members = _trained(fold_configs(configs, folds, k), fdir, "segmenter", progress)
             border = None
@@ -89,9 +92,13 @@ def cross_validate(
                 border = fdir / "border_estimator"
                 build_estimator([*cut, *polars], configs[0].data_dir, border, tta=tta, refine_tta=refine_tta,
                                 polar_tta=polar_tta)
+            check = None
+            if scale_check_config is not None:
+                check = _trained(fold_configs([configs[0], scale_check_config], folds, k)[1:], fdir, "scale_check",
+                                 progress)[0]
             est = build_estimator(members, configs[0].data_dir, fdir / "estimator", tta=tta, refine_tta=refine_tta,
                                   polar_tta=polar_tta, border=border, border_threshold=border_threshold,
-                                  border_gap=border_gap)
+                                  border_gap=border_gap, scale_check=check)
             atomic_write_text(fdir / "recipe.json", json.dumps(recipe))
             _, val = heldout_rows(est.segmenter, configs[0].data_dir)
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
@@ -100,7 +107,10 @@ def cross_validate(
             first_tables.append(_first_stage_table(fdir, configs[0].data_dir, k, tta is not False))
         if has_polar:
             no_polar_tables.append(_stage_table(fdir, configs[0].data_dir, k, "per_image_without_polar.csv", polar=(),
-                                                border=None))
+                                                border=None, scale_check=None))
+        if scale_check_config is not None:
+            no_check_tables.append(_stage_table(fdir, configs[0].data_dir, k, "per_image_without_scale_check.csv",
+                                                scale_check=None))
     table = _pooled(tables)
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
@@ -123,6 +133,11 @@ def cross_validate(
         for key in ("hc_abs_err_mm_mean", "hc_abs_err_mm_median", "hc_abs_err_mm_p95", "no_head_found"):
             s[f"without_polar_{key}"] = summarize(np_table)[key]
         atomic_write_text(out / "per_image_without_polar.csv", np_table.to_csv(index=False))
+    if no_check_tables:
+        nc_table = _pooled(no_check_tables)
+        for key in ("hc_abs_err_mm_mean", "hc_abs_err_mm_median", "hc_abs_err_mm_p95", "no_head_found"):
+            s[f"without_scale_check_{key}"] = summarize(nc_table)[key]
+        atomic_write_text(out / "per_image_without_scale_check.csv", nc_table.to_csv(index=False))
     atomic_write_text(out / "per_image.csv", table.to_csv(index=False))
     atomic_write_text(out / "summary.csv", pd.DataFrame([{k: v for k, v in s.items() if np.isscalar(v)}]).to_csv(index=False))
     atomic_write_text(out / "ga_error.csv", report_table(s).to_csv(index=False))
@@ -142,21 +157,24 @@ def _trained(cfgs: Sequence[Hc18Config], fdir: Path, stem: str, progress: bool) 
     return out
 
 
-def _recipe(fdir: Path, border_configs: Sequence[Hc18Config], border_threshold: float, border_gap: float) -> dict:
-    """The border settings of this run; a fold already measured with other ones (``recipe.json``; none: measured
-    without a border estimator; no gap recorded: before the gap existed, 0) is an error, not silently reused."""
+def _recipe(fdir: Path, border_configs: Sequence[Hc18Config], border_threshold: float, border_gap: float,
+            scale_check: bool = False) -> dict:
+    """The border and scale-check settings of this run; a fold already measured with other ones (``recipe.json``;
+    none: measured without a border estimator; no gap or scale check recorded: before they existed, 0 / off) is
+    an error, not silently reused."""
     recipe = {"border_members": len(border_configs),
               "border_threshold": float(border_threshold) if border_configs else None,
-              "border_gap": float(border_gap)}
+              "border_gap": float(border_gap), "scale_check": bool(scale_check)}
     if (fdir / "per_image.csv").is_file():
         before = read_json(fdir / "recipe.json") if (fdir / "recipe.json").is_file() else {
             "border_members": 0, "border_threshold": None}
-        before = {"border_gap": 0.0} | before
+        before = {"border_gap": 0.0, "scale_check": False} | before
         if before != recipe:
             raise SonoshiftError(f"{fdir} was cross-validated with {before['border_members']} border member(s) "
-                                 f"(threshold {before['border_threshold']}, gap {before['border_gap']}), not "
-                                 f"{recipe['border_members']} (threshold {recipe['border_threshold']}, gap "
-                                 f"{recipe['border_gap']}); give another output folder.")
+                                 f"(threshold {before['border_threshold']}, gap {before['border_gap']}, scale check "
+                                 f"{'on' if before['scale_check'] else 'off'}), not {recipe['border_members']} "
+                                 f"(threshold {recipe['border_threshold']}, gap {recipe['border_gap']}, scale check "
+                                 f"{'on' if recipe['scale_check'] else 'off'}); give another output folder.")
     return recipe
 
 
@@ -176,7 +194,7 @@ def _first_stage_table(fdir: Path, data_dir: str | Path, fold: int, tta: bool = 
     """The fold's estimator measured without its crop and polar refiners, as a one-stage estimator would run
     (flip averaging ``tta``; cached in ``per_image_first_stage.csv``)."""
     return _stage_table(fdir, data_dir, fold, "per_image_first_stage.csv", refiners=(), polar=(), border=None,
-                        tta=tta)
+                        scale_check=None, tta=tta)
 
 
 def _stage_table(fdir: Path, data_dir: str | Path, fold: int, name: str, **without) -> pd.DataFrame:

@@ -71,6 +71,7 @@ def build_estimator(
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
     border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
+    scale_check: str | Path | None = None,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -88,7 +89,9 @@ def build_estimator(
     held out on the same images; it measures the heads whose first-stage contour has more than ``border_threshold``
     of its points at the image border (``GaEstimator.border``) and is stored in the sub-folder ``border``;
     ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``; None:
-    ``BORDER_GAP`` with a border estimator, 0 without)."""
+    ``BORDER_GAP`` with a border estimator, 0 without). ``scale_check``: a wide-view polar refiner
+    (``configs/cpu/hc18_head_polar_wide.yaml``, held out on the same images, stored as ``scale_check``) that checks
+    every measurement and measures the unstable ones again (scale_check.py)."""
     border_gap = border_gap_or_default(border_gap, border is not None)
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
@@ -131,9 +134,10 @@ def build_estimator(
         if set(heldout_rows(border_est.segmenter, data_dir)[1]["filename"]) != set(val["filename"]):
             raise SonoshiftError(f"the border estimator {border} was held out on other HC18 images than {first}: "
                                  "an estimator needs one split (same val_fraction and split_seed, or fold).")
+    check = _scale_check(scale_check, val)
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
                       rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold,
-                      border_gap=border_gap)
+                      border_gap=border_gap, scale_check=check)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -149,6 +153,8 @@ def build_estimator(
         info[KEY]["refine_max_growth"] = refine_max_growth
     if border_est is not None:
         info[KEY].update(border="border", border_threshold=float(border_threshold), border_gap=float(border_gap))
+    if check is not None:
+        info[KEY]["scale_check"] = "scale_check"
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
@@ -156,9 +162,26 @@ def build_estimator(
             save_segmenter(member, tmp / name)
         if border is not None:
             shutil.copytree(border, tmp / "border")
+        if check is not None:
+            save_segmenter(check.segmenter, tmp / "scale_check")
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
     return dataclasses.replace(est, segmenter=out_seg)
+
+
+def _scale_check(path: str | Path | None, val: pd.DataFrame) -> PolarRefiner | None:
+    """The wide-view polar refiner at ``path`` (None: none), refused unless it is a polar refiner held out on the
+    estimator's held-out images ``val``."""
+    if path is None:
+        return None
+    seg = load_segmenter(path)
+    if POLAR_KEY not in seg.info:
+        raise SonoshiftError(f"{path} is not a polar refiner (trained with head_polar, e.g. "
+                             "configs/cpu/hc18_head_polar_wide.yaml): a scale check needs one.")
+    if set(seg.info.get("val_files", [])) != set(val["filename"]):
+        raise SonoshiftError(f"the scale check {path} was held out on other HC18 images than the estimator's first "
+                             "stage: an estimator needs one split (same val_fraction and split_seed, or fold).")
+    return PolarRefiner.from_segmenter(seg)
 
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:
