@@ -242,20 +242,15 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     return {i: f for i, f in out.items() if i in taken or (f.found and f.border_fraction > est.border_threshold)}
 
 
-def _refiner_stage(est: GaEstimator) -> GaEstimator:
-    """``est``'s crop refiners as the estimator that crop_search.py runs in crops (nothing before or after them)."""
-    tta = est.tta if est.refine_tta is None else est.refine_tta
-    return dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta,
-                               polar=(), border=None, scale_check=None)
-
-
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
                   ) -> list[HeadFit]:
     out = list(fits)
     todo = [i for i, f in enumerate(fits) if f.found]
     if not est.refiners or not todo:
         return out
-    second = _refiner_stage(est)
+    tta = est.tta if est.refine_tta is None else est.refine_tta
+    second = dataclasses.replace(est, segmenter=est.refiners[0], members=est.refiners[1:], refiners=(), tta=tta,
+                                 polar=())
     _, refined, ious = crop_fits(second, [frames[i] for i in todo], [fits[i].ellipse for i in todo],
                                  est.crop_margin, batch_size)
     for i, fit in zip(todo, refined):

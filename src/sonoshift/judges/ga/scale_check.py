@@ -60,7 +60,8 @@ def returns(wide: PolarRefiner, frames: Sequence[np.ndarray], ellipses: Sequence
     two = [(START_SHIFT, 0.0), (-START_SHIFT, 0.0)]
     todo = [s for e in ellipses for s in starts(e, START_SCALE, two)]
     seen = _looked(wide, [f for f in frames for _ in two], todo, rounds=1)
-    back = [abs(_perimeter(s) / _perimeter(e) - 1) < TOLERANCE for e, s in zip([e for e in ellipses for _ in two], seen)]
+    each = [e for e in ellipses for _ in two]
+    back = [abs(_perimeter(s) / _perimeter(e) - 1) < TOLERANCE for e, s in zip(each, seen)]
     return np.asarray(back, dtype=np.int64).reshape(len(ellipses), len(two)).sum(1)
 
 
