@@ -83,8 +83,8 @@ def build_cmd(
     scale_check: Path | None = typer.Option(None, help="A wide-view polar refiner (`segment train-hc18 -c "
                                             "configs/cpu/hc18_head_polar_wide.yaml`): a measurement it does not "
                                             "come back to from inside (a small head measured with its sac) is "
-                                            "measured again from the smallest outline it does (copied into "
-                                            "OUT/scale_check)."),
+                                            "replaced by the smallest outline it does come back to (an option, "
+                                            "docs/judges.md session 33; copied into OUT/scale_check)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator

@@ -67,7 +67,7 @@ def cross_validate(
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
     ``per_image.csv`` (with a ``fold`` column), ``summary.csv``, ``ga_error.csv``, ``folds.csv`` and
     ``worst_cases.png`` into ``out``. ``scale_check_config``: a wide-view polar refiner trained per fold
-    (``fold_<k>/scale_check``, ``ga build --scale-check``); the same estimators are also measured without it
+    (``fold_<k>/scale_check_0``, ``ga build --scale-check``); the same estimators are also measured without it
     (``per_image_without_scale_check.csv``)."""
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")

@@ -91,7 +91,7 @@ def build_estimator(
     ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``; None:
     ``BORDER_GAP`` with a border estimator, 0 without). ``scale_check``: a wide-view polar refiner
     (``configs/cpu/hc18_head_polar_wide.yaml``, held out on the same images, stored as ``scale_check``) that checks
-    every measurement and measures the unstable ones again (scale_check.py)."""
+    every measurement and replaces the unstable ones (scale_check.py)."""
     border_gap = border_gap_or_default(border_gap, border is not None)
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
