@@ -87,6 +87,26 @@ def test_an_unstable_measurement_is_replaced_by_the_skull():
     assert flags.tolist() == [True] and kept is sac
 
 
+def test_the_estimator_replaces_a_sac_measurement_on_frames_and_on_files(tmp_path):
+    from PIL import Image
+
+    from sonoshift.judges.ga.estimator import GaEstimator, measure, measure_files
+    from test_ga_estimator import BrightIsHead
+
+    # a faint sac (just above mid-grey) 1.6 x around the skull and off its centre, the bright skull inside it: a first
+    # stage that calls every pixel above mid-grey head measures the sac
+    sac = dataclasses.astuple(grown(1.6, 0.3).ellipse)
+    frame = np.maximum(drawn(sac, inside=135, outside=120), drawn(SKULL, inside=230, outside=0))
+    plain = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 128), offset_px=0.0, tta=False)
+    checked = dataclasses.replace(plain, scale_check=wide())
+    assert measure(plain, [frame], [1.0])["hc_mm"][0] == pytest.approx(ellipse_perimeter(*sac[2:4]), rel=0.03)
+    got = measure(checked, [frame], [1.0])["hc_mm"][0]
+    assert got == pytest.approx(skull_hc(), rel=0.03)
+    # files go through the same stages as frames: the check runs with no refiner before it
+    Image.fromarray(frame).save(tmp_path / "sac.png")
+    assert measure_files(checked, [tmp_path / "sac.png"], [1.0])["hc_mm"][0] == pytest.approx(got, rel=1e-6)
+
+
 def _wide_polar(path, fake_hc18, seed=0, radii=16):
     from sonoshift.downstream.hc18 import Hc18Config, PolarSpec, train_hc18_segmenter
     from sonoshift.downstream.segmenter import SegmenterTrainConfig

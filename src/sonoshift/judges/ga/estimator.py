@@ -373,7 +373,7 @@ def _loader(est: GaEstimator):
 
 def _later(est: GaEstimator) -> bool:
     """Whether anything follows the first stage (and so needs the native frames)."""
-    return bool(est.refiners or est.polar or est.border)
+    return bool(est.refiners or est.polar or est.border or est.scale_check is not None)
 
 
 def _batch_fits(est: GaEstimator, loaded, batch_size: int) -> list[HeadFit]:
