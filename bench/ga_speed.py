@@ -138,21 +138,25 @@ def main() -> None:
     new(), new(est_ort), new(est_spin), new(est_plain), new(est_lanes, a.lanes, lane_batch)
     hc_old, w_old, c_old = _timed(current)
     hc_new, w_new, c_new = _timed(new)
-    one, lanes, lanes_b, unchecked = [], [], [], []  # alternated repeats (median): they see the same machine
-    lanes_unchecked = dataclasses.replace(est_lanes, scale_check=None)
+    one, lanes, lanes_b = [], [], []  # alternated repeats (median): they see the same machine
+    # optional stages present: the same lanes without each, alternated too (its words, the field that drops it)
+    optional = [(w, f) for w, f in (("the scale check", "scale_check"), ("the second opinion", "second"))
+                if getattr(est, f) is not None]
+    without = {w: [] for w, _ in optional}
     for _ in range(a.repeats):
         one.append(_timed(lambda: new(est_ort)))
         lanes.append(_timed(lambda: new(est_lanes, a.lanes, lane_batch)))
         if lane_batch != a.batch:
             lanes_b.append(_timed(lambda: new(est_lanes, a.lanes)))
-        if est.scale_check is not None:
-            unchecked.append(_timed(lambda: new(lanes_unchecked, a.lanes, lane_batch)))
+        for w, f in optional:
+            without[w].append(_timed(lambda: new(dataclasses.replace(est_lanes, **{f: None}), a.lanes, lane_batch)))
     hc_ort, hc_lanes = one[0][0], lanes[0][0]
     (w_ort, c_ort), (w_lanes, c_lanes) = _medians(one), _medians(lanes)
     _, w_spin, c_spin = _timed(lambda: new(est_spin))
     hc_plain, w_plain, c_plain = _timed(lambda: new(est_plain))
     if est.polar:  # the same ORT estimator without its polar stage, side by side
-        _, w_nopol, c_nopol = _timed(lambda: new(dataclasses.replace(est_ort, polar=(), scale_check=None)))
+        _, w_nopol, c_nopol = _timed(lambda: new(dataclasses.replace(est_ort, polar=(), scale_check=None,
+                                                                     second=None)))
     if est.border:  # ... and without its border estimator (heads at the image border), side by side
         _, w_nob, c_nob = _timed(lambda: new(dataclasses.replace(est_ort, border=None)))
     n = len(paths)
@@ -175,11 +179,11 @@ def main() -> None:
         print(f"  same lanes, batches of {a.batch}: {n / w_b:7.1f} images/s wall, {n / c_b:7.1f} per CPU-second "
               f"(alternated; runs {_rates(n, lanes_b)}; batches of {lane_batch}: x{w_b / w_lanes:.2f} wall; HC max "
               f"difference {np.nanmax(np.abs(lanes_b[0][0] - hc_lanes)):.1e} mm)")
-    if unchecked:
-        w_u, c_u = _medians(unchecked)
-        moved = int(np.sum(np.abs(unchecked[0][0] - hc_lanes) > 1e-6))
-        print(f"  same lanes, without the scale check: {n / w_u:7.1f} images/s wall, {n / c_u:7.1f} per CPU-second "
-              f"(alternated; runs {_rates(n, unchecked)}; the check costs x{w_u / w_lanes:.2f} wall and changed the HC "
+    for w, runs in without.items():
+        w_u, c_u = _medians(runs)
+        moved = int(np.sum(np.abs(runs[0][0] - hc_lanes) > 1e-6))
+        print(f"  same lanes, without {w}: {n / w_u:7.1f} images/s wall, {n / c_u:7.1f} per CPU-second "
+              f"(alternated; runs {_rates(n, runs)}; {w} costs x{w_u / w_lanes:.2f} wall and changed the HC "
               f"of {moved} of {n} heads)")
     print(f"  same, ORT threads spinning (ORT's default): {n / w_spin:7.1f} images/s wall, {n / c_spin:7.1f} per "
           f"CPU-second (no spinning: x{w_spin / w_ort:.2f} wall)")
@@ -192,7 +196,7 @@ def main() -> None:
               f"{n / w_nopol:7.1f} images/s "
               f"wall, {n / c_nopol:7.1f} per CPU-second (the polar stage costs x{w_ort / w_nopol:.2f} wall)")
     if est.border:
-        first = dataclasses.replace(est_ort, refiners=(), polar=(), border=None, scale_check=None)
+        first = dataclasses.replace(est_ort, refiners=(), polar=(), border=None, scale_check=None, second=None)
         touching = sum(f.found and f.border_fraction > est.border_threshold
                        for f in fits_for(first, [read_gray(p) for p in paths], a.batch))
         print(f"  same, without the border estimator ({touching} of {n} heads at the image border go to it): "

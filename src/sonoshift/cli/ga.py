@@ -85,13 +85,19 @@ def build_cmd(
                                             "come back to from inside (a small head measured with its sac) is "
                                             "replaced by the smallest outline it does come back to (an option, "
                                             "docs/judges.md session 33; copied into OUT/scale_check)."),
+    second_opinion: Path | None = typer.Option(None, help="Another first-stage segmenter (the first one's config "
+                                               "with another train.seed): where the head it places measures "
+                                               "smaller by more than 10 %, that measurement is taken (a small "
+                                               "head closed with its sac; docs/judges.md session 34; copied "
+                                               "into OUT/second_opinion)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
 
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
                           refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta, border=border,
-                          border_threshold=border_threshold, border_gap=border_gap, scale_check=scale_check)
+                          border_threshold=border_threshold, border_gap=border_gap, scale_check=scale_check,
+                          second_opinion=second_opinion)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
@@ -165,6 +171,9 @@ def cv_cmd(
     scale_check: Path | None = typer.Option(None, help="YAML Hc18Config of a wide-view polar refiner "
                                             "(configs/cpu/hc18_head_polar_wide.yaml), trained per fold as the "
                                             "estimator's scale check (ga build --scale-check)."),
+    second_opinion: bool = typer.Option(False, help="Also train a second first stage per fold (the first config "
+                                        "with the next train.seed) as the estimator's second opinion (ga build "
+                                        "--second-opinion)."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
@@ -178,7 +187,8 @@ def cv_cmd(
     border = [load_config(Hc18Config, c, [f"data_dir={data_root / 'hc18'}", *border_set]) for c in border_config]
     check = load_config(Hc18Config, scale_check, [f"data_dir={data_root / 'hc18'}"]) if scale_check else None
     s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta, polar_tta=polar_tta, border_configs=border,
-                       border_threshold=border_threshold, border_gap=border_gap, scale_check_config=check)
+                       border_threshold=border_threshold, border_gap=border_gap, scale_check_config=check,
+                       second_opinion=second_opinion)
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)
@@ -191,11 +201,12 @@ def cv_cmd(
         typer.echo(f"without the polar refiner (same other stages): HC abs error mean "
                    f"{s['without_polar_hc_abs_err_mm_mean']:.2f} mm, median {s['without_polar_hc_abs_err_mm_median']:.2f}, "
                    f"95th pct {s['without_polar_hc_abs_err_mm_p95']:.2f}")
-    if "without_scale_check_hc_abs_err_mm_mean" in s:
-        typer.echo(f"without the scale check (same networks): HC abs error mean "
-                   f"{s['without_scale_check_hc_abs_err_mm_mean']:.2f} mm, median "
-                   f"{s['without_scale_check_hc_abs_err_mm_median']:.2f}, 95th pct "
-                   f"{s['without_scale_check_hc_abs_err_mm_p95']:.2f}")
+    for name, words in (("scale_check", "the scale check"), ("second_opinion", "the second opinion")):
+        if f"without_{name}_hc_abs_err_mm_mean" in s:
+            typer.echo(f"without {words} (same networks): HC abs error mean "
+                       f"{s[f'without_{name}_hc_abs_err_mm_mean']:.2f} mm, median "
+                       f"{s[f'without_{name}_hc_abs_err_mm_median']:.2f}, 95th pct "
+                       f"{s[f'without_{name}_hc_abs_err_mm_p95']:.2f}")
 
 
 @ga_app.command("predict")

@@ -32,6 +32,7 @@ from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
 from sonoshift.judges.ga.scale_check import scale_checked
+from sonoshift.judges.ga.second_opinion import TAU, second_opinion
 
 KEY = "ga_estimator"
 BATCH = 32  # images per batch in one lane
@@ -62,7 +63,10 @@ a head whose first-stage ellipse stays within ``border_gap`` x its semi-minor ax
 without touching it goes to ``border`` too when the border estimator's own first stage puts more than
 ``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame).
 ``scale_check``: a polar refiner with a wide view (scale_check.py): a measurement it does not come back to from
-inside (a small head measured with its sac) is replaced by the smallest outline it does come back to."""
+inside (a small head measured with its sac) is replaced by the smallest outline it does come back to.
+``second``: another first-stage network (second_opinion.py): every found head is also crop-refined from its fit,
+and where that measurement is smaller than the main one by more than a factor exp(``second_tau``) it is the polar
+refiner's start instead (the main first stage closed a small head together with its sac)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -79,6 +83,8 @@ inside (a small head measured with its sac) is replaced by the smallest outline 
     border_threshold: float = 0.0
     border_gap: float = 0.0
     scale_check: PolarRefiner | None = None
+    second: Segmenter | None = None
+    second_tau: float = TAU
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -141,12 +147,14 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     border = load_ga_estimator(Path(path) / meta["border"], device) if meta.get("border") else None
     check = (PolarRefiner.from_segmenter(load_segmenter(Path(path) / meta["scale_check"], device))
              if meta.get("scale_check") else None)
+    second = load_segmenter(Path(path) / meta["second_opinion"], device) if meta.get("second_opinion") else None
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
-                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), check)
+                       float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), check,
+                       second, float(meta.get("second_tau", TAU)))
 
 
 def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
@@ -208,6 +216,8 @@ def refine_fits(
     elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
     every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one."""
     out = _crop_refined(est, frames, fits, batch_size)
+    if est.second is not None:
+        out = _second_opinion(est, frames, out, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
     if est.scale_check is not None:
@@ -240,6 +250,16 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     out = dict(zip(both, fits_for(first, [frames[i] for i in both], batch_size))) if both else {}
     taken = set(at)
     return {i: f for i, f in out.items() if i in taken or (f.found and f.border_fraction > est.border_threshold)}
+
+
+def _second_opinion(est: GaEstimator, frames: Sequence[np.ndarray], crops: Sequence[HeadFit], batch_size: int
+                    ) -> list[HeadFit]:
+    """``crops`` (the main first stage's crop-stage fits) where the second first stage's, crop-refined alike, are
+    not much smaller (second_opinion.py)."""
+    other = dataclasses.replace(est, segmenter=est.second, members=(), second=None)
+    probs = head_probabilities(other, frames, batch_size)
+    firsts = [other.first_fit(p, np.shape(f)) for p, f in zip(probs, frames)]
+    return second_opinion(crops, _crop_refined(other, frames, firsts, batch_size), est.offset_px, est.second_tau)[0]
 
 
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
@@ -373,7 +393,7 @@ def _loader(est: GaEstimator):
 
 def _later(est: GaEstimator) -> bool:
     """Whether anything follows the first stage (and so needs the native frames)."""
-    return bool(est.refiners or est.polar or est.border or est.scale_check is not None)
+    return bool(est.refiners or est.polar or est.border or est.scale_check is not None or est.second is not None)
 
 
 def _batch_fits(est: GaEstimator, loaded, batch_size: int) -> list[HeadFit]:

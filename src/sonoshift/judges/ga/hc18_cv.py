@@ -61,14 +61,16 @@ def cross_validate(
     configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool | None = None, progress: bool = True,
     refine_tta: bool = False, polar_tta: bool | None = None, border_configs: Sequence[Hc18Config] = (),
     border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
-    scale_check_config: Hc18Config | None = None,
+    scale_check_config: Hc18Config | None = None, second_opinion: bool = False,
 ) -> dict:
     """Run (or resume) the k-fold CV of the ensemble of ``configs`` into ``out``; returns the pooled summary
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
     ``per_image.csv`` (with a ``fold`` column), ``summary.csv``, ``ga_error.csv``, ``folds.csv`` and
     ``worst_cases.png`` into ``out``. ``scale_check_config``: a wide-view polar refiner trained per fold
     (``fold_<k>/scale_check_0``, ``ga build --scale-check``); the same estimators are also measured without it
-    (``per_image_without_scale_check.csv``)."""
+    (``per_image_without_scale_check.csv``). ``second_opinion``: a second first stage trained per fold with the
+    first config and the next training seed (``fold_<k>/second_opinion_0``, ``ga build --second-opinion``); the
+    same estimators are also measured without it (``per_image_without_second_opinion.csv``)."""
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")
     out = Path(out)
@@ -77,11 +79,16 @@ def cross_validate(
         raise SonoshiftError("a border gap needs border configs (--border-config) to build a border estimator.")
     two_stage = any(c.head_crops or c.head_polar for c in configs)
     has_polar = any(c.head_polar for c in configs)
-    tables, first_tables, no_polar_tables, no_check_tables = [], [], [], []
+    tables, first_tables, no_polar_tables = [], [], []
+    # optional stages, each also measured without (its name, the estimator field that drops it)
+    optional = [(name, field) for name, field, on in (("scale_check", "scale_check", scale_check_config is not None),
+                                                       ("second_opinion", "second", second_opinion)) if on]
+    without_tables: dict[str, list[pd.DataFrame]] = {name: [] for name, _ in optional}
     for k in range(folds):
         fdir = out / f"fold_{k}"
         done = fdir / "per_image.csv"
-        recipe = _recipe(fdir, border_configs, border_threshold, border_gap, scale_check_config is not None)
+        recipe = _recipe(fdir, border_configs, border_threshold, border_gap, scale_check_config is not None,
+                         second_opinion)
         if not done.is_file():
             members = _trained(fold_configs(configs, folds, k), fdir, "segmenter", progress)
             border = None
@@ -96,9 +103,14 @@ def cross_validate(
             if scale_check_config is not None:
                 check = _trained(fold_configs([configs[0], scale_check_config], folds, k)[1:], fdir, "scale_check",
                                  progress)[0]
+            second = None
+            if second_opinion:
+                first = fold_configs(configs, folds, k)[0]
+                other = dataclasses.replace(first, train=dataclasses.replace(first.train, seed=first.train.seed + 1))
+                second = _trained([other], fdir, "second_opinion", progress)[0]
             est = build_estimator(members, configs[0].data_dir, fdir / "estimator", tta=tta, refine_tta=refine_tta,
                                   polar_tta=polar_tta, border=border, border_threshold=border_threshold,
-                                  border_gap=border_gap, scale_check=check)
+                                  border_gap=border_gap, scale_check=check, second_opinion=second)
             atomic_write_text(fdir / "recipe.json", json.dumps(recipe))
             _, val = heldout_rows(est.segmenter, configs[0].data_dir)
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
@@ -107,10 +119,10 @@ def cross_validate(
             first_tables.append(_first_stage_table(fdir, configs[0].data_dir, k, tta is not False))
         if has_polar:
             no_polar_tables.append(_stage_table(fdir, configs[0].data_dir, k, "per_image_without_polar.csv", polar=(),
-                                                border=None, scale_check=None))
-        if scale_check_config is not None:
-            no_check_tables.append(_stage_table(fdir, configs[0].data_dir, k, "per_image_without_scale_check.csv",
-                                                scale_check=None))
+                                                border=None, scale_check=None, second=None))
+        for name, field in optional:
+            without_tables[name].append(_stage_table(fdir, configs[0].data_dir, k, f"per_image_without_{name}.csv",
+                                                     **{field: None}))
     table = _pooled(tables)
     s = summarize(table)
     per_fold = table.groupby("fold")["hc_abs_err_mm"].agg(["count", "mean", "median"]).reset_index()
@@ -133,11 +145,11 @@ def cross_validate(
         for key in ("hc_abs_err_mm_mean", "hc_abs_err_mm_median", "hc_abs_err_mm_p95", "no_head_found"):
             s[f"without_polar_{key}"] = summarize(np_table)[key]
         atomic_write_text(out / "per_image_without_polar.csv", np_table.to_csv(index=False))
-    if no_check_tables:
-        nc_table = _pooled(no_check_tables)
+    for name, parts in without_tables.items():
+        nc_table = _pooled(parts)
         for key in ("hc_abs_err_mm_mean", "hc_abs_err_mm_median", "hc_abs_err_mm_p95", "no_head_found"):
-            s[f"without_scale_check_{key}"] = summarize(nc_table)[key]
-        atomic_write_text(out / "per_image_without_scale_check.csv", nc_table.to_csv(index=False))
+            s[f"without_{name}_{key}"] = summarize(nc_table)[key]
+        atomic_write_text(out / f"per_image_without_{name}.csv", nc_table.to_csv(index=False))
     atomic_write_text(out / "per_image.csv", table.to_csv(index=False))
     atomic_write_text(out / "summary.csv", pd.DataFrame([{k: v for k, v in s.items() if np.isscalar(v)}]).to_csv(index=False))
     atomic_write_text(out / "ga_error.csv", report_table(s).to_csv(index=False))
@@ -158,24 +170,29 @@ def _trained(cfgs: Sequence[Hc18Config], fdir: Path, stem: str, progress: bool) 
 
 
 def _recipe(fdir: Path, border_configs: Sequence[Hc18Config], border_threshold: float, border_gap: float,
-            scale_check: bool = False) -> dict:
-    """The border and scale-check settings of this run; a fold already measured with other ones (``recipe.json``;
-    none: measured without a border estimator; no gap or scale check recorded: before they existed, 0 / off) is
-    an error, not silently reused."""
+            scale_check: bool = False, second_opinion: bool = False) -> dict:
+    """The border, scale-check and second-opinion settings of this run; a fold already measured with other ones
+    (``recipe.json``; none: measured without a border estimator; no gap, scale check or second opinion recorded:
+    before they existed, 0 / off) is an error, not silently reused."""
     recipe = {"border_members": len(border_configs),
               "border_threshold": float(border_threshold) if border_configs else None,
-              "border_gap": float(border_gap), "scale_check": bool(scale_check)}
+              "border_gap": float(border_gap), "scale_check": bool(scale_check),
+              "second_opinion": bool(second_opinion)}
     if (fdir / "per_image.csv").is_file():
         before = read_json(fdir / "recipe.json") if (fdir / "recipe.json").is_file() else {
             "border_members": 0, "border_threshold": None}
-        before = {"border_gap": 0.0, "scale_check": False} | before
+        before = {"border_gap": 0.0, "scale_check": False, "second_opinion": False} | before
         if before != recipe:
-            raise SonoshiftError(f"{fdir} was cross-validated with {before['border_members']} border member(s) "
-                                 f"(threshold {before['border_threshold']}, gap {before['border_gap']}, scale check "
-                                 f"{'on' if before['scale_check'] else 'off'}), not {recipe['border_members']} "
-                                 f"(threshold {recipe['border_threshold']}, gap {recipe['border_gap']}, scale check "
-                                 f"{'on' if recipe['scale_check'] else 'off'}); give another output folder.")
+            raise SonoshiftError(f"{fdir} was cross-validated with {_said(before)}, not {_said(recipe)}; give another "
+                                 "output folder.")
     return recipe
+
+
+def _said(recipe: dict) -> str:
+    """A recipe in words, for the refusal."""
+    return (f"{recipe['border_members']} border member(s) (threshold {recipe['border_threshold']}, gap "
+            f"{recipe['border_gap']}, scale check {'on' if recipe['scale_check'] else 'off'}, second opinion "
+            f"{'on' if recipe['second_opinion'] else 'off'})")
 
 
 def _polar_strip_errors(fdir: Path, configs: Sequence[Hc18Config]) -> dict:
@@ -194,7 +211,7 @@ def _first_stage_table(fdir: Path, data_dir: str | Path, fold: int, tta: bool = 
     """The fold's estimator measured without its crop and polar refiners, as a one-stage estimator would run
     (flip averaging ``tta``; cached in ``per_image_first_stage.csv``)."""
     return _stage_table(fdir, data_dir, fold, "per_image_first_stage.csv", refiners=(), polar=(), border=None,
-                        scale_check=None, tta=tta)
+                        scale_check=None, second=None, tta=tta)
 
 
 def _stage_table(fdir: Path, data_dir: str | Path, fold: int, name: str, **without) -> pd.DataFrame:

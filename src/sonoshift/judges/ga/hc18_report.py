@@ -71,7 +71,7 @@ def build_estimator(
     tta: bool | None = None, refine_max_growth: float = REFINE_MAX_GROWTH, refine_tta: bool = False,
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
     border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
-    scale_check: str | Path | None = None,
+    scale_check: str | Path | None = None, second_opinion: str | Path | None = None,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -91,7 +91,10 @@ def build_estimator(
     ``border_gap`` > 0: also the heads near the border that its own first stage finds at it (``GaEstimator``; None:
     ``BORDER_GAP`` with a border estimator, 0 without). ``scale_check``: a wide-view polar refiner
     (``configs/cpu/hc18_head_polar_wide.yaml``, held out on the same images, stored as ``scale_check``) that checks
-    every measurement and replaces the unstable ones (scale_check.py)."""
+    every measurement and replaces the unstable ones (scale_check.py). ``second_opinion``: another whole-frame
+    segmenter of the first stage's recipe (another training seed), held out on the same images, stored as
+    ``second_opinion``: where the head it places measures much smaller, that measurement is taken
+    (second_opinion.py)."""
     border_gap = border_gap_or_default(border_gap, border is not None)
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
@@ -135,9 +138,10 @@ def build_estimator(
             raise SonoshiftError(f"the border estimator {border} was held out on other HC18 images than {first}: "
                                  "an estimator needs one split (same val_fraction and split_seed, or fold).")
     check = _scale_check(scale_check, val)
+    second = _second_opinion(second_opinion, seg, val, data_dir)
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
                       rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold,
-                      border_gap=border_gap, scale_check=check)
+                      border_gap=border_gap, scale_check=check, second=second)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -155,6 +159,8 @@ def build_estimator(
         info[KEY].update(border="border", border_threshold=float(border_threshold), border_gap=float(border_gap))
     if check is not None:
         info[KEY]["scale_check"] = "scale_check"
+    if second is not None:
+        info[KEY].update(second_opinion="second_opinion", second_tau=est.second_tau)
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
@@ -164,6 +170,8 @@ def build_estimator(
             shutil.copytree(border, tmp / "border")
         if check is not None:
             save_segmenter(check.segmenter, tmp / "scale_check")
+        if second is not None:
+            save_segmenter(second, tmp / "second_opinion")
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
     return dataclasses.replace(est, segmenter=out_seg)
@@ -182,6 +190,25 @@ def _scale_check(path: str | Path | None, val: pd.DataFrame) -> PolarRefiner | N
         raise SonoshiftError(f"the scale check {path} was held out on other HC18 images than the estimator's first "
                              "stage: an estimator needs one split (same val_fraction and split_seed, or fold).")
     return PolarRefiner.from_segmenter(seg)
+
+
+def _second_opinion(path: str | Path | None, first: Segmenter, val: pd.DataFrame, data_dir: str | Path
+                    ) -> Segmenter | None:
+    """The second first-stage network at ``path`` (None: none), refused unless it is a whole-frame segmenter like
+    ``first`` (no crop or polar refiner; the same canvas) held out on the estimator's held-out images ``val``."""
+    if path is None:
+        return None
+    seg = load_segmenter(path)
+    if seg.info.get("head_crop") or POLAR_KEY in seg.info:
+        raise SonoshiftError(f"{path} is a refiner, not a whole-frame segmenter: a second opinion is another first "
+                             "stage (configs/cpu/hc18_head_ga.yaml with another train.seed).")
+    if (is_amodal(seg), canvas_pad(seg)) != (is_amodal(first), canvas_pad(first)):
+        raise SonoshiftError(f"the second opinion {path} sees frames on another canvas than the first stage "
+                             "(amodal / canvas_pad): train it with the first stage's config.")
+    if set(heldout_rows(seg, data_dir)[1]["filename"]) != set(val["filename"]):
+        raise SonoshiftError(f"the second opinion {path} was held out on other HC18 images than the estimator's "
+                             "first stage: an estimator needs one split (same val_fraction and split_seed, or fold).")
+    return seg
 
 
 def evaluate_rows(est: GaEstimator, rows: pd.DataFrame, batch_size: int = 32) -> pd.DataFrame:

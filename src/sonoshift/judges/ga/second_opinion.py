@@ -1,0 +1,44 @@
+"""A second opinion on where a small head is: another first-stage network's start, taken where it is much smaller.
+
+A first-stage network sometimes closes a small first-trimester head together with its gestational sac (or tissue
+beside it) into one blob; the crop refiner, shown a crop around that blob, then draws the sac wall, and the polar
+refiner settles on it. Which heads this happens to depends on the network: two first stages trained alike with
+other seeds fail on different heads (docs/judges.md, session 34). So a second first-stage network places its own
+crop, the same crop refiners measure from it, and where the two crop-stage measurements differ by more than a
+factor exp(``tau``) the smaller one is kept: a skull lies inside its sac, never around it. Elsewhere the main
+measurement stands, so the option moves only the heads on which the two networks disagree.
+
+Pure rule here; the estimator (estimator.py) runs the networks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from sonoshift.judges.ga.head_fit import HeadFit
+
+TAU = 0.10  # |log ratio| of the two crop-stage HCs above which they disagree (declared in session 34, not tuned)
+
+
+def takes_second(hc_main: Sequence[float], hc_second: Sequence[float], tau: float = TAU) -> np.ndarray:
+    """Which heads take the second opinion: both measured (finite, > 0), the second smaller than the main one by
+    more than a factor exp(``tau``)."""
+    a, b = np.asarray(hc_main, float), np.asarray(hc_second, float)
+    ok = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+    out = np.zeros(a.shape, bool)
+    out[ok] = np.log(a[ok] / b[ok]) > tau
+    return out
+
+
+def second_opinion(main: Sequence[HeadFit], second: Sequence[HeadFit], offset_px: float, tau: float = TAU
+                   ) -> tuple[list[HeadFit], np.ndarray]:
+    """``main`` with the fits of ``second`` where they are much smaller (``takes_second`` on the HCs of the
+    semi-axes grown by ``offset_px``), and which ones those are. A taken fit keeps the main head's border share
+    (the border route reads the main first stage)."""
+    take = takes_second([f.hc_px(offset_px) for f in main], [f.hc_px(offset_px) for f in second], tau)
+    out = [dataclasses.replace(s, border_fraction=m.border_fraction) if t else m
+           for m, s, t in zip(main, second, take)]
+    return out, take
