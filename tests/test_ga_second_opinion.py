@@ -142,3 +142,14 @@ def test_cross_validation_trains_the_second_opinion_per_fold_and_guards_its_reci
     assert math.isfinite(s["hc_abs_err_mm_mean"])
     with pytest.raises(SonoshiftError, match="second opinion on.*second opinion off"):
         cross_validate([seg], out, folds=2, progress=False)
+
+
+def test_first_gap_against_hand_values():
+    from sonoshift.judges.ga.second_opinion import first_gap
+
+    main = fit(20.0, 20.0)
+    moved = HeadFit(EllipseFit(cx=53.0, cy=44.0, a=20.0, b=20.0, angle=0.0))  # centres 5 px apart
+    assert first_gap(main, moved, 0.0) == pytest.approx(5 / 20)
+    assert first_gap(main, moved, 5.0) == pytest.approx(5 / 25)  # over the semi-minor axis grown by the offset
+    assert first_gap(main, fit(18.0, 18.0), 0.0) == pytest.approx(math.log(20 / 18))  # a circle: HC ratio 20 / 18
+    assert first_gap(main, HeadFit(None), 0.0) == math.inf

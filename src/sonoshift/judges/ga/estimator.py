@@ -32,7 +32,7 @@ from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
 from sonoshift.judges.ga.scale_check import scale_checked
-from sonoshift.judges.ga.second_opinion import TAU, second_opinion
+from sonoshift.judges.ga.second_opinion import GATE, TAU, first_gap, second_opinion
 
 KEY = "ga_estimator"
 BATCH = 32  # images per batch in one lane
@@ -217,7 +217,7 @@ def refine_fits(
     every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one."""
     out = _crop_refined(est, frames, fits, batch_size)
     if est.second is not None:
-        out = _second_opinion(est, frames, out, batch_size)
+        out = _second_opinion(est, frames, fits, out, batch_size)
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
     if est.scale_check is not None:
@@ -252,14 +252,19 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     return {i: f for i, f in out.items() if i in taken or (f.found and f.border_fraction > est.border_threshold)}
 
 
-def _second_opinion(est: GaEstimator, frames: Sequence[np.ndarray], crops: Sequence[HeadFit], batch_size: int
-                    ) -> list[HeadFit]:
-    """``crops`` (the main first stage's crop-stage fits) where the second first stage's, crop-refined alike, are
-    not much smaller (second_opinion.py)."""
+def _second_opinion(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit],
+                    crops: Sequence[HeadFit], batch_size: int) -> list[HeadFit]:
+    """``crops`` (the crop-stage fits from the main first stage's ``fits``) where the second first stage's,
+    crop-refined alike, are not much smaller (second_opinion.py); only the heads whose two first-stage fits differ
+    by more than ``GATE`` are crop-refined twice."""
     other = dataclasses.replace(est, segmenter=est.second, members=(), second=None)
     probs = head_probabilities(other, frames, batch_size)
     firsts = [other.first_fit(p, np.shape(f)) for p, f in zip(probs, frames)]
-    return second_opinion(crops, _crop_refined(other, frames, firsts, batch_size), est.offset_px, est.second_tau)[0]
+    at = [i for i, (f, g) in enumerate(zip(fits, firsts)) if g.found and first_gap(f, g, est.offset_px) > GATE]
+    seconds = list(crops)
+    for i, fit in zip(at, _crop_refined(other, [frames[i] for i in at], [firsts[i] for i in at], batch_size)):
+        seconds[i] = fit
+    return second_opinion(crops, seconds, est.offset_px, est.second_tau)[0]
 
 
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
