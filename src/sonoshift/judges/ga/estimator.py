@@ -64,9 +64,9 @@ without touching it goes to ``border`` too when the border estimator's own first
 ``border_threshold`` of its contour at the border (the main first stage closed a cut head inside the frame).
 ``scale_check``: a polar refiner with a wide view (scale_check.py): a measurement it does not come back to from
 inside (a small head measured with its sac) is replaced by the smallest outline it does come back to.
-``second``: another first-stage network (second_opinion.py): every found head is also crop-refined from its fit,
-and where that measurement is smaller than the main one by more than a factor exp(``second_tau``) it is the polar
-refiner's start instead (the main first stage closed a small head together with its sac)."""
+``second``: another first-stage network (second_opinion.py): a head whose two first-stage fits differ is also
+crop-refined from the second fit, and where that measurement is smaller than the main one by more than a factor
+exp(``second_tau``) it is the polar refiner's start instead (the main first stage closed a small head with its sac)."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
