@@ -55,6 +55,7 @@ def test_second_opinion_reads_the_offset_and_keeps_the_main_border_share():
     (got,), take = second_opinion([main], [second], offset_px=0.0)
     assert take.tolist() == [True]
     assert (got.ellipse, got.border_fraction) == (second.ellipse, 0.04)  # the border route reads the main one
+    assert got.second_opinion and not main.second_opinion
     (kept,), take = second_opinion([main], [second], offset_px=20.0)
     assert take.tolist() == [False] and kept is main
     (none,), _ = second_opinion([HeadFit(None)], [second], 0.0)  # no head found stays no head found
@@ -77,11 +78,13 @@ def test_the_estimator_takes_the_second_opinion_where_it_finds_the_skull_inside_
     sac_hc, skull_hc = ellipse_perimeter(*SAC[2:4]), ellipse_perimeter(*SKULL[2:4])
     assert measure(plain, [frame], [1.0])["hc_mm"][0] == pytest.approx(sac_hc, rel=0.03)
     second = dataclasses.replace(plain, second=skull)
-    got = measure(second, [frame], [1.0])["hc_mm"][0]
-    assert got == pytest.approx(skull_hc, rel=0.03)
+    taken = measure(second, [frame], [1.0])
+    got = taken["hc_mm"][0]
+    assert got == pytest.approx(skull_hc, rel=0.03) and taken["second_opinion"].tolist() == [True]
     # a main first stage that finds the skull keeps it: the larger sac of a second opinion is never taken
     skull_first = dataclasses.replace(plain, segmenter=skull, second=plain.segmenter)
-    assert measure(skull_first, [frame], [1.0])["hc_mm"][0] == pytest.approx(got, rel=1e-6)
+    kept = measure(skull_first, [frame], [1.0])
+    assert kept["hc_mm"][0] == pytest.approx(got, rel=1e-6) and kept["second_opinion"].tolist() == [False]
     # a second opinion that agrees changes nothing
     same = dataclasses.replace(plain, second=plain.segmenter)
     assert measure(same, [frame], [1.0])["hc_mm"][0] == pytest.approx(sac_hc, rel=0.03)
@@ -153,3 +156,22 @@ def test_first_gap_against_hand_values():
     assert first_gap(main, moved, 5.0) == pytest.approx(5 / 25)  # over the semi-minor axis grown by the offset
     assert first_gap(main, fit(18.0, 18.0), 0.0) == pytest.approx(math.log(20 / 18))  # a circle: HC ratio 20 / 18
     assert first_gap(main, HeadFit(None), 0.0) == math.inf
+
+
+def test_the_flag_survives_the_polar_refiner_and_ga_predict_notes_it(tmp_path, monkeypatch):
+    from sonoshift.judges.ga.polar_refiner import polar_fits
+    from test_ga_scale_check import wide
+
+    frame = drawn(SKULL)
+    flagged = dataclasses.replace(HeadFit(EllipseFit(*SKULL), 0.02), second_opinion=True)
+    (moved,) = polar_fits(wide(), [frame], [flagged], 0.0)
+    assert moved.second_opinion and moved.border_fraction == 0.02 and math.isfinite(moved.outline_confidence)
+    # the CLI, given an estimator whose second opinion is taken on the drawn sac, says so in the CSV and on stderr
+    plain, skull = _estimators()
+    monkeypatch.setattr("sonoshift.cli.ga._load", lambda *a, **k: dataclasses.replace(plain, second=skull))
+    Image.fromarray(_frame()).save(tmp_path / "sac.png")
+    r = CliRunner().invoke(app, ["ga", "predict", str(tmp_path), str(tmp_path / "sac.png"), "--pixel-size", "1.0",
+                                 "-o", str(tmp_path / "hc.csv")])
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(tmp_path / "hc.csv")["second_opinion"].tolist() == [True]
+    assert "1 head(s) measured from the second opinion" in r.output

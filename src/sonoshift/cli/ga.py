@@ -246,6 +246,11 @@ def predict_cmd(
         typer.echo(f"note: {len(cut)} head(s) run beyond the image border; their HC is extrapolated across it "
                    f"(column outside_fraction: the share of the ellipse outside; heads cut by 20-30 % of their "
                    f"extent are measured less well, docs/judges.md)", err=True)
+    second = int(df["second_opinion"].sum())
+    if second:
+        typer.echo(f"note: {second} head(s) measured from the second opinion's start, where the main first stage's "
+                   "measured more than 10 % larger (column second_opinion; a small head closed with its sac)",
+                   err=True)
     typer.echo(f"{len(df)} images measured ({len(missing)} without a head) -> {out}")
 
 

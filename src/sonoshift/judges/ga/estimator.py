@@ -328,6 +328,7 @@ def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) ->
             "ga_intergrowth_weeks": intergrowth_ga_weeks(hc_mm) if found else math.nan,
             "border_fraction": fit.border_fraction, "outline_confidence": fit.outline_confidence,
             "outside_fraction": fit.outside_fraction if found else math.nan,
+            "second_opinion": bool(found and fit.second_opinion),
             "cx": e.cx if e else math.nan, "cy": e.cy if e else math.nan,
             "a_px": e.a + est.offset_px if e else math.nan, "b_px": e.b + est.offset_px if e else math.nan,
             "angle": e.angle if e else math.nan,
@@ -341,7 +342,8 @@ def measure(
 ) -> pd.DataFrame:
     """Per frame: head_found, hc_px, hc_mm, ga_hadlock_weeks, ga_intergrowth_weeks, border_fraction,
     outline_confidence (the polar refiner's; NaN without one), outside_fraction (the share of the measured ellipse
-    beyond the frame: how much of the head was extrapolated across the border), ellipse.
+    beyond the frame: how much of the head was extrapolated across the border), second_opinion (measured from the
+    second first stage's start, second_opinion.py), ellipse.
 
     ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
     the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""

@@ -30,12 +30,14 @@ class HeadFit:
     """An ellipse in native pixels (None when no head), the share of contour points dropped at the border,
     after the polar refiner how sure it was of the outline (polar_refiner.outline_confidence; NaN before) and, once
     measured, the share of the ellipse's perimeter beyond the frame (border_cut.ellipse_outside: what was
-    extrapolated across a border that cuts the head)."""
+    extrapolated across a border that cuts the head), and whether it was measured from a second first stage's
+    start (second_opinion.py)."""
 
     ellipse: EllipseFit | None
     border_fraction: float = 0.0
     outline_confidence: float = math.nan
     outside_fraction: float = 0.0
+    second_opinion: bool = False
 
     @property
     def found(self) -> bool:

@@ -210,7 +210,7 @@ def polar_fits(refiner: PolarRefiner, frames: Sequence[np.ndarray], fits: Sequen
         refined, confidence = refiner.refine_scored([frames[i] for i in part], priors)
         for i, r, c in zip(part, refined, confidence):
             ell = EllipseFit(cx=r[0], cy=r[1], a=r[2] - offset_px, b=r[3] - offset_px, angle=r[4])
-            out[i] = HeadFit(ell, fits[i].border_fraction, c)
+            out[i] = dataclasses.replace(fits[i], ellipse=ell, outline_confidence=c)
     return out
 
 

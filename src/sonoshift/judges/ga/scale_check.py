@@ -98,8 +98,7 @@ def scale_checked(wide: PolarRefiner, frames: Sequence[np.ndarray], fits: Sequen
         skull = search(wide, frames[i], hc_ellipses[i])
         if skull is not None:
             cx, cy, a, b, ang = (float(v) for v in np.asarray(skull) - grow)
-            out[i] = HeadFit(EllipseFit(cx=cx, cy=cy, a=a, b=b, angle=ang), fits[i].border_fraction,
-                             fits[i].outline_confidence)
+            out[i] = dataclasses.replace(fits[i], ellipse=EllipseFit(cx=cx, cy=cy, a=a, b=b, angle=ang))
     return out, unstable
 
 

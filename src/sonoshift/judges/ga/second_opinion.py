@@ -54,8 +54,8 @@ def second_opinion(main: Sequence[HeadFit], second: Sequence[HeadFit], offset_px
                    ) -> tuple[list[HeadFit], np.ndarray]:
     """``main`` with the fits of ``second`` where they are much smaller (``takes_second`` on the HCs of the
     semi-axes grown by ``offset_px``), and which ones those are. A taken fit keeps the main head's border share
-    (the border route reads the main first stage)."""
+    (the border route reads the main first stage) and says it was taken (``HeadFit.second_opinion``)."""
     take = takes_second([f.hc_px(offset_px) for f in main], [f.hc_px(offset_px) for f in second], tau)
-    out = [dataclasses.replace(s, border_fraction=m.border_fraction) if t else m
+    out = [dataclasses.replace(s, border_fraction=m.border_fraction, second_opinion=True) if t else m
            for m, s, t in zip(main, second, take)]
     return out, take
