@@ -93,6 +93,18 @@ def test_the_estimator_takes_the_second_opinion_where_it_finds_the_skull_inside_
     assert measure_files(second, [tmp_path / "sac.png"], [1.0])["hc_mm"][0] == pytest.approx(got, rel=1e-6)
 
 
+def _other_weights(src, dst):
+    """The segmenter at ``src`` (same split and config) with other random weights, saved at ``dst``."""
+    from sonoshift.downstream.segmenter import load_segmenter, save_segmenter
+
+    seg = load_segmenter(src)
+    torch.manual_seed(1234)
+    with torch.no_grad():
+        for p in seg.model.parameters():
+            p.normal_(0.0, 0.1)
+    save_segmenter(seg, dst)
+
+
 def test_build_stores_the_second_opinion_and_refuses_what_cannot_be_one(fake_hc18, tmp_path):
     from sonoshift.judges.ga.hc18_report import build_estimator
     from sonoshift.judges.ga.onnx_net import OrtNet, with_runtime
@@ -100,7 +112,7 @@ def test_build_stores_the_second_opinion_and_refuses_what_cannot_be_one(fake_hc1
     from test_ga_scale_check import _wide_polar
 
     _tiny(tmp_path / "seg", 32)
-    _tiny(tmp_path / "other_seed", 32)
+    _other_weights(tmp_path / "seg", tmp_path / "other_seed")
     _tiny(tmp_path / "other_split", 32, seed=1)
     _wide_polar(tmp_path / "polar", fake_hc18)
     r = CliRunner().invoke(app, ["ga", "build", "--segmenter", str(tmp_path / "seg"), "-o", str(tmp_path / "est"),
@@ -120,6 +132,8 @@ def test_build_stores_the_second_opinion_and_refuses_what_cannot_be_one(fake_hc1
         build_estimator([tmp_path / "seg"], fake_hc18, tmp_path / "bad", second_opinion=tmp_path / "polar")
     with pytest.raises(SonoshiftError, match="other HC18 images"):
         build_estimator([tmp_path / "seg"], fake_hc18, tmp_path / "bad", second_opinion=tmp_path / "other_split")
+    with pytest.raises(SonoshiftError, match="first stage's own weights"):
+        build_estimator([tmp_path / "seg"], fake_hc18, tmp_path / "bad", second_opinion=tmp_path / "seg")
     assert not (tmp_path / "bad").exists()
 
 

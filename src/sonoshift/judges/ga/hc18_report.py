@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from sonoshift.atomic import atomic_dir
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
@@ -208,6 +209,10 @@ def _second_opinion(path: str | Path | None, first: Segmenter, val: pd.DataFrame
     if set(heldout_rows(seg, data_dir)[1]["filename"]) != set(val["filename"]):
         raise SonoshiftError(f"the second opinion {path} was held out on other HC18 images than the estimator's "
                              "first stage: an estimator needs one split (same val_fraction and split_seed, or fold).")
+    mine, theirs = seg.model.state_dict(), first.model.state_dict()
+    if mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine):
+        raise SonoshiftError(f"the second opinion {path} has the first stage's own weights: it can never disagree; "
+                             "train the first stage's config with another train.seed.")
     return seg
 
 
