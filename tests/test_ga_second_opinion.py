@@ -189,3 +189,54 @@ def test_the_flag_survives_the_polar_refiner_and_ga_predict_notes_it(tmp_path, m
     assert r.exit_code == 0, r.output
     assert pd.read_csv(tmp_path / "hc.csv")["second_opinion"].tolist() == [True]
     assert "1 head(s) measured from the second opinion" in r.output
+
+
+def test_more_confident_against_hand_values():
+    from sonoshift.judges.ga.second_opinion import more_confident
+
+    main = [HeadFit(None, 0.0, c) for c in (0.4, 0.6, math.nan, 0.5)]
+    candidate = [HeadFit(None, 0.0, c) for c in (0.5, 0.5, 0.9, math.nan)]
+    assert more_confident(main, candidate).tolist() == [True, False, False, False]
+
+
+class FixedBlob(torch.nn.Module):
+    """A first stage that finds the same small ellipse in every frame (an inner edge taken for the head)."""
+
+    def __init__(self, ellipse, size: int = 128, shape=(240, 300)) -> None:
+        super().__init__()
+        import cv2
+
+        mask = drawn(ellipse, shape=shape, inside=255, outside=0)
+        small = cv2.resize(mask, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        self.register_buffer("map", torch.from_numpy(small)[None, None])
+        self.k = torch.nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, x):
+        m = self.map.expand(x.shape[0], 1, -1, -1)
+        return torch.cat([torch.zeros_like(m), self.k * (m - 0.5)], 1)
+
+
+def test_with_a_polar_refiner_the_candidate_is_taken_only_where_its_outline_is_surer():
+    import cv2
+
+    from test_ga_polar import refiner
+
+    plain, skull = _estimators()
+    polar = refiner(1.0, iterations=1, tta=False)
+    # a soft sac wall (blurred) around the sharp skull: from the skull the outline is surer, the skull is taken
+    soft_sac = cv2.GaussianBlur(drawn(SAC, inside=135, outside=120), (0, 0), 4)
+    frame = np.maximum(soft_sac, drawn(SKULL, inside=230, outside=0))
+    guarded = dataclasses.replace(plain, polar=(polar,), second=skull)
+    got = measure(guarded, [frame], [1.0])
+    assert got["hc_mm"][0] == pytest.approx(ellipse_perimeter(*SKULL[2:4]), rel=0.03)
+    assert got["second_opinion"].tolist() == [True]
+    # a second network that takes an inner edge of a whole bright head: much smaller, but no outline there
+    head = drawn(SAC, inside=230, outside=20)
+    inner = (SAC[0], SAC[1], SAC[2] * 0.5, SAC[3] * 0.5, SAC[4])
+    wrong = dataclasses.replace(guarded, second=Segmenter(FixedBlob(inner), ("background", "head"), 128))
+    kept = measure(wrong, [head], [1.0])
+    assert kept["hc_mm"][0] == pytest.approx(ellipse_perimeter(*SAC[2:4]), rel=0.03)
+    assert kept["second_opinion"].tolist() == [False]
+    # without the guard's polar refiner the same candidate would have been taken
+    bare = dataclasses.replace(wrong, polar=())
+    assert measure(bare, [head], [1.0])["hc_mm"][0] == pytest.approx(ellipse_perimeter(*inner[2:4]), rel=0.05)

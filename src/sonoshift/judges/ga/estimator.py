@@ -32,7 +32,7 @@ from sonoshift.judges.ga.crop_search import crop_fits, search_fits
 from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
 from sonoshift.judges.ga.scale_check import scale_checked
-from sonoshift.judges.ga.second_opinion import GATE, TAU, first_gap, second_opinion
+from sonoshift.judges.ga.second_opinion import GATE, TAU, first_gap, more_confident, second_opinion
 
 KEY = "ga_estimator"
 BATCH = 32  # images per batch in one lane
@@ -66,7 +66,8 @@ without touching it goes to ``border`` too when the border estimator's own first
 inside (a small head measured with its sac) is replaced by the smallest outline it does come back to.
 ``second``: another first-stage network (second_opinion.py): a head whose two first-stage fits differ is also
 crop-refined from the second fit, and where that measurement is smaller than the main one by more than a factor
-exp(``second_tau``) it is the polar refiner's start instead (the main first stage closed a small head with its sac)."""
+exp(``second_tau``) it is the polar refiner's start instead (the main first stage closed a small head with its sac),
+if the polar refiner is surer of the outline it finds from there than from the main start."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -216,10 +217,18 @@ def refine_fits(
     elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
     every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one."""
     out = _crop_refined(est, frames, fits, batch_size)
-    if est.second is not None:
-        out = _second_opinion(est, frames, fits, out, batch_size)
+    alt = _second_opinion(est, frames, fits, out, batch_size) if est.second is not None else {}
     if est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
+        if alt:  # the candidates measured too; taken where the polar refiner is surer of their outline
+            at = sorted(alt)
+            moved = polar_fits(est.polar[0], [frames[i] for i in at], [alt[i] for i in at], est.offset_px, batch_size)
+            for i, fit, take in zip(at, moved, more_confident([out[i] for i in at], moved)):
+                if take:
+                    out[i] = fit
+    else:
+        for i, fit in alt.items():
+            out[i] = fit
     if est.scale_check is not None:
         out = scale_checked(est.scale_check, frames, out, est.offset_px)[0]
     firsts = _border_first_fits(est, frames, fits, batch_size)
@@ -253,10 +262,10 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
 
 
 def _second_opinion(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit],
-                    crops: Sequence[HeadFit], batch_size: int) -> list[HeadFit]:
-    """``crops`` (the crop-stage fits from the main first stage's ``fits``) where the second first stage's,
-    crop-refined alike, are not much smaller (second_opinion.py); only the heads whose two first-stage fits differ
-    by more than ``GATE`` are crop-refined twice."""
+                    crops: Sequence[HeadFit], batch_size: int) -> dict[int, HeadFit]:
+    """The second first stage's crop-stage fits that are much smaller than ``crops`` (the crop-stage fits from the
+    main first stage's ``fits``), by head index (second_opinion.py): the candidates. Only the heads whose two
+    first-stage fits differ by more than ``GATE`` are crop-refined twice."""
     other = dataclasses.replace(est, segmenter=est.second, members=(), second=None)
     probs = head_probabilities(other, frames, batch_size)
     firsts = [other.first_fit(p, np.shape(f)) for p, f in zip(probs, frames)]
@@ -264,7 +273,8 @@ def _second_opinion(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequen
     seconds = list(crops)
     for i, fit in zip(at, _crop_refined(other, [frames[i] for i in at], [firsts[i] for i in at], batch_size)):
         seconds[i] = fit
-    return second_opinion(crops, seconds, est.offset_px, est.second_tau)[0]
+    taken, take = second_opinion(crops, seconds, est.offset_px, est.second_tau)
+    return {int(i): taken[i] for i in np.flatnonzero(take)}
 
 
 def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int

@@ -1,12 +1,16 @@
-"""A second opinion on where a small head is: another first-stage network's start, taken where it is much smaller.
+"""A second opinion on where a small head is: another first-stage network's start, taken where it is much smaller
+and the polar refiner is surer of its outline.
 
 A first-stage network sometimes closes a small first-trimester head together with its gestational sac (or tissue
 beside it) into one blob; the crop refiner, shown a crop around that blob, then draws the sac wall, and the polar
 refiner settles on it. Which heads this happens to depends on the network: two first stages trained alike with
 other seeds fail on different heads (docs/judges.md, session 34). So a second first-stage network places its own
 crop, the same crop refiners measure from it, and where the two crop-stage measurements differ by more than a
-factor exp(``tau``) the smaller one is kept: a skull lies inside its sac, never around it. Elsewhere the main
-measurement stands, so the option moves only the heads on which the two networks disagree.
+factor exp(``tau``) the smaller one is a candidate: a skull lies inside its sac, never around it. But the second
+network can fail small too (a large head measured on an inner edge: session 34, seed 4), so with a polar refiner the
+candidate is taken only where the polar refiner, run from both, is surer of the candidate's outline
+(``more_confident``: a sac wall is a fainter, less regular edge than a skull). Elsewhere the main measurement stands,
+so the option moves only the heads on which the two networks disagree.
 
 The crop refiner is most of a head's cost, so it runs from the second network's fit only where the two first-stage
 fits differ by more than ``GATE`` (``first_gap``: the size ratio or the centre distance): on four seeds' networks
@@ -48,6 +52,13 @@ def takes_second(hc_main: Sequence[float], hc_second: Sequence[float], tau: floa
     out = np.zeros(a.shape, bool)
     out[ok] = np.log(a[ok] / b[ok]) > tau
     return out
+
+
+def more_confident(main: Sequence[HeadFit], candidate: Sequence[HeadFit]) -> np.ndarray:
+    """Where the candidate's polar outline confidence is higher than the main measurement's (both finite)."""
+    a = np.array([f.outline_confidence for f in main], float)
+    b = np.array([f.outline_confidence for f in candidate], float)
+    return np.isfinite(a) & np.isfinite(b) & (b > a)
 
 
 def second_opinion(main: Sequence[HeadFit], second: Sequence[HeadFit], offset_px: float, tau: float = TAU
