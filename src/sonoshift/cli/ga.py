@@ -87,9 +87,10 @@ def build_cmd(
                                             "docs/judges.md session 33; copied into OUT/scale_check)."),
     second_opinion: Path | None = typer.Option(None, help="Another first-stage segmenter (the first one's config "
                                                "with another train.seed): where the head it places measures "
-                                               "smaller by more than 10 %, that measurement is taken (a small "
-                                               "head closed with its sac; docs/judges.md session 34; copied "
-                                               "into OUT/second_opinion)."),
+                                               "smaller by more than 10 % and the polar refiner is surer of that "
+                                               "outline, that measurement is taken (a small head closed with its "
+                                               "sac; an option, docs/judges.md session 34; copied into "
+                                               "OUT/second_opinion)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
@@ -248,8 +249,8 @@ def predict_cmd(
                    f"extent are measured less well, docs/judges.md)", err=True)
     second = int(df["second_opinion"].sum())
     if second:
-        typer.echo(f"note: {second} head(s) measured from the second opinion's start, where the main first stage's "
-                   "measured more than 10 % larger (column second_opinion; a small head closed with its sac)",
+        typer.echo(f"note: {second} head(s) measured from the second opinion's start, where the main first stage's start "
+                   "measured more than 10 % larger with a less sure outline (column second_opinion)",
                    err=True)
     typer.echo(f"{len(df)} images measured ({len(missing)} without a head) -> {out}")
 

@@ -215,7 +215,9 @@ def refine_fits(
     ``fits`` unchanged without refiners, and kept wherever a refiner finds no head in its crop or grows the HC by
     more than ``est.refine_max_growth``. Where the refined map is not elliptic (``est.rescue_iou``) the most
     elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
-    every found ellipse (polar_refiner.py). Heads at the image border go to ``est.border`` when it has one."""
+    every found ellipse (polar_refiner.py). A second opinion (``est.second``, second_opinion.py) proposes a smaller
+    crop-stage fit from another first stage where the two disagree, taken where the polar refiner is surer of its
+    outline (without one: taken). Heads at the image border go to ``est.border`` when it has one."""
     out = _crop_refined(est, frames, fits, batch_size)
     alt = _second_opinion(est, frames, fits, out, batch_size) if est.second is not None else {}
     if est.polar:

@@ -94,8 +94,8 @@ def build_estimator(
     (``configs/cpu/hc18_head_polar_wide.yaml``, held out on the same images, stored as ``scale_check``) that checks
     every measurement and replaces the unstable ones (scale_check.py). ``second_opinion``: another whole-frame
     segmenter of the first stage's recipe (another training seed), held out on the same images, stored as
-    ``second_opinion``: where the head it places measures much smaller, that measurement is taken
-    (second_opinion.py)."""
+    ``second_opinion``: where the head it places measures much smaller and the polar refiner is surer of that
+    outline, that measurement is taken (second_opinion.py)."""
     border_gap = border_gap_or_default(border_gap, border is not None)
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
