@@ -249,8 +249,8 @@ def predict_cmd(
                    f"extent are measured less well, docs/judges.md)", err=True)
     second = int(df["second_opinion"].sum())
     if second:
-        typer.echo(f"note: {second} head(s) measured from the second opinion's start, where the main first stage's start "
-                   "measured more than 10 % larger with a less sure outline (column second_opinion)",
+        typer.echo(f"note: {second} head(s) measured from the second opinion's start, where the main first "
+                   "stage's start measured more than 10 % larger with a less sure outline (column second_opinion)",
                    err=True)
     typer.echo(f"{len(df)} images measured ({len(missing)} without a head) -> {out}")
 
