@@ -55,9 +55,19 @@ def _tiny(path, size, seed=0):
     save_segmenter(Segmenter(net, ("background", "head"), size, config=cfg), path)
 
 
+def onnx_alike(est, frames):
+    """``est`` in ONNX Runtime (one thread), after checking that it measures ``frames`` as PyTorch does."""
+    from sonoshift.judges.ga.onnx_net import with_runtime
+
+    fast = with_runtime(est, "onnx", threads=1)
+    np.testing.assert_allclose(measure(fast, frames, [0.2] * len(frames))["hc_mm"],
+                               measure(est, frames, [0.2] * len(frames))["hc_mm"], rtol=1e-4, equal_nan=True)
+    return fast
+
+
 def test_build_stores_the_border_estimator_and_refuses_another_split(fake_hc18, tmp_path):
     from sonoshift.judges.ga.hc18_report import build_estimator
-    from sonoshift.judges.ga.onnx_net import OrtNet, with_runtime
+    from sonoshift.judges.ga.onnx_net import OrtNet
 
     for name, size, seed in (("a", 32, 0), ("b", 24, 0), ("c", 24, 1)):
         _tiny(tmp_path / name, size, seed)
@@ -80,11 +90,8 @@ def test_build_stores_the_border_estimator_and_refuses_another_split(fake_hc18, 
     assert est.segmenter.image_size == 32 and est.border.segmenter.image_size == 24
     assert (tmp_path / "est" / "border" / "model.safetensors").is_file()
     assert len(pd.read_csv(tmp_path / "est" / "hc18_validation.csv")) == 3
-    fast = with_runtime(est, "onnx", threads=1)
+    fast = onnx_alike(est, [np.asarray(head_image(60, 80, 20.0, 14.0))[:, 30:]])
     assert isinstance(fast.border.segmenter.model, OrtNet)
-    frames = [np.asarray(head_image(60, 80, 20.0, 14.0))[:, 30:]]
-    np.testing.assert_allclose(measure(fast, frames, [0.2])["hc_mm"], measure(est, frames, [0.2])["hc_mm"],
-                               rtol=1e-4, equal_nan=True)
 
 
 def test_cross_validation_builds_each_folds_border_estimator_and_guards_its_recipe(fake_hc18, tmp_path):

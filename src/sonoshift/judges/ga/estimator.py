@@ -271,7 +271,8 @@ def _second_opinion(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequen
     other = dataclasses.replace(est, segmenter=est.second, members=(), second=None)
     probs = head_probabilities(other, frames, batch_size)
     firsts = [other.first_fit(p, np.shape(f)) for p, f in zip(probs, frames)]
-    at = [i for i, (f, g) in enumerate(zip(fits, firsts)) if g.found and first_gap(f, g, est.offset_px) > GATE]
+    at = [i for i, (f, g) in enumerate(zip(fits, firsts))
+          if f.found and g.found and first_gap(f, g, est.offset_px) > GATE]  # a head the main never found stays
     seconds = list(crops)
     for i, fit in zip(at, _crop_refined(other, [frames[i] for i in at], [firsts[i] for i in at], batch_size)):
         seconds[i] = fit

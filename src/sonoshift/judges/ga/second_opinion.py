@@ -12,10 +12,10 @@ candidate is taken only where the polar refiner, run from both, is surer of the 
 (``more_confident``: a sac wall is a fainter, less regular edge than a skull). Elsewhere the main measurement stands,
 so the option moves only the heads on which the two networks disagree.
 
-The crop refiner is most of a head's cost, so it runs from the second network's fit only where the two first-stage
-fits differ by more than ``GATE`` (``first_gap``: the size ratio or the centre distance): on four seeds' networks
-(12 ordered pairs, 250 held-out heads each) nine heads in ten are below it, and below it the two crop-stage
-measurements never differed by more than 0.077, short of ``TAU``.
+A crop refinement costs about 8 times a first stage per head, so it runs from the second network's fit only where
+the two first-stage fits differ by more than ``GATE`` (``first_gap``: the size ratio or the centre distance): on
+four seeds' networks (12 ordered pairs, 250 held-out heads each) nine heads in ten are below it, and below it the
+two crop-stage measurements never differed by more than 0.077, short of ``TAU``.
 
 Pure rule here; the estimator (estimator.py) runs the networks.
 """
