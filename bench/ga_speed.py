@@ -140,8 +140,8 @@ def main() -> None:
     hc_new, w_new, c_new = _timed(new)
     one, lanes, lanes_b = [], [], []  # alternated repeats (median): they see the same machine
     # optional stages present: the same lanes without each, alternated too (its words, the field that drops it)
-    optional = [(w, f) for w, f in (("the scale check", "scale_check"), ("the second opinion", "second"))
-                if getattr(est, f) is not None]
+    optional = [(w, f) for w, f in (("the scale check", "scale_check"), ("the second opinion", "second"),
+                                    ("the tie-breaker", "third")) if getattr(est, f) is not None]
     without = {w: [] for w, _ in optional}
     for _ in range(a.repeats):
         one.append(_timed(lambda: new(est_ort)))

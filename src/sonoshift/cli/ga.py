@@ -91,6 +91,10 @@ def build_cmd(
                                                "outline, that measurement is taken (a small head closed with its "
                                                "sac; an option, docs/judges.md session 34; copied into "
                                                "OUT/second_opinion)."),
+    tie_breaker: Path | None = typer.Option(None, help="With --second-opinion: a third first-stage segmenter (yet "
+                                            "another train.seed); where the first two disagree, each start is "
+                                            "refined and the median HC of the three is taken instead (docs/judges.md "
+                                            "session 35; copied into OUT/tie_breaker)."),
 ) -> None:
     """Calibrate the ellipse on the segmenter's HC18 training masks, report its held-out images, save."""
     from sonoshift.judges.ga.hc18_report import build_estimator
@@ -98,7 +102,7 @@ def build_cmd(
     est = build_estimator(segmenter, data_root / "hc18", out, tta=tta, refine_max_growth=refine_max_growth,
                           refine_tta=refine_tta, rescue_iou=rescue_iou, polar_tta=polar_tta, border=border,
                           border_threshold=border_threshold, border_gap=border_gap, scale_check=scale_check,
-                          second_opinion=second_opinion)
+                          second_opinion=second_opinion, tie_breaker=tie_breaker)
     meta = est.segmenter.info["ga_estimator"]
     typer.echo(f"GA estimator written to {out} ({len(segmenter)} segmenter(s), ellipse offset "
                f"{meta['offset_px']:+.2f} px, calibrated on {meta['calibrated_on']} training masks)")
@@ -175,6 +179,8 @@ def cv_cmd(
     second_opinion: bool = typer.Option(False, help="Also train a second first stage per fold (the first config "
                                         "with the next train.seed) as the estimator's second opinion (ga build "
                                         "--second-opinion)."),
+    tie_breaker: bool = typer.Option(False, help="With --second-opinion: also train a third first stage per fold "
+                                     "(the seed after the second's) as its tie-breaker (ga build --tie-breaker)."),
     data_root: Path = typer.Option(Path("../shared/data"), help="Folder holding hc18/."),
 ) -> None:
     """Subject-wise k-fold cross-validation on HC18: every image measured by an estimator that never saw it."""
@@ -189,7 +195,7 @@ def cv_cmd(
     check = load_config(Hc18Config, scale_check, [f"data_dir={data_root / 'hc18'}"]) if scale_check else None
     s = cross_validate(cfgs, out, folds, tta, refine_tta=refine_tta, polar_tta=polar_tta, border_configs=border,
                        border_threshold=border_threshold, border_gap=border_gap, scale_check_config=check,
-                       second_opinion=second_opinion)
+                       second_opinion=second_opinion, tie_breaker=tie_breaker)
     typer.echo(f"{folds}-fold cross-validation -> {out}; per-fold HC error means (mm): "
                + ", ".join(f"{v:.2f}" for v in s["fold_hc_abs_err_mm_mean"]))
     _print_summary(s)
@@ -202,7 +208,8 @@ def cv_cmd(
         typer.echo(f"without the polar refiner (same other stages): HC abs error mean "
                    f"{s['without_polar_hc_abs_err_mm_mean']:.2f} mm, median {s['without_polar_hc_abs_err_mm_median']:.2f}, "
                    f"95th pct {s['without_polar_hc_abs_err_mm_p95']:.2f}")
-    for name, words in (("scale_check", "the scale check"), ("second_opinion", "the second opinion")):
+    for name, words in (("scale_check", "the scale check"), ("second_opinion", "the second opinion"),
+                        ("tie_breaker", "the tie-breaker (the second opinion's own rule)")):
         if f"without_{name}_hc_abs_err_mm_mean" in s:
             typer.echo(f"without {words} (same networks): HC abs error mean "
                        f"{s[f'without_{name}_hc_abs_err_mm_mean']:.2f} mm, median "
@@ -237,7 +244,8 @@ def predict_cmd(
             raise SonoshiftError(f"pixel size table {pixel_csv} needs the columns filename and pixel_size_mm.")
         sizes = {str(k): float(v) for k, v in zip(table["filename"], table["pixel_size_mm"])}
     px = [sizes.get(f.name, pixel_size) for f in files]
-    df = measure_files(_load(estimator, runtime, lanes), files, px, batch_size, lanes=lanes)
+    est = _load(estimator, runtime, lanes)
+    df = measure_files(est, files, px, batch_size, lanes=lanes)
     atomic_write_text(out, df.to_csv(index=False))
     missing = df[~df["head_found"]]
     for n in missing["name"]:
@@ -249,9 +257,10 @@ def predict_cmd(
                    f"extent are measured less well, docs/judges.md)", err=True)
     second = int(df["second_opinion"].sum())
     if second:
-        typer.echo(f"note: {second} head(s) measured from the second opinion's start, where the main first "
-                   "stage's start measured more than 10 % larger with a less sure outline (column second_opinion)",
-                   err=True)
+        how = ("another first stage's start: the median of three first stages' measurements, where the first "
+               "two disagreed" if est.third is not None else "the second opinion's start, where the "
+               "main first stage's start measured more than 10 % larger with a less sure outline")
+        typer.echo(f"note: {second} head(s) measured from {how} (column second_opinion)", err=True)
     typer.echo(f"{len(df)} images measured ({len(missing)} without a head) -> {out}")
 
 

@@ -33,6 +33,7 @@ from sonoshift.judges.ga.head_fit import HeadFit, fit_head
 from sonoshift.judges.ga.polar_refiner import PolarRefiner, polar_fits
 from sonoshift.judges.ga.scale_check import scale_checked
 from sonoshift.judges.ga.second_opinion import GATE, TAU, first_gap, more_confident, second_opinion
+from sonoshift.judges.ga.tie_breaker import median_of_three
 
 KEY = "ga_estimator"
 BATCH = 32  # images per batch in one lane
@@ -67,7 +68,9 @@ inside (a small head measured with its sac) is replaced by the smallest outline 
 ``second``: another first-stage network (second_opinion.py): a head whose two first-stage fits differ is also
 crop-refined from the second fit, and where that measurement is smaller than the main one by more than a factor
 exp(``second_tau``) it is the polar refiner's start instead (the main first stage closed a small head with its sac),
-if the polar refiner is surer of the outline it finds from there than from the main start."""
+if the polar refiner is surer of the outline it finds from there than from the main start. ``third``: a tie-breaker
+for the second opinion (tie_breaker.py; needs ``second``): where the two first-stage fits differ, a third first stage
+measures the head too, each start goes through the crop and polar refiners, and the median HC is taken instead."""
 
     segmenter: Segmenter
     offset_px: float = 0.0
@@ -86,6 +89,7 @@ if the polar refiner is surer of the outline it finds from there than from the m
     scale_check: PolarRefiner | None = None
     second: Segmenter | None = None
     second_tau: float = TAU
+    third: Segmenter | None = None
 
     @property
     def segmenters(self) -> tuple[Segmenter, ...]:
@@ -149,13 +153,14 @@ def load_ga_estimator(path: str | Path, device: str | torch.device | None = None
     check = (PolarRefiner.from_segmenter(load_segmenter(Path(path) / meta["scale_check"], device))
              if meta.get("scale_check") else None)
     second = load_segmenter(Path(path) / meta["second_opinion"], device) if meta.get("second_opinion") else None
+    third = load_segmenter(Path(path) / meta["tie_breaker"], device) if meta.get("tie_breaker") else None
     tta = bool(meta.get("tta", True))
     return GaEstimator(seg, float(meta["offset_px"]), tta, members, refiners,
                        float(meta.get("crop_margin", 1.3)), float(meta.get("refine_max_growth", math.inf)),
                        bool(meta.get("refine_tta", tta)), float(meta.get("rescue_iou", 0.0)),
                        tuple(float(s) for s in meta.get("rescue_scales", (0.9, 0.8, 0.7))), polar, border,
                        float(meta.get("border_threshold", 0.0)), float(meta.get("border_gap", 0.0)), check,
-                       second, float(meta.get("second_tau", TAU)))
+                       second, float(meta.get("second_tau", TAU)), third)
 
 
 def frame_to_input(frame: np.ndarray, size: int, pad: float = 0.0) -> np.ndarray:
@@ -217,10 +222,14 @@ def refine_fits(
     elliptic candidate of the crop search (crop_search.py) replaces either. The polar refiner, if any, then moves
     every found ellipse (polar_refiner.py). A second opinion (``est.second``, second_opinion.py) proposes a smaller
     crop-stage fit from another first stage where the two disagree, taken where the polar refiner is surer of its
-    outline (without one: taken). Heads at the image border go to ``est.border`` when it has one."""
+    outline (without one: taken); with a tie-breaker (``est.third``, tie_breaker.py) the median of three starts is
+    taken instead. Heads at the image border go to ``est.border`` when it has one."""
     out = _crop_refined(est, frames, fits, batch_size)
-    alt = _second_opinion(est, frames, fits, out, batch_size) if est.second is not None else {}
-    if est.polar:
+    tie = est.second is not None and est.third is not None
+    alt = _second_opinion(est, frames, fits, out, batch_size) if est.second is not None and not tie else {}
+    if tie:
+        out = _median_fits(est, frames, out, _tie_break(est, frames, fits, batch_size), batch_size)
+    elif est.polar:
         out = polar_fits(est.polar[0], frames, out, est.offset_px, batch_size)
         if alt:  # the candidates measured too; taken where the polar refiner is surer of their outline
             at = sorted(alt)
@@ -263,16 +272,64 @@ def _border_first_fits(est: GaEstimator, frames: Sequence[np.ndarray], fits: Seq
     return {i: f for i, f in out.items() if i in taken or (f.found and f.border_fraction > est.border_threshold)}
 
 
+def _first_stage(est: GaEstimator, seg: Segmenter, frames: Sequence[np.ndarray], batch_size: int
+                 ) -> tuple[GaEstimator, list[HeadFit]]:
+    """``est`` with ``seg`` as its only first-stage network (no second opinion) and that network's fits of
+    ``frames``."""
+    other = dataclasses.replace(est, segmenter=seg, members=(), second=None, third=None)
+    probs = head_probabilities(other, frames, batch_size)
+    return other, [other.first_fit(p, np.shape(f)) for p, f in zip(probs, frames)]
+
+
+def _disagree(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
+              ) -> tuple[GaEstimator, list[HeadFit], list[int]]:
+    """The second first stage (as an estimator), its fits, and the heads where it and the main first stage's
+    ``fits`` differ by more than ``GATE`` (a head the main one never found stays unmeasured)."""
+    other, firsts = _first_stage(est, est.second, frames, batch_size)
+    at = [i for i, (f, g) in enumerate(zip(fits, firsts))
+          if f.found and g.found and first_gap(f, g, est.offset_px) > GATE]
+    return other, firsts, at
+
+
+def _tie_break(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit], batch_size: int
+               ) -> dict[int, tuple[HeadFit, HeadFit]]:
+    """By head index, the crop-stage fits from the second and the third first stage's starts, for the heads the
+    first two disagree on and the third one finds (tie_breaker.py); empty where they agree everywhere."""
+    other, firsts, at = _disagree(est, frames, fits, batch_size)
+    if not at:
+        return {}
+    third, thirds = _first_stage(est, est.third, [frames[i] for i in at], batch_size)
+    kept = [(i, t) for i, t in zip(at, thirds) if t.found]
+    if not kept:
+        return {}
+    at, pick = [i for i, _ in kept], [frames[i] for i, _ in kept]
+    seconds = _crop_refined(other, pick, [firsts[i] for i in at], batch_size)
+    return dict(zip(at, zip(seconds, _crop_refined(third, pick, [t for _, t in kept], batch_size))))
+
+
+def _median_fits(est: GaEstimator, frames: Sequence[np.ndarray], crops: Sequence[HeadFit],
+                 trio: dict[int, tuple[HeadFit, HeadFit]], batch_size: int) -> list[HeadFit]:
+    """``crops`` (crop-stage fits of the main starts) through the polar refiner (if any), and where ``trio`` has
+    the other two starts of a head, the median of the three measured alike (tie_breaker.median_of_three)."""
+    at = sorted(trio)
+    others = [f for i in at for f in trio[i]]
+    if est.polar:
+        out = polar_fits(est.polar[0], frames, crops, est.offset_px, batch_size)
+        others = polar_fits(est.polar[0], [frames[i] for i in at for _ in range(2)], others, est.offset_px,
+                            batch_size)
+    else:
+        out = list(crops)
+    for k, i in enumerate(at):
+        out[i] = median_of_three(out[i], others[2 * k], others[2 * k + 1], est.offset_px)
+    return out
+
+
 def _second_opinion(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence[HeadFit],
                     crops: Sequence[HeadFit], batch_size: int) -> dict[int, HeadFit]:
     """The second first stage's crop-stage fits that are much smaller than ``crops`` (the crop-stage fits from the
     main first stage's ``fits``), by head index (second_opinion.py): the candidates. Only the heads whose two
     first-stage fits differ by more than ``GATE`` are crop-refined twice."""
-    other = dataclasses.replace(est, segmenter=est.second, members=(), second=None)
-    probs = head_probabilities(other, frames, batch_size)
-    firsts = [other.first_fit(p, np.shape(f)) for p, f in zip(probs, frames)]
-    at = [i for i, (f, g) in enumerate(zip(fits, firsts))
-          if f.found and g.found and first_gap(f, g, est.offset_px) > GATE]  # a head the main never found stays
+    other, firsts, at = _disagree(est, frames, fits, batch_size)
     seconds = list(crops)
     for i, fit in zip(at, _crop_refined(other, [frames[i] for i in at], [firsts[i] for i in at], batch_size)):
         seconds[i] = fit

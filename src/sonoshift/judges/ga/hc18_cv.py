@@ -61,7 +61,7 @@ def cross_validate(
     configs: Sequence[Hc18Config], out: str | Path, folds: int = 5, tta: bool | None = None, progress: bool = True,
     refine_tta: bool = False, polar_tta: bool | None = None, border_configs: Sequence[Hc18Config] = (),
     border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
-    scale_check_config: Hc18Config | None = None, second_opinion: bool = False,
+    scale_check_config: Hc18Config | None = None, second_opinion: bool = False, tie_breaker: bool = False,
 ) -> dict:
     """Run (or resume) the k-fold CV of the ensemble of ``configs`` into ``out``; returns the pooled summary
     (``summarize`` of all folds' images) plus ``folds`` and per-fold ``fold_hc_abs_err_mm_mean``. Writes
@@ -70,9 +70,15 @@ def cross_validate(
     (``fold_<k>/scale_check_0``, ``ga build --scale-check``); the same estimators are also measured without it
     (``per_image_without_scale_check.csv``). ``second_opinion``: a second first stage trained per fold with the
     first config and the next training seed (``fold_<k>/second_opinion_0``, ``ga build --second-opinion``); the
-    same estimators are also measured without it (``per_image_without_second_opinion.csv``)."""
+    same estimators are also measured without it (``per_image_without_second_opinion.csv``). ``tie_breaker``
+    (needs ``second_opinion``): a third first stage, the training seed after the second's (``fold_<k>/tie_breaker_0``,
+    ``ga build --tie-breaker``); measured without it too (``per_image_without_tie_breaker.csv``: the second opinion's
+    own rule)."""
     if not configs:
         raise SonoshiftError("cross-validation needs at least one segmenter config.")
+    if tie_breaker and not second_opinion:
+        raise SonoshiftError("a tie-breaker breaks ties between the first stage and a second opinion: give "
+                             "--second-opinion too.")
     out = Path(out)
     border_gap = border_gap_or_default(border_gap, bool(border_configs))
     if border_gap > 0 and not border_configs:
@@ -82,13 +88,14 @@ def cross_validate(
     tables, first_tables, no_polar_tables = [], [], []
     # optional stages, each also measured without (its name, the estimator field that drops it)
     optional = [(name, field) for name, field, on in (("scale_check", "scale_check", scale_check_config is not None),
-                                                       ("second_opinion", "second", second_opinion)) if on]
+                                                       ("second_opinion", "second", second_opinion),
+                                                       ("tie_breaker", "third", tie_breaker)) if on]
     without_tables: dict[str, list[pd.DataFrame]] = {name: [] for name, _ in optional}
     for k in range(folds):
         fdir = out / f"fold_{k}"
         done = fdir / "per_image.csv"
         recipe = _recipe(fdir, border_configs, border_threshold, border_gap, scale_check_config is not None,
-                         second_opinion)
+                         second_opinion, tie_breaker)
         if not done.is_file():
             members = _trained(fold_configs(configs, folds, k), fdir, "segmenter", progress)
             border = None
@@ -103,14 +110,12 @@ def cross_validate(
             if scale_check_config is not None:
                 check = _trained(fold_configs([configs[0], scale_check_config], folds, k)[1:], fdir, "scale_check",
                                  progress)[0]
-            second = None
-            if second_opinion:
-                first = fold_configs(configs, folds, k)[0]
-                other = dataclasses.replace(first, train=dataclasses.replace(first.train, seed=first.train.seed + 1))
-                second = _trained([other], fdir, "second_opinion", progress)[0]
+            second = _reseeded(configs, folds, k, fdir, "second_opinion", 1, progress) if second_opinion else None
+            third = _reseeded(configs, folds, k, fdir, "tie_breaker", 2, progress) if tie_breaker else None
             est = build_estimator(members, configs[0].data_dir, fdir / "estimator", tta=tta, refine_tta=refine_tta,
                                   polar_tta=polar_tta, border=border, border_threshold=border_threshold,
-                                  border_gap=border_gap, scale_check=check, second_opinion=second)
+                                  border_gap=border_gap, scale_check=check, second_opinion=second,
+                                  tie_breaker=third)
             atomic_write_text(fdir / "recipe.json", json.dumps(recipe))
             _, val = heldout_rows(est.segmenter, configs[0].data_dir)
             atomic_write_text(done, evaluate_rows(est, val).assign(fold=k).to_csv(index=False))
@@ -169,19 +174,27 @@ def _trained(cfgs: Sequence[Hc18Config], fdir: Path, stem: str, progress: bool) 
     return out
 
 
+def _reseeded(configs: Sequence[Hc18Config], folds: int, k: int, fdir: Path, stem: str, step: int,
+              progress: bool) -> Path:
+    """``fdir/<stem>_0``: the first config's first stage for fold ``k`` with its training seed + ``step``."""
+    first = fold_configs(configs, folds, k)[0]
+    other = dataclasses.replace(first, train=dataclasses.replace(first.train, seed=first.train.seed + step))
+    return _trained([other], fdir, stem, progress)[0]
+
+
 def _recipe(fdir: Path, border_configs: Sequence[Hc18Config], border_threshold: float, border_gap: float,
-            scale_check: bool = False, second_opinion: bool = False) -> dict:
-    """The border, scale-check and second-opinion settings of this run; a fold already measured with other ones
-    (``recipe.json``; none: measured without a border estimator; no gap, scale check or second opinion recorded:
-    before they existed, 0 / off) is an error, not silently reused."""
+            scale_check: bool = False, second_opinion: bool = False, tie_breaker: bool = False) -> dict:
+    """The border, scale-check, second-opinion and tie-breaker settings of this run; a fold already measured with
+    other ones (``recipe.json``; none: measured without a border estimator; no gap, scale check, second opinion or
+    tie-breaker recorded: before they existed, 0 / off) is an error, not silently reused."""
     recipe = {"border_members": len(border_configs),
               "border_threshold": float(border_threshold) if border_configs else None,
               "border_gap": float(border_gap), "scale_check": bool(scale_check),
-              "second_opinion": bool(second_opinion)}
+              "second_opinion": bool(second_opinion), "tie_breaker": bool(tie_breaker)}
     if (fdir / "per_image.csv").is_file():
         before = read_json(fdir / "recipe.json") if (fdir / "recipe.json").is_file() else {
             "border_members": 0, "border_threshold": None}
-        before = {"border_gap": 0.0, "scale_check": False, "second_opinion": False} | before
+        before = {"border_gap": 0.0, "scale_check": False, "second_opinion": False, "tie_breaker": False} | before
         if before != recipe:
             raise SonoshiftError(f"{fdir} was cross-validated with {_said(before)}, not {_said(recipe)}; give another "
                                  "output folder.")
@@ -192,7 +205,7 @@ def _said(recipe: dict) -> str:
     """A recipe in words, for the refusal."""
     return (f"{recipe['border_members']} border member(s) (threshold {recipe['border_threshold']}, gap "
             f"{recipe['border_gap']}, scale check {'on' if recipe['scale_check'] else 'off'}, second opinion "
-            f"{'on' if recipe['second_opinion'] else 'off'})")
+            f"{'on' if recipe['second_opinion'] else 'off'}, tie-breaker {'on' if recipe['tie_breaker'] else 'off'})")
 
 
 def _polar_strip_errors(fdir: Path, configs: Sequence[Hc18Config]) -> dict:

@@ -73,6 +73,7 @@ def build_estimator(
     rescue_iou: float = RESCUE_IOU, polar_tta: bool | None = None, border: str | Path | None = None,
     border_threshold: float = BORDER_THRESHOLD, border_gap: float | None = None,
     scale_check: str | Path | None = None, second_opinion: str | Path | None = None,
+    tie_breaker: str | Path | None = None,
 ) -> GaEstimator:
     """Calibrate the ellipse offset on the segmenter's HC18 *training* masks, evaluate on its held-out images,
     and write the estimator folder ``out`` (segmenter weights + ``info.ga_estimator`` + ``hc18_validation.csv``).
@@ -95,7 +96,12 @@ def build_estimator(
     every measurement and replaces the unstable ones (scale_check.py). ``second_opinion``: another whole-frame
     segmenter of the first stage's recipe (another training seed), held out on the same images, stored as
     ``second_opinion``: where the head it places measures much smaller and the polar refiner is surer of that
-    outline, that measurement is taken (second_opinion.py)."""
+    outline, that measurement is taken (second_opinion.py). ``tie_breaker``: a third whole-frame segmenter of that
+    recipe (needs ``second_opinion``), stored as ``tie_breaker``: where the first two disagree, the median of the
+    three measurements is taken instead (tie_breaker.py)."""
+    if tie_breaker is not None and second_opinion is None:
+        raise SonoshiftError("a tie-breaker (--tie-breaker) breaks ties between the first stage and a second opinion: "
+                             "give --second-opinion too.")
     border_gap = border_gap_or_default(border_gap, border is not None)
     if border_gap > 0 and border is None:
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
@@ -139,10 +145,11 @@ def build_estimator(
             raise SonoshiftError(f"the border estimator {border} was held out on other HC18 images than {first}: "
                                  "an estimator needs one split (same val_fraction and split_seed, or fold).")
     check = _scale_check(scale_check, val)
-    second = _second_opinion(second_opinion, seg, val, data_dir)
+    second = _other_first_stage(second_opinion, [seg], val, data_dir, "second opinion")
+    third = _other_first_stage(tie_breaker, [seg, second], val, data_dir, "tie-breaker")
     est = GaEstimator(seg, offset, tta, tuple(segs[1:]), tuple(refiners), margin, refine_max_growth, refine_tta,
                       rescue_iou, polar=polar, border=border_est, border_threshold=border_threshold,
-                      border_gap=border_gap, scale_check=check, second=second)
+                      border_gap=border_gap, scale_check=check, second=second, third=third)
     table = evaluate_rows(est, val) if len(val) else pd.DataFrame()
     info = dict(seg.info)
     member_names = [f"member_{i}" for i in range(1, len(segs))]
@@ -162,6 +169,8 @@ def build_estimator(
         info[KEY]["scale_check"] = "scale_check"
     if second is not None:
         info[KEY].update(second_opinion="second_opinion", second_tau=est.second_tau)
+    if third is not None:
+        info[KEY]["tie_breaker"] = "tie_breaker"
     out_seg = Segmenter(seg.model, seg.classes, seg.image_size, seg.config, info)
     with atomic_dir(out) as tmp:
         save_segmenter(out_seg, tmp)
@@ -173,6 +182,8 @@ def build_estimator(
             save_segmenter(check.segmenter, tmp / "scale_check")
         if second is not None:
             save_segmenter(second, tmp / "second_opinion")
+        if third is not None:
+            save_segmenter(third, tmp / "tie_breaker")
         if len(table):
             (tmp / "hc18_validation.csv").write_text(table.to_csv(index=False), encoding="utf-8")
     return dataclasses.replace(est, segmenter=out_seg)
@@ -193,26 +204,30 @@ def _scale_check(path: str | Path | None, val: pd.DataFrame) -> PolarRefiner | N
     return PolarRefiner.from_segmenter(seg)
 
 
-def _second_opinion(path: str | Path | None, first: Segmenter, val: pd.DataFrame, data_dir: str | Path
-                    ) -> Segmenter | None:
-    """The second first-stage network at ``path`` (None: none), refused unless it is a whole-frame segmenter like
-    ``first`` (no crop or polar refiner; the same canvas) held out on the estimator's held-out images ``val``."""
+def _other_first_stage(path: str | Path | None, before: Sequence[Segmenter], val: pd.DataFrame,
+                       data_dir: str | Path, role: str) -> Segmenter | None:
+    """Another first-stage network at ``path`` (None: none) in the ``role`` "second opinion" or "tie-breaker",
+    refused unless it is a whole-frame segmenter like the first stage ``before[0]`` (no crop or polar refiner; the
+    same canvas), held out on the estimator's held-out images ``val``, with weights of its own (none of
+    ``before``'s: a copy can never disagree)."""
     if path is None:
         return None
-    seg = load_segmenter(path)
+    seg, first = load_segmenter(path), before[0]
     if seg.info.get("head_crop") or POLAR_KEY in seg.info:
-        raise SonoshiftError(f"{path} is a refiner, not a whole-frame segmenter: a second opinion is another first "
+        raise SonoshiftError(f"{path} is a refiner, not a whole-frame segmenter: a {role} is another first "
                              "stage (configs/cpu/hc18_head_ga.yaml with another train.seed).")
     if (is_amodal(seg), canvas_pad(seg)) != (is_amodal(first), canvas_pad(first)):
-        raise SonoshiftError(f"the second opinion {path} sees frames on another canvas than the first stage "
+        raise SonoshiftError(f"the {role} {path} sees frames on another canvas than the first stage "
                              "(amodal / canvas_pad): train it with the first stage's config.")
     if set(heldout_rows(seg, data_dir)[1]["filename"]) != set(val["filename"]):
-        raise SonoshiftError(f"the second opinion {path} was held out on other HC18 images than the estimator's "
+        raise SonoshiftError(f"the {role} {path} was held out on other HC18 images than the estimator's "
                              "first stage: an estimator needs one split (same val_fraction and split_seed, or fold).")
-    mine, theirs = seg.model.state_dict(), first.model.state_dict()
-    if mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine):
-        raise SonoshiftError(f"the second opinion {path} has the first stage's own weights: it can never disagree; "
-                             "train the first stage's config with another train.seed.")
+    mine = seg.model.state_dict()
+    for other, what in zip(before, ("the first stage's", "the second opinion's")):
+        theirs = other.model.state_dict()
+        if mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine):
+            raise SonoshiftError(f"the {role} {path} has {what} own weights: it can never disagree; "
+                                 "train the first stage's config with another train.seed.")
     return seg
 
 

@@ -75,5 +75,6 @@ def with_runtime(est: GaEstimator, runtime: str = "torch", threads: int | None =
                                polar=tuple(convert_polar(p) for p in est.polar),
                                scale_check=convert_polar(est.scale_check) if est.scale_check else None,
                                second=convert(est.second) if est.second else None,
+                               third=convert(est.third) if est.third else None,
                                border=(with_runtime(est.border, runtime, threads, spinning, rewrite)
                                        if est.border else None))
