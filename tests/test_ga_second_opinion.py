@@ -93,12 +93,13 @@ def test_the_estimator_takes_the_second_opinion_where_it_finds_the_skull_inside_
     assert measure_files(second, [tmp_path / "sac.png"], [1.0])["hc_mm"][0] == pytest.approx(got, rel=1e-6)
 
 
-def _other_weights(src, dst):
-    """The segmenter at ``src`` (same split and config) with other random weights, saved at ``dst``."""
+def _other_weights(src, dst, seed: int = 1234):
+    """The segmenter at ``src`` (same split and config) with other random weights (drawn with ``seed``), saved at
+    ``dst``."""
     from sonoshift.downstream.segmenter import load_segmenter, save_segmenter
 
     seg = load_segmenter(src)
-    torch.manual_seed(1234)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for p in seg.model.parameters():
             p.normal_(0.0, 0.1)
@@ -179,13 +180,19 @@ def test_the_flag_survives_the_polar_refiner_and_ga_predict_notes_it(tmp_path, m
     assert moved.second_opinion and moved.border_fraction == 0.02 and math.isfinite(moved.outline_confidence)
     # the CLI, given an estimator whose second opinion is taken on the drawn sac, says so in the CSV and on stderr
     plain, skull = _estimators()
-    monkeypatch.setattr("sonoshift.cli.ga._load", lambda *a, **k: dataclasses.replace(plain, second=skull))
+    output, table = predict_sac(tmp_path, monkeypatch, dataclasses.replace(plain, second=skull))
+    assert table["second_opinion"].tolist() == [True]
+    assert "1 head(s) measured from the second opinion" in output
+
+
+def predict_sac(tmp_path, monkeypatch, est) -> tuple[str, pd.DataFrame]:
+    """`ga predict` with ``est`` on the drawn sac frame: (its output, its CSV)."""
+    monkeypatch.setattr("sonoshift.cli.ga._load", lambda *a, **k: est)
     Image.fromarray(_frame()).save(tmp_path / "sac.png")
     r = CliRunner().invoke(app, ["ga", "predict", str(tmp_path), str(tmp_path / "sac.png"), "--pixel-size", "1.0",
                                  "-o", str(tmp_path / "hc.csv")])
     assert r.exit_code == 0, r.output
-    assert pd.read_csv(tmp_path / "hc.csv")["second_opinion"].tolist() == [True]
-    assert "1 head(s) measured from the second opinion" in r.output
+    return r.output, pd.read_csv(tmp_path / "hc.csv")
 
 
 def test_more_confident_against_hand_values():

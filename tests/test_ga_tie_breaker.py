@@ -22,7 +22,7 @@ from sonoshift.judges.ga.estimator import load_ga_estimator, measure, measure_fi
 from sonoshift.judges.ga.head_fit import EllipseFit, HeadFit
 from sonoshift.judges.ga.tie_breaker import median_of_three
 from test_ga_border_route import _tiny, onnx_alike
-from test_ga_second_opinion import SAC, SKULL, FixedBlob, _estimators, _frame, _other_weights
+from test_ga_second_opinion import SAC, SKULL, FixedBlob, _estimators, _frame, _other_weights, predict_sac
 from test_ga_polar import drawn
 from hc18_data import fake_hc18  # noqa: F401 (fixture)
 
@@ -117,7 +117,7 @@ def test_build_stores_the_tie_breaker_and_refuses_what_cannot_be_one(fake_hc18, 
 
     _tiny(tmp_path / "seg", 32)
     _other_weights(tmp_path / "seg", tmp_path / "second")
-    _other_weights_seeded(tmp_path / "seg", tmp_path / "third", 4321)
+    _other_weights(tmp_path / "seg", tmp_path / "third", seed=4321)
     r = CliRunner().invoke(app, ["ga", "build", "--segmenter", str(tmp_path / "seg"), "-o", str(tmp_path / "est"),
                                  "--data-root", str(fake_hc18.parent), "--second-opinion", str(tmp_path / "second"),
                                  "--tie-breaker", str(tmp_path / "third")])
@@ -147,17 +147,6 @@ def _load(path):
     return load_segmenter(path)
 
 
-def _other_weights_seeded(src, dst, seed: int) -> None:
-    from sonoshift.downstream.segmenter import save_segmenter
-
-    seg = _load(src)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in seg.model.parameters():
-            p.normal_(0.0, 0.1)
-    save_segmenter(seg, dst)
-
-
 def test_cross_validation_trains_the_tie_breaker_per_fold_and_guards_its_recipe(fake_hc18, tmp_path):
     from sonoshift.downstream.hc18 import Hc18Config
     from sonoshift.downstream.segmenter import SegmenterTrainConfig
@@ -185,11 +174,6 @@ def test_cross_validation_trains_the_tie_breaker_per_fold_and_guards_its_recipe(
 
 def test_ga_predict_says_which_rule_took_another_start(tmp_path, monkeypatch):
     plain, skull = _estimators()
-    monkeypatch.setattr("sonoshift.cli.ga._load", lambda *a, **k: dataclasses.replace(plain, second=skull,
-                                                                                       third=skull))
-    Image.fromarray(_frame()).save(tmp_path / "sac.png")
-    r = CliRunner().invoke(app, ["ga", "predict", str(tmp_path), str(tmp_path / "sac.png"), "--pixel-size", "1.0",
-                                 "-o", str(tmp_path / "hc.csv")])
-    assert r.exit_code == 0, r.output
-    assert pd.read_csv(tmp_path / "hc.csv")["second_opinion"].tolist() == [True]
-    assert "the median of three first stages" in r.output
+    output, table = predict_sac(tmp_path, monkeypatch, dataclasses.replace(plain, second=skull, third=skull))
+    assert table["second_opinion"].tolist() == [True]
+    assert "the median of three first stages" in output
