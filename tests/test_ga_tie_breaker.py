@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from sonoshift.biometry.ellipse import ellipse_perimeter
 from sonoshift.cli.main import app
-from sonoshift.downstream.segmenter import ModelConfig, Segmenter
+from sonoshift.downstream.segmenter import ModelConfig, Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.ga.estimator import load_ga_estimator, measure, measure_files
 from sonoshift.judges.ga.head_fit import EllipseFit, HeadFit
@@ -126,7 +126,7 @@ def test_build_stores_the_tie_breaker_and_refuses_what_cannot_be_one(fake_hc18, 
     assert est.second is not None and est.third is not None
     assert (tmp_path / "est" / "tie_breaker" / "model.safetensors").is_file()
     stored = dict(est.third.model.state_dict())
-    given = dict(_load(tmp_path / "third").model.state_dict())
+    given = dict(load_segmenter(tmp_path / "third").model.state_dict())
     assert all(torch.equal(stored[k], given[k]) for k in given)
     fast = onnx_alike(est, [np.asarray(head_image(60, 80, 20.0, 14.0))])
     assert isinstance(fast.third.model, OrtNet)
@@ -139,12 +139,6 @@ def test_build_stores_the_tie_breaker_and_refuses_what_cannot_be_one(fake_hc18, 
         build_estimator([tmp_path / "seg"], fake_hc18, tmp_path / "bad", second_opinion=tmp_path / "second",
                         tie_breaker=tmp_path / "seg")
     assert not (tmp_path / "bad").exists()
-
-
-def _load(path):
-    from sonoshift.downstream.segmenter import load_segmenter
-
-    return load_segmenter(path)
 
 
 def test_cross_validation_trains_the_tie_breaker_per_fold_and_guards_its_recipe(fake_hc18, tmp_path):
@@ -161,7 +155,7 @@ def test_cross_validation_trains_the_tie_breaker_per_fold_and_guards_its_recipe(
     for k in range(2):
         fdir = out / f"fold_{k}"
         assert load_ga_estimator(fdir / "estimator").third is not None
-        main, third = _load(fdir / "segmenter_0"), _load(fdir / "tie_breaker_0")
+        main, third = load_segmenter(fdir / "segmenter_0"), load_segmenter(fdir / "tie_breaker_0")
         assert third.info["val_files"] == main.info["val_files"]  # the same fold
         assert (main.config["train"]["seed"], third.config["train"]["seed"]) == (3, 5)  # after the second's 4
     without = pd.read_csv(out / "per_image_without_tie_breaker.csv")
