@@ -75,6 +75,29 @@ def test_same_seed_same_weights_and_different_seed_differs(data):
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+def test_ema_network_is_the_warmed_up_average_of_the_plain_iterates(data):
+    """ema_decay > 0 returns the average of the online iterates, with engine/ema.py's warm-up decay
+    min(d, (1 + n) / (10 + n)) written out by hand here; the iterates are those of plain runs of 1 and 2 steps."""
+    from sonoshift.downstream.segmenter import build_unet
+
+    imgs, masks, _, _ = data
+    x, y = frames_to_input(imgs[:8], 32), labels_to_target(masks[:8], 32)
+    plain = [train_segmenter(x, y, ("bg", "head"), TINY, SegmenterTrainConfig(steps=k, batch_size=4, seed=3),
+                             progress=False).model.state_dict() for k in (1, 2)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        init = build_unet(TINY, 2).state_dict()
+    got = train_segmenter(x, y, ("bg", "head"), TINY, SegmenterTrainConfig(steps=2, batch_size=4, seed=3,
+                                                                          ema_decay=0.5), progress=False)
+    d1, d2 = min(0.5, 1 / 10), min(0.5, 2 / 11)
+    state = got.model.state_dict()
+    assert not got.model.training and all(p.requires_grad for p in got.model.parameters())
+    for k, w in state.items():
+        e1 = d1 * init[k] + (1 - d1) * plain[0][k]
+        assert torch.allclose(w, d2 * e1 + (1 - d2) * plain[1][k], atol=1e-6), k
+    assert not all(torch.equal(state[k], plain[1][k]) for k in state)
+
+
 def test_training_leaves_global_rng_alone(data):
     imgs, masks, _, _ = data
     torch.manual_seed(123)

@@ -23,6 +23,7 @@ from torch import nn
 import sonoshift
 from sonoshift.atomic import atomic_dir
 from sonoshift.engine.checkpoint import file_digest
+from sonoshift.engine.ema import EMA
 from sonoshift.engine.schedules import cosine_factor
 from sonoshift.config import (
     NonNegFloat, NonNegInt, PosFloat, PosInt, Range, Seed, UnitFloat, Validated, from_dict, to_dict,
@@ -72,6 +73,9 @@ class SegmenterTrainConfig(Validated):
     # then shows part of its skull wall missing, as in frames whose lateral walls are parallel to the beam; 0 = off
     shadow: UnitFloat = 0.0
     shadow_width_deg: Annotated[float, Range(1, 360)] = 120.0
+    # exponential moving average of the weights (engine/ema.py, with warm-up); > 0: the trained network is the
+    # average, not the last iterate (a constant learning rate ends on a noisy iterate); 0 = off
+    ema_decay: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,7 @@ def train_segmenter(
         model = build_unet(model_cfg, n_cls)
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    ema = EMA(model, train_cfg.ema_decay, warmup=True) if train_cfg.ema_decay > 0 else None
     loss_fn = (BoundaryDiceCELoss(train_cfg.boundary_weight, train_cfg.boundary_width) if train_cfg.boundary_weight
                else DiceCELoss(to_onehot_y=True, softmax=True))
 
@@ -274,12 +279,16 @@ def train_segmenter(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update(model)
             window.append(float(loss.detach()))
             if len(window) == train_cfg.log_every or step == train_cfg.steps - 1:
                 history.append(float(np.mean(window)))
                 window = []
                 p.update(task, info=f"loss {history[-1]:.3f}")
             p.advance(task)
+    if ema is not None:
+        model = ema.module.requires_grad_(True)
     model.eval()
     info = {"steps": train_cfg.steps, "loss_history": history, "train_frames": n}
     # The checkpoint rebuilds the network from config["model"]: always store the shape actually trained.
