@@ -130,7 +130,7 @@ def test_ga_ensemble_configs_load_and_share_one_split():
     a = load_config(Hc18Config, root / "hc18_head_ga.yaml", [])
     b = load_config(Hc18Config, root / "hc18_head_ga_deep.yaml", [])
     assert (a.val_fraction, a.split_seed) == (b.val_fraction, b.split_seed)  # ga build refuses other splits
-    assert b.train.lr_schedule == "cosine" and b.image_size % 2 ** len(b.model.strides) == 0
+    assert a.train.lr_schedule == b.train.lr_schedule == "cosine" and b.image_size % 2 ** len(b.model.strides) == 0
     with pytest.raises(Exception, match="lr_schedule"):
         SegmenterTrainConfig(lr_schedule="linear")
 
