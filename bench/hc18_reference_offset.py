@@ -58,11 +58,14 @@ def echo_offset(image: np.ndarray, e: EllipseFit, scales: np.ndarray = SCALES, s
 
 
 def offsets(table: pd.DataFrame, image_dir: Path) -> pd.DataFrame:
-    """Per head with an ellipse: name, hc_true_mm, err_mm (signed), est_offset, ref_offset."""
+    """Per head with an ellipse (and a reference outline): name, hc_true_mm, err_mm (signed), est_offset,
+    ref_offset."""
     out = []
     for _, r in table[table["head_found"].astype(bool)].iterrows():
         image = read_gray(image_dir / r["name"])
         ref = fit_ellipse(read_labels(image_dir / r["name"].replace(".png", "_Annotation.png")) > 127)
+        if ref is None:
+            continue
         est = EllipseFit(cx=r["cx"], cy=r["cy"], a=r["a_px"], b=r["b_px"], angle=r["angle"])
         out.append({"name": r["name"], "hc_true_mm": r["hc_true_mm"], "err_mm": r["hc_mm"] - r["hc_true_mm"],
                     "est_offset": echo_offset(image, est), "ref_offset": echo_offset(image, ref)})
@@ -129,6 +132,9 @@ def main() -> None:
     if not image_dir.is_dir():
         raise SonoshiftError(f"No HC18 images at {image_dir}: give --data-root the folder that holds hc18/.")
     rows = offsets(read_tables(a.tables), image_dir)
+    if len(rows) < 3:
+        raise SonoshiftError(f"Only {len(rows)} head(s) in {', '.join(a.tables)} have both an ellipse and a reference "
+                             "outline: the offsets need at least 3.")
     s = summary(rows)
     print(f"{s['heads']} heads; offset from the skull echo (1 / brightest scale), median [MAD]: estimator "
           f"{s['est_median']:.4f} [{s['est_mad']:.4f}], reference {s['ref_median']:.4f} [{s['ref_mad']:.4f}]")

@@ -79,6 +79,10 @@ def test_missing_table_or_images_is_one_sentence(tmp_path):
     pd.DataFrame({"name": ["a.png"], "hc_mm": [1.0]}).to_csv(tmp_path / "t.csv", index=False)
     r = run(str(tmp_path / "t.csv"), "--data-root", str(tmp_path))
     assert r.returncode == 1 and "lacks the columns head_found, hc_true_mm" in r.stderr
+    none_found = pd.DataFrame({c: [0.0] for c in ro.COLUMNS}).assign(name="a.png", head_found=False)
+    none_found.to_csv(tmp_path / "none.csv", index=False)
+    r = run(str(tmp_path / "none.csv"), "--data-root", str(tmp_path))
+    assert r.returncode == 1 and r.stderr.strip().startswith("error: Only 0 head(s) in")
     r = run(str(tmp_path / "t.csv"), "--data-root", str(tmp_path / "elsewhere"))
     assert r.returncode == 1 and r.stderr.strip().startswith("error: No HC18 images at")
     assert "Traceback" not in r.stderr
