@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from sonoshift.downstream.ellipse import EllipseFit, fit_ellipse
+from sonoshift.downstream.hc18 import load_hc18_table
 from sonoshift.atomic import atomic_file
 from sonoshift.errors import SonoshiftError, exit_on_error
 from sonoshift.io.images import read_gray
@@ -36,8 +37,8 @@ COLUMNS = ("name", "head_found", "hc_mm", "hc_true_mm", "cx", "cy", "a_px", "b_p
 
 
 def ring_mean(image: np.ndarray, e: EllipseFit, scale: float, n: int = 720) -> float:
-    """Mean of ``image`` (bilinear) along the ellipse ``e`` scaled by ``scale`` about its centre, over the points
-    inside the image (NaN when none is)."""
+    """Mean of ``image`` (bilinear; float32 is read without a copy) along the ellipse ``e`` scaled by ``scale``
+    about its centre, over the points inside the image (NaN when none is)."""
     t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
     c, s = math.cos(math.radians(e.angle)), math.sin(math.radians(e.angle))
     u, v = scale * e.a * np.cos(t), scale * e.b * np.sin(t)
@@ -46,7 +47,7 @@ def ring_mean(image: np.ndarray, e: EllipseFit, scale: float, n: int = 720) -> f
     if not inside.any():
         return math.nan
     xs, ys = x[inside].astype(np.float32)[None], y[inside].astype(np.float32)[None]
-    return float(cv2.remap(image.astype(np.float32), xs, ys, cv2.INTER_LINEAR).mean())
+    return float(cv2.remap(np.asarray(image, np.float32), xs, ys, cv2.INTER_LINEAR).mean())
 
 
 def echo_offset(image: np.ndarray, e: EllipseFit, scales: np.ndarray = SCALES, sigma: float = 1.5) -> float:
@@ -57,13 +58,20 @@ def echo_offset(image: np.ndarray, e: EllipseFit, scales: np.ndarray = SCALES, s
     return float(1.0 / scales[int(np.nanargmax(profile))])
 
 
-def offsets(table: pd.DataFrame, image_dir: Path) -> pd.DataFrame:
+def offsets(table: pd.DataFrame, hc18_dir: Path) -> pd.DataFrame:
     """Per head with an ellipse (and a reference outline): name, hc_true_mm, err_mm (signed), est_offset,
-    ref_offset."""
+    ref_offset. Image and annotation paths come from ``load_hc18_table(hc18_dir)``."""
+    found = table[table["head_found"].astype(bool)]
+    if found.empty:
+        return pd.DataFrame(columns=["name", "hc_true_mm", "err_mm", "est_offset", "ref_offset"])
+    paths = load_hc18_table(hc18_dir).set_index("filename")
+    unknown = sorted(set(found["name"]) - set(paths.index))
+    if unknown:
+        raise SonoshiftError(f"{len(unknown)} image(s) of the table are not in {hc18_dir} (first: {unknown[0]}).")
     out = []
-    for _, r in table[table["head_found"].astype(bool)].iterrows():
-        image = read_gray(image_dir / r["name"])
-        ref = fit_ellipse(read_labels(image_dir / r["name"].replace(".png", "_Annotation.png")) > 127)
+    for _, r in found.iterrows():
+        image = read_gray(paths.at[r["name"], "image_path"])
+        ref = fit_ellipse(read_labels(paths.at[r["name"], "mask_path"]) > 127)
         if ref is None:
             continue
         est = EllipseFit(cx=r["cx"], cy=r["cy"], a=r["a_px"], b=r["b_px"], angle=r["angle"])
@@ -72,12 +80,19 @@ def offsets(table: pd.DataFrame, image_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def deviations(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Each offset's deviation from its median as mm of HC, signed so that both predict the signed error: the
+    estimator's (+: drawn further out lengthens its HC), the reference's (-: drawn further out shortens the error)."""
+    est = (rows["est_offset"] / rows["est_offset"].median() - 1) * rows["hc_true_mm"]
+    ref = -(rows["ref_offset"] / rows["ref_offset"].median() - 1) * rows["hc_true_mm"]
+    return est, ref
+
+
 def summary(rows: pd.DataFrame) -> dict[str, float]:
     """Median and MAD of both offsets; the correlations of the signed error with the estimator's offset deviation
     (+, mm: drawn further out than usual lengthens the HC) and with the reference's (-, mm: the reference drawn
     further out makes the estimate short)."""
-    est_dev = (rows["est_offset"] / rows["est_offset"].median() - 1) * rows["hc_true_mm"]
-    ref_dev = -(rows["ref_offset"] / rows["ref_offset"].median() - 1) * rows["hc_true_mm"]
+    est_dev, ref_dev = deviations(rows)
     mad = {k: float((rows[k] - rows[k].median()).abs().median()) for k in ("est_offset", "ref_offset")}
     return {"heads": len(rows), "est_median": float(rows["est_offset"].median()), "est_mad": mad["est_offset"],
             "ref_median": float(rows["ref_offset"].median()), "ref_mad": mad["ref_offset"],
@@ -87,20 +102,19 @@ def summary(rows: pd.DataFrame) -> dict[str, float]:
             "rank_ref": float(rows["err_mm"].corr(ref_dev, method="spearman"))}
 
 
-def plot(rows: pd.DataFrame, path: Path) -> None:
+def plot(rows: pd.DataFrame, s: dict[str, float], path: Path) -> None:
+    """The signed error against each offset's deviation (``s``: ``summary(rows)``, for the correlations)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    s = summary(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for ax, col, sign, who in ((axes[0], "est_offset", 1, "estimator"), (axes[1], "ref_offset", -1, "reference")):
-        dev = sign * (rows[col] / rows[col].median() - 1) * rows["hc_true_mm"]
+    panels = zip(axes, deviations(rows), ("estimator", "reference"), ("+", "-"), (s["corr_est"], s["corr_ref"]))
+    for ax, dev, who, sign, corr in panels:
         ax.scatter(dev, rows["err_mm"], s=10, alpha=0.6)
         ax.axhline(0, color="grey", lw=0.5), ax.axvline(0, color="grey", lw=0.5)
-        corr = s["corr_est"] if who == "estimator" else s["corr_ref"]
         ax.set_title(f"{who}'s offset from the skull echo (r = {corr:.2f})", fontsize=10)
-        ax.set_xlabel(f"{'+' if sign > 0 else '-'}(its offset / median - 1) x true HC (mm)")
+        ax.set_xlabel(f"{sign}(its offset / median - 1) x true HC (mm)")
     axes[0].set_ylabel("signed HC error (mm)")
     fig.suptitle("Which ellipse moves where the HC error is: the estimator's or the reference's", fontsize=11)
     fig.tight_layout()
@@ -113,12 +127,12 @@ def read_tables(paths: list[str]) -> pd.DataFrame:
     for p in paths:
         if not Path(p).is_file():
             raise SonoshiftError(f"No per-image table at {p}: give `ga cv-hc18`'s per_image.csv or `ga build`'s "
-                            "hc18_validation.csv.")
+                                 "hc18_validation.csv.")
     table = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise SonoshiftError(f"The per-image table lacks the columns {', '.join(missing)}: it must come from "
-                        "`ga cv-hc18` or `ga build` (their rows carry each ellipse).")
+                             "`ga cv-hc18` or `ga build` (their rows carry each ellipse).")
     return table
 
 
@@ -131,7 +145,7 @@ def main() -> None:
     image_dir = Path(a.data_root) / "hc18" / "training_set"
     if not image_dir.is_dir():
         raise SonoshiftError(f"No HC18 images at {image_dir}: give --data-root the folder that holds hc18/.")
-    rows = offsets(read_tables(a.tables), image_dir)
+    rows = offsets(read_tables(a.tables), image_dir.parent)
     if len(rows) < 3:
         raise SonoshiftError(f"Only {len(rows)} head(s) in {', '.join(a.tables)} have both an ellipse and a reference "
                              "outline: the offsets need at least 3.")
@@ -145,7 +159,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_file(out / "offsets.csv") as f:
             rows.to_csv(f, index=False)
-        plot(rows, out / "offsets.png")
+        plot(rows, s, out / "offsets.png")
         print(f"wrote {out / 'offsets.csv'} and {out / 'offsets.png'}")
 
 

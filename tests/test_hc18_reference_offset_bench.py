@@ -86,3 +86,14 @@ def test_missing_table_or_images_is_one_sentence(tmp_path):
     r = run(str(tmp_path / "t.csv"), "--data-root", str(tmp_path / "elsewhere"))
     assert r.returncode == 1 and r.stderr.strip().startswith("error: No HC18 images at")
     assert "Traceback" not in r.stderr
+
+
+def test_image_not_in_the_hc18_folder_is_one_sentence(tmp_path):
+    hc18 = ROOT.parent / "shared" / "data" / "hc18"
+    if not (hc18 / "training_set").is_dir():
+        pytest.skip("the public HC18 data (../shared/data/hc18) is absent")
+    table = pd.DataFrame({c: [1.0] for c in ro.COLUMNS}).assign(name="no_such_image.png", head_found=True)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    r = run(str(tmp_path / "t.csv"), "--data-root", str(hc18.parent))
+    assert r.returncode == 1 and r.stderr.strip().startswith("error: 1 image(s) of the table are not in")
+    assert "Traceback" not in r.stderr
