@@ -49,6 +49,7 @@ def test_demo_end_to_end_then_resume(tmp_path: Path) -> None:
         assert all(-1.0 <= float(r["ssim"]) <= 1.0 and 0.0 <= float(r["bc"]) <= 1.0 for r in rows)
         assert (run / "segmentation.csv").is_file()
     _check_judges(out, html)
+    _check_critic(out)
     # the reference a harmonizer should beat: the plane judge re-normalized on unlabelled handheld training frames
     ref = summary["judge_adapted_reference"]
     assert ref["adapted_on_frames"] > 0 and ref["raw"] == pytest.approx(
@@ -90,7 +91,7 @@ def _check_shared_seed(tmp_path: Path, first: Path) -> None:
     out = tmp_path / "seed_1"
     summary = run_demo(out, cfg, progress=False, shared=first)
     status = {k: v["status"] for k, v in summary["stages"].items()}
-    for stage in ("simulate", "prepare", "train segmenter", "train plane classifier"):
+    for stage in ("simulate", "prepare", "train segmenter", "train critic segmenter", "train plane classifier"):
         assert status[stage] == "reused", stage
     assert status["train cyclegan"] == status["train ddgan"] == "ran"
     assert not (out / "data").exists() and not (out / "models" / "segmenter").exists()
@@ -101,6 +102,25 @@ def _check_shared_seed(tmp_path: Path, first: Path) -> None:
     assert [r["source_path"] for r in a] == [r["source_path"] for r in b]
     img = lambda root, r: np.asarray(Image.open(root / "harmonized" / "cyclegan" / r["output_path"]), dtype=float)  # noqa: E731
     assert max(np.abs(img(first, ra) - img(out, rb)).max() for ra, rb in zip(a, b)) > 0
+
+
+def _check_critic(out: Path) -> None:
+    """The diffusion translators chose their output gamma with a second target-domain segmenter (the next seed of
+    the judge's recipe, not the judge); the CycleGAN takes none."""
+    from safetensors.torch import load_file
+
+    from sonoshift.engine.checkpoint import read_model
+
+    judge, critic = (load_file(out / "models" / d / "model.safetensors") for d in ("segmenter", "critic_segmenter"))
+    assert judge.keys() == critic.keys() and any((judge[k] != critic[k]).any() for k in judge)
+    for method in ("ddgan", "cascade"):
+        rows = _rows(out / "models" / method / "output_gamma.csv")
+        chosen = [float(r["gamma"]) for r in rows if r["chosen"] == "1"]
+        assert len(rows) == 7 and len(chosen) == 1
+        meta = read_model(out / "models" / method).state["metadata"]
+        assert meta["output_gamma"] == chosen[0]
+        assert meta["output_gamma_choice"]["critic"] == str((out / "models" / "critic_segmenter").resolve())
+    assert not (out / "models" / "cyclegan" / "output_gamma.csv").exists()
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -47,6 +47,7 @@ from sonoshift.methods.ddgan import (
     select,
 )
 from sonoshift.methods.anchor import Anchor, anchor_from_metadata, anchored_condition
+from sonoshift.methods.output_gamma import load_critic
 from sonoshift.models import PatchGAN, init_normal
 from sonoshift.objectives import CycleGANLossWeights, ImagePool
 from sonoshift.objectives.ddgan import (
@@ -268,6 +269,8 @@ def build(cfg: CascadeConfig, dataset: Any, device: torch.device, rank: int = 0)
     """A cascade for ``dataset`` (items with "target", and "source" in joint mode) on ``device``."""
     if cfg.joint.enabled and "source" not in dataset[0]:
         raise SonoshiftError("joint cascade fine-tuning needs a dataset with source and target frames.")
+    if cfg.task_critic:
+        load_critic(cfg.task_critic)  # a wrong critic path stops here, not after training
     size = tuple(dataset[0]["target"].shape[-2:])
     return Cascade(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank, hm=fitted_anchor(cfg, dataset))
 
@@ -294,6 +297,7 @@ def load_translator(
     return CascadeTranslator(
         G, schedule_from_config(cfg.schedule), cfg.schedule.start, size, src, tgt, pre=G_ab,
         anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size), output_gain=cfg.output_gain,
+        output_gamma=float(meta.get("output_gamma", 1.0)),
     )
 
 

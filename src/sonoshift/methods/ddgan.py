@@ -44,6 +44,7 @@ from sonoshift.methods.anchor import (
     fit_anchor,
 )
 from sonoshift.methods.kinds import TranslatorBase
+from sonoshift.methods.output_gamma import GAMMAS, apply_gamma, load_critic
 from sonoshift.models.ddgan_disc import DDGANDiscriminator, DiscConfig
 from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
 from sonoshift.objectives.ddgan import discriminator_loss, generator_loss
@@ -110,6 +111,10 @@ class DDGANConfig(Validated):
     ``train.keep_last``) for it to choose from. select_max_brightening: with select_floor, a checkpoint whose
     validation outputs are on average brighter than their anchor by more than this many grey levels (of 0..255) is
     not used either (the moment-matched anchor already has the target's mean; 255 = no limit).
+    task_critic: a target-domain segmenter (`sonoshift segment train`; another instance of the task model, not the
+    one that judges the run): after training, the output gamma among ``task_gammas`` under which it is surest of
+    the validation source frames (lowest mean softmax entropy; no label read) is stored in the checkpoint and
+    applied to every output (``methods.output_gamma``; "" = none, outputs as trained).
     """
 
     name: str = "ddgan"
@@ -128,6 +133,8 @@ class DDGANConfig(Validated):
     output_gain: Annotated[float, Range(0, 32)] = 0.0
     select_floor: Annotated[float, Range(0, 1)] = 0.0
     select_max_brightening: Annotated[float, Range(0, 255)] = 255.0
+    task_critic: str = ""
+    task_gammas: tuple[PosFloat, ...] = GAMMAS
 
 
 @dataclass
@@ -346,6 +353,8 @@ class TargetFrames(torch.utils.data.Dataset):
 
 def build(cfg: DDGANConfig, dataset: Any, device: torch.device, rank: int = 0) -> DDGAN:
     """A DDGAN for ``dataset`` (items with "target" (1,H,W)) on ``device``; loads the frozen CycleGAN."""
+    if cfg.task_critic:
+        load_critic(cfg.task_critic)  # a wrong critic path stops here, not after training
     size = tuple(dataset[0]["target"].shape[-2:])
     return DDGAN(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank, hm=fitted_anchor(cfg, dataset))
 
@@ -379,9 +388,11 @@ class DDGANTranslator(TranslatorBase):
     def __init__(
         self, G: nn.Module, schedule: Schedule, start: str, image_size: tuple[int, int], source: str, target: str,
         pre: nn.Module | None = None, anchor: Anchor | None = None, output_gain: float = 0.0,
+        output_gamma: float = 1.0,
     ) -> None:
         self.G = G.eval().requires_grad_(False)
         self.output_gain = float(output_gain)
+        self.output_gamma = float(output_gamma)
         self.anchor = anchor
         self.pre = None if pre is None else pre.eval().requires_grad_(False)
         self.schedule, self.start = schedule, start
@@ -408,10 +419,12 @@ class DDGANTranslator(TranslatorBase):
         return self._default_gen
 
     def _post(self, cond: torch.Tensor):
-        """The sample's last step: ``apply_as_gain`` on the base image when ``output_gain`` > 0, else None."""
-        if self.output_gain <= 0:
+        """The sample's last steps: ``apply_as_gain`` on the base image when ``output_gain`` > 0, then the
+        ``output_gamma`` chosen after training (``methods.output_gamma``; 1 = none); None when neither applies."""
+        gain, gamma = self.output_gain, self.output_gamma
+        if gain <= 0 and gamma == 1.0:
             return None
-        return lambda y: apply_as_gain(y, cond[:, :1], self.output_gain)
+        return lambda y: apply_gamma(apply_as_gain(y, cond[:, :1], gain) if gain > 0 else y, gamma)
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
         """The residual generator's base image for source ``x`` (the anchor; the condition without an anchor)."""
@@ -452,6 +465,7 @@ def load_translator(
     return DDGANTranslator(
         G, schedule_from_config(cfg.schedule), cfg.schedule.start, size, src, tgt,
         anchor=anchor_from_metadata(meta.get("anchor"), src, tgt, size), output_gain=cfg.output_gain,
+        output_gamma=float(meta.get("output_gamma", 1.0)),
     )
 
 
@@ -461,13 +475,19 @@ def training_data(data: Path, cfg: DDGANConfig) -> TargetFrames:
 
 
 def select(cfg: DDGANConfig, data: Path, run: Path) -> Path | None:
-    """After a completed run: the checkpoint chosen by ``cfg.select_floor`` (``methods.select``), None when off."""
-    if cfg.select_floor <= 0:
-        return None
-    from sonoshift.methods.select import select_checkpoint
+    """After a completed run: the checkpoint chosen by ``cfg.select_floor`` (``methods.select``; None when off),
+    then, with ``cfg.task_critic``, the output gamma of that checkpoint (``methods.output_gamma``)."""
+    chosen = None
+    if cfg.select_floor > 0:
+        from sonoshift.methods.select import select_checkpoint
 
-    return select_checkpoint(run, data, cfg.data.source_domain, cfg.select_floor,
-                             max_brightening=cfg.select_max_brightening)
+        chosen = select_checkpoint(run, data, cfg.data.source_domain, cfg.select_floor,
+                                   max_brightening=cfg.select_max_brightening)
+    if cfg.task_critic:
+        from sonoshift.methods.output_gamma import tune_output_gamma
+
+        tune_output_gamma(run, data, cfg.data.source_domain, cfg.task_critic, cfg.task_gammas)
+    return chosen
 
 
 SPEC = register(MethodSpec(

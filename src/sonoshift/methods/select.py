@@ -74,13 +74,25 @@ def structure_kept(tr: Any, frames: np.ndarray, masks: np.ndarray, seed: int = 0
     return checkpoint_scores(tr, frames, masks, seed, batch)[0]
 
 
+def validation_frames(data: str | Path, source: str, split: str = "val", max_frames: int = 160
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``max_frames`` evenly spaced uint8 ``source`` frames (N, H, W) of ``split`` of the prepared dataset
+    ``data`` and their boolean field-of-view masks; both empty when the split has no such frames with masks."""
+    from sonoshift.data.cache import has_cache, load_cache
+
+    if not (has_cache(data, split, source) and has_cache(data, split, source, "mask")):
+        return np.zeros((0, 1, 1), np.uint8), np.zeros((0, 1, 1), bool)
+    frames = load_cache(data, split, source)
+    idx = evenly(len(frames), max_frames)
+    return np.asarray(frames[idx]), np.asarray(load_cache(data, split, source, "mask")[idx]) > 0
+
+
 def select_checkpoint(run: str | Path, data: str | Path, source: str, floor: float, split: str = "val",
                       max_frames: int = 160, max_brightening: float = float("inf")) -> Path | None:
     """Score every checkpoint of ``run`` on up to ``max_frames`` evenly spaced ``source`` frames of ``split`` of the
     prepared dataset ``data``, choose one (``choose`` with ``floor`` and ``max_brightening``), write
     ``run/selection.csv`` and ``run/checkpoints/selected``; return the chosen checkpoint folder. A dataset with no
     such frames keeps the latest checkpoint (None, said in one line)."""
-    from sonoshift.data.cache import has_cache, load_cache
     from sonoshift.engine.checkpoint import list_checkpoints
     from sonoshift.methods import load_translator
     from sonoshift.progress import console
@@ -89,15 +101,11 @@ def select_checkpoint(run: str | Path, data: str | Path, source: str, floor: flo
     ckpts = list_checkpoints(run)
     if not ckpts:
         raise SonoshiftError(f"{run} holds no checkpoint to select from.")
-    found = has_cache(data, split, source) and has_cache(data, split, source, "mask")
-    frames = load_cache(data, split, source) if found else np.zeros((0, 1, 1), np.uint8)
-    idx = evenly(len(frames), max_frames)
-    if not len(idx):
+    x, m = validation_frames(data, source, split, max_frames)
+    if not len(x):
         console.print(f"checkpoint selection: {data} has no {source} frames with masks in its {split} split; "
                       f"{run} keeps its latest checkpoint.")
         return None
-    x = np.asarray(frames[idx])
-    m = np.asarray(load_cache(data, split, source, "mask")[idx]) > 0
     steps = [int(c.name.split("_")[-1]) for c in ckpts]
     kept, bright = zip(*(checkpoint_scores(load_translator(c), x, m) for c in ckpts))
     step = choose(steps, kept, floor, bright, max_brightening)
@@ -109,4 +117,4 @@ def select_checkpoint(run: str | Path, data: str | Path, source: str, floor: flo
     return chosen
 
 
-__all__ = ["checkpoint_scores", "choose", "evenly", "select_checkpoint", "structure_kept"]
+__all__ = ["checkpoint_scores", "choose", "evenly", "select_checkpoint", "structure_kept", "validation_frames"]

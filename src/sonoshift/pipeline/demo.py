@@ -33,6 +33,9 @@ class DemoConfig(Validated):
     steps_segmenter: target-domain segmenter steps (0 = its config's); study: what is trained and scored;
     judges: the plane classifier and GA estimator that judge every run (``sonoshift.pipeline.judges``);
     difusal: the synthesis half, a short DiFUSAL loop on the prepared data (``sonoshift.pipeline.demo_difusal``).
+    task_critic: also train a second target-domain segmenter (the judge's recipe, the next seed; never the judge)
+    with which the diffusion translators choose their output gamma after training (``methods.output_gamma``:
+    the gamma under which it is surest of the validation source frames; no source label is read).
     """
 
     patients: PosInt = 24
@@ -45,6 +48,7 @@ class DemoConfig(Validated):
     workers: PosInt = 2
     segmenter_config: str = "configs/cpu/segmenter.yaml"
     steps_segmenter: NonNegInt = 0
+    task_critic: bool = True
     # The diffusion configs' own budgets (1500 steps) take ~12 min each on 2 cores: the demo trains them shorter;
     # both start from their input (residual generator), so a short run can only add to it.
     study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 300, "cascade": 300}))
@@ -59,10 +63,12 @@ def _without_judges(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def _segmenter_key(cfg: DemoConfig) -> list[Any]:
-    """The target segmenter's stage key: the demo settings without the judges and without the translators'
-    training seed (the segmenter is trained once, with ``study.seed``, whatever seed the translators use)."""
-    return [_without_judges(dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, train_seed=None))),
-            "segmenter", config_digest(cfg.segmenter_config)]
+    """The target segmenter's stage key: the demo settings without the judges, without the translators'
+    training seed (the segmenter is trained once, with ``study.seed``, whatever seed the translators use) and
+    without ``task_critic`` (whether the translators also get a critic does not change the judge)."""
+    settings = _without_judges(dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, train_seed=None)))
+    settings.pop("task_critic", None)
+    return [settings, "segmenter", config_digest(cfg.segmenter_config)]
 
 
 def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: list[Path], data_key: Any,
@@ -104,10 +110,13 @@ def _judge_runs(cfg: DemoConfig, root: Path, data: Path, seg_dir: Path, runs: li
     return scores, reference
 
 
-def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool) -> dict[str, Any]:
+def _train_segmenter(cfg: DemoConfig, data: Path, out: Path, progress: bool, seed_offset: int = 0
+                     ) -> dict[str, Any]:
+    """The target-domain segmenter of the demo's recipe, trained with ``study.seed + seed_offset`` (0: the frozen
+    judge; 1: the translators' critic)."""
     from sonoshift.downstream.target_segmenter import SegmenterConfig, train_target_segmenter
 
-    overrides = [f"domain={cfg.study.target}", f"train.seed={cfg.study.seed}"]
+    overrides = [f"domain={cfg.study.target}", f"train.seed={cfg.study.seed + seed_offset}"]
     if cfg.steps_segmenter:
         overrides.append(f"train.steps={cfg.steps_segmenter}")
     scfg = load_config(SegmenterConfig, config_path(cfg.segmenter_config), overrides)
@@ -171,7 +180,11 @@ def run_demo(
     run_stage("prepare", base, [to_dict(prep_cfg), to_dict(sim_cfg)], _prepare, force=force_base, log=log)
     run_stage("train segmenter", base, _segmenter_key(cfg),
               lambda: _train_segmenter(cfg, data, seg_dir, progress), force=force_base, log=log)
-    runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir)
+    critic = base / "models" / "critic_segmenter" if cfg.task_critic else None
+    if critic is not None:
+        run_stage("train critic segmenter", base, [*_segmenter_key(cfg), "critic"],
+                  lambda: _train_segmenter(cfg, data, critic, progress, seed_offset=1), force=force_base, log=log)
+    runs = run_study(data, root, study, log=log, force=force, progress=progress, segmenter=seg_dir, critic=critic)
     judged, reference = ({}, None)
     if cfg.judges.enabled:
         judged, reference = _judge_runs(cfg, root, data, seg_dir, runs, [to_dict(prep_cfg), to_dict(sim_cfg)], log,

@@ -106,7 +106,12 @@ def config_digests(cfg: StudyConfig, names: list[str]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def _overrides(cfg: StudyConfig, name: str, models: Path) -> list[str]:
+def takes_critic(name: str) -> bool:
+    """Whether method ``name``'s config has a ``task_critic`` (``methods.output_gamma``)."""
+    return any(f.name == "task_critic" for f in dataclasses.fields(registry.get(name).config))
+
+
+def _overrides(cfg: StudyConfig, name: str, models: Path, critic: Path | None = None) -> list[str]:
     out = [
         f"data.source_domain={cfg.source}",
         f"data.target_domain={cfg.target}",
@@ -116,15 +121,18 @@ def _overrides(cfg: StudyConfig, name: str, models: Path) -> list[str]:
     steps = int(cfg.steps.get(name, 0))
     out += [f"train.max_steps={steps}"] if steps else []
     out += list(cfg.overrides.get(name, ()))
+    out += [f"task_critic={critic}"] if critic is not None and takes_critic(name) else []
     return out + [f"{key}={models / needed}" for key, needed in registry.get(name).needs.items()]
 
 
-def train_method(method: str, cfg: StudyConfig, data: Path, models: Path, progress: bool) -> dict[str, Any]:
-    """Train ``method`` on the prepared ``data`` into ``models/<method>`` (resuming a checkpoint left there)."""
+def train_method(method: str, cfg: StudyConfig, data: Path, models: Path, progress: bool,
+                 critic: Path | None = None) -> dict[str, Any]:
+    """Train ``method`` on the prepared ``data`` into ``models/<method>`` (resuming a checkpoint left there);
+    ``critic``: a target-domain segmenter that chooses the output gamma of the methods that take one."""
     out = models / method
     resume = (out / "checkpoints" / "latest").is_file()  # a run stopped earlier continues from its checkpoint
     path = method_config(cfg, method)
-    result = registry.train_method(method, data, out, config=path, overrides=_overrides(cfg, method, models),
+    result = registry.train_method(method, data, out, config=path, overrides=_overrides(cfg, method, models, critic),
                                    resume=resume, progress=progress)
     if result.interrupted:
         raise KeyboardInterrupt(f"{method} training interrupted at step {result.step}; run again to resume")
@@ -171,18 +179,29 @@ def run_study(
     progress: bool,
     segmenter: Path | None = None,
     prefix: str = "",
+    critic: Path | None = None,
 ) -> list[Path]:
     """Train every method of ``cfg`` on ``data`` (models under ``root/models``), harmonize and score the split
-    (runs under ``root/harmonized``); return the run folders in method order."""
+    (runs under ``root/harmonized``); return the run folders in method order. critic: a target-domain segmenter
+    (not ``segmenter``, the judge) with which the methods that take one choose their output gamma
+    (``methods.output_gamma``)."""
+    from sonoshift.outputs import file_digest
+
     settings = to_dict(cfg)
     models = root / "models"
     names = study_methods(cfg)
+    # a method that takes the critic is trained (and its outputs harmonized) again when the critic's weights change
+    critic_keys = {m: file_digest(critic / "model.safetensors") if critic is not None and takes_critic(m) else None
+                   for m in names}
     for method in names:
-        name, key = f"{prefix}train {method}", [settings, path_key(data, root), method, config_digests(cfg, [method])]
+        name, key = (f"{prefix}train {method}",
+                     [settings, path_key(data, root), method, config_digests(cfg, [method])]
+                     + ([critic_keys[method]] if critic_keys[method] else []))
         if force or is_stale(name, root, key):
             # Other settings than the finished run: train from scratch rather than resume its checkpoint.
             shutil.rmtree(models / method, ignore_errors=True)
-        run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress), force=force, log=log)
+        run_stage(name, root, key, lambda m=method: train_method(m, cfg, data, models, progress, critic), force=force,
+                  log=log)
     runs = []
     from sonoshift.baselines import NEEDS as baseline_needs
     from sonoshift.baselines import applicable
@@ -194,7 +213,8 @@ def run_study(
         digests = config_digests(cfg, [method] if method in names else list(baseline_needs.get(method, ())))
         run_stage(
             f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method, digests,
-                                                             path_key(segmenter, root) if segmenter else None],
+                                                             path_key(segmenter, root) if segmenter else None]
+            + ([critic_keys[method]] if critic_keys.get(method) else []),
             lambda m=method, r=run_dir: harmonize_and_score(m, cfg, data, models, r, segmenter, progress),
             force=force, log=log,
         )
