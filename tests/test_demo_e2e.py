@@ -20,6 +20,7 @@ TINY = DemoConfig(
     sim_size=80,
     workers=1,
     steps_segmenter=3,
+    task_critic=True,  # the option's stages and files are checked below
     study=StudyConfig(size=32, steps={"cyclegan": 3, "ddgan": 3, "cascade": 3}, batch_size=16),
     judges=JudgesConfig(plane_image_size=32, steps_plane=10),
     # the synthesis half's loop shrunk to seconds (the demo's config otherwise)
