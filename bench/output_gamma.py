@@ -1,8 +1,8 @@
-"""What the task-aware output gamma (``methods.output_gamma``, docs/diffusion.md §19) changes, translator by translator:
-the same trained DDGAN / cascade with its stored gamma and with gamma 1 (its outputs as trained), side by side on the
-demo's handheld test frames against the simulator ground truth: the frozen judge's Dice share of the scanner gap
-(95% patient-bootstrap interval), GT PSNR, SSIM, LNCC, BC and the texture check (spectrum distance; the CycleGAN's
-beside it, since a method must be no further from the truth's texture than the CycleGAN).
+"""What the task-aware output gamma (``methods.output_gamma``, docs/diffusion.md §19) changes, translator by
+translator: the same trained DDGAN / cascade with its stored gamma and with gamma 1 (its outputs as trained), side
+by side on the demo's handheld test frames against the simulator ground truth: the frozen judge's Dice share of
+the scanner gap (95% patient-bootstrap interval), GT PSNR, SSIM, LNCC, BC and the texture check (spectrum distance;
+the CycleGAN's beside it, since a method must be no further from the truth's texture than the CycleGAN).
 
     python bench/output_gamma.py --demo runs/demo-full          # a `sonoshift demo --seeds ...` folder (seed_K/)
     python bench/output_gamma.py --demo runs/demo               # or one demo folder

@@ -83,14 +83,21 @@ def test_brightening_is_the_mean_grey_level_change_inside_the_field_of_view():
     assert bright == pytest.approx(ref, abs=1e-3)
 
 
-def test_a_trained_run_uses_its_selected_checkpoint_and_resumes_from_the_latest(tiny_run, tmp_path):
-    data = tmp_path / "data"
+def with_val_split(tiny_run, root):
+    """A copy of the tiny dataset under ``root`` whose validation split holds 4 handheld frames (whole-frame
+    field of view): the frames the after-training choices read. Returns (data folder, those frames)."""
+    data = root / "data"
     shutil.copytree(tiny_run["data"], data)
     val = data / "cache" / "val"
     val.mkdir(parents=True)
     frames = np.load(data / "cache" / "train" / "handheld.npy")[:4]
     np.save(val / "handheld.npy", frames)
     np.save(val / "handheld.mask.npy", np.full(frames.shape, 255, np.uint8))
+    return data, frames
+
+
+def test_a_trained_run_uses_its_selected_checkpoint_and_resumes_from_the_latest(tiny_run, tmp_path):
+    data, frames = with_val_split(tiny_run, tmp_path)
     over = [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}", "train.checkpoint_every=1", "train.keep_last=0"]
     run = tmp_path / "run"
     cfg = load_config(DDGANConfig, None, [*over, "select_floor=1.0"])  # no trained checkpoint keeps LNCC 1 exactly

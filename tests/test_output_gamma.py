@@ -6,12 +6,12 @@ inference."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
 from scipy.stats import entropy as scipy_entropy
+from test_checkpoint_select import with_val_split
 from test_ddgan_method import TINY_DDGAN, tiny_run  # noqa: F401  (the fixture is re-exported)
 from torch import nn
 
@@ -99,22 +99,12 @@ def _saved_critic(path, size: int) -> None:
     save_segmenter(Segmenter(model=model, classes=("background", "a", "b"), image_size=size, config=cfg), path)
 
 
-def _with_val_split(tiny_run, root):  # noqa: F811
-    data = root / "data"
-    shutil.copytree(tiny_run["data"], data)
-    val = data / "cache" / "val"
-    val.mkdir(parents=True)
-    frames = np.load(data / "cache" / "train" / "handheld.npy")[:4]
-    np.save(val / "handheld.npy", frames)
-    np.save(val / "handheld.mask.npy", np.full(frames.shape, 255, np.uint8))
-    return data, frames
-
-
 def test_a_trained_run_stores_the_critics_choice_and_applies_it_everywhere(tiny_run, tmp_path):  # noqa: F811
-    data, frames = _with_val_split(tiny_run, tmp_path)
+    data, frames = with_val_split(tiny_run, tmp_path)
     _saved_critic(tmp_path / "critic", 16)
     run = tmp_path / "run"
-    cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}", f"task_critic={tmp_path / 'critic'}"])
+    cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}",
+                                          f"task_critic={tmp_path / 'critic'}"])
     train_ddgan(data, cfg, run, progress=False)
     # the table: one row per gamma, recomputed here from the untouched outputs with numpy and scipy
     rows = [r.split(",") for r in (run / "output_gamma.csv").read_text().splitlines()]

@@ -112,9 +112,9 @@ def tune_output_gamma(run: str | Path, data: str | Path, source: str, critic: st
     chosen = choose_gamma(ent)
     rows = ["gamma,critic_entropy,chosen"] + [f"{g:g},{e:.6f},{int(g == chosen)}" for g, e in ent.items()]
     atomic_write_text(run / "output_gamma.csv", "\n".join(rows) + "\n")
-    update_metadata(find_checkpoint(run), output_gamma=chosen,
-                    output_gamma_choice={"critic": str(Path(critic).resolve()), "split": split,
-                                         "frames": int(len(frames)), "entropies": {f"{g:g}": e for g, e in ent.items()}})
+    choice = {"critic": str(Path(critic).resolve()), "split": split, "frames": int(len(frames)),
+              "entropies": {f"{g:g}": e for g, e in ent.items()}}
+    update_metadata(find_checkpoint(run), output_gamma=chosen, output_gamma_choice=choice)
     return chosen
 
 
