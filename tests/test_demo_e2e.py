@@ -111,6 +111,7 @@ def _check_critic(out: Path) -> None:
     from safetensors.torch import load_file
 
     from sonoshift.engine.checkpoint import read_model
+    from sonoshift.methods import load_translator
 
     judge, critic = (load_file(out / "models" / d / "model.safetensors") for d in ("segmenter", "critic_segmenter"))
     assert judge.keys() == critic.keys() and any((judge[k] != critic[k]).any() for k in judge)
@@ -119,7 +120,7 @@ def _check_critic(out: Path) -> None:
         chosen = [float(r["gamma"]) for r in rows if r["chosen"] == "1"]
         assert len(rows) == 7 and len(chosen) == 1
         meta = read_model(out / "models" / method).state["metadata"]
-        assert meta["output_gamma"] == chosen[0]
+        assert meta["output_gamma"] == chosen[0] == load_translator(out / "models" / method).output_gamma
         assert meta["output_gamma_choice"]["critic"] == str((out / "models" / "critic_segmenter").resolve())
     assert not (out / "models" / "cyclegan" / "output_gamma.csv").exists()
 

@@ -92,11 +92,12 @@ def test_the_choice_follows_what_the_critic_is_sure_of(level: int, expected: flo
     assert ent[1.0] == pytest.approx(critic_entropy(_critic(), frames, masks), rel=1e-6)
 
 
-def _saved_critic(path, size: int) -> None:
+def _saved_critic(path, size: int, domain: str = "cart") -> None:
     torch.manual_seed(0)
     cfg = {"model": {"channels": [4, 8], "strides": [2], "num_res_units": 0, "dropout": 0.0}}
     model = build_unet(ModelConfig(channels=(4, 8), strides=(2,), num_res_units=0), 3)
-    save_segmenter(Segmenter(model=model, classes=("background", "a", "b"), image_size=size, config=cfg), path)
+    save_segmenter(Segmenter(model=model, classes=("background", "a", "b"), image_size=size, config=cfg,
+                             info={"domain": domain}), path)
 
 
 def test_a_trained_run_stores_the_critics_choice_and_applies_it_everywhere(tiny_run, tmp_path):  # noqa: F811
@@ -157,6 +158,26 @@ def test_a_wrong_critic_stops_before_training(tiny_run, tmp_path):  # noqa: F811
     assert not (tmp_path / "run" / "checkpoints").exists()
     with pytest.raises(SonoshiftError, match="must be > 0"):
         load_config(DDGANConfig, None, [*TINY_DDGAN, "task_gammas=[0.0,1.1]"])
+
+
+def test_a_critic_of_another_domain_stops_before_training(tiny_run, tmp_path):  # noqa: F811
+    _saved_critic(tmp_path / "source_critic", 16, domain="handheld")
+    cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}",
+                                          f"task_critic={tmp_path / 'source_critic'}"])
+    with pytest.raises(SonoshiftError, match="trained on domain 'handheld', but the translator's target is 'cart'"):
+        train_ddgan(tiny_run["data"], cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_without_validation_source_frames_the_outputs_stay_as_trained(tiny_run, tmp_path, capsys):  # noqa: F811
+    _saved_critic(tmp_path / "critic", 16)
+    cfg = load_config(DDGANConfig, None, [*TINY_DDGAN, f"cyclegan={tiny_run['cg']}",
+                                          f"task_critic={tmp_path / 'critic'}"])
+    run = tmp_path / "run"
+    train_ddgan(tiny_run["data"], cfg, run, progress=False)  # the tiny dataset has no val split
+    assert "keeps its outputs as they are" in " ".join(capsys.readouterr().err.split())  # console: stderr, wrapped
+    assert not (run / "output_gamma.csv").exists() and load_translator(run).output_gamma == 1.0
+    assert "output_gamma" not in read_model(run).state["metadata"]
 
 
 def test_update_metadata_refuses_damaged_weights_and_non_checkpoints(tiny_run, tmp_path):  # noqa: F811

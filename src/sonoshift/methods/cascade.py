@@ -270,7 +270,7 @@ def build(cfg: CascadeConfig, dataset: Any, device: torch.device, rank: int = 0)
     if cfg.joint.enabled and "source" not in dataset[0]:
         raise SonoshiftError("joint cascade fine-tuning needs a dataset with source and target frames.")
     if cfg.task_critic:
-        load_critic(cfg.task_critic)  # a wrong critic path stops here, not after training
+        load_critic(cfg.task_critic, cfg.data.target_domain)  # a wrong critic stops here, not after training
     size = tuple(dataset[0]["target"].shape[-2:])
     return Cascade(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank, hm=fitted_anchor(cfg, dataset))
 

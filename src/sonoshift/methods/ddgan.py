@@ -354,7 +354,7 @@ class TargetFrames(torch.utils.data.Dataset):
 def build(cfg: DDGANConfig, dataset: Any, device: torch.device, rank: int = 0) -> DDGAN:
     """A DDGAN for ``dataset`` (items with "target" (1,H,W)) on ``device``; loads the frozen CycleGAN."""
     if cfg.task_critic:
-        load_critic(cfg.task_critic)  # a wrong critic path stops here, not after training
+        load_critic(cfg.task_critic, cfg.data.target_domain)  # a wrong critic stops here, not after training
     size = tuple(dataset[0]["target"].shape[-2:])
     return DDGAN(cfg, device, size, load_cyclegan(cfg.cyclegan, device), rank=rank, hm=fitted_anchor(cfg, dataset))
 

@@ -65,15 +65,21 @@ def critic_entropy(critic: Any, frames: np.ndarray, masks: np.ndarray, batch: in
     return total / n if n else float("nan")
 
 
-def load_critic(path: str | Path) -> Any:
-    """The critic segmenter at ``path`` (a `sonoshift segment train` folder), or one sentence saying what is wrong."""
+def load_critic(path: str | Path, target: str = "") -> Any:
+    """The critic segmenter at ``path`` (a `sonoshift segment train` folder), or one sentence saying what is wrong;
+    with ``target``, a critic trained on another domain (its ``info.domain``) is refused too."""
     from sonoshift.downstream.segmenter import load_segmenter
 
     path = Path(path)
     if not (path / "segmenter.json").is_file():
         raise SonoshiftError(f"task_critic {path} is not a segmenter folder (no segmenter.json): give the output of "
                              "`sonoshift segment train` on the target domain.")
-    return load_segmenter(path, "cpu")
+    critic = load_segmenter(path, "cpu")
+    domain = str(critic.info.get("domain") or "")
+    if target and domain and domain != target:
+        raise SonoshiftError(f"task_critic {path} was trained on domain '{domain}', but the translator's target is "
+                             f"'{target}': the critic must be a model of the target domain.")
+    return critic
 
 
 @torch.no_grad()
@@ -100,13 +106,13 @@ def tune_output_gamma(run: str | Path, data: str | Path, source: str, critic: st
     from sonoshift.progress import console
 
     run = Path(run)
-    crit = load_critic(critic)
     frames, masks = validation_frames(data, source, split, max_frames)
     if not len(frames):
         console.print(f"output gamma: {data} has no {source} frames with masks in its {split} split; {run} keeps "
                       "its outputs as they are.")
         return None
     tr = load_translator(run)
+    crit = load_critic(critic, tr.target_domain)
     tr.output_gamma = 1.0  # choose from the untouched outputs, also when an earlier choice is stored
     ent = gamma_entropies(tr, crit, frames, masks, gammas)
     chosen = choose_gamma(ent)
