@@ -77,6 +77,8 @@ def test_critic_entropy_is_the_pixel_weighted_mean_of_scipy_entropies_inside_the
 
 
 class _Identity:
+    image_size = (16, 16)  # a translator says its input size (``inference.translate.run_translator`` reads it)
+
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return x
 

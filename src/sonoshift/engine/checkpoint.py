@@ -134,19 +134,27 @@ def write_checkpoint(
     alone can rebuild a translator. Returns the checkpoint folder.
     """
     root = Path(run_dir) / "checkpoints"
-    final = root / f"step_{step:08d}"
-    light = {k: v for k, v in state.items() if k not in ("optimizers", "rng", "extra", "scaler")}
+    final = _write_folder(root / f"step_{step:08d}", model, train, state)
+    atomic_write_text(root / "latest", final.name + "\n")
+    if keep_last > 0:
+        for old in list_checkpoints(run_dir)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_folder(final: Path, model: dict[str, torch.Tensor], train: dict[str, torch.Tensor],
+                  state: dict[str, Any]) -> Path:
+    """Write (or replace) the checkpoint folder ``final`` atomically: both weights files, the model file's header
+    (the state without optimizer/rng/extra parts, and its tensors' digest) and state.json with the checksums."""
+    light = {k: v for k, v in state.items() if k not in ("optimizers", "rng", "extra", "scaler", "checksums")}
     meta = {"sonoshift_format": FORMAT, "method": str(state["method"]), "state": json.dumps(light),
             "weights_sha256": tensors_digest(model)}
+    state = {k: v for k, v in state.items() if k != "checksums"}
     with atomic_dir(final) as tmp:
         save_file(model, str(tmp / MODEL_FILE), metadata=meta)
         save_file(train, str(tmp / TRAIN_FILE), metadata={"sonoshift_format": FORMAT})
         sums = {name: file_digest(tmp / name) for name in (MODEL_FILE, TRAIN_FILE)}
         (tmp / STATE_FILE).write_text(json.dumps({**state, "checksums": sums}, indent=1), encoding="utf-8")
-    atomic_write_text(root / "latest", final.name + "\n")
-    if keep_last > 0:
-        for old in list_checkpoints(run_dir)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
     return final
 
 
@@ -289,31 +297,14 @@ def read_full(ckpt_dir: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.
 def update_metadata(ckpt_dir: str | Path, **items: Any) -> Path:
     """Set ``items`` in the ``metadata`` of the checkpoint folder ``ckpt_dir`` (its state.json and the state in
     its model file's header, so a model file copied alone keeps them), e.g. a choice made after training
-    (``methods.output_gamma``). Weights are unchanged and checked first; the folder is rewritten atomically with
-    fresh checksums. Returns ``ckpt_dir``."""
+    (``methods.output_gamma``). The weights are read (and checked) by ``read_full`` and written back unchanged; the
+    folder is rewritten atomically with fresh checksums. Returns ``ckpt_dir``."""
     ckpt_dir = Path(ckpt_dir)
     if not (ckpt_dir / MODEL_FILE).is_file() or not (ckpt_dir / STATE_FILE).is_file():
         raise SonoshiftError(f"{ckpt_dir} is not a checkpoint folder ({MODEL_FILE} and {STATE_FILE}).")
-    verify_files(ckpt_dir, tuple(n for n in (MODEL_FILE, TRAIN_FILE) if (ckpt_dir / n).is_file()))
-    model, meta = _read_safetensors(ckpt_dir / MODEL_FILE)
-    if "weights_sha256" in meta and tensors_digest(model) != meta["weights_sha256"]:
-        raise SonoshiftError(_corrupt(ckpt_dir / MODEL_FILE))
-    try:
-        state = json.loads((ckpt_dir / STATE_FILE).read_text(encoding="utf-8"))
-        light = json.loads(meta.get("state", "{}"))
-    except json.JSONDecodeError:
-        raise SonoshiftError(f"checkpoint {ckpt_dir} has a corrupt state; train it again.") from None
-    for s in (state, light):
-        s.setdefault("metadata", {}).update(items)
-    sums = state.pop("checksums", {})
-    with atomic_dir(ckpt_dir) as tmp:
-        save_file(model, str(tmp / MODEL_FILE), metadata={**meta, "state": json.dumps(light)})
-        for other in ckpt_dir.iterdir():
-            if other.name not in (MODEL_FILE, STATE_FILE) and other.is_file():
-                shutil.copy2(other, tmp / other.name)
-        sums = {name: file_digest(tmp / name) for name in sums if (tmp / name).is_file()}
-        (tmp / STATE_FILE).write_text(json.dumps({**state, "checksums": sums}, indent=1), encoding="utf-8")
-    return ckpt_dir
+    model, train, state = read_full(ckpt_dir)
+    state.setdefault("metadata", {}).update(items)
+    return _write_folder(ckpt_dir, model, train, state)
 
 
 def load_module(ckpt: ModelCheckpoint, name: str, module: nn.Module, prefer_ema: bool = True) -> nn.Module:

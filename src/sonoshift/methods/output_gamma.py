@@ -82,15 +82,13 @@ def load_critic(path: str | Path, target: str = "") -> Any:
     return critic
 
 
-@torch.no_grad()
 def gamma_entropies(tr: Any, critic: Any, frames: np.ndarray, masks: np.ndarray, gammas: Sequence[float],
                     seed: int = 0, batch: int = 32) -> dict[float, float]:
     """{gamma: the critic's mean entropy on ``tr``'s outputs for ``frames`` under that gamma}: one translation
     (one seeded generator), every gamma applied to the same outputs."""
-    from sonoshift.inference.translate import to_signed, to_uint8
+    from sonoshift.inference.translate import run_translator, to_signed, to_uint8
 
-    g = torch.Generator().manual_seed(seed)
-    outs = torch.cat([tr(to_signed(frames[i : i + batch]), generator=g) for i in range(0, len(frames), batch)])
+    outs = run_translator(tr, to_signed(frames), batch_size=batch, generator=torch.Generator().manual_seed(seed))
     return {float(k): critic_entropy(critic, to_uint8(apply_gamma(outs, float(k))), masks, batch) for k in gammas}
 
 
