@@ -67,3 +67,7 @@ def test_missing_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("size: [1, 2\n")
     with pytest.raises(SonoshiftError, match="not valid YAML"):
         load_config(Cfg, bad)
+    png = tmp_path / "image.png"  # a binary file given as the config
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    with pytest.raises(SonoshiftError, match="image.png is not a text file"):
+        load_config(Cfg, png)

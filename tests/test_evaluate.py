@@ -123,3 +123,26 @@ def test_cli_evaluate_and_error_exit(run, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as e:
         main(["evaluate", str(run_dir / "nope"), "-q"])
     assert e.value.code == 1 and "error:" in capsys.readouterr().err
+
+
+def test_bad_settings_and_bad_rows_are_said_before_earlier_metrics_are_looked_at(run) -> None:
+    run_dir, _, _ = run
+    evaluate_run(run_dir, EvaluateConfig(modes=("source",), lpips="none"), progress=False)
+    before = (run_dir / "metrics.csv").read_text()
+    # another, impossible mode: the mode is the error, not the earlier metrics
+    with pytest.raises(SonoshiftError, match="unknown reference mode 'bogus'"):
+        evaluate_run(run_dir, EvaluateConfig(modes=("source", "bogus"), lpips="none"), progress=False)
+    table = run_dir / "outputs.csv"
+    text = table.read_text()
+    header, first, *rest = text.splitlines()
+    cells = first.split(",")
+    cells[header.split(",").index("frame_index")] = "nan"
+    table.write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
+    with pytest.raises(SonoshiftError, match="line 2 has frame_index 'nan', not a whole number"):
+        evaluate_run(run_dir, EvaluateConfig(modes=("source",), lpips="none"), progress=False, force=True)
+    cells = first.split(",")
+    cells[header.split(",").index("output_path")] = ""
+    table.write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
+    with pytest.raises(SonoshiftError, match="line 2 has no output_path"):
+        evaluate_run(run_dir, EvaluateConfig(modes=("source",), lpips="none"), progress=False, force=True)
+    assert (run_dir / "metrics.csv").read_text() == before  # nothing replaced

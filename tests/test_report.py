@@ -143,3 +143,25 @@ def test_interval_section_holds_the_gt_means_and_a_patient_interval(runs: list[P
                                                              intervals=False))
     assert not list(off.glob("sections/*intervals*")) and not (off / "table_ci.md").exists()
     assert (out / "table_ci.md").read_text().startswith("| method | PSNR | SSIM | LNCC | BC |")
+
+
+def test_a_metric_with_no_value_is_said_and_a_word_in_a_metric_is_refused(runs: list[Path], tmp_path: Path) -> None:
+    from sonoshift.report.load import load_runs
+    from sonoshift.report.summary import build_summary
+    from sonoshift.report.table import build_tables
+
+    run = tmp_path / "run"
+    shutil.copytree(runs[1], run)
+    table = pd.read_csv(run / "metrics.csv")
+    table["psnr"] = np.nan  # no value in any frame: left out of the verdict, and the summary says so
+    table.to_csv(run / "metrics.csv", index=False)
+    loaded = load_runs([runs[0], run])
+    assert "no value in any frame, left out of the verdict: psnr (cyclegan (paper/cg))" in \
+        build_summary(loaded, build_tables(loaded)).context
+    assert "no value in any frame" not in build_summary(loaded[:1], build_tables(loaded[:1])).context
+    table = table.astype({"ssim": object})
+    table.loc[2, "ssim"] = "abc"
+    table.to_csv(run / "metrics.csv", index=False)
+    with pytest.raises(SonoshiftError, match=r"metrics.csv line 4 holds 'abc' in column ssim, not a number"):
+        make_report([runs[0], run], tmp_path / "rep")
+    assert not (tmp_path / "rep").exists()

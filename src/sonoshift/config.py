@@ -303,6 +303,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise SonoshiftError(f"config file {path} is not valid YAML ({e.__class__.__name__}).") from None
+    except UnicodeDecodeError:
+        raise SonoshiftError(f"config file {path} is not a text file (not UTF-8): give a YAML file.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

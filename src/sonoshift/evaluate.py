@@ -195,6 +195,11 @@ def evaluate_runs(
     from sonoshift.downstream.evaluate_seg import evaluate_segmentation
     from sonoshift.outputs import all_or_nothing
 
+    _check_modes(cfg)  # settings that cannot run are said before any earlier metrics are looked at
+    if segmenter is not None:
+        from sonoshift.downstream.segmenter import load_segmenter
+
+        load_segmenter(segmenter)  # one sentence when it is not a segmenter
     runs = [Path(r) for r in run_dirs]
     leaks = {r: verify_run_split(r) for r in runs}
     if segmenter is not None:
@@ -229,11 +234,15 @@ def evaluate_run(
     return evaluate_runs([run_dir], cfg, progress=progress, force=force)[0].metrics
 
 
-def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage: dict | None = None) -> dict[str, str]:
-    """The texts of metrics_dataset.csv, metrics.json and metrics.csv for one run (nothing is written)."""
+def _check_modes(cfg: EvaluateConfig) -> None:
     unknown = [m for m in cfg.modes if m not in MODES]
     if unknown:
         raise SonoshiftError(f"unknown reference mode '{unknown[0]}' (choose from {', '.join(MODES)}).")
+
+
+def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage: dict | None = None) -> dict[str, str]:
+    """The texts of metrics_dataset.csv, metrics.json and metrics.csv for one run (nothing is written)."""
+    _check_modes(cfg)
     folder = open_run(run_dir)
     run = folder.info
     rows = folder.outputs()

@@ -172,6 +172,28 @@ def record_entries(folder: str | Path, entries: Mapping[str, str], kind: str) ->
     atomic_write_text(folder / LEDGER_FILE, text + "\n")
 
 
+def claim_file(out: str | Path, kind: str, key: str, *, force: bool = False, hint: str = "--out") -> Action:
+    """Decide what to do with the single-file output ``out`` (a CSV, an ONNX file) of a ``kind`` command asked for
+    ``key``, before any work: its folder's ledger says whether sonoshift wrote it. A path under a file, or a path
+    that is a folder, is refused in one sentence, as is a file sonoshift did not write (even with ``force``)."""
+    out = Path(out)
+    for parent in out.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise SonoshiftError(f"{parent} is a file, so {out} cannot be written under it; choose another "
+                                     f"{hint} (nothing was changed).")
+            break
+    if out.is_dir():
+        raise SonoshiftError(f"{out} is a folder; give {hint} the path of a file to write (nothing was changed).")
+    return claim_entries(out.parent, {out.name: key}, kind, force=force, hint=hint)[out.name]
+
+
+def record_file(out: str | Path, kind: str, key: str) -> None:
+    """Record the single-file output ``out`` (just written) in its folder's ledger, for :func:`claim_file`."""
+    out = Path(out)
+    record_entries(out.parent, {out.name: key}, kind)
+
+
 # ----------------------------------------------------------------------------------- all or nothing
 
 

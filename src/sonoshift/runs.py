@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sonoshift.errors import SonoshiftError
@@ -85,6 +86,12 @@ class RunFolder:
             rows = [{k: (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
         if not rows:
             raise SonoshiftError(f"{path} lists no output frames.")
+        for i, r in enumerate(rows, start=2):  # line 1 is the header
+            for col in required:
+                if not r.get(col):
+                    raise SonoshiftError(f"{path} line {i} has no {col}: every output frame needs one.")
+            if r.get("frame_index") and not r["frame_index"].lstrip("-").isdigit():
+                raise SonoshiftError(f"{path} line {i} has frame_index {r['frame_index']!r}, not a whole number.")
         return rows
 
     def outputs_frame(self, required: tuple[str, ...] = ("output_path", "source_path")) -> pd.DataFrame:
@@ -130,6 +137,14 @@ def read_evaluation(run_dir: str | Path) -> Evaluation:
         raise SonoshiftError(f"{meta_path} or {csv_path} is malformed; re-run `sonoshift evaluate`.") from None
     if "reference" not in rows.columns:
         raise SonoshiftError(f"{csv_path} has no 'reference' column; re-run `sonoshift evaluate`.")
+    for col in (c for c in meta.get("metric_columns", []) if c in rows.columns):
+        values = pd.to_numeric(rows[col], errors="coerce")
+        bad = values.isna() & rows[col].notna() & (rows[col].astype(str).str.strip() != "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise SonoshiftError(f"{csv_path} line {i + 2} holds {rows[col].iloc[i]!r} in column {col}, not a number; "
+                                 f"re-run `sonoshift evaluate`.")
+        rows[col] = values
     ds_path = run_dir / "metrics_dataset.csv"
     dataset = pd.read_csv(ds_path, keep_default_na=False, na_values=["nan"]) if ds_path.is_file() else pd.DataFrame()
     seg_path = run_dir / "segmentation.csv"

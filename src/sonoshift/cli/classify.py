@@ -76,11 +76,13 @@ def predict_cmd(
                                            "frames of one new scanner; see `classify adapt`)."),
     zooms: str = typer.Option("", help="With --adapt: comma-separated centred zooms, e.g. 1,1.25,1.5 (a test-time "
                                        "zoom ensemble re-normalized at each zoom; see `classify adapt`)."),
+    force: bool = typer.Option(False, "--force", help="Replace this command's own earlier CSV made with other "
+                                                      "settings (a file it did not write is never replaced)."),
 ) -> None:
     """Predicted plane, confidence and class probabilities per image, as a CSV."""
     from sonoshift.judges.plane.api import predict_files
 
-    df = predict_files(classifier, images, out, crop=crop, adapt=adapt, zooms=_zooms(zooms))
+    df = predict_files(classifier, images, out, crop=crop, adapt=adapt, zooms=_zooms(zooms), force=force)
     typer.echo(f"{len(df)} predictions written to {out}")
 
 

@@ -18,12 +18,14 @@ def onnx_cmd(
                                             "frames calibrate static int8 ranges."),
     reverse: bool = typer.Option(False, "--reverse", help="CycleGAN: export the target -> source generator."),
     opset: int = typer.Option(17, "--opset", min=13, help="ONNX opset."),
+    force: bool = typer.Option(False, "--force", help="Replace this command's own earlier export made with other "
+                                                      "settings (a file it did not write is never replaced)."),
 ) -> None:
     """Export a translator (CycleGAN/student generator; DDGAN/cascade sampler unrolled, noise as inputs)."""
     from sonoshift.deploy.export import export_onnx
 
     options = {"reverse": True} if reverse else {}
-    path = export_onnx(model, out, opset=opset, int8=int8, calibration=calibration, **options)
+    path = export_onnx(model, out, opset=opset, int8=int8, calibration=calibration, force=force, **options)
     typer.echo(f"wrote {path}")
 
 

@@ -18,6 +18,7 @@ ga_app = typer.Typer(
 
 
 RUNTIME_HELP = "Run the segmenters in torch or onnx (ONNX Runtime, CPU: same numbers, less CPU per image)."
+HC_TABLE = "HC table"  # the kind of `ga predict`'s CSV in its folder's ledger
 
 
 LANES_HELP = ("Threads that each measure whole batches, their networks sharing the cores (two lanes of one-thread "
@@ -228,14 +229,23 @@ def predict_cmd(
     lanes: int = typer.Option(2, help=LANES_HELP),
     batch_size: int | None = typer.Option(None, help="Images per batch (default: 32 in one lane, 8 per lane in "
                                           "several; the rows do not depend on it)."),
+    force: bool = typer.Option(False, "--force", help="Replace this command's own earlier CSV made with other "
+                                                      "settings (a file it did not write is never replaced)."),
 ) -> None:
-    """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image as a CSV; needs each image's pixel size."""
+    """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image as a CSV; needs each image's pixel size.
+    It measures the head of head images (a trans-thalamic or trans-ventricular plane); it does not tell whether an
+    image shows one (`sonoshift classify predict` does). Exits non-zero when no image has a head."""
     import pandas as pd
 
     from sonoshift.atomic import atomic_write_text
     from sonoshift.judges.ga.estimator import measure_files
     from sonoshift.judges.plane.api import list_images
+    from sonoshift.outputs import claim_file, record_file, settings_key
 
+    key = settings_key({"estimator": str(estimator.resolve()), "images": [str(p.resolve()) for p in images],
+                        "pixel_size": pixel_size, "pixel_csv": str(pixel_csv.resolve()) if pixel_csv else None,
+                        "runtime": runtime})
+    claim_file(out, HC_TABLE, key, force=force)
     files = list_images(images)
     sizes: dict[str, float] = {}
     if pixel_csv is not None:
@@ -247,6 +257,7 @@ def predict_cmd(
     est = _load(estimator, runtime, lanes)
     df = measure_files(est, files, px, batch_size, lanes=lanes)
     atomic_write_text(out, df.to_csv(index=False))
+    record_file(out, HC_TABLE, key)
     missing = df[~df["head_found"]]
     for n in missing["name"]:
         typer.echo(f"warning: no head found in {n} (its row has status 'no head found')", err=True)
@@ -262,6 +273,9 @@ def predict_cmd(
                "main first stage's start measured more than 10 % larger with a less sure outline")
         typer.echo(f"note: {second} head(s) measured from {how} (column second_opinion)", err=True)
     typer.echo(f"{len(df)} images measured ({len(missing)} without a head) -> {out}")
+    if len(missing) == len(df):
+        raise SonoshiftError(f"no head found in any of the {len(df)} image(s) (their rows in {out} say so): "
+                             "give head images (a trans-thalamic or trans-ventricular plane).")
 
 
 

@@ -28,6 +28,7 @@ from sonoshift.errors import SonoshiftError
 
 OPSET = 17
 META_PREFIX = "sonoshift."
+ONNX_EXPORT = "ONNX export"  # the kind of an exported file in its folder's ledger
 
 
 def _inputs(spec: NoiseSpec, size: tuple[int, int], batch: int = 1) -> tuple[tuple[torch.Tensor, ...], list[str]]:
@@ -131,23 +132,32 @@ def export_onnx(
     opset: int = OPSET,
     int8: str | None = None,
     calibration: Any = None,
+    force: bool = False,
     **translator_options: Any,
 ) -> Path:
     """Export the translator of checkpoint/run folder ``model`` to the ONNX file ``out`` (written atomically).
 
     ``int8`` "static" (needs ``calibration``: uint8 frames (N, H, W) or a prepared dataset folder) or "dynamic"
     quantizes the graph (``deploy.quantize``). ``translator_options``: as for ``load_translator`` (CycleGAN:
-    ``reverse``). Returns ``out``.
+    ``reverse``). ``out`` follows the output policy of :mod:`sonoshift.outputs`: a file sonoshift did not write is
+    refused, an earlier export with other settings is replaced only with ``force``. Returns ``out``.
     """
+    from sonoshift.outputs import claim_file, record_file, settings_key
+
     out = Path(out)
     if out.suffix != ".onnx":
         raise SonoshiftError(f"export target {out} must end in .onnx.")
+    cal = str(Path(calibration).resolve()) if isinstance(calibration, (str, Path)) else calibration is not None
+    key = settings_key({"model": str(Path(model).resolve()), "opset": opset, "int8": int8, "calibration": cal,
+                        "options": translator_options})
+    claim_file(out, ONNX_EXPORT, key, force=force)
     data = export_bytes(model, opset=opset, **translator_options)
     if int8:
         from sonoshift.deploy.quantize import quantize_bytes
 
         data = quantize_bytes(data, int8, calibration)
     atomic_write_bytes(out, data)
+    record_file(out, ONNX_EXPORT, key)
     return out
 
 

@@ -138,7 +138,10 @@ def load_hc18_table(data_dir: str | Path) -> pd.DataFrame:
     root = Path(data_dir)
     images = root / "training_set"
     if not images.is_dir():
-        raise SonoshiftError(f"HC18 folder {root} has no training_set/ (expected ../shared/data/hc18).")
+        what = "does not exist (an HC18 folder holds training_set/)" if not root.exists() else "has no training_set/"
+        raise SonoshiftError(f"HC18 folder {root} {what}: point --data-root "
+                             f"(data_dir in a config) at the folder that holds hc18/ (from the project root, "
+                             f"../shared/data).")
     table = root / "included_subset.csv"
     if not table.is_file():
         table = root / "training_set_pixel_size_and_HC.csv"

@@ -174,6 +174,10 @@ def build_summary(runs: list[RunResult], tables: list[Table]) -> Summary:
     n = max((n for t in tables for *_, n in t.rows), default=0)
     ctx = [f"{meta['source_domain']} → {meta['target_domain']}" if meta.get("source_domain") else "",
            f"{meta['split']} split" if meta.get("split") else "", f"{n} frames per run", f"{len(runs)} runs"]  # fmt: skip
+    empty = [f"{m} ({r.label})" for r in runs for m in r.metric_columns
+             if not r.rows[m].astype(float).notna().any()]
+    if empty:  # said where the verdict's metric count is read, not dropped in silence
+        ctx.append(f"no value in any frame, left out of the verdict: {', '.join(empty)}")
     return Summary(" · ".join(c for c in ctx if c), modes, rows, best, base, downstream, verdicts)
 
 

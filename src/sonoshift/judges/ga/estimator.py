@@ -40,6 +40,10 @@ BATCH = 32  # images per batch in one lane
 # ... in each of several lanes: smaller batches interleave the lanes' network calls with their Python steps more
 # finely (bench/ga_speed.py --lane-batch: x1.05-1.15 images/s at 8 against 32 on two cores, the same rows)
 LANE_BATCH = 8
+# a polar refiner that is this unsure of every ray's outline found no head (about 5/96 is no idea at all: a blank
+# frame reads 0.05); HC18 heads read 0.35-0.77 uncut and 0.24 or more cut by the border at 10-40 % of their extent
+# (5-fold CV and fold 0's cut heads, docs/judges.md "Session 39"), so no real head of HC18 falls below it
+MIN_OUTLINE_CONFIDENCE = 0.15
 
 
 @dataclass(frozen=True)
@@ -380,8 +384,10 @@ def _outside(est: GaEstimator, fits: Sequence[HeadFit], shapes: Sequence[tuple[i
 
 def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
     for n, px in zip(names, pixel_size_mm):
-        if px is None or not np.isfinite(px) or px <= 0:
+        if px is None:
             raise SonoshiftError(f"{n} has no pixel size: HC in mm needs one (give --pixel-size MM or a CSV).")
+        if not np.isfinite(px) or px <= 0:
+            raise SonoshiftError(f"{n} has pixel size {px}: it must be a positive number of mm per pixel.")
 
 
 def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) -> list[dict]:
@@ -389,7 +395,9 @@ def _records(est: GaEstimator, names, fits: Sequence[HeadFit], pixel_size_mm) ->
     for n, fit, px in zip(names, fits, pixel_size_mm):
         hc_px = fit.hc_px(est.offset_px)
         hc_mm = hc_px * float(px)
-        found = fit.found and math.isfinite(hc_px)
+        found = fit.found and math.isfinite(hc_px) and not fit.outline_confidence < MIN_OUTLINE_CONFIDENCE
+        if not found:
+            hc_px = hc_mm = math.nan
         e = fit.ellipse if found else None
         recs.append({
             "name": n, "status": "ok" if found else "no head found", "head_found": found,
@@ -416,7 +424,9 @@ def measure(
     second first stage's start, second_opinion.py), ellipse.
 
     ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
-    the frame. A frame with no head found gets NaN measurements and ``status`` "no head found"."""
+    the frame. A frame with no head found (nothing segmented, or a polar refiner less sure of the outline than
+    ``MIN_OUTLINE_CONFIDENCE``, as on a blank frame) gets NaN measurements and ``status`` "no head found". The
+    estimator measures the head of a head image: it does not tell a head plane from another plane (`classify`)."""
     names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
     _check_pixel_sizes(names, pixel_size_mm)
     return pd.DataFrame.from_records(_records(est, names, fits_for(est, frames, batch_size), pixel_size_mm))

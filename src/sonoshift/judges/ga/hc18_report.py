@@ -21,7 +21,7 @@ import torch
 
 from sonoshift.atomic import atomic_dir
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
-from sonoshift.downstream.hc18 import load_hc18_table, split_subjects
+from sonoshift.downstream.hc18 import HEAD_CLASSES, load_hc18_table, split_subjects
 from sonoshift.io.labels import read_labels
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter, save_segmenter
 from sonoshift.errors import SonoshiftError
@@ -107,6 +107,10 @@ def build_estimator(
         raise SonoshiftError("a border gap (--border-gap) needs a border estimator (--border) to send heads to.")
     paths = [segmenter] if isinstance(segmenter, (str, Path)) else list(segmenter)
     loaded = [load_segmenter(p) for p in paths]
+    for p, s in zip(paths, loaded):
+        if POLAR_KEY not in s.info and tuple(s.classes) != HEAD_CLASSES:  # a polar refiner's one class: the outline
+            raise SonoshiftError(f"{p} is not an HC18 head segmenter (its classes are {', '.join(s.classes)}, not "
+                                 f"{', '.join(HEAD_CLASSES)}): train one with `sonoshift segment train-hc18`.")
     # polar refiners (trained with head_polar) take the last look, together
     is_pol = [POLAR_KEY in s.info for s in loaded]
     polars = [s for s, q in zip(loaded, is_pol) if q]

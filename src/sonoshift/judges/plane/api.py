@@ -18,6 +18,7 @@ from sonoshift.judges.plane.evaluate import classify_samples, write_evaluation
 from sonoshift.judges.plane.train import ClassifierConfig, predict_proba, train_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+PREDICTIONS = "plane predictions"  # the kind of `classify predict`'s CSV in its folder's ledger
 
 
 def fit(
@@ -130,13 +131,21 @@ def read_like_training(files: Sequence[Path], size: int, crop: bool, progress: b
 
 def predict_files(
     classifier: str | Path, inputs: Sequence[str | Path], out_csv: str | Path, *, crop: bool = True,
-    adapt: bool = False, progress: bool = True, zooms: Sequence[float] | None = None,
+    adapt: bool = False, progress: bool = True, zooms: Sequence[float] | None = None, force: bool = False,
 ) -> pd.DataFrame:
     """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image.
     ``adapt``: first re-normalize the classifier on these same frames (AdaBN, ``adapt.py``; no label used), for a
-    batch of frames from one new scanner; with ``zooms`` as a test-time zoom ensemble re-normalized at each zoom."""
+    batch of frames from one new scanner; with ``zooms`` as a test-time zoom ensemble re-normalized at each zoom.
+    ``out_csv`` follows the output policy of :mod:`sonoshift.outputs` (a file sonoshift did not write is refused;
+    its own predictions with other settings are replaced only with ``force``)."""
+    from sonoshift.outputs import claim_file, record_file, settings_key
+
     if zooms is not None and not adapt:
         raise SonoshiftError("zooms need adapt: a zoom ensemble helps only once each zoom is re-normalized.")
+    key = settings_key({"classifier": str(Path(classifier).resolve()), "crop": crop, "adapt": adapt,
+                        "inputs": [str(Path(i).resolve()) for i in inputs],
+                        "zooms": list(zooms) if zooms is not None else None})
+    claim_file(out_csv, PREDICTIONS, key, force=force)
     clf = load_classifier(classifier)
     files = list_images(inputs)
     frames = read_like_training(files, clf.image_size, crop, progress)
@@ -151,4 +160,5 @@ def predict_files(
     for i, c in enumerate(clf.classes):
         df[f"p_{c}"] = probs[:, i]
     atomic_write_text(out_csv, df.to_csv(index=False))
+    record_file(out_csv, PREDICTIONS, key)
     return df
