@@ -195,6 +195,28 @@ def test_cli_train_and_synthesize(sets: dict[str, Path], tmp_path: Path) -> None
     assert "init_path" in (tmp_path / "var/manifest_train.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--guidance", "nan"], "--guidance must be a finite number >= 0, got nan."),
+    (["--guidance", "-1"], "--guidance must be a finite number >= 0, got -1.0."),
+    (["--ga-guidance", "inf"], "--ga-guidance must be a finite number >= 0, got inf."),
+    (["--ga", "80"], "--ga 80 lies outside the model's GA range of 16-40 weeks"),
+    (["--ga", "20:41"], "--ga 20:41 lies outside the model's GA range of 16-40 weeks"),
+    (["--ga", "nan"], "--ga nan lies outside the model's GA range"),
+    (["--strength", "nan", "--init", "INIT"], "--strength must be in (0, 1], got nan."),
+    (["--batch-size", "0"], "--batch-size must be >= 1, got 0."),
+])
+def test_synthesize_refuses_bad_numbers_before_sampling(run: Path, tmp_path: Path, args: list[str],
+                                                         message: str) -> None:
+    init = tmp_path / "init.png"
+    cv2.imwrite(str(init), np.full((16, 16), 100, np.uint8))
+    args = [str(init) if a == "INIT" else a for a in args]
+    r = CliRunner().invoke(app, ["synthesize", "--model", str(run), "--n", "2", "--steps", "1", *args,
+                                 "--out", str(tmp_path / "syn"), "-q"])
+    assert r.exit_code != 0 and isinstance(r.exception, SonoshiftError), r.output
+    assert message in str(r.exception)
+    assert not (tmp_path / "syn").exists()
+
+
 def test_registry_build_and_tensorboard_samples(sets: dict[str, Path]) -> None:
     from torch.utils.data import default_collate
 

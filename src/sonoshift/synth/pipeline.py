@@ -71,6 +71,12 @@ class SynthPipeline:
         self.planes, self.scanners = vocab.planes, vocab.scanners
 
     @property
+    def ga_range(self) -> tuple[float, float]:
+        """The GA range in weeks the model's GA conditioning is defined over (``model.ga_range``)."""
+        lo, hi = self.cfg.model.ga_range
+        return float(lo), float(hi)
+
+    @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 

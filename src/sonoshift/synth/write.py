@@ -34,6 +34,7 @@ from sonoshift.errors import SonoshiftError
 from sonoshift.progress import make_progress
 from sonoshift.seeding import make_generator
 from sonoshift.synth.pipeline import SynthPipeline
+from sonoshift.synth.schedulers import SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,6 @@ def _init_images(req: SynthesisRequest, size: int, progress: bool) -> tuple[list
         return [], None
     from sonoshift.judges.plane.api import list_images, read_like_training
 
-    if not 0.0 < req.strength <= 1.0:
-        raise SonoshiftError(f"--strength must be in (0, 1], got {req.strength}.")
     files = list_images(req.init)
     frames = read_like_training(files, size, True, progress)
     return files, torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0)[:, None]
@@ -87,6 +86,34 @@ def parse_ga(text: str, n: int) -> list[float | None]:
         return [float(text)] * n
     except ValueError:
         raise SonoshiftError(f"--ga must be weeks like 24 or a range lo:hi like 20:32, got {text!r}.") from None
+
+
+def check_ga_range(gas: list[float | None], ga_range: tuple[float, float], text: str) -> None:
+    """Refuse GA values outside the model's GA range (NaN and infinities included); None (unknown) passes."""
+    lo, hi = ga_range
+    if any(g is not None and not lo <= g <= hi for g in gas):
+        raise SonoshiftError(f"--ga {text.strip()} lies outside the model's GA range of {lo:g}-{hi:g} weeks "
+                             f"(model.ga_range).")
+
+
+def check_scale(option: str, value: float | None) -> None:
+    """Refuse a guidance scale that is not a finite number >= 0 (None: the model's default)."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise SonoshiftError(f"{option} must be a finite number >= 0, got {value}.")
+
+
+def _check_sampling(req: SynthesisRequest) -> None:
+    """Refuse bad guidance scales, step count, sampler, batch size and strength before any work."""
+    check_scale("--guidance", req.guidance)
+    check_scale("--ga-guidance", req.ga_guidance)
+    if req.steps is not None and req.steps < 1:
+        raise SonoshiftError(f"--steps must be >= 1, got {req.steps}.")
+    if req.sampler and req.sampler not in SAMPLERS:
+        raise SonoshiftError(f"unknown sampler {req.sampler!r} (known: {', '.join(SAMPLERS)}).")
+    if req.batch_size < 1:
+        raise SonoshiftError(f"--batch-size must be >= 1, got {req.batch_size}.")
+    if req.init and not 0.0 < req.strength <= 1.0:
+        raise SonoshiftError(f"--strength must be in (0, 1], got {req.strength}.")
 
 
 def parse_planes(text: str, known: tuple[str, ...], n: int) -> list[str | None]:
@@ -137,8 +164,10 @@ def synthesize(pipe: SynthPipeline, out: str | Path, req: SynthesisRequest, *, p
         raise SonoshiftError(f"--n must be >= 1, got {req.n}.")
     if req.split not in SPLITS:
         raise SonoshiftError(f"--split must be one of {', '.join(SPLITS)}, got {req.split!r}.")
+    _check_sampling(req)
     planes = parse_planes(req.plane, pipe.planes, req.n)
     gas = parse_ga(req.ga, req.n)
+    check_ga_range(gas, pipe.ga_range, req.ga)
     scanner = req.scanner or None
     if scanner is not None:
         pipe.vocab.scanner_index(scanner)  # clear error before any work
@@ -231,4 +260,5 @@ class _Null:
         return None
 
 
-__all__ = ["SynthesisRequest", "contact_sheet", "parse_ga", "parse_planes", "synthesize"]
+__all__ = ["SynthesisRequest", "check_ga_range", "check_scale", "contact_sheet", "parse_ga", "parse_planes",
+           "synthesize"]
