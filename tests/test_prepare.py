@@ -245,6 +245,33 @@ def test_cli_bad_input_one_line_exit_1(kind: str, tmp_path: Path, capsys: pytest
     assert expected in err
 
 
+@pytest.mark.parametrize("where", ["spec", "frame label file"])
+def test_cli_non_numeric_ga_label_is_refused_before_writing(where: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    items = []
+    for k in range(3):
+        _png(tmp_path / f"Patient{k}.png", np.full((32, 32), 80 + k, np.uint8))
+        item = {"path": f"Patient{k}.png", "domain": "a", "labels": {"ga_weeks": 20 + k}}
+        if where == "spec" and k == 1:
+            item["labels"] = {"ga_weeks": "abc"}
+        if where == "frame label file" and k == 2:
+            (tmp_path / "fl.csv").write_text("frame_index,ga_weeks\n0,abc\n")
+            item["frame_labels"] = "fl.csv"
+        items.append(item)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"items": items}))
+    outs = tmp_path / "outs"
+    outs.mkdir()
+    with pytest.raises(SystemExit) as e:
+        main(["prepare", str(tmp_path / "spec.yaml"), "-o", str(outs / "ds"), "-q", "resize.size=16",
+              "crop.method=none"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 1 and "\n" not in err and "Traceback" not in err, err
+    expected = {"spec": "spec.yaml item 1 label 'ga_weeks' must be a positive number, got 'abc'",
+                "frame label file": "fl.csv frame 0 label 'ga_weeks' must be a positive number, got 'abc'"}[where]
+    assert expected in err
+    assert list(outs.iterdir()) == []
+
+
 def test_cli_output_holds_different_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folders = make_domains(tmp_path)
     out = tmp_path / "ds"

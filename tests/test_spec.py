@@ -115,6 +115,12 @@ def test_load_spec_yaml(tmp_path: Path) -> None:
         ({"path": "x.png", "domain": "a", "colour": 1}, "unknown key 'colour'"),
         ({"path": "x.png", "domain": "a/b"}, "domain name 'a/b'"),
         ({"path": "x.png", "domain": "a", "labels": {"plane": [1, 2]}}, "scalar values"),
+        ({"path": "x.png", "domain": "a", "labels": {"ga_weeks": "abc"}},
+         "item 0 label 'ga_weeks' must be a positive number, got 'abc'"),
+        ({"path": "x.png", "domain": "a", "labels": {"ga_weeks": float("nan")}},
+         "item 0 label 'ga_weeks' must be a positive number, got nan"),
+        ({"path": "x.png", "domain": "a", "labels": {"pixel_size_mm": -0.1}},
+         "item 0 label 'pixel_size_mm' must be a positive number, got -0.1"),
     ],
 )
 def test_load_spec_errors_name_the_file(tmp_path: Path, item: dict, message: str) -> None:

@@ -29,6 +29,7 @@ from sonoshift.data.resize import ResizeConfig, crop_resize_stack, placement, re
 from sonoshift.data.spec import (
     DatasetSpec,
     SpecItem,
+    check_numeric_labels,
     check_patients,
     is_label_name,
     resolve_inputs,
@@ -146,9 +147,11 @@ def _read_frame_labels(path: Path) -> dict[int, dict[str, str]]:
             out = {}
             for row in reader:
                 try:
-                    out[int(row.pop("frame_index"))] = row
+                    index = int(row.pop("frame_index"))
                 except ValueError:
                     raise SonoshiftError(f"frame label file {path} has a non-integer frame_index.") from None
+                check_numeric_labels(row, f"frame label file {path} frame {index}")
+                out[index] = row
             return out
     except (OSError, UnicodeDecodeError) as e:
         raise SonoshiftError(f"frame label file {path} is unreadable ({e.__class__.__name__}).") from None

@@ -8,6 +8,7 @@ folder holding ``sonoshift_spec.yaml`` (the simulator's output).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,8 @@ SPEC_FILENAME = "sonoshift_spec.yaml"
 DEFAULT_PATIENT_PATTERN = r"(?i)patient[_-]?(\d+)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+-]*$")
 _ITEM_KEYS = {"path", "domain", "patient_id", "video_id", "labels", "frame_labels", "aligned"}
+# Labels that later stages read as numbers (weeks, mm per pixel); empty means unknown.
+NUMERIC_LABELS = ("ga_weeks", "pixel_size_mm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +71,21 @@ class DatasetSpec:
 def is_label_name(name: str) -> bool:
     """True when an aligned stack called ``name`` is a label map (nearest-neighbour resize, values kept)."""
     return name.startswith("label") or name.endswith("_mask") or name.endswith("_labels")
+
+
+def check_numeric_labels(labels: Mapping[str, Any], where: str) -> None:
+    """Refuse a ``ga_weeks`` or ``pixel_size_mm`` label that is not a positive finite number (None or "" pass as
+    unknown); ``where`` names the item or file in the message."""
+    for key in NUMERIC_LABELS:
+        value = labels.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        try:
+            number = math.nan if isinstance(value, bool) else float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise SonoshiftError(f"{where} label {key!r} must be a positive number, got {value!r}.")
 
 
 def check_name(value: str, what: str, where: str) -> str:
@@ -197,6 +215,7 @@ def spec_from_dict(data: Mapping[str, Any], base: Path, where: str = "spec") -> 
         labels = it.get("labels") or {}
         if not isinstance(labels, Mapping) or any(isinstance(v, (list, dict)) for v in labels.values()):
             raise SonoshiftError(f"{w} 'labels' must be a mapping of scalar values.")
+        check_numeric_labels(labels, w)
         aligned_raw = it.get("aligned") or {}
         if not isinstance(aligned_raw, Mapping):
             raise SonoshiftError(f"{w} 'aligned' must be a mapping name -> path.")
