@@ -171,6 +171,23 @@ def test_synthesize_writes_a_prepared_dataset(run: Path, tmp_path: Path) -> None
     assert not (tmp_path / "bad").exists()
 
 
+def test_an_old_manifest_with_a_non_numeric_ga_is_one_sentence(tmp_path: Path) -> None:
+    import re
+
+    from sonoshift.data.manifests import read_manifest, write_manifest
+
+    data = make_prepared(tmp_path / "d", domains=("cart",), patients=3)
+    man = data / "manifest_train.csv"
+    rows = read_manifest(man)
+    rows[0]["ga_weeks"] = "abc"  # as `prepare` wrote an unchecked spec label before it refused them
+    write_manifest(man, rows)
+    message = rf"manifest {re.escape(str(man))} has a ga_weeks value that is not a number \('abc'"
+    with pytest.raises(SonoshiftError, match=message):
+        SynthDataset(SynthData(paths=(str(data),), size=16))
+    with pytest.raises(SonoshiftError, match=message):
+        FrameDataset(data, "train")[0]
+
+
 def test_parse_ga() -> None:
     assert parse_ga("", 2) == [None, None]
     assert parse_ga("24", 2) == [24.0, 24.0]

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from sonoshift.data.cache import has_cache, load_cache
-from sonoshift.data.manifests import read_manifest
+from sonoshift.data.manifests import ga_weeks_of, read_manifest
 from sonoshift.data.splits import split_record, verify_split
 from sonoshift.errors import SonoshiftError
 from sonoshift.io.images import read_gray
@@ -220,13 +220,12 @@ class FrameDataset(torch.utils.data.Dataset):
         image = resize_image(uint8_to_signed(img), self.size)
         mask_t = resize_nearest(torch.from_numpy(np.ascontiguousarray(mask > 0)).to(torch.float32)[None], self.size)
         plane = r.get("plane", "") or ""
-        ga = r.get("ga_weeks", "") or ""
         item: dict[str, Any] = {
             "image": image,
             "mask": mask_t,
             "plane": plane,
             "plane_index": self.planes.index(plane) if plane in self.planes else -1,
-            "ga_weeks": float(ga) if ga else math.nan,
+            "ga_weeks": ga_weeks_of(r, self.root / f"manifest_{self.split}.csv"),
             "patient_id": r["patient_id"],
             "domain": r["domain"],
             "video_id": r["video_id"],

@@ -83,6 +83,19 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
     return read_csv_rows(path, BASE_COLUMNS)
 
 
+def ga_weeks_of(row: Mapping[str, object], manifest: str | Path) -> float:
+    """A manifest row's ``ga_weeks`` as a float (NaN when empty, i.e. unknown); a value that is not a number
+    raises SonoshiftError naming ``manifest`` (older datasets were prepared without checking the label)."""
+    ga = row.get("ga_weeks", "") or ""
+    try:
+        return float(ga) if ga else float("nan")
+    except (TypeError, ValueError):
+        raise SonoshiftError(
+            f"manifest {manifest} has a ga_weeks value that is not a number ({str(ga)!r}, patient "
+            f"{row.get('patient_id', '?')!r}); fix it or prepare the dataset again."
+        ) from None
+
+
 def read_pairs(path: str | Path) -> list[dict[str, str]]:
     """Rows of a pair CSV."""
     return read_csv_rows(path, PAIR_COLUMNS)

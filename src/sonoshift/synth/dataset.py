@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sonoshift.data.datasets import FrameDataset, resize_image
+from sonoshift.data.manifests import ga_weeks_of
 from sonoshift.errors import SonoshiftError
 from sonoshift.synth.african import african_test_mask
 from sonoshift.synth.config import SynthData
@@ -108,10 +109,9 @@ class SynthDataset(torch.utils.data.Dataset):
                 if test_part[i] and not keep_african_test:
                     continue  # the African rule: the test part is never trained, tuned or selected on
                 raw = r.get("plane", "") or fill
-                ga = r.get("ga_weeks", "") or ""
                 self.rows.append({
                     "part": k, "i": i, "plane": cfg.plane_aliases.get(raw, raw),
-                    "ga_weeks": float(ga) if ga else math.nan, "scanner": r["domain"],
+                    "ga_weeks": ga_weeks_of(r, Path(p) / f"manifest_{cfg.split}.csv"), "scanner": r["domain"],
                     "patient_id": r["patient_id"], "video_id": r["video_id"], "frame_index": int(r["frame_index"]),
                     "path": str(Path(p) / r["path"]),
                     "pixel_size_mm": float(r["pixel_size_mm"]) if r.get("pixel_size_mm") else math.nan,
