@@ -88,6 +88,13 @@ def test_a_changed_config_refuses_the_old_run_folder(toy, tmp_path):
         run_difusal(other, toy, tmp_path / "run", progress=False)
 
 
+def test_a_first_run_refused_for_its_data_leaves_no_folder(tmp_path):
+    data = make_prepared(tmp_path / "noplanes", patients=3, with_plane=False)
+    with pytest.raises(SonoshiftError, match="has no frame of the planes abdomen, head"):
+        run_difusal(load_config(DifusalConfig, None, TINY), data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # no config.yaml that a later run would take for a resumable one
+
+
 def test_bad_arms_are_one_sentence():
     with pytest.raises(SonoshiftError, match="unknown arm 'gan'"):
         run_difusal(load_config(DifusalConfig, None, [*TINY, "arms=[real,gan]"]), "x", "y")

@@ -546,19 +546,20 @@ def run_difusal(cfg: DifusalConfig, data: str | Path, out: str | Path, *, progre
     check_config(cfg)
     out = Path(out)
     saved = out / "config.yaml"
-    if saved.is_file():
+    fresh = not saved.is_file()
+    if not fresh:
         from sonoshift.config import read_yaml
         if read_yaml(saved) != json.loads(json.dumps(to_dict(cfg))):
             raise SonoshiftError(f"{out} holds a run with another config (config.yaml); use a new -o folder.")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, saved)
     torch.set_num_threads(max(1, cfg.threads))
     todo = [s for s in stages(cfg) if not (stage_dir(out, *s) / "metrics.json").is_file()
             and not (s[1] == "setup" and (stage_dir(out, *s) / "setup.json").is_file())]
     if max_stages is not None:
         todo = todo[:max_stages]
     regimes = {r.name: r for r in load_regimes(cfg, data)} if todo else {}
+    if fresh:  # only once the data is known to fit, so a refused first run leaves no folder behind
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, saved)
     done = []
     for regime, arm_name, k in track(todo, "DiFUSAL stages", disable=not progress):
         t0, c0 = time.perf_counter(), time.process_time()
