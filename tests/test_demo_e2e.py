@@ -181,3 +181,4 @@ def test_real_run_needs_the_shared_data(capsys: pytest.CaptureFixture, tmp_path:
         main(["demo", "--real", "--data-root", str(tmp_path / "nowhere"), "-o", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 1 and "fetal_planes_db" in err and "--data-root" in err
+    assert not (tmp_path / "r").exists()  # the run folder is made only once the data root is found

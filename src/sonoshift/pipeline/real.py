@@ -260,9 +260,9 @@ def run_real(
     from sonoshift.pipeline.spain_africa import run_spain_africa
     from sonoshift.report import make_report
 
+    data_root = find_data_root(cfg.data_root)  # before the folder exists: a wrong data root leaves nothing
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    data_root = find_data_root(cfg.data_root)
     log = StageLog()
     reports: dict[str, str] = {}
     studies = (
