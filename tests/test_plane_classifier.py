@@ -157,6 +157,18 @@ def test_patient_folds_keep_patients_together():
     assert f[0] == f[1] and f[8] == f[9]
     assert sorted(set(f[:6].tolist())) == [0, 1, 2]  # 5 patients dealt over 3 folds
     assert patient_folds(doms, pats, 3, seed=0).tolist() == f.tolist()
+    assert sorted(set(patient_folds(doms, pats, 5, seed=0).tolist())) == [0, 1, 2, 3, 4]  # A has 5 patients
+    message = r"6-fold cross-validation needs a domain with at least 6 patients .* the largest, 'A', has 5, so use"
+    with pytest.raises(SonoshiftError, match=message):
+        patient_folds(doms, pats, 6, seed=0)
+
+
+def test_cv_with_more_folds_than_patients_is_refused_before_training(prepared, tmp_path):
+    r = CliRunner().invoke(app, ["classify", "cv", str(prepared), "-o", str(tmp_path / "cv"), "--folds", "500",
+                                 "train.steps=2"])
+    assert r.exit_code != 0 and isinstance(r.exception, SonoshiftError), r.output
+    assert "500-fold cross-validation needs a domain with at least 500 patients" in str(r.exception)
+    assert not (tmp_path / "cv").exists()
 
 
 def test_cli_train_evaluate_predict(prepared, tmp_path):

@@ -25,10 +25,24 @@ from sonoshift.judges.plane.evaluate import classify_samples, summarize_table, w
 from sonoshift.judges.plane.train import ClassifierConfig
 
 
+def _check_enough_patients(domains, patients, k: int) -> None:
+    """Each domain's patients are dealt over the folds on their own, so with more folds than the largest domain
+    has patients some fold would test nobody; refuse that before any training."""
+    counts: dict[str, set[str]] = {}
+    for d, p in zip(domains, patients):
+        counts.setdefault(d, set()).add(p)
+    most, domain = max(((len(v), d) for d, v in counts.items()), default=(0, ""))
+    if k > most:
+        hint = f", so use at most {most} folds" if most >= 3 else ""
+        raise SonoshiftError(f"{k}-fold cross-validation needs a domain with at least {k} patients (folds are dealt "
+                             f"per domain); the largest, {domain!r}, has {most}{hint}.")
+
+
 def patient_folds(domains, patients, k: int, seed: int) -> np.ndarray:
     """Fold id (N,) per sample; all samples of a (domain, patient) share a fold."""
     if k < 3:
         raise SonoshiftError(f"cross-validation needs at least 3 folds (test, validation, training), got {k}.")
+    _check_enough_patients(domains, patients, k)
     fold_of: dict[tuple[str, str], int] = {}
     for d in sorted(set(domains)):
         ids = sorted({p for dd, p in zip(domains, patients) if dd == d})
