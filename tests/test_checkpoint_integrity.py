@@ -99,8 +99,20 @@ def test_segmenter_checkpoint_checksum_and_its_name(tmp_path: Path, run: Path) -
     path = save_segmenter(seg, tmp_path / "seg")
     load_segmenter(path)
     weights = next(path.glob("*.safetensors"))
-    with pytest.raises(SonoshiftError, match="segmenter checkpoint .*not a harmonization model.*--segmenter"):
-        read_model(weights)  # given to harmonize --model by mistake
+    with pytest.raises(SonoshiftError, match=r"segmenter checkpoint \(from `sonoshift segment`\), not a model this "
+                                             r"command takes\.$"):
+        read_model(weights)  # given to a command that wants another model by mistake
+    # the sentence names what the command wanted and no option, since not every command has --segmenter / --model
+    from sonoshift.judges.plane.checkpoint import load_classifier
+    from sonoshift.methods.ddgan import load_cyclegan
+
+    with pytest.raises(SonoshiftError, match=r"segmenter checkpoint .*, not a plane classifier \(from `sonoshift "
+                                             r"classify train`\)\.$") as e:
+        load_classifier(weights)  # `classify predict SEG ...`
+    assert "--" not in str(e.value)
+    with pytest.raises(SonoshiftError, match=r"segmenter checkpoint .*, not a CycleGAN \(from `sonoshift train "
+                                             r"cyclegan`\)\.$"):
+        load_cyclegan(weights, torch.device("cpu"))  # `train ddgan ... cyclegan=SEG`
     flip_last_byte(weights)
     with pytest.raises(SonoshiftError, match="are damaged"):
         load_segmenter(path)

@@ -117,7 +117,7 @@ def export_bytes(model: str | Path, *, opset: int = OPSET, **translator_options:
     from sonoshift.engine.checkpoint import read_model
     from sonoshift.methods import load_translator
 
-    ckpt = read_model(model)
+    ckpt = read_model(model, expected="a translator")
     translator = load_translator(model, device="cpu", **translator_options)
     module, spec = translator_graph(translator)
     size = tuple(int(v) for v in translator.image_size)

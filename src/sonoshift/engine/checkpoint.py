@@ -258,18 +258,18 @@ class ModelCheckpoint:
         raise SonoshiftError(f"checkpoint {self.path} has no weights for module '{name}'.")
 
 
-def read_model(path: str | Path) -> ModelCheckpoint:
-    """Read the model part of a checkpoint (see :func:`find_checkpoint` for what ``path`` may be)."""
+def read_model(path: str | Path, *, expected: str = "a model this command takes") -> ModelCheckpoint:
+    """Read the model part of a checkpoint (see :func:`find_checkpoint` for what ``path`` may be). ``expected``
+    names, in the refusal of a file that is not a sonoshift model, what the caller wanted (e.g. "a translator")."""
     found = find_checkpoint(path)
     model_file = found if found.is_file() else found / MODEL_FILE
     verify_files(model_file.parent, (MODEL_FILE,) if model_file.name == MODEL_FILE else ())
     weights, meta = _read_safetensors(model_file)
     if meta.get("format") == "sonoshift-segmenter":
-        raise SonoshiftError(f"{model_file} is a segmenter checkpoint (from `sonoshift segment`), not a "
-                             "harmonization model; give it to --segmenter, and a trained translator to --model.")
+        raise SonoshiftError(f"{model_file} is a segmenter checkpoint (from `sonoshift segment`), not {expected}.")
     if meta.get("sonoshift_format") != FORMAT or "method" not in meta:
-        raise SonoshiftError(f"checkpoint file {model_file} is not a sonoshift harmonization model (no sonoshift "
-                             f"format {FORMAT} header); give a folder written by `sonoshift train`.")
+        raise SonoshiftError(f"checkpoint file {model_file} is not {expected} (it has no sonoshift format {FORMAT} "
+                             "header).")
     if "weights_sha256" in meta and tensors_digest(weights) != meta["weights_sha256"]:
         raise SonoshiftError(_corrupt(model_file))
     try:

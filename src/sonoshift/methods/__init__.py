@@ -203,7 +203,7 @@ def load_model(
         spec = get("ga_head" if ckpt[1] else "unet_segmenter")
         ckpt = ckpt[0]
     else:
-        ckpt = read_model(path)
+        ckpt = read_model(path, **({"expected": f"a {kind}"} if kind else {}))
         spec = get(ckpt.method)
     if kind is not None and spec.kind != kind:
         raise SonoshiftError(f"model {path} is a {spec.kind} ('{spec.name}'), not a {kind}.")

@@ -154,7 +154,7 @@ def load_cyclegan(path: str | Path, device: torch.device) -> FrozenCycleGAN:
         raise SonoshiftError(
             "config key 'cyclegan' is empty: give the trained CycleGAN checkpoint that makes the condition."
         )
-    ckpt = read_model(path)
+    ckpt = read_model(path, expected="a CycleGAN (from `sonoshift train cyclegan`)")
     if ckpt.method != "cyclegan":
         raise SonoshiftError(f"checkpoint {ckpt.path} is a '{ckpt.method}' model, not a CycleGAN.")
     cfg = from_dict(CycleGANConfig, ckpt.state.get("config", {}))

@@ -323,7 +323,7 @@ def training_data(data: Path, cfg: StudentConfig) -> DistillFrames:
 
     if not cfg.teacher:
         raise SonoshiftError("config key 'teacher' is empty: give the trained translator to distil (--teacher RUN).")
-    ckpt = read_model(cfg.teacher)
+    ckpt = read_model(cfg.teacher, expected="a translator to distil")
     device = select_device(cfg.train.device)
     tr = load_translator(cfg.teacher, device=device)
     d = cfg.data

@@ -69,7 +69,7 @@ def save_classifier(clf: PlaneClassifier, out: str | Path) -> Path:
 
 def load_classifier(path: str | Path, device: str | torch.device | None = None) -> PlaneClassifier:
     """Read a classifier written by ``save_classifier`` (a run folder, checkpoint folder or model file)."""
-    ckpt = read_model(path)
+    ckpt = read_model(path, expected="a plane classifier (from `sonoshift classify train`)")
     if ckpt.method != METHOD:
         raise SonoshiftError(f"checkpoint {ckpt.path} is a {ckpt.method!r} model, not a plane classifier.")
     st = ckpt.state
