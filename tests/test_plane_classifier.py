@@ -163,6 +163,19 @@ def test_patient_folds_keep_patients_together():
         patient_folds(doms, pats, 6, seed=0)
 
 
+@pytest.mark.parametrize("command", ["predict", "adapt"])
+def test_a_frame_without_a_field_of_view_names_the_no_crop_option(trained, tmp_path, command):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.zeros((48, 64), np.uint8)).save(folder / "blank.png")
+    out = tmp_path / ("p.csv" if command == "predict" else "adapted")
+    r = CliRunner().invoke(app, ["classify", command, str(trained[1]), str(folder), "-o", str(out)])
+    assert r.exit_code != 0 and isinstance(r.exception, SonoshiftError), r.output
+    assert "blank.png: no ultrasound field of view" in str(r.exception)
+    assert str(r.exception).endswith("; pass --no-crop to keep whole frames.")  # classify takes no crop.method
+    assert not out.exists()
+
+
 def test_cv_with_more_folds_than_patients_is_refused_before_training(prepared, tmp_path):
     r = CliRunner().invoke(app, ["classify", "cv", str(prepared), "-o", str(tmp_path / "cv"), "--folds", "500",
                                  "train.steps=2"])

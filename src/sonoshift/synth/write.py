@@ -67,7 +67,8 @@ def _init_images(req: SynthesisRequest, size: int, progress: bool) -> tuple[list
     from sonoshift.judges.plane.api import list_images, read_like_training
 
     files = list_images(req.init)
-    frames = read_like_training(files, size, True, progress)
+    frames = read_like_training(files, size, True, progress, hint="--init images are cropped to their field of view "
+                                "like the training frames, so give ultrasound frames")
     return files, torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0)[:, None]
 
 

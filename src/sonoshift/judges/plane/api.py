@@ -108,24 +108,27 @@ def list_images(paths: Sequence[str | Path], *, recursive: bool = False) -> list
     return files
 
 
-def prepare_like_training(frame: np.ndarray, size: int, crop: bool, name: str) -> np.ndarray:
-    """A loose frame in the training geometry: field-of-view crop (as `prepare` does) and pad-resize to size."""
+def prepare_like_training(frame: np.ndarray, size: int, crop: bool, name: str,
+                          hint: str = "pass --no-crop to keep whole frames") -> np.ndarray:
+    """A loose frame in the training geometry: field-of-view crop (as `prepare` does) and pad-resize to size.
+    ``hint``: how the caller's user keeps whole frames when no field of view is found (default: `classify`'s)."""
     from sonoshift.data.crop import find_fov
     from sonoshift.data.resize import ResizeConfig, crop_resize_stack, resize_stack
 
     cfg = ResizeConfig(size=size)
     if not crop:
         return resize_stack(frame[None], cfg)[0]
-    return crop_resize_stack(frame[None], find_fov(frame[None], name=name), cfg)[0][0]
+    return crop_resize_stack(frame[None], find_fov(frame[None], name=name, hint=hint), cfg)[0][0]
 
 
-def read_like_training(files: Sequence[Path], size: int, crop: bool, progress: bool = True) -> np.ndarray:
-    """Image files as (N, size, size) uint8 frames in the training geometry (``prepare_like_training``), with a
-    progress bar."""
+def read_like_training(files: Sequence[Path], size: int, crop: bool, progress: bool = True,
+                       hint: str = "pass --no-crop to keep whole frames") -> np.ndarray:
+    """Image files as (N, size, size) uint8 frames in the training geometry (``prepare_like_training``, ``hint``
+    included), with a progress bar."""
     from sonoshift.io.images import read_gray
     from sonoshift.progress import track
 
-    return np.stack([prepare_like_training(read_gray(f), size, crop, str(f))
+    return np.stack([prepare_like_training(read_gray(f), size, crop, str(f), hint)
                      for f in track(files, "read frames", disable=not progress)])
 
 
