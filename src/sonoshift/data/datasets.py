@@ -7,7 +7,6 @@ Images come from the packed cache (memory-mapped uint8, see ``data/cache.py``) a
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
