@@ -28,7 +28,7 @@ from sonoshift.errors import SonoshiftError
 
 OPSET = 17
 META_PREFIX = "sonoshift."
-ONNX_EXPORT = "ONNX export"  # the kind of an exported file in its folder's ledger
+ONNX_EXPORT = "model export (ONNX)"  # the kind of an exported file in its folder's ledger
 
 
 def _inputs(spec: NoiseSpec, size: tuple[int, int], batch: int = 1) -> tuple[tuple[torch.Tensor, ...], list[str]]:
