@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames
+from sonoshift.methods.anchor_guard import GapReading, domain_gap, patient_histograms
 from sonoshift.errors import SonoshiftError
 
 ANCHORS: tuple[str, ...] = ("condition", "histogram_match", "affine", "depth_affine")
@@ -60,6 +61,7 @@ class AffineMatch(torch.nn.Module):
         if not all((r > 0).all() for r in rows[1::2]):
             raise SonoshiftError("the affine anchor needs frames with some grey-level spread in both domains.")
         self.stats = tuple(tuple(float(v) for v in r) for r in rows)
+        self.guard: dict[str, Any] | None = None  # the identity guard's reading when it was fitted with one
         self.register_buffer("profiles", torch.tensor(np.stack(rows), dtype=torch.float32), persistent=False)
 
     @property
@@ -248,31 +250,65 @@ def fit_affine(source: tuple[np.ndarray, np.ndarray], target: tuple[np.ndarray, 
     return AffineMatch(*stats)
 
 
+def _patients(root: str | Path, split: str, domain: str, n: int) -> list[str] | None:
+    """The patient id of each of the ``n`` packed ``split`` frames of ``domain`` (manifest order), or None when the
+    folder has no manifest that matches the cache."""
+    from sonoshift.data.manifests import read_manifest
+
+    path = Path(root) / f"manifest_{split}.csv"
+    if not path.is_file():
+        return None
+    ids = [r["patient_id"] for r in read_manifest(path) if r["domain"] == domain]
+    return ids if len(ids) == n else None
+
+
+def guard_reading(root: str | Path, split: str, domains: tuple[str, str],
+                  pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> GapReading | None:
+    """The identity guard's reading (``methods.anchor_guard``) of the ``split`` frames and fields of view
+    ``pairs`` of the two ``domains`` of a prepared folder; None when a domain's patients are unknown or too few."""
+    counts = []
+    for d, (frames, fov) in zip(domains, pairs):
+        ids = _patients(root, split, d, len(frames))
+        if ids is None:
+            return None
+        counts.append(patient_histograms(frames, fov, ids))
+    return domain_gap(counts[0], counts[1], np.random.default_rng(seed))
+
+
 def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, depth: bool = False,
                         despeckle: bool = False, max_frames: int = 100,
-                        despeckle_kind: str = "gaussian") -> AffineMatch:
+                        despeckle_kind: str = "gaussian", guard: bool = True) -> AffineMatch:
     """:func:`fit_affine` on the prepared dataset ``root``'s ``split`` frames and masks (``cache/<split>``); a
     domain without masks uses its non-black pixels (level > 0) as the field of view. ``despeckle``: also fit the
     ``despeckle_kind`` despeckle (:func:`fit_despeckle`, on up to ``max_frames`` evenly spaced frames of each
-    domain)."""
+    domain). ``guard``: the identity map (the source's own statistics on both sides, no despeckle) when the
+    domains' grey levels differ no more than two halves of one domain's patients (``methods.anchor_guard``); the
+    reading is kept in the anchor's ``guard`` (and so in a checkpoint's metadata)."""
     from sonoshift.data.cache import load_cache, load_fov
 
     pairs = [(load_cache(root, split, d), load_fov(root, split, d)) for d in (source, target)]
     anchor = fit_affine(pairs[0], pairs[1], depth)
-    if not despeckle:
+    reading = guard_reading(root, split, (source, target), pairs) if guard else None
+    if reading is not None and reading.identity:
+        anchor = AffineMatch(anchor.stats[0], anchor.stats[1], anchor.stats[0], anchor.stats[1])
+    if reading is not None:
+        anchor.guard = reading.as_dict()
+    if not despeckle or anchor.guard and anchor.guard["identity"]:
         return anchor
     few = [tuple(np.asarray(a[evenly(len(a), max_frames)]) for a in p) for p in pairs]
-    return fit_despeckle(anchor, few[0], few[1], despeckle_kind)
+    out = fit_despeckle(anchor, few[0], few[1], despeckle_kind)
+    out.guard = anchor.guard
+    return out
 
 
 def fit_affine_dataset(dataset: Any, split: str, source: str, target: str, depth: bool = False,
-                       despeckle: bool = False, despeckle_kind: str = "gaussian") -> AffineMatch:
+                       despeckle: bool = False, despeckle_kind: str = "gaussian", guard: bool = True) -> AffineMatch:
     """:func:`fit_affine_prepared` on the prepared folder a training dataset was read from (its ``root``)."""
     root = getattr(dataset, "root", None)
     if root is None:
         raise SonoshiftError("the affine anchors are fitted on a prepared dataset folder; this dataset has none.")
     return fit_affine_prepared(root, split, source, target, depth=depth, despeckle=despeckle,
-                               despeckle_kind=despeckle_kind)
+                               despeckle_kind=despeckle_kind, guard=guard)
 
 
 def fit_anchor(dataset: Any, source: str, target: str, max_frames: int = 2000, key: str = "target") -> HistogramMatch:
@@ -294,7 +330,8 @@ def anchor_metadata(hm: Anchor | None) -> dict[str, Any] | None:
         return None
     if isinstance(hm, AffineMatch):
         return {"kind": hm.kind, "stats": [list(r) for r in hm.stats], **({"sigma": hm.sigma} if hm.sigma else {}),
-                **({"range_sigma": hm.range_sigma} if hm.range_sigma else {})}
+                **({"range_sigma": hm.range_sigma} if hm.range_sigma else {}),
+                **({"guard": hm.guard} if hm.guard else {})}
     return {"kind": "histogram_match", "levels": list(hm.levels), "quantiles": list(hm.quantiles)}
 
 
@@ -304,8 +341,10 @@ def anchor_from_metadata(meta: dict[str, Any] | None, source: str, target: str,
     if not meta:
         return None
     if meta.get("kind") in ("affine", "depth_affine"):
-        return AffineMatch(*meta["stats"], sigma=float(meta.get("sigma", 0.0)),
-                           range_sigma=float(meta.get("range_sigma", 0.0)))
+        out = AffineMatch(*meta["stats"], sigma=float(meta.get("sigma", 0.0)),
+                          range_sigma=float(meta.get("range_sigma", 0.0)))
+        out.guard = meta.get("guard")
+        return out
     if meta.get("kind") != "histogram_match":
         raise SonoshiftError(f"unknown translator anchor {meta.get('kind')!r} in the checkpoint metadata.")
     return HistogramMatch(tuple(meta["levels"]), tuple(meta["quantiles"]), source, target, size)
@@ -324,6 +363,6 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 __all__ = [
     "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "apply_as_gain", "anchor_metadata", "anchored_condition", "evenly", "fit_affine",
-    "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "high_frequency_share",
+    "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "guard_reading", "high_frequency_share",
     "masked_bilateral", "masked_blur", "DEPTH_SIGMA", "DESPECKLES",
 ]

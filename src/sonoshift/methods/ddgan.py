@@ -101,6 +101,10 @@ class DDGANConfig(Validated):
     fitted on the training split so that the anchor's speckle is as fine as the target's
     (``methods.anchor.fit_despeckle``; unpaired). anchor_despeckle_kind: "gaussian" (that blur of the source) or
     "bilateral" (an edge-preserving bilateral filter of the mapped levels, its range sigma fitted the same way).
+    anchor_guard: with an affine anchor, keep the identity map (no grey map, no despeckle) when the two domains'
+    training frames differ in pooled grey levels no more than two halves of one domain's patients do
+    (``methods.anchor_guard``; training split only): a map fitted to sampling noise moves frames away from the
+    target (docs/diffusion.md section 21). The reading is stored in the checkpoint's anchor metadata.
     output_gain: at sampling only, re-apply the sampled image to the generator's base image (the anchor, first
     condition channel) as a smooth local gain, base x blur(sample) / blur(base), Gaussian of this std in pixels
     inside the fan (``methods.anchor.apply_as_gain``; 0 = off): the learned brightness change, applied the way
@@ -130,6 +134,7 @@ class DDGANConfig(Validated):
     anchor: Literal["condition", "histogram_match", "affine", "depth_affine"] = "condition"
     anchor_despeckle: bool = False
     anchor_despeckle_kind: Literal["gaussian", "bilateral"] = "gaussian"
+    anchor_guard: bool = True
     output_gain: Annotated[float, Range(0, 32)] = 0.0
     select_floor: Annotated[float, Range(0, 1)] = 0.0
     select_max_brightening: Annotated[float, Range(0, 255)] = 255.0
@@ -367,7 +372,7 @@ def fitted_anchor(cfg: DDGANConfig, dataset: Any) -> Anchor | None:
     if cfg.anchor in ("affine", "depth_affine"):
         return fit_affine_dataset(dataset, cfg.data.split, cfg.data.source_domain, cfg.data.target_domain,
                                   depth=cfg.anchor == "depth_affine", despeckle=cfg.anchor_despeckle,
-                                  despeckle_kind=cfg.anchor_despeckle_kind)
+                                  despeckle_kind=cfg.anchor_despeckle_kind, guard=cfg.anchor_guard)
     return fit_anchor(dataset, cfg.data.source_domain, cfg.data.target_domain)
 
 
