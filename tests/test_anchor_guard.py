@@ -117,3 +117,18 @@ def test_a_prepared_folder_of_two_scanners_keeps_the_fitted_anchor(tmp_path):
     a = fit_affine_prepared(root, "train", "scanner_a", "scanner_b", depth=True)
     assert a.guard["identity"] is False
     assert a.stats == fit_affine(src[:2], tgt[:2], True).stats
+
+
+def test_the_depth_affine_baseline_says_when_it_is_the_identity(tmp_path):
+    from sonoshift.baselines import make_baseline
+
+    rng = np.random.default_rng(3)
+    one, two = _domain(rng, 8, 0.0), _domain(rng, 8, 0.0)
+    tr, desc = make_baseline("depth_affine", _prepared(tmp_path / "one", one, two), "scanner_a", "scanner_b", tmp_path)
+    x = torch.from_numpy(one[0][:4].astype(np.float32) / 127.5 - 1)[:, None]
+    torch.testing.assert_close(tr(x), x, rtol=0, atol=1e-5)
+    assert "identity" in desc
+    rng = np.random.default_rng(4)
+    one, two = _domain(rng, 8, 0.0), _domain(rng, 8, 35.0)
+    tr, desc = make_baseline("depth_affine", _prepared(tmp_path / "two", one, two), "scanner_a", "scanner_b", tmp_path)
+    assert "identity" not in desc and tr(x).mean() > x.mean() + 0.1

@@ -32,8 +32,12 @@ def make_baseline(name: str, data: str | Path, source: str, target: str, models:
     if name == "depth_affine":
         from sonoshift.baselines.depth_affine import fit_depth_affine
 
+        tr = fit_depth_affine(data, source, target)
         desc = "depth-wise linear grey map (the diffusion anchor without its despeckle)"
-        return fit_depth_affine(data, source, target), desc
+        if tr.net.guard and tr.net.guard["identity"]:
+            desc += ("; the identity here: the domains' training grey levels differ no more than halves of one "
+                     "domain's patients (methods.anchor_guard)")
+        return tr, desc
     if name == "cyclegan_blur":
         from sonoshift.methods import load_translator
 
