@@ -132,3 +132,60 @@ def test_the_depth_affine_baseline_says_when_it_is_the_identity(tmp_path):
     one, two = _domain(rng, 8, 0.0), _domain(rng, 8, 35.0)
     tr, desc = make_baseline("depth_affine", _prepared(tmp_path / "two", one, two), "scanner_a", "scanner_b", tmp_path)
     assert "identity" not in desc and tr(x).mean() > x.mean() + 0.1
+
+
+def _moments(v: np.ndarray, fg: np.ndarray) -> tuple[float, float]:
+    return float(v[fg].mean()), float(v[fg].std())
+
+
+def test_keep_moments_gives_each_image_its_base_images_mean_and_spread():
+    from sonoshift.methods.anchor import keep_moments
+
+    rng = np.random.default_rng(5)
+    base = rng.uniform(-0.6, 0.4, (3, 1, 12, 12)).astype(np.float32)
+    base[:, :, :, :3] = -1.0  # black outside the fan
+    y = (0.5 * base + rng.normal(0.2, 0.1, base.shape)).astype(np.float32)
+    out = keep_moments(torch.from_numpy(y), torch.from_numpy(base)).numpy()
+    fg = ((base + 1) * 127.5) >= 0.5
+    for i in range(3):
+        assert _moments(out[i], fg[i]) == pytest.approx(_moments(base[i], fg[i]), abs=1e-4)
+        # the shape of y's levels is kept: an affine function of y inside the fan
+        assert np.corrcoef(out[i][fg[i]], y[i][fg[i]])[0, 1] == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(out[~fg], y[~fg])
+
+
+def test_a_translator_whose_anchor_the_guard_made_the_identity_keeps_each_frames_levels():
+    import onnxruntime as ort
+
+    from sonoshift.deploy.export import graph_bytes
+    from sonoshift.deploy.graphs import draw_noise, translator_graph
+    from sonoshift.diffusion import ScheduleConfig, schedule_from_config
+    from sonoshift.methods.anchor import AffineMatch
+    from sonoshift.methods.ddgan import DDGANTranslator
+    from sonoshift.models.ddgan_unet import DDGANUNet, UNetConfig
+
+    cfg = UNetConfig(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), nz=4, z_emb_dim=8, t_emb_dim=8,
+                     output="residual", zero_init=False)
+    torch.manual_seed(0)
+    G = DDGANUNet(cfg, image_size=16)  # random init: its correction moves the levels
+    stats = ([70.0], [30.0], [70.0], [30.0])
+    guarded, fitted = AffineMatch(*stats), AffineMatch(*stats)
+    guarded.guard = {"identity": True, "median_between": 0.95, "within_floor": 0.94, "splits": 32}
+    schedule = schedule_from_config(ScheduleConfig(num_steps=2))
+    trs = [DDGANTranslator(G, schedule, "noise", (16, 16), "s", "t", anchor=a, output_gain=2.0) for a in (guarded, fitted)]
+    assert [t.keep_moments for t in trs] == [True, False]
+    rng = np.random.default_rng(6)
+    src = rng.integers(20, 160, (2, 16, 16)).astype(np.uint8)
+    src[:, :, :3] = 0
+    x = torch.from_numpy(src.astype(np.float32) / 127.5 - 1)[:, None]
+    fg = src > 0
+    ys = [((t(x, generator=torch.Generator().manual_seed(3)) + 1) * 127.5)[:, 0].numpy() for t in trs]
+    for i in range(2):
+        assert _moments(ys[0][i], fg[i]) == pytest.approx(_moments(src[i].astype(np.float64), fg[i]), abs=0.05)
+        assert abs(_moments(ys[1][i], fg[i])[0] - src[i][fg[i]].mean()) > 1.0  # unguarded: the levels move
+    # the exported graph applies it too
+    module, spec = translator_graph(trs[0])
+    noise, z = draw_noise(spec, 2, (16, 16), torch.Generator().manual_seed(3))
+    sess = ort.InferenceSession(graph_bytes(module, spec, (16, 16)))
+    got = sess.run(None, {"x": x.numpy(), "noise": noise.numpy(), "z": z.numpy()})[0]
+    np.testing.assert_allclose(got, ((torch.from_numpy(ys[0])[:, None] / 127.5) - 1).numpy(), atol=1e-3)

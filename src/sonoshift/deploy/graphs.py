@@ -25,7 +25,7 @@ from torch import nn
 
 from sonoshift.errors import SonoshiftError
 from sonoshift.diffusion.schedule import Schedule, posterior_mean_var, q_sample
-from sonoshift.methods.anchor import apply_as_gain
+from sonoshift.methods.anchor import apply_as_gain, keep_moments
 from sonoshift.methods.output_gamma import apply_gamma
 
 
@@ -78,12 +78,15 @@ class UnrolledSampler(nn.Module):
     "noise" or "partial" (the chain starts at the condition noised to level N); pre: optional network applied to
     the source first (the cascade's CycleGAN), whose clamped output is the condition; output_gain: the
     translator's ``output_gain`` (``methods.anchor.apply_as_gain`` on the base image; 0 = off); output_gamma: its
-    ``output_gamma`` (``methods.output_gamma.apply_gamma``, after the gain; 1 = off).
+    ``output_gamma`` (``methods.output_gamma.apply_gamma``, after the gain; 1 = off); keep: the base image's
+    per-image moments last (``methods.anchor.keep_moments``; the translator's ``keep_moments``).
     """
 
     def __init__(self, G: nn.Module, schedule: Schedule, start: str, pre: nn.Module | None = None,
-                 anchor: nn.Module | None = None, output_gain: float = 0.0, output_gamma: float = 1.0) -> None:
+                 anchor: nn.Module | None = None, output_gain: float = 0.0, output_gamma: float = 1.0,
+                 keep: bool = False) -> None:
         super().__init__()
+        self.keep = bool(keep)
         self.output_gain = float(output_gain)
         self.output_gamma = float(output_gamma)
         self.G = G
@@ -111,7 +114,8 @@ class UnrolledSampler(nn.Module):
             x_t = mean + var.sqrt() * noise[:, k + 1 : k + 2] if i > 0 else mean
         x_t = x_t.clamp(-1.0, 1.0)
         x_t = apply_as_gain(x_t, cond[:, :1], self.output_gain) if self.output_gain > 0 else x_t
-        return apply_gamma(x_t, self.output_gamma)
+        x_t = apply_gamma(x_t, self.output_gamma)
+        return keep_moments(x_t, cond[:, :1]) if self.keep else x_t
 
 
 def translator_graph(translator: Any) -> tuple[nn.Module, NoiseSpec]:
@@ -132,7 +136,8 @@ def translator_graph(translator: Any) -> tuple[nn.Module, NoiseSpec]:
         anchor = None if hm is None else hm.module()
         gain = float(getattr(translator, "output_gain", 0.0))
         gamma = float(getattr(translator, "output_gamma", 1.0))
-        return UnrolledSampler(G, translator.schedule, translator.start, pre, anchor, gain, gamma).eval(), spec
+        keep = bool(getattr(translator, "keep_moments", False))
+        return UnrolledSampler(G, translator.schedule, translator.start, pre, anchor, gain, gamma, keep).eval(), spec
     raise SonoshiftError(f"'{getattr(translator, 'method', type(translator).__name__)}' translators cannot be "
                          "exported to ONNX (no generator network found).")
 

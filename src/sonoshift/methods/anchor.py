@@ -143,6 +143,32 @@ def apply_as_gain(y: torch.Tensor, base: torch.Tensor, sigma: float) -> torch.Te
     return (out / 127.5 - 1.0).to(y.dtype)
 
 
+def keep_moments(y: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``y`` with each image's grey-level mean and standard deviation inside its base image's foreground (level
+    >= 0.5 of 0..255) set to the base image's there, clipped to [-1, 1]; ``y`` outside the foreground. (B, 1, H, W)
+    tensors in [-1, 1]. What a translator whose anchor the guard made the identity (``methods.anchor_guard``)
+    applies last: the two domains' grey levels were found not to differ, so its output may change local structure
+    but not an image's overall levels. Plain tensor ops (traceable to ONNX)."""
+    yf, b = y.float(), base.float()
+    fg = (((b.clamp(-1, 1) + 1) * 127.5) >= 0.5).float()
+    n = fg.sum((1, 2, 3), keepdim=True).clamp_min(1.0)
+
+    def moments(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = (v * fg).sum((1, 2, 3), keepdim=True) / n
+        return mean, ((((v - mean) ** 2) * fg).sum((1, 2, 3), keepdim=True) / n).sqrt()
+
+    (mb, sb), (my, sy) = moments(b), moments(yf)
+    z = ((yf - my) * (sb / sy.clamp_min(1e-6)) + mb).clamp(-1.0, 1.0)
+    return torch.where(fg > 0, z, yf).to(y.dtype)
+
+
+def keeps_moments(anchor: Any) -> bool:
+    """Whether a translator with this anchor keeps its base image's moments (:func:`keep_moments`): an affine
+    anchor the guard made the identity."""
+    guard = getattr(anchor, "guard", None)
+    return bool(guard and guard.get("identity"))
+
+
 def evenly(n: int, k: int) -> np.ndarray:
     """Indices of up to ``k`` evenly spaced items of ``n`` (first and last included; none when ``n`` is 0)."""
     return np.linspace(0, n - 1, min(n, k)).round().astype(int)
@@ -363,6 +389,7 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 __all__ = [
     "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "apply_as_gain", "anchor_metadata", "anchored_condition", "evenly", "fit_affine",
-    "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "guard_reading", "high_frequency_share",
+    "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "guard_reading", "keep_moments",
+    "keeps_moments", "high_frequency_share",
     "masked_bilateral", "masked_blur", "DEPTH_SIGMA", "DESPECKLES",
 ]

@@ -42,6 +42,8 @@ from sonoshift.methods.anchor import (
     apply_as_gain,
     fit_affine_dataset,
     fit_anchor,
+    keep_moments,
+    keeps_moments,
 )
 from sonoshift.methods.kinds import TranslatorBase
 from sonoshift.methods.output_gamma import GAMMAS, apply_gamma, load_critic
@@ -423,13 +425,25 @@ class DDGANTranslator(TranslatorBase):
             self._default_gen = make_generator(0, device=x.device)
         return self._default_gen
 
+    @property
+    def keep_moments(self) -> bool:
+        """Whether the output keeps its base image's per-image moments (the anchor guard made the anchor the
+        identity: ``methods.anchor.keep_moments``)."""
+        return keeps_moments(self.anchor)
+
     def _post(self, cond: torch.Tensor):
         """The sample's last steps: ``apply_as_gain`` on the base image when ``output_gain`` > 0, then the
-        ``output_gamma`` chosen after training (``methods.output_gamma``; 1 = none); None when neither applies."""
-        gain, gamma = self.output_gain, self.output_gamma
-        if gain <= 0 and gamma == 1.0:
+        ``output_gamma`` chosen after training (``methods.output_gamma``; 1 = none), then, when the anchor guard
+        made the anchor the identity, the base image's moments (``keep_moments``); None when none applies."""
+        gain, gamma, keep = self.output_gain, self.output_gamma, self.keep_moments
+        if gain <= 0 and gamma == 1.0 and not keep:
             return None
-        return lambda y: apply_gamma(apply_as_gain(y, cond[:, :1], gain) if gain > 0 else y, gamma)
+
+        def post(y: torch.Tensor) -> torch.Tensor:
+            y = apply_gamma(apply_as_gain(y, cond[:, :1], gain) if gain > 0 else y, gamma)
+            return keep_moments(y, cond[:, :1]) if keep else y
+
+        return post
 
     def base(self, x: torch.Tensor) -> torch.Tensor:
         """The residual generator's base image for source ``x`` (the anchor; the condition without an anchor)."""
