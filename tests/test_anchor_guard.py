@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from test_ddgan_method import tiny_run  # noqa: F401  (the fixture is re-exported)
+
 from sonoshift.data.manifests import write_manifest
 from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, fit_affine, fit_affine_prepared
 from sonoshift.methods.anchor_guard import domain_gap, patient_histograms
@@ -189,3 +191,40 @@ def test_a_translator_whose_anchor_the_guard_made_the_identity_keeps_each_frames
     sess = ort.InferenceSession(graph_bytes(module, spec, (16, 16)))
     got = sess.run(None, {"x": x.numpy(), "noise": noise.numpy(), "z": z.numpy()})[0]
     np.testing.assert_allclose(got, ((torch.from_numpy(ys[0])[:, None] / 127.5) - 1).numpy(), atol=1e-3)
+
+
+def _with_patients(data, out, same: bool):
+    """A copy of the tiny prepared dataset with a manifest naming 3 patients per domain (2 frames each); with
+    ``same`` the target frames are a second draw of the source scanner's."""
+    import shutil
+
+    shutil.copytree(data, out)
+    src = np.load(out / "cache" / "train" / "handheld.npy")
+    if same:
+        rng = np.random.default_rng(9)
+        np.save(out / "cache" / "train" / "cart.npy", rng.permutation(src.reshape(-1)).reshape(src.shape))
+    n_tgt = len(np.load(out / "cache" / "train" / "cart.npy"))
+    rows = [{"patient_id": f"{d}-{k // 2}", "domain": d, "video_id": f"{d}{k}", "frame_index": 0, "path": "x.png",
+             "mask_path": ""} for d, n in (("handheld", len(src)), ("cart", n_tgt)) for k in range(n)]
+    write_manifest(out / "manifest_train.csv", rows)
+    return out
+
+
+@pytest.mark.parametrize("same", [False, True])
+def test_train_says_what_the_guard_found(tiny_run, capsys, same):  # noqa: F811
+    from test_ddgan_method import TINY_DDGAN
+
+    from sonoshift.cli.main import main
+    from sonoshift.engine.checkpoint import read_model
+
+    data = _with_patients(tiny_run["data"], tiny_run["root"] / f"guard_data_{same}", same)
+    out = tiny_run["root"] / f"cli_dd_guard_{same}"
+    with pytest.raises(SystemExit) as ok:
+        main(["train", "ddgan", "--data", str(data), "--out", str(out), "--cyclegan", str(tiny_run["cg"]),
+              "-q", *TINY_DDGAN, "generator.output=residual", "anchor=depth_affine", "train.max_steps=1"])
+    assert ok.value.code == 0
+    guard = read_model(out).state["metadata"]["anchor"]["guard"]
+    assert guard["identity"] is same  # the tiny target is a brightened source unless it is a second draw of it
+    said = capsys.readouterr().out
+    assert "anchor guard: median between-domain BC" in said
+    assert ("identity kept" in said) == same and ("fitted map kept" in said) != same

@@ -30,6 +30,23 @@ def report(result: Any, out: Path) -> None:
     typer.echo(f"trained {steps} ({epochs_text(result)}) into {out}; last checkpoint {result.checkpoint}")
     if losses:
         typer.echo(f"last losses: {losses}")
+    guard = _anchor_guard(result.checkpoint)
+    if guard:
+        typer.echo(guard)
+
+
+def _anchor_guard(checkpoint: Any) -> str:
+    """The anchor guard's sentence when the run's checkpoint has a guarded affine anchor, else ""."""
+    from sonoshift.engine.checkpoint import read_model
+    from sonoshift.errors import SonoshiftError
+    from sonoshift.methods.anchor_guard import guard_note
+
+    try:
+        meta = read_model(checkpoint).state.get("metadata", {}) if checkpoint else {}
+    except SonoshiftError:
+        return ""
+    reading = (meta.get("anchor") or {}).get("guard") if isinstance(meta, dict) else None
+    return guard_note(reading) if reading else ""
 
 
 def epochs_text(result) -> str:

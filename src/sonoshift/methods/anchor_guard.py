@@ -48,14 +48,20 @@ class GapReading:
         return self.median_between >= self.within_floor
 
     def summary(self) -> str:
-        verdict = ("identity kept: the domains' grey levels differ no more than two halves of one domain"
-                   if self.identity else "fitted map kept: the domains' grey levels differ")
-        return (f"anchor guard: median between-domain BC {self.median_between:.4f}, within-domain lower quartile "
-                f"{self.within_floor:.4f} ({len(self.between) // 2} half splits): {verdict}.")
+        return guard_note(self.as_dict())
 
     def as_dict(self) -> dict[str, float | bool]:
         return {"median_between": round(self.median_between, 6), "within_floor": round(self.within_floor, 6),
                 "splits": len(self.between) // 2, "identity": self.identity}
+
+
+def guard_note(reading: dict) -> str:
+    """One sentence on a guard reading (``GapReading.as_dict``, as a checkpoint's anchor metadata stores it)."""
+    verdict = ("identity kept: the domains' grey levels differ no more than two halves of one domain, so the "
+               "translator keeps each frame's grey-level mean and spread" if reading["identity"] else
+               "fitted map kept: the domains' grey levels differ")
+    return (f"anchor guard: median between-domain BC {reading['median_between']:.4f}, within-domain lower quartile "
+            f"{reading['within_floor']:.4f} ({reading['splits']} half splits of the training patients): {verdict}.")
 
 
 def patient_histograms(frames: np.ndarray, fov: np.ndarray, patients: Sequence[str]) -> np.ndarray:
@@ -101,4 +107,4 @@ def domain_gap(source: np.ndarray, target: np.ndarray, rng: np.random.Generator,
     return GapReading(tuple(between), tuple(within))
 
 
-__all__ = ["BINS", "GUARD_QUANTILE", "GUARD_SPLITS", "GapReading", "domain_gap", "patient_histograms"]
+__all__ = ["BINS", "GUARD_QUANTILE", "GUARD_SPLITS", "GapReading", "domain_gap", "guard_note", "patient_histograms"]
