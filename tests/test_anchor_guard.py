@@ -228,3 +228,25 @@ def test_train_says_what_the_guard_found(tiny_run, capsys, same):  # noqa: F811
     said = capsys.readouterr().out
     assert "anchor guard: median between-domain BC" in said
     assert ("identity kept" in said) == same and ("fitted map kept" in said) != same
+
+
+def test_an_anchored_generator_on_a_guarded_identity_anchor_keeps_each_frames_levels():
+    from sonoshift.methods.anchor import AffineMatch
+    from sonoshift.models.anchored import anchored_mobile_unet
+
+    stats = ([70.0], [30.0], [70.0], [30.0])
+    guarded = AffineMatch(*stats)
+    guarded.guard = {"identity": True, "median_between": 0.95, "within_floor": 0.94, "splits": 32}
+    torch.manual_seed(0)
+    nets = [anchored_mobile_unet(a, 8, 1) for a in (guarded, AffineMatch(*stats))]  # random heads: they move
+    nets[1].load_state_dict(nets[0].state_dict())
+    rng = np.random.default_rng(7)
+    src = rng.integers(20, 160, (2, 16, 16)).astype(np.uint8)
+    src[:, :, :3] = 0
+    x = torch.from_numpy(src.astype(np.float32) / 127.5 - 1)[:, None]
+    with torch.no_grad():
+        ys = [((n(x) + 1) * 127.5)[:, 0].numpy() for n in nets]
+    fg = src > 0
+    for i in range(2):
+        assert _moments(ys[0][i], fg[i]) == pytest.approx(_moments(src[i].astype(np.float64), fg[i]), abs=0.05)
+        assert abs(_moments(ys[1][i], fg[i])[0] - src[i][fg[i]].mean()) > 1.0

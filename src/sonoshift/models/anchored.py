@@ -7,7 +7,9 @@ depth-wise linear grey map (``AffineMatch``); both are plain tensor ops, so the 
 start at zero (:meth:`zero_head`). An untrained anchored generator therefore returns exactly the mapped frame, and
 training only learns a correction to it: the compact student starts where its anchored teacher starts. The anchor
 carries no gradient (the histogram map quantizes to grey levels; the affine map is fixed); gradients reach the
-input through the body's first channel.
+input through the body's first channel. An affine anchor that the anchor guard made the identity
+(``methods.anchor_guard``) also makes the generator keep each frame's grey-level mean and spread
+(``methods.anchor.keep_moments``), as the guarded diffusion translators do.
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ class AnchoredGenerator(nn.Module):
         super().__init__()
         self.anchor = anchor
         self.body = body
+        guard = getattr(anchor, "guard", None)
+        self.keep = bool(guard and guard.get("identity"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             a = self.anchor(x)
-        return (a + self.body(torch.cat([x, a], dim=1))).clamp(-1.0, 1.0)
+        y = (a + self.body(torch.cat([x, a], dim=1))).clamp(-1.0, 1.0)
+        if self.keep:
+            from sonoshift.methods.anchor import keep_moments
+
+            y = keep_moments(y, a)
+        return y
 
     @torch.no_grad()
     def zero_head(self) -> "AnchoredGenerator":
