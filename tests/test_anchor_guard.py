@@ -11,7 +11,13 @@ import torch
 from test_ddgan_method import tiny_run  # noqa: F401  (the fixture is re-exported)
 
 from sonoshift.data.manifests import write_manifest
-from sonoshift.methods.anchor import anchor_from_metadata, anchor_metadata, fit_affine, fit_affine_prepared
+from sonoshift.methods.anchor import (
+    anchor_from_metadata,
+    anchor_metadata,
+    checkpoint_guard,
+    fit_affine,
+    fit_affine_prepared,
+)
 from sonoshift.methods.anchor_guard import domain_gap, patient_histograms
 from sonoshift.metrics.histogram import bc_from_counts
 
@@ -224,6 +230,7 @@ def test_train_says_what_the_guard_found(tiny_run, capsys, same):  # noqa: F811
               "-q", *TINY_DDGAN, "generator.output=residual", "anchor=depth_affine", "train.max_steps=1"])
     assert ok.value.code == 0
     guard = read_model(out).state["metadata"]["anchor"]["guard"]
+    assert checkpoint_guard(out) == guard and checkpoint_guard(tiny_run["cg"]) is None
     assert guard["identity"] is same  # the tiny target is a brightened source unless it is a second draw of it
     said = capsys.readouterr().out
     assert "anchor guard: median between-domain BC" in said

@@ -37,15 +37,14 @@ def report(result: Any, out: Path) -> None:
 
 def _anchor_guard(checkpoint: Any) -> str:
     """The anchor guard's sentence when the run's checkpoint has a guarded affine anchor, else ""."""
-    from sonoshift.engine.checkpoint import read_model
     from sonoshift.errors import SonoshiftError
+    from sonoshift.methods.anchor import checkpoint_guard
     from sonoshift.methods.anchor_guard import guard_note
 
     try:
-        meta = read_model(checkpoint).state.get("metadata", {}) if checkpoint else {}
+        reading = checkpoint_guard(checkpoint) if checkpoint else None
     except SonoshiftError:
         return ""
-    reading = (meta.get("anchor") or {}).get("guard") if isinstance(meta, dict) else None
     return guard_note(reading) if reading else ""
 
 

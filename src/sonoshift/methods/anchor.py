@@ -376,6 +376,16 @@ def anchor_from_metadata(meta: dict[str, Any] | None, source: str, target: str,
     return HistogramMatch(tuple(meta["levels"]), tuple(meta["quantiles"]), source, target, size)
 
 
+def checkpoint_guard(model: str | Path) -> dict[str, Any] | None:
+    """The anchor guard's reading stored in a trained translator's checkpoint (run folder, checkpoint folder or
+    file; ``anchor_guard.GapReading.as_dict``), None when its anchor has none."""
+    from sonoshift.engine.checkpoint import read_model
+
+    meta = read_model(model).state.get("metadata", {})
+    guard = (meta.get("anchor") or {}).get("guard") if isinstance(meta, dict) else None
+    return guard or None
+
+
 def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
     """The generator's condition from the source frame (B, 1, H, W) and ``base``, the CycleGAN output for the
     cascade or None for the DDGAN. No anchor: ``base``, or the source when there is none. Histogram or affine
@@ -388,7 +398,7 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 
 __all__ = [
-    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "apply_as_gain", "anchor_metadata", "anchored_condition", "evenly", "fit_affine",
+    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "checkpoint_guard", "apply_as_gain", "anchor_metadata", "anchored_condition", "evenly", "fit_affine",
     "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "guard_reading", "keep_moments",
     "keeps_moments", "high_frequency_share",
     "masked_bilateral", "masked_blur", "DEPTH_SIGMA", "DESPECKLES",

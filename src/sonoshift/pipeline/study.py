@@ -146,6 +146,7 @@ def harmonize_and_score(
     from sonoshift.evaluate import EvaluateConfig, evaluate_run
     from sonoshift.inference.harmonize import harmonize_dataset
     from sonoshift.inference.translate import Untranslated
+    from sonoshift.methods.anchor import checkpoint_guard
 
     if method == BASELINE:
         model: Any = Untranslated(cfg.source, cfg.target, (cfg.size, cfg.size))
@@ -156,6 +157,8 @@ def harmonize_and_score(
         model, config = make_baseline(method, data, cfg.source, cfg.target, models)
     else:
         model, config = models / method, registry.config_label(method_config(cfg, method))
+        if (checkpoint_guard(model) or {}).get("identity"):
+            config = f"{config}; anchor guard: identity, each frame's grey-level mean and spread kept"
     harmonize_dataset(
         model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config,
         force=True,  # the stage marker decided to redo it
