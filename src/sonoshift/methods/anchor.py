@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames
-from sonoshift.methods.anchor_guard import GapReading, domain_gap, patient_histograms
 from sonoshift.errors import SonoshiftError
+from sonoshift.methods.anchor_guard import GapReading, domain_gap, patient_histograms
 
 ANCHORS: tuple[str, ...] = ("condition", "histogram_match", "affine", "depth_affine")
 

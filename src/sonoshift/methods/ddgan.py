@@ -106,7 +106,8 @@ class DDGANConfig(Validated):
     anchor_guard: with an affine anchor, keep the identity map (no grey map, no despeckle) when the two domains'
     training frames differ in pooled grey levels no more than two halves of one domain's patients do
     (``methods.anchor_guard``; training split only): a map fitted to sampling noise moves frames away from the
-    target (docs/diffusion.md section 21). The reading is stored in the checkpoint's anchor metadata.
+    target (docs/diffusion.md sections 21-22). The translator then also keeps each frame's grey-level mean and
+    spread (``methods.anchor.keep_moments``, last). The reading is stored in the checkpoint's anchor metadata.
     output_gain: at sampling only, re-apply the sampled image to the generator's base image (the anchor, first
     condition channel) as a smooth local gain, base x blur(sample) / blur(base), Gaussian of this std in pixels
     inside the fan (``methods.anchor.apply_as_gain``; 0 = off): the learned brightness change, applied the way
