@@ -236,3 +236,25 @@ def test_real_run_african_study_sees_only_the_adaptation_part(shared_data: Path)
     pats = {it.patient_id for it in spec.items}
     assert pats and pats <= african_part("adaptation") and not pats & african_part("test")
     assert {it.domain for it in spec.items} == {OTHER_CENTRES, RealConfig().african_target}
+
+
+def test_real_run_african_study_is_scored_on_the_whole_test_part(shared_data: Path, tmp_path: Path) -> None:
+    from sonoshift.data.cache import load_cache
+    from sonoshift.data.manifests import read_manifest
+    from sonoshift.data.prepare import PrepareConfig
+    from sonoshift.data.public import african_planes_spec
+    from sonoshift.data.resize import ResizeConfig
+    from sonoshift.judges.plane.african import african_part
+    from sonoshift.pipeline.real import OTHER_CENTRES, RealConfig, _african_test_part
+
+    cfg = RealConfig()
+    prep = PrepareConfig(resize=ResizeConfig(size=32), source_domain=OTHER_CENTRES, target_domain=cfg.african_target)
+    out = Path(_african_test_part(cfg, shared_data, tmp_path / "test_part", prep, False))
+    rows = read_manifest(out / "manifest_test.csv")
+    assert {r["patient_id"] for r in rows} == african_part("test")  # every test-part patient, nothing else
+    assert not read_manifest(out / "manifest_train.csv") and not read_manifest(out / "manifest_val.csv")
+    # every test-part image of the public set is scored: the target centre's against the others pooled
+    test_items = [it for it in african_planes_spec(shared_data).items if it.patient_id in african_part("test")]
+    n_target = sum(it.domain == cfg.african_target for it in test_items)
+    assert len(load_cache(out, "test", cfg.african_target)) == n_target > 0
+    assert len(load_cache(out, "test", OTHER_CENTRES)) == len(test_items) - n_target > 0

@@ -114,6 +114,33 @@ def test_the_study_pipeline_trains_a_registered_method_it_was_never_told_about(d
                        "state.json").read_text())["step"] == 3
 
 
+def test_a_study_scores_another_prepared_folder_when_given_one(data: Path, tmp_path: Path) -> None:
+    """``eval_data``: the models and baselines learn from ``data``, the harmonized and scored frames come from the
+    other folder's split (the real run's African test part), with the leakage check on that folder."""
+    import shutil
+
+    from sonoshift.data.cache import load_cache
+    from sonoshift.pipeline.stages import StageLog
+    from sonoshift.pipeline.study import StudyConfig, run_study
+
+    cfg_file = tmp_path / "toy.yaml"
+    cfg_file.write_text("train:\n  device: cpu\n  tensorboard: false\n")
+    cfg = StudyConfig(size=32, methods=("toy_affine",), steps={"toy_affine": 3}, configs={"toy_affine": str(cfg_file)},
+                      baselines=("histogram_match",))
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    runs = run_study(data, tmp_path / "study", cfg, log=StageLog(), force=False, progress=False, eval_data=other)
+    for r in runs:
+        run = json.loads((r / "run.json").read_text())
+        assert run["dataset"] == str(other.resolve())
+        n = len(load_cache(other, "test", "handheld"))
+        assert len(list((r / "outputs").rglob("*.png"))) == n
+    # the training split of the same folder would be leakage: refused with one sentence, nothing scored
+    leaky = StudyConfig(**{**cfg.__dict__, "split": "train"})
+    with pytest.raises(SonoshiftError, match="trained on"):
+        run_study(data, tmp_path / "leaky", leaky, log=StageLog(), force=False, progress=False, eval_data=other)
+
+
 def test_editing_a_method_config_file_retrains_it_and_redoes_its_outputs(data: Path, tmp_path: Path) -> None:
     """The study's stages are keyed on the config files' bytes, not only their paths: an edited YAML under the
     same name retrains the method (from scratch) and re-harmonizes; an untouched one is reused."""

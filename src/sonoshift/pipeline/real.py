@@ -92,7 +92,8 @@ def _fpdb_spec(cfg: RealConfig, root: Path) -> Any:
     return fetal_planes_db_spec(root, machines=[cfg.fpdb_source, cfg.fpdb_target])
 
 
-def _african_spec(cfg: RealConfig, root: Path) -> Any:
+def _african_spec(cfg: RealConfig, root: Path, part: str = "adaptation") -> Any:
+    """The African images of one ``part`` of the African rule, the target centre against the others pooled."""
     from sonoshift.data.public import african_planes_spec
 
     from sonoshift.judges.plane.african import in_part
@@ -101,13 +102,31 @@ def _african_spec(cfg: RealConfig, root: Path) -> Any:
     centres = sorted({it.domain for it in spec.items})
     if cfg.african_target not in centres:
         raise SonoshiftError(f"african_target '{cfg.african_target}' is not a centre (centres: {', '.join(centres)}).")
-    adaptation = in_part([it.patient_id for it in spec.items], "adaptation")  # the African rule: never the test part
+    mine = in_part([it.patient_id for it in spec.items], part)  # translators learn from the adaptation part only
     items = tuple(
         it if it.domain == cfg.african_target
         else dataclasses.replace(it, domain=OTHER_CENTRES, labels={**it.labels, "centre": it.domain})
-        for it, keep in zip(spec.items, adaptation) if keep
+        for it, keep in zip(spec.items, mine) if keep
     )
     return dataclasses.replace(spec, items=items)
+
+
+def _african_test_part(cfg: RealConfig, data_root: Path, out: Path, prep: Any, progress: bool) -> str:
+    """The African test part prepared like the study's data, every patient in its ``test`` split (a splits file
+    written beside ``out``): the frames the African study is scored on. Its adaptation part's own test split holds
+    a few patients (one Malawi frame in session 39's run); the test part is what the African rule keeps for
+    scoring, and no translator ever sees it."""
+    from sonoshift.data.prepare import prepare
+    from sonoshift.data.splits import write_splits
+
+    spec = _african_spec(cfg, data_root, part="test")
+    domains = sorted({it.domain for it in spec.items})
+    splits: dict[str, Any] = {d: {"train": [], "val": [], "test": sorted({it.patient_id for it in spec.items
+                                                                          if it.domain == d})} for d in domains}
+    file = out.parent / f"{out.name}_splits.json"
+    write_splits(file, {**splits, "seed": 0})
+    p = dataclasses.replace(prep, split=dataclasses.replace(prep.split, file=str(file)))
+    return str(prepare(spec, out, p, progress=progress).out)
 
 
 HEADS_VERSION = 2  # 2: heads.csv image paths no longer depend on the working directory; per-method summary rows
@@ -278,8 +297,14 @@ def run_real(
         run_stage(f"{name}: prepare", sub, [to_dict(prep_cfg), path_key(data_root, sub)],
                   lambda s=spec, d=sub / "data", p=prep_cfg: str(prepare(s, d, p, progress=progress).out),
                   force=force, log=log)
+        eval_data = None
+        if name == "african":  # scored on the African test part (the rule's scoring set), not a few patients
+            eval_data = sub / "test_part"
+            run_stage(f"{name}: prepare test part", sub, [to_dict(prep_cfg), path_key(data_root, sub)],
+                      lambda d=eval_data, p=prep_cfg: _african_test_part(cfg, data_root, d, p, progress),
+                      force=force, log=log)
         study_runs[name] = run_study(sub / "data", sub, study, log=log, force=force, progress=progress,
-                                     prefix=f"{name}: ")  # fmt: skip
+                                     prefix=f"{name}: ", eval_data=eval_data)  # fmt: skip
     heads_digests = [config_digest(c) for c in (cfg.hc18_config, cfg.hc18_ga_config, cfg.hc18_refiner_config)]
     heads = run_stage("heads: HC18 segmenter on FETAL_PLANES_DB", root,
                       [_settings(cfg), path_key(data_root, root), f"heads v{HEADS_VERSION}", heads_digests],

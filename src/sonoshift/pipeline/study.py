@@ -140,9 +140,11 @@ def train_method(method: str, cfg: StudyConfig, data: Path, models: Path, progre
 
 
 def harmonize_and_score(
-    method: str, cfg: StudyConfig, data: Path, models: Path, run_dir: Path, segmenter: Path | None, progress: bool
+    method: str, cfg: StudyConfig, data: Path, models: Path, run_dir: Path, segmenter: Path | None, progress: bool,
+    eval_data: Path | None = None,
 ) -> dict[str, Any]:
-    """Translate ``cfg.split`` with the trained ``method``, write metrics.csv (and segmentation.csv)."""
+    """Translate ``cfg.split`` of ``eval_data`` (default ``data``, the training folder the baselines are fitted
+    on) with the trained ``method``, write metrics.csv (and segmentation.csv)."""
     from sonoshift.evaluate import EvaluateConfig, evaluate_run
     from sonoshift.inference.harmonize import harmonize_dataset
     from sonoshift.inference.translate import Untranslated
@@ -160,7 +162,7 @@ def harmonize_and_score(
         if (checkpoint_guard(model) or {}).get("identity"):
             config = f"{config}; anchor guard: identity, each frame's grey-level mean and spread kept"
     harmonize_dataset(
-        model, data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config,
+        model, data if eval_data is None else eval_data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config,
         force=True,  # the stage marker decided to redo it
     )
     out: dict[str, Any] = {"run": str(run_dir),
@@ -183,11 +185,13 @@ def run_study(
     segmenter: Path | None = None,
     prefix: str = "",
     critic: Path | None = None,
+    eval_data: Path | None = None,
 ) -> list[Path]:
     """Train every method of ``cfg`` on ``data`` (models under ``root/models``), harmonize and score the split
     (runs under ``root/harmonized``); return the run folders in method order. critic: a target-domain segmenter
     (not ``segmenter``, the judge) with which the methods that take one choose their output gamma
-    (``methods.output_gamma``)."""
+    (``methods.output_gamma``). eval_data: another prepared folder whose ``cfg.split`` is harmonized and scored
+    instead of ``data``'s (e.g. the African test part; the models and baselines still learn from ``data``)."""
     from sonoshift.outputs import file_digest
 
     settings = to_dict(cfg)
@@ -217,8 +221,9 @@ def run_study(
         run_stage(
             f"{prefix}harmonize + evaluate {method}", root, [settings, path_key(data, root), method, digests,
                                                              path_key(segmenter, root) if segmenter else None]
-            + ([critic_keys[method]] if critic_keys.get(method) else []),
-            lambda m=method, r=run_dir: harmonize_and_score(m, cfg, data, models, r, segmenter, progress),
+            + ([critic_keys[method]] if critic_keys.get(method) else [])
+            + ([path_key(eval_data, root)] if eval_data is not None else []),
+            lambda m=method, r=run_dir: harmonize_and_score(m, cfg, data, models, r, segmenter, progress, eval_data),
             force=force, log=log,
         )
         runs.append(run_dir)
