@@ -180,7 +180,8 @@ def test_a_translator_whose_anchor_the_guard_made_the_identity_keeps_each_frames
     guarded, fitted = AffineMatch(*stats), AffineMatch(*stats)
     guarded.guard = {"identity": True, "median_between": 0.95, "within_floor": 0.94, "splits": 32}
     schedule = schedule_from_config(ScheduleConfig(num_steps=2))
-    trs = [DDGANTranslator(G, schedule, "noise", (16, 16), "s", "t", anchor=a, output_gain=2.0) for a in (guarded, fitted)]
+    trs = [DDGANTranslator(G, schedule, "noise", (16, 16), "s", "t", anchor=a, output_gain=2.0)
+           for a in (guarded, fitted)]
     assert [t.keep_moments for t in trs] == [True, False]
     rng = np.random.default_rng(6)
     src = rng.integers(20, 160, (2, 16, 16)).astype(np.uint8)

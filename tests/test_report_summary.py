@@ -212,3 +212,45 @@ def test_an_exact_tie_in_any_table_is_marked_equal_not_worse() -> None:
     assert "=" in _delta("psnr", 20.0, 20.0) and "✗" not in _delta("psnr", 20.0, 20.0)
     assert "✓" in _delta("psnr", 20.5, 20.0) and "✗" in _delta("mae", 0.2, 0.1)
     assert "±0.00 =" in _delta("Dice", 0.501, 0.499, 2, True)  # equal at the two digits shown
+
+
+def _result(label: str, values: dict[str, np.ndarray], patients: np.ndarray, order: np.ndarray | None = None):
+    from sonoshift.report.load import RunResult
+
+    n = len(patients)
+    rows = pd.DataFrame({"reference": "target", "patient_id": patients, "video_id": [f"v{k}" for k in range(n)],
+                         "frame_index": 0, **values})
+    if order is not None:
+        rows = rows.iloc[order].reset_index(drop=True)
+    meta = {"metric_columns": list(values), "source_domain": "a", "target_domain": "b", "split": "test"}
+    return RunResult(label, label, "", Path(label), meta, rows)
+
+
+def test_a_verdict_counts_only_differences_outside_the_patient_bootstrap_interval() -> None:
+    from sonoshift.report.summary import paired_better
+
+    rng = np.random.default_rng(0)
+    patients = np.repeat([f"P{k}" for k in range(8)], 3)  # 8 patients, 3 frames each
+    base = {"psnr": rng.normal(12, 2, 24), "mae": rng.uniform(0.1, 0.3, 24)}
+    sign = np.repeat([1.0, -1.0] * 4, 3)  # half the patients up, half down: no measurable change
+    runs = {
+        "untranslated": _result("untranslated", base, patients),
+        # clearly better on both (PSNR up by 1 dB, MAE down), rows stored in another order
+        "good": _result("good", {"psnr": base["psnr"] + 1.0, "mae": base["mae"] - 0.02}, patients,
+                        order=rng.permutation(24)),
+        "noise": _result("noise", {"psnr": base["psnr"] + 0.05 * sign + 0.01, "mae": base["mae"] - 0.001 * sign - 2e-4},
+                         patients),
+        "worse": _result("worse", {"psnr": base["psnr"] - 1.0, "mae": base["mae"] + 0.02}, patients),
+    }
+    u = runs["untranslated"]
+    assert [paired_better(runs[k], u, "target", "psnr") for k in ("good", "noise", "worse")] == [True, False, False]
+    assert [paired_better(runs[k], u, "target", "mae") for k in ("good", "noise", "worse")] == [True, False, False]
+    assert paired_better(runs["good"], u, "target", "fid") == "unpaired"  # no per-frame values: compared by value
+    assert paired_better(runs["good"], u, "gt", "psnr") is None  # no frame scored in that mode
+    # the noise method's means are better on both metrics (by 0.01 dB and 0.0002), as a plain comparison of means
+    # would count; within the patients' spread that is no gain, and its verdict is that it does not beat doing nothing
+    noise = runs["noise"].rows
+    assert noise["psnr"].mean() > u.rows["psnr"].mean() and noise["mae"].mean() < u.rows["mae"].mean()
+    results = list(runs.values())
+    verdicts = {v.label: v.word for v in build_summary(results, build_tables(results)).verdicts}
+    assert verdicts == {"good": YES, "noise": NO, "worse": NO}

@@ -12,7 +12,17 @@ from pathlib import Path
 from sonoshift.report.downstream import judges_frame
 from sonoshift.report.load import RunResult
 from sonoshift.report.sections import IMAGE_SUFFIXES, ExtraSection, section_html
-from sonoshift.report.summary import MIXED, MODE_SHORT, NO, NO_GAIN_MODES, YES, Summary, better, same_shown
+from sonoshift.report.summary import (
+    MIXED,
+    MODE_SHORT,
+    NO,
+    NO_GAIN_MODES,
+    VERDICT_RULE,
+    YES,
+    Summary,
+    better,
+    same_shown,
+)
 from sonoshift.report.table import (
     MODE_TITLE,
     Table,
@@ -113,6 +123,7 @@ def summary_html(s: Summary, runs: list[RunResult]) -> str:
             parts.append(f'<li><span class="badge {cls}">{html.escape(v.word)}</span><b>{html.escape(short[v.label])}'
                          f"</b>: {html.escape(v.sentence)}</li>")  # fmt: skip
         parts.append("</ul>")
+        parts.append(f'<p class="note">{html.escape(VERDICT_RULE)}</p>')
     else:
         parts.append('<p class="note">No untranslated run among the inputs: gains cannot be computed (the demo and '
                      "the study pipeline add one; report it together with the methods).</p>")  # fmt: skip

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from sonoshift.metrics import higher_is_better
 from sonoshift.report.downstream import JudgeScores, judge_scores
 from sonoshift.report.load import RunResult, metric_order, modes_of
@@ -23,6 +25,9 @@ MODE_SHORT = {"target": "vs paired target", "source": "vs own source", "gt": "vs
 NO_GAIN_MODES = ("source",)
 YES, MIXED, NO = "beats doing nothing", "mixed", "does not beat doing nothing"
 UNKNOWN = "not compared"  # no metric or judge has values for both the method and the untranslated frames
+VERDICT_RULE = ("A method counts as better on a per-frame metric when the 95% patient-bootstrap interval of its mean "
+                "paired difference to the untranslated frames excludes zero (a difference within noise is not a "
+                "gain); dataset-level metrics (one value per run: FID, KID, dataset BC) by their value.")
 
 
 @dataclass
@@ -103,15 +108,40 @@ def _mode_clause(mode: str, wins: list[str], total: list[str]) -> str:
     return f"{k}/{n} {where}" + (f" ({_list(wins)})" if wins else "")
 
 
+PAIR_KEYS = ("patient_id", "video_id", "frame_index")  # one frame of the scored split, the same in every run
+
+
+def paired_better(run: RunResult, base: RunResult, mode: str, metric: str) -> bool | None | str:
+    """Whether ``run`` is measurably better than ``base`` on per-frame ``metric`` against reference ``mode``: the
+    95% patient-bootstrap interval (``metrics.bootstrap.patient_bootstrap``) of the mean paired difference over the
+    frames both scored lies entirely on the better side. True / False (within noise, or worse); "unpaired" when the
+    runs have no per-frame values of it to pair (a dataset-level metric); None when no frame has both values."""
+    from sonoshift.metrics.bootstrap import patient_bootstrap
+
+    cols = [*PAIR_KEYS, metric]
+    if any(c not in r.rows.columns for r in (run, base) for c in cols):
+        return "unpaired"
+    a, b = (r.rows[r.rows["reference"] == mode][cols] for r in (run, base))
+    both = a.merge(b, on=list(PAIR_KEYS), suffixes=("", "_base"))
+    d = both[metric].to_numpy(dtype=float) - both[f"{metric}_base"].to_numpy(dtype=float)
+    ok = np.isfinite(d)
+    if not ok.any():
+        return None
+    ci = patient_bootstrap(d[ok], both["patient_id"].astype(str).to_numpy()[ok])
+    return bool(ci.low > 0) if higher_is_better(metric) else bool(ci.high < 0)
+
+
 def _verdict(label: str, modes: list[str], metrics: list[str], means: dict, base: str,
-             downstream: list[JudgeScores]) -> Verdict:  # fmt: skip
+             downstream: list[JudgeScores], runs: dict[str, RunResult] | None = None) -> Verdict:  # fmt: skip
     clauses, majorities = [], []
     for mode in modes:
         if mode in NO_GAIN_MODES:
             continue
         total, wins = [], []
         for m in metrics:
-            b = better(m, means.get((mode, m, label), float("nan")), means.get((mode, m, base), float("nan")))
+            b = paired_better(runs[label], runs[base], mode, m) if runs else "unpaired"
+            if b == "unpaired":  # a dataset-level metric: one value per run, compared as it is
+                b = better(m, means.get((mode, m, label), float("nan")), means.get((mode, m, base), float("nan")))
             if b is None:
                 continue
             total.append(m)
@@ -169,7 +199,8 @@ def build_summary(runs: list[RunResult], tables: list[Table]) -> Summary:
         if any((mode, m) in best for mode in modes):
             rows.append(m)
     downstream = judge_scores(runs)
-    verdicts = [_verdict(lbl, modes, rows, means, base, downstream) for lbl in candidates] if base else []
+    by_label = {r.label: r for r in runs}
+    verdicts = [_verdict(lbl, modes, rows, means, base, downstream, by_label) for lbl in candidates] if base else []
     meta = runs[0].meta
     n = max((n for t in tables for *_, n in t.rows), default=0)
     ctx = [f"{meta['source_domain']} → {meta['target_domain']}" if meta.get("source_domain") else "",
@@ -188,4 +219,4 @@ def summary_markdown(s: Summary) -> list[str]:
         return []
     lines = ["## Verdict: does each method beat doing nothing (the untranslated frames)?", "", s.context, ""]
     lines += [f"- **{v.label}** — {v.word}: {v.sentence}" for v in s.verdicts]
-    return [*lines, ""]
+    return [*lines, "", VERDICT_RULE, ""]
