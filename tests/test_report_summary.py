@@ -19,7 +19,7 @@ from sonoshift.report import ReportConfig, make_report
 from sonoshift.report.figure import draw_figure, figure_content
 from sonoshift.report.load import load_runs
 from sonoshift.report.outlines import draw_outlines
-from sonoshift.report.summary import MIXED, NO, YES, build_summary
+from sonoshift.report.summary import MIXED, NO, VERDICT_RULE, YES, build_summary, summary_markdown
 from sonoshift.report.table import build_tables
 
 LOWER_IS_BETTER = {"mae", "lpips_alex", "lpips_vgg", "fid", "kid", "hd95"}
@@ -252,5 +252,6 @@ def test_a_verdict_counts_only_differences_outside_the_patient_bootstrap_interva
     noise = runs["noise"].rows
     assert noise["psnr"].mean() > u.rows["psnr"].mean() and noise["mae"].mean() < u.rows["mae"].mean()
     results = list(runs.values())
-    verdicts = {v.label: v.word for v in build_summary(results, build_tables(results)).verdicts}
-    assert verdicts == {"good": YES, "noise": NO, "worse": NO}
+    summary = build_summary(results, build_tables(results))
+    assert {v.label: v.word for v in summary.verdicts} == {"good": YES, "noise": NO, "worse": NO}
+    assert VERDICT_RULE in summary_markdown(summary)  # the page says which differences count
