@@ -162,8 +162,8 @@ def harmonize_and_score(
         if (checkpoint_guard(model) or {}).get("identity"):
             config = f"{config}; anchor guard: identity, each frame's grey-level mean and spread kept"
     harmonize_dataset(
-        model, data if eval_data is None else eval_data, run_dir, split=cfg.split, batch_size=cfg.batch_size, progress=progress, config_name=config,
-        force=True,  # the stage marker decided to redo it
+        model, data if eval_data is None else eval_data, run_dir, split=cfg.split, batch_size=cfg.batch_size,
+        progress=progress, config_name=config, force=True,  # the stage marker decided to redo it
     )
     out: dict[str, Any] = {"run": str(run_dir),
                            "metrics": str(evaluate_run(run_dir, EvaluateConfig(), progress, force=True))}
