@@ -398,8 +398,8 @@ def anchored_condition(hm: Anchor | None, source: torch.Tensor, base: torch.Tens
 
 
 __all__ = [
-    "ANCHORS", "Anchor", "AffineMatch", "anchor_from_metadata", "checkpoint_guard", "apply_as_gain", "anchor_metadata", "anchored_condition", "evenly", "fit_affine",
-    "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "guard_reading", "keep_moments",
-    "keeps_moments", "high_frequency_share",
-    "masked_bilateral", "masked_blur", "DEPTH_SIGMA", "DESPECKLES",
+    "AffineMatch", "Anchor", "anchor_from_metadata", "anchor_metadata", "anchored_condition", "ANCHORS",
+    "apply_as_gain", "checkpoint_guard", "DEPTH_SIGMA", "DESPECKLES", "evenly", "fit_affine",
+    "fit_affine_dataset", "fit_affine_prepared", "fit_anchor", "fit_despeckle", "guard_reading",
+    "high_frequency_share", "keep_moments", "keeps_moments", "masked_bilateral", "masked_blur",
 ]
