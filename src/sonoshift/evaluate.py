@@ -241,8 +241,8 @@ def _check_modes(cfg: EvaluateConfig) -> None:
 
 
 def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage: dict | None = None) -> dict[str, str]:
-    """The texts of metrics_dataset.csv, metrics.json and metrics.csv for one run (nothing is written)."""
-    _check_modes(cfg)
+    """The texts of metrics_dataset.csv, metrics.json and metrics.csv for one run (nothing is written); the modes
+    were checked by ``evaluate_runs``."""
     folder = open_run(run_dir)
     run = folder.info
     rows = folder.outputs()

@@ -31,10 +31,11 @@ def make_baseline(name: str, data: str | Path, source: str, target: str, models:
         return fit_histogram_match(data, source, target), "histogram matching to the target training frames"
     if name == "depth_affine":
         from sonoshift.baselines.depth_affine import fit_depth_affine
+        from sonoshift.methods.anchor import keeps_moments
 
         tr = fit_depth_affine(data, source, target)
         desc = "depth-wise linear grey map (the diffusion anchor without its despeckle)"
-        if tr.net.guard and tr.net.guard["identity"]:
+        if keeps_moments(tr.net):
             desc += ("; the identity here: the domains' training grey levels differ no more than halves of one "
                      "domain's patients (methods.anchor_guard)")
         return tr, desc

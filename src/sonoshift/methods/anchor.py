@@ -315,11 +315,12 @@ def fit_affine_prepared(root: str | Path, split: str, source: str, target: str, 
     pairs = [(load_cache(root, split, d), load_fov(root, split, d)) for d in (source, target)]
     anchor = fit_affine(pairs[0], pairs[1], depth)
     reading = guard_reading(root, split, (source, target), pairs) if guard else None
-    if reading is not None and reading.identity:
+    identity = reading is not None and reading.identity
+    if identity:
         anchor = AffineMatch(anchor.stats[0], anchor.stats[1], anchor.stats[0], anchor.stats[1])
     if reading is not None:
         anchor.guard = reading.as_dict()
-    if not despeckle or anchor.guard and anchor.guard["identity"]:
+    if not despeckle or identity:
         return anchor
     few = [tuple(np.asarray(a[evenly(len(a), max_frames)]) for a in p) for p in pairs]
     out = fit_despeckle(anchor, few[0], few[1], despeckle_kind)

@@ -31,8 +31,9 @@ class AnchoredGenerator(nn.Module):
         super().__init__()
         self.anchor = anchor
         self.body = body
-        guard = getattr(anchor, "guard", None)
-        self.keep = bool(guard and guard.get("identity"))
+        from sonoshift.methods.anchor import keeps_moments
+
+        self.keep = keeps_moments(anchor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -41,7 +42,7 @@ class AnchoredGenerator(nn.Module):
         if self.keep:
             from sonoshift.methods.anchor import keep_moments
 
-            y = keep_moments(y, a)
+            y = keep_moments(y, a)  # the guard found no grey-level gap: only local structure may change
         return y
 
     @torch.no_grad()

@@ -132,14 +132,14 @@ def paired_better(run: RunResult, base: RunResult, mode: str, metric: str) -> bo
 
 
 def _verdict(label: str, modes: list[str], metrics: list[str], means: dict, base: str,
-             downstream: list[JudgeScores], runs: dict[str, RunResult] | None = None) -> Verdict:  # fmt: skip
+             downstream: list[JudgeScores], runs: dict[str, RunResult]) -> Verdict:  # fmt: skip
     clauses, majorities = [], []
     for mode in modes:
         if mode in NO_GAIN_MODES:
             continue
         total, wins = [], []
         for m in metrics:
-            b = paired_better(runs[label], runs[base], mode, m) if runs else "unpaired"
+            b = paired_better(runs[label], runs[base], mode, m)
             if b == "unpaired":  # a dataset-level metric: one value per run, compared as it is
                 b = better(m, means.get((mode, m, label), float("nan")), means.get((mode, m, base), float("nan")))
             if b is None:
