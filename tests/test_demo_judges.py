@@ -3,6 +3,7 @@ CV, and the judges in the method registry; numbers checked against hand-computed
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -258,3 +259,31 @@ def test_real_run_african_study_is_scored_on_the_whole_test_part(shared_data: Pa
     n_target = sum(it.domain == cfg.african_target for it in test_items)
     assert len(load_cache(out, "test", cfg.african_target)) == n_target > 0
     assert len(load_cache(out, "test", OTHER_CENTRES)) == len(test_items) - n_target > 0
+
+
+def test_real_run_fpdb_study_scores_a_third_of_its_patients(shared_data: Path, tmp_path: Path) -> None:
+    """The FETAL_PLANES_DB study's test split holds round(0.35 n) of each machine's patients (the default 15 %
+    left 6 Aloka patients, 9 frames); the African study keeps the default split (it is scored on the test part)."""
+    import csv
+
+    from sonoshift.data.manifests import read_manifest
+    from sonoshift.data.prepare import prepare
+    from sonoshift.data.resize import ResizeConfig
+    from sonoshift.pipeline.real import RealConfig, study_plan
+
+    cfg = RealConfig()
+    plan = {name: (source, target, make_spec, prep) for name, source, target, make_spec, prep in study_plan(cfg)}
+    assert plan["african"][3].split.fractions == (0.7, 0.15, 0.15)
+    source, target, make_spec, prep = plan["fpdb"]
+    out = prepare(make_spec(cfg, shared_data), tmp_path / "fpdb", dataclasses.replace(prep, resize=ResizeConfig(size=32)),
+                  progress=False).out
+    # the reference: patients per machine counted from the official table, by hand
+    with open(shared_data / "fetal_planes_db" / "index.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["US_Machine"] in (source, target)]
+    for machine in (source, target):
+        n = len({r["Patient_num"] for r in rows if r["US_Machine"] == machine})
+        test = {r["patient_id"] for r in read_manifest(out / "manifest_test.csv") if r["domain"] == machine}
+        val = {r["patient_id"] for r in read_manifest(out / "manifest_val.csv") if r["domain"] == machine}
+        train = {r["patient_id"] for r in read_manifest(out / "manifest_train.csv") if r["domain"] == machine}
+        assert len(test) == round(0.35 * n) and len(val) == round(0.15 * n)
+        assert len(train) == n - len(test) - len(val) and not (test & val or test & train or val & train)

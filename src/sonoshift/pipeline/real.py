@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from sonoshift.atomic import atomic_write_text
-from sonoshift.config import NonNegInt, Validated, load_config, to_dict
+from sonoshift.config import NonNegInt, UnitFloat, Validated, load_config, to_dict
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.demo_difusal import DemoDifusalConfig
 from sonoshift.pipeline.spain_africa import SpainAfricaConfig
@@ -40,11 +40,14 @@ class RealConfig(Validated):
     segmenter), hc18_refiner_config / steps_hc18_refiner: its crop refiner (second stage; empty config: none), both
     trained in the HC18 stage and scored on HC18's held-out images; spain_africa: the Spain -> Africa plane check;
     difusal: the DiFUSAL loop on the Spain -> Africa protocol (pipeline/demo_difusal.py; needs spain_africa);
-    difusal_ga: the DiFUSAL GA loop on HC18 heads (its own prepared copy of HC18, 64 px, patient splits 60/20/20)."""
+    difusal_ga: the DiFUSAL GA loop on HC18 heads (its own prepared copy of HC18, 64 px, patient splits 60/20/20);
+    fpdb_split: the FETAL_PLANES_DB study's patient fractions (train, val, test), a third of the patients scored as
+    in the simulator demo (the default 15 % left 9 Aloka frames of 6 patients to score)."""
 
     data_root: str = "../shared/data"
     fpdb_source: str = "Aloka"
     fpdb_target: str = "Voluson E6"
+    fpdb_split: tuple[UnitFloat, UnitFloat, UnitFloat] = (0.5, 0.15, 0.35)
     african_target: str = "Malawi"
     hc18_config: str = "configs/cpu/hc18_segmenter.yaml"
     steps_hc18: NonNegInt = 400
@@ -270,12 +273,31 @@ def _heads_section(heads: dict[str, Any], figure: Path) -> ExtraSection:
     )
 
 
+def study_plan(cfg: RealConfig) -> list[tuple[str, str, str, Any, Any]]:
+    """The two harmonization studies: (name, source domain, target domain, spec maker, PrepareConfig). The
+    FETAL_PLANES_DB study is scored on its own test split (``cfg.fpdb_split``); the African study on the African
+    test part, so its own split (the default) only feeds training and checkpoint choice."""
+    from sonoshift.data.prepare import PrepareConfig
+    from sonoshift.data.resize import ResizeConfig
+    from sonoshift.data.splits import SplitConfig
+
+    def prep(source: str, target: str, split: SplitConfig) -> PrepareConfig:
+        return PrepareConfig(resize=ResizeConfig(size=cfg.study.size), source_domain=source, target_domain=target,
+                             split=split)
+
+    return [
+        ("fpdb", cfg.fpdb_source, cfg.fpdb_target, _fpdb_spec,
+         prep(cfg.fpdb_source, cfg.fpdb_target, SplitConfig(fractions=cfg.fpdb_split))),
+        ("african", OTHER_CENTRES, cfg.african_target, _african_spec,
+         prep(OTHER_CENTRES, cfg.african_target, SplitConfig())),
+    ]
+
+
 def run_real(
     out: str | Path = "runs/real", cfg: RealConfig = RealConfig(), *, force: bool = False, progress: bool = True
 ) -> dict[str, Any]:
     """Run both real-data studies and the head evaluation into ``out``; return the summary (report paths...)."""
-    from sonoshift.data.prepare import PrepareConfig, prepare
-    from sonoshift.data.resize import ResizeConfig
+    from sonoshift.data.prepare import prepare
     from sonoshift.pipeline.spain_africa import run_spain_africa
     from sonoshift.report import make_report
 
@@ -284,15 +306,10 @@ def run_real(
     root.mkdir(parents=True, exist_ok=True)
     log = StageLog()
     reports: dict[str, str] = {}
-    studies = (
-        ("fpdb", cfg.fpdb_source, cfg.fpdb_target, _fpdb_spec),
-        ("african", OTHER_CENTRES, cfg.african_target, _african_spec),
-    )
     study_runs: dict[str, list[Path]] = {}
-    for name, source, target, make_spec in studies:
+    for name, source, target, make_spec, prep_cfg in study_plan(cfg):
         sub = root / name
         study = dataclasses.replace(cfg.study, source=source, target=target)
-        prep_cfg = PrepareConfig(resize=ResizeConfig(size=study.size), source_domain=source, target_domain=target)
         spec = make_spec(cfg, data_root)
         run_stage(f"{name}: prepare", sub, [to_dict(prep_cfg), path_key(data_root, sub)],
                   lambda s=spec, d=sub / "data", p=prep_cfg: str(prepare(s, d, p, progress=progress).out),
