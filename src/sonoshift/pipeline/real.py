@@ -306,8 +306,9 @@ def run_real(
     root.mkdir(parents=True, exist_ok=True)
     log = StageLog()
     reports: dict[str, str] = {}
+    plan = study_plan(cfg)
     study_runs: dict[str, list[Path]] = {}
-    for name, source, target, make_spec, prep_cfg in study_plan(cfg):
+    for name, source, target, make_spec, prep_cfg in plan:
         sub = root / name
         study = dataclasses.replace(cfg.study, source=source, target=target)
         spec = make_spec(cfg, data_root)
@@ -341,7 +342,7 @@ def run_real(
         difusal_ga = run_hc18_difusal(cfg.difusal_ga, root, data_root, log, force, progress)
     figure = root / "heads" / "heads_outlines.png"
     # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.
-    for name, source, target, _ in studies:
+    for name, source, target, *_ in plan:
         sub = root / name
         study = dataclasses.replace(cfg.study, source=source, target=target)
 
