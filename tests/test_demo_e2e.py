@@ -182,3 +182,30 @@ def test_real_run_needs_the_shared_data(capsys: pytest.CaptureFixture, tmp_path:
     err = capsys.readouterr().err.strip()
     assert e.value.code == 1 and "fetal_planes_db" in err and "--data-root" in err
     assert not (tmp_path / "r").exists()  # the run folder is made only once the data root is found
+
+
+@pytest.mark.slow
+def test_real_demo_end_to_end_on_the_shared_data(shared_data: Path, tmp_path: Path) -> None:
+    """`sonoshift demo --real` with tiny budgets (the synthesis loops off): both studies, the heads, HC18 and the
+    Spain -> Africa stage run and both reports are written; each study is scored on the frames it should be."""
+    from sonoshift.data.manifests import read_manifest
+    from sonoshift.judges.plane.african import african_part
+    from sonoshift.pipeline.real import RealConfig, run_real
+    from sonoshift.pipeline.spain_africa import SpainAfricaConfig
+
+    cfg = RealConfig(
+        data_root=str(shared_data), steps_hc18=2, steps_hc18_ga=2, steps_hc18_refiner=2,
+        study=StudyConfig(size=32, steps={"cyclegan": 2, "ddgan": 2, "cascade": 2}, batch_size=8),
+        spain_africa=SpainAfricaConfig(size=32, steps_cyclegan=2, steps_classifier=4),
+        difusal=DemoDifusalConfig(enabled=False), difusal_ga=DemoDifusalConfig(enabled=False))
+    summary = run_real(tmp_path / "real", cfg, progress=False)
+    for study in ("fpdb", "african"):
+        html = (tmp_path / "real" / study / "report" / "index.html").read_text(encoding="utf-8")
+        assert "Verdict" in html and "cascade" in html
+    # FETAL_PLANES_DB: scored on its own test split (a third of the patients); African: on the whole test part
+    fpdb_test = read_manifest(tmp_path / "real" / "fpdb" / "data" / "manifest_test.csv")
+    scored = list(csv.DictReader((tmp_path / "real" / "fpdb" / "harmonized" / "untranslated" / "outputs.csv").open()))
+    assert len(scored) == sum(r["domain"] == cfg.fpdb_source for r in fpdb_test) > 9
+    afr = list(csv.DictReader((tmp_path / "real" / "african" / "harmonized" / "untranslated" / "outputs.csv").open()))
+    assert afr and {r["patient_id"] for r in afr} <= african_part("test")
+    assert Path(summary["report"]).is_file()
