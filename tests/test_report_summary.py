@@ -255,3 +255,30 @@ def test_a_verdict_counts_only_differences_outside_the_patient_bootstrap_interva
     summary = build_summary(results, build_tables(results))
     assert {v.label: v.word for v in summary.verdicts} == {"good": YES, "noise": NO, "worse": NO}
     assert VERDICT_RULE in summary_markdown(summary)  # the page says which differences count
+
+
+@pytest.mark.parametrize("paired", [False, True, None])
+def test_unpaired_data_is_said_in_the_summary(tmp_path: Path, paired: bool | None) -> None:
+    """Real scanners' prepared data say ``paired: false`` in dataset.json: the evaluation records it, its target
+    mode is described as another patient's frame, and the summary says so under the verdict; paired (simulator)
+    or unknown data get neither."""
+    import json
+
+    from sonoshift.evaluate import UNPAIRED_TARGET_TEXT
+    from sonoshift.report.summary import UNPAIRED_NOTE
+
+    ds = tmp_path / "ds"
+    rows = make_dataset(ds, n=3, with_gt=False)
+    if paired is not None:
+        (ds / "dataset.json").write_text(json.dumps({"paired": paired}), encoding="utf-8")
+    dirs = [make_run(tmp_path / "raw", ds, rows, "untranslated", "raw source frames", lambda s, g, i: s),
+            make_run(tmp_path / "m", ds, rows, "ddgan", "t", lambda s, g, i: g)]
+    for d in dirs:
+        evaluate_run(d, EvaluateConfig(modes=("target", "source"), lpips="none"), progress=False)
+    meta = json.loads((dirs[1] / "metrics.json").read_text(encoding="utf-8"))
+    assert meta["paired"] is paired
+    assert (meta["mode_descriptions"]["target"] == UNPAIRED_TARGET_TEXT) == (paired is False)
+    loaded = load_runs(dirs)
+    context = build_summary(loaded, build_tables(loaded)).context
+    assert (UNPAIRED_NOTE in context) == (paired is False)
+    assert "3 frames per run" in context

@@ -45,6 +45,22 @@ MODE_TEXT = {
     "source": "translated vs its own source frame (structure kept)",
     "gt": "translated vs simulator ground truth (true accuracy)",
 }
+
+UNPAIRED_TARGET_TEXT = ("translated vs a target-domain frame of another patient (unpaired data: grey-level and "
+                        "texture agreement, not structure)")
+
+
+def dataset_paired(root: Path) -> bool | None:
+    """The prepared dataset's ``paired`` flag (dataset.json): True when each source frame's target frame shows the
+    same anatomy (the simulator), False when the pairs only join two domains' frames (real scanners); None when
+    unknown (no dataset.json or no flag)."""
+    try:
+        flag = json.loads((root / "dataset.json").read_text(encoding="utf-8")).get("paired")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return flag if isinstance(flag, bool) else None
+
+
 ID_COLUMNS = ["method", "config", "reference", "output_path", "reference_path", "patient_id", "video_id",
               "frame_index", "mask_used"]  # fmt: skip
 
@@ -314,6 +330,7 @@ def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage
     dw.writeheader()
     for r in dataset_rows:
         dw.writerow({k: _fmt(v) for k, v in r.items()})
+    paired = dataset_paired(root)
     meta = {
         "method": method,
         "config": config_name,
@@ -323,7 +340,9 @@ def _score(run_dir: Path, cfg: EvaluateConfig, progress: bool, key: str, leakage
         "split": run.get("split"),
         "modes": done,
         "modes_skipped": skipped,
-        "mode_descriptions": {m: MODE_TEXT[m] for m in done},
+        "mode_descriptions": {m: MODE_TEXT[m] for m in done} | (
+            {"target": UNPAIRED_TARGET_TEXT} if "target" in done and paired is False else {}),
+        "paired": paired,
         "mask_used": any(r["mask_used"] for r in out_rows),
         "mask_note": "metrics computed only inside the field-of-view mask" if any(r["mask_used"] for r in out_rows)
         else "no field-of-view mask: metrics over the whole frame",

@@ -20,6 +20,8 @@ from sonoshift.report.load import RunResult, metric_order, modes_of
 from sonoshift.report.table import Table, display
 
 UNTRANSLATED = "untranslated"  # the method name of the no-translation run (inference.Untranslated)
+UNPAIRED_NOTE = ("unpaired data: each frame's target is a frame of another patient, so \"vs paired target\" "
+                 "measures grey-level and texture agreement, not structure")
 MODE_SHORT = {"target": "vs paired target", "source": "vs own source", "gt": "vs ground truth"}
 # Against its own source the untranslated run is perfect by construction: no gain is shown and no verdict drawn.
 NO_GAIN_MODES = ("source",)
@@ -205,6 +207,8 @@ def build_summary(runs: list[RunResult], tables: list[Table]) -> Summary:
     n = max((n for t in tables for *_, n in t.rows), default=0)
     ctx = [f"{meta['source_domain']} → {meta['target_domain']}" if meta.get("source_domain") else "",
            f"{meta['split']} split" if meta.get("split") else "", f"{n} frames per run", f"{len(runs)} runs"]  # fmt: skip
+    if any(r.meta.get("paired") is False for r in runs):  # real scanners: the pairs join frames of other patients
+        ctx.append(UNPAIRED_NOTE)
     empty = [f"{m} ({r.label})" for r in runs for m in r.metric_columns
              if not r.rows[m].astype(float).notna().any()]
     if empty:  # said where the verdict's metric count is read, not dropped in silence
