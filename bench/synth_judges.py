@@ -79,7 +79,7 @@ def main() -> None:
         f1 = ", ".join(f"{x['macro_f1']:.3f}" for x in r["per_judge"])
         print(f"{name}: n={r['n']} macro-F1 per judge [{f1}] mean {r['mean']:.3f} sd {r['std']:.3f} "
               f"(min {r['min']:.3f}, max {r['max']:.3f}); ensemble {r['ensemble_macro_f1']:.3f}")
-        print(f"  recall mean over judges: " + ", ".join(
+        print("  recall mean over judges: " + ", ".join(
             f"{c} {np.mean([x['recall'][c] for x in r['per_judge']]):.2f}" for c in r["per_judge"][0]["recall"]))
         print(f"  agreement: all right {r['agreement']['all_right']:.2f}, none right {r['agreement']['none_right']:.2f}, "
               f"split {r['agreement']['split']:.2f}; by plane " + "; ".join(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from skimage.exposure import match_histograms
-from test_ddgan_method import SIZE, TINY_DDGAN, tiny_run  # noqa: F401  (the fixture is re-exported)
+from test_ddgan_method import TINY_DDGAN, tiny_run  # noqa: F401  (the fixture is re-exported)
 from torch import nn
 
 from sonoshift.baselines.histogram_match import HistogramMatch, reference_from_frames

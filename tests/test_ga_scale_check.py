@@ -11,7 +11,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from sonoshift.biometry.ellipse import ellipse_perimeter
@@ -120,7 +119,7 @@ def _wide_polar(path, fake_hc18, seed=0, radii=16):
 
 
 def test_build_stores_the_scale_check_and_refuses_what_cannot_be_one(fake_hc18, tmp_path):
-    from sonoshift.judges.ga.estimator import load_ga_estimator, measure
+    from sonoshift.judges.ga.estimator import load_ga_estimator
     from sonoshift.judges.ga.onnx_net import OrtNet
     from test_ga_estimator import head_image
 

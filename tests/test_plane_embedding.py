@@ -14,7 +14,7 @@ from sonoshift.evaluate import EvaluateConfig, evaluate_run
 from sonoshift.judges.plane.api import train_on_dataset
 from sonoshift.judges.plane.augment import AugmentConfig
 from sonoshift.judges.plane.data import load_samples
-from sonoshift.judges.plane.embedding import PlaneFeatures, PlanePerceptualDistance, load_plane_extractor
+from sonoshift.judges.plane.embedding import PlanePerceptualDistance, load_plane_extractor
 from sonoshift.judges.plane.net import NetConfig
 from sonoshift.judges.plane.train import ClassifierConfig, ClassifierTrainConfig
 from sonoshift.metrics.fid import fid_kid

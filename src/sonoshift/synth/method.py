@@ -16,7 +16,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from sonoshift.engine.ema import EMA
