@@ -53,3 +53,32 @@ def test_path_key_same_for_relative_and_absolute_paths(tmp_path, monkeypatch):
     run_stage("t", root, [path_key(root / "data", root)], lambda: 2, force=False, log=log)
     assert log.entries["t"]["status"] == "reused"
     assert os.path.samefile(Path.cwd(), root)
+
+
+def test_a_moved_run_folder_returns_paths_in_its_new_place(tmp_path):
+    """Paths inside the stage's folder are stored relative to it: a copied run resumes with its own paths; other
+    strings and paths outside the folder come back unchanged."""
+    import shutil
+
+    old, new = tmp_path / "old" / "run", tmp_path / "elsewhere" / "run"
+    old.mkdir(parents=True)
+    result = {"report": str(old / "report" / "index.html"), "root": str(old), "runs": [str(old / "a"), "note"],
+              "outside": str(tmp_path / "data"), "sibling": str(tmp_path / "old" / "run2" / "x"), "n": 3}
+    log = StageLog()
+    assert run_stage("s", old, {"a": 1}, lambda: result, force=False, log=log) == result
+    shutil.copytree(old, new)
+    shutil.rmtree(old)
+    again = run_stage("s", new, {"a": 1}, lambda: pytest.fail("a finished stage ran again"), force=False, log=log)
+    assert log.entries["s"]["status"] == "reused"
+    assert again == {"report": (new / "report" / "index.html").as_posix(), "root": new.as_posix(),
+                     "runs": [(new / "a").as_posix(), "note"], "outside": str(tmp_path / "data"),
+                     "sibling": str(tmp_path / "old" / "run2" / "x"), "n": 3}
+    # a folder named relative to the working directory keeps that spelling
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        rel = Path("elsewhere") / "run"
+        assert run_stage("s", rel, {"a": 1}, lambda: pytest.fail("ran"), force=False, log=log)["report"] == (
+            "elsewhere/run/report/index.html")
+    finally:
+        os.chdir(cwd)

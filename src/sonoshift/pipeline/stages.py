@@ -34,6 +34,41 @@ def path_key(path: str | Path, root: str | Path) -> str:
         return p.as_posix()
 
 
+ROOT_TOKEN = "${stage_root}"  # stands for the stage's folder in a stored result, so a run folder can be moved
+
+
+def _root_forms(root: Path) -> list[str]:
+    """The spellings of ``root`` a stored path may start with (as given, absolute, resolved), longest first."""
+    forms = {root.as_posix(), root.absolute().as_posix(), root.resolve().as_posix()}
+    return sorted((f.rstrip("/") for f in forms if f not in ("", ".")), key=len, reverse=True)
+
+
+def portable_result(obj: Any, root: Path) -> Any:
+    """``obj`` with every string that is a path inside ``root`` written as ``ROOT_TOKEN/...`` (in dicts and lists,
+    recursively); other values unchanged."""
+    if isinstance(obj, str):
+        for form in _root_forms(root):
+            if obj == form or obj.startswith(form + "/"):
+                return ROOT_TOKEN + obj[len(form):]
+        return obj
+    if isinstance(obj, dict):
+        return {k: portable_result(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [portable_result(v, root) for v in obj]
+    return obj
+
+
+def local_result(obj: Any, root: Path) -> Any:
+    """The inverse of ``portable_result`` for the folder ``root`` the stage is in now."""
+    if isinstance(obj, str):
+        return root.as_posix() + obj[len(ROOT_TOKEN):] if obj.startswith(ROOT_TOKEN) else obj
+    if isinstance(obj, dict):
+        return {k: local_result(v, root) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [local_result(v, root) for v in obj]
+    return obj
+
+
 @dataclass
 class StageLog:
     """What ran: stage name -> {"status": "ran" | "reused", "seconds": float, "result": ...}."""
@@ -68,7 +103,8 @@ def run_stage(
 ) -> Any:
     """Run ``fn`` unless ``root/.stages/<name>.json`` records the same ``key``; return fn's (JSON-able) result.
 
-    The result is stored in the marker, so a skipped stage returns what it returned when it ran.
+    The result is stored in the marker, so a skipped stage returns what it returned when it ran; paths inside
+    ``root`` are stored relative to it, so a run folder moved or copied elsewhere returns paths in its new place.
     """
     marker = marker_path(root, name)
     digest = stage_key(key)
@@ -79,13 +115,15 @@ def run_stage(
             done = {}
         if done.get("key") == digest:
             console.print(f"[green]✓[/green] {name}: done earlier, reused ({marker.parent.parent})")
-            log.entries[name] = {"status": "reused", "seconds": 0.0, "result": done.get("result")}
-            return done.get("result")
+            result = local_result(done.get("result"), root)
+            log.entries[name] = {"status": "reused", "seconds": 0.0, "result": result}
+            return result
     console.rule(f"[bold]{name}")
     t0 = time.perf_counter()
     result = fn()
     seconds = time.perf_counter() - t0
-    atomic_write_text(marker, json.dumps({"key": digest, "seconds": seconds, "result": result}, default=str))
+    stored = portable_result(json.loads(json.dumps(result, default=str)), root)  # paths inside root: movable
+    atomic_write_text(marker, json.dumps({"key": digest, "seconds": seconds, "result": stored}))
     console.print(f"[green]✓[/green] {name}: {seconds:.1f} s")
     log.entries[name] = {"status": "ran", "seconds": seconds, "result": result}
     return result
