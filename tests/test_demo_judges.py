@@ -271,9 +271,10 @@ def test_real_run_fpdb_study_scores_a_third_of_its_patients(shared_data: Path, t
     from sonoshift.pipeline.real import RealConfig, study_plan
 
     cfg = RealConfig()
-    plan = {name: (source, target, make_spec, prep) for name, source, target, make_spec, prep in study_plan(cfg)}
-    assert plan["african"][3].split.fractions == (0.7, 0.15, 0.15)
-    source, target, make_spec, prep = plan["fpdb"]
+    plan = {st.name: st for st in study_plan(cfg)}
+    assert plan["african"].prepare.split.fractions == (0.7, 0.15, 0.15)
+    fpdb = plan["fpdb"]
+    source, target, make_spec, prep = fpdb.study.source, fpdb.study.target, fpdb.make_spec, fpdb.prepare
     out = prepare(make_spec(cfg, shared_data), tmp_path / "fpdb", dataclasses.replace(prep, resize=ResizeConfig(size=32)),
                   progress=False).out
     # the reference: patients per machine counted from the official table, by hand

@@ -36,7 +36,7 @@ from sonoshift.metrics.lpips import LPIPS, load_lpips, lpips_distance
 from sonoshift.metrics.suite import PAIR_METRICS, pair_metrics
 from sonoshift.outputs import Action, Stamp, decide, file_digest, settings_key
 from sonoshift.progress import track
-from sonoshift.runs import open_run
+from sonoshift.runs import open_run, read_json
 
 MODES = ("target", "source", "gt")
 MODE_COLUMN = {"target": "target_path", "source": "source_path", "gt": "gt_path"}
@@ -55,8 +55,8 @@ def dataset_paired(root: Path) -> bool | None:
     same anatomy (the simulator), False when the pairs only join two domains' frames (real scanners); None when
     unknown (no dataset.json or no flag)."""
     try:
-        flag = json.loads((root / "dataset.json").read_text(encoding="utf-8")).get("paired")
-    except (OSError, ValueError, AttributeError):
+        flag = read_json(root / "dataset.json").get("paired")
+    except SonoshiftError:
         return None
     return flag if isinstance(flag, bool) else None
 

@@ -19,6 +19,8 @@ from torch import nn
 
 from typing import TYPE_CHECKING
 
+from sonoshift.methods.anchor import keep_moments, keeps_moments
+
 if TYPE_CHECKING:
     from sonoshift.baselines.histogram_match import HistogramMatch
     from sonoshift.methods.anchor import AffineMatch
@@ -31,8 +33,6 @@ class AnchoredGenerator(nn.Module):
         super().__init__()
         self.anchor = anchor
         self.body = body
-        from sonoshift.methods.anchor import keeps_moments
-
         self.keep = keeps_moments(anchor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,8 +40,6 @@ class AnchoredGenerator(nn.Module):
             a = self.anchor(x)
         y = (a + self.body(torch.cat([x, a], dim=1))).clamp(-1.0, 1.0)
         if self.keep:
-            from sonoshift.methods.anchor import keep_moments
-
             y = keep_moments(y, a)  # the guard found no grey-level gap: only local structure may change
         return y
 

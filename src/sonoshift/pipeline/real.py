@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -273,24 +274,33 @@ def _heads_section(heads: dict[str, Any], figure: Path) -> ExtraSection:
     )
 
 
-def study_plan(cfg: RealConfig) -> list[tuple[str, str, str, Any, Any]]:
-    """The two harmonization studies: (name, source domain, target domain, spec maker, PrepareConfig). The
-    FETAL_PLANES_DB study is scored on its own test split (``cfg.fpdb_split``); the African study on the African
-    test part, so its own split (the default) only feeds training and checkpoint choice."""
+@dataclasses.dataclass(frozen=True)
+class StudyPlan:
+    """One harmonization study of the real-data run: its folder name, the spec maker of its images, how they are
+    prepared and the study settings (source and target domain set)."""
+
+    name: str
+    make_spec: Callable[[RealConfig, Path], Any]
+    prepare: Any  # PrepareConfig
+    study: StudyConfig
+
+
+def study_plan(cfg: RealConfig) -> list[StudyPlan]:
+    """The two harmonization studies. The FETAL_PLANES_DB study is scored on its own test split
+    (``cfg.fpdb_split``); the African study on the African test part, so its own split (the default) only feeds
+    training and checkpoint choice."""
     from sonoshift.data.prepare import PrepareConfig
     from sonoshift.data.resize import ResizeConfig
     from sonoshift.data.splits import SplitConfig
 
-    def prep(source: str, target: str, split: SplitConfig) -> PrepareConfig:
-        return PrepareConfig(resize=ResizeConfig(size=cfg.study.size), source_domain=source, target_domain=target,
+    def plan(name: str, make_spec: Callable[[RealConfig, Path], Any], source: str, target: str,
+             split: SplitConfig) -> StudyPlan:
+        prep = PrepareConfig(resize=ResizeConfig(size=cfg.study.size), source_domain=source, target_domain=target,
                              split=split)
+        return StudyPlan(name, make_spec, prep, dataclasses.replace(cfg.study, source=source, target=target))
 
-    return [
-        ("fpdb", cfg.fpdb_source, cfg.fpdb_target, _fpdb_spec,
-         prep(cfg.fpdb_source, cfg.fpdb_target, SplitConfig(fractions=cfg.fpdb_split))),
-        ("african", OTHER_CENTRES, cfg.african_target, _african_spec,
-         prep(OTHER_CENTRES, cfg.african_target, SplitConfig())),
-    ]
+    return [plan("fpdb", _fpdb_spec, cfg.fpdb_source, cfg.fpdb_target, SplitConfig(fractions=cfg.fpdb_split)),
+            plan("african", _african_spec, OTHER_CENTRES, cfg.african_target, SplitConfig())]
 
 
 def run_real(
@@ -308,10 +318,10 @@ def run_real(
     reports: dict[str, str] = {}
     plan = study_plan(cfg)
     study_runs: dict[str, list[Path]] = {}
-    for name, source, target, make_spec, prep_cfg in plan:
+    for st in plan:
+        name, prep_cfg, study = st.name, st.prepare, st.study
         sub = root / name
-        study = dataclasses.replace(cfg.study, source=source, target=target)
-        spec = make_spec(cfg, data_root)
+        spec = st.make_spec(cfg, data_root)
         run_stage(f"{name}: prepare", sub, [to_dict(prep_cfg), path_key(data_root, sub)],
                   lambda s=spec, d=sub / "data", p=prep_cfg: str(prepare(s, d, p, progress=progress).out),
                   force=force, log=log)
@@ -342,9 +352,9 @@ def run_real(
         difusal_ga = run_hc18_difusal(cfg.difusal_ga, root, data_root, log, force, progress)
     figure = root / "heads" / "heads_outlines.png"
     # Reports come last so the fpdb page carries the head section; they are cheap and always rewritten.
-    for name, source, target, *_ in plan:
+    for st in plan:
+        name, study = st.name, st.study
         sub = root / name
-        study = dataclasses.replace(cfg.study, source=source, target=target)
 
         def _report(r: list[Path] = study_runs[name], o: Path = sub / "report", n: str = name) -> str:
             extra = ([_heads_section(heads, figure), _hc18_section(hc18)] if n == "fpdb"
