@@ -184,6 +184,19 @@ def test_real_run_needs_the_shared_data(capsys: pytest.CaptureFixture, tmp_path:
     assert not (tmp_path / "r").exists()  # the run folder is made only once the data root is found
 
 
+@pytest.mark.parametrize("args", [["--real", "fpdb_split=[0.5,0.5,0.5]"], ["split_fractions=[0.9,0.2,0.1]"],
+                                  ["--real", "fpdb_split=[0.0,0.5,0.5]"]])
+def test_a_wrong_split_is_refused_before_the_run_folder_exists(
+    args: list[str], capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "-o", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err.strip()
+    key = args[-1].split("=")[0]
+    assert e.value.code == 1 and err.startswith(f"error: config key '{key}'") and "sum" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()  # it used to fail in the first prepare stage, leaving an empty folder
+
+
 @pytest.mark.slow
 def test_real_demo_end_to_end_on_the_shared_data(shared_data: Path, tmp_path: Path) -> None:
     """`sonoshift demo --real` with tiny budgets (the synthesis loops off): both studies, the heads, HC18 and the

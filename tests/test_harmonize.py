@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,7 @@ from sonoshift.inference.harmonize import harmonize_dataset, harmonize_inputs
 from sonoshift.io.video import write_mp4
 from sonoshift.methods import load_translator
 from sonoshift.methods.cyclegan import CycleGAN, CycleGANConfig
+from sonoshift.runs import open_run
 from sonoshift.inference.translate import Geometry, harmonize_stack, to_signed, to_uint8
 
 TINY = ["model.ngf=4", "model.n_blocks=1", "model.ndf=4", "train.batch_size=2", "train.max_steps=2",
@@ -185,3 +187,21 @@ def test_dataset_mode_writes_a_translation_run(model_dir: Path, tmp_path: Path) 
         rows_txt = (load / "manifest_test.csv").read_text().replace("handheld", "other")
         (load / "manifest_test.csv").write_text(rows_txt)
         harmonize_dataset(model_dir, load, tmp_path / "run2", progress=False)
+
+
+def test_a_moved_run_still_finds_its_dataset(model_dir: Path, tmp_path: Path) -> None:
+    """run.json names the dataset relative to the run (a run moved with its dataset, e.g. a copied demo folder)
+    and where it was (a run moved alone); evaluate reads the frames through RunFolder.dataset_root."""
+    data = make_prepared(tmp_path / "a" / "data")
+    run = harmonize_dataset(model_dir, data, tmp_path / "a" / "harmonized" / "cg", split="test", progress=False)
+    info = json.loads((run / "run.json").read_text())
+    assert info["dataset"] == "../../data" and info["dataset_absolute"] == str(data.resolve())
+    cell = "frames/cart/p1/v1_cart/00001.png"
+    shutil.move(tmp_path / "a", tmp_path / "b")  # run and dataset together: the relative path
+    moved = open_run(tmp_path / "b" / "harmonized" / "cg")
+    assert moved.dataset_root.resolve() == (tmp_path / "b" / "data").resolve()
+    assert moved.resolve(cell).is_file()
+    shutil.copytree(tmp_path / "b" / "data", tmp_path / "a" / "data")  # the dataset back where it was written
+    shutil.move(tmp_path / "b" / "harmonized", tmp_path / "elsewhere")  # ... and the run alone elsewhere
+    alone = open_run(tmp_path / "elsewhere" / "cg")
+    assert alone.dataset_root == data.resolve() and alone.resolve(cell).is_file()

@@ -34,6 +34,13 @@ def test_split_counts_limits() -> None:
         split_counts(10, (0.5, 0.2, 0.2))
 
 
+@pytest.mark.parametrize("fractions", [(0.5, 0.2, 0.2), (0.0, 0.5, 0.5), (0.3, 0.3, 0.3)])
+def test_a_split_config_that_cannot_split_is_refused_when_built(fractions: tuple[float, float, float]) -> None:
+    with pytest.raises(SonoshiftError, match="summing to 1 with train > 0"):
+        SplitConfig(fractions=fractions)
+    assert SplitConfig(fractions=(0.8, 0.0, 0.2)).fractions == (0.8, 0.0, 0.2)
+
+
 def test_make_splits_partition_and_determinism() -> None:
     patients = {"a": [f"a{i}" for i in range(20)], "b": [f"b{i}" for i in range(10)]}
     s1 = make_splits(patients, SplitConfig(seed=3))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,15 @@ def resolve(path: Any, root: Path) -> Path | None:
     return p if p.is_absolute() else root / p
 
 
+def dataset_reference(dataset: str | Path, run_dir: str | Path) -> str:
+    """How run.json names its prepared dataset: the path relative to the run folder (posix separators), or the
+    absolute path where no relative one exists (another drive)."""
+    try:
+        return Path(os.path.relpath(Path(dataset).resolve(), Path(run_dir).resolve())).as_posix()
+    except ValueError:
+        return str(Path(dataset).resolve())
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """An opened run folder: its path and ``run.json`` content (``info``; {} when absent and not required)."""
@@ -57,12 +67,18 @@ class RunFolder:
 
     @property
     def dataset_root(self) -> Path:
-        """The prepared dataset the run's relative paths refer to (run.json "dataset"; relative to the run)."""
+        """The prepared dataset the run's relative paths refer to: run.json "dataset" (relative to the run, so a
+        run moved together with its dataset still finds it), else "dataset_absolute" (where it was written, for a
+        run moved alone); the run folder itself when run.json names none."""
         ds = self.info.get("dataset")
         if not ds:
             return self.path
         p = Path(str(ds))
-        return p if p.is_absolute() else self.path / p
+        here = p if p.is_absolute() else self.path / p
+        there = self.info.get("dataset_absolute")
+        if not here.is_dir() and there and Path(str(there)).is_dir():
+            return Path(str(there))
+        return here
 
     def resolve(self, cell: Any) -> Path | None:
         """A dataset path cell of outputs.csv as a path (None for an empty cell)."""

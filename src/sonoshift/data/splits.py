@@ -26,15 +26,23 @@ class SplitConfig(Validated):
     seed: Seed = 0
     file: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_fractions(self.fractions)
+
+
+def check_fractions(fractions: Sequence[float], key: str = "split fractions") -> None:
+    """Raise unless ``fractions`` are three non-negative numbers summing to 1 with a training share > 0."""
+    f = [float(x) for x in fractions]
+    if len(f) != 3 or any(x < 0 for x in f) or abs(sum(f) - 1.0) > 1e-6 or f[0] <= 0:
+        raise SonoshiftError(f"{key} {tuple(fractions)} must be three non-negative numbers summing to 1 with train > 0.")
+
 
 def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
     """Patients per split for ``n`` patients: val and test get round(n f) but at least 1 when their fraction
     is > 0, train gets the rest. Raises when ``n`` is too small for every non-empty split to get a patient."""
+    check_fractions(fractions)
     f = [float(x) for x in fractions]
-    if len(f) != 3 or any(x < 0 for x in f) or abs(sum(f) - 1.0) > 1e-6 or f[0] <= 0:
-        raise SonoshiftError(
-            f"split fractions {tuple(fractions)} must be three non-negative numbers summing to 1 with train > 0."
-        )
     need = sum(1 for x in f if x > 0)
     if n < need:
         raise SonoshiftError(f"{n} patient(s) are too few for a {need}-way split (need at least {need}).")

@@ -41,6 +41,7 @@ from sonoshift.inference.translate import (
     to_uint8,
 )
 from sonoshift.io.images import read_gray, write_png
+from sonoshift.runs import dataset_reference
 from sonoshift.io.video import write_mp4
 from sonoshift.outputs import Batch, Stamp, all_or_nothing, claim_entries, claim_folder, record_entries, settings_key
 from sonoshift.outputs import write_stamp
@@ -315,7 +316,8 @@ def harmonize_dataset(
             "source_domain": src,
             "target_domain": tgt,
             "split": split,
-            "dataset": str(root.resolve()),
+            "dataset": dataset_reference(root, out),
+            "dataset_absolute": str(root.resolve()),
             "sonoshift_version": sonoshift.__version__,
             "samples": samples,
         }

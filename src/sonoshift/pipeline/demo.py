@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, PosInt, Range, Validated, load_config, to_dict
+from sonoshift.data.splits import check_fractions
 from sonoshift.pipeline.demo_difusal import DemoDifusalConfig, report_sections, run_demo_difusal
 from sonoshift.pipeline.judges import JudgesConfig, adapted_section
 from sonoshift.pipeline.stages import StageLog, path_key, run_stage
@@ -56,6 +57,10 @@ class DemoConfig(Validated):
     study: StudyConfig = dataclasses.field(default_factory=lambda: StudyConfig(steps={"ddgan": 300, "cascade": 300}))
     judges: JudgesConfig = dataclasses.field(default_factory=JudgesConfig)
     difusal: DemoDifusalConfig = dataclasses.field(default_factory=DemoDifusalConfig)
+
+    def __post_init__(self) -> None:  # a wrong split says so before the run folder exists
+        super().__post_init__()
+        check_fractions(self.split_fractions, "config key 'split_fractions':")
 
 
 def _without_judges(cfg: DemoConfig) -> dict[str, Any]:

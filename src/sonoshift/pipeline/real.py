@@ -22,6 +22,7 @@ import pandas as pd
 
 from sonoshift.atomic import atomic_write_text
 from sonoshift.config import NonNegInt, UnitFloat, Validated, load_config, to_dict
+from sonoshift.data.splits import check_fractions
 from sonoshift.errors import SonoshiftError
 from sonoshift.pipeline.demo_difusal import DemoDifusalConfig
 from sonoshift.pipeline.spain_africa import SpainAfricaConfig
@@ -64,6 +65,10 @@ class RealConfig(Validated):
         config="configs/cpu/difusal_real_demo.yaml", reuse_plane_judge=False))
     difusal_ga: DemoDifusalConfig = dataclasses.field(default_factory=lambda: DemoDifusalConfig(
         config="configs/cpu/difusal_hc18_demo.yaml", reuse_plane_judge=False))
+
+    def __post_init__(self) -> None:  # a wrong split says so before the run folder exists
+        super().__post_init__()
+        check_fractions(self.fpdb_split, "config key 'fpdb_split':")
 
 
 OTHER_CENTRES = "other_centres"
