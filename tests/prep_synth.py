@@ -58,8 +58,10 @@ def write_mp4(path: Path, frames: np.ndarray, fps: int = 10) -> None:
             c.mux(pkt)
 
 
-def write_dicom(path: Path, frames: np.ndarray, patient_id: str | None, *, pixel_data: bool = True) -> None:
-    """Write a multi-frame 8-bit MONOCHROME2 ultrasound DICOM (explicit VR little endian) with pydicom."""
+def write_dicom(path: Path, frames: np.ndarray, patient_id: str | None, *, pixel_data: bool = True,
+                **extra) -> None:
+    """Write a multi-frame 8-bit MONOCHROME2 ultrasound DICOM (explicit VR little endian) with pydicom; ``extra``
+    attributes are set as given (keywords, e.g. PixelSpacing)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -78,6 +80,8 @@ def write_dicom(path: Path, frames: np.ndarray, patient_id: str | None, *, pixel
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    for key, value in extra.items():
+        setattr(ds, key, value)
     if pixel_data:
         ds.PixelData = np.ascontiguousarray(frames).tobytes()
     ds.save_as(str(path), enforce_file_format=True)

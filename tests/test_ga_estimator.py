@@ -24,6 +24,7 @@ from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
 from sonoshift.judges.ga.estimator import GaEstimator, load_ga_estimator, measure, measure_files
 
 from hc18_data import fake_hc18, head_image  # noqa: F401 (fixture)
+from prep_synth import write_dicom
 
 
 class BrightIsHead(nn.Module):
@@ -63,6 +64,23 @@ def test_an_amodal_first_stage_sees_frames_on_its_canvas(tmp_path):
     pd.testing.assert_frame_equal(streamed, df)
 
 
+def test_a_cine_loop_is_measured_frame_by_frame(tmp_path):
+    # a DICOM cine loop of three heads, read frame by frame in batches of two (the last DICOM is decoded once and
+    # shared by both lanes): each row is the analytic perimeter of its own frame's ellipse
+    from sonoshift.data.frame_inputs import list_frames
+
+    est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64), offset_px=0.0, tta=False)
+    axes = [(150.0, 110.0), (120.0, 90.0), (90.0, 80.0)]
+    loop = np.stack([head_image(270, 400, a, b, 10.0 * k) for k, (a, b) in enumerate(axes)])
+    write_dicom(tmp_path / "loop.dcm", loop, "p")
+    refs = list_frames([tmp_path / "loop.dcm"])
+    for lanes in (1, 2):
+        df = measure_files(est, refs, [0.5] * 3, batch_size=2, lanes=lanes)
+        assert df["name"].tolist() == [f"{tmp_path / 'loop.dcm'}#{k}" for k in range(3)]
+        want = [ellipse_perimeter(a, b) * 0.5 for a, b in axes]
+        assert df["hc_mm"].to_numpy() == pytest.approx(want, rel=0.01)
+
+
 def test_missing_pixel_size_is_a_clear_error():
     est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64))
     with pytest.raises(SonoshiftError, match="img.png has no pixel size"):
@@ -89,6 +107,23 @@ def test_build_train_and_predict_cli(fake_hc18, tmp_path):
     assert r.exit_code == 0, r.output
     df = pd.read_csv(tmp_path / "p.csv")
     assert list(df["pixel_size_mm"]) == [0.2]
+    # the same frame as a DICOM that states its pixel size (ultrasound region calibration, 0.02 cm per pixel)
+    from pydicom.dataset import Dataset
+
+    frame = np.asarray(Image.open(imgs / "000_HC.png").convert("L"))
+    cal = Dataset()
+    cal.RegionSpatialFormat, cal.RegionDataType = 1, 1
+    cal.RegionLocationMinX0, cal.RegionLocationMinY0 = 0, 0
+    cal.RegionLocationMaxX1, cal.RegionLocationMaxY1 = frame.shape[1] - 1, frame.shape[0] - 1
+    cal.PhysicalUnitsXDirection = cal.PhysicalUnitsYDirection = 3
+    cal.PhysicalDeltaX = cal.PhysicalDeltaY = 0.02
+    write_dicom(tmp_path / "000_HC.dcm", frame[None], "p", SequenceOfUltrasoundRegions=[cal])
+    r = runner.invoke(app, ["ga", "predict", str(out), str(tmp_path / "000_HC.dcm"), "-o", str(tmp_path / "d.csv")])
+    assert r.exit_code == 0, r.output
+    d = pd.read_csv(tmp_path / "d.csv")
+    assert d["pixel_size_mm"].tolist() == pytest.approx([0.2]) and d["pixel_size_source"].tolist() == ["dicom"]
+    assert d["hc_mm"].to_numpy() == pytest.approx(df["hc_mm"].to_numpy(), rel=1e-6)
+    assert df["pixel_size_source"].tolist() == ["option"] and d["frame"].isna().all()
     r = runner.invoke(app, ["ga", "predict", str(out), str(imgs / "000_HC.png"), "-o", str(tmp_path / "o.csv"),
                             "--pixel-size", "0.2", "--runtime", "onnx"])
     assert r.exit_code == 0, r.output

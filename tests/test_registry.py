@@ -23,6 +23,7 @@ import sonoshift
 from sonoshift import methods
 from sonoshift.cli.main import main
 from sonoshift.errors import SonoshiftError
+from sonoshift.runs import open_run
 
 SRC = Path(sonoshift.__file__).parent
 TINY = ["train.max_steps=8", "train.log_every=1", "train.device=cpu", "train.tensorboard=false", "train.checkpoint_every=4"]
@@ -132,7 +133,7 @@ def test_a_study_scores_another_prepared_folder_when_given_one(data: Path, tmp_p
     runs = run_study(data, tmp_path / "study", cfg, log=StageLog(), force=False, progress=False, eval_data=other)
     for r in runs:
         run = json.loads((r / "run.json").read_text())
-        assert run["dataset"] == str(other.resolve())
+        assert open_run(r).dataset_root.resolve() == other.resolve() and run["dataset_absolute"] == str(other.resolve())
         n = len(load_cache(other, "test", "handheld"))
         assert len(list((r / "outputs").rglob("*.png"))) == n
     # the training split of the same folder would be leakage: refused with one sentence, nothing scored

@@ -10,7 +10,7 @@ from sonoshift.cli.overrides import OVERRIDES_HELP, SET_HELP, merge_overrides
 from sonoshift.errors import SonoshiftError
 
 classify_app = typer.Typer(
-    help="Plane classifier: train on a prepared labelled dataset, evaluate per domain, predict image files.",
+    help="Plane classifier: train on a prepared labelled dataset, evaluate per domain, predict image / DICOM files.",
     no_args_is_help=True,
 )
 
@@ -69,7 +69,7 @@ def evaluate_cmd(
 @classify_app.command("predict")
 def predict_cmd(
     classifier: Path = typer.Argument(..., help="Classifier folder."),
-    images: list[Path] = typer.Argument(..., help="Image files or folders of images."),
+    images: list[Path] = typer.Argument(..., help="Image or DICOM files (stills or cine loops), or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write."),
     crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),
     adapt: bool = typer.Option(False, help="Re-normalize the classifier on these frames first (AdaBN; at least 8 "
@@ -79,7 +79,8 @@ def predict_cmd(
     force: bool = typer.Option(False, "--force", help="Replace this command's own earlier CSV made with other "
                                                       "settings (a file it did not write is never replaced)."),
 ) -> None:
-    """Predicted plane, confidence and class probabilities per image, as a CSV."""
+    """Predicted plane, confidence and class probabilities per image or DICOM frame, as a CSV (column frame: a cine
+    loop's frame index, empty for a still)."""
     from sonoshift.judges.plane.api import predict_files
 
     df = predict_files(classifier, images, out, crop=crop, adapt=adapt, zooms=_zooms(zooms), force=force)
@@ -89,7 +90,7 @@ def predict_cmd(
 @classify_app.command("adapt")
 def adapt_cmd(
     classifier: Path = typer.Argument(..., help="Classifier folder to adapt (it is not changed)."),
-    images: list[Path] = typer.Argument(..., help="Unlabelled image files or folders (searched recursively) of the new "
+    images: list[Path] = typer.Argument(..., help="Unlabelled image or DICOM files or folders (searched recursively) of the new "
                                                   "scanner or centre."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the adapted classifier."),
     crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),

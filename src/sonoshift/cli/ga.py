@@ -221,9 +221,10 @@ def cv_cmd(
 @ga_app.command("predict")
 def predict_cmd(
     estimator: Path = typer.Argument(..., help="GA estimator folder."),
-    images: list[Path] = typer.Argument(..., help="Head images (files or folders)."),
+    images: list[Path] = typer.Argument(..., help="Head images or DICOM stills / cine loops (files or folders)."),
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write."),
-    pixel_size: float | None = typer.Option(None, help="mm per pixel for every image."),
+    pixel_size: float | None = typer.Option(None, help="mm per pixel for every image (default for a DICOM: "
+                                            "the pixel size its header states)."),
     pixel_csv: Path | None = typer.Option(None, help="CSV with columns filename, pixel_size_mm (per image)."),
     runtime: str = typer.Option("torch", help=RUNTIME_HELP),
     lanes: int = typer.Option(2, help=LANES_HELP),
@@ -232,30 +233,32 @@ def predict_cmd(
     force: bool = typer.Option(False, "--force", help="Replace this command's own earlier CSV made with other "
                                                       "settings (a file it did not write is never replaced)."),
 ) -> None:
-    """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image as a CSV; needs each image's pixel size.
-    It measures the head of head images (a trans-thalamic or trans-ventricular plane); it does not tell whether an
+    """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image or DICOM frame as a CSV; needs each image's
+    pixel size: a --pixel-csv row, else --pixel-size, else (DICOM) its header's (column pixel_size_source). It measures the head of head images (a trans-thalamic or trans-ventricular plane); it does not tell whether an
     image shows one (`sonoshift classify predict` does). Exits non-zero when no image has a head."""
     import pandas as pd
 
     from sonoshift.atomic import atomic_write_text
+    from sonoshift.data.frame_inputs import frame_column, list_frames, pixel_sizes
     from sonoshift.judges.ga.estimator import measure_files
-    from sonoshift.judges.plane.api import list_images
     from sonoshift.outputs import claim_file, record_file, settings_key
 
     key = settings_key({"estimator": str(estimator.resolve()), "images": [str(p.resolve()) for p in images],
                         "pixel_size": pixel_size, "pixel_csv": str(pixel_csv.resolve()) if pixel_csv else None,
                         "runtime": runtime})
     claim_file(out, HC_TABLE, key, force=force)
-    files = list_images(images)
+    files = list_frames(images)
     sizes: dict[str, float] = {}
     if pixel_csv is not None:
         table = pd.read_csv(pixel_csv)
         if not {"filename", "pixel_size_mm"} <= set(table.columns):
             raise SonoshiftError(f"pixel size table {pixel_csv} needs the columns filename and pixel_size_mm.")
         sizes = {str(k): float(v) for k, v in zip(table["filename"], table["pixel_size_mm"])}
-    px = [sizes.get(f.name, pixel_size) for f in files]
+    px, source = pixel_sizes(files, sizes, pixel_size)
     est = _load(estimator, runtime, lanes)
-    df = measure_files(est, files, px, batch_size, lanes=lanes)
+    df = measure_files(est, files, px, batch_size, names=[str(f.path) for f in files], lanes=lanes)
+    df.insert(1, "frame", frame_column(files))
+    df.insert(df.columns.get_loc("pixel_size_mm") + 1, "pixel_size_source", source)
     atomic_write_text(out, df.to_csv(index=False))
     record_file(out, HC_TABLE, key)
     missing = df[~df["head_found"]]

@@ -60,13 +60,15 @@ class SynthesisRequest:
     strength: float = 0.5
 
 
-def _init_images(req: SynthesisRequest, size: int, progress: bool) -> tuple[list[Path], torch.Tensor | None]:
-    """The start images of an image-guided request (files, (N, 1, size, size) in [-1, 1]); ([], None) without."""
+def _init_images(req: SynthesisRequest, size: int, progress: bool) -> tuple[list[Any], torch.Tensor | None]:
+    """The start images of an image-guided request (their frames, ``data.frame_inputs.FrameRef``: image files or
+    DICOM frames; (N, 1, size, size) in [-1, 1]); ([], None) without."""
     if not req.init:
         return [], None
-    from sonoshift.judges.plane.api import list_images, read_like_training
+    from sonoshift.data.frame_inputs import list_frames
+    from sonoshift.judges.plane.api import read_like_training
 
-    files = list_images(req.init)
+    files = list_frames(req.init)
     frames = read_like_training(files, size, True, progress, hint="--init images are cropped to their field of view "
                                 "like the training frames, so give ultrasound frames")
     return files, torch.from_numpy(frames.astype(np.float32) / 127.5 - 1.0)[:, None]

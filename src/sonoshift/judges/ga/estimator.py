@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from sonoshift.biometry.intergrowth import ga_weeks_from_hc as intergrowth_ga_weeks
+from sonoshift.data.frame_inputs import FrameRef, read_frame
 from sonoshift.downstream.segmenter import Segmenter, load_segmenter
 from sonoshift.errors import SonoshiftError
 from sonoshift.biometry.hadlock import ga_from_hc as hadlock_ga_from_hc
@@ -385,7 +386,8 @@ def _outside(est: GaEstimator, fits: Sequence[HeadFit], shapes: Sequence[tuple[i
 def _check_pixel_sizes(names: Sequence[str], pixel_size_mm: Sequence[float | None]) -> None:
     for n, px in zip(names, pixel_size_mm):
         if px is None:
-            raise SonoshiftError(f"{n} has no pixel size: HC in mm needs one (give --pixel-size MM or a CSV).")
+            raise SonoshiftError(f"{n} has no pixel size: HC in mm needs one (give --pixel-size MM or a CSV; a "
+                                 "DICOM may state its own).")
         if not np.isfinite(px) or px <= 0:
             raise SonoshiftError(f"{n} has pixel size {px}: it must be a positive number of mm per pixel.")
 
@@ -433,10 +435,10 @@ def measure(
 
 
 def measure_files(
-    est: GaEstimator, paths: Sequence[str | Path], pixel_size_mm: Sequence[float | None],
+    est: GaEstimator, paths: Sequence[str | Path | FrameRef], pixel_size_mm: Sequence[float | None],
     batch_size: int | None = None, workers: int = 2, names: Sequence[str] | None = None, lanes: int = 1,
 ) -> pd.DataFrame:
-    """``measure`` for image files, streamed: ``workers`` threads decode and resize the next batch while the
+    """``measure`` for image files or DICOM frames (``data.frame_inputs``), streamed: ``workers`` threads decode and resize the next batch while the
     network runs on this one (PNG decoding and OpenCV release the GIL), so only one batch of native frames is
     ever held. Same table as ``measure``; names default to the paths.
 
@@ -446,7 +448,8 @@ def measure_files(
     both cores busy where one lane of two-thread networks leaves them waiting on each other (bench/ga_speed.py
     prints the ratio). The rows are the same, in the same order, whatever the batch size (None: ``BATCH`` in one
     lane, ``LANE_BATCH`` in several)."""
-    paths, pixel_size_mm = [Path(p) for p in paths], list(pixel_size_mm)
+    paths = [p if isinstance(p, FrameRef) else FrameRef(Path(p)) for p in paths]
+    pixel_size_mm = list(pixel_size_mm)
     names = list(names) if names is not None else [str(p) for p in paths]
     _check_pixel_sizes(names, pixel_size_mm)
     if lanes < 1:
@@ -466,13 +469,11 @@ def measure_files(
 
 
 def _loader(est: GaEstimator):
-    """path -> (the native frame, or only its shape when no later stage needs it; the frame at each model size)."""
-    from sonoshift.io.images import read_gray
-
+    """frame -> (the native frame, or only its shape when no later stage needs it; the frame at each model size)."""
     keep = _later(est)  # later stages need the native frame
 
-    def load(path: Path) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
-        f = read_gray(path)
+    def load(ref: FrameRef) -> tuple[np.ndarray | tuple[int, int], list[np.ndarray]]:
+        f = read_frame(ref)
         return (f if keep else f.shape), [frame_to_input(f, s, est.canvas_pad) for s in est.input_sizes]
 
     return load

@@ -96,12 +96,13 @@ def adapt_files(
     """Adapt the classifier at ``classifier`` on unlabelled image files (and the images in folders, recursively),
     each put in the training geometry as ``predict`` does; write the adapted classifier to ``out``. With
     ``zooms``, a test-time zoom ensemble re-normalized at each zoom (zoom.py)."""
-    from sonoshift.judges.plane.api import list_images, read_like_training
+    from sonoshift.data.frame_inputs import list_frames
+    from sonoshift.judges.plane.api import read_like_training
 
     if Path(out).resolve() == Path(classifier).resolve():
         raise SonoshiftError(f"the adapted classifier would overwrite {classifier}: choose another --out folder.")
     clf = load_classifier(classifier)
-    frames = read_like_training(list_images(inputs, recursive=True), clf.image_size, crop, progress)
+    frames = read_like_training(list_frames(inputs, recursive=True), clf.image_size, crop, progress)
     source = ", ".join(str(p) for p in inputs)
     adapted = adapt_classifier(clf, frames, source) if zooms is None else zoom_classifier(clf, zooms, frames, source)
     save_classifier(adapted, out)

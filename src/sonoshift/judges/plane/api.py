@@ -1,5 +1,6 @@
 """The plane classifier's stages as plain functions: train on a prepared dataset, evaluate a split (optionally
-after harmonizing the frames with a translator), predict loose image files into a CSV."""
+after harmonizing the frames with a translator), predict loose image files and DICOM stills / cine loops into a
+CSV."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import pandas as pd
 import torch
 
 from sonoshift.atomic import atomic_write_text
+from sonoshift.data.frame_inputs import FrameRef, frame_column, list_frames, read_frame
 from sonoshift.errors import SonoshiftError
 from sonoshift.judges.plane.checkpoint import PlaneClassifier, config_dict, load_classifier, save_classifier
 from sonoshift.judges.plane.data import Samples, encode, load_samples, resolve_classes, to_input
 from sonoshift.judges.plane.evaluate import classify_samples, write_evaluation
 from sonoshift.judges.plane.train import ClassifierConfig, predict_proba, train_classifier
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 PREDICTIONS = "plane predictions"  # the kind of `classify predict`'s CSV in its folder's ledger
 
 
@@ -92,22 +93,6 @@ def evaluate_on_dataset(
     return write_evaluation(table, clf.classes, out, title)
 
 
-def list_images(paths: Sequence[str | Path], *, recursive: bool = False) -> list[Path]:
-    """Image files given directly or found (sorted; in sub-folders too when ``recursive``) in the given folders."""
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = p.rglob("*") if recursive else p.iterdir()
-            files += sorted(q for q in found if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise SonoshiftError(f"input {p} does not exist.")
-    if not files:
-        raise SonoshiftError("no image files were found in the given paths.")
-    return files
-
-
 def prepare_like_training(frame: np.ndarray, size: int, crop: bool, name: str,
                           hint: str = "pass --no-crop to keep whole frames") -> np.ndarray:
     """A loose frame in the training geometry: field-of-view crop (as `prepare` does) and pad-resize to size.
@@ -121,14 +106,13 @@ def prepare_like_training(frame: np.ndarray, size: int, crop: bool, name: str,
     return crop_resize_stack(frame[None], find_fov(frame[None], name=name, hint=hint), cfg)[0][0]
 
 
-def read_like_training(files: Sequence[Path], size: int, crop: bool, progress: bool = True,
+def read_like_training(files: Sequence[FrameRef | Path], size: int, crop: bool, progress: bool = True,
                        hint: str = "pass --no-crop to keep whole frames") -> np.ndarray:
-    """Image files as (N, size, size) uint8 frames in the training geometry (``prepare_like_training``, ``hint``
-    included), with a progress bar."""
-    from sonoshift.io.images import read_gray
+    """Image files or DICOM frames (``data.frame_inputs``) as (N, size, size) uint8 frames in the training
+    geometry (``prepare_like_training``, ``hint`` included), with a progress bar."""
     from sonoshift.progress import track
 
-    return np.stack([prepare_like_training(read_gray(f), size, crop, str(f), hint)
+    return np.stack([prepare_like_training(read_frame(f), size, crop, str(f), hint)
                      for f in track(files, "read frames", disable=not progress)])
 
 
@@ -136,7 +120,8 @@ def predict_files(
     classifier: str | Path, inputs: Sequence[str | Path], out_csv: str | Path, *, crop: bool = True,
     adapt: bool = False, progress: bool = True, zooms: Sequence[float] | None = None, force: bool = False,
 ) -> pd.DataFrame:
-    """Classify image files (and the images in folders): CSV with path, pred, confidence, p_<class> per image.
+    """Classify image files and DICOMs (and those in folders): CSV with path, frame (a cine loop's frame index,
+    empty for a still), pred, confidence, p_<class> per frame.
     ``adapt``: first re-normalize the classifier on these same frames (AdaBN, ``adapt.py``; no label used), for a
     batch of frames from one new scanner; with ``zooms`` as a test-time zoom ensemble re-normalized at each zoom.
     ``out_csv`` follows the output policy of :mod:`sonoshift.outputs` (a file sonoshift did not write is refused;
@@ -150,7 +135,7 @@ def predict_files(
                         "zooms": list(zooms) if zooms is not None else None})
     claim_file(out_csv, PREDICTIONS, key, force=force)
     clf = load_classifier(classifier)
-    files = list_images(inputs)
+    files = list_frames(inputs)
     frames = read_like_training(files, clf.image_size, crop, progress)
     if adapt:
         from sonoshift.judges.plane.adapt import adapt_classifier, zoom_classifier
@@ -158,7 +143,7 @@ def predict_files(
         clf = (adapt_classifier(clf, frames, "the predicted frames") if zooms is None
                else zoom_classifier(clf, zooms, frames, "the predicted frames"))
     probs = predict_proba(clf.model, to_input(frames))
-    df = pd.DataFrame({"path": [str(f) for f in files],
+    df = pd.DataFrame({"path": [str(f.path) for f in files], "frame": frame_column(files),
                        "pred": [clf.classes[i] for i in probs.argmax(1)], "confidence": probs.max(1)})
     for i, c in enumerate(clf.classes):
         df[f"p_{c}"] = probs[:, i]
