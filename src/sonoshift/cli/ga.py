@@ -234,7 +234,8 @@ def predict_cmd(
                                                       "settings (a file it did not write is never replaced)."),
 ) -> None:
     """HC (mm) and GA (weeks, Hadlock and INTERGROWTH-21st) per image or DICOM frame as a CSV; needs each image's
-    pixel size: a --pixel-csv row, else --pixel-size, else (DICOM) its header's (column pixel_size_source). It measures the head of head images (a trans-thalamic or trans-ventricular plane); it does not tell whether an
+    pixel size: a --pixel-csv row, else --pixel-size, else (DICOM) its header's (column pixel_size_source). It
+    measures the head of head images (a trans-thalamic or trans-ventricular plane); it does not tell whether an
     image shows one (`sonoshift classify predict` does). Exits non-zero when no image has a head."""
     import pandas as pd
 

@@ -129,19 +129,19 @@ def pixel_sizes(refs: Sequence[FrameRef], per_file: dict[str, float], default: f
     """Each frame's mm per pixel and where it came from: ``per_file`` by file name ("table"), else ``default``
     ("option"), else a DICOM's own statement ("dicom"; read once per file), else None ("")."""
     stated: dict[Path, float | None] = {}
-    sizes: list[float | None] = []
-    sources: list[str] = []
-    for r in refs:
+
+    def one(r: FrameRef) -> tuple[float | None, str]:
         if r.path.name in per_file:
-            sizes.append(per_file[r.path.name]), sources.append("table")
-        elif default is not None:
-            sizes.append(default), sources.append("option")
-        else:
-            if r.is_dicom and r.path not in stated:
-                stated[r.path] = dicom_pixel_size_mm(r.path)
-            size = stated.get(r.path)
-            sizes.append(size), sources.append("dicom" if size is not None else "")
-    return sizes, sources
+            return per_file[r.path.name], "table"
+        if default is not None:
+            return default, "option"
+        if r.is_dicom and r.path not in stated:
+            stated[r.path] = dicom_pixel_size_mm(r.path)
+        size = stated.get(r.path)
+        return size, "dicom" if size is not None else ""
+
+    found = [one(r) for r in refs]
+    return [size for size, _ in found], [source for _, source in found]
 
 
 def frame_column(refs: Sequence[FrameRef]) -> Any:
@@ -181,4 +181,6 @@ def dicom_pixel_size_mm(path: str | Path) -> float | None:
     return (x + y) / 2
 
 
-__all__ = ["FRAME_SUFFIXES", "FrameRef", "dicom_pixel_size_mm", "frame_column", "list_frames", "pixel_sizes", "read_frame"]
+__all__ = [
+    "FRAME_SUFFIXES", "FrameRef", "dicom_pixel_size_mm", "frame_column", "list_frames", "pixel_sizes", "read_frame",
+]
