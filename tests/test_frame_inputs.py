@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 from plane_data import CLASSES, prepared, trained  # noqa: F401 (fixtures)
 from prep_synth import write_dicom
@@ -104,3 +105,41 @@ def test_classify_predict_reads_a_cine_loop_frame_by_frame_like_its_pngs(trained
     probs = [f"p_{c}" for c in CLASSES]
     np.testing.assert_allclose(d[probs].to_numpy(), p[probs].to_numpy(), atol=1e-6)
     assert d["pred"].tolist() == p["pred"].tolist()
+
+
+def test_segment_predict_writes_a_label_map_per_cine_frame(tmp_path: Path) -> None:
+    from sonoshift.downstream.segmenter import (
+        ModelConfig,
+        Segmenter,
+        build_unet,
+        load_segmenter,
+        predict,
+        save_segmenter,
+    )
+    from sonoshift.io.labels import read_labels
+
+    torch.manual_seed(0)  # the untrained net's weights
+    seg = save_segmenter(Segmenter(model=build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2),
+                                   classes=("bg", "head"), image_size=32,
+                                   config={"model": {"channels": [4, 8], "strides": [2]}}, info={}), tmp_path / "seg")
+    loop = frames(3, 5)
+    (tmp_path / "in").mkdir()
+    write_dicom(tmp_path / "in" / "sweep.dcm", loop, "p")
+    Image.fromarray(loop[0]).save(tmp_path / "in" / "still.png")
+    r = CliRunner().invoke(app, ["segment", "predict", str(tmp_path / "seg"), str(tmp_path / "in"),
+                                 "-o", str(tmp_path / "maps")])
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "maps").glob("*.png"))
+    assert names == ["still.png", "sweep_00000.png", "sweep_00001.png", "sweep_00002.png"]
+    net = load_segmenter(tmp_path / "seg")
+    for k in range(3):  # each map is the segmenter's prediction for that frame alone
+        np.testing.assert_array_equal(read_labels(tmp_path / "maps" / f"sweep_{k:05d}.png"), predict(net, [loop[k]])[0])
+    maps = tmp_path / "maps"
+    np.testing.assert_array_equal(read_labels(maps / "still.png"), read_labels(maps / "sweep_00000.png"))
+    Image.fromarray(loop[1]).save(tmp_path / "sweep.png")  # sweep.png and a still sweep.dcm elsewhere would clash
+    (tmp_path / "other").mkdir()
+    write_dicom(tmp_path / "other" / "sweep.dcm", loop[:1], "p")
+    r = CliRunner().invoke(app, ["segment", "predict", str(tmp_path / "seg"), str(tmp_path / "sweep.png"),
+                                 str(tmp_path / "other"), "-o", str(tmp_path / "maps2")])
+    assert r.exit_code != 0 and "both write the label map sweep.png" in str(r.exception)
+    assert not (tmp_path / "maps2").exists()

@@ -147,20 +147,24 @@ def heads_cmd(
 @segment_app.command("predict")
 def predict_cmd(
     segmenter: Path = typer.Argument(..., help="Checkpoint folder."),
-    images: list[Path] = typer.Argument(..., help="Image files (PNG/JPG) or folders of them."),
+    images: list[Path] = typer.Argument(..., help="Image or DICOM files (stills or cine loops), or folders of them."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the label maps (PNG of class ids)."),
     force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
-    """Write one label map per image (same size as the image; PNG values are class ids)."""
+    """Write one label map per image or DICOM frame (same size as the frame; PNG values are class ids), named after
+    the file (<name>.png; a cine loop's frames <name>_<frame:05d>.png)."""
     from sonoshift.atomic import atomic_dir
-    from sonoshift.io.images import read_gray, write_png
+    from sonoshift.data.frame_inputs import list_frames, read_frame
     from sonoshift.downstream.segmenter import load_segmenter, predict
-
-    files = [q for p in images for q in (sorted(p.glob("*.png")) + sorted(p.glob("*.jpg")) if p.is_dir() else [p])]
-    if not files:
-        raise SonoshiftError("no images were found in the given paths.")
+    from sonoshift.io.images import write_png
     from sonoshift.outputs import settings_key, write_stamp
 
+    refs = list_frames(images)
+    names = [f"{r.path.stem}.png" if r.index is None else f"{r.path.stem}_{r.index:05d}.png" for r in refs]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash is not None:
+        raise SonoshiftError(f"two inputs would both write the label map {clash}: give files with distinct names.")
+    files = sorted({r.path for r in refs})
     key = settings_key([str(Path(segmenter).resolve()), [[str(f.resolve()), f.stat().st_mtime_ns] for f in files]])
     if _claim(out, "label-map folder", key, force, ".sonoshift.json") == "reuse":
         typer.echo(f"{out} already holds these label maps; kept them (--force redoes them)")
@@ -168,9 +172,9 @@ def predict_cmd(
     seg = load_segmenter(segmenter)
     with atomic_dir(out) as tmp:
         write_stamp(tmp, "label-map folder", key)
-        for f in files:
-            write_png(tmp / f"{f.stem}.png", predict(seg, [read_gray(f)])[0])
-    typer.echo(f"{len(files)} label maps ({', '.join(seg.classes)}) written to {out}")
+        for r, name in zip(refs, names):
+            write_png(tmp / name, predict(seg, [read_frame(r)])[0])
+    typer.echo(f"{len(refs)} label maps ({', '.join(seg.classes)}) written to {out}")
 
 
 def register(app: typer.Typer) -> None:
