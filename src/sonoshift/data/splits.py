@@ -35,7 +35,9 @@ def check_fractions(fractions: Sequence[float], key: str = "split fractions") ->
     """Raise unless ``fractions`` are three non-negative numbers summing to 1 with a training share > 0."""
     f = [float(x) for x in fractions]
     if len(f) != 3 or any(x < 0 for x in f) or abs(sum(f) - 1.0) > 1e-6 or f[0] <= 0:
-        raise SonoshiftError(f"{key} {tuple(fractions)} must be three non-negative numbers summing to 1 with train > 0.")
+        raise SonoshiftError(
+            f"{key} {tuple(fractions)} must be three non-negative numbers summing to 1 with train > 0."
+        )
 
 
 def split_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:

@@ -41,11 +41,11 @@ from sonoshift.inference.translate import (
     to_uint8,
 )
 from sonoshift.io.images import read_gray, write_png
-from sonoshift.runs import dataset_reference
 from sonoshift.io.video import write_mp4
 from sonoshift.outputs import Batch, Stamp, all_or_nothing, claim_entries, claim_folder, record_entries, settings_key
 from sonoshift.outputs import write_stamp
 from sonoshift.progress import track
+from sonoshift.runs import dataset_reference
 
 DEFAULT_FPS = 25.0
 HARMONIZED = "harmonized output"

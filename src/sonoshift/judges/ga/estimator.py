@@ -438,9 +438,9 @@ def measure_files(
     est: GaEstimator, paths: Sequence[str | Path | FrameRef], pixel_size_mm: Sequence[float | None],
     batch_size: int | None = None, workers: int = 2, names: Sequence[str] | None = None, lanes: int = 1,
 ) -> pd.DataFrame:
-    """``measure`` for image files or DICOM frames (``data.frame_inputs``), streamed: ``workers`` threads decode and resize the next batch while the
-    network runs on this one (PNG decoding and OpenCV release the GIL), so only one batch of native frames is
-    ever held. Same table as ``measure``; names default to the paths.
+    """``measure`` for image files or DICOM frames (``data.frame_inputs``), streamed: ``workers`` threads decode
+    and resize the next batch while the network runs on this one (PNG decoding and OpenCV release the GIL), so
+    only one batch of native frames is ever held. Same table as ``measure``; names default to the paths.
 
     ``lanes`` > 1: that many threads each take a whole batch through every stage (decode included, so ``workers``
     is not used), at most two batches per lane held at once. The networks and OpenCV release the GIL, so on two
