@@ -81,6 +81,39 @@ def test_a_cine_loop_is_measured_frame_by_frame(tmp_path):
         assert df["hc_mm"].to_numpy() == pytest.approx(want, rel=0.01)
 
 
+class AlwaysHead(nn.Module):
+    """A network that draws the same head (a centred ellipse) whatever it is shown, a blank frame too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(5.0))
+
+    def forward(self, x):
+        s = x.shape[-1]
+        yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+        inside = (((xx - s / 2) / (0.3 * s)) ** 2 + ((yy - s / 2) / (0.2 * s)) ** 2 <= 1).float()
+        head = (2 * inside - 1) * self.k + 0 * x
+        return torch.cat([torch.zeros_like(x), head], 1)
+
+
+def test_a_frame_without_echo_has_no_head(tmp_path):
+    est = GaEstimator(Segmenter(AlwaysHead(), ("background", "head"), 64), offset_px=0.0, tta=False)
+    black, faint, scan = (np.zeros((120, 160), np.uint8), np.full((120, 160), 8, np.uint8),
+                          np.full((120, 160), 60, np.uint8))
+    df = measure(est, [black, faint, scan], [0.5] * 3)
+    # the network's "head" fills the frame: measured on the frame with echoes, not on the two without
+    assert df["status"].tolist() == ["no head found", "no head found", "ok"]
+    assert math.isnan(df["hc_mm"][0]) and df["hc_mm"][2] > 0
+    for k, f in enumerate((black, faint, scan)):
+        Image.fromarray(f).save(tmp_path / f"{k}.png")
+    streamed = measure_files(est, [tmp_path / f"{k}.png" for k in range(3)], [0.5] * 3, names=["0", "1", "2"])
+    assert streamed["status"].tolist() == df["status"].tolist()
+    # a few bright pixels (a burned-in label) are not an echo: under 1 % of the model input
+    label = black.copy()
+    label[5:8, 5:20] = 255
+    assert measure(est, [label], [0.5])["status"][0] == "no head found"
+
+
 def test_missing_pixel_size_is_a_clear_error():
     est = GaEstimator(Segmenter(BrightIsHead(), ("background", "head"), 64))
     with pytest.raises(SonoshiftError, match="img.png has no pixel size"):

@@ -263,8 +263,9 @@ def predict_cmd(
     atomic_write_text(out, df.to_csv(index=False))
     record_file(out, HC_TABLE, key)
     missing = df[~df["head_found"]]
-    for n in missing["name"]:
-        typer.echo(f"warning: no head found in {n} (its row has status 'no head found')", err=True)
+    for n, k in zip(missing["name"], missing["frame"]):
+        where = n if pd.isna(k) else f"frame {k} of {n}"
+        typer.echo(f"warning: no head found in {where} (its row has status 'no head found')", err=True)
     cut = df[df["outside_fraction"] > 0]
     if len(cut):
         typer.echo(f"note: {len(cut)} head(s) run beyond the image border; their HC is extrapolated across it "

@@ -45,6 +45,10 @@ LANE_BATCH = 8
 # frame reads 0.05); HC18 heads read 0.35-0.77 uncut and 0.24 or more cut by the border at 10-40 % of their extent
 # (5-fold CV and fold 0's cut heads, docs/judges.md "Session 39"), so no real head of HC18 falls below it
 MIN_OUTLINE_CONFIDENCE = 0.15
+# A frame with no echo has no head, whatever a network draws on it (a blank frame, a black DICOM frame): at least
+# this share of the first model input's pixels must be brighter than ECHO_LEVEL (HC18's heads: 0.25 or more).
+ECHO_LEVEL = 10
+MIN_ECHO_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -371,7 +375,18 @@ def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = B
     probs = head_probabilities(est, frames, batch_size)
     shapes = [np.shape(f) for f in frames]
     fits = refine_fits(est, frames, [est.first_fit(p, s) for p, s in zip(probs, shapes)], batch_size)
-    return _outside(est, fits, shapes)
+    echo = [has_echo(frame_to_input(f, est.input_sizes[0], est.canvas_pad)) for f in frames]
+    return _outside(est, _echo_free_have_no_head(fits, echo), shapes)
+
+
+def has_echo(model_input: np.ndarray) -> bool:
+    """Whether a first-stage input (``frame_to_input``: [-1, 1]) shows echoes: at least ``MIN_ECHO_FRACTION`` of
+    its pixels brighter than ``ECHO_LEVEL``."""
+    return float((np.asarray(model_input) > ECHO_LEVEL / 127.5 - 1.0).mean()) >= MIN_ECHO_FRACTION
+
+
+def _echo_free_have_no_head(fits: Sequence[HeadFit], echo: Sequence[bool]) -> list[HeadFit]:
+    return [f if e else HeadFit(None) for f, e in zip(fits, echo)]
 
 
 def _outside(est: GaEstimator, fits: Sequence[HeadFit], shapes: Sequence[tuple[int, int]]) -> list[HeadFit]:
@@ -426,8 +441,8 @@ def measure(
     second first stage's start, second_opinion.py), ellipse.
 
     ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
-    the frame. A frame with no head found (nothing segmented, or a polar refiner less sure of the outline than
-    ``MIN_OUTLINE_CONFIDENCE``, as on a blank frame) gets NaN measurements and ``status`` "no head found". The
+    the frame. A frame with no head found (nothing segmented, no echo in the frame (``has_echo``), or a polar
+    refiner less sure of the outline than ``MIN_OUTLINE_CONFIDENCE``, as on a blank frame) gets NaN measurements and ``status`` "no head found". The
     estimator measures the head of a head image: it does not tell a head plane from another plane (`classify`)."""
     names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
     _check_pixel_sizes(names, pixel_size_mm)
@@ -492,7 +507,8 @@ def _batch_fits(est: GaEstimator, loaded, batch_size: int) -> list[HeadFit]:
     fits = [est.first_fit(p, s) for p, s in zip(probs, shapes)]
     if _later(est):
         fits = refine_fits(est, [f for f, _ in loaded], fits, batch_size)
-    return _outside(est, fits, shapes)
+    echo = [has_echo(a[0]) for _, a in loaded]
+    return _outside(est, _echo_free_have_no_head(fits, echo), shapes)
 
 
 def _streamed(est, paths, batches, load, batch_size: int, workers: int):
