@@ -119,9 +119,9 @@ def test_segment_predict_writes_a_label_map_per_cine_frame(tmp_path: Path) -> No
     from sonoshift.io.labels import read_labels
 
     torch.manual_seed(0)  # the untrained net's weights
-    seg = save_segmenter(Segmenter(model=build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2),
-                                   classes=("bg", "head"), image_size=32,
-                                   config={"model": {"channels": [4, 8], "strides": [2]}}, info={}), tmp_path / "seg")
+    save_segmenter(Segmenter(model=build_unet(ModelConfig(channels=(4, 8), strides=(2,)), 2), classes=("bg", "head"),
+                             image_size=32, config={"model": {"channels": [4, 8], "strides": [2]}}, info={}),
+                   tmp_path / "seg")
     loop = frames(3, 5)
     (tmp_path / "in").mkdir()
     write_dicom(tmp_path / "in" / "sweep.dcm", loop, "p")
