@@ -143,3 +143,20 @@ def test_segment_predict_writes_a_label_map_per_cine_frame(tmp_path: Path) -> No
                                  str(tmp_path / "other"), "-o", str(tmp_path / "maps2")])
     assert r.exit_code != 0 and "both write the label map sweep.png" in str(r.exception)
     assert not (tmp_path / "maps2").exists()
+
+
+def test_two_loops_read_in_turns_are_decoded_once_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the GA estimator's lanes read neighbouring loops' frames at the same time: frames of two loops in turns must
+    # not decode either loop again for every frame
+    import sonoshift.data.readers as readers
+
+    a, b = frames(4, 7), frames(4, 8)
+    write_dicom(tmp_path / "a.dcm", a, "p")
+    write_dicom(tmp_path / "b.dcm", b, "p")
+    calls: list[Path] = []
+    real = readers.read_stack
+    monkeypatch.setattr(readers, "read_stack", lambda p: calls.append(Path(p)) or real(p))
+    for k in range(4):
+        np.testing.assert_array_equal(read_frame(FrameRef(tmp_path / "a.dcm", k)), a[k])
+        np.testing.assert_array_equal(read_frame(FrameRef(tmp_path / "b.dcm", k)), b[k])
+    assert sorted(c.name for c in calls) == ["a.dcm", "b.dcm"]

@@ -15,6 +15,7 @@ needs one size.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,25 +90,28 @@ def list_frames(paths: Sequence[str | Path], *, recursive: bool = False) -> list
     return refs
 
 
-class _LastStack:
-    """The last DICOM decoded (a cine loop is read once for all its frames, also from several threads)."""
+class _LastStacks:
+    """The last few DICOMs decoded: a cine loop is read once for all its frames, also when several threads (the
+    GA estimator's lanes) read the frames of neighbouring loops at the same time."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 3) -> None:
         self._lock = threading.Lock()
-        self._path: Path | None = None
-        self._frames: np.ndarray | None = None
+        self._keep = keep
+        self._stacks: OrderedDict[Path, np.ndarray] = OrderedDict()
 
     def frames(self, path: Path) -> np.ndarray:
         from sonoshift.data.readers import read_stack
 
         with self._lock:
-            if self._path != path:
-                self._frames, self._path = read_stack(path).frames, path
-            assert self._frames is not None
-            return self._frames
+            if path not in self._stacks:
+                self._stacks[path] = read_stack(path).frames
+                while len(self._stacks) > self._keep:
+                    self._stacks.popitem(last=False)
+            self._stacks.move_to_end(path)
+            return self._stacks[path]
 
 
-_LAST = _LastStack()
+_LAST = _LastStacks()
 
 
 def read_frame(ref: FrameRef | str | Path) -> np.ndarray:
