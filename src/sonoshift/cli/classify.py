@@ -90,8 +90,8 @@ def predict_cmd(
 @classify_app.command("adapt")
 def adapt_cmd(
     classifier: Path = typer.Argument(..., help="Classifier folder to adapt (it is not changed)."),
-    images: list[Path] = typer.Argument(..., help="Unlabelled image or DICOM files or folders (searched recursively) of the new "
-                                                  "scanner or centre."),
+    images: list[Path] = typer.Argument(..., help="Unlabelled image or DICOM files or folders (searched "
+                                                  "recursively) of the new scanner or centre."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the adapted classifier."),
     crop: bool = typer.Option(True, help="Crop the field of view as `prepare` does (off for prepared frames)."),
     zooms: str = typer.Option("", help="Comma-separated centred zooms: a test-time zoom ensemble re-normalized at "

@@ -153,6 +153,8 @@ def predict_cmd(
 ) -> None:
     """Write one label map per image or DICOM frame (same size as the frame; PNG values are class ids), named after
     the file (<name>.png; a cine loop's frames <name>_<frame:05d>.png)."""
+    from collections import Counter
+
     from sonoshift.atomic import atomic_dir
     from sonoshift.data.frame_inputs import list_frames, read_frame
     from sonoshift.downstream.segmenter import load_segmenter, predict
@@ -161,7 +163,7 @@ def predict_cmd(
 
     refs = list_frames(images)
     names = [f"{r.path.stem}.png" if r.index is None else f"{r.path.stem}_{r.index:05d}.png" for r in refs]
-    clash = next((n for n in names if names.count(n) > 1), None)
+    clash = next((n for n, count in Counter(names).items() if count > 1), None)
     if clash is not None:
         raise SonoshiftError(f"two inputs would both write the label map {clash}: give files with distinct names.")
     files = sorted({r.path for r in refs})

@@ -1,6 +1,6 @@
-"""Loose frames to predict on (`classify predict`, `classify adapt`, `ga predict`, `synth --init`): image files, DICOM
-stills and DICOM cine loops, given directly or found in folders, one :class:`FrameRef` per frame; and the pixel size
-a DICOM states about itself.
+"""Loose frames to predict on (`classify predict`, `classify adapt`, `ga predict`, `segment predict`, `synth --init`):
+image files, DICOM stills and DICOM cine loops, given directly or found in folders, one :class:`FrameRef` per frame;
+and the pixel size a DICOM states about itself.
 
 A clinic's frames usually come as DICOM: a still is one frame, a cine loop (a handheld sweep) one frame per row of
 the prediction table. Images and DICOMs are read under the readers' policy (``data/readers.py``: 8-bit only,
@@ -41,17 +41,12 @@ class FrameRef:
 
     @property
     def is_dicom(self) -> bool:
-        return _is_dicom(self.path)
+        from sonoshift.data.readers import is_dicom_input
+
+        return is_dicom_input(self.path)
 
     def __str__(self) -> str:
         return str(self.path) if self.index is None else f"{self.path}#{self.index}"
-
-
-def _is_dicom(path: Path) -> bool:
-    from sonoshift.data.readers import is_dicom_file
-
-    suffix = path.suffix.lower()
-    return suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES and is_dicom_file(path))
 
 
 def _header(path: Path) -> Any:
@@ -64,7 +59,7 @@ def _header(path: Path) -> Any:
 
 
 def _refs(path: Path) -> list[FrameRef]:
-    if not _is_dicom(path):
+    if not FrameRef(path).is_dicom:
         return [FrameRef(path)]
     n = int(_header(path).get("NumberOfFrames", 1) or 1)
     return [FrameRef(path)] if n <= 1 else [FrameRef(path, k) for k in range(n)]

@@ -70,6 +70,14 @@ def is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
+def is_dicom_input(path: Path) -> bool:
+    """Whether ``read_stack`` reads the file at ``path`` as DICOM: a DICOM suffix, or no known suffix and the
+    DICM preamble."""
+    suffix = path.suffix.lower()
+    other = IMAGE_SUFFIXES | NUMPY_SUFFIXES | VIDEO_SUFFIXES
+    return suffix in DICOM_SUFFIXES or (suffix not in other and is_dicom_file(path))
+
+
 def read_stack(path: str | Path) -> FrameStack:
     """Read a video, DICOM, image, folder of images or ``.npy`` stack as uint8 frames (T, H, W).
 
@@ -86,7 +94,7 @@ def read_stack(path: str | Path) -> FrameStack:
     if suffix in VIDEO_SUFFIXES:
         frames, info = read_video(path)
         return FrameStack(frames, info["fps"], None, path, {**info, "original_dtype": "uint8"})
-    if suffix in DICOM_SUFFIXES or (suffix not in IMAGE_SUFFIXES | NUMPY_SUFFIXES and is_dicom_file(path)):
+    if is_dicom_input(path):
         return _read_dicom(path)
     if suffix in IMAGE_SUFFIXES:
         frames, meta = _read_image(path)

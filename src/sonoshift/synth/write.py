@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -35,6 +35,9 @@ from sonoshift.progress import make_progress
 from sonoshift.seeding import make_generator
 from sonoshift.synth.pipeline import SynthPipeline
 from sonoshift.synth.schedulers import SAMPLERS
+
+if TYPE_CHECKING:
+    from sonoshift.data.frame_inputs import FrameRef
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ class SynthesisRequest:
     strength: float = 0.5
 
 
-def _init_images(req: SynthesisRequest, size: int, progress: bool) -> tuple[list[Any], torch.Tensor | None]:
+def _init_images(req: SynthesisRequest, size: int, progress: bool) -> tuple[list[FrameRef], torch.Tensor | None]:
     """The start images of an image-guided request (their frames, ``data.frame_inputs.FrameRef``: image files or
     DICOM frames; (N, 1, size, size) in [-1, 1]); ([], None) without."""
     if not req.init:

@@ -372,10 +372,11 @@ def _crop_refined(est: GaEstimator, frames: Sequence[np.ndarray], fits: Sequence
 
 def fits_for(est: GaEstimator, frames: Sequence[np.ndarray], batch_size: int = BATCH) -> list[HeadFit]:
     """One HeadFit per frame (native pixel coordinates)."""
-    probs = head_probabilities(est, frames, batch_size)
+    x = {s: frames_to_batch(frames, s, est.canvas_pad) for s in est.input_sizes}
+    probs = batch_probabilities(est, x, batch_size)
     shapes = [np.shape(f) for f in frames]
     fits = refine_fits(est, frames, [est.first_fit(p, s) for p, s in zip(probs, shapes)], batch_size)
-    echo = [has_echo(frame_to_input(f, est.input_sizes[0], est.canvas_pad)) for f in frames]
+    echo = [has_echo(a[0].numpy()) for a in x[est.input_sizes[0]]]
     return _outside(est, _echo_free_have_no_head(fits, echo), shapes)
 
 
@@ -442,8 +443,9 @@ def measure(
 
     ``pixel_size_mm`` gives mm per native pixel for each frame; a missing one (None / NaN) is an error naming
     the frame. A frame with no head found (nothing segmented, no echo in the frame (``has_echo``), or a polar
-    refiner less sure of the outline than ``MIN_OUTLINE_CONFIDENCE``, as on a blank frame) gets NaN measurements and ``status`` "no head found". The
-    estimator measures the head of a head image: it does not tell a head plane from another plane (`classify`)."""
+    refiner less sure of the outline than ``MIN_OUTLINE_CONFIDENCE``, as on a blank frame) gets NaN measurements
+    and ``status`` "no head found". The estimator measures the head of a head image: it does not tell a head plane
+    from another plane (`classify`)."""
     names = list(names) if names is not None else [f"frame {i}" for i in range(len(frames))]
     _check_pixel_sizes(names, pixel_size_mm)
     return pd.DataFrame.from_records(_records(est, names, fits_for(est, frames, batch_size), pixel_size_mm))
